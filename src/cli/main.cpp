@@ -1,0 +1,67 @@
+// flopscope: how many FLOPs does training a transformer take, and how long on this GPU?
+// The CLI boundary: every error becomes one line on stderr and a non-zero exit
+// (2: bad input; 1: a failure while running).
+#include <cstdio>
+#include <exception>
+#include <map>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "cli/commands.hpp"
+#include "util/error.hpp"
+#include "version.hpp"
+
+int main(int argc, char** argv) {
+  using namespace flopscope;
+  // Logs go to stderr; results to stdout or the output file, never mixed.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("flopscope"));
+  spdlog::set_pattern("[%l] %v");
+
+  CLI::App app{"flopscope: measure what training a transformer costs. Runs one GPT-3-ratio layer forward and "
+               "backward, counts and times every op, compares with the analytic formulas and extrapolates to the "
+               "whole training run.",
+               "flopscope"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string(kVersion) + " (" + kGitCommit + ")");
+  cli::GlobalOptions global;
+  app.add_option("--log-level", global.log_level, "log level: trace, debug, info, warn, error, off")
+      ->capture_default_str();
+  app.add_flag("--quiet,-q", global.quiet, "no progress or info logs on stderr");
+
+  const std::map<std::string, cli::Runner> runners = {
+      {"estimate", cli::add_estimate(app, global)},
+      // {"measure", cli::add_measure(app, global)},
+      {"report", cli::add_report(app, global)},
+  };
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "flopscope: error: %s (see 'flopscope --help')\n", e.what());
+    return 2;
+  }
+
+  try {
+    const auto level = spdlog::level::from_str(global.log_level);
+    if (level == spdlog::level::off && global.log_level != "off")
+      throw UsageError("--log-level: unknown level '" + global.log_level + "'; choose trace, debug, info, warn, error, off");
+    spdlog::set_level(global.quiet ? spdlog::level::warn : level);
+    for (const auto& [name, run] : runners)
+      if (app.got_subcommand(name)) return run();
+    return 2;
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "flopscope: error: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "flopscope: error: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,79 @@
+#include "cli/options.hpp"
+
+#include <cstdio>
+
+#include <fmt/format.h>
+
+#include "util/atomic_file.hpp"
+#include "util/error.hpp"
+#include "util/parse.hpp"
+
+namespace flopscope::cli {
+
+void add_model_options(CLI::App& app, ModelOptions& o) {
+  std::string presets;
+  for (const auto& p : preset_names()) presets += (presets.empty() ? "" : ", ") + p;
+  app.add_option("--model", o.model, "GPT-3 preset (GPT-3 paper Table 2.1): " + presets)->capture_default_str();
+  app.add_option("--config", o.config,
+                 "model config JSON: {\"base\": preset, ...} or a full model with n_layers, d_model, n_heads "
+                 "(keys: name, base, n_layers, d_model, n_heads, n_ctx, vocab, ffn_mult, train_tokens, batch_tokens)");
+  app.add_option("--layers", o.layers, "number of layers (default: the model's)");
+  app.add_option("--d-model", o.d_model, "model width d_model; d_head = d_model / heads (default: the model's)");
+  app.add_option("--heads", o.heads, "attention heads; must divide d_model (default: the model's)");
+  app.add_option("--seq", o.seq, "sequence length n_ctx (default: the model's, 2048 for GPT-3)");
+  app.add_option("--vocab", o.vocab, "vocabulary size (default: the model's, 50257 for GPT-3)");
+  app.add_option("--ffn-mult", o.ffn_mult, "d_ff = ffn-mult x d_model (default: 4)");
+  app.add_option("--tokens", o.tokens, "training tokens, e.g. 300e9 (default: the model's, 300e9 for GPT-3)");
+}
+
+ModelConfig resolve_model(const ModelOptions& o) {
+  ModelConfig base = o.config.empty() ? preset(o.model) : model_from_file(o.config);
+  ModelOverrides ov;
+  const int64_t kMax = INT64_C(1) << 24;
+  if (!o.layers.empty()) ov.n_layers = parse_count("--layers", o.layers, kMax);
+  if (!o.d_model.empty()) ov.d_model = parse_count("--d-model", o.d_model, kMax);
+  if (!o.heads.empty()) ov.n_heads = parse_count("--heads", o.heads, kMax);
+  if (!o.seq.empty()) ov.n_ctx = parse_count("--seq", o.seq, kMax);
+  if (!o.vocab.empty()) ov.vocab = parse_count("--vocab", o.vocab, kMax);
+  if (!o.ffn_mult.empty()) ov.ffn_mult = parse_count("--ffn-mult", o.ffn_mult, 1024);
+  if (!o.tokens.empty()) ov.train_tokens = parse_positive_real("--tokens", o.tokens, 1e21);
+  return apply_overrides(base, ov);
+}
+
+void add_layer_options(CLI::App& app, LayerOptions& o, const std::string& width_default,
+                       const std::string& precision_default) {
+  app.add_option("--width", o.width,
+                 "scale the layer at GPT-3 ratios: keep d_head, n_ctx and d_ff = 4 d_model, divide the heads by this "
+                 "factor, e.g. 1/8 (gpt3-175b: 12 heads, d_model 1536)")
+      ->default_str(width_default);
+  app.add_option("--batch", o.batch, "micro-batch size b (sequences)")->capture_default_str();
+  app.add_option("--precision", o.precision, "data type: fp64, fp32, tf32, fp16, bf16, fp8")
+      ->default_str(precision_default);
+  app.add_flag("--recompute", o.recompute, "re-run the forward inside backward (full activation recompute)");
+  app.add_flag("--include-head", o.include_head,
+               "add the LM head: final layernorm, logits GEMM against the vocabulary, softmax cross-entropy");
+}
+
+void add_output_options(CLI::App& app, OutputOptions& o) {
+  app.add_option("--format", o.format, "output format: table, json, csv (tidy: one value a row) or markdown")
+      ->capture_default_str();
+  app.add_option("--output,-o", o.output, "write to this file (atomically) instead of standard output");
+}
+
+Format check_output(const OutputOptions& o) {
+  Format f = parse_format(o.format);
+  if (!o.output.empty()) check_writable(o.output);
+  return f;
+}
+
+void emit(const nlohmann::json& result, const OutputOptions& o) {
+  const std::string text = render(result, parse_format(o.format));
+  if (o.output.empty()) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+  } else {
+    write_file_atomic(o.output, text);
+  }
+}
+
+}  // namespace flopscope::cli

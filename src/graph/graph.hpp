@@ -1,0 +1,148 @@
+// The layer graph: the single source of truth for what one pre-LN GPT layer does.
+//
+// For micro-batch b, sequence s, width d, h heads of d_head, d_ff = ffn_mult * d and
+// T = b * s tokens, it lists every tensor (weights, activations, gradients) with its shape,
+// and every op of the forward pass, the backward pass (dgrad + wgrad per GEMM, bias
+// gradients), an optional recompute of the forward inside backward, and an optional LM head.
+// Each op has a stable name (fwd.qkv, bwd.ffn.up.wgrad, ...) shared by backends, NVTX and
+// CUPTI ranges, JSON and tests, its dimensions, and its analytic cost: FLOPs at 2 per
+// multiply-add (executed, and model FLOPs for causal attention) and the minimum bytes it moves.
+//
+// Layout: activations are sequence-first, token t = si * b + bi (Megatron-LM's [s, b, h]),
+// and the fused QKV output is interleaved per head as [s, b, h, 3, d_head]. With that layout
+// Q, K and V of (batch bi, head hi) are strided batches of one stride (3 d_head) over the
+// b*h index i = bi*h + hi, so each attention product is a single strided batched GEMM.
+// All matrices are row-major.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "graph/precision.hpp"
+#include "model/model.hpp"
+
+namespace flopscope {
+
+enum class Phase { forward, backward, recompute };
+enum class OpKind { gemm, batched_gemm, norm, softmax, elementwise, reduction };
+enum class Group { layer, head };
+
+// What an op computes; backends dispatch on this, never on the name.
+enum class OpImpl {
+  gemm,                // C = alpha op(A) op(B) + beta C (strided batched when batch > 1)
+  layernorm_fwd,       // in {x, gamma, beta} out {y, mean, rstd}
+  layernorm_bwd,       // in {dy, x, gamma, mean, rstd} out {dx, dgamma, dbeta}
+  softmax_causal_fwd,  // in {scores} out {probs}; batch x [rows x cols], j > i masked
+  softmax_causal_bwd,  // in {probs, dprobs} out {dscores}
+  gelu_fwd,            // in {x} out {y}
+  gelu_bwd,            // in {x, dy} out {dx}
+  bias_add,            // in {x, bias} out {x} (in place)
+  bias_grad,           // in {dy} out {dbias}: column sums over rows
+  residual_add,        // in {a, b} out {out}
+  cross_entropy_fwd,   // in {logits, targets} out {loss}: per-row -log softmax[target]
+  cross_entropy_bwd,   // in {logits, targets} out {dlogits} = (softmax - onehot) / rows
+};
+
+std::string_view to_string(Phase p);
+std::string_view to_string(OpKind k);
+std::string_view to_string(Group g);
+std::string_view to_string(OpImpl i);
+
+enum class TensorRole { input, weight, activation, statistic, gradient, weight_grad, index };
+std::string_view to_string(TensorRole r);
+
+struct TensorSpec {
+  std::string name;
+  TensorRole role;
+  std::vector<int64_t> shape;  // row-major
+  int64_t numel() const;
+};
+
+// Row-major GEMM: C[m, n] = alpha * op(A)[m, k] * op(B)[k, n] + beta * C, repeated over
+// `batch` with element strides between batch members. A is stored m x k (k x m when trans_a)
+// with leading dimension lda; likewise B (k x n, or n x k when trans_b) and C (m x n).
+struct GemmSpec {
+  int64_t m = 0, n = 0, k = 0, batch = 1;
+  bool trans_a = false, trans_b = false;
+  std::string a, b, c;                       // tensor names
+  int64_t a_offset = 0, b_offset = 0, c_offset = 0;  // elements from each tensor's start
+  int64_t lda = 0, ldb = 0, ldc = 0;
+  int64_t stride_a = 0, stride_b = 0, stride_c = 0;  // elements between batch members
+  double alpha = 1.0, beta = 0.0;
+  bool linear = false;  // a linear layer (weights) rather than an attention product
+  double flops() const { return 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) * static_cast<double>(batch); }
+};
+
+struct Op {
+  std::string name;
+  Phase phase = Phase::forward;
+  Group group = Group::layer;
+  OpKind kind = OpKind::elementwise;
+  OpImpl impl = OpImpl::gemm;
+  Precision precision = Precision::fp32;
+  GemmSpec gemm;                     // impl == gemm
+  std::vector<std::string> inputs;   // other impls: see OpImpl
+  std::vector<std::string> outputs;
+  int64_t batch = 1, rows = 0, cols = 0;  // shape the non-GEMM op works on
+  double flops = 0;        // analytic FLOPs as executed (causal attention: full square)
+  double model_flops = 0;  // Megatron-LM convention: causal attention GEMMs halved
+  double min_bytes = 0;    // every operand read once and every result written once
+  bool causal_square = false;  // an attention product whose model FLOPs halve the square
+  std::string shape_str() const;  // "2048x4608x1536" or "96x[2048x2048x128]"
+};
+
+struct LayerShape {
+  int64_t batch = 1;     // micro-batch b
+  int64_t seq = 2048;    // s
+  int64_t d_model = 0;   // d
+  int64_t n_heads = 0;   // h
+  int64_t d_head = 0;
+  int64_t d_ff = 0;
+  int64_t vocab = 50257;
+  int64_t tokens() const { return batch * seq; }
+};
+LayerShape layer_shape(const ModelConfig& m, int64_t batch, int64_t seq);
+
+struct GraphOptions {
+  bool recompute = false;     // re-run the forward inside backward (full activation recompute)
+  bool include_head = false;  // final LN, logits GEMM, softmax cross-entropy and backward
+  Precision precision = Precision::fp32;
+};
+
+struct LayerGraph {
+  LayerShape shape;
+  GraphOptions options;
+  std::vector<TensorSpec> tensors;
+  std::vector<Op> ops;
+
+  const TensorSpec& tensor(const std::string& name) const;  // throws Error if unknown
+  const Op& op(const std::string& name) const;              // throws Error if unknown
+  // Sums over ops matching the filter.
+  double total_flops(Phase p) const;
+  double total_model_flops(Phase p) const;
+  double gemm_flops(Phase p, Group g = Group::layer) const;
+  // Bytes of every tensor, as the backends allocate them.
+  double tensor_bytes() const;
+};
+
+// Builds the graph. Throws UsageError on shapes that overflow.
+LayerGraph build_layer_graph(const LayerShape& shape, const GraphOptions& options);
+
+// Analytic FLOP conventions for the non-GEMM ops, per element processed (documented in
+// docs/method.md). exp, tanh, rsqrt and log count as one FLOP each.
+namespace flop_convention {
+inline constexpr double kLayerNormFwd = 8;    // mean 1; variance 3; normalise 2; affine 2
+inline constexpr double kLayerNormBwd = 13;   // xhat 2; dxhat 1; dgamma 2; dbeta 1; two row sums 3; dx 4
+inline constexpr double kSoftmaxFwd = 4;      // per unmasked element: sub max, exp, add, scale
+inline constexpr double kSoftmaxBwd = 4;      // per unmasked element: dot 2; sub, mul 2
+inline constexpr double kGeluFwd = 9;         // x^3 2; fma-like 2; scale 1; tanh 1; +1, *x, *0.5 3
+inline constexpr double kGeluBwd = 16;        // recompute tanh argument and tanh 5; derivative 10; *dy 1
+inline constexpr double kBiasAdd = 1;
+inline constexpr double kBiasGrad = 1;
+inline constexpr double kResidualAdd = 1;
+inline constexpr double kCrossEntropyFwd = 4;  // per logit: max, sub, exp, add
+inline constexpr double kCrossEntropyBwd = 4;  // per logit: sub, exp, mul, scale
+}  // namespace flop_convention
+
+}  // namespace flopscope

@@ -1,0 +1,61 @@
+// Model configurations: the GPT-3 family (GPT-3 paper, Brown et al. 2020, Table 2.1),
+// custom models from flags or a JSON file, and a layer scaled down at GPT-3 ratios.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "util/parse.hpp"
+
+namespace flopscope {
+
+struct ModelConfig {
+  std::string name;
+  int64_t n_layers = 0;
+  int64_t d_model = 0;
+  int64_t n_heads = 0;
+  int64_t d_head = 0;     // d_model / n_heads
+  int64_t n_ctx = 2048;   // sequence length
+  int64_t vocab = 50257;  // GPT-2/3 BPE vocabulary
+  int64_t ffn_mult = 4;   // d_ff = ffn_mult * d_model
+  double batch_tokens = 0;        // training batch size in tokens (Table 2.1)
+  double train_tokens = 300e9;    // training tokens (GPT-3: 300B)
+
+  int64_t d_ff() const { return ffn_mult * d_model; }
+  // Throws UsageError when the numbers do not describe a transformer.
+  void validate() const;
+};
+
+// Preset names in Table 2.1 order.
+const std::vector<std::string>& preset_names();
+// Throws UsageError naming the presets when `name` is unknown.
+ModelConfig preset(const std::string& name);
+
+// Overrides given on the command line (or read from a JSON file); unset fields keep the base.
+struct ModelOverrides {
+  std::optional<int64_t> n_layers, d_model, n_heads, n_ctx, vocab, ffn_mult;
+  std::optional<double> train_tokens, batch_tokens;
+  std::optional<std::string> name;
+};
+
+// Applies overrides. A new d_model or n_heads re-derives d_head = d_model / n_heads and
+// throws when heads do not divide d_model.
+ModelConfig apply_overrides(ModelConfig base, const ModelOverrides& o);
+
+// Reads a model config JSON: either a full model or {"base": "<preset>", ...overrides}.
+// Keys: name, base, n_layers, d_model, n_heads, n_ctx, vocab, ffn_mult, train_tokens,
+// batch_tokens. Unknown keys, wrong types and missing fields are UsageErrors.
+ModelConfig model_from_json(const nlohmann::json& j, const std::string& origin);
+ModelConfig model_from_file(const std::string& path);
+nlohmann::json model_to_json(const ModelConfig& m);
+
+// The layer at GPT-3 ratios scaled by `width`: n_heads * width heads of the same d_head,
+// d_model = heads * d_head, d_ff = ffn_mult * d_model, same n_ctx. Throws UsageError when
+// the width leaves no whole head.
+ModelConfig scale_width(const ModelConfig& m, const Fraction& width);
+
+}  // namespace flopscope

@@ -1,0 +1,140 @@
+#include "report/result.hpp"
+
+#include <fmt/format.h>
+
+#include "analytic/formulas.hpp"
+#include "report/render_detail.hpp"
+#include "util/error.hpp"
+#include "version.hpp"
+
+namespace flopscope {
+
+using nlohmann::json;
+
+Format parse_format(std::string_view text) {
+  if (text == "table") return Format::table;
+  if (text == "json") return Format::json;
+  if (text == "csv") return Format::csv;
+  if (text == "markdown" || text == "md") return Format::markdown;
+  throw UsageError(fmt::format("--format: unknown format '{}'; choose table, json, csv or markdown", text));
+}
+
+json tool_json() { return {{"name", "flopscope"}, {"version", kVersion}, {"git_commit", kGitCommit}}; }
+
+json op_json(const Op& op) {
+  json j = {{"name", op.name},
+            {"phase", to_string(op.phase)},
+            {"group", to_string(op.group)},
+            {"kind", to_string(op.kind)},
+            {"impl", to_string(op.impl)},
+            {"shape", op.shape_str()},
+            {"dtype", to_string(op.precision)},
+            {"flops", op.flops},
+            {"min_bytes", op.min_bytes}};
+  if (op.impl == OpImpl::gemm) {
+    j["dims"] = {{"m", op.gemm.m}, {"n", op.gemm.n}, {"k", op.gemm.k}, {"batch", op.gemm.batch},
+                 {"trans_a", op.gemm.trans_a}, {"trans_b", op.gemm.trans_b}};
+  } else {
+    j["dims"] = {{"batch", op.batch}, {"rows", op.rows}, {"cols", op.cols}};
+  }
+  if (op.causal_square) j["model_flops"] = op.model_flops;
+  return j;
+}
+
+json layer_json(const LayerGraph& g, const ModelConfig& lm, const std::string& width) {
+  const auto& s = g.shape;
+  return {{"width", width},
+          {"batch", s.batch},
+          {"seq", s.seq},
+          {"tokens", s.tokens()},
+          {"d_model", s.d_model},
+          {"n_heads", s.n_heads},
+          {"d_head", s.d_head},
+          {"d_ff", s.d_ff},
+          {"vocab", s.vocab},
+          {"precision", to_string(g.options.precision)},
+          {"recompute", g.options.recompute},
+          {"include_head", g.options.include_head},
+          {"tensor_bytes", g.tensor_bytes()},
+          {"name", lm.name}};
+}
+
+json formulas_json(const ModelConfig& m, const ClusterAssumption& c) {
+  const GpuPeaks& gpu = gpu_by_id(c.gpu);
+  const auto peak = peak_tflops(gpu, c.dtype);
+  const double six_nd = formula_6nd(m).total_flops;
+  json list = json::array();
+  for (const auto& f : all_formulas(m)) {
+    json j = {{"id", f.id},
+              {"title", f.title},
+              {"flops_per_token", f.flops_per_token},
+              {"total_flops", f.total_flops},
+              {"ratio_to_6nd", f.total_flops / six_nd},
+              {"pf_days", pf_days(f.total_flops)},
+              {"source", f.source}};
+    j["days_on_cluster"] = peak ? json(days_on(f.total_flops, c.gpus, *peak * 1e12 * c.utilization)) : json(nullptr);
+    list.push_back(j);
+  }
+  return list;
+}
+
+json seed_check_json(const ModelConfig& m) {
+  const SeedCheck c = seed_check(m);
+  json factors = json::array();
+  for (const auto& f : c.factors) {
+    factors.push_back({{"id", f.id},
+                       {"description", f.description},
+                       {"seed_value", f.seed_value},
+                       {"graph_value", f.graph_value},
+                       {"factor", f.factor},
+                       {"running_total", f.running_total}});
+  }
+  return {{"seed_total", c.seed_total},     {"factors", factors},
+          {"product", c.product},           {"corrected_total", c.corrected_total},
+          {"six_nd_total", c.six_nd_total}, {"graph_total", c.graph_total},
+          {"note", "factors computed from the layer graph at full width (b = 1, s = n_ctx); the corrected total is "
+                   "the graph's GEMM FLOPs, executed; graph_total adds the non-GEMM ops and the LM head"}};
+}
+
+json estimate_result(const ModelConfig& model, const ModelConfig& layer_model, const std::string& width,
+                     const LayerGraph& g, const ClusterAssumption& c) {
+  const GpuPeaks& gpu = gpu_by_id(c.gpu);
+  const auto peak = peak_tflops(gpu, c.dtype);
+  json ops = json::array();
+  for (const auto& op : g.ops) ops.push_back(op_json(op));
+  return {{"schema", kSchema},
+          {"command", "estimate"},
+          {"tool", tool_json()},
+          {"sources",
+           {{"formulas", "analytic"}, {"ops.flops", "analytic"}, {"ops.model_flops", "analytic"},
+            {"seed_check", "analytic"}, {"cluster", "assumed"}}},
+          {"model", model_to_json(model)},
+          {"parameters", parameter_count(model)},
+          {"layer", layer_json(g, layer_model, width)},
+          {"cluster",
+           {{"gpu", gpu.id},
+            {"gpu_title", gpu.title},
+            {"gpus", c.gpus},
+            {"utilization", c.utilization},
+            {"dtype", c.dtype},
+            {"peak_tflops", peak ? json(*peak) : json(nullptr)},
+            {"peak_source", gpu.source}}},
+          {"formulas", formulas_json(model, c)},
+          {"ops", ops},
+          {"seed_check", seed_check_json(model)}};
+}
+
+std::string render(const json& result, Format f) {
+  try {
+    detail::check_schema(result);
+    if (f == Format::json) return result.dump(2) + "\n";
+    const std::string cmd = result.at("command").get<std::string>();
+    if (f == Format::csv) return detail::render_csv(result);
+    const auto doc = detail::estimate_document(result);
+    return f == Format::markdown ? doc.markdown() : doc.text();
+  } catch (const json::exception& e) {
+    throw UsageError(fmt::format("result is malformed or incomplete: {}", e.what()));
+  }
+}
+
+}  // namespace flopscope
