@@ -26,13 +26,14 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string(kVersion) + " (" + kGitCommit + ")");
   cli::GlobalOptions global;
+  for (int i = 0; i < argc; ++i) global.command_line += (i ? " " : "") + std::string(argv[i]);
   app.add_option("--log-level", global.log_level, "log level: trace, debug, info, warn, error, off")
       ->capture_default_str();
   app.add_flag("--quiet,-q", global.quiet, "no progress or info logs on stderr");
 
   const std::map<std::string, cli::Runner> runners = {
       {"estimate", cli::add_estimate(app, global)},
-      // {"measure", cli::add_measure(app, global)},
+      {"measure", cli::add_measure(app, global)},
       {"report", cli::add_report(app, global)},
   };
 

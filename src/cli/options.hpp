@@ -45,6 +45,7 @@ void emit(const nlohmann::json& result, const OutputOptions& o);
 struct GlobalOptions {
   std::string log_level = "info";
   bool quiet = false;
+  std::string command_line;  // as typed, recorded in results
 };
 
 }  // namespace flopscope::cli

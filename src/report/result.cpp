@@ -78,6 +78,18 @@ json formulas_json(const ModelConfig& m, const ClusterAssumption& c) {
   return list;
 }
 
+json cluster_json(const ClusterAssumption& c) {
+  const GpuPeaks& gpu = gpu_by_id(c.gpu);
+  const auto peak = peak_tflops(gpu, c.dtype);
+  return {{"gpu", gpu.id},
+          {"gpu_title", gpu.title},
+          {"gpus", c.gpus},
+          {"utilization", c.utilization},
+          {"dtype", c.dtype},
+          {"peak_tflops", peak ? json(*peak) : json(nullptr)},
+          {"peak_source", gpu.source}};
+}
+
 json seed_check_json(const ModelConfig& m) {
   const SeedCheck c = seed_check(m);
   json factors = json::array();
@@ -98,8 +110,6 @@ json seed_check_json(const ModelConfig& m) {
 
 json estimate_result(const ModelConfig& model, const ModelConfig& layer_model, const std::string& width,
                      const LayerGraph& g, const ClusterAssumption& c) {
-  const GpuPeaks& gpu = gpu_by_id(c.gpu);
-  const auto peak = peak_tflops(gpu, c.dtype);
   json ops = json::array();
   for (const auto& op : g.ops) ops.push_back(op_json(op));
   return {{"schema", kSchema},
@@ -111,14 +121,7 @@ json estimate_result(const ModelConfig& model, const ModelConfig& layer_model, c
           {"model", model_to_json(model)},
           {"parameters", parameter_count(model)},
           {"layer", layer_json(g, layer_model, width)},
-          {"cluster",
-           {{"gpu", gpu.id},
-            {"gpu_title", gpu.title},
-            {"gpus", c.gpus},
-            {"utilization", c.utilization},
-            {"dtype", c.dtype},
-            {"peak_tflops", peak ? json(*peak) : json(nullptr)},
-            {"peak_source", gpu.source}}},
+          {"cluster", cluster_json(c)},
           {"formulas", formulas_json(model, c)},
           {"ops", ops},
           {"seed_check", seed_check_json(model)}};
@@ -130,7 +133,7 @@ std::string render(const json& result, Format f) {
     if (f == Format::json) return result.dump(2) + "\n";
     const std::string cmd = result.at("command").get<std::string>();
     if (f == Format::csv) return detail::render_csv(result);
-    const auto doc = detail::estimate_document(result);
+    const auto doc = cmd == "estimate" ? detail::estimate_document(result) : detail::measure_document(result);
     return f == Format::markdown ? doc.markdown() : doc.text();
   } catch (const json::exception& e) {
     throw UsageError(fmt::format("result is malformed or incomplete: {}", e.what()));

@@ -38,6 +38,7 @@ nlohmann::json tool_json();  // version, git commit
 nlohmann::json op_json(const Op& op);
 nlohmann::json layer_json(const LayerGraph& g, const ModelConfig& layer_model, const std::string& width);
 nlohmann::json formulas_json(const ModelConfig& m, const ClusterAssumption& c);
+nlohmann::json cluster_json(const ClusterAssumption& c);
 nlohmann::json seed_check_json(const ModelConfig& m);
 
 nlohmann::json estimate_result(const ModelConfig& model, const ModelConfig& layer_model, const std::string& width,

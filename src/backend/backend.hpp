@@ -1,0 +1,63 @@
+// The backend interface: what every device (cpu, cuda) does with the layer graph.
+//
+// A backend allocates the layer's tensors from the graph's shapes, fills inputs and weights
+// with seeded random values (never zeros), executes one op at a time, synchronises, reports
+// the memory it allocated, and marks points on its timeline so the caller can time ops.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "graph/graph.hpp"
+#include "util/random_fill.hpp"
+
+namespace flopscope {
+
+// Points on a backend's timeline: record(i) marks "now" in execution order (a CUDA event on
+// the stream; a steady-clock reading on the CPU); after synchronize(), ms(a, b) is the time
+// between two recorded points.
+class Timeline {
+ public:
+  virtual ~Timeline() = default;
+  virtual void record(int slot) = 0;
+  virtual double ms(int from, int to) const = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string_view name() const = 0;      // "cpu", "cuda"
+  virtual nlohmann::json device_json() const = 0;  // what the device is, for results
+  virtual std::string device_line() const = 0;     // one line for tables
+  // Bytes this backend could allocate now (memory preflight).
+  virtual double available_bytes() const = 0;
+
+  virtual void allocate(const LayerGraph& g) = 0;
+  // Inputs and weights get seeded random values; activations and gradients are poisoned
+  // (NaN) so an output an op fails to write is caught by verify().
+  virtual void fill(uint64_t seed) = 0;
+  virtual void run(const Op& op) = 0;
+  virtual void synchronize() = 0;
+  virtual double allocated_bytes() const = 0;
+
+  virtual std::unique_ptr<Timeline> make_timeline(int slots) = 0;
+
+  // Software FLOP counting: the dimensions of every executed call, summed per op since the
+  // last reset. Backends that do not count return false from counts_flops().
+  virtual bool counts_flops() const { return false; }
+  virtual double counted_flops(const std::string& /*op*/) const { return 0; }
+  virtual void reset_counts() {}
+
+  // After one full run of the graph: every output tensor is finite (no poison left, no NaN).
+  // Returns a JSON object {passed, checked, failures: [...]}.
+  virtual nlohmann::json verify(const LayerGraph& g) = 0;
+};
+
+// How a tensor is filled: scale and offset of uniform_pm1, or integer indices.
+FillSpec fill_spec(const TensorSpec& t, int64_t vocab);
+
+}  // namespace flopscope

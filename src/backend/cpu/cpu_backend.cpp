@@ -1,0 +1,246 @@
+#include "backend/cpu/cpu_backend.hpp"
+
+#include <cblas.h>
+
+#include <chrono>
+#include <climits>
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "backend/cpu/reference_ops.hpp"
+#include "util/error.hpp"
+
+namespace flopscope {
+
+namespace {
+
+std::string read_cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      auto colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(colon + 2);
+    }
+  }
+  return "unknown CPU";
+}
+
+double mem_available_bytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  double kib = 0;
+  std::string unit;
+  while (in >> key >> kib >> unit) {
+    if (key == "MemAvailable:") return kib * 1024.0;
+  }
+  return 0;
+}
+
+class CpuTimeline final : public Timeline {
+ public:
+  explicit CpuTimeline(int slots) : t_(static_cast<size_t>(slots)) {}
+  void record(int slot) override { t_.at(static_cast<size_t>(slot)) = std::chrono::steady_clock::now(); }
+  double ms(int from, int to) const override {
+    return std::chrono::duration<double, std::milli>(t_.at(static_cast<size_t>(to)) - t_.at(static_cast<size_t>(from)))
+        .count();
+  }
+
+ private:
+  std::vector<std::chrono::steady_clock::time_point> t_;
+};
+
+int blas_int(int64_t v, const Op& op, const char* what) {
+  if (v < 0 || v > INT_MAX)
+    throw Error(fmt::format("{}: {} = {} exceeds OpenBLAS's 32-bit integer dimensions", op.name, what, v));
+  return static_cast<int>(v);
+}
+
+}  // namespace
+
+nlohmann::json cpu_info_json() {
+  return {{"kind", "cpu"},
+          {"name", read_cpu_model()},
+          {"hardware_threads", std::thread::hardware_concurrency()},
+          {"blas", "OpenBLAS"},
+          {"blas_config", openblas_get_config()},
+          {"blas_core", openblas_get_corename()},
+          {"blas_threads", openblas_get_num_threads()},
+          {"memory_available_bytes", mem_available_bytes()}};
+}
+
+template <typename F>
+CpuBackend<F>::CpuBackend() = default;
+
+template <typename F>
+nlohmann::json CpuBackend<F>::device_json() const {
+  return cpu_info_json();
+}
+
+template <typename F>
+std::string CpuBackend<F>::device_line() const {
+  return fmt::format("cpu: {} ({} hardware threads), OpenBLAS {} threads, core {}", read_cpu_model(),
+                     std::thread::hardware_concurrency(), openblas_get_num_threads(), openblas_get_corename());
+}
+
+template <typename F>
+double CpuBackend<F>::available_bytes() const {
+  return mem_available_bytes();
+}
+
+template <typename F>
+void CpuBackend<F>::allocate(const LayerGraph& g) {
+  tensors_.clear();
+  allocated_bytes_ = 0;
+  for (const auto& t : g.tensors) {
+    const auto n = static_cast<size_t>(t.numel());
+    tensors_.emplace(t.name, std::vector<F>(n));
+    allocated_bytes_ += static_cast<double>(n) * sizeof(F);
+  }
+  graph_ = &g;
+}
+
+template <typename F>
+void CpuBackend<F>::fill(uint64_t seed) {
+  FLOPSCOPE_CHECK(graph_ != nullptr, "fill before allocate");
+  for (const auto& t : graph_->tensors) {
+    auto& v = tensors_.at(t.name);
+    const FillSpec f = fill_spec(t, graph_->shape.vocab);
+    const uint64_t stream = stream_id(t.name);
+    if (f.index_count > 0) {
+      for (size_t i = 0; i < v.size(); ++i) {
+        const double u = (uniform_pm1(seed, stream, i) + 1) / 2;  // [0, 1)
+        v[i] = static_cast<F>(std::min<int64_t>(static_cast<int64_t>(u * static_cast<double>(f.index_count)),
+                                                f.index_count - 1));
+      }
+    } else if (f.scale == 0) {
+      std::fill(v.begin(), v.end(), std::numeric_limits<F>::quiet_NaN());  // poison outputs
+    } else {
+      for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<F>(f.offset + f.scale * uniform_pm1(seed, stream, i));
+    }
+  }
+}
+
+template <typename F>
+std::vector<F>& CpuBackend<F>::data(const std::string& tensor) {
+  auto it = tensors_.find(tensor);
+  FLOPSCOPE_CHECK(it != tensors_.end(), fmt::format("cpu backend: no tensor '{}' (allocate first)", tensor));
+  return it->second;
+}
+
+template <typename F>
+F* CpuBackend<F>::ptr(const std::string& tensor) {
+  return data(tensor).data();
+}
+
+template <typename F>
+void CpuBackend<F>::gemm(const Op& op) {
+  const GemmSpec& g = op.gemm;
+  const int m = blas_int(g.m, op, "m"), n = blas_int(g.n, op, "n"), k = blas_int(g.k, op, "k");
+  const int lda = blas_int(g.lda, op, "lda"), ldb = blas_int(g.ldb, op, "ldb"), ldc = blas_int(g.ldc, op, "ldc");
+  const auto ta = g.trans_a ? CblasTrans : CblasNoTrans;
+  const auto tb = g.trans_b ? CblasTrans : CblasNoTrans;
+  const F* A = ptr(g.a) + g.a_offset;
+  const F* B = ptr(g.b) + g.b_offset;
+  F* C = ptr(g.c) + g.c_offset;
+  double flops = 0;
+  // OpenBLAS has no strided-batched call; one call per batch member, each counted.
+  for (int64_t i = 0; i < g.batch; ++i) {
+    if constexpr (std::is_same_v<F, float>) {
+      cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, static_cast<float>(g.alpha), A + i * g.stride_a, lda,
+                  B + i * g.stride_b, ldb, static_cast<float>(g.beta), C + i * g.stride_c, ldc);
+    } else {
+      cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, g.alpha, A + i * g.stride_a, lda, B + i * g.stride_b, ldb, g.beta,
+                  C + i * g.stride_c, ldc);
+    }
+    flops += 2.0 * m * static_cast<double>(n) * k;
+  }
+  counted_[op.name] += flops;
+}
+
+template <typename F>
+void CpuBackend<F>::run(const Op& op) {
+  if (op.impl == OpImpl::gemm) return gemm(op);
+  auto in = [&](size_t i) -> const F* { return ptr(op.inputs.at(i)); };
+  auto out = [&](size_t i) -> F* { return ptr(op.outputs.at(i)); };
+  const int64_t n = op.batch * op.rows * op.cols;
+  double flops = 0;
+  switch (op.impl) {
+    case OpImpl::layernorm_fwd:
+      flops = ref::layernorm_forward(in(0), in(1), in(2), out(0), out(1), out(2), op.rows, op.cols);
+      break;
+    case OpImpl::layernorm_bwd:
+      flops = ref::layernorm_backward(in(0), in(1), in(2), in(3), in(4), out(0), out(1), out(2), op.rows, op.cols);
+      break;
+    case OpImpl::softmax_causal_fwd:
+      FLOPSCOPE_CHECK(op.rows == op.cols, op.name + ": causal softmax needs square slices");
+      flops = ref::softmax_causal_forward(in(0), out(0), op.batch, op.rows);
+      break;
+    case OpImpl::softmax_causal_bwd:
+      flops = ref::softmax_causal_backward(in(0), in(1), out(0), op.batch, op.rows);
+      break;
+    case OpImpl::gelu_fwd: flops = ref::gelu_forward(in(0), out(0), n); break;
+    case OpImpl::gelu_bwd: flops = ref::gelu_backward(in(0), in(1), out(0), n); break;
+    case OpImpl::bias_add: flops = ref::bias_add(out(0), in(1), op.rows, op.cols); break;
+    case OpImpl::bias_grad: flops = ref::bias_grad(in(0), out(0), op.rows, op.cols); break;
+    case OpImpl::residual_add: flops = ref::residual_add(in(0), in(1), out(0), n); break;
+    case OpImpl::cross_entropy_fwd:
+      flops = ref::cross_entropy_forward(in(0), in(1), out(0), op.rows, op.cols);
+      break;
+    case OpImpl::cross_entropy_bwd:
+      flops = ref::cross_entropy_backward(in(0), in(1), out(0), op.rows, op.cols);
+      break;
+    case OpImpl::gemm: break;
+  }
+  counted_[op.name] += flops;
+}
+
+template <typename F>
+std::unique_ptr<Timeline> CpuBackend<F>::make_timeline(int slots) {
+  return std::make_unique<CpuTimeline>(slots);
+}
+
+template <typename F>
+double CpuBackend<F>::counted_flops(const std::string& op) const {
+  auto it = counted_.find(op);
+  return it == counted_.end() ? 0.0 : it->second;
+}
+
+template <typename F>
+nlohmann::json CpuBackend<F>::verify(const LayerGraph& g) {
+  nlohmann::json failures = nlohmann::json::array();
+  int checked = 0;
+  for (const auto& t : g.tensors) {
+    if (t.role == TensorRole::input || t.role == TensorRole::weight || t.role == TensorRole::index) continue;
+    ++checked;
+    const auto& v = data(t.name);
+    int64_t bad = 0, first = -1;
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (!std::isfinite(v[i])) {
+        if (first < 0) first = static_cast<int64_t>(i);
+        ++bad;
+      }
+    }
+    if (bad > 0) failures.push_back({{"tensor", t.name}, {"non_finite", bad}, {"first_index", first}});
+  }
+  return {{"method", "every output tensor finite after one full run (outputs are poisoned with NaN before it)"},
+          {"checked_tensors", checked},
+          {"passed", failures.empty()},
+          {"failures", failures}};
+}
+
+template class CpuBackend<float>;
+template class CpuBackend<double>;
+
+std::unique_ptr<Backend> make_cpu_backend(Precision p) {
+  if (p == Precision::fp32) return std::make_unique<CpuBackend<float>>();
+  if (p == Precision::fp64) return std::make_unique<CpuBackend<double>>();
+  throw UsageError(fmt::format("the cpu backend runs fp32 or fp64, not {}; use --precision fp32 (or --backend cuda)",
+                               to_string(p)));
+}
+
+}  // namespace flopscope

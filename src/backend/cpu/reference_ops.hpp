@@ -1,0 +1,216 @@
+// Reference implementations of every non-GEMM op of the layer, in plain C++.
+//
+// These are the numerical reference the GPU kernels are tested against: one clear loop nest
+// per op, no tricks. All tensors are row-major; `rows` is the number of tokens T = b * s
+// (or, for attention, rows x cols per (batch, head) slice). Sums accumulate in double.
+// Each function returns the FLOPs it executed, by the conventions in graph.hpp
+// (flop_convention), counted from the elements it actually processed.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "graph/graph.hpp"
+
+namespace flopscope::ref {
+
+namespace fc = flop_convention;
+inline constexpr double kLayerNormEps = 1e-5;
+
+// layernorm forward, per row r of x (rows, cols):
+//   mean_r = sum_j x_rj / n;  var_r = sum_j (x_rj - mean_r)^2 / n;  rstd_r = 1 / sqrt(var_r + eps)
+//   y_rj = (x_rj - mean_r) * rstd_r * gamma_j + beta_j
+// x, y: (rows, cols); gamma, beta: (cols); mean, rstd: (rows), saved for backward.
+template <typename F>
+double layernorm_forward(const F* x, const F* gamma, const F* beta, F* y, F* mean, F* rstd, int64_t rows,
+                         int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const F* xr = x + r * cols;
+    double sum = 0;
+    for (int64_t j = 0; j < cols; ++j) sum += xr[j];
+    const double mu = sum / static_cast<double>(cols);
+    double sq = 0;
+    for (int64_t j = 0; j < cols; ++j) sq += (xr[j] - mu) * (xr[j] - mu);
+    const double rs = 1.0 / std::sqrt(sq / static_cast<double>(cols) + kLayerNormEps);
+    for (int64_t j = 0; j < cols; ++j)
+      y[r * cols + j] = static_cast<F>((xr[j] - mu) * rs * gamma[j] + beta[j]);
+    mean[r] = static_cast<F>(mu);
+    rstd[r] = static_cast<F>(rs);
+  }
+  return fc::kLayerNormFwd * static_cast<double>(rows) * static_cast<double>(cols);
+}
+
+// layernorm backward, with xhat = (x - mean) * rstd and g = dy * gamma:
+//   dx_rj = rstd_r * (g_rj - mean_j(g_r) - xhat_rj * mean_j(g_r * xhat_r))
+//   dgamma_j = sum_r dy_rj * xhat_rj;  dbeta_j = sum_r dy_rj   (overwritten, not accumulated)
+template <typename F>
+double layernorm_backward(const F* dy, const F* x, const F* gamma, const F* mean, const F* rstd, F* dx, F* dgamma,
+                          F* dbeta, int64_t rows, int64_t cols) {
+  std::vector<double> dg(static_cast<size_t>(cols), 0.0), db(static_cast<size_t>(cols), 0.0);
+  for (int64_t r = 0; r < rows; ++r) {
+    const F* xr = x + r * cols;
+    const F* dyr = dy + r * cols;
+    const double mu = mean[r], rs = rstd[r];
+    double sum_g = 0, sum_gx = 0;
+    for (int64_t j = 0; j < cols; ++j) {
+      const double xhat = (xr[j] - mu) * rs;
+      const double g = static_cast<double>(dyr[j]) * gamma[j];
+      sum_g += g;
+      sum_gx += g * xhat;
+      dg[static_cast<size_t>(j)] += dyr[j] * xhat;
+      db[static_cast<size_t>(j)] += dyr[j];
+    }
+    const double m1 = sum_g / static_cast<double>(cols), m2 = sum_gx / static_cast<double>(cols);
+    for (int64_t j = 0; j < cols; ++j) {
+      const double xhat = (xr[j] - mu) * rs;
+      const double g = static_cast<double>(dyr[j]) * gamma[j];
+      dx[r * cols + j] = static_cast<F>(rs * (g - m1 - xhat * m2));
+    }
+  }
+  for (int64_t j = 0; j < cols; ++j) {
+    dgamma[j] = static_cast<F>(dg[static_cast<size_t>(j)]);
+    dbeta[j] = static_cast<F>(db[static_cast<size_t>(j)]);
+  }
+  return fc::kLayerNormBwd * static_cast<double>(rows) * static_cast<double>(cols);
+}
+
+// Causal softmax over each row i of each (batch) slice of an (n, n) score matrix, already
+// scaled by 1/sqrt(d_head) in the scores GEMM. Row i sees columns j <= i:
+//   p_ij = exp(s_ij - max_{k<=i} s_ik) / sum_{k<=i} exp(s_ik - max),  p_ij = 0 for j > i.
+// scores, probs: (batch, n, n). Counts only unmasked elements.
+template <typename F>
+double softmax_causal_forward(const F* scores, F* probs, int64_t batch, int64_t n) {
+  double elements = 0;
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t i = 0; i < n; ++i) {
+      const F* s = scores + (b * n + i) * n;
+      F* p = probs + (b * n + i) * n;
+      F mx = s[0];
+      for (int64_t j = 1; j <= i; ++j) mx = std::max(mx, s[j]);
+      double sum = 0;
+      for (int64_t j = 0; j <= i; ++j) {
+        p[j] = std::exp(s[j] - mx);  // exp in F: exact enough for a reference in F
+        sum += p[j];
+      }
+      const F inv = static_cast<F>(1.0 / sum);
+      for (int64_t j = 0; j <= i; ++j) p[j] *= inv;
+      for (int64_t j = i + 1; j < n; ++j) p[j] = F(0);
+      elements += static_cast<double>(i + 1);
+    }
+  }
+  return fc::kSoftmaxFwd * elements;
+}
+
+// Softmax backward: ds_ij = p_ij * (dp_ij - sum_k p_ik dp_ik) for j <= i; 0 for j > i
+// (p is zero there, so the masked scores get no gradient).
+template <typename F>
+double softmax_causal_backward(const F* probs, const F* dprobs, F* dscores, int64_t batch, int64_t n) {
+  double elements = 0;
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t i = 0; i < n; ++i) {
+      const F* p = probs + (b * n + i) * n;
+      const F* dp = dprobs + (b * n + i) * n;
+      F* ds = dscores + (b * n + i) * n;
+      double dot = 0;
+      for (int64_t j = 0; j <= i; ++j) dot += static_cast<double>(p[j]) * dp[j];
+      for (int64_t j = 0; j <= i; ++j) ds[j] = static_cast<F>(p[j] * (dp[j] - dot));
+      for (int64_t j = i + 1; j < n; ++j) ds[j] = F(0);
+      elements += static_cast<double>(i + 1);
+    }
+  }
+  return fc::kSoftmaxBwd * elements;
+}
+
+// GeLU, the tanh approximation GPT-2/3 use:
+//   gelu(x) = 0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3)
+//   gelu'(x) = 0.5 (1 + tanh(u)) + 0.5 x (1 - tanh(u)^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+inline constexpr double kGeluC = 0.7978845608028654;  // sqrt(2 / pi)
+inline constexpr double kGeluA = 0.044715;
+
+// Computed in F (float math for fp32, double for fp64); GPU kernels are tested against the
+// fp64 instantiation.
+template <typename F>
+double gelu_forward(const F* x, F* y, int64_t n) {
+  const F c = static_cast<F>(kGeluC), a = static_cast<F>(kGeluA), half = F(0.5), one = F(1);
+  for (int64_t i = 0; i < n; ++i) {
+    const F v = x[i];
+    y[i] = half * v * (one + std::tanh(c * (v + a * v * v * v)));
+  }
+  return fc::kGeluFwd * static_cast<double>(n);
+}
+
+// dx = dy * gelu'(x); x is the GeLU's input (saved pre-activation).
+template <typename F>
+double gelu_backward(const F* x, const F* dy, F* dx, int64_t n) {
+  const F c = static_cast<F>(kGeluC), a = static_cast<F>(kGeluA), half = F(0.5), one = F(1);
+  for (int64_t i = 0; i < n; ++i) {
+    const F v = x[i];
+    const F t = std::tanh(c * (v + a * v * v * v));
+    const F d = half * (one + t) + half * v * (one - t * t) * c * (one + 3 * a * v * v);
+    dx[i] = dy[i] * d;
+  }
+  return fc::kGeluBwd * static_cast<double>(n);
+}
+
+// x_rj += bias_j, in place. x: (rows, cols); bias: (cols).
+template <typename F>
+double bias_add(F* x, const F* bias, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < cols; ++j) x[r * cols + j] += bias[j];
+  return fc::kBiasAdd * static_cast<double>(rows) * static_cast<double>(cols);
+}
+
+// dbias_j = sum_r dy_rj (a column reduction). dy: (rows, cols); dbias: (cols), overwritten.
+template <typename F>
+double bias_grad(const F* dy, F* dbias, int64_t rows, int64_t cols) {
+  std::vector<double> sum(static_cast<size_t>(cols), 0.0);  // rows outer: contiguous reads
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < cols; ++j) sum[static_cast<size_t>(j)] += dy[r * cols + j];
+  for (int64_t j = 0; j < cols; ++j) dbias[j] = static_cast<F>(sum[static_cast<size_t>(j)]);
+  return fc::kBiasGrad * static_cast<double>(rows) * static_cast<double>(cols);
+}
+
+// out = a + b, elementwise over n elements (out may alias a or b).
+template <typename F>
+double residual_add(const F* a, const F* b, F* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
+  return fc::kResidualAdd * static_cast<double>(n);
+}
+
+// Softmax cross-entropy per row: loss_r = log sum_j exp(z_rj) - z_r,t (t = target_r).
+// logits: (rows, vocab); targets: (rows) holding integer class ids; loss: (rows).
+template <typename F, typename I>
+double cross_entropy_forward(const F* logits, const I* targets, F* loss, int64_t rows, int64_t vocab) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const F* z = logits + r * vocab;
+    double mx = z[0];
+    for (int64_t j = 1; j < vocab; ++j) mx = std::max(mx, static_cast<double>(z[j]));
+    double sum = 0;
+    for (int64_t j = 0; j < vocab; ++j) sum += std::exp(z[j] - mx);
+    const auto t = static_cast<int64_t>(targets[r]);
+    loss[r] = static_cast<F>(std::log(sum) + mx - z[t]);
+  }
+  return fc::kCrossEntropyFwd * static_cast<double>(rows) * static_cast<double>(vocab);
+}
+
+// Gradient of the mean loss (1/rows) sum_r loss_r: dz_rj = (softmax(z_r)_j - [j == t_r]) / rows.
+template <typename F, typename I>
+double cross_entropy_backward(const F* logits, const I* targets, F* dlogits, int64_t rows, int64_t vocab) {
+  const double inv_rows = 1.0 / static_cast<double>(rows);
+  for (int64_t r = 0; r < rows; ++r) {
+    const F* z = logits + r * vocab;
+    F* dz = dlogits + r * vocab;
+    double mx = z[0];
+    for (int64_t j = 1; j < vocab; ++j) mx = std::max(mx, static_cast<double>(z[j]));
+    double sum = 0;
+    for (int64_t j = 0; j < vocab; ++j) sum += std::exp(z[j] - mx);
+    const auto t = static_cast<int64_t>(targets[r]);
+    for (int64_t j = 0; j < vocab; ++j)
+      dz[j] = static_cast<F>((std::exp(z[j] - mx) / sum - (j == t ? 1.0 : 0.0)) * inv_rows);
+  }
+  return fc::kCrossEntropyBwd * static_cast<double>(rows) * static_cast<double>(vocab);
+}
+
+}  // namespace flopscope::ref

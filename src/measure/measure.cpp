@@ -1,0 +1,107 @@
+#include "measure/measure.hpp"
+
+#include <algorithm>
+#include <chrono>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "util/error.hpp"
+
+namespace flopscope {
+
+double Samples::median() const {
+  FLOPSCOPE_CHECK(!ms.empty(), "no samples");
+  std::vector<double> v = ms;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+double Samples::min() const { return *std::min_element(ms.begin(), ms.end()); }
+double Samples::max() const { return *std::max_element(ms.begin(), ms.end()); }
+nlohmann::json Samples::json() const {
+  return {{"median", median()}, {"min", min()}, {"max", max()}, {"samples", ms}};
+}
+
+namespace {
+
+// Logs progress on stderr once a run has taken longer than a second.
+class Progress {
+ public:
+  explicit Progress(int64_t total) : total_(total), start_(std::chrono::steady_clock::now()) {}
+  double elapsed() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
+  void step(const char* what, int64_t i, int64_t n) {
+    ++done_;
+    const double t = elapsed();
+    if (t < 1.0) return;
+    const double left = t / static_cast<double>(done_) * static_cast<double>(total_ - done_);
+    spdlog::info("measure: {} {}/{} done ({:.1f} s elapsed, about {:.1f} s left)", what, i, n, t, left);
+  }
+
+ private:
+  int64_t total_, done_ = 0;
+  std::chrono::steady_clock::time_point start_;
+};
+
+}  // namespace
+
+MeasureRun run_measure(Backend& b, const LayerGraph& g, const MeasureSettings& s) {
+  FLOPSCOPE_CHECK(s.repeats >= 1, "repeats must be at least 1");
+  FLOPSCOPE_CHECK(s.warmup >= 0, "warm-up runs must not be negative");
+  MeasureRun r;
+  const auto n_ops = static_cast<int>(g.ops.size());
+  Progress progress(1 + s.warmup + s.repeats);
+
+  b.allocate(g);
+  b.fill(s.seed);
+
+  // Verification run: counts what executed and checks that every output was written.
+  b.reset_counts();
+  for (const auto& op : g.ops) b.run(op);
+  b.synchronize();
+  r.verification = b.verify(g);
+  if (!r.verification.at("passed").get<bool>()) {
+    throw Error(fmt::format("verification failed on {}: {}; no throughput is reported for a layer that computes garbage",
+                            b.name(), r.verification.at("failures").dump()));
+  }
+  if (b.counts_flops()) {
+    for (const auto& op : g.ops) r.counted_flops.push_back(b.counted_flops(op.name));
+  }
+  progress.step("verification run", 1, 1);
+
+  for (int64_t i = 0; i < s.warmup; ++i) {
+    for (const auto& op : g.ops) b.run(op);
+    b.synchronize();
+    progress.step("warm-up", i + 1, s.warmup);
+  }
+
+  // Slot i is recorded just before op i; slot n_ops after the last op.
+  int first_backward = n_ops;
+  for (int i = 0; i < n_ops; ++i) {
+    if (g.ops[static_cast<size_t>(i)].phase != Phase::forward) {
+      first_backward = i;
+      break;
+    }
+  }
+  r.op_ms.resize(static_cast<size_t>(n_ops));
+  auto timeline = b.make_timeline(n_ops + 1);
+  for (int64_t rep = 0; rep < s.repeats; ++rep) {
+    for (int i = 0; i < n_ops; ++i) {
+      timeline->record(i);
+      b.run(g.ops[static_cast<size_t>(i)]);
+    }
+    timeline->record(n_ops);
+    b.synchronize();
+    for (int i = 0; i < n_ops; ++i) r.op_ms[static_cast<size_t>(i)].ms.push_back(timeline->ms(i, i + 1));
+    r.forward_ms.ms.push_back(timeline->ms(0, first_backward));
+    r.backward_ms.ms.push_back(timeline->ms(first_backward, n_ops));
+    r.total_ms.ms.push_back(timeline->ms(0, n_ops));
+    progress.step("timed repeat", rep + 1, s.repeats);
+  }
+  r.wall_seconds = progress.elapsed();
+  return r;
+}
+
+}  // namespace flopscope

@@ -1,0 +1,43 @@
+// The measurement loop, shared by every backend: one verification run (counted FLOPs and a
+// check that every output was written), warm-up runs, then timed repeats of the whole layer
+// with a timeline point between consecutive ops, so every op, every phase and the whole
+// layer get median, min and max times.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "backend/backend.hpp"
+#include "graph/graph.hpp"
+
+namespace flopscope {
+
+struct MeasureSettings {
+  int64_t warmup = 1;
+  int64_t repeats = 3;
+  uint64_t seed = 1;
+};
+
+struct Samples {
+  std::vector<double> ms;
+  double median() const;
+  double min() const;
+  double max() const;
+  nlohmann::json json() const;  // {median, min, max, samples}
+};
+
+struct MeasureRun {
+  std::vector<Samples> op_ms;         // per graph op, in graph order
+  std::vector<double> counted_flops;  // per graph op, from the verification run; empty if not counted
+  Samples forward_ms, backward_ms, total_ms;  // backward includes the LM head's backward and recompute
+  nlohmann::json verification;
+  double wall_seconds = 0;
+};
+
+// Allocates, fills, verifies, warms up and times. Throws Error when verification fails: a
+// layer that computes garbage never produces a throughput figure.
+MeasureRun run_measure(Backend& backend, const LayerGraph& g, const MeasureSettings& s);
+
+}  // namespace flopscope

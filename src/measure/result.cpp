@@ -1,0 +1,203 @@
+#include "measure/result.hpp"
+
+#include <fmt/format.h>
+
+#include "analytic/formulas.hpp"
+#include "analytic/hardware.hpp"
+#include "util/error.hpp"
+
+namespace flopscope {
+
+using nlohmann::json;
+
+namespace {
+
+// FLOPs this op executed in the run: counted by the backend where it counts, else analytic.
+double executed_flops(const LayerGraph& g, const MeasureRun& run, size_t i) {
+  return run.counted_flops.empty() ? g.ops[i].flops : run.counted_flops[i];
+}
+
+}  // namespace
+
+json extrapolate(const ModelConfig& model, const LayerGraph& g, const MeasureRun& run, const ClusterAssumption& c,
+                 const json& device) {
+  GraphOptions full_opts = g.options;
+  full_opts.include_head = true;
+  const LayerGraph full = build_layer_graph(layer_shape(model, g.shape.batch, g.shape.seq), full_opts);
+  const double T = static_cast<double>(g.shape.tokens());
+  const double L = static_cast<double>(model.n_layers);
+  const bool counted = !run.counted_flops.empty();
+
+  double layer_flops = 0, layer_ms = 0, head_flops = 0, head_ms = 0, run_layer_flops = 0, run_layer_ms = 0;
+  for (size_t i = 0; i < g.ops.size(); ++i) {
+    const Op& op = g.ops[i];
+    const double scale = full.op(op.name).flops / op.flops;  // analytic ratio, full width / run width
+    const double f = executed_flops(g, run, i) * scale;
+    const double ms = run.op_ms[i].median() * scale;
+    if (op.group == Group::layer) {
+      layer_flops += f;
+      layer_ms += ms;
+      run_layer_flops += executed_flops(g, run, i);
+      run_layer_ms += run.op_ms[i].median();
+    } else {
+      head_flops += f;
+      head_ms += ms;
+    }
+  }
+  std::string head_source;
+  if (g.options.include_head) {
+    head_source = counted ? "counted at this width, scaled to full width by the graph; timed, scaled likewise"
+                          : "analytic; timed, scaled to full width by the graph";
+  } else {
+    // The head did not run: its FLOPs are analytic, its time assumes the layer's throughput.
+    for (const auto& op : full.ops)
+      if (op.group == Group::head) head_flops += op.flops;
+    head_ms = layer_ms > 0 ? head_flops / (layer_flops / layer_ms) : 0;
+    head_source = "analytic (the head did not run: add --include-head); time assumes the layer's measured throughput";
+  }
+
+  const double per_token_flops = (L * layer_flops + head_flops) / T;
+  const double per_token_s = (L * layer_ms + head_ms) / 1000.0 / T;
+  const double total_flops = per_token_flops * model.train_tokens;
+  const double total_s = per_token_s * model.train_tokens;
+  const double days_one = total_s / 86400.0;
+  const double six_nd = formula_6nd(model).total_flops;
+  const double seed = formula_seed(model).total_flops;
+
+  json j = {
+      {"source", counted ? "counted FLOPs and timed ms at the run's width, each op scaled to full width by the "
+                           "graph's analytic ratio"
+                         : "analytic FLOPs and timed ms at the run's width, scaled to full width by the graph"},
+      {"flops_source", counted ? "counted" : "analytic"},
+      {"time_source", "timed"},
+      {"assumption", "time assumes this device's throughput at the run's width holds at full width; cluster time "
+                     "assumes perfect scaling"},
+      {"full_width", {{"d_model", model.d_model}, {"n_heads", model.n_heads}, {"n_layers", model.n_layers}}},
+      {"run_layer_flops", run_layer_flops},
+      {"run_layer_ms", run_layer_ms},
+      {"layer_flops_full_width", layer_flops},
+      {"layer_ms_full_width", layer_ms},
+      {"head_flops_full_width", head_flops},
+      {"head_ms_full_width", head_ms},
+      {"head_source", head_source},
+      {"flops_per_token", per_token_flops},
+      {"training_tokens", model.train_tokens},
+      {"training_flops", total_flops},
+      {"pf_days", pf_days(total_flops)},
+      {"ratio_to_6nd", total_flops / six_nd},
+      {"ratio_to_seed", total_flops / seed},
+      {"achieved_flops_per_s", total_flops / total_s},
+      {"seconds_one_device", total_s},
+      {"days_one_device", days_one},
+      {"cluster_devices", c.gpus},
+      {"days_on_cluster", days_one / c.gpus},
+      {"reference_gpt3_pf_days", 3640},
+      {"reference_megatron_days_1024_a100", 34},
+  };
+  // Utilisation against the datasheet peak, where this device is one the table knows.
+  const auto* gpu = device.contains("name") ? gpu_by_device_name(device.at("name").get<std::string>()) : nullptr;
+  const auto peak = gpu ? peak_tflops(*gpu, to_string(g.options.precision)) : std::nullopt;
+  j["datasheet_peak_tflops"] = peak ? json(*peak) : json(nullptr);
+  j["utilization_of_peak"] = peak ? json(total_flops / total_s / (*peak * 1e12)) : json(nullptr);
+  return j;
+}
+
+json measure_result(const MeasureContext& c) {
+  const LayerGraph& g = c.graph;
+  const MeasureRun& run = c.run;
+  const bool counted = !run.counted_flops.empty();
+  double total_time = 0;
+  for (const auto& s : run.op_ms) total_time += s.median();
+
+  json ops = json::array();
+  struct Acc {
+    double flops = 0, model_flops = 0, counted = 0;
+  };
+  Acc fwd, bwd, rec, all;
+  for (size_t i = 0; i < g.ops.size(); ++i) {
+    const Op& op = g.ops[i];
+    json o = op_json(op);
+    const double med = run.op_ms[i].median();
+    const double executed = counted ? run.counted_flops[i] : op.flops;
+    if (counted) {
+      o["counted_flops"] = run.counted_flops[i];
+      o["counted_over_analytic"] = run.counted_flops[i] / op.flops;
+    }
+    o["time_ms"] = run.op_ms[i].json();
+    o["achieved_flops_per_s"] = med > 0 ? json(executed / (med / 1000.0)) : json(nullptr);
+    o["time_share"] = total_time > 0 ? med / total_time : 0.0;
+    ops.push_back(o);
+    Acc& a = op.phase == Phase::forward ? fwd : op.phase == Phase::backward ? bwd : rec;
+    for (Acc* x : {&a, &all}) {
+      x->flops += op.flops;
+      x->model_flops += op.model_flops;
+      x->counted += executed;
+    }
+  }
+  auto total = [&](const Acc& a, const Samples* s) {
+    json t = {{"flops", a.flops}, {"model_flops", a.model_flops}};
+    if (counted) t["counted_flops"] = a.counted;
+    if (s) {
+      t["time_ms"] = s->json();
+      t["achieved_flops_per_s"] = a.counted / (s->median() / 1000.0);
+    }
+    return t;
+  };
+  json totals = {{"forward", total(fwd, &run.forward_ms)},
+                 {"backward", total(Acc{bwd.flops + rec.flops, bwd.model_flops + rec.model_flops, bwd.counted + rec.counted},
+                                    &run.backward_ms)},
+                 {"total", total(all, &run.total_ms)}};
+  if (rec.flops > 0) totals["recompute"] = total(rec, nullptr);
+  const json ratios = {{"backward_over_forward_flops", (bwd.counted + rec.counted) / fwd.counted},
+                       {"backward_over_forward_time", run.backward_ms.median() / run.forward_ms.median()},
+                       {"flops_source", counted ? "counted" : "analytic"},
+                       {"time_source", "timed"}};
+
+  const json device = c.backend.device_json();
+  const json extrapolation = extrapolate(c.model, g, run, c.cluster, device);
+  // Every formula's total, and the days it would take on N of this device at the throughput
+  // measured here (timed), instead of a datasheet assumption.
+  json formulas = formulas_json(c.model, c.cluster);
+  const double achieved = extrapolation.at("achieved_flops_per_s").get<double>();
+  for (auto& f : formulas) {
+    f.erase("days_on_cluster");
+    f["days_on_devices_at_measured_throughput"] = days_on(f.at("total_flops").get<double>(), c.cluster.gpus, achieved);
+  }
+  return {{"schema", kSchema},
+          {"command", "measure"},
+          {"tool", tool_json()},
+          {"command_line", c.command_line},
+          {"sources",
+           {{"ops.flops", "analytic"},
+            {"ops.model_flops", "analytic"},
+            {"ops.counted_flops", "counted"},
+            {"ops.time_ms", "timed"},
+            {"ops.achieved_flops_per_s", "counted / timed"},
+            {"totals", "analytic, counted, timed"},
+            {"formulas", "analytic"},
+            {"extrapolation", "counted + timed, scaled to full width by the graph"}}},
+          {"model", model_to_json(c.model)},
+          {"parameters", parameter_count(c.model)},
+          {"layer", layer_json(g, c.layer_model, c.width)},
+          {"backend", {{"name", c.backend.name()}, {"reason", c.choice.reason}, {"device_line", c.backend.device_line()}}},
+          {"device", device},
+          {"memory",
+           {{"required_bytes", c.preflight.required_bytes},
+            {"available_bytes", c.preflight.available_bytes},
+            {"allocated_bytes", c.backend.allocated_bytes()},
+            {"source", "required: analytic (graph); allocated: counted by the backend"}}},
+          {"settings",
+           {{"warmup", c.settings.warmup}, {"repeats", c.settings.repeats}, {"seed", c.settings.seed},
+            {"wall_seconds", run.wall_seconds}}},
+          {"counters", {{"status", counted ? "counted" : "unavailable"},
+                        {"detail", counted ? "software: each executed call's dimensions, summed per op"
+                                           : "no FLOP counts for this backend"}}},
+          {"verification", run.verification},
+          {"ops", ops},
+          {"totals", totals},
+          {"ratios", ratios},
+          {"extrapolation", extrapolation},
+          {"formulas", formulas}};
+}
+
+}  // namespace flopscope
