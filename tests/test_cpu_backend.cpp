@@ -1,0 +1,203 @@
+// The CPU backend counts what it executed: counted GEMM FLOPs equal the graph's executed
+// analytic FLOPs exactly, op by op and per phase; verification catches unwritten outputs;
+// a failed verification stops the measurement before any throughput exists.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "backend/cpu/cpu_backend.hpp"
+#include "backend/cpu/reference_ops.hpp"
+#include "graph/graph.hpp"
+#include "measure/measure.hpp"
+#include "model/model.hpp"
+#include "util/error.hpp"
+
+namespace flopscope {
+namespace {
+
+LayerGraph small_graph(bool head, bool recompute, Precision p = Precision::fp32, int64_t batch = 2) {
+  ModelConfig m = scale_width(preset("gpt3-175b"), Fraction{1, 96});  // one head of 128
+  GraphOptions o;
+  o.include_head = head;
+  o.recompute = recompute;
+  o.precision = p;
+  LayerShape s = layer_shape(m, batch, 64);
+  s.vocab = 300;
+  return build_layer_graph(s, o);
+}
+
+class CountedFlops : public ::testing::TestWithParam<std::tuple<bool, bool>> {};
+
+TEST_P(CountedFlops, EqualAnalyticExactly) {
+  const auto [head, recompute] = GetParam();
+  const LayerGraph g = small_graph(head, recompute);
+  CpuBackend<float> be;
+  be.allocate(g);
+  be.fill(1);
+  for (const auto& op : g.ops) be.run(op);
+  double counted_gemm[3] = {0, 0, 0};
+  for (const auto& op : g.ops) {
+    EXPECT_EQ(be.counted_flops(op.name), op.flops) << op.name;  // exact: same products of integers
+    if (op.impl == OpImpl::gemm && op.group == Group::layer) counted_gemm[static_cast<int>(op.phase)] += be.counted_flops(op.name);
+  }
+  EXPECT_EQ(counted_gemm[static_cast<int>(Phase::forward)], g.gemm_flops(Phase::forward));
+  EXPECT_EQ(counted_gemm[static_cast<int>(Phase::backward)], g.gemm_flops(Phase::backward));
+  EXPECT_EQ(counted_gemm[static_cast<int>(Phase::backward)], 2 * counted_gemm[static_cast<int>(Phase::forward)]);
+  if (recompute) {
+    EXPECT_EQ(counted_gemm[static_cast<int>(Phase::recompute)], counted_gemm[static_cast<int>(Phase::forward)]);
+  }
+  // Running again accumulates; reset clears.
+  for (const auto& op : g.ops) be.run(op);
+  EXPECT_EQ(be.counted_flops("fwd.qkv"), 2 * g.op("fwd.qkv").flops);
+  be.reset_counts();
+  EXPECT_EQ(be.counted_flops("fwd.qkv"), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Variants, CountedFlops,
+                         ::testing::Combine(::testing::Bool(), ::testing::Bool()));
+
+TEST(CpuBackend, FillIsSeededAndNeverZero) {
+  const LayerGraph g = small_graph(false, false);
+  CpuBackend<float> a, b, c;
+  for (auto* be : {&a, &b, &c}) be->allocate(g);
+  a.fill(5);
+  b.fill(5);
+  c.fill(6);
+  EXPECT_EQ(a.data("w.qkv"), b.data("w.qkv"));
+  EXPECT_NE(a.data("w.qkv"), c.data("w.qkv"));
+  for (float v : a.data("x")) ASSERT_NE(v, 0.0f);
+  for (float v : a.data("ln1.gamma")) ASSERT_GT(v, 0.5f);
+  EXPECT_TRUE(std::isnan(a.data("y")[0])) << "outputs are poisoned before the first run";
+}
+
+TEST(CpuBackend, VerifyCatchesAnUnwrittenOutput) {
+  const LayerGraph g = small_graph(false, false);
+  CpuBackend<float> be;
+  be.allocate(g);
+  be.fill(1);
+  for (const auto& op : g.ops)
+    if (op.name != "fwd.gelu") be.run(op);  // gelu.out stays poisoned
+  const auto v = be.verify(g);
+  EXPECT_FALSE(v.at("passed").get<bool>());
+  bool named = false;
+  for (const auto& f : v.at("failures")) named |= f.at("tensor") == "gelu.out";
+  EXPECT_TRUE(named) << v.dump();
+}
+
+// A backend that silently skips one op: the measurement must refuse to report.
+class SkippingBackend final : public Backend {
+ public:
+  std::string_view name() const override { return "skipping"; }
+  nlohmann::json device_json() const override { return inner.device_json(); }
+  std::string device_line() const override { return "test"; }
+  double available_bytes() const override { return 1e12; }
+  void allocate(const LayerGraph& g) override { inner.allocate(g); }
+  void fill(uint64_t seed) override { inner.fill(seed); }
+  void run(const Op& op) override {
+    if (op.name != "bwd.attn.softmax") inner.run(op);
+  }
+  void synchronize() override {}
+  double allocated_bytes() const override { return inner.allocated_bytes(); }
+  std::unique_ptr<Timeline> make_timeline(int slots) override { return inner.make_timeline(slots); }
+  nlohmann::json verify(const LayerGraph& g) override { return inner.verify(g); }
+  CpuBackend<float> inner;
+};
+
+TEST(Measure, RefusesToTimeALayerThatFailsVerification) {
+  const LayerGraph g = small_graph(false, false);
+  SkippingBackend be;
+  MeasureSettings s;
+  s.warmup = 0;
+  s.repeats = 1;
+  EXPECT_THROW(run_measure(be, g, s), Error);
+}
+
+TEST(Measure, TimesEveryOpAndPhase) {
+  const LayerGraph g = small_graph(true, true);
+  CpuBackend<float> be;
+  MeasureSettings s;
+  s.warmup = 1;
+  s.repeats = 3;
+  const MeasureRun r = run_measure(be, g, s);
+  ASSERT_EQ(r.op_ms.size(), g.ops.size());
+  ASSERT_EQ(r.counted_flops.size(), g.ops.size());
+  double sum = 0;
+  for (const auto& o : r.op_ms) {
+    ASSERT_EQ(o.ms.size(), 3u);
+    EXPECT_GE(o.min(), 0);
+    EXPECT_LE(o.min(), o.median());
+    EXPECT_LE(o.median(), o.max());
+    sum += o.ms[0];
+  }
+  // Phases partition the layer: forward + backward = total, and ops sum to the total.
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_NEAR(r.forward_ms.ms[i] + r.backward_ms.ms[i], r.total_ms.ms[i], 1e-9);
+  }
+  EXPECT_NEAR(sum, r.total_ms.ms[0], 1e-6);
+  EXPECT_TRUE(r.verification.at("passed").get<bool>());
+}
+
+TEST(CpuBackend, RejectsPrecisionsItCannotRun) {
+  EXPECT_THROW(make_cpu_backend(Precision::bf16), UsageError);
+  EXPECT_THROW(make_cpu_backend(Precision::tf32), UsageError);
+  EXPECT_NO_THROW(make_cpu_backend(Precision::fp64));
+}
+
+// Reference ops, each against a property its maths implies.
+TEST(ReferenceOps, SoftmaxRowsSumToOneAndMaskTheFuture) {
+  const int64_t n = 7, batch = 2;
+  std::vector<double> s(batch * n * n), p(s.size());
+  for (size_t i = 0; i < s.size(); ++i) s[i] = std::sin(0.7 * static_cast<double>(i)) * 3;
+  ref::softmax_causal_forward(s.data(), p.data(), batch, n);
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t i = 0; i < n; ++i) {
+      double sum = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        const double v = p[(b * n + i) * n + j];
+        if (j > i) {
+          EXPECT_EQ(v, 0.0);
+        }
+        sum += v;
+      }
+      EXPECT_NEAR(sum, 1.0, 1e-12);
+    }
+  }
+  EXPECT_EQ(p[0], 1.0);  // row 0 sees only itself
+}
+
+TEST(ReferenceOps, GeluMatchesKnownValuesAndItsDerivative) {
+  // gelu_tanh(1) = 0.5 (1 + tanh(sqrt(2/pi) * 1.044715)) = 0.841191990...
+  std::vector<double> x = {-3, -1, 0, 0.5, 1, 2.5}, y(x.size()), dy(x.size(), 1.0), dx(x.size());
+  ref::gelu_forward(x.data(), y.data(), 6);
+  EXPECT_NEAR(y[4], 0.8411919906082768, 1e-12);
+  EXPECT_EQ(y[2], 0.0);
+  ref::gelu_backward(x.data(), dy.data(), dx.data(), 6);
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double h = 1e-6;
+    double yp, ym;
+    const double xp = x[i] + h, xm = x[i] - h;
+    ref::gelu_forward(&xp, &yp, 1);
+    ref::gelu_forward(&xm, &ym, 1);
+    EXPECT_NEAR(dx[i], (yp - ym) / (2 * h), 1e-8) << "x = " << x[i];
+  }
+}
+
+TEST(ReferenceOps, LayerNormNormalises) {
+  const int64_t rows = 3, cols = 16;
+  std::vector<double> x(rows * cols), gamma(cols, 1.0), beta(cols, 0.0), y(x.size()), mean(rows), rstd(rows);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = 5 + std::cos(1.3 * static_cast<double>(i)) * 2;
+  ref::layernorm_forward(x.data(), gamma.data(), beta.data(), y.data(), mean.data(), rstd.data(), rows, cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    double m = 0, v = 0;
+    for (int64_t j = 0; j < cols; ++j) m += y[r * cols + j];
+    m /= cols;
+    for (int64_t j = 0; j < cols; ++j) v += (y[r * cols + j] - m) * (y[r * cols + j] - m);
+    v /= cols;
+    EXPECT_NEAR(m, 0.0, 1e-12);
+    EXPECT_NEAR(v, 1.0, 1e-4);  // eps = 1e-5 in the denominator
+  }
+}
+
+}  // namespace
+}  // namespace flopscope
