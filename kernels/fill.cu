@@ -4,7 +4,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include "fill.cuh"
+#include "kernels.cuh"
 #include "util/random_fill.hpp"
 
 namespace flopscope::kernels {
@@ -42,8 +42,8 @@ cudaError_t launch(T* out, int64_t n, uint64_t seed, uint64_t stream_id, double 
 
 }  // namespace
 
-cudaError_t launch_fill(void* out, DType dtype, int64_t n, uint64_t seed, uint64_t stream_id, double offset,
-                        double scale, cudaStream_t stream) {
+cudaError_t fill_uniform(DType dtype, void* out, int64_t n, uint64_t seed, uint64_t stream_id, double offset,
+                         double scale, cudaStream_t stream) {
   switch (dtype) {
     case DType::f64: return launch(static_cast<double*>(out), n, seed, stream_id, offset, scale, stream);
     case DType::f32: return launch(static_cast<float*>(out), n, seed, stream_id, offset, scale, stream);

@@ -1,0 +1,73 @@
+// flopscope's device kernels: every non-GEMM op of the layer graph, one kernel launch per op.
+// Each kernel's maths and shapes are in the file that implements it (kernels/<op>.cu) and
+// match the CPU reference in src/backend/cpu/reference_ops.hpp, which the GPU tests use as
+// ground truth (computed in fp64).
+//
+// Conventions for every launcher:
+//  - pointers are device pointers; tensors are row-major; element type given by `dtype`;
+//  - layernorm statistics (mean, rstd) are float (double when dtype is f64);
+//  - arithmetic accumulates in float (double for f64);
+//  - all launches are asynchronous on `stream`; the return value is cudaGetLastError() after
+//    the launch (argument errors return cudaErrorInvalidValue without launching);
+//  - `workspace` (where taken) is device scratch of at least the size the matching
+//    *_workspace_bytes() function returns.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+namespace flopscope::kernels {
+
+enum class DType { f64, f32, f16, bf16 };
+size_t dtype_bytes(DType t);
+
+// y = (x - mean) * rstd * gamma + beta per row; saves mean, rstd. x, y: (rows, cols).
+cudaError_t layernorm_forward(DType t, const void* x, const void* gamma, const void* beta, void* y, void* mean,
+                              void* rstd, int64_t rows, int64_t cols, cudaStream_t stream);
+// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma; dgamma = sum_r dy * xhat;
+// dbeta = sum_r dy (overwritten). One launch: per-block partial column sums in `workspace`,
+// the last block to finish reduces them.
+size_t layernorm_backward_workspace_bytes(int64_t rows, int64_t cols);
+cudaError_t layernorm_backward(DType t, const void* dy, const void* x, const void* gamma, const void* mean,
+                               const void* rstd, void* dx, void* dgamma, void* dbeta, int64_t rows, int64_t cols,
+                               void* workspace, cudaStream_t stream);
+
+// Causal softmax of each row i of each (n, n) slice: columns j <= i, zeros for j > i.
+// scores, probs: (batch, n, n); the 1/sqrt(d_head) scale is already in the scores.
+cudaError_t softmax_causal_forward(DType t, const void* scores, void* probs, int64_t batch, int64_t n,
+                                   cudaStream_t stream);
+// dscores = probs * (dprobs - rowsum(probs * dprobs)) for j <= i, 0 for j > i.
+cudaError_t softmax_causal_backward(DType t, const void* probs, const void* dprobs, void* dscores, int64_t batch,
+                                    int64_t n, cudaStream_t stream);
+
+// GeLU, tanh approximation, over n elements; backward: dx = dy * gelu'(x).
+cudaError_t gelu_forward(DType t, const void* x, void* y, int64_t n, cudaStream_t stream);
+cudaError_t gelu_backward(DType t, const void* x, const void* dy, void* dx, int64_t n, cudaStream_t stream);
+
+// x[r, j] += bias[j] in place; x: (rows, cols).
+cudaError_t bias_add(DType t, void* x, const void* bias, int64_t rows, int64_t cols, cudaStream_t stream);
+// dbias[j] = sum_r dy[r, j] (a column reduction, overwritten). One launch.
+cudaError_t bias_grad(DType t, const void* dy, void* dbias, int64_t rows, int64_t cols, cudaStream_t stream);
+// out = a + b over n elements (out may alias a or b).
+cudaError_t residual_add(DType t, const void* a, const void* b, void* out, int64_t n, cudaStream_t stream);
+
+// Softmax cross-entropy per row: loss[r] = logsumexp(z[r]) - z[r, target[r]].
+// logits: (rows, vocab) of dtype; targets: int32 (rows); loss: (rows) of dtype.
+cudaError_t cross_entropy_forward(DType t, const void* logits, const int32_t* targets, void* loss, int64_t rows,
+                                  int64_t vocab, cudaStream_t stream);
+// dlogits = (softmax(z) - onehot(target)) / rows.
+cudaError_t cross_entropy_backward(DType t, const void* logits, const int32_t* targets, void* dlogits, int64_t rows,
+                                   int64_t vocab, cudaStream_t stream);
+
+// Seeded fill: out[i] = offset + scale * uniform_pm1(seed, stream_id, i) (src/util/random_fill.hpp).
+cudaError_t fill_uniform(DType t, void* out, int64_t n, uint64_t seed, uint64_t stream_id, double offset,
+                         double scale, cudaStream_t stream);
+// Integer indices in [0, count): floor(count * (uniform_pm1 + 1) / 2), clamped.
+cudaError_t fill_indices(int32_t* out, int64_t n, uint64_t seed, uint64_t stream_id, int64_t count,
+                         cudaStream_t stream);
+// Counts elements that are not finite (NaN or infinity) into *count (a device int64, added to).
+cudaError_t count_nonfinite(DType t, const void* x, int64_t n, unsigned long long* count, cudaStream_t stream);
+
+}  // namespace flopscope::kernels
