@@ -8,6 +8,7 @@
 
 #include "backend/cpu/cpu_backend.hpp"
 #include "backend/cpu/reference_ops.hpp"
+#include "backend/verify.hpp"
 #include "graph/graph.hpp"
 #include "measure/measure.hpp"
 #include "model/model.hpp"
@@ -71,42 +72,95 @@ TEST(CpuBackend, FillIsSeededAndNeverZero) {
   EXPECT_TRUE(std::isnan(a.data("y")[0])) << "outputs are poisoned before the first run";
 }
 
-TEST(CpuBackend, VerifyCatchesAnUnwrittenOutput) {
-  const LayerGraph g = small_graph(false, false);
-  CpuBackend<float> be;
-  be.allocate(g);
-  be.fill(1);
-  for (const auto& op : g.ops)
-    if (op.name != "fwd.gelu") be.run(op);  // gelu.out stays poisoned
-  const auto v = be.verify(g);
-  EXPECT_FALSE(v.at("passed").get<bool>());
-  bool named = false;
-  for (const auto& f : v.at("failures")) named |= f.at("tensor") == "gelu.out";
-  EXPECT_TRUE(named) << v.dump();
-}
-
-// A backend that silently skips one op: the measurement must refuse to report.
-class SkippingBackend final : public Backend {
+// Wraps the CPU backend and breaks one op on purpose: skips it, or scales its output.
+class FaultyBackend final : public Backend {
  public:
-  std::string_view name() const override { return "skipping"; }
+  FaultyBackend(std::string op, double scale) : op_(std::move(op)), scale_(scale) {}
+  std::string_view name() const override { return "faulty"; }
   nlohmann::json device_json() const override { return inner.device_json(); }
   std::string device_line() const override { return "test"; }
   double available_bytes() const override { return 1e12; }
   void allocate(const LayerGraph& g) override { inner.allocate(g); }
   void fill(uint64_t seed) override { inner.fill(seed); }
   void run(const Op& op) override {
-    if (op.name != "bwd.attn.softmax") inner.run(op);
+    if (op.name != op_) return inner.run(op);
+    if (scale_ == 0) return;  // skip: its output stays poisoned
+    inner.run(op);
+    for (const auto& out : op.impl == OpImpl::gemm ? std::vector<std::string>{op.gemm.c} : op.outputs)
+      for (float& v : inner.data(out)) v = static_cast<float>(v * scale_);
   }
   void synchronize() override {}
   double allocated_bytes() const override { return inner.allocated_bytes(); }
   std::unique_ptr<Timeline> make_timeline(int slots) override { return inner.make_timeline(slots); }
-  nlohmann::json verify(const LayerGraph& g) override { return inner.verify(g); }
+  std::vector<double> read(const std::string& t, int64_t offset, int64_t count, int64_t stride) override {
+    return inner.read(t, offset, count, stride);
+  }
+  int64_t count_nonfinite(const std::string& t) override { return inner.count_nonfinite(t); }
   CpuBackend<float> inner;
+
+ private:
+  std::string op_;
+  double scale_;
 };
+
+nlohmann::json op_check(const nlohmann::json& v, const std::string& name) {
+  for (const auto& o : v.at("ops"))
+    if (o.at("name") == name) return o;
+  return nullptr;
+}
+
+TEST(Verification, PassesOnTheCpuBackend) {
+  const LayerGraph g = small_graph(true, true);
+  CpuBackend<float> be;
+  be.allocate(g);
+  be.fill(3);
+  const auto v = verification_run(be, g);
+  EXPECT_TRUE(v.at("passed").get<bool>()) << v.dump(1);
+  EXPECT_EQ(v.at("ops").size(), g.ops.size());
+  for (const auto& o : v.at("ops")) {
+    EXPECT_GT(o.at("samples").get<int64_t>(), 0) << o.dump();
+    EXPECT_LT(o.at("max_rel_error").get<double>(), 1e-4) << o.dump();
+  }
+}
+
+TEST(Verification, CatchesAnUnwrittenOutput) {
+  const LayerGraph g = small_graph(false, false);
+  FaultyBackend be("fwd.gelu", 0);
+  be.allocate(g);
+  be.fill(1);
+  const auto v = verification_run(be, g);
+  EXPECT_FALSE(v.at("passed").get<bool>());
+  EXPECT_FALSE(op_check(v, "fwd.gelu").at("passed").get<bool>());
+  bool named = false;
+  for (const auto& f : v.at("nonfinite")) named |= f.at("tensor") == "gelu.out";
+  EXPECT_TRUE(named) << v.dump();
+}
+
+// A result wrong by one percent is caught, for GEMMs and for each kind of other op.
+class VerificationCatchesWrongOutput : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(VerificationCatchesWrongOutput, ScaledByOnePercent) {
+  const LayerGraph g = small_graph(true, false);
+  FaultyBackend be(GetParam(), 1.01);
+  be.allocate(g);
+  be.fill(1);
+  const auto v = verification_run(be, g);
+  EXPECT_FALSE(v.at("passed").get<bool>());
+  const auto o = op_check(v, GetParam());
+  ASSERT_FALSE(o.is_null());
+  EXPECT_FALSE(o.at("passed").get<bool>()) << o.dump();
+  EXPECT_GT(o.at("max_rel_error").get<double>(), 5e-3) << o.dump();
+}
+
+INSTANTIATE_TEST_SUITE_P(Ops, VerificationCatchesWrongOutput,
+                         ::testing::Values("fwd.qkv", "fwd.attn.scores", "bwd.attn.scores.dk", "bwd.ffn.up.wgrad",
+                                           "fwd.ln1", "bwd.ln2", "fwd.attn.softmax", "bwd.attn.softmax", "fwd.gelu",
+                                           "bwd.gelu", "fwd.qkv.bias", "bwd.qkv.bias", "fwd.residual1",
+                                           "fwd.head.loss", "bwd.head.loss"));
 
 TEST(Measure, RefusesToTimeALayerThatFailsVerification) {
   const LayerGraph g = small_graph(false, false);
-  SkippingBackend be;
+  FaultyBackend be("bwd.attn.softmax", 0);
   MeasureSettings s;
   s.warmup = 0;
   s.repeats = 1;

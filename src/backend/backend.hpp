@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -52,9 +53,11 @@ class Backend {
   virtual double counted_flops(const std::string& /*op*/) const { return 0; }
   virtual void reset_counts() {}
 
-  // After one full run of the graph: every output tensor is finite (no poison left, no NaN).
-  // Returns a JSON object {passed, checked, failures: [...]}.
-  virtual nlohmann::json verify(const LayerGraph& g) = 0;
+  // Reads `count` elements of a tensor as doubles, from element `offset`, `stride` elements
+  // apart (synchronous). Verification reads the slices it checks through this.
+  virtual std::vector<double> read(const std::string& tensor, int64_t offset, int64_t count, int64_t stride = 1) = 0;
+  // Elements of a tensor that are NaN or infinite (synchronous).
+  virtual int64_t count_nonfinite(const std::string& tensor) = 0;
 };
 
 // How a tensor is filled: scale and offset of uniform_pm1, or integer indices.

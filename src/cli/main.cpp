@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
                "whole training run.",
                "flopscope"};
   app.require_subcommand(1);
+  app.fallthrough();  // --quiet, --log-level also after the subcommand
   app.set_version_flag("--version", std::string(kVersion) + " (" + kGitCommit + ")");
   cli::GlobalOptions global;
   for (int i = 0; i < argc; ++i) global.command_line += (i ? " " : "") + std::string(argv[i]);

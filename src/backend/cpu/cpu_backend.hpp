@@ -32,7 +32,8 @@ class CpuBackend final : public Backend {
   bool counts_flops() const override { return true; }
   double counted_flops(const std::string& op) const override;
   void reset_counts() override { counted_.clear(); }
-  nlohmann::json verify(const LayerGraph& g) override;
+  std::vector<double> read(const std::string& tensor, int64_t offset, int64_t count, int64_t stride = 1) override;
+  int64_t count_nonfinite(const std::string& tensor) override;
 
   // Direct access for tests (gradient checks) and verification.
   std::vector<F>& data(const std::string& tensor);

@@ -81,46 +81,44 @@ double layernorm_backward(const F* dy, const F* x, const F* gamma, const F* mean
 //   p_ij = exp(s_ij - max_{k<=i} s_ik) / sum_{k<=i} exp(s_ik - max),  p_ij = 0 for j > i.
 // scores, probs: (batch, n, n). Counts only unmasked elements.
 template <typename F>
-double softmax_causal_forward(const F* scores, F* probs, int64_t batch, int64_t n) {
-  double elements = 0;
-  for (int64_t b = 0; b < batch; ++b) {
-    for (int64_t i = 0; i < n; ++i) {
-      const F* s = scores + (b * n + i) * n;
-      F* p = probs + (b * n + i) * n;
-      F mx = s[0];
-      for (int64_t j = 1; j <= i; ++j) mx = std::max(mx, s[j]);
-      double sum = 0;
-      for (int64_t j = 0; j <= i; ++j) {
-        p[j] = std::exp(s[j] - mx);  // exp in F: exact enough for a reference in F
-        sum += p[j];
-      }
-      const F inv = static_cast<F>(1.0 / sum);
-      for (int64_t j = 0; j <= i; ++j) p[j] *= inv;
-      for (int64_t j = i + 1; j < n; ++j) p[j] = F(0);
-      elements += static_cast<double>(i + 1);
-    }
+void softmax_causal_row_forward(const F* s, F* p, int64_t i, int64_t n) {
+  F mx = s[0];
+  for (int64_t j = 1; j <= i; ++j) mx = std::max(mx, s[j]);
+  double sum = 0;
+  for (int64_t j = 0; j <= i; ++j) {
+    p[j] = std::exp(s[j] - mx);  // exp in F: exact enough for a reference in F
+    sum += p[j];
   }
-  return fc::kSoftmaxFwd * elements;
+  const F inv = static_cast<F>(1.0 / sum);
+  for (int64_t j = 0; j <= i; ++j) p[j] *= inv;
+  for (int64_t j = i + 1; j < n; ++j) p[j] = F(0);
+}
+
+template <typename F>
+double softmax_causal_forward(const F* scores, F* probs, int64_t batch, int64_t n) {
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t i = 0; i < n; ++i) softmax_causal_row_forward(scores + (b * n + i) * n, probs + (b * n + i) * n, i, n);
+  return fc::kSoftmaxFwd * static_cast<double>(batch) * static_cast<double>(n) * static_cast<double>(n + 1) / 2;
 }
 
 // Softmax backward: ds_ij = p_ij * (dp_ij - sum_k p_ik dp_ik) for j <= i; 0 for j > i
 // (p is zero there, so the masked scores get no gradient).
 template <typename F>
+void softmax_causal_row_backward(const F* p, const F* dp, F* ds, int64_t i, int64_t n) {
+  double dot = 0;
+  for (int64_t j = 0; j <= i; ++j) dot += static_cast<double>(p[j]) * dp[j];
+  for (int64_t j = 0; j <= i; ++j) ds[j] = static_cast<F>(p[j] * (dp[j] - dot));
+  for (int64_t j = i + 1; j < n; ++j) ds[j] = F(0);
+}
+
+template <typename F>
 double softmax_causal_backward(const F* probs, const F* dprobs, F* dscores, int64_t batch, int64_t n) {
-  double elements = 0;
-  for (int64_t b = 0; b < batch; ++b) {
+  for (int64_t b = 0; b < batch; ++b)
     for (int64_t i = 0; i < n; ++i) {
-      const F* p = probs + (b * n + i) * n;
-      const F* dp = dprobs + (b * n + i) * n;
-      F* ds = dscores + (b * n + i) * n;
-      double dot = 0;
-      for (int64_t j = 0; j <= i; ++j) dot += static_cast<double>(p[j]) * dp[j];
-      for (int64_t j = 0; j <= i; ++j) ds[j] = static_cast<F>(p[j] * (dp[j] - dot));
-      for (int64_t j = i + 1; j < n; ++j) ds[j] = F(0);
-      elements += static_cast<double>(i + 1);
+      const int64_t off = (b * n + i) * n;
+      softmax_causal_row_backward(probs + off, dprobs + off, dscores + off, i, n);
     }
-  }
-  return fc::kSoftmaxBwd * elements;
+  return fc::kSoftmaxBwd * static_cast<double>(batch) * static_cast<double>(n) * static_cast<double>(n + 1) / 2;
 }
 
 // GeLU, the tanh approximation GPT-2/3 use:
@@ -195,10 +193,12 @@ double cross_entropy_forward(const F* logits, const I* targets, F* loss, int64_t
   return fc::kCrossEntropyFwd * static_cast<double>(rows) * static_cast<double>(vocab);
 }
 
-// Gradient of the mean loss (1/rows) sum_r loss_r: dz_rj = (softmax(z_r)_j - [j == t_r]) / rows.
+// Gradient of the mean loss (1/N) sum_r loss_r over N rows: dz_rj = (softmax(z_r)_j - [j == t_r]) / N.
+// `mean_over` is N: the rows the loss averages over (= rows, unless checking a slice of rows).
 template <typename F, typename I>
-double cross_entropy_backward(const F* logits, const I* targets, F* dlogits, int64_t rows, int64_t vocab) {
-  const double inv_rows = 1.0 / static_cast<double>(rows);
+double cross_entropy_backward(const F* logits, const I* targets, F* dlogits, int64_t rows, int64_t vocab,
+                              int64_t mean_over = 0) {
+  const double inv_rows = 1.0 / static_cast<double>(mean_over > 0 ? mean_over : rows);
   for (int64_t r = 0; r < rows; ++r) {
     const F* z = logits + r * vocab;
     F* dz = dlogits + r * vocab;

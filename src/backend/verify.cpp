@@ -1,0 +1,268 @@
+#include "backend/verify.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "backend/cpu/reference_ops.hpp"
+#include "util/error.hpp"
+#include "util/random_fill.hpp"
+
+namespace flopscope {
+
+using nlohmann::json;
+
+double verify_tolerance(Precision p, bool gemm) {
+  switch (p) {
+    case Precision::fp64: return gemm ? 1e-12 : 1e-10;
+    case Precision::fp32: return 1e-4;   // fp32 accumulation over k up to 49152
+    case Precision::tf32: return gemm ? 5e-3 : 1e-4;  // 10-bit mantissa products; kernels in fp32
+    case Precision::fp16: return gemm ? 5e-3 : 1e-2;
+    case Precision::bf16: return 2e-2;   // 8-bit mantissa outputs (2^-8 = 3.9e-3) plus accumulation
+    case Precision::fp8: return 1e-1;    // e4m3 inputs: 3-bit mantissa
+  }
+  return 1e-2;
+}
+
+namespace {
+
+// Records the largest relative error of one op's checked values.
+class Check {
+ public:
+  void compare(const std::vector<double>& out, const std::vector<double>& ref) {
+    double scale = 0, diff = 0;
+    for (size_t i = 0; i < ref.size(); ++i) scale = std::max(scale, std::fabs(ref[i]));
+    for (size_t i = 0; i < out.size(); ++i) {
+      if (!std::isfinite(out[i])) nonfinite_ = true;
+      diff = std::max(diff, std::fabs(out[i] - ref[i]));
+    }
+    samples_ += static_cast<int64_t>(out.size());
+    if (scale > 0 || diff > 0) err_ = std::max(err_, diff / std::max(scale, 1e-300));
+  }
+  json result(const Op& op, double tol) const {
+    const bool ok = !nonfinite_ && err_ <= tol;
+    return {{"name", op.name}, {"max_rel_error", nonfinite_ ? json(nullptr) : json(err_)}, {"tolerance", tol},
+            {"samples", samples_}, {"nonfinite", nonfinite_}, {"passed", ok}};
+  }
+
+ private:
+  double err_ = 0;
+  int64_t samples_ = 0;
+  bool nonfinite_ = false;
+};
+
+// Rows of an op to check: first, middle, last.
+std::vector<int64_t> sample_rows(int64_t rows) {
+  std::set<int64_t> s = {0, rows / 2, rows - 1};
+  return {s.begin(), s.end()};
+}
+
+json check_gemm(Backend& b, const Op& op, double tol) {
+  const GemmSpec& g = op.gemm;
+  struct Sample {
+    int64_t bb, i, j;
+    std::vector<double> a, b;
+    double c_prev = 0;
+  };
+  std::vector<Sample> samples = {{0, 0, 0, {}, {}}, {g.batch - 1, g.m - 1, g.n - 1, {}, {}},
+                                 {g.batch / 2, g.m / 2, g.n / 2, {}, {}}};
+  const uint64_t stream = stream_id(op.name);
+  for (uint64_t s = 0; s < 13; ++s) {
+    auto pick = [&](uint64_t k, int64_t n) {
+      return std::min<int64_t>(n - 1, static_cast<int64_t>((uniform_pm1(99, stream, 3 * s + k) + 1) / 2 * static_cast<double>(n)));
+    };
+    samples.push_back({pick(0, g.batch), pick(1, g.m), pick(2, g.n), {}, {}});
+  }
+  for (auto& s : samples) {
+    // Row i of op(A) and column j of op(B), in element offsets of the stored matrices.
+    const int64_t a0 = g.a_offset + s.bb * g.stride_a, b0 = g.b_offset + s.bb * g.stride_b;
+    s.a = g.trans_a ? b.read(g.a, a0 + s.i, g.k, g.lda) : b.read(g.a, a0 + s.i * g.lda, g.k, 1);
+    s.b = g.trans_b ? b.read(g.b, b0 + s.j * g.ldb, g.k, 1) : b.read(g.b, b0 + s.j, g.k, g.ldb);
+    if (g.beta != 0) s.c_prev = b.read(g.c, g.c_offset + s.bb * g.stride_c + s.i * g.ldc + s.j, 1)[0];
+  }
+  b.run(op);
+  b.synchronize();
+  std::vector<double> out, ref;
+  for (const auto& s : samples) {
+    double dot = 0;
+    for (int64_t k = 0; k < g.k; ++k) dot += s.a[static_cast<size_t>(k)] * s.b[static_cast<size_t>(k)];
+    ref.push_back(g.alpha * dot + g.beta * s.c_prev);
+    out.push_back(b.read(g.c, g.c_offset + s.bb * g.stride_c + s.i * g.ldc + s.j, 1)[0]);
+  }
+  Check c;
+  c.compare(out, ref);
+  return c.result(op, tol);
+}
+
+// Row r of a (rows, cols) tensor.
+std::vector<double> row(Backend& b, const std::string& t, int64_t r, int64_t cols) { return b.read(t, r * cols, cols); }
+// Column j of a (rows, cols) tensor.
+std::vector<double> col(Backend& b, const std::string& t, int64_t j, int64_t rows, int64_t cols) {
+  return b.read(t, j, rows, cols);
+}
+
+json check_rows(Backend& b, const Op& op, double tol) {
+  const int64_t cols = op.cols, rows = op.batch * op.rows;
+  const auto& in = op.inputs;
+  const auto& out = op.outputs;
+  const std::vector<int64_t> rs = sample_rows(rows);
+  const std::vector<int64_t> cs = sample_rows(cols);
+  // Inputs, read before the op runs (bias_add works in place).
+  std::vector<std::vector<std::vector<double>>> pre(rs.size());
+  std::vector<double> whole_gamma, whole_beta, mean_all, rstd_all;
+  std::vector<std::vector<double>> col_dy, col_x;
+  for (size_t k = 0; k < rs.size(); ++k) {
+    const int64_t r = rs[k];
+    switch (op.impl) {
+      case OpImpl::layernorm_bwd:
+        pre[k] = {row(b, in[0], r, cols), row(b, in[1], r, cols), b.read(in[3], r, 1), b.read(in[4], r, 1)};
+        break;
+      case OpImpl::cross_entropy_fwd:
+      case OpImpl::cross_entropy_bwd:
+        pre[k] = {row(b, in[0], r, cols), b.read(in[1], r, 1)};
+        break;
+      case OpImpl::bias_grad: break;
+      default:
+        pre[k].push_back(row(b, in[0], r, cols));
+        if (in.size() > 1 && op.impl != OpImpl::bias_add && op.impl != OpImpl::layernorm_fwd)
+          pre[k].push_back(row(b, in[1], r, cols));
+        break;
+    }
+  }
+  if (op.impl == OpImpl::layernorm_fwd) {
+    whole_gamma = b.read(in[1], 0, cols);
+    whole_beta = b.read(in[2], 0, cols);
+  }
+  if (op.impl == OpImpl::layernorm_bwd) {
+    whole_gamma = b.read(in[2], 0, cols);
+    mean_all = b.read(in[3], 0, rows);
+    rstd_all = b.read(in[4], 0, rows);
+    for (int64_t j : cs) {
+      col_dy.push_back(col(b, in[0], j, rows, cols));
+      col_x.push_back(col(b, in[1], j, rows, cols));
+    }
+  }
+  if (op.impl == OpImpl::bias_add) whole_beta = b.read(in[1], 0, cols);
+  if (op.impl == OpImpl::bias_grad)
+    for (int64_t j : cs) col_dy.push_back(col(b, in[0], j, rows, cols));
+
+  b.run(op);
+  b.synchronize();
+
+  Check c;
+  for (size_t k = 0; k < rs.size(); ++k) {
+    const int64_t r = rs[k];
+    const auto& p = pre[k];
+    std::vector<double> ref(static_cast<size_t>(cols));
+    switch (op.impl) {
+      case OpImpl::layernorm_fwd: {
+        double mean = 0, rstd = 0;
+        ref::layernorm_forward(p[0].data(), whole_gamma.data(), whole_beta.data(), ref.data(), &mean, &rstd, 1, cols);
+        c.compare(row(b, out[0], r, cols), ref);
+        c.compare(b.read(out[1], r, 1), {mean});
+        c.compare(b.read(out[2], r, 1), {rstd});
+        break;
+      }
+      case OpImpl::layernorm_bwd: {
+        std::vector<double> dg(static_cast<size_t>(cols)), db(static_cast<size_t>(cols));
+        ref::layernorm_backward(p[0].data(), p[1].data(), whole_gamma.data(), p[2].data(), p[3].data(), ref.data(),
+                                dg.data(), db.data(), 1, cols);
+        c.compare(row(b, out[0], r, cols), ref);
+        break;
+      }
+      case OpImpl::softmax_causal_fwd:
+        ref::softmax_causal_row_forward(p[0].data(), ref.data(), r % op.rows, cols);
+        c.compare(row(b, out[0], r, cols), ref);
+        break;
+      case OpImpl::softmax_causal_bwd:
+        ref::softmax_causal_row_backward(p[0].data(), p[1].data(), ref.data(), r % op.rows, cols);
+        c.compare(row(b, out[0], r, cols), ref);
+        break;
+      case OpImpl::gelu_fwd:
+        ref::gelu_forward(p[0].data(), ref.data(), cols);
+        c.compare(row(b, out[0], r, cols), ref);
+        break;
+      case OpImpl::gelu_bwd:
+        ref::gelu_backward(p[0].data(), p[1].data(), ref.data(), cols);
+        c.compare(row(b, out[0], r, cols), ref);
+        break;
+      case OpImpl::bias_add:
+        ref = p[0];
+        ref::bias_add(ref.data(), whole_beta.data(), 1, cols);
+        c.compare(row(b, out[0], r, cols), ref);
+        break;
+      case OpImpl::residual_add:
+        ref::residual_add(p[0].data(), p[1].data(), ref.data(), cols);
+        c.compare(row(b, out[0], r, cols), ref);
+        break;
+      case OpImpl::cross_entropy_fwd: {
+        double loss = 0;
+        ref::cross_entropy_forward(p[0].data(), p[1].data(), &loss, 1, cols);
+        c.compare(b.read(out[0], r, 1), {loss});
+        break;
+      }
+      case OpImpl::cross_entropy_bwd:
+        ref::cross_entropy_backward(p[0].data(), p[1].data(), ref.data(), 1, cols, rows);
+        c.compare(row(b, out[0], r, cols), ref);
+        break;
+      case OpImpl::bias_grad:
+      case OpImpl::gemm: break;
+    }
+  }
+  // Column reductions: dgamma and dbeta of layernorm backward, bias gradients.
+  for (size_t k = 0; k < cs.size(); ++k) {
+    const int64_t j = cs[k];
+    if (op.impl == OpImpl::layernorm_bwd) {
+      double dg = 0, db = 0;
+      for (int64_t r = 0; r < rows; ++r) {
+        const auto ru = static_cast<size_t>(r);
+        dg += col_dy[k][ru] * (col_x[k][ru] - mean_all[ru]) * rstd_all[ru];
+        db += col_dy[k][ru];
+      }
+      c.compare(b.read(out[1], j, 1), {dg});
+      c.compare(b.read(out[2], j, 1), {db});
+    } else if (op.impl == OpImpl::bias_grad) {
+      double s = 0;
+      for (double v : col_dy[k]) s += v;
+      c.compare(b.read(out[0], j, 1), {s});
+    }
+  }
+  return c.result(op, tol);
+}
+
+}  // namespace
+
+json verification_run(Backend& b, const LayerGraph& g) {
+  json ops = json::array(), failures = json::array(), nonfinite = json::array();
+  for (const auto& op : g.ops) {
+    const bool gemm = op.impl == OpImpl::gemm;
+    json r = gemm ? check_gemm(b, op, verify_tolerance(op.precision, true))
+                  : check_rows(b, op, verify_tolerance(op.precision, false));
+    if (!r.at("passed").get<bool>()) failures.push_back(r);
+    ops.push_back(std::move(r));
+  }
+  int checked = 0;
+  for (const auto& t : g.tensors) {
+    if (t.role == TensorRole::input || t.role == TensorRole::weight || t.role == TensorRole::index) continue;
+    ++checked;
+    const int64_t bad = b.count_nonfinite(t.name);
+    if (bad > 0) {
+      json f = {{"tensor", t.name}, {"nonfinite", bad}};
+      nonfinite.push_back(f);
+      failures.push_back(f);
+    }
+  }
+  return {{"method",
+           "each op once against an fp64 host reference from the same inputs (GEMMs: 16 sampled outputs; other ops: "
+           "first, middle and last rows or columns), then every output tensor finite (outputs are poisoned with NaN "
+           "first)"},
+          {"checked_tensors", checked},
+          {"passed", failures.empty()},
+          {"ops", ops},
+          {"nonfinite", nonfinite},
+          {"failures", failures}};
+}
+
+}  // namespace flopscope
