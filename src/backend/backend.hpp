@@ -38,6 +38,9 @@ class Backend {
   virtual double available_bytes() const = 0;
 
   virtual void allocate(const LayerGraph& g) = 0;
+  // One-time setup after allocate, before fill (the CUDA backend times the cuBLASLt
+  // algorithm candidates for every GEMM shape here). Returns what it chose, for results.
+  virtual nlohmann::json prepare(const LayerGraph& /*g*/) { return nullptr; }
   // Inputs and weights get seeded random values; activations and gradients are poisoned
   // (NaN) so an output an op fails to write is caught by verify().
   virtual void fill(uint64_t seed) = 0;
@@ -46,6 +49,13 @@ class Backend {
   virtual double allocated_bytes() const = 0;
 
   virtual std::unique_ptr<Timeline> make_timeline(int slots) = 0;
+  // Called between timed repeats, outside the timed region (the CUDA backend can flush L2).
+  virtual void between_repeats() {}
+  // Brackets the measured region for profilers started with --profile-from-start off.
+  virtual void profiler_start() {}
+  virtual void profiler_stop() {}
+  // The device's clocks now (the CUDA backend: SM and memory clocks via NVML), or null.
+  virtual nlohmann::json clocks() { return nullptr; }
 
   // Software FLOP counting: the dimensions of every executed call, summed per op since the
   // last reset. Backends that do not count return false from counts_flops().

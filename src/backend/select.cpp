@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "backend/cpu/cpu_backend.hpp"
+#include "backend/cuda/cuda_backend.hpp"
 #include "util/error.hpp"
 
 namespace flopscope {
@@ -37,10 +38,9 @@ BackendChoice choose_backend(std::string_view requested) {
   return {"cpu", fmt::format("auto: no GPU visible ({})", probe.error)};
 }
 
-std::unique_ptr<Backend> make_backend(const BackendChoice& choice, Precision p) {
+std::unique_ptr<Backend> make_backend(const BackendChoice& choice, Precision p, const CudaOptions& cuda) {
   if (choice.kind == "cpu") return make_cpu_backend(p);
-  throw UsageError(
-      "a GPU is visible but this build of flopscope has no CUDA backend yet; use --backend cpu");
+  return make_cuda_backend(p, cuda);
 }
 
 }  // namespace flopscope

@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "backend/backend.hpp"
+#include "backend/cuda/cuda_backend.hpp"
 
 namespace flopscope {
 
@@ -25,6 +26,6 @@ struct BackendChoice {
 // Throws UsageError for an unknown name, or for "cuda" when no GPU is visible.
 BackendChoice choose_backend(std::string_view requested);
 
-std::unique_ptr<Backend> make_backend(const BackendChoice& choice, Precision p);
+std::unique_ptr<Backend> make_backend(const BackendChoice& choice, Precision p, const CudaOptions& cuda = {});
 
 }  // namespace flopscope

@@ -8,6 +8,7 @@
 
 #include "backend/verify.hpp"
 #include "util/error.hpp"
+#include "util/nvtx.hpp"
 
 namespace flopscope {
 
@@ -56,6 +57,7 @@ MeasureRun run_measure(Backend& b, const LayerGraph& g, const MeasureSettings& s
   Progress progress(1 + s.warmup + s.repeats);
 
   b.allocate(g);
+  r.prepared = b.prepare(g);
   b.fill(s.seed);
 
   // Verification run: every op once, checked against an fp64 reference, counted.
@@ -86,12 +88,29 @@ MeasureRun run_measure(Backend& b, const LayerGraph& g, const MeasureSettings& s
   }
   r.op_ms.resize(static_cast<size_t>(n_ops));
   auto timeline = b.make_timeline(n_ops + 1);
+  r.clocks_before = b.clocks();
+  b.profiler_start();
   for (int64_t rep = 0; rep < s.repeats; ++rep) {
-    for (int i = 0; i < n_ops; ++i) {
-      timeline->record(i);
-      b.run(g.ops[static_cast<size_t>(i)]);
+    b.between_repeats();
+    {
+      // NVTX: layer > phase > op, each op named as the graph names it.
+      NvtxRange layer("layer");
+      Phase phase = g.ops.front().phase;
+      nvtx_push(std::string(to_string(phase)));
+      for (int i = 0; i < n_ops; ++i) {
+        const Op& op = g.ops[static_cast<size_t>(i)];
+        if (op.phase != phase) {
+          nvtx_pop();
+          phase = op.phase;
+          nvtx_push(std::string(to_string(phase)));
+        }
+        timeline->record(i);
+        NvtxRange range(op.name);
+        b.run(op);
+      }
+      timeline->record(n_ops);
+      nvtx_pop();
     }
-    timeline->record(n_ops);
     b.synchronize();
     for (int i = 0; i < n_ops; ++i) r.op_ms[static_cast<size_t>(i)].ms.push_back(timeline->ms(i, i + 1));
     r.forward_ms.ms.push_back(timeline->ms(0, first_backward));
@@ -99,6 +118,8 @@ MeasureRun run_measure(Backend& b, const LayerGraph& g, const MeasureSettings& s
     r.total_ms.ms.push_back(timeline->ms(0, n_ops));
     progress.step("timed repeat", rep + 1, s.repeats);
   }
+  b.profiler_stop();
+  r.clocks_after = b.clocks();
   r.wall_seconds = progress.elapsed();
   return r;
 }

@@ -33,6 +33,8 @@ struct MeasureRun {
   std::vector<double> counted_flops;  // per graph op, from the verification run; empty if not counted
   Samples forward_ms, backward_ms, total_ms;  // backward includes the LM head's backward and recompute
   nlohmann::json verification;
+  nlohmann::json prepared;  // what the backend chose in prepare() (GEMM algorithms), or null
+  nlohmann::json clocks_before, clocks_after;  // device clocks around the timed runs, or null
   double wall_seconds = 0;
 };
 

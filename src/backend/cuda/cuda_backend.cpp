@@ -1,0 +1,396 @@
+#include "backend/cuda/cuda_backend.hpp"
+
+#include <cublasLt.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_profiler_api.h>
+#include <cuda_runtime_api.h>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "analytic/hardware.hpp"
+#include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/lt_gemm.hpp"
+#include "backend/cuda/nvml.hpp"
+#include "kernels.cuh"
+#include "util/error.hpp"
+
+namespace flopscope {
+
+namespace {
+
+namespace k = kernels;
+
+// How a tensor is stored on the device.
+enum class Storage { data, stat, index };
+
+struct DeviceTensor {
+  void* ptr = nullptr;
+  int64_t numel = 0;
+  size_t bytes = 0;
+  Storage storage = Storage::data;
+};
+
+k::DType data_dtype(Precision p) {
+  switch (p) {
+    case Precision::bf16: return k::DType::bf16;
+    case Precision::fp16: return k::DType::f16;
+    case Precision::fp32:
+    case Precision::tf32: return k::DType::f32;
+    default: break;
+  }
+  throw UsageError(fmt::format("the cuda backend runs bf16, fp16, tf32 or fp32, not {}{}", to_string(p),
+                               p == Precision::fp8 ? " (fp8 linear layers are not implemented yet)" : ""));
+}
+
+class CudaTimeline final : public Timeline {
+ public:
+  CudaTimeline(int slots, cudaStream_t s) : stream_(s), events_(static_cast<size_t>(slots)) {
+    for (auto& e : events_) CUDA_CALL(cudaEventCreate(&e), "timeline event");
+  }
+  ~CudaTimeline() override {
+    for (auto e : events_)
+      if (e) cudaEventDestroy(e);
+  }
+  void record(int slot) override { CUDA_CALL(cudaEventRecord(events_.at(static_cast<size_t>(slot)), stream_), "timeline"); }
+  double ms(int from, int to) const override {
+    float t = 0;
+    CUDA_CALL(cudaEventElapsedTime(&t, events_.at(static_cast<size_t>(from)), events_.at(static_cast<size_t>(to))),
+              "timeline");
+    return t;
+  }
+
+ private:
+  cudaStream_t stream_;
+  std::vector<cudaEvent_t> events_;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(Precision p, const CudaOptions& o) : precision_(p), dtype_(data_dtype(p)), opts_(o) {
+    lt_types_ = cuda::lt_types(p);
+    CUDA_CALL(cudaSetDevice(o.device), "select GPU");
+    CUDA_CALL(cudaGetDeviceProperties(&props_, o.device), "device properties");
+    char bus[32] = {0};
+    CUDA_CALL(cudaDeviceGetPCIBusId(bus, sizeof bus, o.device), "PCI bus id");
+    pci_bus_id_ = bus;
+    CUDA_CALL(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "create stream");
+    CUBLAS_CALL(cublasLtCreate(&lt_), "create cuBLASLt handle");
+    CUDA_CALL(cudaMalloc(&counter_, sizeof(unsigned long long)), "non-finite counter");
+  }
+
+  ~CudaBackend() override {
+    release();
+    gemms_.clear();
+    if (counter_) cudaFree(counter_);
+    if (lt_) cublasLtDestroy(lt_);
+    if (stream_) cudaStreamDestroy(stream_);
+  }
+
+  std::string_view name() const override { return "cuda"; }
+
+  nlohmann::json device_json() const override {
+    int driver = 0, runtime = 0;
+    cudaDriverGetVersion(&driver);
+    cudaRuntimeGetVersion(&runtime);
+    const auto nvml_driver = cuda::nvml_driver_version();
+    return {{"kind", "cuda"},
+            {"name", props_.name},
+            {"index", opts_.device},
+            {"pci_bus_id", pci_bus_id_},
+            {"compute_capability", fmt::format("{}.{}", props_.major, props_.minor)},
+            {"sm_count", props_.multiProcessorCount},
+            {"memory_bytes", static_cast<double>(props_.totalGlobalMem)},
+            {"l2_bytes", props_.l2CacheSize},
+            {"driver_version", nvml_driver ? nlohmann::json(*nvml_driver) : nlohmann::json(nullptr)},
+            {"driver_cuda_version", fmt::format("{}.{}", driver / 1000, (driver % 1000) / 10)},
+            {"runtime_cuda_version", fmt::format("{}.{}", runtime / 1000, (runtime % 1000) / 10)},
+            {"cublaslt_version", cublasLtGetVersion()},
+            {"clocks", cuda::clocks_json(cuda::nvml_clocks(pci_bus_id_))}};
+  }
+
+  std::string device_line() const override {
+    int driver = 0;
+    cudaDriverGetVersion(&driver);
+    return fmt::format("cuda: {} (sm_{}{}, {} SMs, {:.1f} GiB), driver CUDA {}.{}, cuBLASLt {}", props_.name,
+                       props_.major, props_.minor, props_.multiProcessorCount,
+                       static_cast<double>(props_.totalGlobalMem) / (1 << 30), driver / 1000, (driver % 1000) / 10,
+                       cublasLtGetVersion());
+  }
+
+  double available_bytes() const override {
+    size_t free_b = 0, total = 0;
+    CUDA_CALL(cudaMemGetInfo(&free_b, &total), "memory preflight");
+    // The GEMM workspace, the layernorm scratch and an L2 flush buffer come on top.
+    const double extra = static_cast<double>(opts_.gemm_workspace_bytes) + (opts_.flush_l2 ? 2.0 * props_.l2CacheSize : 0);
+    return std::max(0.0, static_cast<double>(free_b) - extra);
+  }
+
+  void allocate(const LayerGraph& g) override {
+    release();
+    graph_ = &g;
+    for (const auto& t : g.tensors) {
+      DeviceTensor d;
+      d.numel = t.numel();
+      d.storage = t.role == TensorRole::statistic ? Storage::stat : t.role == TensorRole::index ? Storage::index : Storage::data;
+      const size_t elem = d.storage == Storage::data ? k::dtype_bytes(dtype_) : 4;  // stats float, indices int32
+      d.bytes = static_cast<size_t>(d.numel) * elem;
+      CUDA_CALL(cudaMalloc(&d.ptr, std::max<size_t>(d.bytes, 256)),
+                fmt::format("allocate {} ({:.3g} GiB)", t.name, static_cast<double>(d.bytes) / (1 << 30)));
+      allocated_ += static_cast<double>(d.bytes);
+      tensors_[t.name] = d;
+    }
+    size_t ln_ws = 0;
+    for (const auto& op : g.ops)
+      if (op.impl == OpImpl::layernorm_bwd) ln_ws = std::max(ln_ws, k::layernorm_backward_workspace_bytes(op.rows, op.cols));
+    scratch_bytes_ = std::max<size_t>(ln_ws, 256);
+    CUDA_CALL(cudaMalloc(&scratch_, scratch_bytes_), "kernel workspace");
+    CUDA_CALL(cudaMalloc(&gemm_ws_, opts_.gemm_workspace_bytes), "cuBLASLt workspace");
+    allocated_ += static_cast<double>(scratch_bytes_ + opts_.gemm_workspace_bytes);
+    if (opts_.flush_l2) {
+      flush_bytes_ = 2 * static_cast<size_t>(props_.l2CacheSize);
+      CUDA_CALL(cudaMalloc(&flush_, flush_bytes_), "L2 flush buffer");
+      allocated_ += static_cast<double>(flush_bytes_);
+    }
+  }
+
+  nlohmann::json prepare(const LayerGraph& g) override {
+    // One cuBLASLt plan per distinct GEMM configuration; the algorithm is chosen by timing.
+    nlohmann::json chosen = nlohmann::json::object();
+    for (const auto& op : g.ops) {
+      if (op.impl != OpImpl::gemm) continue;
+      const std::string key = gemm_key(op.gemm);
+      if (!plans_.count(key)) {
+        auto plan = std::make_unique<cuda::LtGemm>(lt_, op.gemm, lt_types_, op.name);
+        plan_reports_[key] = plan->select(ptr(op.gemm.a, op.gemm.a_offset), ptr(op.gemm.b, op.gemm.b_offset),
+                                          ptr(op.gemm.c, op.gemm.c_offset), gemm_ws_, opts_.gemm_workspace_bytes,
+                                          stream_, opts_.gemm_candidates);
+        plans_[key] = std::move(plan);
+      }
+      gemms_[op.name] = plans_.at(key).get();
+      chosen[op.name] = plan_reports_.at(key);
+    }
+    CUDA_CALL(cudaStreamSynchronize(stream_), "GEMM algorithm selection");
+    spdlog::info("cuBLASLt: chose algorithms for {} distinct GEMM shapes by timing up to {} candidates each",
+                 plans_.size(), opts_.gemm_candidates);
+    return {{"gemm_algorithms", chosen}, {"workspace_bytes", opts_.gemm_workspace_bytes}};
+  }
+
+  void fill(uint64_t seed) override {
+    FLOPSCOPE_CHECK(graph_ != nullptr, "fill before allocate");
+    for (const auto& t : graph_->tensors) {
+      const DeviceTensor& d = tensors_.at(t.name);
+      const FillSpec f = fill_spec(t, graph_->shape.vocab);
+      const std::string ctx = "fill " + t.name;
+      if (f.index_count > 0) {
+        CUDA_CALL(k::fill_indices(static_cast<int32_t*>(d.ptr), d.numel, seed, stream_id(t.name), f.index_count, stream_),
+                  ctx);
+      } else if (f.scale == 0) {
+        CUDA_CALL(cudaMemsetAsync(d.ptr, 0xFF, d.bytes, stream_), ctx);  // NaN in f32, f16 and bf16
+      } else {
+        CUDA_CALL(k::fill_uniform(d.storage == Storage::stat ? k::DType::f32 : dtype_, d.ptr, d.numel, seed,
+                                  stream_id(t.name), f.offset, f.scale, stream_),
+                  ctx);
+      }
+    }
+    CUDA_CALL(cudaStreamSynchronize(stream_), "fill");
+  }
+
+  void run(const Op& op) override {
+    if (op.impl == OpImpl::gemm) {
+      auto it = gemms_.find(op.name);
+      FLOPSCOPE_CHECK(it != gemms_.end(), op.name + ": no cuBLASLt plan (prepare() not called)");
+      it->second->run(ptr(op.gemm.a, op.gemm.a_offset), ptr(op.gemm.b, op.gemm.b_offset),
+                      ptr(op.gemm.c, op.gemm.c_offset), gemm_ws_, opts_.gemm_workspace_bytes, stream_);
+      return;
+    }
+    auto in = [&](size_t i) -> const void* { return ptr(op.inputs.at(i)); };
+    auto out = [&](size_t i) -> void* { return ptr(op.outputs.at(i)); };
+    const int64_t n = op.batch * op.rows * op.cols;
+    cudaError_t e = cudaSuccess;
+    switch (op.impl) {
+      case OpImpl::layernorm_fwd:
+        e = k::layernorm_forward(dtype_, in(0), in(1), in(2), out(0), out(1), out(2), op.rows, op.cols, stream_);
+        break;
+      case OpImpl::layernorm_bwd:
+        e = k::layernorm_backward(dtype_, in(0), in(1), in(2), in(3), in(4), out(0), out(1), out(2), op.rows, op.cols,
+                                  scratch_, stream_);
+        break;
+      case OpImpl::softmax_causal_fwd: e = k::softmax_causal_forward(dtype_, in(0), out(0), op.batch, op.rows, stream_); break;
+      case OpImpl::softmax_causal_bwd:
+        e = k::softmax_causal_backward(dtype_, in(0), in(1), out(0), op.batch, op.rows, stream_);
+        break;
+      case OpImpl::gelu_fwd: e = k::gelu_forward(dtype_, in(0), out(0), n, stream_); break;
+      case OpImpl::gelu_bwd: e = k::gelu_backward(dtype_, in(0), in(1), out(0), n, stream_); break;
+      case OpImpl::bias_add: e = k::bias_add(dtype_, out(0), in(1), op.rows, op.cols, stream_); break;
+      case OpImpl::bias_grad: e = k::bias_grad(dtype_, in(0), out(0), op.rows, op.cols, stream_); break;
+      case OpImpl::residual_add: e = k::residual_add(dtype_, in(0), in(1), out(0), n, stream_); break;
+      case OpImpl::cross_entropy_fwd:
+        e = k::cross_entropy_forward(dtype_, in(0), static_cast<const int32_t*>(in(1)), out(0), op.rows, op.cols, stream_);
+        break;
+      case OpImpl::cross_entropy_bwd:
+        e = k::cross_entropy_backward(dtype_, in(0), static_cast<const int32_t*>(in(1)), out(0), op.rows, op.cols, stream_);
+        break;
+      case OpImpl::gemm: break;
+    }
+    CUDA_CALL(e, fmt::format("{} ({}, {})", op.name, to_string(op.impl), op.shape_str()));
+  }
+
+  void synchronize() override { CUDA_CALL(cudaStreamSynchronize(stream_), "synchronize"); }
+  double allocated_bytes() const override { return allocated_; }
+
+  std::unique_ptr<Timeline> make_timeline(int slots) override { return std::make_unique<CudaTimeline>(slots, stream_); }
+
+  void between_repeats() override {
+    if (flush_) CUDA_CALL(cudaMemsetAsync(flush_, ++flushes_ & 0xFF, flush_bytes_, stream_), "flush L2");
+  }
+  void profiler_start() override { CUDA_CALL(cudaProfilerStart(), "cudaProfilerStart"); }
+  void profiler_stop() override { CUDA_CALL(cudaProfilerStop(), "cudaProfilerStop"); }
+  nlohmann::json clocks() override { return cuda::clocks_json(cuda::nvml_clocks(pci_bus_id_)); }
+
+  std::vector<double> read(const std::string& tensor, int64_t offset, int64_t count, int64_t stride) override {
+    const DeviceTensor& d = tensors_.at(tensor);
+    FLOPSCOPE_CHECK(offset >= 0 && count >= 0 && stride >= 1 && (count == 0 || offset + (count - 1) * stride < d.numel),
+                    fmt::format("read of {} out of bounds (offset {}, count {}, stride {}, size {})", tensor, offset,
+                                count, stride, d.numel));
+    const size_t elem = d.bytes / static_cast<size_t>(std::max<int64_t>(d.numel, 1));
+    std::vector<unsigned char> raw(static_cast<size_t>(count) * elem);
+    if (count > 0) {
+      const auto* src = static_cast<const unsigned char*>(d.ptr) + static_cast<size_t>(offset) * elem;
+      CUDA_CALL(cudaMemcpy2DAsync(raw.data(), elem, src, static_cast<size_t>(stride) * elem, elem,
+                                  static_cast<size_t>(count), cudaMemcpyDeviceToHost, stream_),
+                "read " + tensor);
+      CUDA_CALL(cudaStreamSynchronize(stream_), "read " + tensor);
+    }
+    std::vector<double> out(static_cast<size_t>(count));
+    for (size_t i = 0; i < out.size(); ++i) {
+      const unsigned char* p = raw.data() + i * elem;
+      if (d.storage == Storage::index) {
+        int32_t v;
+        std::memcpy(&v, p, 4);
+        out[i] = v;
+      } else if (d.storage == Storage::stat || dtype_ == k::DType::f32) {
+        float v;
+        std::memcpy(&v, p, 4);
+        out[i] = v;
+      } else if (dtype_ == k::DType::bf16) {
+        uint16_t bits;
+        std::memcpy(&bits, p, 2);
+        const uint32_t f = static_cast<uint32_t>(bits) << 16;
+        float v;
+        std::memcpy(&v, &f, 4);
+        out[i] = v;
+      } else {
+        __half h;
+        std::memcpy(&h, p, 2);
+        out[i] = __half2float(h);
+      }
+    }
+    return out;
+  }
+
+  int64_t count_nonfinite(const std::string& tensor) override {
+    const DeviceTensor& d = tensors_.at(tensor);
+    if (d.storage == Storage::index) return 0;
+    CUDA_CALL(cudaMemsetAsync(counter_, 0, sizeof(unsigned long long), stream_), "count non-finite");
+    CUDA_CALL(k::count_nonfinite(d.storage == Storage::stat ? k::DType::f32 : dtype_, d.ptr, d.numel,
+                                 static_cast<unsigned long long*>(counter_), stream_),
+              "count non-finite " + tensor);
+    unsigned long long n = 0;
+    CUDA_CALL(cudaMemcpyAsync(&n, counter_, sizeof n, cudaMemcpyDeviceToHost, stream_), "count non-finite");
+    CUDA_CALL(cudaStreamSynchronize(stream_), "count non-finite");
+    return static_cast<int64_t>(n);
+  }
+
+ private:
+  void* ptr(const std::string& name, int64_t offset = 0) {
+    auto it = tensors_.find(name);
+    FLOPSCOPE_CHECK(it != tensors_.end(), "cuda backend: no tensor '" + name + "'");
+    const size_t elem = it->second.bytes / static_cast<size_t>(std::max<int64_t>(it->second.numel, 1));
+    return static_cast<unsigned char*>(it->second.ptr) + static_cast<size_t>(offset) * elem;
+  }
+
+  static std::string gemm_key(const GemmSpec& g) {
+    return fmt::format("{}x{}x{}b{}t{}{}ld{},{},{}s{},{},{}a{}b{}", g.m, g.n, g.k, g.batch, g.trans_a, g.trans_b, g.lda,
+                       g.ldb, g.ldc, g.stride_a, g.stride_b, g.stride_c, g.alpha, g.beta);
+  }
+
+  void release() {
+    for (auto& [name, t] : tensors_)
+      if (t.ptr) cudaFree(t.ptr);
+    tensors_.clear();
+    if (scratch_) cudaFree(scratch_);
+    if (gemm_ws_) cudaFree(gemm_ws_);
+    if (flush_) cudaFree(flush_);
+    scratch_ = gemm_ws_ = flush_ = nullptr;
+    allocated_ = 0;
+  }
+
+  Precision precision_;
+  k::DType dtype_;
+  CudaOptions opts_;
+  cuda::LtTypes lt_types_{};
+  cudaDeviceProp props_{};
+  std::string pci_bus_id_;
+  cudaStream_t stream_ = nullptr;
+  cublasLtHandle_t lt_ = nullptr;
+  const LayerGraph* graph_ = nullptr;
+  std::map<std::string, DeviceTensor> tensors_;
+  std::map<std::string, std::unique_ptr<cuda::LtGemm>> plans_;  // by configuration
+  std::map<std::string, nlohmann::json> plan_reports_;
+  std::map<std::string, cuda::LtGemm*> gemms_;                   // by op name
+  void* scratch_ = nullptr;
+  size_t scratch_bytes_ = 0;
+  void* gemm_ws_ = nullptr;
+  void* flush_ = nullptr;
+  size_t flush_bytes_ = 0;
+  unsigned flushes_ = 0;
+  void* counter_ = nullptr;
+  double allocated_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend(Precision p, const CudaOptions& o) {
+  return std::make_unique<CudaBackend>(p, o);
+}
+
+nlohmann::json cuda_devices_json() {
+  nlohmann::json list = nlohmann::json::array();
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) return list;
+  for (int i = 0; i < count; ++i) {
+    cudaDeviceProp p{};
+    CUDA_CALL(cudaGetDeviceProperties(&p, i), "device properties");
+    char bus[32] = {0};
+    CUDA_CALL(cudaDeviceGetPCIBusId(bus, sizeof bus, i), "PCI bus id");
+    size_t free_b = 0, total = 0;
+    CUDA_CALL(cudaSetDevice(i), "select GPU");
+    CUDA_CALL(cudaMemGetInfo(&free_b, &total), "memory");
+    nlohmann::json peaks = nlohmann::json::object();
+    const GpuPeaks* table = gpu_by_device_name(p.name);
+    for (const char* dt : {"fp64", "fp32", "tf32", "fp16", "bf16", "fp8"}) {
+      const auto v = table ? peak_tflops(*table, dt) : std::nullopt;
+      peaks[dt] = v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+    }
+    list.push_back({{"index", i},
+                    {"name", p.name},
+                    {"pci_bus_id", bus},
+                    {"compute_capability", fmt::format("{}.{}", p.major, p.minor)},
+                    {"sm_count", p.multiProcessorCount},
+                    {"memory_bytes", static_cast<double>(total)},
+                    {"memory_free_bytes", static_cast<double>(free_b)},
+                    {"l2_bytes", p.l2CacheSize},
+                    {"datasheet_peaks_tflops", peaks},
+                    {"datasheet", table ? nlohmann::json(table->title) : nlohmann::json(nullptr)},
+                    {"clocks", cuda::clocks_json(cuda::nvml_clocks(bus))}});
+  }
+  return list;
+}
+
+}  // namespace flopscope

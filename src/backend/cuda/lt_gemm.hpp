@@ -1,0 +1,62 @@
+// One GEMM shape through cuBLASLt, row-major as the layer graph states it.
+//
+// cuBLASLt is column-major. A row-major C (m x n) = op(A) op(B) is, read column-major, the
+// same memory as C^T (n x m) = op(B)^T op(A)^T, so we hand cuBLASLt our B as its A and our A as
+// its B, with M = n, N = m and the leading dimensions unchanged. Strided batches (the
+// attention products over batch x heads) set BATCH_COUNT and STRIDED_BATCH_OFFSET on each
+// layout. Alpha and beta are float (host pointers); accumulation is fp32 for every dtype
+// (CUBLAS_COMPUTE_32F, or 32F_FAST_TF32 for tf32).
+//
+// Algorithm choice: the heuristic's top candidates for this shape are each timed on the real
+// buffers (CUDA events, median of several runs) and the fastest is kept for the run.
+#pragma once
+
+#include <cublasLt.h>
+#include <cuda_runtime_api.h>
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "graph/graph.hpp"
+
+namespace flopscope::cuda {
+
+struct LtTypes {
+  cudaDataType_t ab;        // A and B
+  cudaDataType_t c;         // C and D
+  cublasComputeType_t compute;
+  size_t ab_bytes, c_bytes;
+};
+LtTypes lt_types(Precision p);  // throws UsageError for precisions this path does not run
+
+class LtGemm {
+ public:
+  LtGemm(cublasLtHandle_t handle, const GemmSpec& g, const LtTypes& t, const std::string& label);
+  ~LtGemm();
+  LtGemm(const LtGemm&) = delete;
+  LtGemm& operator=(const LtGemm&) = delete;
+
+  // Times up to `candidates` heuristic algorithms on these buffers (which it overwrites) and
+  // keeps the fastest. Returns {candidates, best_index, best_ms, heuristic_first_ms, ...}.
+  nlohmann::json select(const void* a, const void* b, void* c, void* workspace, size_t workspace_bytes,
+                        cudaStream_t stream, int candidates = 8);
+  // C = alpha op(A) op(B) + beta C with the selected algorithm (asynchronous).
+  void run(const void* a, const void* b, void* c, void* workspace, size_t workspace_bytes, cudaStream_t stream);
+  double best_ms() const { return best_ms_; }
+
+ private:
+  cublasLtHandle_t handle_;
+  GemmSpec g_;
+  LtTypes t_;
+  std::string label_;
+  cublasLtMatmulDesc_t desc_ = nullptr;
+  cublasLtMatrixLayout_t la_ = nullptr, lb_ = nullptr, lc_ = nullptr;
+  cublasLtMatmulAlgo_t algo_{};
+  bool selected_ = false;
+  double best_ms_ = 0;
+  float alpha_, beta_;
+};
+
+}  // namespace flopscope::cuda
