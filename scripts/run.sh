@@ -8,7 +8,7 @@
 # stderr, so stdout carries only flopscope's result: scripts/run.sh ... > result.json works.
 set -euo pipefail
 
-# What `scripts/run.sh` with no arguments runs.
+# >>> DEFAULT_ARGS: the flopscope arguments `scripts/run.sh` runs when given none. <<<
 DEFAULT_ARGS=(estimate)
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
