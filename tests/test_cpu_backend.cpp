@@ -96,6 +96,8 @@ class FaultyBackend final : public Backend {
     return inner.read(t, offset, count, stride);
   }
   int64_t count_nonfinite(const std::string& t) override { return inner.count_nonfinite(t); }
+  nlohmann::json gemm_ceiling(Precision p, int64_t n) override { return inner.gemm_ceiling(p, n); }
+  nlohmann::json copy_bandwidth(int64_t bytes) override { return inner.copy_bandwidth(bytes); }
   CpuBackend<float> inner;
 
  private:
@@ -190,6 +192,15 @@ TEST(Measure, TimesEveryOpAndPhase) {
   }
   EXPECT_NEAR(sum, r.total_ms.ms[0], 1e-6);
   EXPECT_TRUE(r.verification.at("passed").get<bool>());
+}
+
+TEST(CpuBackend, CeilingsAreTimedAndPositive) {
+  CpuBackend<float> be;
+  const auto g = be.gemm_ceiling(Precision::fp32, 256);
+  EXPECT_GT(g.at("flops_per_s").get<double>(), 1e8);  // any CPU of this century does 0.1 GFLOP/s
+  EXPECT_NEAR(g.at("flops_per_s").get<double>() * g.at("ms").get<double>() * 1e-3, 2.0 * 256 * 256 * 256, 1.0);
+  const auto c = be.copy_bandwidth(1 << 20);
+  EXPECT_GT(c.at("bytes_per_s").get<double>(), 1e8);
 }
 
 TEST(CpuBackend, RejectsPrecisionsItCannotRun) {

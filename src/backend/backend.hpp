@@ -54,6 +54,11 @@ class Backend {
   // Brackets the measured region for profilers started with --profile-from-start off.
   virtual void profiler_start() {}
   virtual void profiler_stop() {}
+  // Ceilings measured on this device: the best GEMM throughput on an n x n x n product in
+  // precision p, and copy bandwidth (bytes read plus written per second). JSON with the
+  // figure in FLOP/s or bytes/s, the time, and the source ("timed: ...").
+  virtual nlohmann::json gemm_ceiling(Precision p, int64_t n) = 0;
+  virtual nlohmann::json copy_bandwidth(int64_t bytes) = 0;
   // The device's clocks now (the CUDA backend: SM and memory clocks via NVML), or null.
   virtual nlohmann::json clocks() { return nullptr; }
 

@@ -108,6 +108,20 @@ json measure_result(const MeasureContext& c) {
   const bool counted = !run.counted_flops.empty();
   double total_time = 0;
   for (const auto& s : run.op_ms) total_time += s.median();
+  const json device = c.backend.device_json();
+  // The two references every utilisation names: the datasheet dense peak for the dtype (n/a
+  // for devices the table does not know) and the GEMM ceiling measured in this run.
+  const GpuPeaks* gpu = device.contains("name") ? gpu_by_device_name(device.at("name").get<std::string>()) : nullptr;
+  const double peak_tf = gpu ? peak_tflops(*gpu, to_string(g.options.precision)).value_or(0.0) : 0.0;
+  const double peak_flops = peak_tf * 1e12;
+  const double ceiling_flops = c.ceiling.is_null() ? 0 : c.ceiling.at("flops_per_s").get<double>();
+  auto utilization = [&](double flops_per_s) {
+    return json{{"of_datasheet_peak", peak_flops > 0 ? json(flops_per_s / peak_flops) : json(nullptr)},
+                {"of_measured_ceiling", ceiling_flops > 0 ? json(flops_per_s / ceiling_flops) : json(nullptr)}};
+  };
+  const json* algos = (run.prepared.is_object() && run.prepared.contains("gemm_algorithms"))
+                          ? &run.prepared.at("gemm_algorithms")
+                          : nullptr;
 
   json ops = json::array();
   struct Acc {
@@ -126,6 +140,13 @@ json measure_result(const MeasureContext& c) {
     o["time_ms"] = run.op_ms[i].json();
     o["achieved_flops_per_s"] = med > 0 ? json(executed / (med / 1000.0)) : json(nullptr);
     o["time_share"] = total_time > 0 ? med / total_time : 0.0;
+    if (med > 0) o["utilization"] = utilization(executed / (med / 1000.0));
+    if (algos && algos->contains(op.name)) {
+      // The op's time in the layer against the best algorithm's time when chosen (both timed).
+      const double best = algos->at(op.name).at("best_ms").get<double>();
+      o["best_algorithm_ms"] = best;
+      o["best_algorithm_over_op_time"] = med > 0 ? best / med : 0.0;
+    }
     ops.push_back(o);
     Acc& a = op.phase == Phase::forward ? fwd : op.phase == Phase::backward ? bwd : rec;
     for (Acc* x : {&a, &all}) {
@@ -140,6 +161,9 @@ json measure_result(const MeasureContext& c) {
     if (s) {
       t["time_ms"] = s->json();
       t["achieved_flops_per_s"] = a.counted / (s->median() / 1000.0);
+      t["achieved_model_flops_per_s"] = a.model_flops / (s->median() / 1000.0);
+      t["utilization"] = utilization(a.counted / (s->median() / 1000.0));
+      t["model_utilization"] = utilization(a.model_flops / (s->median() / 1000.0));
     }
     return t;
   };
@@ -153,7 +177,6 @@ json measure_result(const MeasureContext& c) {
                        {"flops_source", counted ? "counted" : "analytic"},
                        {"time_source", "timed"}};
 
-  const json device = c.backend.device_json();
   const json extrapolation = extrapolate(c.model, g, run, c.cluster, device);
   // Every formula's total, and the days it would take on N of this device at the throughput
   // measured here (timed), instead of a datasheet assumption.
@@ -188,7 +211,14 @@ json measure_result(const MeasureContext& c) {
             {"source", "required: analytic (graph); allocated: counted by the backend"}}},
           {"settings",
            {{"warmup", c.settings.warmup}, {"repeats", c.settings.repeats}, {"seed", c.settings.seed},
-            {"wall_seconds", run.wall_seconds}}},
+            {"wall_seconds", run.wall_seconds}, {"nsight", c.nsight}}},
+          {"peaks",
+           {{"datasheet_tflops", peak_tf > 0 ? json(peak_tf) : json(nullptr)},
+            {"datasheet", gpu ? json(gpu->title + ", " + gpu->source) : json(nullptr)},
+            {"dtype", to_string(g.options.precision)},
+            {"measured_ceiling", c.ceiling}}},
+          {"clocks", {{"before", run.clocks_before}, {"after", run.clocks_after}}},
+          {"prepared", run.prepared},
           {"counters", {{"status", counted ? "counted" : "unavailable"},
                         {"detail", counted ? "software: each executed call's dimensions, summed per op"
                                            : "no FLOP counts for this backend"}}},

@@ -26,7 +26,9 @@ struct MeasureContext {
   const MeasureSettings& settings;
   const MeasureRun& run;
   const ClusterAssumption& cluster;
+  nlohmann::json ceiling;  // backend.gemm_ceiling(), or null when skipped
   std::string command_line;
+  bool nsight = false;
 };
 
 nlohmann::json measure_result(const MeasureContext& c);

@@ -1,4 +1,6 @@
 // Text and Markdown for a `measure` result, rendered from its JSON alone.
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "report/render_detail.hpp"
@@ -51,29 +53,61 @@ Document measure_document(const json& r) {
                                    fmt_bytes(mem.at("available_bytes").get<double>())));
   const auto& st = r.at("settings");
   const auto& ver = r.at("verification");
-  run.before.push_back(fmt::format("runs: 1 verification, {} warm-up, {} timed (seed {}), {:.1f} s wall; verification: {} "
-                                   "({} output tensors; {})",
-                                   st.at("warmup").get<int64_t>(), st.at("repeats").get<int64_t>(),
-                                   st.at("seed").get<uint64_t>(), st.at("wall_seconds").get<double>(),
-                                   ver.at("passed").get<bool>() ? "passed" : "FAILED",
-                                   ver.at("checked_tensors").get<int64_t>(), ver.at("method").get<std::string>()));
+  double worst = 0;
+  for (const auto& o : ver.at("ops"))
+    if (!o.at("max_rel_error").is_null()) worst = std::max(worst, o.at("max_rel_error").get<double>() / o.at("tolerance").get<double>());
+  run.before.push_back(fmt::format("runs: 1 verification, {} warm-up, {} timed (seed {}), {:.1f} s wall", st.at("warmup").get<int64_t>(),
+                                   st.at("repeats").get<int64_t>(), st.at("seed").get<uint64_t>(),
+                                   st.at("wall_seconds").get<double>()));
+  run.before.push_back(fmt::format("verification: {}: {} ops against an fp64 host reference (worst error {:.2g} of its "
+                                   "tolerance), {} output tensors finite",
+                                   ver.at("passed").get<bool>() ? "passed" : "FAILED", ver.at("ops").size(), worst,
+                                   ver.at("checked_tensors").get<int64_t>()));
   run.before.push_back(fmt::format("FLOP counts: {} ({})", r.at("counters").at("status").get<std::string>(),
                                    r.at("counters").at("detail").get<std::string>()));
+  const auto& pk = r.at("peaks");
+  run.before.push_back(fmt::format(
+      "{} references: datasheet dense peak {}; measured ceiling {}", pk.at("dtype").get<std::string>(),
+      pk.at("datasheet_tflops").is_null() ? std::string("n/a (not in the table for this device)")
+                                          : fmt::format("{} TFLOP/s ({})", fmt_sig(pk.at("datasheet_tflops").get<double>(), 5),
+                                                        pk.at("datasheet").get<std::string>()),
+      pk.at("measured_ceiling").is_null()
+          ? std::string("not measured (--no-ceiling)")
+          : fmt::format("{} {} ({})", rate(pk.at("measured_ceiling").at("flops_per_s"), unit), unit.name,
+                        pk.at("measured_ceiling").at("source").get<std::string>())));
+  const auto& clk = r.at("clocks");
+  if (clk.at("before").is_object() && !clk.at("before").at("sm_mhz").is_null()) {
+    run.before.push_back(fmt::format("SM clock: {} MHz before the timed runs, {} MHz after (max {} MHz; NVML)",
+                                     clk.at("before").at("sm_mhz").dump(), clk.at("after").at("sm_mhz").dump(),
+                                     clk.at("before").at("sm_max_mhz").dump()));
+  }
   d.sections.push_back(std::move(run));
 
   Section ops;
   ops.heading = "Per op: FLOPs analytic and counted; time timed (median of the repeats)";
-  Table t({"<op", "<phase", "<kind", "<shape", "analytic FLOPs", fmt::format("{} FLOPs", count_label), "ratio",
-           "median ms", "min ms", "max ms", unit.name, "share"});
+  const bool has_algos = r.at("prepared").is_object();
+  std::vector<std::string> head = {"<op", "<phase", "<kind", "<shape", "analytic FLOPs",
+                                   fmt::format("{} FLOPs", count_label), "ratio", "median ms", "min ms", "max ms",
+                                   unit.name, "of ceiling", "of peak", "share"};
+  if (has_algos) head.push_back("best algo / op");
+  Table t(head);
+  auto util = [](const json& o, const char* key) {
+    if (!o.contains("utilization") || o.at("utilization").at(key).is_null()) return std::string("n/a");
+    return fmt_percent(o.at("utilization").at(key).get<double>());
+  };
   for (const auto& o : r.at("ops")) {
     const auto& tm = o.at("time_ms");
-    t.add_row({o.at("name").get<std::string>(), o.at("phase").get<std::string>(), o.at("kind").get<std::string>(),
-               o.at("shape").get<std::string>(), fmt_flops(o.at("flops").get<double>()),
-               o.contains("counted_flops") ? fmt_flops(o.at("counted_flops").get<double>()) : "n/a",
-               o.contains("counted_over_analytic") ? fmt_fixed(o.at("counted_over_analytic").get<double>(), 4) : "n/a",
-               fmt_sig(tm.at("median").get<double>(), 4), fmt_sig(tm.at("min").get<double>(), 4),
-               fmt_sig(tm.at("max").get<double>(), 4), rate(o.at("achieved_flops_per_s"), unit),
-               fmt_percent(o.at("time_share").get<double>())});
+    std::vector<std::string> row = {
+        o.at("name").get<std::string>(), o.at("phase").get<std::string>(), o.at("kind").get<std::string>(),
+        o.at("shape").get<std::string>(), fmt_flops(o.at("flops").get<double>()),
+        o.contains("counted_flops") ? fmt_flops(o.at("counted_flops").get<double>()) : "n/a",
+        o.contains("counted_over_analytic") ? fmt_fixed(o.at("counted_over_analytic").get<double>(), 4) : "n/a",
+        fmt_sig(tm.at("median").get<double>(), 4), fmt_sig(tm.at("min").get<double>(), 4),
+        fmt_sig(tm.at("max").get<double>(), 4), rate(o.at("achieved_flops_per_s"), unit),
+        util(o, "of_measured_ceiling"), util(o, "of_datasheet_peak"), fmt_percent(o.at("time_share").get<double>())};
+    if (has_algos)
+      row.push_back(o.contains("best_algorithm_over_op_time") ? fmt_fixed(o.at("best_algorithm_over_op_time").get<double>(), 3) : "");
+    t.add_row(row);
   }
   ops.table = std::move(t);
   d.sections.push_back(std::move(ops));
@@ -81,7 +115,7 @@ Document measure_document(const json& r) {
   Section tot;
   tot.heading = "Layer totals";
   Table tt({"<phase", "analytic FLOPs", "model FLOPs", fmt::format("{} FLOPs", count_label), "median ms", "min ms",
-            "max ms", unit.name});
+            "max ms", unit.name, fmt::format("model {}", unit.name), "of ceiling", "model, of ceiling", "of peak"});
   for (const char* phase : {"forward", "backward", "recompute", "total"}) {
     if (!r.at("totals").contains(phase)) continue;
     const auto& p = r.at("totals").at(phase);
@@ -94,7 +128,12 @@ Document measure_document(const json& r) {
                 timed ? fmt_sig(p.at("time_ms").at("median").get<double>(), 4) : "",
                 timed ? fmt_sig(p.at("time_ms").at("min").get<double>(), 4) : "",
                 timed ? fmt_sig(p.at("time_ms").at("max").get<double>(), 4) : "",
-                timed ? rate(p.at("achieved_flops_per_s"), unit) : ""});
+                timed ? rate(p.at("achieved_flops_per_s"), unit) : "",
+                timed ? rate(p.at("achieved_model_flops_per_s"), unit) : "", timed ? util(p, "of_measured_ceiling") : "",
+                timed && !p.at("model_utilization").at("of_measured_ceiling").is_null()
+                    ? fmt_percent(p.at("model_utilization").at("of_measured_ceiling").get<double>())
+                    : (timed ? "n/a" : ""),
+                timed ? util(p, "of_datasheet_peak") : ""});
   }
   tot.table = std::move(tt);
   const auto& ratios = r.at("ratios");

@@ -3,7 +3,9 @@
 #include <cblas.h>
 
 #include <chrono>
+#include <algorithm>
 #include <climits>
+#include <cstring>
 #include <cmath>
 #include <fstream>
 #include <limits>
@@ -227,6 +229,57 @@ int64_t CpuBackend<F>::count_nonfinite(const std::string& tensor) {
   int64_t bad = 0;
   for (F x : data(tensor)) bad += std::isfinite(x) ? 0 : 1;
   return bad;
+}
+
+namespace {
+
+// Median of `repeats` timings of f() after one untimed call, in seconds.
+template <typename Fn>
+double median_seconds(Fn&& f, int repeats) {
+  f();
+  std::vector<double> t;
+  for (int r = 0; r < repeats; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+}  // namespace
+
+template <typename F>
+nlohmann::json CpuBackend<F>::gemm_ceiling(Precision p, int64_t n64) {
+  FLOPSCOPE_CHECK(p == Precision::fp32 || p == Precision::fp64, "cpu GEMM ceiling: fp32 or fp64 only");
+  const int n = static_cast<int>(n64);
+  const auto count = static_cast<size_t>(n) * static_cast<size_t>(n);
+  double s = 0;
+  auto fill = [&](auto& v, uint64_t stream) {
+    for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<typename std::decay_t<decltype(v)>::value_type>(uniform_pm1(1, stream, i));
+  };
+  if (p == Precision::fp32) {
+    std::vector<float> a(count), b(count), c(count);
+    fill(a, 1);
+    fill(b, 2);
+    s = median_seconds([&] { cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n); }, 3);
+  } else {
+    std::vector<double> a(count), b(count), c(count);
+    fill(a, 1);
+    fill(b, 2);
+    s = median_seconds([&] { cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0, a.data(), n, b.data(), n, 0.0, c.data(), n); }, 3);
+  }
+  const double flops = 2.0 * n * static_cast<double>(n) * n;
+  return {{"dtype", to_string(p)}, {"n", n}, {"ms", s * 1e3}, {"flops_per_s", flops / s},
+          {"source", fmt::format("timed: OpenBLAS {}gemm {}^3, median of 3 after a warm-up call", p == Precision::fp32 ? "s" : "d", n)}};
+}
+
+template <typename F>
+nlohmann::json CpuBackend<F>::copy_bandwidth(int64_t bytes) {
+  std::vector<unsigned char> a(static_cast<size_t>(bytes), 1), b(static_cast<size_t>(bytes));
+  const double s = median_seconds([&] { std::memcpy(b.data(), a.data(), a.size()); }, 5);
+  return {{"bytes", bytes}, {"ms", s * 1e3}, {"bytes_per_s", 2.0 * static_cast<double>(bytes) / s},
+          {"source", "timed: memcpy, bytes read plus written, median of 5 after a warm-up call"}};
 }
 
 template class CpuBackend<float>;

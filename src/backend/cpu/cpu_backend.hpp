@@ -28,6 +28,8 @@ class CpuBackend final : public Backend {
   void synchronize() override {}
   double allocated_bytes() const override { return allocated_bytes_; }
   std::unique_ptr<Timeline> make_timeline(int slots) override;
+  nlohmann::json gemm_ceiling(Precision p, int64_t n) override;
+  nlohmann::json copy_bandwidth(int64_t bytes) override;
 
   bool counts_flops() const override { return true; }
   double counted_flops(const std::string& op) const override;

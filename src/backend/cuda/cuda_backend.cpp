@@ -6,6 +6,7 @@
 #include <cuda_profiler_api.h>
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -252,6 +253,62 @@ class CudaBackend final : public Backend {
   void profiler_start() override { CUDA_CALL(cudaProfilerStart(), "cudaProfilerStart"); }
   void profiler_stop() override { CUDA_CALL(cudaProfilerStop(), "cudaProfilerStop"); }
   nlohmann::json clocks() override { return cuda::clocks_json(cuda::nvml_clocks(pci_bus_id_)); }
+
+  nlohmann::json gemm_ceiling(Precision p, int64_t n) override {
+    // The best cuBLASLt algorithm on an n x n x n product, row-major, no transposes.
+    const cuda::LtTypes t = cuda::lt_types(p);
+    const k::DType dt = data_dtype(p);
+    GemmSpec g;
+    g.m = g.n = g.k = n;
+    g.lda = g.ldb = g.ldc = n;
+    const auto elems = static_cast<size_t>(n) * static_cast<size_t>(n);
+    void *a = nullptr, *b = nullptr, *c = nullptr, *ws = nullptr;
+    struct Free {
+      void** p[4];
+      ~Free() {
+        for (void** q : p)
+          if (*q) cudaFree(*q);
+      }
+    } guard{{&a, &b, &c, &ws}};
+    CUDA_CALL(cudaMalloc(&a, elems * t.ab_bytes), "ceiling A");
+    CUDA_CALL(cudaMalloc(&b, elems * t.ab_bytes), "ceiling B");
+    CUDA_CALL(cudaMalloc(&c, elems * t.c_bytes), "ceiling C");
+    CUDA_CALL(cudaMalloc(&ws, opts_.gemm_workspace_bytes), "ceiling workspace");
+    CUDA_CALL(k::fill_uniform(dt, a, static_cast<int64_t>(elems), 1, 1, 0, 1, stream_), "ceiling fill");
+    CUDA_CALL(k::fill_uniform(dt, b, static_cast<int64_t>(elems), 1, 2, 0, 1, stream_), "ceiling fill");
+    cuda::LtGemm gemm(lt_, g, t, fmt::format("ceiling {} {}^3", to_string(p), n));
+    nlohmann::json r = gemm.select(a, b, c, ws, opts_.gemm_workspace_bytes, stream_, 16);
+    return {{"dtype", to_string(p)}, {"n", n}, {"ms", r.at("best_ms")},
+            {"flops_per_s", g.flops() / (r.at("best_ms").get<double>() * 1e-3)},
+            {"candidates", r.at("candidates")},
+            {"source", fmt::format("timed: the best of {} cuBLASLt algorithms on {}^3 {}, CUDA events, median of 5 each",
+                                   r.at("candidates").get<int>(), n, to_string(p))}};
+  }
+
+  nlohmann::json copy_bandwidth(int64_t bytes) override {
+    void *a = nullptr, *b = nullptr;
+    CUDA_CALL(cudaMalloc(&a, static_cast<size_t>(bytes)), "bandwidth buffer");
+    struct Free {
+      void* p;
+      ~Free() { cudaFree(p); }
+    } fa{a};
+    CUDA_CALL(cudaMalloc(&b, static_cast<size_t>(bytes)), "bandwidth buffer");
+    Free fb{b};
+    CUDA_CALL(cudaMemsetAsync(a, 1, static_cast<size_t>(bytes), stream_), "bandwidth fill");
+    CudaTimeline tl(2, stream_);
+    std::vector<double> ms;
+    for (int r = 0; r < 6; ++r) {
+      tl.record(0);
+      CUDA_CALL(cudaMemcpyAsync(b, a, static_cast<size_t>(bytes), cudaMemcpyDeviceToDevice, stream_), "bandwidth copy");
+      tl.record(1);
+      CUDA_CALL(cudaStreamSynchronize(stream_), "bandwidth");
+      if (r > 0) ms.push_back(tl.ms(0, 1));  // the first is a warm-up
+    }
+    std::sort(ms.begin(), ms.end());
+    const double med = ms[ms.size() / 2];
+    return {{"bytes", bytes}, {"ms", med}, {"bytes_per_s", 2.0 * static_cast<double>(bytes) / (med * 1e-3)},
+            {"source", "timed: cudaMemcpyAsync device to device, bytes read plus written, CUDA events, median of 5"}};
+  }
 
   std::vector<double> read(const std::string& tensor, int64_t offset, int64_t count, int64_t stride) override {
     const DeviceTensor& d = tensors_.at(tensor);
