@@ -14,5 +14,7 @@ using Runner = std::function<int()>;
 Runner add_estimate(CLI::App& app, const GlobalOptions& g);
 Runner add_measure(CLI::App& app, const GlobalOptions& g);
 Runner add_report(CLI::App& app, const GlobalOptions& g);
+Runner add_devices(CLI::App& app, const GlobalOptions& g);
+Runner add_peak(CLI::App& app, const GlobalOptions& g);
 
 }  // namespace flopscope::cli

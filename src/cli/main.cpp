@@ -36,6 +36,8 @@ int main(int argc, char** argv) {
       {"estimate", cli::add_estimate(app, global)},
       {"measure", cli::add_measure(app, global)},
       {"report", cli::add_report(app, global)},
+      {"devices", cli::add_devices(app, global)},
+      {"peak", cli::add_peak(app, global)},
   };
 
   try {
