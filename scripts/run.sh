@@ -9,7 +9,7 @@
 set -euo pipefail
 
 # >>> DEFAULT_ARGS: the flopscope arguments `scripts/run.sh` runs when given none. <<<
-DEFAULT_ARGS=(estimate)
+DEFAULT_ARGS=(measure)
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
