@@ -1,0 +1,722 @@
+// The device kernels (kernels/*.cu) against the CPU reference (src/backend/cpu/reference_ops.hpp)
+// instantiated in double, on fresh seeded random inputs, for every dtype and for aligned and
+// unaligned shapes (cols = 50257, 1001, 3, rows = 1, pointers shifted one element off 16 bytes).
+//
+// How a check works: inputs are drawn in double, rounded to the dtype, uploaded; the reference
+// runs in double on the rounded values, so the only differences left are the kernel's own
+// (float accumulation, float transcendental functions, the final rounding to the dtype).
+// Outputs are poisoned (0xFF bytes: NaN in f64/f32/f16/bf16) before every run, so an element a
+// kernel fails to write is NaN and fails; NaN and infinity never pass (checked explicitly).
+//
+// Every Gpu* test starts by asking the runtime for a device and skips with the reason when there
+// is none (build machines and CI have no GPU). KernelArguments tests need no device: argument
+// errors return before any CUDA call.
+#include <gtest/gtest.h>
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "backend/cpu/reference_ops.hpp"
+#include "kernels.cuh"
+#include "util/random_fill.hpp"
+
+namespace flopscope {
+namespace {
+
+namespace kern = kernels;
+using kern::DType;
+
+// ---- device access ----------------------------------------------------------------------
+
+// Empty when a device is visible; otherwise the runtime's reason.
+std::string gpu_unavailable() {
+  int count = 0;
+  const cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess) return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
+  if (count == 0) return "cudaGetDeviceCount found 0 devices";
+  return {};
+}
+
+#define REQUIRE_GPU()                                                                                \
+  do {                                                                                               \
+    if (const std::string why_no_gpu = gpu_unavailable(); !why_no_gpu.empty())                       \
+      GTEST_SKIP() << "no GPU visible: " << why_no_gpu;                                              \
+  } while (0)
+
+void cuda_check(cudaError_t e, const char* call) {
+  if (e != cudaSuccess)
+    throw std::runtime_error(std::string(call) + " failed: " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) +
+                             ")");
+}
+#define CUDA_CHECK(call) cuda_check((call), #call)
+
+// A kernel launcher's return value, then the stream's completion (asynchronous faults surface here).
+#define LAUNCH_AND_SYNC(call)                    \
+  do {                                           \
+    CUDA_CHECK(call);                            \
+    CUDA_CHECK(cudaDeviceSynchronize());         \
+  } while (0)
+
+// Move-only owner of one cudaMalloc allocation.
+class DeviceBuffer {
+ public:
+  explicit DeviceBuffer(size_t bytes) : bytes_(bytes) { CUDA_CHECK(cudaMalloc(&ptr_, bytes == 0 ? 1 : bytes)); }
+  ~DeviceBuffer() {
+    if (ptr_ != nullptr) cudaFree(ptr_);
+  }
+  DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(std::exchange(o.ptr_, nullptr)), bytes_(o.bytes_) {}
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(DeviceBuffer&&) = delete;
+
+  void* get() const { return ptr_; }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_;
+};
+
+// ---- host <-> dtype ---------------------------------------------------------------------
+
+size_t bytes_of(DType t) { return kern::dtype_bytes(t); }
+const char* name_of(DType t) {
+  switch (t) {
+    case DType::f64: return "f64";
+    case DType::f32: return "f32";
+    case DType::f16: return "f16";
+    case DType::bf16: return "bf16";
+  }
+  return "?";
+}
+// mean and rstd of layernorm: float, double for f64.
+DType stats_dtype(DType t) { return t == DType::f64 ? DType::f64 : DType::f32; }
+
+void encode_one(DType t, double v, unsigned char* out) {
+  switch (t) {
+    case DType::f64: std::memcpy(out, &v, sizeof v); return;
+    case DType::f32: {
+      const auto f = static_cast<float>(v);
+      std::memcpy(out, &f, sizeof f);
+      return;
+    }
+    case DType::f16: {
+      const __half h = __double2half(v);
+      std::memcpy(out, &h, sizeof h);
+      return;
+    }
+    case DType::bf16: {
+      const __nv_bfloat16 h = __double2bfloat16(v);
+      std::memcpy(out, &h, sizeof h);
+      return;
+    }
+  }
+}
+
+double decode_one(DType t, const unsigned char* p) {
+  switch (t) {
+    case DType::f64: {
+      double v;
+      std::memcpy(&v, p, sizeof v);
+      return v;
+    }
+    case DType::f32: {
+      float v;
+      std::memcpy(&v, p, sizeof v);
+      return v;
+    }
+    case DType::f16: {
+      __half v;
+      std::memcpy(&v, p, sizeof v);
+      return __half2float(v);
+    }
+    case DType::bf16: {
+      __nv_bfloat16 v;
+      std::memcpy(&v, p, sizeof v);
+      return __bfloat162float(v);
+    }
+  }
+  return std::numeric_limits<double>::quiet_NaN();
+}
+
+double round_to(DType t, double v) {
+  unsigned char b[8];
+  encode_one(t, v, b);
+  return decode_one(t, b);
+}
+
+// n values offset + scale * uniform_pm1(seed, stream, i), rounded to the dtype.
+std::vector<double> random_values(DType t, int64_t n, uint64_t stream, double scale, double offset = 0) {
+  std::vector<double> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i)
+    v[static_cast<size_t>(i)] = round_to(t, offset + scale * uniform_pm1(2024, stream, static_cast<uint64_t>(i)));
+  return v;
+}
+
+// n elements of a dtype on the device, starting `shift` elements past the (256-byte aligned)
+// allocation: shift = 1 puts every tensor off the 16-byte grid, the unaligned paths.
+class DeviceTensor {
+ public:
+  DeviceTensor(DType t, int64_t n, int64_t shift = 0)
+      : t_(t), n_(n), shift_(shift), buf_(static_cast<size_t>(n + shift) * bytes_of(t)) {
+    poison();
+  }
+  void* ptr() const { return static_cast<unsigned char*>(buf_.get()) + shift_ * static_cast<int64_t>(bytes_of(t_)); }
+  int64_t size() const { return n_; }
+
+  void upload(const std::vector<double>& v) {
+    if (static_cast<int64_t>(v.size()) != n_) throw std::runtime_error("upload: size mismatch");
+    std::vector<unsigned char> bytes(static_cast<size_t>(n_) * bytes_of(t_));
+    for (size_t i = 0; i < v.size(); ++i) encode_one(t_, v[i], bytes.data() + i * bytes_of(t_));
+    CUDA_CHECK(cudaMemcpy(ptr(), bytes.data(), bytes.size(), cudaMemcpyHostToDevice));
+  }
+  std::vector<unsigned char> raw() const {
+    std::vector<unsigned char> bytes(static_cast<size_t>(n_) * bytes_of(t_));
+    CUDA_CHECK(cudaMemcpy(bytes.data(), ptr(), bytes.size(), cudaMemcpyDeviceToHost));
+    return bytes;
+  }
+  std::vector<double> download() const {
+    const std::vector<unsigned char> bytes = raw();
+    std::vector<double> v(static_cast<size_t>(n_));
+    for (size_t i = 0; i < v.size(); ++i) v[i] = decode_one(t_, bytes.data() + i * bytes_of(t_));
+    return v;
+  }
+  // 0xFF bytes: NaN in every floating dtype (sign set, exponent all ones, mantissa non-zero).
+  void poison() { CUDA_CHECK(cudaMemset(buf_.get(), 0xFF, buf_.bytes())); }
+
+ private:
+  DType t_;
+  int64_t n_;
+  int64_t shift_;
+  DeviceBuffer buf_;
+};
+
+// ---- comparison ---------------------------------------------------------------------------
+
+// Tolerances, as relative error = max|gpu - ref| / max|ref| per output tensor, and elementwise
+// |gpu - ref| <= rel * |ref| + floor * max|ref| (the floor admits the absolute error an element
+// gets from cancellation between terms of the tensor's own scale: softmax-backward's
+// p * (dp - dot), layernorm's g - mean(g) - xhat * mean(g xhat), column sums of mixed signs).
+//  f32: float accumulation over up to 5e4 terms (strided per thread, then a tree) has a typical
+//       relative error ~1e-6 and the transcendental functions (expf, tanhf, logf) <= 2 ulp
+//       (1.2e-7); 1e-5 leaves that headroom and still fails any wrong formula by orders of
+//       magnitude. floor 1e-6: ~10 ulp of the tensor's largest element.
+//  f16/bf16: the output's own rounding dominates: half an ulp is 2^-11 (f16), 2^-8 = 3.9e-3
+//       (bf16) of the value; inputs are rounded before the reference sees them. rel 1e-2,
+//       floor 1e-3 (also covers f16 subnormals, absolute error 2^-25).
+//  f64: double throughout; sum-order differences ~n * 1e-16 at worst; rel 1e-10, floor 1e-11.
+struct Tol {
+  double rel, floor;
+};
+Tol tolerance(DType t) {
+  switch (t) {
+    case DType::f64: return {1e-10, 1e-11};
+    case DType::f32: return {1e-5, 1e-6};
+    case DType::f16:
+    case DType::bf16: return {1e-2, 1e-3};
+  }
+  return {0, 0};
+}
+
+::testing::AssertionResult close(const char* what, const std::vector<double>& gpu, const std::vector<double>& ref,
+                                 Tol tol) {
+  if (gpu.size() != ref.size())
+    return ::testing::AssertionFailure() << what << ": " << gpu.size() << " elements, reference " << ref.size();
+  double max_ref = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    if (!std::isfinite(ref[i])) return ::testing::AssertionFailure() << what << ": reference[" << i << "] not finite";
+    max_ref = std::max(max_ref, std::abs(ref[i]));
+  }
+  double max_err = 0;
+  for (size_t i = 0; i < gpu.size(); ++i) {
+    if (!std::isfinite(gpu[i]))  // NaN would also slip through every comparison below
+      return ::testing::AssertionFailure() << what << "[" << i << "] = " << gpu[i] << " (reference " << ref[i]
+                                           << "): not finite; unwritten or overflowed";
+    const double err = std::abs(gpu[i] - ref[i]);
+    max_err = std::max(max_err, err);
+    if (err > tol.rel * std::abs(ref[i]) + tol.floor * max_ref)
+      return ::testing::AssertionFailure() << what << "[" << i << "] = " << gpu[i] << ", reference " << ref[i]
+                                           << ": error " << err << " > " << tol.rel << " * |ref| + " << tol.floor
+                                           << " * " << max_ref;
+  }
+  const double rel = max_err / std::max(max_ref, std::numeric_limits<double>::min());
+  if (rel >= tol.rel)
+    return ::testing::AssertionFailure() << what << ": relative error " << rel << " >= " << tol.rel;
+  return ::testing::AssertionSuccess();
+}
+
+std::string label(DType t, int64_t a, int64_t b, int64_t shift) {
+  std::ostringstream s;
+  s << name_of(t) << " (" << a << ", " << b << ")" << (shift != 0 ? " shifted off 16 bytes" : "");
+  return s.str();
+}
+
+constexpr DType kAllTypes[] = {DType::f32, DType::bf16, DType::f16, DType::f64};
+
+struct Shape {
+  int64_t rows, cols, shift;
+};
+// Aligned (cols % 8 == 0) and unaligned widths, one row, and shifted pointers.
+constexpr Shape kRowShapes[] = {{1, 8, 0},      {64, 1024, 0}, {64, 1024, 1}, {3, 3, 0},
+                                {5, 1001, 0},  {1, 50257, 0}, {2, 50257, 1}, {7, 768, 0}};
+
+// ---- fill, indices, non-finite count ------------------------------------------------------
+
+TEST(GpuFill, UniformMatchesTheHostFill) {
+  REQUIRE_GPU();
+  const int64_t n = 10007;
+  const uint64_t seed = 99, stream = stream_id("ln1.gamma");
+  const double offset = 1.0, scale = 0.1;
+  for (DType t : kAllTypes) {
+    SCOPED_TRACE(name_of(t));
+    DeviceTensor out(t, n);
+    LAUNCH_AND_SYNC(kern::fill_uniform(t, out.ptr(), n, seed, stream, offset, scale, nullptr));
+    const std::vector<double> got = out.download();
+    for (int64_t i = 0; i < n; ++i) {
+      const double host = offset + scale * uniform_pm1(seed, stream, static_cast<uint64_t>(i));
+      const double g = got[static_cast<size_t>(i)];
+      if (t == DType::f64 || t == DType::f32) {
+        // Same double (no fused multiply-add on the device), then one correctly rounded conversion.
+        ASSERT_EQ(g, round_to(t, host)) << "element " << i;
+      } else {
+        // One rounding of the same double: within half an ulp (2^-11 f16, 2^-8 bf16 relative).
+        const double half_ulp = t == DType::f16 ? 0x1p-11 : 0x1p-8;
+        ASSERT_LE(std::abs(g - host), half_ulp * std::abs(host)) << "element " << i;
+      }
+    }
+  }
+}
+
+TEST(GpuFill, IndicesInRangeAndMatchTheHostFormula) {
+  REQUIRE_GPU();
+  const int64_t n = 20011;
+  const uint64_t seed = 5, stream = stream_id("targets");
+  for (int64_t count : {int64_t{1}, int64_t{3}, int64_t{1001}, int64_t{50257}}) {
+    SCOPED_TRACE(count);
+    DeviceBuffer out(static_cast<size_t>(n) * sizeof(int32_t));
+    CUDA_CHECK(cudaMemset(out.get(), 0xFF, out.bytes()));
+    LAUNCH_AND_SYNC(kern::fill_indices(static_cast<int32_t*>(out.get()), n, seed, stream, count, nullptr));
+    std::vector<int32_t> got(static_cast<size_t>(n));
+    CUDA_CHECK(cudaMemcpy(got.data(), out.get(), out.bytes(), cudaMemcpyDeviceToHost));
+    for (int64_t i = 0; i < n; ++i) {
+      const double u = (uniform_pm1(seed, stream, static_cast<uint64_t>(i)) + 1) / 2;  // cpu_backend.cpp's formula
+      const int64_t host = std::min<int64_t>(static_cast<int64_t>(u * static_cast<double>(count)), count - 1);
+      const int32_t g = got[static_cast<size_t>(i)];
+      ASSERT_GE(g, 0) << "element " << i;
+      ASSERT_LT(g, count) << "element " << i;
+      ASSERT_EQ(g, host) << "element " << i;
+    }
+  }
+}
+
+TEST(GpuCountNonfinite, CountsNaNAndInfinitiesAndAddsToTheCounter) {
+  REQUIRE_GPU();
+  const double inf = std::numeric_limits<double>::infinity();
+  for (DType t : kAllTypes) {
+    for (int64_t shift : {0, 1}) {
+      const int64_t n = 1003;
+      SCOPED_TRACE(label(t, 1, n, shift));
+      std::vector<double> v = random_values(t, n, 1, 100.0);
+      v[0] = std::numeric_limits<double>::quiet_NaN();  // scalar head when shifted
+      v[500] = inf;                                      // vector body
+      v[501] = -inf;
+      v[static_cast<size_t>(n - 1)] = std::numeric_limits<double>::quiet_NaN();  // scalar tail
+      DeviceTensor x(t, n, shift);
+      x.upload(v);
+      DeviceBuffer count(sizeof(unsigned long long));
+      const unsigned long long start = 5;  // the kernel adds to what is there
+      CUDA_CHECK(cudaMemcpy(count.get(), &start, sizeof start, cudaMemcpyHostToDevice));
+      LAUNCH_AND_SYNC(kern::count_nonfinite(t, x.ptr(), n, static_cast<unsigned long long*>(count.get()), nullptr));
+      unsigned long long got = 0;
+      CUDA_CHECK(cudaMemcpy(&got, count.get(), sizeof got, cudaMemcpyDeviceToHost));
+      EXPECT_EQ(got, start + 4);
+
+      // All finite: nothing added.
+      x.upload(random_values(t, n, 2, 1.0));
+      LAUNCH_AND_SYNC(kern::count_nonfinite(t, x.ptr(), n, static_cast<unsigned long long*>(count.get()), nullptr));
+      CUDA_CHECK(cudaMemcpy(&got, count.get(), sizeof got, cudaMemcpyDeviceToHost));
+      EXPECT_EQ(got, start + 4);
+    }
+  }
+}
+
+// ---- layernorm ----------------------------------------------------------------------------
+
+TEST(GpuLayerNorm, ForwardMatchesReference) {
+  REQUIRE_GPU();
+  for (DType t : kAllTypes) {
+    for (const Shape& s : kRowShapes) {
+      SCOPED_TRACE(label(t, s.rows, s.cols, s.shift));
+      const int64_t n = s.rows * s.cols;
+      // A non-zero mean (0.3) like real activations, so mean is well conditioned to compare.
+      const std::vector<double> x = random_values(t, n, 11, 1.0, 0.3);
+      const std::vector<double> gamma = random_values(t, s.cols, 12, 0.1, 1.0);
+      const std::vector<double> beta = random_values(t, s.cols, 13, 0.1);
+      DeviceTensor d_x(t, n, s.shift), d_gamma(t, s.cols, s.shift), d_beta(t, s.cols, s.shift), d_y(t, n, s.shift);
+      DeviceTensor d_mean(stats_dtype(t), s.rows), d_rstd(stats_dtype(t), s.rows);
+      d_x.upload(x);
+      d_gamma.upload(gamma);
+      d_beta.upload(beta);
+      LAUNCH_AND_SYNC(kern::layernorm_forward(t, d_x.ptr(), d_gamma.ptr(), d_beta.ptr(), d_y.ptr(), d_mean.ptr(),
+                                              d_rstd.ptr(), s.rows, s.cols, nullptr));
+      std::vector<double> y(static_cast<size_t>(n)), mean(static_cast<size_t>(s.rows)), rstd(mean.size());
+      ref::layernorm_forward(x.data(), gamma.data(), beta.data(), y.data(), mean.data(), rstd.data(), s.rows, s.cols);
+      EXPECT_TRUE(close("y", d_y.download(), y, tolerance(t)));
+      // Statistics are float (double for f64) whatever the dtype: float tolerance.
+      EXPECT_TRUE(close("mean", d_mean.download(), mean, tolerance(stats_dtype(t))));
+      EXPECT_TRUE(close("rstd", d_rstd.download(), rstd, tolerance(stats_dtype(t))));
+    }
+  }
+}
+
+TEST(GpuLayerNorm, BackwardMatchesReferenceAndRepeats) {
+  REQUIRE_GPU();
+  std::vector<Shape> shapes(std::begin(kRowShapes), std::end(kRowShapes));
+  shapes.push_back({3000, 40, 0});    // 512 blocks: 23 groups of 23, the last group partial
+  shapes.push_back({2048, 768, 0});   // GPT-2 width, hundreds of blocks with shared accumulators
+  shapes.push_back({300, 30000, 0});  // f32 accumulators over the shared-memory limit: global path
+  for (DType t : kAllTypes) {
+    for (const Shape& s : shapes) {
+      SCOPED_TRACE(label(t, s.rows, s.cols, s.shift));
+      const int64_t n = s.rows * s.cols;
+      const std::vector<double> x = random_values(t, n, 21, 1.0, 0.3);
+      const std::vector<double> gamma = random_values(t, s.cols, 22, 0.1, 1.0);
+      const std::vector<double> beta = random_values(t, s.cols, 23, 0.1);
+      const std::vector<double> dy = random_values(t, n, 24, 1.0);
+      // The saved statistics, from the reference forward, stored in their type (float or double):
+      // the kernel and the reference backward read the same rounded values.
+      std::vector<double> y(static_cast<size_t>(n)), mean(static_cast<size_t>(s.rows)), rstd(mean.size());
+      ref::layernorm_forward(x.data(), gamma.data(), beta.data(), y.data(), mean.data(), rstd.data(), s.rows, s.cols);
+      for (double& v : mean) v = round_to(stats_dtype(t), v);
+      for (double& v : rstd) v = round_to(stats_dtype(t), v);
+
+      DeviceTensor d_dy(t, n, s.shift), d_x(t, n, s.shift), d_gamma(t, s.cols, s.shift);
+      DeviceTensor d_mean(stats_dtype(t), s.rows), d_rstd(stats_dtype(t), s.rows);
+      DeviceTensor d_dx(t, n, s.shift), d_dgamma(t, s.cols, s.shift), d_dbeta(t, s.cols, s.shift);
+      d_dy.upload(dy);
+      d_x.upload(x);
+      d_gamma.upload(gamma);
+      d_mean.upload(mean);
+      d_rstd.upload(rstd);
+      DeviceBuffer ws(kern::layernorm_backward_workspace_bytes(s.rows, s.cols));
+      CUDA_CHECK(cudaMemset(ws.get(), 0, ws.bytes()));  // counters start at zero, once per workspace
+
+      auto run = [&] {
+        LAUNCH_AND_SYNC(kern::layernorm_backward(t, d_dy.ptr(), d_x.ptr(), d_gamma.ptr(), d_mean.ptr(),
+                                                 d_rstd.ptr(), d_dx.ptr(), d_dgamma.ptr(), d_dbeta.ptr(), s.rows,
+                                                 s.cols, ws.get(), nullptr));
+      };
+      run();
+      std::vector<double> dx(static_cast<size_t>(n)), dgamma(static_cast<size_t>(s.cols)), dbeta(dgamma.size());
+      ref::layernorm_backward(dy.data(), x.data(), gamma.data(), mean.data(), rstd.data(), dx.data(), dgamma.data(),
+                              dbeta.data(), s.rows, s.cols);
+      EXPECT_TRUE(close("dx", d_dx.download(), dx, tolerance(t)));
+      EXPECT_TRUE(close("dgamma", d_dgamma.download(), dgamma, tolerance(t)));
+      EXPECT_TRUE(close("dbeta", d_dbeta.download(), dbeta, tolerance(t)));
+
+      // Again, on poisoned outputs: the last-block counters were reset, and the sums are
+      // reduced in a fixed order, so the second run gives the same bits.
+      const auto dx1 = d_dx.raw(), dg1 = d_dgamma.raw(), db1 = d_dbeta.raw();
+      d_dx.poison();
+      d_dgamma.poison();
+      d_dbeta.poison();
+      run();
+      EXPECT_TRUE(d_dx.raw() == dx1) << "dx differs on the second run";
+      EXPECT_TRUE(d_dgamma.raw() == dg1) << "dgamma differs on the second run";
+      EXPECT_TRUE(d_dbeta.raw() == db1) << "dbeta differs on the second run";
+    }
+  }
+}
+
+// ---- causal softmax -----------------------------------------------------------------------
+
+struct SoftmaxShape {
+  int64_t batch, n, shift;
+};
+constexpr SoftmaxShape kSoftmaxShapes[] = {{4, 1, 0}, {3, 7, 0}, {3, 128, 0}, {3, 128, 1}, {2, 2048, 0}};
+
+// Every element above the diagonal must be an exact zero (written, not left poisoned).
+::testing::AssertionResult upper_triangle_is_zero(const std::vector<double>& v, int64_t batch, int64_t n) {
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = i + 1; j < n; ++j) {
+        const double e = v[static_cast<size_t>((b * n + i) * n + j)];
+        if (e != 0.0)  // NaN fails too
+          return ::testing::AssertionFailure() << "masked element (" << b << ", " << i << ", " << j << ") = " << e;
+      }
+  return ::testing::AssertionSuccess();
+}
+
+TEST(GpuSoftmax, CausalForwardMatchesReference) {
+  REQUIRE_GPU();
+  for (DType t : kAllTypes) {
+    for (const SoftmaxShape& s : kSoftmaxShapes) {
+      SCOPED_TRACE(label(t, s.batch, s.n, s.shift));
+      const int64_t total = s.batch * s.n * s.n;
+      const std::vector<double> scores = random_values(t, total, 31, 4.0);
+      DeviceTensor d_scores(t, total, s.shift), d_probs(t, total, s.shift);
+      d_scores.upload(scores);
+      LAUNCH_AND_SYNC(kern::softmax_causal_forward(t, d_scores.ptr(), d_probs.ptr(), s.batch, s.n, nullptr));
+      std::vector<double> probs(static_cast<size_t>(total));
+      ref::softmax_causal_forward(scores.data(), probs.data(), s.batch, s.n);
+      const std::vector<double> got = d_probs.download();
+      EXPECT_TRUE(upper_triangle_is_zero(got, s.batch, s.n));
+      EXPECT_TRUE(close("probs", got, probs, tolerance(t)));
+    }
+  }
+}
+
+TEST(GpuSoftmax, CausalBackwardMatchesReference) {
+  REQUIRE_GPU();
+  for (DType t : kAllTypes) {
+    for (const SoftmaxShape& s : kSoftmaxShapes) {
+      SCOPED_TRACE(label(t, s.batch, s.n, s.shift));
+      const int64_t total = s.batch * s.n * s.n;
+      // Real probabilities (rows sum to 1, zeros above the diagonal), rounded to the dtype.
+      const std::vector<double> scores = random_values(DType::f64, total, 41, 4.0);
+      std::vector<double> probs(static_cast<size_t>(total));
+      ref::softmax_causal_forward(scores.data(), probs.data(), s.batch, s.n);
+      for (double& p : probs) p = round_to(t, p);
+      const std::vector<double> dprobs = random_values(t, total, 42, 1.0);  // masked part ignored
+      DeviceTensor d_probs(t, total, s.shift), d_dprobs(t, total, s.shift), d_dscores(t, total, s.shift);
+      d_probs.upload(probs);
+      d_dprobs.upload(dprobs);
+      LAUNCH_AND_SYNC(kern::softmax_causal_backward(t, d_probs.ptr(), d_dprobs.ptr(), d_dscores.ptr(), s.batch, s.n,
+                                                    nullptr));
+      std::vector<double> dscores(static_cast<size_t>(total));
+      ref::softmax_causal_backward(probs.data(), dprobs.data(), dscores.data(), s.batch, s.n);
+      const std::vector<double> got = d_dscores.download();
+      EXPECT_TRUE(upper_triangle_is_zero(got, s.batch, s.n));
+      EXPECT_TRUE(close("dscores", got, dscores, tolerance(t)));
+    }
+  }
+}
+
+// ---- elementwise: GeLU, residual ------------------------------------------------------------
+
+struct FlatShape {
+  int64_t n, shift;
+};
+constexpr FlatShape kFlatShapes[] = {{1, 0}, {3, 0}, {1001, 0}, {1001, 1}, {50257, 1}, {65536 + 5, 0}, {1 << 20, 0}};
+
+TEST(GpuGelu, ForwardAndBackwardMatchReference) {
+  REQUIRE_GPU();
+  for (DType t : kAllTypes) {
+    for (const FlatShape& s : kFlatShapes) {
+      SCOPED_TRACE(label(t, 1, s.n, s.shift));
+      const std::vector<double> x = random_values(t, s.n, 51, 3.0);  // into both tails of tanh
+      const std::vector<double> dy = random_values(t, s.n, 52, 1.0);
+      DeviceTensor d_x(t, s.n, s.shift), d_y(t, s.n, s.shift), d_dy(t, s.n, s.shift), d_dx(t, s.n, s.shift);
+      d_x.upload(x);
+      d_dy.upload(dy);
+      LAUNCH_AND_SYNC(kern::gelu_forward(t, d_x.ptr(), d_y.ptr(), s.n, nullptr));
+      LAUNCH_AND_SYNC(kern::gelu_backward(t, d_x.ptr(), d_dy.ptr(), d_dx.ptr(), s.n, nullptr));
+      std::vector<double> y(static_cast<size_t>(s.n)), dx(y.size());
+      ref::gelu_forward(x.data(), y.data(), s.n);
+      ref::gelu_backward(x.data(), dy.data(), dx.data(), s.n);
+      EXPECT_TRUE(close("y", d_y.download(), y, tolerance(t)));
+      EXPECT_TRUE(close("dx", d_dx.download(), dx, tolerance(t)));
+    }
+  }
+}
+
+TEST(GpuResidual, AddMatchesReferenceAlsoInPlace) {
+  REQUIRE_GPU();
+  for (DType t : kAllTypes) {
+    for (const FlatShape& s : kFlatShapes) {
+      SCOPED_TRACE(label(t, 1, s.n, s.shift));
+      const std::vector<double> a = random_values(t, s.n, 61, 1.0), b = random_values(t, s.n, 62, 1.0);
+      DeviceTensor d_a(t, s.n, s.shift), d_b(t, s.n, s.shift), d_out(t, s.n, s.shift);
+      d_a.upload(a);
+      d_b.upload(b);
+      std::vector<double> out(static_cast<size_t>(s.n));
+      ref::residual_add(a.data(), b.data(), out.data(), s.n);
+      LAUNCH_AND_SYNC(kern::residual_add(t, d_a.ptr(), d_b.ptr(), d_out.ptr(), s.n, nullptr));
+      EXPECT_TRUE(close("out", d_out.download(), out, tolerance(t)));
+      LAUNCH_AND_SYNC(kern::residual_add(t, d_a.ptr(), d_b.ptr(), d_a.ptr(), s.n, nullptr));  // out aliases a
+      EXPECT_TRUE(close("out aliasing a", d_a.download(), out, tolerance(t)));
+    }
+  }
+}
+
+// ---- bias -------------------------------------------------------------------------------------
+
+TEST(GpuBias, AddMatchesReference) {
+  REQUIRE_GPU();
+  for (DType t : kAllTypes) {
+    for (const Shape& s : kRowShapes) {
+      SCOPED_TRACE(label(t, s.rows, s.cols, s.shift));
+      const int64_t n = s.rows * s.cols;
+      std::vector<double> x = random_values(t, n, 71, 1.0);
+      const std::vector<double> bias = random_values(t, s.cols, 72, 0.1);
+      DeviceTensor d_x(t, n, s.shift), d_bias(t, s.cols, s.shift);
+      d_x.upload(x);
+      d_bias.upload(bias);
+      LAUNCH_AND_SYNC(kern::bias_add(t, d_x.ptr(), d_bias.ptr(), s.rows, s.cols, nullptr));
+      ref::bias_add(x.data(), bias.data(), s.rows, s.cols);
+      EXPECT_TRUE(close("x + bias", d_x.download(), x, tolerance(t)));
+    }
+  }
+}
+
+TEST(GpuBias, GradMatchesReferenceAndRepeats) {
+  REQUIRE_GPU();
+  std::vector<Shape> shapes(std::begin(kRowShapes), std::end(kRowShapes));
+  shapes.push_back({3000, 40, 0});
+  shapes.push_back({1030, 3 * 256, 0});  // row count not a multiple of the unrolled step
+  for (DType t : kAllTypes) {
+    for (const Shape& s : shapes) {
+      SCOPED_TRACE(label(t, s.rows, s.cols, s.shift));
+      const int64_t n = s.rows * s.cols;
+      const std::vector<double> dy = random_values(t, n, 81, 1.0);
+      DeviceTensor d_dy(t, n, s.shift), d_dbias(t, s.cols, s.shift);
+      d_dy.upload(dy);
+      LAUNCH_AND_SYNC(kern::bias_grad(t, d_dy.ptr(), d_dbias.ptr(), s.rows, s.cols, nullptr));
+      std::vector<double> dbias(static_cast<size_t>(s.cols));
+      ref::bias_grad(dy.data(), dbias.data(), s.rows, s.cols);
+      EXPECT_TRUE(close("dbias", d_dbias.download(), dbias, tolerance(t)));
+      const auto first = d_dbias.raw();
+      d_dbias.poison();
+      LAUNCH_AND_SYNC(kern::bias_grad(t, d_dy.ptr(), d_dbias.ptr(), s.rows, s.cols, nullptr));
+      EXPECT_TRUE(d_dbias.raw() == first) << "dbias differs on the second run";
+    }
+  }
+}
+
+// ---- cross-entropy ----------------------------------------------------------------------------
+
+std::vector<int32_t> targets_for(int64_t rows, int64_t vocab) {
+  std::vector<int32_t> t(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) {
+    const double u = (uniform_pm1(2024, 91, static_cast<uint64_t>(r)) + 1) / 2;
+    t[static_cast<size_t>(r)] = static_cast<int32_t>(std::min<int64_t>(static_cast<int64_t>(u * static_cast<double>(vocab)), vocab - 1));
+  }
+  t.front() = 0;  // both ends of the vocabulary
+  t.back() = static_cast<int32_t>(vocab - 1);
+  return t;
+}
+
+constexpr Shape kVocabShapes[] = {{1, 50257, 0}, {4, 50257, 0}, {3, 50257, 1}, {8, 1001, 0},
+                                  {5, 3, 0},     {16, 1024, 0}, {16, 1024, 1}};
+
+TEST(GpuCrossEntropy, ForwardAndBackwardMatchReference) {
+  REQUIRE_GPU();
+  for (DType t : kAllTypes) {
+    for (const Shape& s : kVocabShapes) {
+      SCOPED_TRACE(label(t, s.rows, s.cols, s.shift));
+      const int64_t n = s.rows * s.cols;
+      const std::vector<double> logits = random_values(t, n, 92, 4.0);
+      const std::vector<int32_t> targets = targets_for(s.rows, s.cols);
+      DeviceTensor d_logits(t, n, s.shift), d_loss(t, s.rows, s.shift), d_dlogits(t, n, s.shift);
+      DeviceBuffer d_targets(targets.size() * sizeof(int32_t));
+      d_logits.upload(logits);
+      CUDA_CHECK(cudaMemcpy(d_targets.get(), targets.data(), d_targets.bytes(), cudaMemcpyHostToDevice));
+      const auto* tp = static_cast<const int32_t*>(d_targets.get());
+      LAUNCH_AND_SYNC(kern::cross_entropy_forward(t, d_logits.ptr(), tp, d_loss.ptr(), s.rows, s.cols, nullptr));
+      LAUNCH_AND_SYNC(kern::cross_entropy_backward(t, d_logits.ptr(), tp, d_dlogits.ptr(), s.rows, s.cols, nullptr));
+      std::vector<double> loss(static_cast<size_t>(s.rows)), dlogits(static_cast<size_t>(n));
+      ref::cross_entropy_forward(logits.data(), targets.data(), loss.data(), s.rows, s.cols);
+      ref::cross_entropy_backward(logits.data(), targets.data(), dlogits.data(), s.rows, s.cols);
+      EXPECT_TRUE(close("loss", d_loss.download(), loss, tolerance(t)));
+      EXPECT_TRUE(close("dlogits", d_dlogits.download(), dlogits, tolerance(t)));
+    }
+  }
+}
+
+TEST(GpuCrossEntropy, TargetOutOfRangeGivesNaN) {
+  REQUIRE_GPU();
+  const DType t = DType::f32;
+  const int64_t rows = 2, vocab = 1001;
+  DeviceTensor d_logits(t, rows * vocab), d_loss(t, rows), d_dlogits(t, rows * vocab);
+  d_logits.upload(random_values(t, rows * vocab, 93, 1.0));
+  const std::vector<int32_t> targets = {3, static_cast<int32_t>(vocab)};  // row 1: out of range
+  DeviceBuffer d_targets(targets.size() * sizeof(int32_t));
+  CUDA_CHECK(cudaMemcpy(d_targets.get(), targets.data(), d_targets.bytes(), cudaMemcpyHostToDevice));
+  const auto* tp = static_cast<const int32_t*>(d_targets.get());
+  LAUNCH_AND_SYNC(kern::cross_entropy_forward(t, d_logits.ptr(), tp, d_loss.ptr(), rows, vocab, nullptr));
+  LAUNCH_AND_SYNC(kern::cross_entropy_backward(t, d_logits.ptr(), tp, d_dlogits.ptr(), rows, vocab, nullptr));
+  const std::vector<double> loss = d_loss.download(), dlogits = d_dlogits.download();
+  EXPECT_TRUE(std::isfinite(loss[0]));
+  EXPECT_TRUE(std::isnan(loss[1]));
+  EXPECT_TRUE(std::isfinite(dlogits[0]));
+  EXPECT_TRUE(std::isnan(dlogits[static_cast<size_t>(vocab)]));
+}
+
+// ---- argument errors: returned before any CUDA call, so no device is needed -----------------
+
+TEST(KernelArguments, BadArgumentsReturnInvalidValueWithoutLaunching) {
+  const DType t = DType::f32;
+  float buf[16] = {};
+  void* p = buf;
+  int32_t idx[2] = {};
+  unsigned long long counter = 0;
+  const cudaError_t bad = cudaErrorInvalidValue;
+  EXPECT_EQ(kern::layernorm_forward(t, nullptr, p, p, p, p, p, 2, 4, nullptr), bad);
+  EXPECT_EQ(kern::layernorm_forward(t, p, p, p, p, p, p, -1, 4, nullptr), bad);
+  EXPECT_EQ(kern::layernorm_forward(t, p, p, p, p, p, p, 2, 0, nullptr), bad);
+  EXPECT_EQ(kern::layernorm_backward(t, p, p, p, p, p, p, p, p, 2, 4, nullptr, nullptr), bad);  // no workspace
+  EXPECT_EQ(kern::layernorm_backward(t, p, p, p, p, p, nullptr, p, p, 2, 4, p, nullptr), bad);
+  EXPECT_EQ(kern::layernorm_backward(t, p, p, p, p, p, p, p, p, 2, -4, p, nullptr), bad);
+  EXPECT_EQ(kern::softmax_causal_forward(t, nullptr, p, 1, 4, nullptr), bad);
+  EXPECT_EQ(kern::softmax_causal_forward(t, p, p, -1, 4, nullptr), bad);
+  EXPECT_EQ(kern::softmax_causal_backward(t, p, nullptr, p, 1, 4, nullptr), bad);
+  EXPECT_EQ(kern::gelu_forward(t, p, nullptr, 4, nullptr), bad);
+  EXPECT_EQ(kern::gelu_backward(t, p, p, p, -4, nullptr), bad);
+  EXPECT_EQ(kern::bias_add(t, nullptr, p, 2, 4, nullptr), bad);
+  EXPECT_EQ(kern::bias_grad(t, p, nullptr, 2, 4, nullptr), bad);
+  EXPECT_EQ(kern::bias_grad(t, p, p, -2, 4, nullptr), bad);
+  EXPECT_EQ(kern::residual_add(t, p, nullptr, p, 4, nullptr), bad);
+  EXPECT_EQ(kern::cross_entropy_forward(t, p, nullptr, p, 2, 4, nullptr), bad);
+  EXPECT_EQ(kern::cross_entropy_forward(t, p, idx, p, 2, 0, nullptr), bad);  // softmax of nothing
+  EXPECT_EQ(kern::cross_entropy_backward(t, p, idx, p, 2, -1, nullptr), bad);
+  EXPECT_EQ(kern::fill_uniform(t, nullptr, 4, 1, 2, 0.0, 1.0, nullptr), bad);
+  EXPECT_EQ(kern::fill_indices(idx, 2, 1, 2, 0, nullptr), bad);  // no indices in [0, 0)
+  EXPECT_EQ(kern::count_nonfinite(t, p, 4, nullptr, nullptr), bad);
+  EXPECT_EQ(kern::count_nonfinite(t, nullptr, 4, &counter, nullptr), bad);
+  EXPECT_EQ(kern::gelu_forward(static_cast<DType>(17), p, p, 4, nullptr), bad);  // not a dtype
+  EXPECT_EQ(kern::residual_add(t, buf + 0, reinterpret_cast<unsigned char*>(buf) + 1, p, 4, nullptr), bad);  // misaligned
+}
+
+TEST(KernelArguments, EmptyTensorsAreANoOp) {
+  const DType t = DType::bf16;
+  EXPECT_EQ(kern::layernorm_forward(t, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 0, 8, nullptr),
+            cudaSuccess);
+  EXPECT_EQ(kern::softmax_causal_forward(t, nullptr, nullptr, 0, 8, nullptr), cudaSuccess);
+  EXPECT_EQ(kern::softmax_causal_backward(t, nullptr, nullptr, nullptr, 4, 0, nullptr), cudaSuccess);
+  EXPECT_EQ(kern::gelu_forward(t, nullptr, nullptr, 0, nullptr), cudaSuccess);
+  EXPECT_EQ(kern::bias_add(t, nullptr, nullptr, 0, 8, nullptr), cudaSuccess);
+  EXPECT_EQ(kern::residual_add(t, nullptr, nullptr, nullptr, 0, nullptr), cudaSuccess);
+  EXPECT_EQ(kern::cross_entropy_forward(t, nullptr, nullptr, nullptr, 0, 50257, nullptr), cudaSuccess);
+  EXPECT_EQ(kern::fill_uniform(t, nullptr, 0, 1, 2, 0.0, 1.0, nullptr), cudaSuccess);
+  EXPECT_EQ(kern::count_nonfinite(t, nullptr, 0, nullptr, nullptr), cudaSuccess);
+}
+
+TEST(KernelArguments, DtypeBytes) {
+  EXPECT_EQ(kern::dtype_bytes(DType::f64), 8u);
+  EXPECT_EQ(kern::dtype_bytes(DType::f32), 4u);
+  EXPECT_EQ(kern::dtype_bytes(DType::f16), 2u);
+  EXPECT_EQ(kern::dtype_bytes(DType::bf16), 2u);
+}
+
+TEST(KernelArguments, LayerNormWorkspaceGrowsWithColumnsAndCapsWithRows) {
+  const size_t small = kern::layernorm_backward_workspace_bytes(1, 768);
+  EXPECT_GE(small, 2u * 768 * sizeof(double));  // one f64 block's slot fits
+  EXPECT_GT(kern::layernorm_backward_workspace_bytes(16384, 768), small);
+  EXPECT_EQ(kern::layernorm_backward_workspace_bytes(16384, 768), kern::layernorm_backward_workspace_bytes(4096, 768))
+      << "the slot count is capped";
+}
+
+}  // namespace
+}  // namespace flopscope
