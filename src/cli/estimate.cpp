@@ -52,11 +52,11 @@ Runner add_estimate(CLI::App& app, const GlobalOptions&) {
   add_model_options(*sub, args->model);
   add_layer_options(*sub, args->layer, "1 (the op table shows the full-width layer)", "bf16 (sets the bytes column)");
   add_output_options(*sub, args->out);
-  sub->add_option("--gpu", args->gpu, "GPU for the days column: h200-sxm, h100-sxm, a100, v100")->capture_default_str();
-  sub->add_option("--gpus", args->gpus, "number of GPUs for the days column")->capture_default_str();
-  sub->add_option("--utilization", args->utilization, "assumed fraction of the datasheet dense peak, in (0, 1]")
+  sub->add_option("--gpu", args->gpu, "GPU for the days column: h200-sxm, h100-sxm, a100, v100")->type_name("NAME")->capture_default_str();
+  sub->add_option("--gpus", args->gpus, "number of GPUs for the days column")->type_name("N")->capture_default_str();
+  sub->add_option("--utilization", args->utilization, "assumed fraction of the datasheet dense peak, in (0, 1]")->type_name("X")
       ->capture_default_str();
-  sub->add_option("--dtype", args->dtype, "dtype whose datasheet peak the days column uses")->capture_default_str();
+  sub->add_option("--dtype", args->dtype, "dtype whose datasheet peak the days column uses")->type_name("DTYPE")->capture_default_str();
   return [args] { return run_estimate(*args); };
 }
 

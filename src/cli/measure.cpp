@@ -112,16 +112,16 @@ Runner add_measure(CLI::App& app, const GlobalOptions& global) {
                     "auto (cpu: GPT-3 ratios at d_model <= 384, 1/32 for gpt3-175b; cuda: the widest that fits)",
                     "fp32 on the cpu, bf16 on a GPU");
   add_output_options(*sub, args->out);
-  sub->add_option("--backend", args->backend, "auto (CUDA when a GPU is visible, else the CPU), cpu or cuda")
+  sub->add_option("--backend", args->backend, "auto (CUDA when a GPU is visible, else the CPU), cpu or cuda")->type_name("NAME")
       ->capture_default_str();
-  sub->add_option("--warmup", args->warmup, "untimed runs of the whole layer before the timed ones")
+  sub->add_option("--warmup", args->warmup, "untimed runs of the whole layer before the timed ones")->type_name("N")
       ->capture_default_str();
-  sub->add_option("--repeats", args->repeats, "timed runs of the whole layer (median, min, max)")
+  sub->add_option("--repeats", args->repeats, "timed runs of the whole layer (median, min, max)")->type_name("N")
       ->capture_default_str();
-  sub->add_option("--seed", args->seed, "seed of the random inputs and weights")->capture_default_str();
-  sub->add_option("--devices", args->devices, "devices for the cluster line of the extrapolation (perfect scaling)")
+  sub->add_option("--seed", args->seed, "seed of the random inputs and weights")->type_name("N")->capture_default_str();
+  sub->add_option("--devices", args->devices, "devices for the cluster line of the extrapolation (perfect scaling)")->type_name("N")
       ->capture_default_str();
-  sub->add_option("--gpu", args->gpu, "CUDA device index")->capture_default_str();
+  sub->add_option("--gpu", args->gpu, "CUDA device index")->type_name("INDEX")->capture_default_str();
   sub->add_flag("--flush-l2", args->flush_l2,
                 "cuda: overwrite a buffer twice the L2's size between timed repeats, so no repeat starts with a warm "
                 "cache");

@@ -13,17 +13,17 @@ namespace flopscope::cli {
 void add_model_options(CLI::App& app, ModelOptions& o) {
   std::string presets;
   for (const auto& p : preset_names()) presets += (presets.empty() ? "" : ", ") + p;
-  app.add_option("--model", o.model, "GPT-3 preset (GPT-3 paper Table 2.1): " + presets)->capture_default_str();
+  app.add_option("--model", o.model, "GPT-3 preset (GPT-3 paper Table 2.1): " + presets)->type_name("NAME")->capture_default_str();
   app.add_option("--config", o.config,
                  "model config JSON: {\"base\": preset, ...} or a full model with n_layers, d_model, n_heads "
-                 "(keys: name, base, n_layers, d_model, n_heads, n_ctx, vocab, ffn_mult, train_tokens, batch_tokens)");
-  app.add_option("--layers", o.layers, "number of layers (default: the model's)");
-  app.add_option("--d-model", o.d_model, "model width d_model; d_head = d_model / heads (default: the model's)");
-  app.add_option("--heads", o.heads, "attention heads; must divide d_model (default: the model's)");
-  app.add_option("--seq", o.seq, "sequence length n_ctx (default: the model's, 2048 for GPT-3)");
-  app.add_option("--vocab", o.vocab, "vocabulary size (default: the model's, 50257 for GPT-3)");
-  app.add_option("--ffn-mult", o.ffn_mult, "d_ff = ffn-mult x d_model (default: 4)");
-  app.add_option("--tokens", o.tokens, "training tokens, e.g. 300e9 (default: the model's, 300e9 for GPT-3)");
+                 "(keys: name, base, n_layers, d_model, n_heads, n_ctx, vocab, ffn_mult, train_tokens, batch_tokens)")->type_name("FILE");
+  app.add_option("--layers", o.layers, "number of layers (default: the model's)")->type_name("N");
+  app.add_option("--d-model", o.d_model, "model width d_model; d_head = d_model / heads (default: the model's)")->type_name("N");
+  app.add_option("--heads", o.heads, "attention heads; must divide d_model (default: the model's)")->type_name("N");
+  app.add_option("--seq", o.seq, "sequence length n_ctx (default: the model's, 2048 for GPT-3)")->type_name("N");
+  app.add_option("--vocab", o.vocab, "vocabulary size (default: the model's, 50257 for GPT-3)")->type_name("N");
+  app.add_option("--ffn-mult", o.ffn_mult, "d_ff = ffn-mult x d_model (default: 4)")->type_name("N");
+  app.add_option("--tokens", o.tokens, "training tokens, e.g. 300e9 (default: the model's, 300e9 for GPT-3)")->type_name("X");
 }
 
 ModelConfig resolve_model(const ModelOptions& o) {
@@ -44,10 +44,10 @@ void add_layer_options(CLI::App& app, LayerOptions& o, const std::string& width_
                        const std::string& precision_default) {
   app.add_option("--width", o.width,
                  "scale the layer at GPT-3 ratios: keep d_head, n_ctx and d_ff = 4 d_model, divide the heads by this "
-                 "factor, e.g. 1/8 (gpt3-175b: 12 heads, d_model 1536)")
+                 "factor, e.g. 1/8 (gpt3-175b: 12 heads, d_model 1536)")->type_name("FRACTION")
       ->default_str(width_default);
-  app.add_option("--batch", o.batch, "micro-batch size b (sequences)")->capture_default_str();
-  app.add_option("--precision", o.precision, "data type: fp64, fp32, tf32, fp16, bf16, fp8")
+  app.add_option("--batch", o.batch, "micro-batch size b (sequences)")->type_name("N")->capture_default_str();
+  app.add_option("--precision", o.precision, "data type: fp64, fp32, tf32, fp16, bf16, fp8")->type_name("DTYPE")
       ->default_str(precision_default);
   app.add_flag("--recompute", o.recompute, "re-run the forward inside backward (full activation recompute)");
   app.add_flag("--include-head", o.include_head,
@@ -55,9 +55,9 @@ void add_layer_options(CLI::App& app, LayerOptions& o, const std::string& width_
 }
 
 void add_output_options(CLI::App& app, OutputOptions& o) {
-  app.add_option("--format", o.format, "output format: table, json, csv (tidy: one value a row) or markdown")
+  app.add_option("--format", o.format, "output format: table, json, csv (tidy: one value a row) or markdown")->type_name("FORMAT")
       ->capture_default_str();
-  app.add_option("--output,-o", o.output, "write to this file (atomically) instead of standard output");
+  app.add_option("--output,-o", o.output, "write to this file (atomically) instead of standard output")->type_name("FILE");
 }
 
 Format check_output(const OutputOptions& o) {
