@@ -1,6 +1,12 @@
 // src/model: the GPT-3 presets against the paper, width scaling at GPT-3 ratios, flag
 // overrides and JSON configs, and the errors each gives for input that is not a transformer.
+#include <unistd.h>
+
 #include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -285,8 +291,43 @@ TEST(ModelFromJson, DISABLED_UnknownBaseNamesTheFile) {
   }
 }
 
-TEST(ModelFromFile, MissingFileIsAUsageError) {
+// A file of `text` in the temp folder, removed at the end.
+class TempFile {
+ public:
+  explicit TempFile(const std::string& text) {
+    path_ = (std::filesystem::temp_directory_path() / "flopscope-model-XXXXXX").string();
+    const int fd = ::mkstemp(path_.data());
+    if (fd < 0) throw std::runtime_error("mkstemp failed");
+    ::close(fd);
+    std::ofstream(path_) << text;
+  }
+  ~TempFile() { std::remove(path_.c_str()); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+TEST(ModelFromFile, ReadsAConfig) {
+  const TempFile f(R"({"base": "gpt3-175b", "n_layers": 2, "name": "two layers"})");
+  const ModelConfig m = model_from_file(f.path());
+  EXPECT_EQ(m.name, "two layers");
+  EXPECT_EQ(m.n_layers, 2);
+  EXPECT_EQ(m.d_model, 12288);
+}
+
+TEST(ModelFromFile, BadFilesAreUsageErrors) {
   EXPECT_THROW(model_from_file("/nonexistent-dir/model.json"), UsageError);
+  for (const char* text : {"{\"base\": \"gpt3-small\", ", "", "not json", "{\"n_layers\": 2, \"n_heads\": 4}"}) {
+    SCOPED_TRACE(text);
+    const TempFile f(text);
+    try {
+      model_from_file(f.path());
+      ADD_FAILURE() << "accepted";
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find(f.path()), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(ModelToJson, CarriesEveryField) {
