@@ -14,7 +14,10 @@ namespace flopscope {
 namespace {
 
 // GPT-3 paper Table 2.1: n_params, n_layers, d_model, n_heads, d_head, batch size (tokens).
-// The paper prints 13B's d_model as 5140; 40 heads of 128 make 5120, which we use.
+// Two rows of the table are inconsistent and are corrected here (docs/method.md): 13B's d_model
+// is printed as 5140, but 40 heads of 128 make 5120, which we use; XL's heads are printed as
+// 24 of 128 with d_model 2048, and we keep d_model 2048 (it gives Table 2.1's 1.3B parameters)
+// and d_head 128, so 16 heads.
 struct PresetRow {
   const char* name;
   int64_t n_layers, d_model, n_heads, d_head;
@@ -22,7 +25,7 @@ struct PresetRow {
 };
 constexpr PresetRow kPresets[] = {
     {"gpt3-small", 12, 768, 12, 64, 0.5e6},   {"gpt3-medium", 24, 1024, 16, 64, 0.5e6},
-    {"gpt3-large", 24, 1536, 16, 96, 0.5e6},  {"gpt3-xl", 24, 2048, 24, 128, 1e6},
+    {"gpt3-large", 24, 1536, 16, 96, 0.5e6},  {"gpt3-xl", 24, 2048, 16, 128, 1e6},
     {"gpt3-2.7b", 32, 2560, 32, 80, 1e6},     {"gpt3-6.7b", 32, 4096, 32, 128, 2e6},
     {"gpt3-13b", 40, 5120, 40, 128, 2e6},     {"gpt3-175b", 96, 12288, 96, 128, 3.2e6},
 };
@@ -137,7 +140,11 @@ ModelConfig model_from_json(const nlohmann::json& j, const std::string& origin) 
   bool has_base = j.contains("base");
   if (has_base) {
     if (!j.at("base").is_string()) throw UsageError(fmt::format("{}: 'base' must be a preset name", origin));
-    base = preset(j.at("base").get<std::string>());
+    try {
+      base = preset(j.at("base").get<std::string>());
+    } catch (const UsageError& e) {
+      throw UsageError(fmt::format("{}: {}", origin, e.what()));
+    }
   } else {
     for (const char* key : {"n_layers", "d_model", "n_heads"}) {
       if (!j.contains(key))
