@@ -203,7 +203,7 @@ TEST(Formulas, For175BAFewPercentAbove6nd) {
 TEST(Formulas, AllInOrder) {
   const std::vector<std::string> ids = {"seed",       "6nd",   "kaplan", "palm",       "megatron", "megatron_recompute",
                                         "chinchilla", "graph", "graph_model"};
-  for (const char* name : {"gpt3-small", "gpt3-13b", "gpt3-175b"}) {
+  for (const std::string& name : preset_names()) {
     SCOPED_TRACE(name);
     std::vector<std::string> got;
     for (const auto& f : all_formulas(preset(name))) {

@@ -25,7 +25,7 @@ using nlohmann::json;
 
 // GPT-3 paper (Brown et al. 2020), Table 2.1: n_layers, d_model, n_heads, d_head, batch size
 // in tokens. The paper prints 13B's d_model as 5140; 40 heads x 128 = 5120, which we use.
-// Its XL row is inconsistent too: 24 heads x 128 = 3072, not d_model 2048.
+// Its XL row is inconsistent too: 24 heads x 128 = 3072, not d_model 2048; we use 16 x 128.
 struct Row {
   const char* name;
   int64_t n_layers, d_model, n_heads, d_head;
@@ -46,11 +46,8 @@ TEST(Presets, MatchTable21) {
     EXPECT_EQ(m.n_layers, r.n_layers);
     EXPECT_EQ(m.d_model, r.d_model);
     EXPECT_EQ(m.d_head, r.d_head);
-    // Where the paper's row is consistent, the heads are the paper's; XL is checked by
-    // Presets.EveryPresetIsAValidTransformer.
-    if (r.n_heads * r.d_head == r.d_model) {
-      EXPECT_EQ(m.n_heads, r.n_heads);
-    }
+    // Where the paper's row is consistent, the heads are the paper's; XL's 2048 / 128 = 16.
+    EXPECT_EQ(m.n_heads, r.n_heads * r.d_head == r.d_model ? r.n_heads : r.d_model / r.d_head);
     EXPECT_EQ(m.d_ff(), 4 * r.d_model);
     EXPECT_EQ(m.n_ctx, 2048);            // every GPT-3 model: n_ctx = 2048
     EXPECT_EQ(m.vocab, 50257);           // GPT-2/3 BPE
@@ -60,12 +57,9 @@ TEST(Presets, MatchTable21) {
 }
 
 // Every preset must describe a transformer: heads x d_head = d_model, so that the CLI (which
-// validates every model) and the layer graph accept it.
-// DISABLED: fails on gpt3-xl, whose preset copies the paper's 24 heads x 128 with d_model 2048
-// (src/model/model.cpp kPresets), so `flopscope estimate --model gpt3-xl` exits 2 with "heads (24)
-// must divide d_model (2048)". Remove DISABLED_ when the preset is fixed (16 heads of 128 give
-// 2048, keeping d_head and the parameter count of Table 2.1).
-TEST(Presets, DISABLED_EveryPresetIsAValidTransformer) {
+// validates every model) and the layer graph accept it. (gpt3-xl once copied the paper's 24
+// heads of 128 with d_model 2048 and was rejected by every command.)
+TEST(Presets, EveryPresetIsAValidTransformer) {
   for (const auto& name : preset_names()) {
     SCOPED_TRACE(name);
     const ModelConfig m = preset(name);
@@ -278,11 +272,9 @@ TEST(ModelFromJson, RejectsAnUnknownBase) {
   EXPECT_THROW(model_from_json(json{{"base", "gpt5"}}, "origin.json"), UsageError);
 }
 
-// Every other config error names the file; this one does not: model_from_json calls preset()
-// outside the try that prefixes the origin (src/model/model.cpp), so the CLI prints "unknown
-// model 'gpt5'; presets: ..." for a --config file with no hint that the file is at fault.
-// DISABLED until that is fixed.
-TEST(ModelFromJson, DISABLED_UnknownBaseNamesTheFile) {
+// Like every other config error, an unknown base names the file, so a --config user is not
+// sent looking at --model.
+TEST(ModelFromJson, UnknownBaseNamesTheFile) {
   try {
     model_from_json(json{{"base", "gpt5"}}, "origin.json");
     FAIL() << "unknown base accepted";
