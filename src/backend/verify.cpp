@@ -9,6 +9,7 @@
 #include "backend/cpu/reference_ops.hpp"
 #include "util/error.hpp"
 #include "util/random_fill.hpp"
+#include "util/signals.hpp"
 
 namespace flopscope {
 
@@ -237,6 +238,7 @@ json check_rows(Backend& b, const Op& op, double tol) {
 json verification_run(Backend& b, const LayerGraph& g) {
   json ops = json::array(), failures = json::array(), nonfinite = json::array();
   for (const auto& op : g.ops) {
+    check_interrupted();
     const bool gemm = op.impl == OpImpl::gemm;
     json r = gemm ? check_gemm(b, op, verify_tolerance(op.precision, true))
                   : check_rows(b, op, verify_tolerance(op.precision, false));

@@ -2,6 +2,7 @@
 // The CLI boundary: every error becomes one line on stderr and a non-zero exit
 // (2: bad input; 1: a failure while running).
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <map>
 
@@ -11,6 +12,7 @@
 
 #include "cli/commands.hpp"
 #include "util/error.hpp"
+#include "util/signals.hpp"
 #include "version.hpp"
 
 int main(int argc, char** argv) {
@@ -53,14 +55,23 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  install_signal_handlers();
   try {
+    // --log-level wins; else FLOPSCOPE_LOG_LEVEL; else info.
+    if (app.get_option("--log-level")->count() == 0) {
+      if (const char* env = std::getenv("FLOPSCOPE_LOG_LEVEL"); env && *env) global.log_level = env;
+    }
     const auto level = spdlog::level::from_str(global.log_level);
     if (level == spdlog::level::off && global.log_level != "off")
-      throw UsageError("--log-level: unknown level '" + global.log_level + "'; choose trace, debug, info, warn, error, off");
+      throw UsageError("log level: unknown level '" + global.log_level +
+                       "' (--log-level or FLOPSCOPE_LOG_LEVEL); choose trace, debug, info, warn, error, off");
     spdlog::set_level(global.quiet ? spdlog::level::warn : level);
     for (const auto& [name, run] : runners)
       if (app.got_subcommand(name)) return run();
     return 2;
+  } catch (const Interrupted& e) {
+    std::fprintf(stderr, "flopscope: %s\n", e.what());
+    return 128 + e.signal();
   } catch (const UsageError& e) {
     std::fprintf(stderr, "flopscope: error: %s\n", e.what());
     return 2;

@@ -9,6 +9,7 @@
 #include "backend/verify.hpp"
 #include "util/error.hpp"
 #include "util/nvtx.hpp"
+#include "util/signals.hpp"
 
 namespace flopscope {
 
@@ -73,7 +74,10 @@ MeasureRun run_measure(Backend& b, const LayerGraph& g, const MeasureSettings& s
   progress.step("verification run", 1, 1);
 
   for (int64_t i = 0; i < s.warmup; ++i) {
-    for (const auto& op : g.ops) b.run(op);
+    for (const auto& op : g.ops) {
+      b.run(op);
+      check_interrupted();
+    }
     b.synchronize();
     progress.step("warm-up", i + 1, s.warmup);
   }
@@ -107,6 +111,7 @@ MeasureRun run_measure(Backend& b, const LayerGraph& g, const MeasureSettings& s
         timeline->record(i);
         NvtxRange range(op.name);
         b.run(op);
+        check_interrupted();
       }
       timeline->record(n_ops);
       nvtx_pop();

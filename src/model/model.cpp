@@ -1,5 +1,6 @@
 #include "model/model.hpp"
 
+#include <cmath>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -123,11 +124,12 @@ ModelConfig model_from_json(const nlohmann::json& j, const std::string& origin) 
   auto get_int = [&](const char* key) -> std::optional<int64_t> {
     if (!j.contains(key)) return std::nullopt;
     const auto& v = j.at(key);
-    if (!v.is_number_integer() && !(v.is_number_float() && v.get<double>() == static_cast<double>(static_cast<int64_t>(v.get<double>()))))
-      throw UsageError(fmt::format("{}: '{}' must be a whole number", origin, key));
-    double d = v.get<double>();
-    if (d < 1 || d > static_cast<double>(kMaxDim))
+    if (!v.is_number()) throw UsageError(fmt::format("{}: '{}' must be a number", origin, key));
+    // Range and wholeness on the double, before any conversion (casting 1e30 is undefined).
+    const double d = v.get<double>();
+    if (!(d >= 1 && d <= static_cast<double>(kMaxDim)))
       throw UsageError(fmt::format("{}: '{}' must be in [1, {}]", origin, key, kMaxDim));
+    if (d != std::floor(d)) throw UsageError(fmt::format("{}: '{}' must be a whole number", origin, key));
     return static_cast<int64_t>(d);
   };
   auto get_real = [&](const char* key) -> std::optional<double> {

@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "util/error.hpp"
+#include "util/signals.hpp"
 
 namespace flopscope {
 
@@ -48,6 +49,10 @@ void write_file_atomic(const std::string& path, const std::string& content) {
   if (std::filesystem::is_directory(path)) throw UsageError(fmt::format("cannot write '{}': it is a folder", path));
   std::string tmp;
   int fd = make_temp(path, tmp);
+  set_pending_temp_file(tmp.c_str());  // a second SIGINT/SIGTERM removes it before exiting
+  struct Clear {
+    ~Clear() { set_pending_temp_file(nullptr); }
+  } clear;
   auto fail = [&](std::string_view what) {
     int err = errno;
     ::close(fd);

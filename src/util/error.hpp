@@ -18,6 +18,18 @@ class UsageError : public Error {
   explicit UsageError(const std::string& what) : Error(what) {}
 };
 
+// A run stopped by SIGINT or SIGTERM: exit code 128 + signal.
+class Interrupted : public Error {
+ public:
+  explicit Interrupted(int sig)
+      : Error(sig == 2 ? "interrupted (SIGINT); no output was written" : "terminated (SIGTERM); no output was written"),
+        signal_(sig) {}
+  int signal() const { return signal_; }
+
+ private:
+  int signal_;
+};
+
 }  // namespace flopscope
 
 // Throws flopscope::Error when `cond` is false; `msg` is any expression convertible to std::string.

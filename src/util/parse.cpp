@@ -20,6 +20,11 @@ namespace {
 double to_double(std::string_view option, std::string_view text) {
   std::string s(text);
   if (s.empty()) bad(option, text, "is empty; expected a number");
+  // Decimal notation only (strtod would also read hexadecimal, "inf" and "nan").
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-'))
+      bad(option, text, "is not a decimal number");
+  }
   char* end = nullptr;
   errno = 0;
   double v = std::strtod(s.c_str(), &end);
