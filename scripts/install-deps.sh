@@ -11,6 +11,10 @@ set -euo pipefail
 
 # make: the generator the presets use (cmake only recommends it).
 packages=(cmake make g++ git libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev libgtest-dev libopenblas-dev)
+# --fuzz: also clang with its sanitizer and libFuzzer runtimes (scripts/fuzz.sh).
+if [[ "${1:-}" == "--fuzz" ]]; then
+  packages+=(clang libclang-rt-14-dev)
+fi
 kMinCmake=3.25  # CMakePresets.json version 6
 
 say() { printf 'install-deps: %s\n' "$*" >&2; }

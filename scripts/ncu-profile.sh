@@ -7,11 +7,11 @@
 #   e.g. scripts/ncu-profile.sh out/layer --width 1/96 --seq 256 --repeats 1
 # Extra ncu options: NCU_ARGS="--section SpeedOfLight --metrics sm__ops_path_tensor_src_bf16_dst_fp32.sum"
 set -euo pipefail
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 report=${1:-flopscope-ncu}
 shift || true
-bin=${FLOPSCOPE_BIN:-$root/build/release/src/flopscope}
-export LD_LIBRARY_PATH="$root/build/release/device-libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# shellcheck source=find-flopscope.sh
+source "$(dirname "${BASH_SOURCE[0]}")/find-flopscope.sh"
+bin=$FLOPSCOPE_BIN
 # shellcheck disable=SC2086
 exec ncu --nvtx --clock-control none --profile-from-start off --force-overwrite -o "$report" ${NCU_ARGS:-} \
   "$bin" measure --nsight --no-ceiling -q --repeats 1 --warmup 0 "$@"

@@ -6,10 +6,10 @@
 #   scripts/nsys-profile.sh [REPORT_BASENAME] [measure options...]
 #   e.g. scripts/nsys-profile.sh out/layer --width 1/8 --repeats 3
 set -euo pipefail
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 report=${1:-flopscope-nsys}
 shift || true
-bin=${FLOPSCOPE_BIN:-$root/build/release/src/flopscope}
-export LD_LIBRARY_PATH="$root/build/release/device-libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# shellcheck source=find-flopscope.sh
+source "$(dirname "${BASH_SOURCE[0]}")/find-flopscope.sh"
+bin=$FLOPSCOPE_BIN
 exec nsys profile --trace=cuda,nvtx,cublas --capture-range=cudaProfilerApi --capture-range-end=stop \
   --force-overwrite=true -o "$report" "$bin" measure --nsight --no-ceiling -q "$@"

@@ -34,6 +34,9 @@ void install_signal_handlers() {
   sa.sa_flags = 0;
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  // Past a file-size limit (ulimit -f) write() then fails with EFBIG, which the atomic writer
+  // reports and cleans up after, instead of the process dying with a half-written temp file.
+  std::signal(SIGXFSZ, SIG_IGN);
 }
 
 int interrupt_signal() { return g_signal.load(); }

@@ -5,6 +5,7 @@
 
 namespace flopscope {
 
+// Also ignores SIGXFSZ, so exceeding a file-size limit is an ordinary write error.
 void install_signal_handlers();
 // The signal received (SIGINT, SIGTERM), or 0.
 int interrupt_signal();

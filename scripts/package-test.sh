@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Builds the .deb (CPack), installs it, runs `flopscope estimate` from the installed location
+# and a script from its installed folder, then removes the package. Needs root (dpkg).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+scripts/install-deps.sh
+[[ -f build/release/CMakeCache.txt ]] || cmake --preset release >/dev/null
+cmake --build --preset release --target flopscope
+(cd build/release && cpack -G DEB >/dev/null)
+deb=$(ls build/release/flopscope_*_amd64.deb | head -n1)
+echo "package: $deb ($(du -h "$deb" | cut -f1))" >&2
+dpkg -i "$deb" >/dev/null
+trap 'dpkg -r flopscope >/dev/null 2>&1 || true' EXIT
+installed=$(command -v flopscope)
+[[ "$installed" == /usr/bin/flopscope ]] || { echo "flopscope is not on PATH from the package ($installed)" >&2; exit 1; }
+(cd /tmp && flopscope --version && flopscope estimate --model gpt3-175b | grep -q "3.14e+23")
+FLOPSCOPE_BIN= bash -c 'source /usr/share/flopscope/scripts/find-flopscope.sh && [[ "$FLOPSCOPE_BIN" == /usr/bin/flopscope ]]'
+test -f /usr/share/doc/flopscope/method.md
+echo "package test: installed, estimate ran from /usr/bin, scripts find the binary" >&2
