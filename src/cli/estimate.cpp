@@ -20,7 +20,7 @@ struct EstimateArgs {
   std::string dtype = "bf16";
 };
 
-int run_estimate(const EstimateArgs& a) {
+int run_estimate(const EstimateArgs& a, const GlobalOptions& global) {
   check_output(a.out);
   const ModelConfig model = resolve_model(a.model);
   const Fraction width = parse_fraction("--width", a.layer.width.empty() ? "1" : a.layer.width);
@@ -37,13 +37,15 @@ int run_estimate(const EstimateArgs& a) {
   c.gpus = static_cast<double>(parse_count("--gpus", a.gpus, INT64_C(1) << 30));
   c.utilization = parse_positive_real("--utilization", a.utilization, 1.0);
   c.dtype = std::string(to_string(parse_precision(a.dtype)));
-  emit(estimate_result(model, layer_model, width.str(), g, c), a.out);
+  nlohmann::json result = estimate_result(model, layer_model, width.str(), g, c);
+  result["command_line"] = global.command_line;  // so the result says how it was made
+  emit(result, a.out);
   return 0;
 }
 
 }  // namespace
 
-Runner add_estimate(CLI::App& app, const GlobalOptions&) {
+Runner add_estimate(CLI::App& app, const GlobalOptions& global) {
   auto args = std::make_shared<EstimateArgs>();
   CLI::App* sub = app.add_subcommand(
       "estimate",
@@ -57,7 +59,8 @@ Runner add_estimate(CLI::App& app, const GlobalOptions&) {
   sub->add_option("--utilization", args->utilization, "assumed fraction of the datasheet dense peak, in (0, 1]")->type_name("X")
       ->capture_default_str();
   sub->add_option("--dtype", args->dtype, "dtype whose datasheet peak the days column uses")->type_name("DTYPE")->capture_default_str();
-  return [args] { return run_estimate(*args); };
+  const GlobalOptions* g = &global;
+  return [args, g] { return run_estimate(*args, *g); };
 }
 
 }  // namespace flopscope::cli
