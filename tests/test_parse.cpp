@@ -63,6 +63,10 @@ TEST(ParseCount, ReasonsSayWhatIsWrong) {
   EXPECT_NE(message("1e400").find("out of range"), std::string::npos) << message("1e400");
   EXPECT_NE(message("99999999999999999999").find("too large"), std::string::npos);
   EXPECT_NE(message("abc").find("not a number"), std::string::npos) << message("abc");
+  // strtod alone would read these; flopscope takes decimal notation only.
+  EXPECT_NE(message("0x10").find("not a number"), std::string::npos) << message("0x10");
+  EXPECT_NE(message("inf").find("not a number"), std::string::npos) << message("inf");
+  EXPECT_NE(message("nan").find("not a number"), std::string::npos) << message("nan");
   EXPECT_NE(message("").find("empty"), std::string::npos) << message("");
 }
 

@@ -23,7 +23,7 @@ double to_double(std::string_view option, std::string_view text) {
   // Decimal notation only (strtod would also read hexadecimal, "inf" and "nan").
   for (char c : s) {
     if (!((c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-'))
-      bad(option, text, "is not a decimal number");
+      bad(option, text, "is not a number (write it in decimal, e.g. 2048 or 2.5e11)");
   }
   char* end = nullptr;
   errno = 0;
