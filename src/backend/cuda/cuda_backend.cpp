@@ -73,7 +73,7 @@ class CudaTimeline final : public Timeline {
 
 class CudaBackend final : public Backend {
  public:
-  CudaBackend(Precision p, const CudaOptions& o) : precision_(p), dtype_(data_dtype(p)), opts_(o) {
+  CudaBackend(Precision p, const CudaOptions& o) : dtype_(data_dtype(p)), opts_(o) {
     lt_types_ = cuda::lt_types(p);
     CUDA_CALL(cudaSetDevice(o.device), "select GPU");
     CUDA_CALL(cudaGetDeviceProperties(&props_, o.device), "device properties");
@@ -388,7 +388,6 @@ class CudaBackend final : public Backend {
     allocated_ = 0;
   }
 
-  Precision precision_;
   k::DType dtype_;
   CudaOptions opts_;
   cuda::LtTypes lt_types_{};
