@@ -28,7 +28,8 @@ cudaError_t layernorm_forward(DType t, const void* x, const void* gamma, const v
                               void* rstd, int64_t rows, int64_t cols, cudaStream_t stream);
 // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma; dgamma = sum_r dy * xhat;
 // dbeta = sum_r dy (overwritten). One launch: per-block partial column sums in `workspace`,
-// the last block to finish reduces them.
+// the last block to finish reduces them. The workspace must be zeroed once before its first
+// use (it holds the completion counters, which each launch leaves at zero again).
 size_t layernorm_backward_workspace_bytes(int64_t rows, int64_t cols);
 cudaError_t layernorm_backward(DType t, const void* dy, const void* x, const void* gamma, const void* mean,
                                const void* rstd, void* dx, void* dgamma, void* dbeta, int64_t rows, int64_t cols,
@@ -57,7 +58,8 @@ cudaError_t residual_add(DType t, const void* a, const void* b, void* out, int64
 // logits: (rows, vocab) of dtype; targets: int32 (rows); loss: (rows) of dtype.
 cudaError_t cross_entropy_forward(DType t, const void* logits, const int32_t* targets, void* loss, int64_t rows,
                                   int64_t vocab, cudaStream_t stream);
-// dlogits = (softmax(z) - onehot(target)) / rows.
+// dlogits = (softmax(z) - onehot(target)) / rows. A target outside [0, vocab) gives NaN
+// (forward and backward), never an out-of-bounds read.
 cudaError_t cross_entropy_backward(DType t, const void* logits, const int32_t* targets, void* dlogits, int64_t rows,
                                    int64_t vocab, cudaStream_t stream);
 

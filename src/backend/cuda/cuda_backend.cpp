@@ -151,6 +151,9 @@ class CudaBackend final : public Backend {
       if (op.impl == OpImpl::layernorm_bwd) ln_ws = std::max(ln_ws, k::layernorm_backward_workspace_bytes(op.rows, op.cols));
     scratch_bytes_ = std::max<size_t>(ln_ws, 256);
     CUDA_CALL(cudaMalloc(&scratch_, scratch_bytes_), "kernel workspace");
+    // layernorm_backward's last-block-done counters live here and must start at zero (the
+    // kernel resets them after each launch).
+    CUDA_CALL(cudaMemset(scratch_, 0, scratch_bytes_), "kernel workspace");
     CUDA_CALL(cudaMalloc(&gemm_ws_, opts_.gemm_workspace_bytes), "cuBLASLt workspace");
     allocated_ += static_cast<double>(scratch_bytes_ + opts_.gemm_workspace_bytes);
     if (opts_.flush_l2) {
