@@ -1,0 +1,76 @@
+#include "measure/run_point.hpp"
+
+#include <algorithm>
+#include <memory>
+
+#include <spdlog/spdlog.h>
+
+#include "backend/preflight.hpp"
+#include "backend/select.hpp"
+#include "measure/result.hpp"
+#include "util/error.hpp"
+
+namespace flopscope {
+
+namespace {
+
+// The CPU's default layer: GPT-3 ratios at d_model <= 384 (gpt3-175b: 3 heads, width 1/32),
+// which runs forward and backward in well under a second on two cores.
+inline constexpr int64_t kCpuAutoDModel = 384;
+
+// --width auto: on the CPU, GPT-3 ratios at d_model <= 384; on a GPU, the widest layer that
+// fits in free memory (the full GPT-3 175B layer on an H200).
+Fraction auto_width(const ModelConfig& m, const BackendChoice& choice, Backend& backend, int64_t batch,
+                    const GraphOptions& go) {
+  if (choice.kind == "cpu") {
+    const int64_t heads = std::clamp<int64_t>(kCpuAutoDModel / m.d_head, 1, m.n_heads);
+    return Fraction{heads, m.n_heads};
+  }
+  const Fraction w = widest_fitting(m, batch, m.n_ctx, go, backend.available_bytes() * Preflight{}.usable_fraction);
+  if (w.num == 0) throw UsageError("not even one head of the layer fits in this GPU's free memory; use a shorter --seq");
+  return w;
+}
+
+}  // namespace
+
+nlohmann::json run_point(const PointRequest& r) {
+  const ModelConfig& model = r.model;
+  const int64_t batch = r.batch;
+  if (r.width.num > 0) scale_width(model, r.width);  // reject bad widths before probing devices
+
+  const BackendChoice choice = choose_backend(r.backend);
+  spdlog::info("backend: {} ({})", choice.kind, choice.reason);
+  GraphOptions go;
+  go.precision = parse_precision(r.precision.empty() ? (choice.kind == "cpu" ? "fp32" : "bf16") : r.precision);
+  go.recompute = r.recompute;
+  go.include_head = r.include_head;
+  CudaOptions cuda;
+  cuda.device = static_cast<int>(parse_nonnegative("--gpu", r.gpu, 1024));
+  cuda.flush_l2 = r.flush_l2;
+  std::unique_ptr<Backend> backend = make_backend(choice, go.precision, cuda);
+  spdlog::info("device: {}", backend->device_line());
+
+  const Fraction width = r.width.num > 0 ? r.width : auto_width(model, choice, *backend, batch, go);
+  const ModelConfig layer_model = scale_width(model, width);
+  const Preflight pf = preflight(model, width, batch, model.n_ctx, go, backend->available_bytes());
+  if (!pf.fits) throw UsageError(pf.message);
+  const LayerGraph g = build_layer_graph(layer_shape(layer_model, batch, model.n_ctx), go);
+  spdlog::info("layer: {} (d_model {}, {} heads x {}), batch {}, seq {}, {}; tensors {:.3g} GiB of {:.3g} GiB "
+               "available",
+               layer_model.name, layer_model.d_model, layer_model.n_heads, layer_model.d_head, batch, model.n_ctx,
+               to_string(go.precision), pf.required_bytes / (1 << 30), pf.available_bytes / (1 << 30));
+
+  // The ceiling this run's utilisation is measured against: the best GEMM on this device.
+  nlohmann::json ceiling = nullptr;
+  if (!r.no_ceiling) {
+    ceiling = backend->gemm_ceiling(go.precision, choice.kind == "cpu" ? 1024 : 8192);
+    spdlog::info("ceiling: {:.4g} TFLOP/s ({})", ceiling.at("flops_per_s").get<double>() / 1e12,
+                 ceiling.at("source").get<std::string>());
+  }
+  const MeasureRun run = run_measure(*backend, g, r.settings);
+  MeasureContext ctx{model,     layer_model, width.str(),    g,         choice, *backend, pf, r.settings, run,
+                     r.cluster, ceiling,     r.command_line, r.nsight};
+  return measure_result(ctx);
+}
+
+}  // namespace flopscope
