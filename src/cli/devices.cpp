@@ -31,7 +31,7 @@ void write_text(const std::string& text, const OutputOptions& o) {
 void emit_simple(const nlohmann::json& j, const std::string& table_text, const OutputOptions& o) {
   const Format f = parse_format(o.format);
   if (f == Format::json) return write_text(j.dump(2) + "\n", o);
-  if (f == Format::csv || f == Format::markdown)
+  if (f == Format::csv || f == Format::markdown || f == Format::html)
     throw UsageError("--format: this command writes table or json");
   write_text(table_text, o);
 }

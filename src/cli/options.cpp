@@ -55,7 +55,7 @@ void add_layer_options(CLI::App& app, LayerOptions& o, const std::string& width_
 }
 
 void add_output_options(CLI::App& app, OutputOptions& o) {
-  app.add_option("--format", o.format, "output format: table, json, csv (tidy: one value a row) or markdown")->type_name("FORMAT")
+  app.add_option("--format", o.format, "output format: table, json, csv (tidy: one value a row), markdown or html (one self-contained page with the figures)")->type_name("FORMAT")
       ->capture_default_str();
   app.add_option("--output,-o", o.output, "write to this file (atomically) instead of standard output")->type_name("FILE");
 }

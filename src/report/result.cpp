@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "analytic/formulas.hpp"
+#include "report/collections.hpp"
 #include "report/render_detail.hpp"
 #include "util/error.hpp"
 #include "version.hpp"
@@ -16,7 +17,8 @@ Format parse_format(std::string_view text) {
   if (text == "json") return Format::json;
   if (text == "csv") return Format::csv;
   if (text == "markdown" || text == "md") return Format::markdown;
-  throw UsageError(fmt::format("--format: unknown format '{}'; choose table, json, csv or markdown", text));
+  if (text == "html") return Format::html;
+  throw UsageError(fmt::format("--format: unknown format '{}'; choose table, json, csv, markdown or html", text));
 }
 
 json tool_json() { return {{"name", "flopscope"}, {"version", kVersion}, {"git_commit", kGitCommit}}; }
@@ -129,9 +131,16 @@ json estimate_result(const ModelConfig& model, const ModelConfig& layer_model, c
 
 std::string render(const json& result, Format f) {
   try {
-    detail::check_schema(result);
+    check_result(result);
     if (f == Format::json) return result.dump(2) + "\n";
+    if (f == Format::html) return render_html(result);
     const std::string cmd = result.at("command").get<std::string>();
+    if (cmd == "sweep" || cmd == "compare") {
+      if (f == Format::csv) return cmd == "sweep" ? detail::sweep_csv(result) : detail::compare_csv(result);
+      const auto doc = cmd == "sweep" ? detail::sweep_document(result) : detail::compare_document(result);
+      return f == Format::markdown ? doc.markdown() : doc.text();
+    }
+    detail::check_schema(result);
     if (f == Format::csv) return detail::render_csv(result);
     const auto doc = cmd == "estimate" ? detail::estimate_document(result) : detail::measure_document(result);
     return f == Format::markdown ? doc.markdown() : doc.text();
