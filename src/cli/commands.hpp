@@ -16,5 +16,8 @@ Runner add_measure(CLI::App& app, const GlobalOptions& g);
 Runner add_report(CLI::App& app, const GlobalOptions& g);
 Runner add_devices(CLI::App& app, const GlobalOptions& g);
 Runner add_peak(CLI::App& app, const GlobalOptions& g);
+Runner add_sweep(CLI::App& app, const GlobalOptions& g);
+Runner add_compare(CLI::App& app, const GlobalOptions& g);
+Runner add_plot(CLI::App& app, const GlobalOptions& g);
 
 }  // namespace flopscope::cli

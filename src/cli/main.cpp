@@ -38,6 +38,9 @@ int main(int argc, char** argv) {
       {"estimate", cli::add_estimate(app, global)},
       {"measure", cli::add_measure(app, global)},
       {"report", cli::add_report(app, global)},
+      {"sweep", cli::add_sweep(app, global)},
+      {"compare", cli::add_compare(app, global)},
+      {"plot", cli::add_plot(app, global)},
       {"devices", cli::add_devices(app, global)},
       {"peak", cli::add_peak(app, global)},
   };
