@@ -359,6 +359,8 @@ void Sweep::run_points() {
       pt.status = "interrupted";
       pt.error = e.what();
       write_index();
+      spdlog::warn("sweep: stopped at point {}/{} {}; the points done are kept: run the same command again to go on",
+                   i + 1, n, pt.id);
       throw;
     } catch (const std::exception& e) {
       pt.status = "failed";

@@ -255,7 +255,7 @@ Figure roofline_figure(const json& r, const json& peak) {
   if (peak.is_object()) {
     for (const auto& g : peak.at("gemm")) {
       if (g.at("dtype").get<std::string>() != dtype) continue;
-      ceilings.push_back({fmt::format("GEMM ceiling, flopscope peak: {} {} (timed, {}^3 {})",
+      ceilings.push_back({fmt::format("GEMM ceiling, `peak`: {} {} (timed, {}^3 {})",
                                       fmt_sig(num(g, "flops_per_s") / unit.scale, 3), unit.name,
                                       g.at("n").get<int64_t>(), dtype),
                           "timed", "#2d6a3e", num(g, "flops_per_s") / unit.scale});
@@ -295,7 +295,7 @@ Figure roofline_figure(const json& r, const json& peak) {
     const double bw = bandwidth / unit.scale;  // unit per (FLOP/byte)
     const double x0 = std::max(x.lo, y.lo / bw);
     const double x1 = std::min(x.hi, (top_ceiling > 0 ? top_ceiling : y.hi) / bw);
-    const std::string label = fmt::format("memory roof: copy bandwidth {:.3g} GB/s (timed, flopscope peak)", bandwidth / 1e9);
+    const std::string label = fmt::format("memory roof: copy {:.3g} GB/s (timed, `peak`)", bandwidth / 1e9);
     if (x1 > x0) {
       c.begin_series(label, "timed");
       c.polyline({{x(x0), y(x0 * bw)}, {x(x1), y(x1 * bw)}}, "#6b4c9a", 1.6, true, label);
@@ -320,7 +320,10 @@ Figure roofline_figure(const json& r, const json& peak) {
   for (const auto& p : pts)
     if ((p.kind == "gemm" || p.kind == "batched_gemm") && (!best[p.kind] || p.rate > best[p.kind]->rate)) best[p.kind] = &p;
   for (const auto& [k, p] : best)
-    if (p) c.text(x(p->ai) + 8, y(p->rate) - 7, p->name, "start", 10, {{"class", "point-label"}, {"fill", "#333333"}});
+    if (p)
+      c.text(x(p->ai) + 8, y(p->rate) - 7, p->name, "start", 10,
+             {{"class", "point-label"}, {"fill", "#333333"}, {"stroke", "#ffffff"}, {"stroke-width", "3"},
+              {"paint-order", "stroke"}});
 
   c.legend(a.right() + 14, a.top, legend);
   return finish(c, "roofline", title,

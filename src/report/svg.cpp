@@ -337,6 +337,7 @@ double Canvas::legend(double x, double y, const std::vector<LegendItem>& items) 
   double w = 0;
   for (const auto& it : items) w = std::max(w, text_width(it.label, 11));
   const double h = row * static_cast<double>(items.size()) + 8;
+  widen_to(x + w + 40 + 12);
   open("g", {{"class", "legend"}});
   rect(x, y, w + 40, h, {{"fill", "#ffffff"}, {"fill-opacity", "0.9"}, {"stroke", "#cccccc"}});
   for (size_t i = 0; i < items.size(); ++i) {

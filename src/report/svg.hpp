@@ -8,6 +8,7 @@
 // the numbers on hover.
 #pragma once
 
+#include <algorithm>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -74,6 +75,8 @@ class Canvas {
 
   double width() const { return width_; }
   double height() const { return height_; }
+  // Widens the canvas to at least `width` (a legend wider than planned).
+  void widen_to(double width) { width_ = std::max(width_, width); }
 
   // A raw element; `text` (escaped here) is its content, or it is self-closing when empty.
   void element(const std::string& name, const Attrs& attrs, std::string_view text = {});
@@ -104,7 +107,7 @@ class Canvas {
   void axes(const Area& a, const Scale& x, const Scale& y, const std::string& x_title, const std::string& y_title);
   void x_axis(const Area& a, const Scale& x, const std::string& title);
   void y_axis(const Area& a, const Scale& y, const std::string& title);
-  // A legend box at (x, y), one row per item; returns its height.
+  // A legend box at (x, y), one row per item; returns its height. The canvas widens to hold it.
   double legend(double x, double y, const std::vector<LegendItem>& items);
   // A legend on one line from (x, y), wrapping at `max_width`; returns its height.
   double legend_row(double x, double y, const std::vector<LegendItem>& items, double max_width);
