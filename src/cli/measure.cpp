@@ -23,6 +23,7 @@ struct MeasureArgs {
   bool nsight = false;
   bool no_ceiling = false;
   std::string gpu = "0";
+  std::string counters = "auto";
 };
 
 // Parses the options (in the order they are checked), then runs the shared measure path.
@@ -44,6 +45,7 @@ int run_measure_cmd(const MeasureArgs& a, const GlobalOptions& global) {
   r.flush_l2 = a.flush_l2;
   r.no_ceiling = a.no_ceiling;
   r.nsight = a.nsight;
+  r.counters = parse_counter_mode(a.counters);
   r.command_line = global.command_line;
   emit(run_point(r), a.out);
   return 0;
@@ -76,8 +78,13 @@ Runner add_measure(CLI::App& app, const GlobalOptions& global) {
   sub->add_flag("--flush-l2", args->flush_l2,
                 "cuda: overwrite a buffer twice the L2's size between timed repeats, so no repeat starts with a warm "
                 "cache");
+  sub->add_option("--counters", args->counters,
+                  "hardware FLOP counters (CUPTI Range Profiler, one range per op, after the timed runs): auto "
+                  "(read them when the GPU allows, else say why), required (fail when they cannot be read), off")
+      ->type_name("MODE")
+      ->capture_default_str();
   sub->add_flag("--nsight", args->nsight,
-                "for runs under nsys or ncu: no in-process hardware counters; the timed repeats are bracketed by "
+                "for runs under nsys or ncu: no in-process hardware counters (--counters off); the timed repeats are bracketed by "
                 "cudaProfilerStart/Stop and NVTX ranges (scripts/nsys-profile.sh, scripts/ncu-profile.sh)");
   sub->add_flag("--no-ceiling", args->no_ceiling,
                 "skip timing the device's GEMM ceiling (8192^3 on a GPU, 1024^3 on the CPU) used for utilisation");

@@ -35,6 +35,7 @@ struct MeasureRun {
   nlohmann::json verification;
   nlohmann::json prepared;  // what the backend chose in prepare() (GEMM algorithms), or null
   nlohmann::json clocks_before, clocks_after;  // device clocks around the timed runs, or null
+  nlohmann::json hardware_counters;  // collect_counters() after the timed runs (src/counters), or null
   double wall_seconds = 0;
 };
 

@@ -12,9 +12,38 @@ using nlohmann::json;
 
 namespace {
 
-// FLOPs this op executed in the run: counted by the backend where it counts, else analytic.
-double executed_flops(const LayerGraph& g, const MeasureRun& run, size_t i) {
-  return run.counted_flops.empty() ? g.ops[i].flops : run.counted_flops[i];
+// The FLOPs each op executed, with where each figure came from: counted by the backend in
+// software (cpu), measured by hardware counters where they ran (cuda), else analytic.
+struct ExecutedFlops {
+  std::vector<double> flops;
+  std::vector<std::string> source;
+  std::string overall;  // counted | measured | analytic | "measured, analytic where counters gave none"
+};
+
+ExecutedFlops executed_flops(const LayerGraph& g, const MeasureRun& run) {
+  ExecutedFlops e;
+  const json& hw = run.hardware_counters;
+  const bool measured = hw.is_object() && hw.value("status", "") == "measured" && hw.contains("ops");
+  size_t n_measured = 0;
+  for (size_t i = 0; i < g.ops.size(); ++i) {
+    const Op& op = g.ops[i];
+    if (!run.counted_flops.empty()) {
+      e.flops.push_back(run.counted_flops[i]);
+      e.source.push_back("counted");
+    } else if (measured && hw.at("ops").contains(op.name) && hw.at("ops").at(op.name).value("flops", json()).is_number()) {
+      e.flops.push_back(hw.at("ops").at(op.name).at("flops").get<double>());
+      e.source.push_back("measured");
+      ++n_measured;
+    } else {
+      e.flops.push_back(op.flops);
+      e.source.push_back("analytic");
+    }
+  }
+  e.overall = !run.counted_flops.empty()     ? "counted"
+              : n_measured == g.ops.size()   ? "measured"
+              : n_measured > 0               ? "measured, analytic where counters gave none"
+                                             : "analytic";
+  return e;
 }
 
 }  // namespace
@@ -26,18 +55,18 @@ json extrapolate(const ModelConfig& model, const LayerGraph& g, const MeasureRun
   const LayerGraph full = build_layer_graph(layer_shape(model, g.shape.batch, g.shape.seq), full_opts);
   const double T = static_cast<double>(g.shape.tokens());
   const double L = static_cast<double>(model.n_layers);
-  const bool counted = !run.counted_flops.empty();
+  const ExecutedFlops ex = executed_flops(g, run);
 
   double layer_flops = 0, layer_ms = 0, head_flops = 0, head_ms = 0, run_layer_flops = 0, run_layer_ms = 0;
   for (size_t i = 0; i < g.ops.size(); ++i) {
     const Op& op = g.ops[i];
     const double scale = full.op(op.name).flops / op.flops;  // analytic ratio, full width / run width
-    const double f = executed_flops(g, run, i) * scale;
+    const double f = ex.flops[i] * scale;
     const double ms = run.op_ms[i].median() * scale;
     if (op.group == Group::layer) {
       layer_flops += f;
       layer_ms += ms;
-      run_layer_flops += executed_flops(g, run, i);
+      run_layer_flops += ex.flops[i];
       run_layer_ms += run.op_ms[i].median();
     } else {
       head_flops += f;
@@ -46,8 +75,7 @@ json extrapolate(const ModelConfig& model, const LayerGraph& g, const MeasureRun
   }
   std::string head_source;
   if (g.options.include_head) {
-    head_source = counted ? "counted at this width, scaled to full width by the graph; timed, scaled likewise"
-                          : "analytic; timed, scaled to full width by the graph";
+    head_source = ex.overall + " at this width, scaled to full width by the graph; timed, scaled likewise";
   } else {
     // The head did not run: its FLOPs are analytic, its time assumes the layer's throughput.
     for (const auto& op : full.ops)
@@ -65,10 +93,9 @@ json extrapolate(const ModelConfig& model, const LayerGraph& g, const MeasureRun
   const double seed = formula_seed(model).total_flops;
 
   json j = {
-      {"source", counted ? "counted FLOPs and timed ms at the run's width, each op scaled to full width by the "
-                           "graph's analytic ratio"
-                         : "analytic FLOPs and timed ms at the run's width, scaled to full width by the graph"},
-      {"flops_source", counted ? "counted" : "analytic"},
+      {"source", ex.overall + " FLOPs and timed ms at the run's width, each op scaled to full width by the graph's "
+                              "analytic ratio"},
+      {"flops_source", ex.overall},
       {"time_source", "timed"},
       {"assumption", "time assumes this device's throughput at the run's width holds at full width; cluster time "
                      "assumes perfect scaling"},
@@ -105,6 +132,7 @@ json extrapolate(const ModelConfig& model, const LayerGraph& g, const MeasureRun
 json measure_result(const MeasureContext& c) {
   const LayerGraph& g = c.graph;
   const MeasureRun& run = c.run;
+  const ExecutedFlops ex = executed_flops(g, run);
   const bool counted = !run.counted_flops.empty();
   double total_time = 0;
   for (const auto& s : run.op_ms) total_time += s.median();
@@ -132,10 +160,16 @@ json measure_result(const MeasureContext& c) {
     const Op& op = g.ops[i];
     json o = op_json(op);
     const double med = run.op_ms[i].median();
-    const double executed = counted ? run.counted_flops[i] : op.flops;
+    const double executed = ex.flops[i];
+    o["executed_flops_source"] = ex.source[i];
     if (counted) {
       o["counted_flops"] = run.counted_flops[i];
       o["counted_over_analytic"] = run.counted_flops[i] / op.flops;
+    }
+    const json& hw = run.hardware_counters;
+    if (hw.is_object() && hw.value("status", "") == "measured" && hw.contains("ops") && hw.at("ops").contains(op.name)) {
+      o["measured"] = hw.at("ops").at(op.name);  // tensor and CUDA-core FLOPs, DRAM bytes, time, raw counters
+      if (ex.source[i] == "measured") o["measured_over_analytic"] = executed / op.flops;
     }
     o["time_ms"] = run.op_ms[i].json();
     o["achieved_flops_per_s"] = med > 0 ? json(executed / (med / 1000.0)) : json(nullptr);
@@ -158,6 +192,7 @@ json measure_result(const MeasureContext& c) {
   auto total = [&](const Acc& a, const Samples* s) {
     json t = {{"flops", a.flops}, {"model_flops", a.model_flops}};
     if (counted) t["counted_flops"] = a.counted;
+    if (ex.overall != "counted" && ex.overall != "analytic") t["measured_flops"] = a.counted;
     if (s) {
       t["time_ms"] = s->json();
       t["achieved_flops_per_s"] = a.counted / (s->median() / 1000.0);
@@ -174,7 +209,7 @@ json measure_result(const MeasureContext& c) {
   if (rec.flops > 0) totals["recompute"] = total(rec, nullptr);
   const json ratios = {{"backward_over_forward_flops", (bwd.counted + rec.counted) / fwd.counted},
                        {"backward_over_forward_time", run.backward_ms.median() / run.forward_ms.median()},
-                       {"flops_source", counted ? "counted" : "analytic"},
+                       {"flops_source", ex.overall},
                        {"time_source", "timed"}};
 
   const json extrapolation = extrapolate(c.model, g, run, c.cluster, device);
@@ -194,6 +229,7 @@ json measure_result(const MeasureContext& c) {
            {{"ops.flops", "analytic"},
             {"ops.model_flops", "analytic"},
             {"ops.counted_flops", "counted"},
+            {"ops.measured", "measured (CUPTI hardware counters)"},
             {"ops.time_ms", "timed"},
             {"ops.achieved_flops_per_s", "counted / timed"},
             {"totals", "analytic, counted, timed"},
@@ -219,9 +255,12 @@ json measure_result(const MeasureContext& c) {
             {"measured_ceiling", c.ceiling}}},
           {"clocks", {{"before", run.clocks_before}, {"after", run.clocks_after}}},
           {"prepared", run.prepared},
-          {"counters", {{"status", counted ? "counted" : "unavailable"},
-                        {"detail", counted ? "software: each executed call's dimensions, summed per op"
-                                           : "no FLOP counts for this backend"}}},
+          {"counters",
+           counted ? json{{"status", "counted"},
+                          {"detail", "software: each executed call's dimensions, summed per op"},
+                          {"hardware", run.hardware_counters}}
+                   : (run.hardware_counters.is_object() ? run.hardware_counters
+                                                        : json{{"status", "off"}, {"reason", "not collected"}})},
           {"verification", run.verification},
           {"ops", ops},
           {"totals", totals},

@@ -7,6 +7,7 @@
 
 #include "backend/preflight.hpp"
 #include "backend/select.hpp"
+#include "counters/counters.hpp"
 #include "measure/result.hpp"
 #include "util/error.hpp"
 
@@ -67,7 +68,13 @@ nlohmann::json run_point(const PointRequest& r) {
     spdlog::info("ceiling: {:.4g} TFLOP/s ({})", ceiling.at("flops_per_s").get<double>() / 1e12,
                  ceiling.at("source").get<std::string>());
   }
-  const MeasureRun run = run_measure(*backend, g, r.settings);
+  MeasureRun run = run_measure(*backend, g, r.settings);
+  // Hardware counters: a separate run after timing (replay perturbs time). Off under Nsight,
+  // where CUPTI would be a second profiler.
+  run.hardware_counters = collect_counters(*backend, g, r.nsight ? CounterMode::off : r.counters);
+  if (run.hardware_counters.at("status") != "measured" && choice.kind == "cuda")
+    spdlog::warn("hardware counters: {} ({})", run.hardware_counters.at("status").get<std::string>(),
+                 run.hardware_counters.at("reason").get<std::string>());
   MeasureContext ctx{model,     layer_model, width.str(),    g,         choice, *backend, pf, r.settings, run,
                      r.cluster, ceiling,     r.command_line, r.nsight};
   return measure_result(ctx);

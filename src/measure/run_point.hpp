@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "counters/counters.hpp"
 #include "measure/measure.hpp"
 #include "model/model.hpp"
 #include "report/result.hpp"
@@ -28,7 +29,8 @@ struct PointRequest {
   std::string gpu = "0";          // CUDA device index, as typed (parsed after the backend is chosen)
   bool flush_l2 = false;
   bool no_ceiling = false;        // skip timing the GEMM ceiling
-  bool nsight = false;
+  bool nsight = false;              // also turns hardware counters off
+  CounterMode counters = CounterMode::auto_;
   std::string command_line;       // recorded in the result
 };
 

@@ -31,8 +31,22 @@ Document measure_document(const json& r) {
   const auto& L = r.at("layer");
   const auto& be = r.at("backend");
   const RateUnit unit = rate_unit(r);
-  const bool counted = r.at("counters").at("status").get<std::string>() == "counted";
-  const char* count_label = counted ? "counted" : "n/a";
+  const std::string counter_status = r.at("counters").at("status").get<std::string>();
+  const bool counted = counter_status == "counted";
+  const bool measured = counter_status == "measured";
+  const char* count_label = counted ? "counted" : measured ? "measured" : "n/a";
+  // The per-op FLOPs beside the analytic ones: counted (cpu) or measured by counters (cuda).
+  auto executed = [&](const json& o) -> std::string {
+    if (o.contains("counted_flops")) return fmt_flops(o.at("counted_flops").get<double>());
+    if (o.contains("measured") && o.at("measured").value("flops", json()).is_number())
+      return fmt_flops(o.at("measured").at("flops").get<double>());
+    return "n/a";
+  };
+  auto ratio = [&](const json& o) -> std::string {
+    for (const char* k : {"counted_over_analytic", "measured_over_analytic"})
+      if (o.contains(k)) return fmt_fixed(o.at(k).get<double>(), 4);
+    return "n/a";
+  };
   d.title = fmt::format("flopscope measure: {} on {}", L.at("name").get<std::string>(), be.at("name").get<std::string>());
 
   Section run;
@@ -63,8 +77,15 @@ Document measure_document(const json& r) {
                                    "tolerance), {} output tensors finite",
                                    ver.at("passed").get<bool>() ? "passed" : "FAILED", ver.at("ops").size(), worst,
                                    ver.at("checked_tensors").get<int64_t>()));
-  run.before.push_back(fmt::format("FLOP counts: {} ({})", r.at("counters").at("status").get<std::string>(),
-                                   r.at("counters").at("detail").get<std::string>()));
+  const auto& ctr = r.at("counters");
+  if (counted) {
+    run.before.push_back(fmt::format("FLOP counts: counted ({})", ctr.at("detail").get<std::string>()));
+  } else {
+    run.before.push_back(fmt::format("FLOP counts: hardware counters {}{}", counter_status,
+                                     ctr.contains("reason") && !ctr.at("reason").get<std::string>().empty()
+                                         ? " (" + ctr.at("reason").get<std::string>() + ")"
+                                         : std::string(measured ? " (CUPTI Range Profiler, one range per op)" : "")));
+  }
   const auto& pk = r.at("peaks");
   run.before.push_back(fmt::format(
       "{} references: datasheet dense peak {}; measured ceiling {}", pk.at("dtype").get<std::string>(),
@@ -100,8 +121,7 @@ Document measure_document(const json& r) {
     std::vector<std::string> row = {
         o.at("name").get<std::string>(), o.at("phase").get<std::string>(), o.at("kind").get<std::string>(),
         o.at("shape").get<std::string>(), fmt_flops(o.at("flops").get<double>()),
-        o.contains("counted_flops") ? fmt_flops(o.at("counted_flops").get<double>()) : "n/a",
-        o.contains("counted_over_analytic") ? fmt_fixed(o.at("counted_over_analytic").get<double>(), 4) : "n/a",
+        executed(o), ratio(o),
         fmt_sig(tm.at("median").get<double>(), 4), fmt_sig(tm.at("min").get<double>(), 4),
         fmt_sig(tm.at("max").get<double>(), 4), rate(o.at("achieved_flops_per_s"), unit),
         util(o, "of_measured_ceiling"), util(o, "of_datasheet_peak"), fmt_percent(o.at("time_share").get<double>())};
@@ -124,7 +144,9 @@ Document measure_document(const json& r) {
                                            ? " (incl. recompute)"
                                            : ""),
                 fmt_flops(p.at("flops").get<double>()), fmt_flops(p.at("model_flops").get<double>()),
-                p.contains("counted_flops") ? fmt_flops(p.at("counted_flops").get<double>()) : "n/a",
+                p.contains("counted_flops")    ? fmt_flops(p.at("counted_flops").get<double>())
+                : p.contains("measured_flops") ? fmt_flops(p.at("measured_flops").get<double>())
+                                               : "n/a",
                 timed ? fmt_sig(p.at("time_ms").at("median").get<double>(), 4) : "",
                 timed ? fmt_sig(p.at("time_ms").at("min").get<double>(), 4) : "",
                 timed ? fmt_sig(p.at("time_ms").at("max").get<double>(), 4) : "",
