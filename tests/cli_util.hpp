@@ -5,9 +5,12 @@
 #pragma once
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+extern char** environ;
 
 #include <cerrno>
 #include <cmath>
@@ -78,8 +81,17 @@ class TempDir {
   std::string path_;
 };
 
+// How to run the child, beyond its arguments: extra environment, a file-size limit
+// (RLIMIT_FSIZE, like `ulimit -f`), and a signal sent once the child has run a while.
+struct RunOptions {
+  std::vector<std::pair<std::string, std::string>> env;
+  long file_size_limit = -1;  // bytes; -1: none
+  int signal = 0;             // sent after signal_after_ms (0: none)
+  int signal_after_ms = 0;
+};
+
 // Runs flopscope with `args` in folder `cwd`; stdout and stderr go to files, read back.
-inline Outcome run(const std::vector<std::string>& args, const std::string& cwd) {
+inline Outcome run(const std::vector<std::string>& args, const std::string& cwd, const RunOptions& o = {}) {
   TempDir io;
   const std::string out_path = io / "stdout", err_path = io / "stderr";
   std::vector<std::string> argv_s = {FLOPSCOPE_BIN};
@@ -87,6 +99,13 @@ inline Outcome run(const std::vector<std::string>& args, const std::string& cwd)
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
   argv.push_back(nullptr);
+  // The child's environment: ours plus the extra variables (built before fork).
+  std::vector<std::string> env_s;
+  for (char** e = environ; *e; ++e) env_s.emplace_back(*e);
+  for (const auto& [k, v] : o.env) env_s.push_back(k + "=" + v);
+  std::vector<char*> envp;
+  for (auto& e : env_s) envp.push_back(e.data());
+  envp.push_back(nullptr);
 
   const pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
@@ -97,8 +116,16 @@ inline Outcome run(const std::vector<std::string>& args, const std::string& cwd)
     const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (in < 0 || out < 0 || err < 0 || ::dup2(in, 0) < 0 || ::dup2(out, 1) < 0 || ::dup2(err, 2) < 0) ::_exit(126);
     if (::chdir(cwd.c_str()) != 0) ::_exit(126);
-    ::execv(argv[0], argv.data());
+    if (o.file_size_limit >= 0) {
+      const struct rlimit lim = {static_cast<rlim_t>(o.file_size_limit), static_cast<rlim_t>(o.file_size_limit)};
+      if (::setrlimit(RLIMIT_FSIZE, &lim) != 0) ::_exit(126);
+    }
+    ::execve(argv[0], argv.data(), envp.data());
     ::_exit(127);
+  }
+  if (o.signal != 0) {
+    ::usleep(static_cast<useconds_t>(o.signal_after_ms) * 1000);
+    ::kill(pid, o.signal);
   }
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0) {
