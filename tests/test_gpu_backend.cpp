@@ -27,17 +27,6 @@ namespace {
     if (probe.count == 0) GTEST_SKIP() << "no GPU visible: " << probe.error; \
   } while (0)
 
-LayerShape shape(int64_t batch, int64_t seq, int64_t heads, int64_t d_head, int64_t vocab) {
-  LayerShape s;
-  s.batch = batch;
-  s.seq = seq;
-  s.n_heads = heads;
-  s.d_head = d_head;
-  s.d_model = heads * d_head;
-  s.d_ff = 4 * s.d_model;
-  s.vocab = vocab;
-  return s;
-}
 
 struct GemmCase {
   const char* label;
@@ -99,7 +88,7 @@ TEST_P(GpuLayer, GradientsMatchTheCpuBackend) {
   o.precision = p;
   o.include_head = true;
   o.recompute = true;
-  const LayerShape s = shape(2, 64, 2, 64, 1000);
+  const LayerShape s = layer_shape(2, 64, 2, 64, 1000);
   const LayerGraph g = build_layer_graph(s, o);
   auto gpu = make_cuda_backend(p, CudaOptions{});
   gpu->allocate(g);
@@ -140,7 +129,7 @@ TEST(GpuMeasure, TimesEveryOpAndReportsCeilings) {
   REQUIRE_GPU();
   GraphOptions o;
   o.precision = Precision::bf16;
-  const LayerGraph g = build_layer_graph(shape(1, 256, 4, 128, 50257), o);
+  const LayerGraph g = build_layer_graph(layer_shape(1, 256, 4, 128, 50257), o);
   auto be = make_cuda_backend(Precision::bf16, CudaOptions{});
   MeasureSettings s;
   s.repeats = 3;

@@ -22,17 +22,6 @@ struct Case {
   bool recompute;
 };
 
-LayerShape tiny(int64_t batch, int64_t seq, int64_t heads, int64_t d_head, int64_t vocab) {
-  LayerShape s;
-  s.batch = batch;
-  s.seq = seq;
-  s.n_heads = heads;
-  s.d_head = d_head;
-  s.d_model = heads * d_head;
-  s.d_ff = 4 * s.d_model;
-  s.vocab = vocab;
-  return s;
-}
 
 class GradCheck : public ::testing::TestWithParam<Case> {};
 
@@ -99,10 +88,10 @@ TEST_P(GradCheck, BackwardMatchesCentralDifferences) {
 
 INSTANTIATE_TEST_SUITE_P(
     TinyLayers, GradCheck,
-    ::testing::Values(Case{"b1_s6_h2", tiny(1, 6, 2, 4, 11), false, false},
-                      Case{"b2_s5_h3", tiny(2, 5, 3, 2, 11), false, false},
-                      Case{"b2_s4_h2_head", tiny(2, 4, 2, 3, 13), true, false},
-                      Case{"b2_s4_h2_recompute_head", tiny(2, 4, 2, 3, 7), true, true}),
+    ::testing::Values(Case{"b1_s6_h2", layer_shape(1, 6, 2, 4, 11), false, false},
+                      Case{"b2_s5_h3", layer_shape(2, 5, 3, 2, 11), false, false},
+                      Case{"b2_s4_h2_head", layer_shape(2, 4, 2, 3, 13), true, false},
+                      Case{"b2_s4_h2_recompute_head", layer_shape(2, 4, 2, 3, 7), true, true}),
     [](const ::testing::TestParamInfo<Case>& param) { return std::string(param.param.label); });
 
 }  // namespace

@@ -121,6 +121,18 @@ LayerShape layer_shape(const ModelConfig& m, int64_t batch, int64_t seq) {
   return s;
 }
 
+LayerShape layer_shape(int64_t batch, int64_t seq, int64_t heads, int64_t d_head, int64_t vocab, int64_t ffn_mult) {
+  LayerShape s;
+  s.batch = batch;
+  s.seq = seq;
+  s.n_heads = heads;
+  s.d_head = d_head;
+  s.d_model = heads * d_head;
+  s.d_ff = ffn_mult * s.d_model;
+  s.vocab = vocab;
+  return s;
+}
+
 const TensorSpec& LayerGraph::tensor(const std::string& name) const {
   for (const auto& t : tensors)
     if (t.name == name) return t;

@@ -103,6 +103,8 @@ struct LayerShape {
   int64_t tokens() const { return batch * seq; }
 };
 LayerShape layer_shape(const ModelConfig& m, int64_t batch, int64_t seq);
+// A shape from its parts: d_model = heads * d_head, d_ff = ffn_mult * d_model.
+LayerShape layer_shape(int64_t batch, int64_t seq, int64_t heads, int64_t d_head, int64_t vocab, int64_t ffn_mult = 4);
 
 struct GraphOptions {
   bool recompute = false;     // re-run the forward inside backward (full activation recompute)
