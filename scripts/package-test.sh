@@ -5,10 +5,14 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 scripts/install-deps.sh
-[[ -f build/release/CMakeCache.txt ]] || cmake --preset release >/dev/null
-cmake --build --preset release --target flopscope
-(cd build/release && cpack -G DEB >/dev/null)
-deb=$(ls build/release/flopscope_*_amd64.deb | head -n1)
+# Package the build that exists (CI's build/ci, the same release configuration with warnings as
+# errors), else build the release preset.
+preset=release
+[[ -f build/ci/CMakeCache.txt ]] && preset=ci
+[[ -f build/$preset/CMakeCache.txt ]] || cmake --preset $preset >/dev/null
+cmake --build --preset $preset --target flopscope
+(cd build/$preset && cpack -G DEB >/dev/null)
+deb=$(ls build/$preset/flopscope_*_amd64.deb | head -n1)
 echo "package: $deb ($(du -h "$deb" | cut -f1))" >&2
 dpkg -i "$deb" >/dev/null
 trap 'dpkg -r flopscope >/dev/null 2>&1 || true' EXIT
