@@ -27,7 +27,8 @@ class Csv {
     else if (value.is_number_integer()) v = fmt::format("{}", value.get<int64_t>());
     else if (value.is_number()) v = fmt::format("{:.17g}", value.get<double>());
     else if (value.is_boolean()) v = value.get<bool>() ? "true" : "false";
-    else v = value.get<std::string>();
+    else if (value.is_string()) v = value.get<std::string>();
+    else v = value.dump();  // an array or object, as compact JSON in one field
     out_ += fmt::format("{},{},{},{},{},{},{}\n", csv_field(section), csv_field(name), csv_field(phase),
                         csv_field(metric), csv_field(v), csv_field(unit), csv_field(source));
   }
@@ -80,11 +81,12 @@ std::string render_csv(const json& r) {
     c.keys("op", name, phase, o, {{"flops", "FLOP"}, {"model_flops", "FLOP"}, {"min_bytes", "byte"}}, "analytic");
     c.keys("op", name, phase, o, {{"counted_flops", "FLOP"}}, "counted");
     if (o.contains("measured")) {
-      for (const auto& [key, value] : o.at("measured").items()) c.row("op", name, phase, key, value, "", "measured");
+      for (const auto& [key, value] : o.at("measured").items())
+        if (value.is_number()) c.row("op", name, phase, key, value, "", "measured");
     }
     if (o.contains("time_ms")) {
-      for (const auto& [key, value] : o.at("time_ms").items())
-        c.row("op", name, phase, "time_ms_" + key, value, "ms", "timed");
+      for (const char* key : {"median", "min", "max"})  // the raw samples stay in the JSON
+        c.row("op", name, phase, std::string("time_ms_") + key, o.at("time_ms").at(key), "ms", "timed");
     }
     c.keys("op", name, phase, o, {{"achieved_flops_per_s", "FLOP/s"}, {"time_share", ""}}, "timed");
   }
@@ -93,7 +95,10 @@ std::string render_csv(const json& r) {
       c.keys("total", group, "", t, {{"flops", "FLOP"}, {"model_flops", "FLOP"}}, "analytic");
       c.keys("total", group, "", t, {{"counted_flops", "FLOP"}}, "counted");
       c.keys("total", group, "", t, {{"measured_flops", "FLOP"}}, "measured");
-      c.keys("total", group, "", t, {{"time_ms", "ms"}, {"achieved_flops_per_s", "FLOP/s"}}, "timed");
+      if (t.contains("time_ms"))
+        for (const char* key : {"median", "min", "max"})
+          c.row("total", group, "", std::string("time_ms_") + key, t.at("time_ms").at(key), "ms", "timed");
+      c.keys("total", group, "", t, {{"achieved_flops_per_s", "FLOP/s"}}, "timed");
     }
   }
   if (r.contains("extrapolation")) {
