@@ -4,7 +4,9 @@
 # compute-sanitizer memcheck on a tiny layer. Every log and JSON goes into one results folder;
 # a short summary table is printed last.
 #
-#   scripts/device-check.sh [RESULTS_DIR]     default: $OUT if set, else results/<date>-<gpu>
+#   scripts/device-check.sh [RESULTS_DIR]     default: $OUT/device-check if $OUT is set, else results/<date>-<gpu>
+# With $OUT set (the device tool's folder, which brings back only a few files), everything is
+# also packed into $OUT/device-check.tgz, with summary.txt beside it.
 #
 # Uses build/release when it exists (prepared elsewhere by scripts/device-bundle.sh, with the
 # shared libraries a bare GPU machine lacks in build/release/device-libs); builds otherwise.
@@ -22,7 +24,8 @@ bin=$FLOPSCOPE_BIN
 tests=$(dirname "$bin")/../tests/flopscope_tests
 
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n1 | tr ' ' '-' | tr -cd 'A-Za-z0-9-')
-dir=${1:-${OUT:-results/$(date -u +%Y-%m-%d)-${gpu:-nogpu}}}
+dir=${1:-${OUT:+$OUT/device-check}}
+dir=${dir:-results/$(date -u +%Y-%m-%d)-${gpu:-nogpu}}
 mkdir -p "$dir"
 summary="$dir/summary.txt"
 : >"$summary"
@@ -55,19 +58,24 @@ if [[ -x "$tests" ]]; then
 else
   echo "gpu-tests: not run (no test binary beside $bin; an installed flopscope has none)" >>"$summary"
 fi
-step peak 120 "$bin" peak --format json -o "$dir/peak.json"
-step measure-175b-bf16 150 "$bin" measure --model gpt3-175b --width 1 --precision bf16 --format json -o "$dir/measure-175b-bf16.json"
+step peak 120 "$bin" peak --backend cuda --format json -o "$dir/peak.json"
+step measure-175b-bf16 150 "$bin" measure --backend cuda --model gpt3-175b --width 1 --precision bf16 --format json -o "$dir/measure-175b-bf16.json"
 [[ -f "$dir/measure-175b-bf16.json" ]] && "$bin" report "$dir/measure-175b-bf16.json" >"$dir/measure-175b-bf16.txt" 2>&1
-step measure-1_8-bf16 90 "$bin" measure --model gpt3-175b --width 1/8 --precision bf16 --format json -o "$dir/measure-1_8-bf16.json"
+step measure-1_8-bf16 90 "$bin" measure --backend cuda --model gpt3-175b --width 1/8 --precision bf16 --format json -o "$dir/measure-1_8-bf16.json"
 [[ -f "$dir/measure-1_8-bf16.json" ]] && "$bin" report "$dir/measure-1_8-bf16.json" >"$dir/measure-1_8-bf16.txt" 2>&1
 echo "fp8: not run (the fp8 path is not implemented yet)" >>"$summary"
-if command -v compute-sanitizer >/dev/null; then
-  step memcheck 120 compute-sanitizer --tool memcheck --error-exitcode 1 "$bin" measure -q --model gpt3-175b \
+sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+if [[ -n "$sanitizer" ]]; then
+  step memcheck 120 "$sanitizer" --tool memcheck --error-exitcode 1 "$bin" measure -q --backend cuda --model gpt3-175b \
     --width 1/96 --seq 128 --repeats 1 --warmup 0 --no-ceiling --format json -o "$dir/memcheck-measure.json"
 else
   echo "memcheck: compute-sanitizer not found" >>"$summary"
 fi
 
+echo "flopscope device check: $dir ($(($(date +%s) - start)) s)" >>"$summary"
+if [[ -n "${OUT:-}" && "$dir" == "$OUT/device-check" ]]; then
+  tar -czf "$OUT/device-check.tgz" -C "$OUT" device-check
+  cp "$summary" "$OUT/summary.txt"
+fi
 echo >&2
-echo "flopscope device check: $dir ($(($(date +%s) - start)) s)" | tee -a "$summary"
 cat "$summary"
