@@ -18,7 +18,9 @@ dpkg -i "$deb" >/dev/null
 trap 'dpkg -r flopscope >/dev/null 2>&1 || true' EXIT
 installed=$(command -v flopscope)
 [[ "$installed" == /usr/bin/flopscope ]] || { echo "flopscope is not on PATH from the package ($installed)" >&2; exit 1; }
-(cd /tmp && flopscope --version && flopscope estimate --model gpt3-175b | grep -q "3.14e+23")
+# Capture first: `... | grep -q` would end the pipe early and fail the pipeline with SIGPIPE.
+estimate=$(cd /tmp && flopscope --version && flopscope estimate --model gpt3-175b)
+grep -q "3.14e+23" <<<"$estimate" || { echo "installed flopscope estimate did not print 6nd = 3.14e+23" >&2; exit 1; }
 FLOPSCOPE_BIN= bash -c 'source /usr/share/flopscope/scripts/find-flopscope.sh && [[ "$FLOPSCOPE_BIN" == /usr/bin/flopscope ]]'
 test -f /usr/share/doc/flopscope/method.md
 echo "package test: installed, estimate ran from /usr/bin, scripts find the binary" >&2
