@@ -18,22 +18,13 @@ namespace flopscope::cli {
 
 namespace {
 
-void write_text(const std::string& text, const OutputOptions& o) {
-  if (o.output.empty()) {
-    std::fwrite(text.data(), 1, text.size(), stdout);
-    std::fflush(stdout);
-  } else {
-    write_file_atomic(o.output, text);
-  }
-}
-
 // devices and peak have their own small documents; JSON or a table.
 void emit_simple(const nlohmann::json& j, const std::string& table_text, const OutputOptions& o) {
   const Format f = parse_format(o.format);
-  if (f == Format::json) return write_text(j.dump(2) + "\n", o);
+  if (f == Format::json) return write_output(j.dump(2) + "\n", o);
   if (f == Format::csv || f == Format::markdown || f == Format::html)
     throw UsageError("--format: this command writes table or json");
-  write_text(table_text, o);
+  write_output(table_text, o);
 }
 
 int run_devices(const OutputOptions& out) {

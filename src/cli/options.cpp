@@ -66,8 +66,9 @@ Format check_output(const OutputOptions& o) {
   return f;
 }
 
-void emit(const nlohmann::json& result, const OutputOptions& o) {
-  const std::string text = render(result, parse_format(o.format));
+void emit(const nlohmann::json& result, const OutputOptions& o) { write_output(render(result, parse_format(o.format)), o); }
+
+void write_output(const std::string& text, const OutputOptions& o) {
   if (o.output.empty()) {
     std::fwrite(text.data(), 1, text.size(), stdout);
     std::fflush(stdout);

@@ -41,6 +41,8 @@ void add_output_options(CLI::App& app, OutputOptions& o);
 Format check_output(const OutputOptions& o);
 // Renders and writes (atomically to a file, or to stdout).
 void emit(const nlohmann::json& result, const OutputOptions& o);
+// Writes text to stdout, or atomically to the --output file.
+void write_output(const std::string& text, const OutputOptions& o);
 
 struct GlobalOptions {
   std::string log_level = "info";
