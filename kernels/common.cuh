@@ -236,7 +236,8 @@ __device__ __forceinline__ V block_reduce(V v, Op op, V identity) {
 
 // ---- launch helpers (host) ----------------------------------------------------------------
 
-// Calls fn(Tag<T>{}) with T the storage type of `t`; an unknown enum value is an argument error.
+// Calls fn(Tag<T>{}) with T the storage type of `t`; e4m3 (no arithmetic type) and an unknown
+// enum value are argument errors.
 template <typename T>
 struct Tag {
   using type = T;
@@ -248,6 +249,7 @@ cudaError_t dispatch(DType t, Fn&& fn) {
     case DType::f32: return fn(Tag<float>{});
     case DType::f16: return fn(Tag<__half>{});
     case DType::bf16: return fn(Tag<__nv_bfloat16>{});
+    case DType::e4m3: return cudaErrorInvalidValue;  // storage only: cast_e4m3 and count_nonfinite
   }
   return cudaErrorInvalidValue;
 }

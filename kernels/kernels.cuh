@@ -20,7 +20,9 @@
 
 namespace flopscope::kernels {
 
-enum class DType { f64, f32, f16, bf16 };
+// e4m3: FP8 E4M3 (1 byte; src/util/fp8.hpp) is a storage type only: cast_e4m3 writes it and
+// count_nonfinite reads it; every other launcher rejects it (cudaErrorInvalidValue).
+enum class DType { f64, f32, f16, bf16, e4m3 };
 size_t dtype_bytes(DType t);
 
 // y = (x - mean) * rstd * gamma + beta per row; saves mean, rstd. x, y: (rows, cols).
@@ -70,6 +72,18 @@ cudaError_t fill_uniform(DType t, void* out, int64_t n, uint64_t seed, uint64_t 
 cudaError_t fill_indices(int32_t* out, int64_t n, uint64_t seed, uint64_t stream_id, int64_t count,
                          cudaStream_t stream);
 // Counts elements that are not finite (NaN or infinity) into *count (a device int64, added to).
+// e4m3 has no infinities: its NaN codes 0x7F and 0xFF are counted.
 cudaError_t count_nonfinite(DType t, const void* x, int64_t n, unsigned long long* count, cudaStream_t stream);
+
+// Casts a (rows, cols) row-major tensor x of dtype t (f32, f16 or bf16) to FP8 E4M3:
+// q = e4m3(float(x) * scale[0]), round to nearest even, finite values saturated to +-448, NaN
+// to a NaN code (src/util/fp8.hpp's e4m3_from_float is the host model, bit for bit).
+// transpose = false: out is (rows, cols); true: out is (cols, rows), out[j * rows + i] = q(x[i * cols + j]).
+// scale: one device float. amax (may be null): one device float holding a non-negative value
+// (or +0), raised atomically to max |x| over the tensor (unscaled); a NaN in x makes it a NaN
+// (NaN propagates: compared as bits, every NaN is above +inf). x aligned to its element size,
+// scale and amax to 4 bytes; 16-byte loads and 8/16-byte stores where the addresses allow.
+cudaError_t cast_e4m3(DType t, const void* x, void* out, int64_t rows, int64_t cols, bool transpose, const float* scale,
+                      float* amax, cudaStream_t stream);
 
 }  // namespace flopscope::kernels

@@ -2,6 +2,7 @@
 // shapes: x (n) of the dtype; count: one unsigned long long on the device, added to (so one
 // counter can total several tensors; zero it first for a fresh count).
 // f16/bf16 are widened to float, which keeps NaN and infinity (and every finite value finite).
+// e4m3 (bytes) has no infinities: a code is non-finite when it is NaN, (v & 0x7F) == 0x7F.
 //
 // Launch: 256 threads, grid-stride over at most 65535 blocks; 16-byte loads for the body (scalar
 // head up to the first 16-byte boundary, and tail). Each block reduces its count (warp
@@ -18,6 +19,8 @@ template <typename T>
 __device__ __forceinline__ unsigned long long nonfinite(T v) {
   return isfinite(to_acc(v)) ? 0ull : 1ull;
 }
+
+__device__ __forceinline__ unsigned long long nonfinite(uint8_t e4m3) { return (e4m3 & 0x7Fu) == 0x7Fu ? 1ull : 0ull; }
 
 template <typename T>
 __global__ void count_nonfinite_kernel(const T* __restrict__ x, int64_t n, unsigned long long* count) {
@@ -43,13 +46,15 @@ cudaError_t count_nonfinite(DType t, const void* x, int64_t n, unsigned long lon
   if (n < 0) return cudaErrorInvalidValue;
   if (n == 0) return cudaSuccess;
   if (!x || !count) return cudaErrorInvalidValue;
-  return dispatch(t, [&](auto tag) {
+  auto launch = [&](auto tag) {
     using T = typename decltype(tag)::type;
     if (!element_aligned<T>(x) || !element_aligned<unsigned long long>(count)) return cudaErrorInvalidValue;
     count_nonfinite_kernel<T><<<flat_blocks(n / kPack<T> + 1), kFlatThreads, 0, stream>>>(static_cast<const T*>(x),
                                                                                            n, count);
     return cudaGetLastError();
-  });
+  };
+  if (t == DType::e4m3) return launch(Tag<uint8_t>{});
+  return dispatch(t, launch);
 }
 
 size_t dtype_bytes(DType t) {
@@ -58,6 +63,7 @@ size_t dtype_bytes(DType t) {
     case DType::f32: return sizeof(float);
     case DType::f16: return sizeof(__half);
     case DType::bf16: return sizeof(__nv_bfloat16);
+    case DType::e4m3: return 1;
   }
   return 0;
 }

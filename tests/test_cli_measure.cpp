@@ -62,12 +62,62 @@ TEST(CliMeasure, BadInputIsOneLineAndExitTwo) {
       {"--repeats 0", with(kTiny, {"--repeats", "0", "-o", file}), "--repeats"},
       {"negative --warmup", with(kTiny, {"--warmup", "-1", "-o", file}), "--warmup"},
       {"unknown backend", with(kTiny, {"--backend", "tpu", "-o", file}), "--backend"},
-      {"bf16 on the cpu", with(kTiny, {"--backend", "cpu", "--precision", "bf16", "-o", file}), "fp32 or fp64"},
+      {"bf16 on the cpu", with(kTiny, {"--backend", "cpu", "--precision", "bf16", "-o", file}), "fp32, fp64 or fp8 (emulated)"},
       {"unknown counters mode", with(kTiny, {"--counters", "maybe", "-o", file}), "--counters"},
+      {"--input-sets 0", with(kTiny, {"--input-sets", "0", "-o", file}), "--input-sets"},
+      {"--input-sets 65", with(kTiny, {"--input-sets", "65", "-o", file}), "--input-sets"},
+      {"--cuda-graph on the cpu", with(kTiny, {"--backend", "cpu", "--cuda-graph", "-o", file}), "needs --backend cuda"},
+      {"fp8 with a width that is not a multiple of 16",
+       {"measure", "-q", "--backend", "cpu", "--precision", "fp8", "--d-model", "120", "--heads", "1", "--seq", "64",
+        "-o", file},
+       "multiples of 16"},
       {"a layer that does not fit", {"measure", "-q", "--backend", "cpu", "--width", "1", "--batch", "64", "-o", file},
        "the largest that fits"},
   };
   for (const auto& c : cases) expect_usage_error(c, cwd.path(), out.path());
+}
+
+TEST(CliMeasure, InputSetsAreRecordedAndTheTimingSaysHowItWasDone) {
+  TempDir cwd;
+  const Outcome m = run(with(kTiny, {"--backend", "cpu", "--input-sets", "3", "--format", "json", "-o", "m.json"}), cwd.path());
+  ASSERT_EQ(m.rc, 0) << describe(m);
+  const json j = json::parse(slurp(cwd / "m.json"));
+  const auto& s = j.at("settings");
+  EXPECT_EQ(s.at("input_sets"), 3);
+  EXPECT_EQ(s.at("cuda_graph"), false);
+  EXPECT_EQ(s.at("flush_l2"), false);
+  EXPECT_TRUE(contains(s.at("timing").get<std::string>(), "rotating through 3 input sets")) << s.dump();
+  EXPECT_TRUE(contains(s.at("timing").get<std::string>(), "steady clock")) << s.dump();
+  // Three copies of the inputs and weights: the memory the run needed says so.
+  const Outcome one = run(with(kTiny, {"--backend", "cpu", "--format", "json", "-o", "one.json"}), cwd.path());
+  ASSERT_EQ(one.rc, 0) << describe(one);
+  const json k = json::parse(slurp(cwd / "one.json"));
+  EXPECT_GT(j.at("memory").at("required_bytes").get<double>(), k.at("memory").at("required_bytes").get<double>());
+  const Outcome table = run({"report", "m.json"}, cwd.path());
+  ASSERT_EQ(table.rc, 0) << describe(table);
+  EXPECT_TRUE(contains(table.out, "timing: each op run in turn")) << table.out;
+}
+
+TEST(CliMeasure, Fp8IsEmulatedOnTheCpuWithCastOpsBeforeEveryLinearGemm) {
+  TempDir cwd;
+  const Outcome m = run(with(kTiny, {"--backend", "cpu", "--precision", "fp8", "--format", "json", "-o", "m.json"}),
+                        cwd.path());
+  ASSERT_EQ(m.rc, 0) << describe(m);
+  const json j = json::parse(slurp(cwd / "m.json"));
+  EXPECT_TRUE(contains(j.at("device").at("fp8").get<std::string>(), "emulated")) << j.at("device").dump();
+  EXPECT_EQ(j.at("layer").at("precision"), "fp8");
+  EXPECT_TRUE(j.at("verification").at("passed").get<bool>());
+  int casts = 0, fp8_gemms = 0;
+  for (const auto& o : j.at("ops")) {
+    const std::string name = o.at("name");
+    if (contains(name, ".cast_")) {
+      ++casts;
+      EXPECT_EQ(o.at("counted_flops"), o.at("flops")) << name;
+    }
+    if (name == "fwd.qkv" || name == "bwd.ffn.up.wgrad") ++fp8_gemms;
+  }
+  EXPECT_EQ(casts, 24);  // 4 linear layers: 2 casts forward, 4 backward
+  EXPECT_EQ(fp8_gemms, 2);
 }
 
 }  // namespace

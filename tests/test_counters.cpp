@@ -348,6 +348,7 @@ class FakeCudaBackend final : public Backend {
   double available_bytes() const override { return 0; }
   void allocate(const LayerGraph&) override {}
   void fill(uint64_t) override {}
+  void use_input_set(int64_t) override {}
   void run(const Op&) override { ++runs; }
   void synchronize() override {}
   double allocated_bytes() const override { return 0; }

@@ -82,6 +82,7 @@ class FaultyBackend final : public Backend {
   double available_bytes() const override { return 1e12; }
   void allocate(const LayerGraph& g) override { inner.allocate(g); }
   void fill(uint64_t seed) override { inner.fill(seed); }
+  void use_input_set(int64_t i) override { inner.use_input_set(i); }
   void run(const Op& op) override {
     if (op.name != op_) return inner.run(op);
     if (scale_ == 0) return;  // skip: its output stays poisoned
@@ -261,6 +262,64 @@ TEST(ReferenceOps, LayerNormNormalises) {
     v /= cols;
     EXPECT_NEAR(m, 0.0, 1e-12);
     EXPECT_NEAR(v, 1.0, 1e-4);  // eps = 1e-5 in the denominator
+  }
+}
+
+// fp8 on the CPU is an emulation (E4M3 rounding of the linear GEMMs' operands, fp32
+// arithmetic): what the tests of the fp8 graph, its casts and their scales run on.
+TEST(Fp8Emulation, CalibrationMakesPowerOfTwoScalesThatFillTheRange) {
+  const LayerGraph g = small_graph(false, false, Precision::fp8, 1);
+  auto be = make_cpu_backend(Precision::fp8);
+  be->allocate(g);
+  be->fill(2);
+  for (const auto& op : g.ops) be->run(op);
+  be->fp8_calibrate();
+  int copies = 0;
+  for (const auto& op : g.ops) {
+    if (op.impl != OpImpl::cast_fp8) continue;
+    ++copies;
+    const double scale = be->fp8_scale(op.outputs[0]);
+    EXPECT_EQ(scale, std::exp2(std::round(std::log2(scale)))) << op.name << ": a power of two";
+    // The source's largest |x| times the scale lands in (224, 448].
+    double amax = 0;
+    for (double v : be->read(op.inputs[0], 0, op.rows * op.cols)) amax = std::max(amax, std::fabs(v));
+    EXPECT_GT(amax * scale, 224) << op.name;
+    EXPECT_LE(amax * scale, 448) << op.name;
+  }
+  EXPECT_EQ(copies, 24);
+}
+
+TEST(Fp8Emulation, TheLayerStaysCloseToFp32AndVerifies) {
+  const LayerGraph g32 = small_graph(false, false, Precision::fp32, 1);
+  const LayerGraph g8 = small_graph(false, false, Precision::fp8, 1);
+  CpuBackend<float> ref;
+  ref.allocate(g32);
+  ref.fill(4);
+  for (const auto& op : g32.ops) ref.run(op);
+  MeasureSettings s;
+  s.seed = 4;
+  s.warmup = 0;
+  s.repeats = 1;
+  auto be = make_cpu_backend(Precision::fp8);
+  const MeasureRun r = run_measure(*be, g8, s);  // calibrates, verifies (casts exact), times
+  EXPECT_TRUE(r.verification.at("passed").get<bool>());
+  for (const auto& o : r.verification.at("ops"))
+    if (o.at("name").get<std::string>().find(".cast_") != std::string::npos) {
+      EXPECT_EQ(o.at("max_rel_error").get<double>(), 0.0) << o.dump();
+    }
+  // Relative (Frobenius) distance of the outputs and gradients from the fp32 layer: E4M3's
+  // 3-bit mantissa rounds each operand by up to 2^-4; errors average out over the sums.
+  for (const char* t : {"y", "d.x", "d.w.qkv", "d.w.down"}) {
+    const auto a = be->read(t, 0, g8.tensor(t).numel());
+    const auto b = ref.read(t, 0, g32.tensor(t).numel());
+    double num = 0, den = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      num += (a[i] - b[i]) * (a[i] - b[i]);
+      den += b[i] * b[i];
+    }
+    const double rel = std::sqrt(num / den);
+    EXPECT_LT(rel, 0.1) << t;
+    EXPECT_GT(rel, 1e-4) << t << ": fp8 rounding must show";
   }
 }
 

@@ -21,6 +21,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <sstream>
 #include <stdexcept>
@@ -30,6 +31,7 @@
 
 #include "backend/cpu/reference_ops.hpp"
 #include "kernels.cuh"
+#include "util/fp8.hpp"
 #include "util/random_fill.hpp"
 
 namespace flopscope {
@@ -98,6 +100,7 @@ const char* name_of(DType t) {
     case DType::f32: return "f32";
     case DType::f16: return "f16";
     case DType::bf16: return "bf16";
+    case DType::e4m3: return "e4m3";
   }
   return "?";
 }
@@ -122,6 +125,7 @@ void encode_one(DType t, double v, unsigned char* out) {
       std::memcpy(out, &h, sizeof h);
       return;
     }
+    case DType::e4m3: out[0] = fp8::e4m3_from_float(static_cast<float>(v)); return;  // via float
   }
 }
 
@@ -147,6 +151,7 @@ double decode_one(DType t, const unsigned char* p) {
       std::memcpy(&v, p, sizeof v);
       return __bfloat162float(v);
     }
+    case DType::e4m3: return fp8::e4m3_to_float(p[0]);
   }
   return std::numeric_limits<double>::quiet_NaN();
 }
@@ -226,6 +231,7 @@ Tol tolerance(DType t) {
     case DType::f32: return {1e-5, 1e-6};
     case DType::f16:
     case DType::bf16: return {1e-2, 1e-3};
+    case DType::e4m3: return {0x1p-4, 0x1p-10};  // half a step (3 mantissa bits); no kernel computes in it
   }
   return {0, 0};
 }
@@ -654,6 +660,189 @@ TEST(GpuCrossEntropy, TargetOutOfRangeGivesNaN) {
   EXPECT_TRUE(std::isnan(dlogits[static_cast<size_t>(vocab)]));
 }
 
+// ---- fp8 (E4M3) cast ------------------------------------------------------------------------
+//
+// Expected codes come from the host model, fp8::e4m3_from_float(float(x) * scale) on the same
+// (downloaded) inputs, and are compared byte for byte: the output starts poisoned with 0xFF, a
+// NaN code, which no finite input produces, so an unwritten byte fails.
+
+// x values spread over 2^-16 .. 2^10 in magnitude, both signs (saturating at scale 16, subnormal
+// and zero codes at 2^-3), a few exact ties of the E4M3 grid, rounded to the dtype.
+std::vector<double> fp8_inputs(DType t, int64_t n, uint64_t stream) {
+  std::vector<double> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const auto k = static_cast<uint64_t>(i);
+    const double u = uniform_pm1(2024, stream, k);
+    const int e = static_cast<int>((uniform_pm1(2024, stream + 1, k) + 1) / 2 * 27) - 16;
+    v[static_cast<size_t>(i)] = round_to(t, std::ldexp(u, e));
+  }
+  const double ties[] = {1.0625, -1.1875, 464.0, 0x1p-10, 432.0, -0x1.8p-9};  // exact in bf16, f16, f32
+  for (size_t k = 0; k < std::size(ties) && k < v.size(); ++k) v[(k * 7919) % v.size()] = ties[k];
+  return v;
+}
+
+struct CastShape {
+  int64_t rows, cols, x_shift, out_shift;  // shifts in elements of x / bytes of out
+};
+constexpr CastShape kCastShapes[] = {
+    {1, 1, 0, 0},      {3, 5, 0, 0},     {3, 5, 1, 1},      {129, 257, 0, 0}, {129, 257, 1, 1}, {64, 4096, 0, 0},
+    {64, 4096, 1, 1},  {64, 4096, 1, 0}, {64, 4096, 3, 5},  {7, 1001, 0, 0},  {128, 192, 0, 0}, {128, 192, 0, 3},
+    {48, 100, 0, 0},   {2, 8, 0, 0},     {1, 50257, 1, 1},  {200, 64, 0, 0}};
+
+std::string cast_label(DType t, const CastShape& s, bool transpose, float scale) {
+  std::ostringstream o;
+  o << name_of(t) << " (" << s.rows << ", " << s.cols << ")" << (transpose ? " transposed" : "") << " scale " << scale
+    << " x shift " << s.x_shift << " out shift " << s.out_shift;
+  return o.str();
+}
+
+// Runs cast_e4m3 on x (already uploaded) and compares every byte of out; *amax starts at amax0.
+::testing::AssertionResult cast_matches(DType t, const DeviceTensor& x, const std::vector<double>& xs, int64_t rows,
+                                        int64_t cols, bool transpose, float scale, int64_t out_shift,
+                                        float amax0, float* amax_out) {
+  const int64_t n = rows * cols;
+  DeviceTensor out(DType::e4m3, n, out_shift);  // poisoned: 0xFF
+  DeviceBuffer d_scale(sizeof(float)), d_amax(sizeof(float));
+  CUDA_CHECK(cudaMemcpy(d_scale.get(), &scale, sizeof scale, cudaMemcpyHostToDevice));
+  CUDA_CHECK(cudaMemcpy(d_amax.get(), &amax0, sizeof amax0, cudaMemcpyHostToDevice));
+  LAUNCH_AND_SYNC(kern::cast_e4m3(t, x.ptr(), out.ptr(), rows, cols, transpose,
+                                  static_cast<const float*>(d_scale.get()), static_cast<float*>(d_amax.get()),
+                                  nullptr));
+  CUDA_CHECK(cudaMemcpy(amax_out, d_amax.get(), sizeof(float), cudaMemcpyDeviceToHost));
+  const std::vector<unsigned char> got = out.raw();
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) {
+      const auto xv = static_cast<float>(xs[static_cast<size_t>(i * cols + j)]);  // exact: xs is in the dtype
+      const uint8_t want = fp8::e4m3_from_float(xv * scale);
+      const int64_t at = transpose ? j * rows + i : i * cols + j;
+      const uint8_t g = got[static_cast<size_t>(at)];
+      if (g != want)
+        return ::testing::AssertionFailure() << "x(" << i << ", " << j << ") = " << xv << ": code 0x" << std::hex
+                                             << int{g} << ", expected 0x" << int{want} << std::dec << " at out["
+                                             << at << "]";
+    }
+  return ::testing::AssertionSuccess();
+}
+
+TEST(GpuCastE4M3, MatchesTheHostModelBitForBitWithAmax) {
+  REQUIRE_GPU();
+  for (DType t : {DType::bf16, DType::f16, DType::f32}) {
+    for (const CastShape& s : kCastShapes) {
+      const int64_t n = s.rows * s.cols;
+      const std::vector<double> xs = fp8_inputs(t, n, 111);
+      DeviceTensor x(t, n, s.x_shift);
+      x.upload(xs);
+      float host_amax = 0;
+      for (double v : xs) host_amax = std::max(host_amax, std::abs(static_cast<float>(v)));
+      for (bool transpose : {false, true}) {
+        for (float scale : {1.0f, 0x1p-3f, 16.0f}) {
+          SCOPED_TRACE(cast_label(t, s, transpose, scale));
+          float amax = -1;
+          EXPECT_TRUE(cast_matches(t, x, xs, s.rows, s.cols, transpose, scale, s.out_shift, 0.0f, &amax));
+          EXPECT_EQ(amax, host_amax) << "amax from 0";
+          // Only raised: a larger amax stays as it was.
+          EXPECT_TRUE(cast_matches(t, x, xs, s.rows, s.cols, transpose, scale, s.out_shift, 2 * host_amax, &amax));
+          EXPECT_EQ(amax, 2 * host_amax) << "a larger amax was lowered";
+        }
+      }
+    }
+  }
+}
+
+TEST(GpuCastE4M3, WithoutAmaxAndRepeatable) {
+  REQUIRE_GPU();
+  const DType t = DType::bf16;
+  const int64_t rows = 129, cols = 4104;
+  const std::vector<double> xs = fp8_inputs(t, rows * cols, 121);
+  DeviceTensor x(t, rows * cols);
+  x.upload(xs);
+  const float scale = 4.0f;
+  DeviceBuffer d_scale(sizeof(float));
+  CUDA_CHECK(cudaMemcpy(d_scale.get(), &scale, sizeof scale, cudaMemcpyHostToDevice));
+  for (bool transpose : {false, true}) {
+    SCOPED_TRACE(transpose ? "transposed" : "flat");
+    DeviceTensor out(DType::e4m3, rows * cols);
+    LAUNCH_AND_SYNC(kern::cast_e4m3(t, x.ptr(), out.ptr(), rows, cols, transpose,
+                                    static_cast<const float*>(d_scale.get()), nullptr, nullptr));
+    const std::vector<unsigned char> first = out.raw();
+    float amax = 0;
+    EXPECT_TRUE(cast_matches(t, x, xs, rows, cols, transpose, scale, 0, 0.0f, &amax));
+    out.poison();
+    LAUNCH_AND_SYNC(kern::cast_e4m3(t, x.ptr(), out.ptr(), rows, cols, transpose,
+                                    static_cast<const float*>(d_scale.get()), nullptr, nullptr));
+    EXPECT_TRUE(out.raw() == first) << "differs on the second run";
+  }
+}
+
+TEST(GpuCastE4M3, InfinitySaturatesNaNStaysNaNAndPropagatesIntoAmax) {
+  REQUIRE_GPU();
+  const double inf = std::numeric_limits<double>::infinity();
+  for (DType t : {DType::bf16, DType::f16, DType::f32}) {
+    for (bool transpose : {false, true}) {
+      SCOPED_TRACE(std::string(name_of(t)) + (transpose ? " transposed" : ""));
+      const int64_t rows = 16, cols = 72;
+      std::vector<double> xs = fp8_inputs(t, rows * cols, 131);
+      xs[5] = inf;
+      xs[6] = -inf;
+      xs[7] = round_to(t, 1e4);  // finite, saturates
+      DeviceTensor x(t, rows * cols);
+      x.upload(xs);
+      float amax = 0;
+      // Finite and infinite inputs only: codes as the host model, amax = inf.
+      EXPECT_TRUE(cast_matches(t, x, xs, rows, cols, transpose, 1.0f, 0, 0.0f, &amax));
+      EXPECT_EQ(amax, std::numeric_limits<float>::infinity());
+
+      xs[100] = std::numeric_limits<double>::quiet_NaN();
+      x.upload(xs);
+      DeviceTensor out(DType::e4m3, rows * cols);
+      DeviceBuffer d_scale(sizeof(float)), d_amax(sizeof(float));
+      const float one = 1.0f, zero = 0.0f;
+      CUDA_CHECK(cudaMemcpy(d_scale.get(), &one, sizeof one, cudaMemcpyHostToDevice));
+      CUDA_CHECK(cudaMemcpy(d_amax.get(), &zero, sizeof zero, cudaMemcpyHostToDevice));
+      LAUNCH_AND_SYNC(kern::cast_e4m3(t, x.ptr(), out.ptr(), rows, cols, transpose,
+                                      static_cast<const float*>(d_scale.get()), static_cast<float*>(d_amax.get()),
+                                      nullptr));
+      CUDA_CHECK(cudaMemcpy(&amax, d_amax.get(), sizeof amax, cudaMemcpyDeviceToHost));
+      EXPECT_TRUE(std::isnan(amax));
+      const std::vector<unsigned char> got = out.raw();
+      const int64_t i = 100 / cols, j = 100 % cols;
+      const int64_t at = transpose ? j * rows + i : i * cols + j;
+      const unsigned char nan_code = got[static_cast<size_t>(at)];
+      EXPECT_TRUE(fp8::e4m3_is_nan(nan_code)) << "NaN input gave code " << int{nan_code};
+      const int64_t at5 = transpose ? 5 * rows : 5;
+      EXPECT_EQ(int{got[static_cast<size_t>(at5)]}, 0x7E);  // +inf -> 448
+    }
+  }
+}
+
+TEST(GpuCountNonfinite, CountsE4M3NaNCodes) {
+  REQUIRE_GPU();
+  for (int64_t shift : {0, 1}) {
+    SCOPED_TRACE(shift);
+    const int64_t n = 1003;
+    std::vector<unsigned char> codes(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) codes[static_cast<size_t>(i)] = static_cast<unsigned char>((i * 37) % 256);
+    int64_t nan_codes = 0;
+    for (unsigned char c : codes) nan_codes += fp8::e4m3_is_nan(c) ? 1 : 0;
+    ASSERT_GT(nan_codes, 0);
+    codes[0] = 0xFF;  // head when shifted
+    codes[static_cast<size_t>(n - 1)] = 0x7F;  // tail
+    codes[500] = 0x7E;  // 448: finite
+    nan_codes = 0;
+    for (unsigned char c : codes) nan_codes += fp8::e4m3_is_nan(c) ? 1 : 0;
+    DeviceTensor x(DType::e4m3, n, shift);
+    CUDA_CHECK(cudaMemcpy(x.ptr(), codes.data(), codes.size(), cudaMemcpyHostToDevice));
+    DeviceBuffer count(sizeof(unsigned long long));
+    const unsigned long long start = 3;
+    CUDA_CHECK(cudaMemcpy(count.get(), &start, sizeof start, cudaMemcpyHostToDevice));
+    LAUNCH_AND_SYNC(
+        kern::count_nonfinite(DType::e4m3, x.ptr(), n, static_cast<unsigned long long*>(count.get()), nullptr));
+    unsigned long long got = 0;
+    CUDA_CHECK(cudaMemcpy(&got, count.get(), sizeof got, cudaMemcpyDeviceToHost));
+    EXPECT_EQ(got, start + static_cast<unsigned long long>(nan_codes));
+  }
+}
+
 // ---- argument errors: returned before any CUDA call, so no device is needed -----------------
 
 TEST(KernelArguments, BadArgumentsReturnInvalidValueWithoutLaunching) {
@@ -708,6 +897,51 @@ TEST(KernelArguments, DtypeBytes) {
   EXPECT_EQ(kern::dtype_bytes(DType::f32), 4u);
   EXPECT_EQ(kern::dtype_bytes(DType::f16), 2u);
   EXPECT_EQ(kern::dtype_bytes(DType::bf16), 2u);
+  EXPECT_EQ(kern::dtype_bytes(DType::e4m3), 1u);
+}
+
+TEST(KernelArguments, CastE4M3RejectsBadArgumentsAndOtherLaunchersRejectE4M3) {
+  float buf[16] = {};
+  void* p = buf;
+  const float* sc = buf;
+  float* am = buf + 1;
+  int32_t idx[2] = {};
+  const cudaError_t bad = cudaErrorInvalidValue;
+  const DType t = DType::bf16;
+  EXPECT_EQ(kern::cast_e4m3(t, nullptr, p, 2, 4, false, sc, am, nullptr), bad);
+  EXPECT_EQ(kern::cast_e4m3(t, p, nullptr, 2, 4, true, sc, am, nullptr), bad);
+  EXPECT_EQ(kern::cast_e4m3(t, p, p, 2, 4, false, nullptr, am, nullptr), bad);  // scale is required
+  EXPECT_EQ(kern::cast_e4m3(t, p, p, -1, 4, false, sc, am, nullptr), bad);
+  EXPECT_EQ(kern::cast_e4m3(t, p, p, 2, -4, true, sc, am, nullptr), bad);
+  EXPECT_EQ(kern::cast_e4m3(t, p, p, int64_t{1} << 40, int64_t{1} << 40, false, sc, am, nullptr), bad);  // overflows
+  EXPECT_EQ(kern::cast_e4m3(DType::f64, p, p, 2, 4, false, sc, am, nullptr), bad);
+  EXPECT_EQ(kern::cast_e4m3(DType::e4m3, p, p, 2, 4, false, sc, am, nullptr), bad);
+  EXPECT_EQ(kern::cast_e4m3(static_cast<DType>(17), p, p, 2, 4, false, sc, am, nullptr), bad);
+  EXPECT_EQ(kern::cast_e4m3(t, reinterpret_cast<unsigned char*>(buf) + 1, p, 2, 4, false, sc, am, nullptr), bad);
+  const auto* misaligned_scale = reinterpret_cast<const float*>(reinterpret_cast<const unsigned char*>(buf) + 2);
+  EXPECT_EQ(kern::cast_e4m3(t, p, p, 2, 4, false, misaligned_scale, am, nullptr), bad);
+  // Empty tensors: nothing to do, whatever the pointers.
+  EXPECT_EQ(kern::cast_e4m3(t, nullptr, nullptr, 0, 4, true, nullptr, nullptr, nullptr), cudaSuccess);
+  EXPECT_EQ(kern::cast_e4m3(DType::f32, nullptr, nullptr, 5, 0, false, nullptr, nullptr, nullptr), cudaSuccess);
+
+  // e4m3 is storage only: every arithmetic launcher rejects it before launching.
+  const DType e = DType::e4m3;
+  EXPECT_EQ(kern::layernorm_forward(e, p, p, p, p, p, p, 2, 4, nullptr), bad);
+  EXPECT_EQ(kern::layernorm_backward(e, p, p, p, p, p, p, p, p, 2, 4, p, nullptr), bad);
+  EXPECT_EQ(kern::softmax_causal_forward(e, p, p, 1, 4, nullptr), bad);
+  EXPECT_EQ(kern::softmax_causal_backward(e, p, p, p, 1, 4, nullptr), bad);
+  EXPECT_EQ(kern::gelu_forward(e, p, p, 4, nullptr), bad);
+  EXPECT_EQ(kern::gelu_backward(e, p, p, p, 4, nullptr), bad);
+  EXPECT_EQ(kern::bias_add(e, p, p, 2, 4, nullptr), bad);
+  EXPECT_EQ(kern::bias_grad(e, p, p, 2, 4, nullptr), bad);
+  EXPECT_EQ(kern::residual_add(e, p, p, p, 4, nullptr), bad);
+  EXPECT_EQ(kern::cross_entropy_forward(e, p, idx, p, 2, 4, nullptr), bad);
+  EXPECT_EQ(kern::cross_entropy_backward(e, p, idx, p, 2, 4, nullptr), bad);
+  EXPECT_EQ(kern::fill_uniform(e, p, 4, 1, 2, 0.0, 1.0, nullptr), bad);
+  // count_nonfinite takes e4m3, with the usual argument checks.
+  EXPECT_EQ(kern::count_nonfinite(e, p, 4, nullptr, nullptr), bad);
+  EXPECT_EQ(kern::count_nonfinite(e, p, -1, nullptr, nullptr), bad);
+  EXPECT_EQ(kern::count_nonfinite(e, nullptr, 0, nullptr, nullptr), cudaSuccess);
 }
 
 TEST(KernelArguments, LayerNormWorkspaceGrowsWithColumnsAndCapsWithRows) {

@@ -1,6 +1,7 @@
 // src/graph: the layer graph is the single source of truth for the ops of one layer, so its
 // FLOPs must equal the closed forms exactly, its names must be stable, and every GEMM must
 // stay inside the tensors it names (the backends trust these offsets and strides).
+#include <algorithm>
 #include <cstdint>
 #include <set>
 #include <string>
@@ -375,6 +376,114 @@ TEST(LayerGraph, RejectsInconsistentShapes) {
   s = cases()[0].shape;
   s.seq = INT64_C(1) << 32;  // b h s^2 overflows int64
   EXPECT_THROW(build_layer_graph(s, GraphOptions{}), UsageError);
+}
+
+// --precision fp8: the linear layers' GEMMs read E4M3 copies in the layout FP8 tensor cores
+// need, each made by a cast op after the last write of its source; nothing else changes.
+TEST(LayerGraphFp8, LinearGemmsReadFreshK_MajorCopiesAndNothingElseChanges) {
+  for (const auto& c : cases()) {
+    if (c.shape.tokens() % 16 != 0) continue;
+    SCOPED_TRACE(c.label);
+    for (GraphOptions o : option_sets()) {
+      SCOPED_TRACE(::testing::Message() << "recompute " << o.recompute << " head " << o.include_head);
+      o.precision = Precision::bf16;
+      const LayerGraph ref = build_layer_graph(c.shape, o);
+      o.precision = Precision::fp8;
+      const LayerGraph g = build_layer_graph(c.shape, o);
+      // The same ops in the same order once the casts are taken out, with the same FLOPs.
+      std::vector<std::string> without_casts, ref_names;
+      for (const auto& op : g.ops)
+        if (op.impl != OpImpl::cast_fp8) without_casts.push_back(op.name);
+      for (const auto& op : ref.ops) ref_names.push_back(op.name);
+      EXPECT_EQ(without_casts, ref_names);
+      for (Phase p : {Phase::forward, Phase::backward, Phase::recompute})
+        for (Group grp : {Group::layer, Group::head}) EXPECT_EQ(g.gemm_flops(p, grp), ref.gemm_flops(p, grp));
+      double copy_elements = 0;
+      for (const auto& t : g.tensors)
+        if (t.role == TensorRole::fp8_copy) copy_elements += static_cast<double>(t.numel());
+      EXPECT_EQ(g.tensor_bytes() - ref.tensor_bytes(), copy_elements);  // one byte each
+      int casts = 0, fp8_gemms = 0;
+      for (size_t i = 0; i < g.ops.size(); ++i) {
+        const Op& op = g.ops[i];
+        SCOPED_TRACE(op.name);
+        if (op.impl == OpImpl::cast_fp8) {
+          ++casts;
+          const TensorSpec& src = g.tensor(op.inputs.at(0));
+          const TensorSpec& dst = g.tensor(op.outputs.at(0));
+          EXPECT_EQ(dst.role, TensorRole::fp8_copy);
+          EXPECT_EQ(src.numel(), op.rows * op.cols);
+          EXPECT_EQ(dst.shape, op.transpose ? (std::vector<int64_t>{op.cols, op.rows}) : (std::vector<int64_t>{op.rows, op.cols}));
+          EXPECT_EQ(op.flops, static_cast<double>(op.rows * op.cols));
+          continue;
+        }
+        const bool linear = op.impl == OpImpl::gemm && op.gemm.linear && op.group == Group::layer;
+        if (!linear) {
+          EXPECT_EQ(op.precision, Precision::bf16);
+          if (op.impl == OpImpl::gemm) {
+            EXPECT_NE(g.tensor(op.gemm.a).role, TensorRole::fp8_copy);
+            EXPECT_NE(g.tensor(op.gemm.b).role, TensorRole::fp8_copy);
+          }
+          continue;
+        }
+        ++fp8_gemms;
+        const GemmSpec& s = op.gemm;
+        EXPECT_EQ(op.precision, Precision::fp8);
+        EXPECT_FALSE(s.trans_a);
+        EXPECT_TRUE(s.trans_b);
+        EXPECT_EQ(s.lda, s.k);
+        EXPECT_EQ(s.ldb, s.k);
+        EXPECT_EQ(g.tensor(s.a).numel(), s.m * s.k);
+        EXPECT_EQ(g.tensor(s.b).numel(), s.n * s.k);
+        // Each operand: the last op before this one that wrote the copy is its cast, and the
+        // cast's source was not written in between.
+        for (const std::string& copy : {s.a, s.b}) {
+          ASSERT_EQ(g.tensor(copy).role, TensorRole::fp8_copy) << copy;
+          size_t j = i;
+          while (j > 0) {
+            --j;
+            const Op& w = g.ops[j];
+            if (w.impl == OpImpl::cast_fp8 && w.outputs.at(0) == copy) break;
+          }
+          const Op& cast = g.ops[j];
+          ASSERT_TRUE(cast.impl == OpImpl::cast_fp8 && cast.outputs.at(0) == copy) << copy << " is never cast";
+          const std::string& src = cast.inputs.at(0);
+          for (size_t q = j + 1; q < i; ++q) {
+            const Op& w = g.ops[q];
+            const bool writes = w.impl == OpImpl::gemm ? w.gemm.c == src
+                                                       : std::find(w.outputs.begin(), w.outputs.end(), src) != w.outputs.end();
+            EXPECT_FALSE(writes) << w.name << " rewrites " << src << " after it was cast for " << op.name;
+          }
+        }
+      }
+      const int linear_gemms = 12 + (o.recompute ? 4 : 0);
+      EXPECT_EQ(fp8_gemms, linear_gemms);
+      // No copy is reused, each GEMM reads a different layout or a rewritten source, except that
+      // the recomputed forward reuses the forward's weight copies (the weights did not change).
+      EXPECT_EQ(casts, 2 * linear_gemms - (o.recompute ? 4 : 0));
+    }
+  }
+}
+
+TEST(LayerGraphFp8, RecomputeCastsTheRecomputedActivationsAgain) {
+  GraphOptions o;
+  o.precision = Precision::fp8;
+  o.recompute = true;
+  const LayerGraph g = build_layer_graph(layer_shape(tiny_model(), 1, 32), o);
+  EXPECT_EQ(g.op("rec.qkv.cast_a").inputs.at(0), "ln1.out");
+  EXPECT_EQ(g.op("rec.qkv.cast_a").phase, Phase::recompute);
+  EXPECT_FALSE(g.op("fwd.qkv.cast_b").transpose == g.op("bwd.qkv.dgrad.cast_b").transpose)
+      << "the forward reads W transposed, dgrad reads it as stored";
+}
+
+TEST(LayerGraphFp8, ShapesFp8CannotRunAreRefusedWithTheReason) {
+  GraphOptions o;
+  o.precision = Precision::fp8;
+  try {
+    build_layer_graph(layer_shape(tiny_model(), 3, 7), o);  // 21 tokens
+    ADD_FAILURE() << "21 tokens must be refused";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("multiples of 16"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

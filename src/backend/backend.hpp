@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -28,6 +29,18 @@ class Timeline {
   virtual double ms(int from, int to) const = 0;
 };
 
+// Device work recorded once and replayed (the CUDA backend: a CUDA graph).
+class Recording {
+ public:
+  virtual ~Recording() = default;
+  virtual void replay() = 0;  // asynchronous, like run()
+};
+
+// The seed of input set `set`: set 0 uses the run's seed, so one set is what it always was.
+inline uint64_t input_set_seed(uint64_t seed, int64_t set) {
+  return seed + static_cast<uint64_t>(set) * UINT64_C(0x9E3779B97F4A7C15);
+}
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -37,18 +50,26 @@ class Backend {
   // Bytes this backend could allocate now (memory preflight).
   virtual double available_bytes() const = 0;
 
+  // Allocates every tensor of the graph; the filled ones (is_filled) once per input set
+  // (GraphOptions::input_sets).
   virtual void allocate(const LayerGraph& g) = 0;
   // One-time setup after allocate, before fill (the CUDA backend times the cuBLASLt
   // algorithm candidates for every GEMM shape here). Returns what it chose, for results.
   virtual nlohmann::json prepare(const LayerGraph& /*g*/) { return nullptr; }
-  // Inputs and weights get seeded random values; activations and gradients are poisoned
-  // (NaN) so an output an op fails to write is caught by verify().
+  // Inputs and weights get seeded random values (set i: input_set_seed(seed, i)); activations
+  // and gradients are poisoned (NaN) so an output an op fails to write is caught by verify().
+  // Input set 0 is in use afterwards.
   virtual void fill(uint64_t seed) = 0;
+  // Points the ops at input set i (the measurement loop rotates between repeats).
+  virtual void use_input_set(int64_t i) = 0;
   virtual void run(const Op& op) = 0;
   virtual void synchronize() = 0;
   virtual double allocated_bytes() const = 0;
 
   virtual std::unique_ptr<Timeline> make_timeline(int slots) = 0;
+  // Records the device work body() issues (run() and Timeline::record() calls) without
+  // executing it, for replay without launch gaps. Backends that cannot record throw UsageError.
+  virtual std::unique_ptr<Recording> capture(const std::function<void()>& body);
   // Called between timed repeats, outside the timed region (the CUDA backend can flush L2).
   virtual void between_repeats() {}
   // Brackets the measured region for profilers started with --profile-from-start off.
@@ -73,9 +94,21 @@ class Backend {
   virtual std::vector<double> read(const std::string& tensor, int64_t offset, int64_t count, int64_t stride = 1) = 0;
   // Elements of a tensor that are NaN or infinite (synchronous).
   virtual int64_t count_nonfinite(const std::string& tensor) = 0;
+
+  // FP8 copies (cast_fp8 ops, --precision fp8) hold e4m3(x * scale), one scale per copy;
+  // read() returns what they stand for, e4m3 / scale. fp8_scale() is a copy's scale now;
+  // fp8_calibrate() sets every copy's scale from the largest |x| its casts have seen since the
+  // last calibration (delayed scaling) and starts the next record. Scales start at 1.
+  virtual double fp8_scale(const std::string& /*copy*/) const { return 1.0; }
+  virtual void fp8_calibrate() {}
 };
 
 // How a tensor is filled: scale and offset of uniform_pm1, or integer indices.
 FillSpec fill_spec(const TensorSpec& t, int64_t vocab);
+
+// Backend::fill's loop, shared by the backends: every input set's filled tensors with that
+// set's seed, then every other tensor (poisoned), ending with set 0 in use.
+void fill_input_sets(Backend& b, const LayerGraph& g, uint64_t seed,
+                     const std::function<void(const TensorSpec&, uint64_t)>& fill_tensor);
 
 }  // namespace flopscope

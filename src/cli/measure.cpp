@@ -14,15 +14,8 @@ struct MeasureArgs {
   ModelOptions model;
   LayerOptions layer;
   OutputOptions out;
-  std::string backend = "auto";
-  std::string warmup = "1";
-  std::string repeats = "3";
-  std::string seed = "1";
-  std::string devices = "1024";
-  bool flush_l2 = false;
+  RunOptions run;
   bool nsight = false;
-  bool no_ceiling = false;
-  std::string gpu = "0";
   std::string counters = "auto";
 };
 
@@ -32,18 +25,11 @@ int run_measure_cmd(const MeasureArgs& a, const GlobalOptions& global) {
   PointRequest r;
   r.model = resolve_model(a.model);
   r.batch = parse_count("--batch", a.layer.batch, INT64_C(1) << 20);
-  r.settings.warmup = parse_nonnegative("--warmup", a.warmup, 1000000);
-  r.settings.repeats = parse_count("--repeats", a.repeats, 1000000);
-  r.settings.seed = static_cast<uint64_t>(parse_nonnegative("--seed", a.seed, INT64_C(1) << 53));
-  r.cluster.gpus = static_cast<double>(parse_count("--devices", a.devices, INT64_C(1) << 30));
+  apply_run_options(a.run, r);
   r.width = (a.layer.width.empty() || a.layer.width == "auto") ? Fraction{0, 1} : parse_fraction("--width", a.layer.width);
   r.precision = a.layer.precision;
   r.recompute = a.layer.recompute;
   r.include_head = a.layer.include_head;
-  r.backend = a.backend;
-  r.gpu = a.gpu;
-  r.flush_l2 = a.flush_l2;
-  r.no_ceiling = a.no_ceiling;
   r.nsight = a.nsight;
   r.counters = parse_counter_mode(a.counters);
   r.command_line = global.command_line;
@@ -65,19 +51,7 @@ Runner add_measure(CLI::App& app, const GlobalOptions& global) {
                     "auto (cpu: GPT-3 ratios at d_model <= 384, 1/32 for gpt3-175b; cuda: the widest that fits)",
                     "fp32 on the cpu, bf16 on a GPU");
   add_output_options(*sub, args->out);
-  sub->add_option("--backend", args->backend, "auto (CUDA when a GPU is visible, else the CPU), cpu or cuda")->type_name("NAME")
-      ->capture_default_str();
-  sub->add_option("--warmup", args->warmup, "untimed runs of the whole layer before the timed ones")->type_name("N")
-      ->capture_default_str();
-  sub->add_option("--repeats", args->repeats, "timed runs of the whole layer (median, min, max)")->type_name("N")
-      ->capture_default_str();
-  sub->add_option("--seed", args->seed, "seed of the random inputs and weights")->type_name("N")->capture_default_str();
-  sub->add_option("--devices", args->devices, "devices for the cluster line of the extrapolation (perfect scaling)")->type_name("N")
-      ->capture_default_str();
-  sub->add_option("--gpu", args->gpu, "CUDA device index")->type_name("INDEX")->capture_default_str();
-  sub->add_flag("--flush-l2", args->flush_l2,
-                "cuda: overwrite a buffer twice the L2's size between timed repeats, so no repeat starts with a warm "
-                "cache");
+  add_run_options(*sub, args->run, "");
   sub->add_option("--counters", args->counters,
                   "hardware FLOP counters (CUPTI Range Profiler, one range per op, after the timed runs): auto "
                   "(read them when the GPU allows, else say why), required (fail when they cannot be read), off")
@@ -86,8 +60,6 @@ Runner add_measure(CLI::App& app, const GlobalOptions& global) {
   sub->add_flag("--nsight", args->nsight,
                 "for runs under nsys or ncu: no in-process hardware counters (--counters off); the timed repeats are bracketed by "
                 "cudaProfilerStart/Stop and NVTX ranges (scripts/nsys-profile.sh, scripts/ncu-profile.sh)");
-  sub->add_flag("--no-ceiling", args->no_ceiling,
-                "skip timing the device's GEMM ceiling (8192^3 on a GPU, 1024^3 on the CPU) used for utilisation");
   const GlobalOptions* g = &global;
   return [args, g] { return run_measure_cmd(*args, *g); };
 }

@@ -54,6 +54,48 @@ void add_layer_options(CLI::App& app, LayerOptions& o, const std::string& width_
                "add the LM head: final layernorm, logits GEMM against the vocabulary, softmax cross-entropy");
 }
 
+void add_run_options(CLI::App& app, RunOptions& o, const std::string& per) {
+  app.add_option("--backend", o.backend, "auto (CUDA when a GPU is visible, else the CPU), cpu or cuda")->type_name("NAME")
+      ->capture_default_str();
+  app.add_option("--warmup", o.warmup, "untimed runs of the whole layer before the timed ones" + per)->type_name("N")
+      ->capture_default_str();
+  app.add_option("--repeats", o.repeats, "timed runs of the whole layer (median, min, max)" + per)->type_name("N")
+      ->capture_default_str();
+  app.add_option("--seed", o.seed, "seed of the random inputs and weights")->type_name("N")->capture_default_str();
+  app.add_option("--devices", o.devices, "devices for the cluster line of the extrapolation (perfect scaling)")
+      ->type_name("N")
+      ->capture_default_str();
+  app.add_option("--gpu", o.gpu, "CUDA device index")->type_name("INDEX")->capture_default_str();
+  app.add_option("--input-sets", o.input_sets,
+                 "copies of the layer's inputs and weights, each with its own seed; warm-up and timed runs rotate "
+                 "through them, so no run reads what the previous one left in cache (memory: one more copy of the "
+                 "weights and inputs per set)")
+      ->type_name("N")
+      ->capture_default_str();
+  app.add_flag("--flush-l2", o.flush_l2,
+               "cuda: overwrite a buffer twice the L2's size between timed repeats, so no repeat starts with a warm "
+               "cache");
+  app.add_flag("--cuda-graph", o.cuda_graph,
+               "cuda: record the layer as a CUDA graph (one per input set) and time its replays: no launch gaps "
+               "between ops; per-op times come from event nodes inside the graph");
+  app.add_flag("--no-ceiling", o.no_ceiling,
+               "skip timing the device's GEMM ceiling (8192^3 on a GPU, 1024^3 on the CPU) used for utilisation" + per);
+}
+
+void apply_run_options(const RunOptions& o, PointRequest& r) {
+  r.backend = o.backend;
+  r.settings.warmup = parse_nonnegative("--warmup", o.warmup, 1000000);
+  r.settings.repeats = parse_count("--repeats", o.repeats, 1000000);
+  r.settings.seed = static_cast<uint64_t>(parse_nonnegative("--seed", o.seed, INT64_C(1) << 53));
+  r.cluster.gpus = static_cast<double>(parse_count("--devices", o.devices, INT64_C(1) << 30));
+  parse_nonnegative("--gpu", o.gpu, 1024);
+  r.gpu = o.gpu;
+  r.input_sets = parse_count("--input-sets", o.input_sets, 64);
+  r.settings.flush_l2 = o.flush_l2;
+  r.settings.cuda_graph = o.cuda_graph;
+  r.no_ceiling = o.no_ceiling;
+}
+
 void add_output_options(CLI::App& app, OutputOptions& o) {
   app.add_option("--format", o.format, "output format: table, json, csv (tidy: one value a row), markdown or html (one self-contained page with the figures)")->type_name("FORMAT")
       ->capture_default_str();

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "graph/graph.hpp"
+#include "measure/run_point.hpp"
 #include "model/model.hpp"
 #include "report/result.hpp"
 
@@ -43,6 +44,24 @@ Format check_output(const OutputOptions& o);
 void emit(const nlohmann::json& result, const OutputOptions& o);
 // Writes text to stdout, or atomically to the --output file.
 void write_output(const std::string& text, const OutputOptions& o);
+
+// How `measure` and `sweep` run a layer (timing, device, rotation): shared flags.
+struct RunOptions {
+  std::string backend = "auto";
+  std::string warmup = "1";
+  std::string repeats = "3";
+  std::string seed = "1";
+  std::string devices = "1024";
+  std::string gpu = "0";
+  std::string input_sets = "1";
+  bool flush_l2 = false;
+  bool cuda_graph = false;
+  bool no_ceiling = false;
+};
+// `per` ("" or ", per point") ends the help of the options that apply per run.
+void add_run_options(CLI::App& app, RunOptions& o, const std::string& per);
+// Parses them into r (each bad value: one line naming its option).
+void apply_run_options(const RunOptions& o, PointRequest& r);
 
 struct GlobalOptions {
   std::string log_level = "info";

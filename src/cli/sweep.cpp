@@ -43,14 +43,7 @@ struct SweepArgs {
   std::string recompute = "off";
   bool include_head = false;
   std::string out_dir;
-  std::string backend = "auto";
-  std::string warmup = "1";
-  std::string repeats = "3";
-  std::string seed = "1";
-  std::string devices = "1024";
-  std::string gpu = "0";
-  bool flush_l2 = false;
-  bool no_ceiling = false;
+  RunOptions run;
   bool dry_run = false;
   std::string format = "table";
 };
@@ -151,18 +144,14 @@ void Sweep::parse() {
 
   base_.model = model_;
   base_.include_head = a_.include_head;
-  base_.settings.warmup = parse_nonnegative("--warmup", a_.warmup, 1000000);
-  base_.settings.repeats = parse_count("--repeats", a_.repeats, 1000000);
-  base_.settings.seed = static_cast<uint64_t>(parse_nonnegative("--seed", a_.seed, INT64_C(1) << 53));
-  base_.cluster.gpus = static_cast<double>(parse_count("--devices", a_.devices, INT64_C(1) << 30));
-  base_.backend = a_.backend;
-  base_.gpu = a_.gpu;
-  parse_nonnegative("--gpu", a_.gpu, 1024);
-  base_.flush_l2 = a_.flush_l2;
-  base_.no_ceiling = a_.no_ceiling;
+  apply_run_options(a_.run, base_);
   base_.command_line = global_.command_line;
 
-  choice_ = choose_backend(a_.backend);
+  choice_ = choose_backend(a_.run.backend);
+  if (base_.settings.cuda_graph && choice_.kind != "cuda")
+    throw UsageError(fmt::format("--cuda-graph records the layer as a CUDA graph, which needs --backend cuda; this sweep "
+                                 "uses the {} backend ({})",
+                                 choice_.kind, choice_.reason));
   const std::string precisions = a_.precisions.empty() ? (choice_.kind == "cpu" ? "fp32" : "bf16") : a_.precisions;
   const auto ps = split_list("--precisions", precisions);
   for (const auto& p : ps) precisions_.push_back(std::string(to_string(parse_precision(p))));
@@ -184,7 +173,7 @@ void Sweep::validate() {
   std::map<std::string, std::string> backend_error;
   std::map<std::string, double> available;
   CudaOptions cuda;
-  cuda.device = static_cast<int>(parse_nonnegative("--gpu", a_.gpu, 1024));
+  cuda.device = static_cast<int>(parse_nonnegative("--gpu", a_.run.gpu, 1024));
   for (const auto& p : precisions_) {
     try {
       available[p] = make_backend(choice_, parse_precision(p), cuda)->available_bytes();
@@ -204,6 +193,7 @@ void Sweep::validate() {
         go.precision = parse_precision(pt.precision);
         go.recompute = pt.recompute;
         go.include_head = a_.include_head;
+        go.input_sets = base_.input_sets;
         const Preflight pf = preflight(model_, pt.width, pt.batch, model_.n_ctx, go, available.at(pt.precision));
         if (!pf.fits) why = pf.message;
       }
@@ -312,14 +302,16 @@ json Sweep::index() const {
             {"recompute", recompute},
             {"include_head", a_.include_head}}},
           {"settings",
-           {{"backend", a_.backend},
+           {{"backend", a_.run.backend},
             {"backend_chosen", choice_.kind},
             {"warmup", base_.settings.warmup},
             {"repeats", base_.settings.repeats},
             {"seed", base_.settings.seed},
             {"devices", base_.cluster.gpus},
-            {"ceiling", !a_.no_ceiling},
-            {"flush_l2", a_.flush_l2}}},
+            {"ceiling", !base_.no_ceiling},
+            {"flush_l2", base_.settings.flush_l2},
+            {"input_sets", base_.input_sets},
+            {"cuda_graph", base_.settings.cuda_graph}}},
           {"counts", {{"points", points_.size()}, {"done", done}, {"reused", reused}, {"failed", failed}, {"pending", pending}}},
           {"points", points}};
 }
@@ -424,22 +416,7 @@ Runner add_sweep(CLI::App& app, const GlobalOptions& global) {
   sub->add_option("--out-dir", a->out_dir, "folder for index.json and points/<id>.json (created if missing)")
       ->type_name("DIR")
       ->required();
-  sub->add_option("--backend", a->backend, "auto (CUDA when a GPU is visible, else the CPU), cpu or cuda")
-      ->type_name("NAME")
-      ->capture_default_str();
-  sub->add_option("--warmup", a->warmup, "untimed runs of the whole layer before the timed ones, per point")
-      ->type_name("N")
-      ->capture_default_str();
-  sub->add_option("--repeats", a->repeats, "timed runs of the whole layer per point (median, min, max)")
-      ->type_name("N")
-      ->capture_default_str();
-  sub->add_option("--seed", a->seed, "seed of the random inputs and weights")->type_name("N")->capture_default_str();
-  sub->add_option("--devices", a->devices, "devices for the cluster line of the extrapolation (perfect scaling)")
-      ->type_name("N")
-      ->capture_default_str();
-  sub->add_option("--gpu", a->gpu, "CUDA device index")->type_name("INDEX")->capture_default_str();
-  sub->add_flag("--flush-l2", a->flush_l2, "cuda: overwrite a buffer twice the L2's size between timed repeats");
-  sub->add_flag("--no-ceiling", a->no_ceiling, "skip timing the device's GEMM ceiling at each point");
+  add_run_options(*sub, a->run, ", per point");
   sub->add_flag("--dry-run", a->dry_run, "check the grid and list its points; run nothing, write nothing");
   sub->add_option("--format", a->format,
                   "format of the summary on standard output: table, json, csv, markdown or html (the index itself is "

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -77,6 +78,7 @@ std::string_view to_string(OpImpl i) {
     case OpImpl::residual_add: return "residual_add";
     case OpImpl::cross_entropy_fwd: return "cross_entropy_fwd";
     case OpImpl::cross_entropy_bwd: return "cross_entropy_bwd";
+    case OpImpl::cast_fp8: return "cast_fp8";
   }
   return "?";
 }
@@ -90,6 +92,7 @@ std::string_view to_string(TensorRole r) {
     case TensorRole::gradient: return "gradient";
     case TensorRole::weight_grad: return "weight_grad";
     case TensorRole::index: return "index";
+    case TensorRole::fp8_copy: return "fp8_copy";
   }
   return "?";
 }
@@ -171,8 +174,11 @@ double LayerGraph::tensor_bytes() const {
   int64_t eb = element_bytes(options.precision);
   for (const auto& t : tensors) {
     // Statistics (layernorm mean, rstd) and indices are kept in 4 bytes (8 in fp64 runs).
-    int64_t b = (t.role == TensorRole::statistic || t.role == TensorRole::index) ? std::max<int64_t>(4, eb) : eb;
-    bytes += static_cast<double>(t.numel()) * static_cast<double>(b);
+    int64_t b = (t.role == TensorRole::statistic || t.role == TensorRole::index) ? std::max<int64_t>(4, eb)
+                : t.role == TensorRole::fp8_copy                                  ? 1
+                                                                                  : eb;
+    const double copies = is_filled(t.role) ? static_cast<double>(options.input_sets) : 1.0;
+    bytes += static_cast<double>(t.numel()) * static_cast<double>(b) * copies;
   }
   return bytes;
 }
@@ -325,12 +331,85 @@ void forward_ops(Builder& B, const std::string& prefix, Phase phase) {
   (void)h;
 }
 
+// --precision fp8: gives every linear-layer GEMM of the layer FP8 E4M3 operands. cuBLASLt's
+// FP8 GEMMs on Hopper take both operands K-major ("TN"): in our row-major terms A stored
+// (m, k) and B stored (n, k). Each operand gets a copy in that layout -- cast as is, or cast
+// and transposed -- made by a cast_fp8 op just before the GEMM, unless the same copy was made
+// earlier and its source has not been written since. Other ops run in bf16.
+void lower_linear_gemms_to_fp8(LayerGraph& g) {
+  const LayerShape& s = g.shape;
+  const int64_t T = s.tokens();
+  if (T % 16 != 0 || s.d_model % 16 != 0 || s.d_ff % 16 != 0)
+    throw UsageError(fmt::format("--precision fp8: cuBLASLt's FP8 GEMMs need tokens (batch x seq), d_model and d_ff to "
+                                 "be multiples of 16; this layer has {}, {} and {}",
+                                 T, s.d_model, s.d_ff));
+  const double eb = static_cast<double>(element_bytes(Precision::bf16));
+  std::vector<Op> out;
+  std::set<std::string> valid;  // copies whose source has not been written since they were made
+  auto written = [&](const std::string& t) {
+    valid.erase(t + ".e4m3");
+    valid.erase(t + ".e4m3t");
+  };
+  for (Op op : g.ops) {
+    if (op.impl == OpImpl::gemm && op.gemm.linear && op.group == Group::layer) {
+      GemmSpec& gs = op.gemm;
+      FLOPSCOPE_CHECK(gs.batch == 1 && gs.a_offset == 0 && gs.b_offset == 0, op.name + ": linear GEMMs are plain");
+      // Operand `src` stored (rows, cols); K-major when its columns are k.
+      auto copy = [&](const std::string& src, int64_t rows, int64_t cols, bool transpose, const char* which) {
+        const std::string name = src + (transpose ? ".e4m3t" : ".e4m3");
+        if (!valid.count(name)) {
+          bool exists = false;
+          for (const auto& t : g.tensors) exists |= t.name == name;
+          if (!exists)
+            g.tensors.push_back({name, TensorRole::fp8_copy, transpose ? std::vector<int64_t>{cols, rows}
+                                                                         : std::vector<int64_t>{rows, cols}});
+          Op c;
+          c.name = op.name + "." + which;
+          c.phase = op.phase;
+          c.group = op.group;
+          c.kind = OpKind::elementwise;
+          c.impl = OpImpl::cast_fp8;
+          c.precision = Precision::fp8;
+          c.inputs = {src};
+          c.outputs = {name};
+          c.rows = rows;
+          c.cols = cols;
+          c.transpose = transpose;
+          const double n = static_cast<double>(rows) * static_cast<double>(cols);
+          c.flops = c.model_flops = flop_convention::kCastFp8 * n;
+          c.min_bytes = n * (eb + 1);
+          out.push_back(std::move(c));
+          valid.insert(name);
+        }
+        return name;
+      };
+      // A: (m, k) as stored unless trans_a (stored (k, m)); B: (n, k) when trans_b, else stored (k, n).
+      gs.a = gs.trans_a ? copy(gs.a, gs.k, gs.m, true, "cast_a") : copy(gs.a, gs.m, gs.k, false, "cast_a");
+      gs.b = gs.trans_b ? copy(gs.b, gs.n, gs.k, false, "cast_b") : copy(gs.b, gs.k, gs.n, true, "cast_b");
+      gs.trans_a = false;
+      gs.trans_b = true;
+      gs.lda = gs.k;
+      gs.ldb = gs.k;
+      op.precision = Precision::fp8;
+      const double m = static_cast<double>(gs.m), n = static_cast<double>(gs.n), k = static_cast<double>(gs.k);
+      op.min_bytes = (m * k + n * k) * 1 + m * n * eb * (gs.beta != 0 ? 2 : 1);
+    } else {
+      op.precision = Precision::bf16;
+    }
+    if (op.impl == OpImpl::gemm) written(op.gemm.c);
+    for (const auto& t : op.outputs) written(t);
+    out.push_back(std::move(op));
+  }
+  g.ops = std::move(out);
+}
+
 }  // namespace
 
 LayerGraph build_layer_graph(const LayerShape& s, const GraphOptions& o) {
   FLOPSCOPE_CHECK(s.batch > 0 && s.seq > 0 && s.d_model > 0 && s.n_heads > 0 && s.d_head > 0 && s.d_ff > 0,
                   "layer shape has a zero dimension");
   FLOPSCOPE_CHECK(s.n_heads * s.d_head == s.d_model, "heads x d_head must equal d_model");
+  FLOPSCOPE_CHECK(o.input_sets >= 1, "input sets must be at least 1");
   Builder B(s, o);
   const int64_t T = s.tokens(), d = s.d_model, f = s.d_ff, dh = s.d_head, S = s.seq, bh = s.batch * s.n_heads,
                 V = s.vocab;
@@ -499,6 +578,7 @@ LayerGraph build_layer_graph(const LayerShape& s, const GraphOptions& o) {
   for (auto& t : g.tensors) {
     if (t.role == TensorRole::weight_grad && t.shape.empty()) t.shape = g.tensor(t.name.substr(2)).shape;
   }
+  if (o.precision == Precision::fp8) lower_linear_gemms_to_fp8(g);
   (void)Tf;
   return g;
 }

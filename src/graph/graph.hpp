@@ -42,6 +42,7 @@ enum class OpImpl {
   residual_add,        // in {a, b} out {out}
   cross_entropy_fwd,   // in {logits, targets} out {loss}: per-row -log softmax[target]
   cross_entropy_bwd,   // in {logits, targets} out {dlogits} = (softmax - onehot) / rows
+  cast_fp8,            // in {x} out {copy}: FP8 E4M3 copy of (rows, cols) x, scaled; transposed when op.transpose
 };
 
 std::string_view to_string(Phase p);
@@ -49,8 +50,12 @@ std::string_view to_string(OpKind k);
 std::string_view to_string(Group g);
 std::string_view to_string(OpImpl i);
 
-enum class TensorRole { input, weight, activation, statistic, gradient, weight_grad, index };
+// fp8_copy: an FP8 E4M3 copy of another tensor (1 byte an element), written by a cast_fp8 op.
+enum class TensorRole { input, weight, activation, statistic, gradient, weight_grad, index, fp8_copy };
 std::string_view to_string(TensorRole r);
+// Inputs, weights and indices: filled with seeded random values and only read by the layer
+// (every other tensor is written by an op). These are the tensors an input set copies.
+inline bool is_filled(TensorRole r) { return r == TensorRole::input || r == TensorRole::weight || r == TensorRole::index; }
 
 struct TensorSpec {
   std::string name;
@@ -85,6 +90,7 @@ struct Op {
   std::vector<std::string> inputs;   // other impls: see OpImpl
   std::vector<std::string> outputs;
   int64_t batch = 1, rows = 0, cols = 0;  // shape the non-GEMM op works on
+  bool transpose = false;                 // cast_fp8: the copy is (cols, rows)
   double flops = 0;        // analytic FLOPs as executed (causal attention: full square)
   double model_flops = 0;  // Megatron-LM convention: causal attention GEMMs halved
   double min_bytes = 0;    // every operand read once and every result written once
@@ -109,7 +115,13 @@ LayerShape layer_shape(int64_t batch, int64_t seq, int64_t heads, int64_t d_head
 struct GraphOptions {
   bool recompute = false;     // re-run the forward inside backward (full activation recompute)
   bool include_head = false;  // final LN, logits GEMM, softmax cross-entropy and backward
+  // fp8: the layer's linear-layer GEMMs (forward, dgrad, wgrad) take FP8 E4M3 copies of their
+  // operands, both stored K-major (what Hopper's FP8 tensor cores need), made by cast_fp8 ops
+  // just before them; everything else (attention products, kernels, the LM head) runs in bf16.
   Precision precision = Precision::fp32;
+  // Copies of the filled tensors (is_filled) a backend keeps, to rotate between timed repeats
+  // so no repeat reads inputs the previous one left in cache. Memory only: the ops are the same.
+  int64_t input_sets = 1;
 };
 
 struct LayerGraph {
@@ -124,7 +136,7 @@ struct LayerGraph {
   double total_flops(Phase p) const;
   double total_model_flops(Phase p) const;
   double gemm_flops(Phase p, Group g = Group::layer) const;
-  // Bytes of every tensor, as the backends allocate them.
+  // Bytes of every tensor, as the backends allocate them (filled tensors once per input set).
   double tensor_bytes() const;
 };
 
@@ -145,6 +157,7 @@ inline constexpr double kBiasGrad = 1;
 inline constexpr double kResidualAdd = 1;
 inline constexpr double kCrossEntropyFwd = 4;  // per logit: max, sub, exp, add
 inline constexpr double kCrossEntropyBwd = 4;  // per logit: sub, exp, mul, scale
+inline constexpr double kCastFp8 = 1;          // per element: the scale multiply (the conversion and amax are not FLOPs)
 }  // namespace flop_convention
 
 }  // namespace flopscope

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -60,6 +61,14 @@ MeasureRun run_measure(Backend& b, const LayerGraph& g, const MeasureSettings& s
   b.allocate(g);
   r.prepared = b.prepare(g);
   b.fill(s.seed);
+  if (g.options.precision == Precision::fp8) {
+    // Delayed scaling: an untimed pass records the largest |x| each FP8 copy is cast from,
+    // which sets that copy's scale for the rest of the run; then the outputs are poisoned again.
+    for (const auto& op : g.ops) b.run(op);
+    b.synchronize();
+    b.fp8_calibrate();
+    b.fill(s.seed);
+  }
 
   // Verification run: every op once, checked against an fp64 reference, counted.
   b.reset_counts();
@@ -73,15 +82,6 @@ MeasureRun run_measure(Backend& b, const LayerGraph& g, const MeasureSettings& s
   }
   progress.step("verification run", 1, 1);
 
-  for (int64_t i = 0; i < s.warmup; ++i) {
-    for (const auto& op : g.ops) {
-      b.run(op);
-      check_interrupted();
-    }
-    b.synchronize();
-    progress.step("warm-up", i + 1, s.warmup);
-  }
-
   // Slot i is recorded just before op i; slot n_ops after the last op.
   int first_backward = n_ops;
   for (int i = 0; i < n_ops; ++i) {
@@ -90,37 +90,71 @@ MeasureRun run_measure(Backend& b, const LayerGraph& g, const MeasureSettings& s
       break;
     }
   }
-  r.op_ms.resize(static_cast<size_t>(n_ops));
   auto timeline = b.make_timeline(n_ops + 1);
+  // One pass over the layer's ops, a timeline point before each. NVTX: layer > phase > op,
+  // each op named as the graph names it (not while recording a graph: host ranges would
+  // mark the capture, not the replays).
+  auto pass = [&](bool nvtx) {
+    std::optional<NvtxRange> layer;
+    if (nvtx) layer.emplace("layer");
+    Phase phase = g.ops.front().phase;
+    if (nvtx) nvtx_push(std::string(to_string(phase)));
+    for (int i = 0; i < n_ops; ++i) {
+      const Op& op = g.ops[static_cast<size_t>(i)];
+      if (nvtx && op.phase != phase) {
+        nvtx_pop();
+        phase = op.phase;
+        nvtx_push(std::string(to_string(phase)));
+      }
+      timeline->record(i);
+      std::optional<NvtxRange> range;
+      if (nvtx) range.emplace(op.name);
+      b.run(op);
+      check_interrupted();
+    }
+    timeline->record(n_ops);
+    if (nvtx) nvtx_pop();
+  };
+  const int64_t sets = g.options.input_sets;
+  std::vector<std::unique_ptr<Recording>> graphs;
+  if (s.cuda_graph) {
+    for (int64_t set = 0; set < sets; ++set) {
+      b.use_input_set(set);
+      graphs.push_back(b.capture([&] { pass(false); }));
+    }
+    spdlog::info("measure: recorded the layer as {} CUDA graph{} ({} ops each)", sets, sets > 1 ? "s" : "", n_ops);
+  }
+  auto replay_timeline = s.cuda_graph ? b.make_timeline(2) : nullptr;
+  // Repeat `rep` (warm-up or timed) runs on input set rep % sets.
+  auto layer = [&](int64_t rep) {
+    const int64_t set = rep % sets;
+    b.use_input_set(set);
+    if (!s.cuda_graph) return pass(true);
+    NvtxRange range("layer (CUDA graph)");
+    replay_timeline->record(0);
+    graphs[static_cast<size_t>(set)]->replay();
+    replay_timeline->record(1);
+    check_interrupted();
+  };
+
+  for (int64_t i = 0; i < s.warmup; ++i) {
+    layer(i);
+    b.synchronize();
+    progress.step("warm-up", i + 1, s.warmup);
+  }
+
+  r.op_ms.resize(static_cast<size_t>(n_ops));
   r.clocks_before = b.clocks();
   b.profiler_start();
   for (int64_t rep = 0; rep < s.repeats; ++rep) {
     b.between_repeats();
-    {
-      // NVTX: layer > phase > op, each op named as the graph names it.
-      NvtxRange layer("layer");
-      Phase phase = g.ops.front().phase;
-      nvtx_push(std::string(to_string(phase)));
-      for (int i = 0; i < n_ops; ++i) {
-        const Op& op = g.ops[static_cast<size_t>(i)];
-        if (op.phase != phase) {
-          nvtx_pop();
-          phase = op.phase;
-          nvtx_push(std::string(to_string(phase)));
-        }
-        timeline->record(i);
-        NvtxRange range(op.name);
-        b.run(op);
-        check_interrupted();
-      }
-      timeline->record(n_ops);
-      nvtx_pop();
-    }
+    layer(s.warmup + rep);
     b.synchronize();
     for (int i = 0; i < n_ops; ++i) r.op_ms[static_cast<size_t>(i)].ms.push_back(timeline->ms(i, i + 1));
     r.forward_ms.ms.push_back(timeline->ms(0, first_backward));
     r.backward_ms.ms.push_back(timeline->ms(first_backward, n_ops));
     r.total_ms.ms.push_back(timeline->ms(0, n_ops));
+    if (replay_timeline) r.replay_ms.ms.push_back(replay_timeline->ms(0, 1));
     progress.step("timed repeat", rep + 1, s.repeats);
   }
   b.profiler_stop();

@@ -18,6 +18,10 @@ struct MeasureSettings {
   int64_t warmup = 1;
   int64_t repeats = 3;
   uint64_t seed = 1;
+  // Record the layer once per input set (a CUDA graph) and time its replays: no launch gaps
+  // between ops. Otherwise every op is launched from the host in each repeat.
+  bool cuda_graph = false;
+  bool flush_l2 = false;  // recorded in results; the backend does the flushing
 };
 
 struct Samples {
@@ -32,6 +36,7 @@ struct MeasureRun {
   std::vector<Samples> op_ms;         // per graph op, in graph order
   std::vector<double> counted_flops;  // per graph op, from the verification run; empty if not counted
   Samples forward_ms, backward_ms, total_ms;  // backward includes the LM head's backward and recompute
+  Samples replay_ms;  // cuda_graph: each whole graph launch, timed around it on the stream (else empty)
   nlohmann::json verification;
   nlohmann::json prepared;  // what the backend chose in prepare() (GEMM algorithms), or null
   nlohmann::json clocks_before, clocks_after;  // device clocks around the timed runs, or null

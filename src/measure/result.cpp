@@ -46,6 +46,21 @@ ExecutedFlops executed_flops(const LayerGraph& g, const MeasureRun& run) {
   return e;
 }
 
+// How this run was timed, in one sentence, for results and tables.
+std::string timing_method(const MeasureContext& c) {
+  const bool cuda = c.backend.name() == "cuda";
+  std::string how = c.settings.cuda_graph
+                        ? "the layer recorded as a CUDA graph and replayed; CUDA events recorded inside the graph "
+                          "between ops (event nodes) and around each launch"
+                    : cuda ? "each op launched from the host; CUDA events on the stream between ops"
+                           : "each op run in turn; a steady clock read between ops";
+  how += fmt::format("; {} warm-up and {} timed runs of the whole layer", c.settings.warmup, c.settings.repeats);
+  const int64_t sets = c.graph.options.input_sets;
+  if (sets > 1) how += fmt::format(", rotating through {} input sets (inputs and weights)", sets);
+  if (c.settings.flush_l2 && cuda) how += "; L2 flushed before each timed run";
+  return how;
+}
+
 }  // namespace
 
 json extrapolate(const ModelConfig& model, const LayerGraph& g, const MeasureRun& run, const ClusterAssumption& c,
@@ -207,6 +222,7 @@ json measure_result(const MeasureContext& c) {
                                     &run.backward_ms)},
                  {"total", total(all, &run.total_ms)}};
   if (rec.flops > 0) totals["recompute"] = total(rec, nullptr);
+  if (!run.replay_ms.ms.empty()) totals["total"]["graph_replay_ms"] = run.replay_ms.json();
   const json ratios = {{"backward_over_forward_flops", (bwd.counted + rec.counted) / fwd.counted},
                        {"backward_over_forward_time", run.backward_ms.median() / run.forward_ms.median()},
                        {"flops_source", ex.overall},
@@ -246,8 +262,15 @@ json measure_result(const MeasureContext& c) {
             {"allocated_bytes", c.backend.allocated_bytes()},
             {"source", "required: analytic (graph); allocated: counted by the backend"}}},
           {"settings",
-           {{"warmup", c.settings.warmup}, {"repeats", c.settings.repeats}, {"seed", c.settings.seed},
-            {"wall_seconds", run.wall_seconds}, {"nsight", c.nsight}}},
+           {{"warmup", c.settings.warmup},
+            {"repeats", c.settings.repeats},
+            {"seed", c.settings.seed},
+            {"input_sets", g.options.input_sets},
+            {"flush_l2", c.settings.flush_l2},
+            {"cuda_graph", c.settings.cuda_graph},
+            {"timing", timing_method(c)},
+            {"wall_seconds", run.wall_seconds},
+            {"nsight", c.nsight}}},
           {"peaks",
            {{"datasheet_tflops", peak_tf > 0 ? json(peak_tf) : json(nullptr)},
             {"datasheet", gpu ? json(gpu->title + ", " + gpu->source) : json(nullptr)},

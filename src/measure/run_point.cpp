@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <memory>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "backend/preflight.hpp"
@@ -45,9 +46,16 @@ nlohmann::json run_point(const PointRequest& r) {
   go.precision = parse_precision(r.precision.empty() ? (choice.kind == "cpu" ? "fp32" : "bf16") : r.precision);
   go.recompute = r.recompute;
   go.include_head = r.include_head;
+  go.input_sets = r.input_sets;
+  if (r.settings.cuda_graph && choice.kind != "cuda")
+    throw UsageError(fmt::format("--cuda-graph records the layer as a CUDA graph, which needs --backend cuda; this run "
+                                 "uses the {} backend ({})",
+                                 choice.kind, choice.reason));
+  if (r.settings.flush_l2 && choice.kind != "cuda")
+    spdlog::warn("--flush-l2 applies to the cuda backend; the {} backend ignores it", choice.kind);
   CudaOptions cuda;
   cuda.device = static_cast<int>(parse_nonnegative("--gpu", r.gpu, 1024));
-  cuda.flush_l2 = r.flush_l2;
+  cuda.flush_l2 = r.settings.flush_l2;
   std::unique_ptr<Backend> backend = make_backend(choice, go.precision, cuda);
   spdlog::info("device: {}", backend->device_line());
 

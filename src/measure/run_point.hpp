@@ -27,7 +27,7 @@ struct PointRequest {
   ClusterAssumption cluster;      // only gpus is used: the cluster line of the extrapolation
   std::string backend = "auto";   // auto, cpu or cuda
   std::string gpu = "0";          // CUDA device index, as typed (parsed after the backend is chosen)
-  bool flush_l2 = false;
+  int64_t input_sets = 1;         // GraphOptions::input_sets
   bool no_ceiling = false;        // skip timing the GEMM ceiling
   bool nsight = false;              // also turns hardware counters off
   CounterMode counters = CounterMode::auto_;

@@ -98,6 +98,10 @@ std::string render_csv(const json& r) {
       if (t.contains("time_ms"))
         for (const char* key : {"median", "min", "max"})
           c.row("total", group, "", std::string("time_ms_") + key, t.at("time_ms").at(key), "ms", "timed");
+      if (t.contains("graph_replay_ms"))
+        for (const char* key : {"median", "min", "max"})
+          c.row("total", group, "", std::string("graph_replay_ms_") + key, t.at("graph_replay_ms").at(key), "ms",
+                "timed");
       c.keys("total", group, "", t, {{"achieved_flops_per_s", "FLOP/s"}}, "timed");
     }
   }

@@ -163,6 +163,14 @@ Document measure_document(const json& r) {
                                   ratios.at("backward_over_forward_flops").get<double>(),
                                   ratios.at("flops_source").get<std::string>(),
                                   ratios.at("backward_over_forward_time").get<double>()));
+  const auto& settings = r.at("settings");
+  if (settings.contains("timing")) tot.after.push_back(fmt::format("timing: {}", settings.at("timing").get<std::string>()));
+  if (r.at("totals").at("total").contains("graph_replay_ms")) {
+    const auto& g = r.at("totals").at("total").at("graph_replay_ms");
+    tot.after.push_back(fmt::format("CUDA graph launch, timed around it: median {} ms (min {}, max {})",
+                                    fmt_sig(g.at("median").get<double>(), 4), fmt_sig(g.at("min").get<double>(), 4),
+                                    fmt_sig(g.at("max").get<double>(), 4)));
+  }
   d.sections.push_back(std::move(tot));
 
   const auto& e = r.at("extrapolation");

@@ -12,9 +12,11 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "backend/cpu/reference_ops.hpp"
 #include "util/error.hpp"
+#include "util/fp8.hpp"
 
 namespace flopscope {
 
@@ -80,7 +82,10 @@ CpuBackend<F>::CpuBackend() = default;
 
 template <typename F>
 nlohmann::json CpuBackend<F>::device_json() const {
-  return cpu_info_json();
+  nlohmann::json j = cpu_info_json();
+  if (graph_ && graph_->options.precision == Precision::fp8)
+    j["fp8"] = "emulated: the linear layers' GEMM operands rounded to FP8 E4M3 values by the cast ops, all arithmetic fp32";
+  return j;
 }
 
 template <typename F>
@@ -97,34 +102,60 @@ double CpuBackend<F>::available_bytes() const {
 template <typename F>
 void CpuBackend<F>::allocate(const LayerGraph& g) {
   tensors_.clear();
+  spare_.clear();
+  fp8_.clear();
+  current_set_ = 0;
   allocated_bytes_ = 0;
+  const int64_t sets = g.options.input_sets;
   for (const auto& t : g.tensors) {
     const auto n = static_cast<size_t>(t.numel());
     tensors_.emplace(t.name, std::vector<F>(n));
     allocated_bytes_ += static_cast<double>(n) * sizeof(F);
+    if (sets > 1 && is_filled(t.role)) {
+      auto& spare = spare_[t.name];
+      spare.resize(static_cast<size_t>(sets));
+      for (int64_t s = 1; s < sets; ++s) spare[static_cast<size_t>(s)].resize(n);
+      allocated_bytes_ += static_cast<double>(n) * sizeof(F) * static_cast<double>(sets - 1);
+    }
   }
   graph_ = &g;
 }
 
 template <typename F>
+void CpuBackend<F>::fill_tensor(const TensorSpec& t, uint64_t seed) {
+  auto& v = tensors_.at(t.name);
+  const FillSpec f = fill_spec(t, graph_->shape.vocab);
+  const uint64_t stream = stream_id(t.name);
+  if (f.index_count > 0) {
+    for (size_t i = 0; i < v.size(); ++i) {
+      const double u = (uniform_pm1(seed, stream, i) + 1) / 2;  // [0, 1)
+      v[i] = static_cast<F>(std::min<int64_t>(static_cast<int64_t>(u * static_cast<double>(f.index_count)),
+                                              f.index_count - 1));
+    }
+  } else if (f.scale == 0) {
+    std::fill(v.begin(), v.end(), std::numeric_limits<F>::quiet_NaN());  // poison outputs
+  } else {
+    for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<F>(f.offset + f.scale * uniform_pm1(seed, stream, i));
+  }
+}
+
+template <typename F>
 void CpuBackend<F>::fill(uint64_t seed) {
   FLOPSCOPE_CHECK(graph_ != nullptr, "fill before allocate");
-  for (const auto& t : graph_->tensors) {
-    auto& v = tensors_.at(t.name);
-    const FillSpec f = fill_spec(t, graph_->shape.vocab);
-    const uint64_t stream = stream_id(t.name);
-    if (f.index_count > 0) {
-      for (size_t i = 0; i < v.size(); ++i) {
-        const double u = (uniform_pm1(seed, stream, i) + 1) / 2;  // [0, 1)
-        v[i] = static_cast<F>(std::min<int64_t>(static_cast<int64_t>(u * static_cast<double>(f.index_count)),
-                                                f.index_count - 1));
-      }
-    } else if (f.scale == 0) {
-      std::fill(v.begin(), v.end(), std::numeric_limits<F>::quiet_NaN());  // poison outputs
-    } else {
-      for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<F>(f.offset + f.scale * uniform_pm1(seed, stream, i));
-    }
+  fill_input_sets(*this, *graph_, seed, [&](const TensorSpec& t, uint64_t sd) { fill_tensor(t, sd); });
+}
+
+template <typename F>
+void CpuBackend<F>::use_input_set(int64_t i) {
+  FLOPSCOPE_CHECK(graph_ != nullptr && i >= 0 && i < graph_->options.input_sets,
+                  fmt::format("input set {} does not exist", i));
+  if (i == current_set_) return;
+  for (auto& [name, sets] : spare_) {
+    auto& active = tensors_.at(name);
+    sets[static_cast<size_t>(current_set_)] = std::move(active);
+    active = std::move(sets[static_cast<size_t>(i)]);
   }
+  current_set_ = i;
 }
 
 template <typename F>
@@ -196,9 +227,37 @@ void CpuBackend<F>::run(const Op& op) {
     case OpImpl::cross_entropy_bwd:
       flops = ref::cross_entropy_backward(in(0), in(1), out(0), op.rows, op.cols);
       break;
+    case OpImpl::cast_fp8: {
+      auto& st = fp8_[op.outputs.at(0)];
+      const F* x = in(0);
+      F* y = out(0);
+      for (int64_t r = 0; r < op.rows; ++r)
+        for (int64_t c = 0; c < op.cols; ++c) {
+          const F v = x[r * op.cols + c];
+          if (std::fabs(v) > st.amax) st.amax = static_cast<float>(std::fabs(v));
+          y[op.transpose ? c * op.rows + r : r * op.cols + c] =
+              static_cast<F>(fp8::e4m3_quantize(static_cast<float>(v), st.scale) / st.scale);
+        }
+      flops = flop_convention::kCastFp8 * static_cast<double>(op.rows * op.cols);
+      break;
+    }
     case OpImpl::gemm: break;
   }
   counted_[op.name] += flops;
+}
+
+template <typename F>
+double CpuBackend<F>::fp8_scale(const std::string& copy) const {
+  auto it = fp8_.find(copy);
+  return it == fp8_.end() ? 1.0 : it->second.scale;
+}
+
+template <typename F>
+void CpuBackend<F>::fp8_calibrate() {
+  for (auto& [name, st] : fp8_) {
+    st.scale = fp8::e4m3_scale_for_amax(st.amax);
+    st.amax = 0;
+  }
 }
 
 template <typename F>
@@ -251,6 +310,7 @@ double median_seconds(Fn&& f, int repeats) {
 
 template <typename F>
 nlohmann::json CpuBackend<F>::gemm_ceiling(Precision p, int64_t n64) {
+  if (p == Precision::fp8) p = Precision::fp32;  // fp8 is emulated in fp32 here
   FLOPSCOPE_CHECK(p == Precision::fp32 || p == Precision::fp64, "cpu GEMM ceiling: fp32 or fp64 only");
   const int n = static_cast<int>(n64);
   const auto count = static_cast<size_t>(n) * static_cast<size_t>(n);
@@ -287,8 +347,14 @@ template class CpuBackend<double>;
 
 std::unique_ptr<Backend> make_cpu_backend(Precision p) {
   if (p == Precision::fp32) return std::make_unique<CpuBackend<float>>();
+  if (p == Precision::fp8) {
+    spdlog::info("cpu: fp8 is emulated: the linear layers' GEMM operands are rounded to FP8 E4M3 values, all arithmetic "
+                 "is fp32");
+    return std::make_unique<CpuBackend<float>>();
+  }
   if (p == Precision::fp64) return std::make_unique<CpuBackend<double>>();
-  throw UsageError(fmt::format("the cpu backend runs fp32 or fp64, not {}; use --precision fp32 (or --backend cuda)",
+  throw UsageError(fmt::format("the cpu backend runs fp32, fp64 or fp8 (emulated), not {}; use --precision fp32 (or "
+                               "--backend cuda)",
                                to_string(p)));
 }
 

@@ -24,6 +24,7 @@ class CpuBackend final : public Backend {
 
   void allocate(const LayerGraph& g) override;
   void fill(uint64_t seed) override;
+  void use_input_set(int64_t i) override;
   void run(const Op& op) override;
   void synchronize() override {}
   double allocated_bytes() const override { return allocated_bytes_; }
@@ -36,6 +37,8 @@ class CpuBackend final : public Backend {
   void reset_counts() override { counted_.clear(); }
   std::vector<double> read(const std::string& tensor, int64_t offset, int64_t count, int64_t stride = 1) override;
   int64_t count_nonfinite(const std::string& tensor) override;
+  double fp8_scale(const std::string& copy) const override;
+  void fp8_calibrate() override;
 
   // Direct access for tests (gradient checks) and verification.
   std::vector<F>& data(const std::string& tensor);
@@ -43,14 +46,25 @@ class CpuBackend final : public Backend {
  private:
   void gemm(const Op& op);
   F* ptr(const std::string& tensor);
+  void fill_tensor(const TensorSpec& t, uint64_t seed);
 
   std::unordered_map<std::string, std::vector<F>> tensors_;
+  // Input sets of the filled tensors: spare_[name][s] holds set s, except the set in use
+  // (current_set_), whose storage is in tensors_ (moved, never copied).
+  std::unordered_map<std::string, std::vector<std::vector<F>>> spare_;
+  int64_t current_set_ = 0;
   std::map<std::string, double> counted_;
+  struct Fp8State {
+    float scale = 1, amax = 0;
+  };
+  std::map<std::string, Fp8State> fp8_;  // per FP8 copy
   const LayerGraph* graph_ = nullptr;
   double allocated_bytes_ = 0;
 };
 
-// The CPU backend for a precision: fp32 or fp64 (others throw UsageError).
+// The CPU backend for a precision: fp32, fp64, or fp8 emulated in fp32 (the linear layers'
+// GEMM operands rounded to E4M3 values by the cast ops, all arithmetic in fp32); others throw
+// UsageError.
 std::unique_ptr<Backend> make_cpu_backend(Precision p);
 
 // Facts about this machine's CPU and BLAS, for results.

@@ -20,6 +20,7 @@
 #include "backend/cuda/nvml.hpp"
 #include "kernels.cuh"
 #include "util/error.hpp"
+#include "util/fp8.hpp"
 
 namespace flopscope {
 
@@ -27,11 +28,13 @@ namespace {
 
 namespace k = kernels;
 
-// How a tensor is stored on the device.
-enum class Storage { data, stat, index };
+// How a tensor is stored on the device: the run's data type; float statistics; int32
+// indices; FP8 E4M3 copies (--precision fp8).
+enum class Storage { data, stat, index, fp8 };
 
 struct DeviceTensor {
-  void* ptr = nullptr;
+  void* ptr = nullptr;       // the input set in use
+  std::vector<void*> sets;   // filled tensors with input sets: one buffer per set (ptr is one of them)
   int64_t numel = 0;
   size_t bytes = 0;
   Storage storage = Storage::data;
@@ -39,14 +42,14 @@ struct DeviceTensor {
 
 k::DType data_dtype(Precision p) {
   switch (p) {
-    case Precision::bf16: return k::DType::bf16;
+    case Precision::bf16:
+    case Precision::fp8: return k::DType::bf16;  // fp8 runs keep activations in bf16; GEMM operands get E4M3 copies
     case Precision::fp16: return k::DType::f16;
     case Precision::fp32:
     case Precision::tf32: return k::DType::f32;
     default: break;
   }
-  throw UsageError(fmt::format("the cuda backend runs bf16, fp16, tf32 or fp32, not {}{}", to_string(p),
-                               p == Precision::fp8 ? " (fp8 linear layers are not implemented yet)" : ""));
+  throw UsageError(fmt::format("the cuda backend runs bf16, fp16, tf32, fp32 or fp8, not {}", to_string(p)));
 }
 
 class CudaTimeline final : public Timeline {
@@ -58,7 +61,17 @@ class CudaTimeline final : public Timeline {
     for (auto e : events_)
       if (e) cudaEventDestroy(e);
   }
-  void record(int slot) override { CUDA_CALL(cudaEventRecord(events_.at(static_cast<size_t>(slot)), stream_), "timeline"); }
+  void record(int slot) override {
+    // While the stream is being captured into a CUDA graph, the event becomes an event-record
+    // node of the graph (cudaEventRecordExternal), so each replay records it.
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    CUDA_CALL(cudaStreamIsCapturing(stream_, &capturing), "timeline");
+    cudaEvent_t e = events_.at(static_cast<size_t>(slot));
+    if (capturing == cudaStreamCaptureStatusActive)
+      CUDA_CALL(cudaEventRecordWithFlags(e, stream_, cudaEventRecordExternal), "timeline (graph capture)");
+    else
+      CUDA_CALL(cudaEventRecord(e, stream_), "timeline");
+  }
   double ms(int from, int to) const override {
     float t = 0;
     CUDA_CALL(cudaEventElapsedTime(&t, events_.at(static_cast<size_t>(from)), events_.at(static_cast<size_t>(to))),
@@ -71,12 +84,28 @@ class CudaTimeline final : public Timeline {
   std::vector<cudaEvent_t> events_;
 };
 
+// A CUDA graph instantiated from a stream capture; replays on the same stream.
+class CudaRecording final : public Recording {
+ public:
+  CudaRecording(cudaGraphExec_t exec, cudaStream_t s) : exec_(exec), stream_(s) {}
+  ~CudaRecording() override { cudaGraphExecDestroy(exec_); }
+  void replay() override { CUDA_CALL(cudaGraphLaunch(exec_, stream_), "CUDA graph replay"); }
+
+ private:
+  cudaGraphExec_t exec_;
+  cudaStream_t stream_;
+};
+
 class CudaBackend final : public Backend {
  public:
   CudaBackend(Precision p, const CudaOptions& o) : dtype_(data_dtype(p)), opts_(o) {
-    lt_types_ = cuda::lt_types(p);
+    cuda::lt_types(p);  // rejects precisions cuBLASLt is not used for here
     CUDA_CALL(cudaSetDevice(o.device), "select GPU");
     CUDA_CALL(cudaGetDeviceProperties(&props_, o.device), "device properties");
+    if (p == Precision::fp8 && props_.major * 10 + props_.minor < 89)
+      throw UsageError(fmt::format("--precision fp8 needs FP8 tensor cores (compute capability 8.9 or newer: Ada, "
+                                   "Hopper); {} is sm_{}{}: use bf16",
+                                   props_.name, props_.major, props_.minor));
     char bus[32] = {0};
     CUDA_CALL(cudaDeviceGetPCIBusId(bus, sizeof bus, o.device), "PCI bus id");
     pci_bus_id_ = bus;
@@ -138,12 +167,24 @@ class CudaBackend final : public Backend {
     for (const auto& t : g.tensors) {
       DeviceTensor d;
       d.numel = t.numel();
-      d.storage = t.role == TensorRole::statistic ? Storage::stat : t.role == TensorRole::index ? Storage::index : Storage::data;
-      const size_t elem = d.storage == Storage::data ? k::dtype_bytes(dtype_) : 4;  // stats float, indices int32
+      d.storage = t.role == TensorRole::statistic ? Storage::stat
+                  : t.role == TensorRole::index   ? Storage::index
+                  : t.role == TensorRole::fp8_copy ? Storage::fp8
+                                                   : Storage::data;
+      const size_t elem = d.storage == Storage::data ? k::dtype_bytes(dtype_)
+                          : d.storage == Storage::fp8 ? 1
+                                                      : 4;  // stats float, indices int32
+      if (d.storage == Storage::fp8) fp8_index_[t.name] = fp8_index_.size();
       d.bytes = static_cast<size_t>(d.numel) * elem;
-      CUDA_CALL(cudaMalloc(&d.ptr, std::max<size_t>(d.bytes, 256)),
-                fmt::format("allocate {} ({:.3g} GiB)", t.name, static_cast<double>(d.bytes) / (1 << 30)));
-      allocated_ += static_cast<double>(d.bytes);
+      const int64_t copies = is_filled(t.role) ? g.options.input_sets : 1;
+      for (int64_t s = 0; s < copies; ++s) {
+        void* p = nullptr;
+        CUDA_CALL(cudaMalloc(&p, std::max<size_t>(d.bytes, 256)),
+                  fmt::format("allocate {} ({:.3g} GiB)", t.name, static_cast<double>(d.bytes) / (1 << 30)));
+        d.sets.push_back(p);
+        allocated_ += static_cast<double>(d.bytes);
+      }
+      d.ptr = d.sets.front();
       tensors_[t.name] = d;
     }
     size_t ln_ws = 0;
@@ -155,6 +196,14 @@ class CudaBackend final : public Backend {
     // kernel resets them after each launch).
     CUDA_CALL(cudaMemset(scratch_, 0, scratch_bytes_), "kernel workspace");
     CUDA_CALL(cudaMalloc(&gemm_ws_, opts_.gemm_workspace_bytes), "cuBLASLt workspace");
+    if (!fp8_index_.empty()) {
+      // Per FP8 copy: scale, descale (1 / scale, for the GEMM), amax. Scales start at 1.
+      fp8_scales_.assign(fp8_index_.size(), 1.0f);
+      std::vector<float> init(3 * fp8_index_.size(), 1.0f);
+      for (size_t i = 0; i < fp8_index_.size(); ++i) init[3 * i + 2] = 0;
+      CUDA_CALL(cudaMalloc(&fp8_state_, init.size() * sizeof(float)), "FP8 scales");
+      CUDA_CALL(cudaMemcpy(fp8_state_, init.data(), init.size() * sizeof(float), cudaMemcpyHostToDevice), "FP8 scales");
+    }
     allocated_ += static_cast<double>(scratch_bytes_ + opts_.gemm_workspace_bytes);
     if (opts_.flush_l2) {
       flush_bytes_ = 2 * static_cast<size_t>(props_.l2CacheSize);
@@ -168,9 +217,13 @@ class CudaBackend final : public Backend {
     nlohmann::json chosen = nlohmann::json::object();
     for (const auto& op : g.ops) {
       if (op.impl != OpImpl::gemm) continue;
-      const std::string key = gemm_key(op.gemm);
+      const bool fp8 = op.precision == Precision::fp8;
+      // FP8 plans carry their operands' descale pointers, so they are not shared between ops.
+      const std::string key = gemm_key(op.gemm) + (fp8 ? ":" + op.gemm.a + "," + op.gemm.b : "");
       if (!plans_.count(key)) {
-        auto plan = std::make_unique<cuda::LtGemm>(lt_, op.gemm, lt_types_, op.name);
+        auto plan = std::make_unique<cuda::LtGemm>(lt_, op.gemm, cuda::lt_types(op.precision), op.name,
+                                                   fp8 ? fp8_slot(op.gemm.a, 1) : nullptr,
+                                                   fp8 ? fp8_slot(op.gemm.b, 1) : nullptr);
         plan_reports_[key] = plan->select(ptr(op.gemm.a, op.gemm.a_offset), ptr(op.gemm.b, op.gemm.b_offset),
                                           ptr(op.gemm.c, op.gemm.c_offset), gemm_ws_, opts_.gemm_workspace_bytes,
                                           stream_, opts_.gemm_candidates);
@@ -182,27 +235,25 @@ class CudaBackend final : public Backend {
     CUDA_CALL(cudaStreamSynchronize(stream_), "GEMM algorithm selection");
     spdlog::info("cuBLASLt: chose algorithms for {} distinct GEMM shapes by timing up to {} candidates each",
                  plans_.size(), opts_.gemm_candidates);
-    return {{"gemm_algorithms", chosen}, {"workspace_bytes", opts_.gemm_workspace_bytes}};
+    nlohmann::json r = {{"gemm_algorithms", chosen}, {"workspace_bytes", opts_.gemm_workspace_bytes}};
+    if (!fp8_index_.empty())
+      r["fp8"] = "linear-layer GEMMs: E4M3 A and B (both K-major), bf16 output, fp32 accumulation without "
+                 "CUBLASLT_MATMUL_DESC_FAST_ACCUM; per-tensor scales, powers of two from a calibration pass "
+                 "(delayed scaling); attention products, kernels and the LM head in bf16";
+    return r;
   }
 
   void fill(uint64_t seed) override {
     FLOPSCOPE_CHECK(graph_ != nullptr, "fill before allocate");
-    for (const auto& t : graph_->tensors) {
-      const DeviceTensor& d = tensors_.at(t.name);
-      const FillSpec f = fill_spec(t, graph_->shape.vocab);
-      const std::string ctx = "fill " + t.name;
-      if (f.index_count > 0) {
-        CUDA_CALL(k::fill_indices(static_cast<int32_t*>(d.ptr), d.numel, seed, stream_id(t.name), f.index_count, stream_),
-                  ctx);
-      } else if (f.scale == 0) {
-        CUDA_CALL(cudaMemsetAsync(d.ptr, 0xFF, d.bytes, stream_), ctx);  // NaN in f32, f16 and bf16
-      } else {
-        CUDA_CALL(k::fill_uniform(d.storage == Storage::stat ? k::DType::f32 : dtype_, d.ptr, d.numel, seed,
-                                  stream_id(t.name), f.offset, f.scale, stream_),
-                  ctx);
-      }
-    }
+    fill_input_sets(*this, *graph_, seed, [&](const TensorSpec& t, uint64_t sd) { fill_tensor(t, sd); });
     CUDA_CALL(cudaStreamSynchronize(stream_), "fill");
+  }
+
+  void use_input_set(int64_t i) override {
+    FLOPSCOPE_CHECK(graph_ != nullptr && i >= 0 && i < graph_->options.input_sets,
+                    fmt::format("input set {} does not exist", i));
+    for (auto& [name, d] : tensors_)
+      if (d.sets.size() > 1) d.ptr = d.sets[static_cast<size_t>(i)];
   }
 
   void run(const Op& op) override {
@@ -240,6 +291,10 @@ class CudaBackend final : public Backend {
       case OpImpl::cross_entropy_bwd:
         e = k::cross_entropy_backward(dtype_, in(0), static_cast<const int32_t*>(in(1)), out(0), op.rows, op.cols, stream_);
         break;
+      case OpImpl::cast_fp8:
+        e = k::cast_e4m3(dtype_, in(0), out(0), op.rows, op.cols, op.transpose, fp8_slot(op.outputs.at(0), 0),
+                         fp8_slot(op.outputs.at(0), 2), stream_);
+        break;
       case OpImpl::gemm: break;
     }
     CUDA_CALL(e, fmt::format("{} ({}, {})", op.name, to_string(op.impl), op.shape_str()));
@@ -250,6 +305,25 @@ class CudaBackend final : public Backend {
 
   std::unique_ptr<Timeline> make_timeline(int slots) override { return std::make_unique<CudaTimeline>(slots, stream_); }
 
+  std::unique_ptr<Recording> capture(const std::function<void()>& body) override {
+    CUDA_CALL(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "begin CUDA graph capture");
+    cudaGraph_t graph = nullptr;
+    try {
+      body();
+    } catch (...) {
+      cudaStreamEndCapture(stream_, &graph);  // leave the stream usable, then report the first error
+      if (graph) cudaGraphDestroy(graph);
+      cudaGetLastError();
+      throw;
+    }
+    CUDA_CALL(cudaStreamEndCapture(stream_, &graph), "end CUDA graph capture");
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    CUDA_CALL(e, "instantiate CUDA graph");
+    return std::make_unique<CudaRecording>(exec, stream_);
+  }
+
   void between_repeats() override {
     if (flush_) CUDA_CALL(cudaMemsetAsync(flush_, ++flushes_ & 0xFF, flush_bytes_, stream_), "flush L2");
   }
@@ -258,34 +332,55 @@ class CudaBackend final : public Backend {
   nlohmann::json clocks() override { return cuda::clocks_json(cuda::nvml_clocks(pci_bus_id_)); }
 
   nlohmann::json gemm_ceiling(Precision p, int64_t n) override {
-    // The best cuBLASLt algorithm on an n x n x n product, row-major, no transposes.
+    // The best cuBLASLt algorithm on an n x n x n product, row-major, no transposes (FP8: B
+    // transposed, both operands K-major, as FP8 requires; unit scales).
     const cuda::LtTypes t = cuda::lt_types(p);
     const k::DType dt = data_dtype(p);
+    const bool fp8 = p == Precision::fp8;
     GemmSpec g;
     g.m = g.n = g.k = n;
     g.lda = g.ldb = g.ldc = n;
+    g.trans_b = fp8;
     const auto elems = static_cast<size_t>(n) * static_cast<size_t>(n);
-    void *a = nullptr, *b = nullptr, *c = nullptr, *ws = nullptr;
+    void *a = nullptr, *b = nullptr, *c = nullptr, *ws = nullptr, *tmp = nullptr, *unit = nullptr;
     struct Free {
-      void** p[4];
+      void** p[6];
       ~Free() {
         for (void** q : p)
           if (*q) cudaFree(*q);
       }
-    } guard{{&a, &b, &c, &ws}};
+    } guard{{&a, &b, &c, &ws, &tmp, &unit}};
     CUDA_CALL(cudaMalloc(&a, elems * t.ab_bytes), "ceiling A");
     CUDA_CALL(cudaMalloc(&b, elems * t.ab_bytes), "ceiling B");
     CUDA_CALL(cudaMalloc(&c, elems * t.c_bytes), "ceiling C");
     CUDA_CALL(cudaMalloc(&ws, opts_.gemm_workspace_bytes), "ceiling workspace");
-    CUDA_CALL(k::fill_uniform(dt, a, static_cast<int64_t>(elems), 1, 1, 0, 1, stream_), "ceiling fill");
-    CUDA_CALL(k::fill_uniform(dt, b, static_cast<int64_t>(elems), 1, 2, 0, 1, stream_), "ceiling fill");
-    cuda::LtGemm gemm(lt_, g, t, fmt::format("ceiling {} {}^3", to_string(p), n));
+    if (fp8) {
+      const float one = 1.0f;
+      CUDA_CALL(cudaMalloc(&tmp, elems * k::dtype_bytes(dt)), "ceiling bf16 source");
+      CUDA_CALL(cudaMalloc(&unit, sizeof one), "ceiling FP8 scale");
+      CUDA_CALL(cudaMemcpy(unit, &one, sizeof one, cudaMemcpyHostToDevice), "ceiling FP8 scale");
+    }
+    auto fill = [&](void* dst, uint64_t id) {
+      const auto count = static_cast<int64_t>(elems);
+      if (!fp8) {
+        CUDA_CALL(k::fill_uniform(dt, dst, count, 1, id, 0, 1, stream_), "ceiling fill");
+        return;
+      }
+      CUDA_CALL(k::fill_uniform(dt, tmp, count, 1, id, 0, 1, stream_), "ceiling fill");
+      CUDA_CALL(k::cast_e4m3(dt, tmp, dst, n, n, false, static_cast<const float*>(unit), nullptr, stream_),
+                "ceiling FP8 cast");
+    };
+    fill(a, 1);
+    fill(b, 2);
+    const auto* scale = static_cast<const float*>(unit);
+    cuda::LtGemm gemm(lt_, g, t, fmt::format("ceiling {} {}^3", to_string(p), n), scale, scale);
     nlohmann::json r = gemm.select(a, b, c, ws, opts_.gemm_workspace_bytes, stream_, 16);
     return {{"dtype", to_string(p)}, {"n", n}, {"ms", r.at("best_ms")},
             {"flops_per_s", g.flops() / (r.at("best_ms").get<double>() * 1e-3)},
             {"candidates", r.at("candidates")},
-            {"source", fmt::format("timed: the best of {} cuBLASLt algorithms on {}^3 {}, CUDA events, median of 5 each",
-                                   r.at("candidates").get<int>(), n, to_string(p))}};
+            {"source", fmt::format("timed: the best of {} cuBLASLt algorithms on {}^3 {}{}, CUDA events, median of 5 each",
+                                   r.at("candidates").get<int>(), n, to_string(p),
+                                   fp8 ? " (E4M3 A and B, K-major; bf16 output)" : "")}};
   }
 
   nlohmann::json copy_bandwidth(int64_t bytes) override {
@@ -334,6 +429,8 @@ class CudaBackend final : public Backend {
         int32_t v;
         std::memcpy(&v, p, 4);
         out[i] = v;
+      } else if (d.storage == Storage::fp8) {
+        out[i] = static_cast<double>(fp8::e4m3_to_float(*p)) / fp8_scale(tensor);
       } else if (d.storage == Storage::stat || dtype_ == k::DType::f32) {
         float v;
         std::memcpy(&v, p, 4);
@@ -358,7 +455,8 @@ class CudaBackend final : public Backend {
     const DeviceTensor& d = tensors_.at(tensor);
     if (d.storage == Storage::index) return 0;
     CUDA_CALL(cudaMemsetAsync(counter_, 0, sizeof(unsigned long long), stream_), "count non-finite");
-    CUDA_CALL(k::count_nonfinite(d.storage == Storage::stat ? k::DType::f32 : dtype_, d.ptr, d.numel,
+    const k::DType t = d.storage == Storage::stat ? k::DType::f32 : d.storage == Storage::fp8 ? k::DType::e4m3 : dtype_;
+    CUDA_CALL(k::count_nonfinite(t, d.ptr, d.numel,
                                  static_cast<unsigned long long*>(counter_), stream_),
               "count non-finite " + tensor);
     unsigned long long n = 0;
@@ -367,12 +465,57 @@ class CudaBackend final : public Backend {
     return static_cast<int64_t>(n);
   }
 
+  double fp8_scale(const std::string& copy) const override {
+    auto it = fp8_index_.find(copy);
+    return it == fp8_index_.end() ? 1.0 : fp8_scales_.at(it->second);
+  }
+
+  void fp8_calibrate() override {
+    if (fp8_index_.empty()) return;
+    std::vector<float> st(3 * fp8_index_.size());
+    CUDA_CALL(cudaMemcpyAsync(st.data(), fp8_state_, st.size() * sizeof(float), cudaMemcpyDeviceToHost, stream_),
+              "FP8 calibration");
+    CUDA_CALL(cudaStreamSynchronize(stream_), "FP8 calibration");
+    for (size_t i = 0; i < fp8_index_.size(); ++i) {
+      fp8_scales_[i] = fp8::e4m3_scale_for_amax(st[3 * i + 2]);
+      st[3 * i] = fp8_scales_[i];
+      st[3 * i + 1] = 1.0f / fp8_scales_[i];  // exact: a power of two
+      st[3 * i + 2] = 0;
+    }
+    CUDA_CALL(cudaMemcpyAsync(fp8_state_, st.data(), st.size() * sizeof(float), cudaMemcpyHostToDevice, stream_),
+              "FP8 calibration");
+    CUDA_CALL(cudaStreamSynchronize(stream_), "FP8 calibration");
+  }
+
  private:
+  // FP8 state of a copy: slot 0 scale, 1 descale, 2 amax (device floats).
+  float* fp8_slot(const std::string& copy, int slot) {
+    auto it = fp8_index_.find(copy);
+    FLOPSCOPE_CHECK(it != fp8_index_.end() && fp8_state_ != nullptr, "cuda backend: '" + copy + "' is not an FP8 copy");
+    return static_cast<float*>(fp8_state_) + 3 * it->second + static_cast<size_t>(slot);
+  }
+
   void* ptr(const std::string& name, int64_t offset = 0) {
     auto it = tensors_.find(name);
     FLOPSCOPE_CHECK(it != tensors_.end(), "cuda backend: no tensor '" + name + "'");
     const size_t elem = it->second.bytes / static_cast<size_t>(std::max<int64_t>(it->second.numel, 1));
     return static_cast<unsigned char*>(it->second.ptr) + static_cast<size_t>(offset) * elem;
+  }
+
+  void fill_tensor(const TensorSpec& t, uint64_t seed) {
+    const DeviceTensor& d = tensors_.at(t.name);
+    const FillSpec f = fill_spec(t, graph_->shape.vocab);
+    const std::string ctx = "fill " + t.name;
+    if (f.index_count > 0) {
+      CUDA_CALL(k::fill_indices(static_cast<int32_t*>(d.ptr), d.numel, seed, stream_id(t.name), f.index_count, stream_),
+                ctx);
+    } else if (f.scale == 0) {
+      CUDA_CALL(cudaMemsetAsync(d.ptr, 0xFF, d.bytes, stream_), ctx);  // NaN in f32, f16 and bf16
+    } else {
+      CUDA_CALL(k::fill_uniform(d.storage == Storage::stat ? k::DType::f32 : dtype_, d.ptr, d.numel, seed,
+                                stream_id(t.name), f.offset, f.scale, stream_),
+                ctx);
+    }
   }
 
   static std::string gemm_key(const GemmSpec& g) {
@@ -382,18 +525,20 @@ class CudaBackend final : public Backend {
 
   void release() {
     for (auto& [name, t] : tensors_)
-      if (t.ptr) cudaFree(t.ptr);
+      for (void* p : t.sets) cudaFree(p);
     tensors_.clear();
     if (scratch_) cudaFree(scratch_);
     if (gemm_ws_) cudaFree(gemm_ws_);
     if (flush_) cudaFree(flush_);
-    scratch_ = gemm_ws_ = flush_ = nullptr;
+    if (fp8_state_) cudaFree(fp8_state_);
+    scratch_ = gemm_ws_ = flush_ = fp8_state_ = nullptr;
+    fp8_index_.clear();
+    fp8_scales_.clear();
     allocated_ = 0;
   }
 
   k::DType dtype_;
   CudaOptions opts_;
-  cuda::LtTypes lt_types_{};
   cudaDeviceProp props_{};
   std::string pci_bus_id_;
   cudaStream_t stream_ = nullptr;
@@ -411,6 +556,9 @@ class CudaBackend final : public Backend {
   unsigned flushes_ = 0;
   void* counter_ = nullptr;
   double allocated_ = 0;
+  std::map<std::string, size_t> fp8_index_;  // FP8 copy -> its slots in fp8_state_
+  std::vector<float> fp8_scales_;            // host copy of each FP8 copy's scale
+  void* fp8_state_ = nullptr;
 };
 
 }  // namespace

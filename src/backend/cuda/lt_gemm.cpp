@@ -17,10 +17,10 @@ LtTypes lt_types(Precision p) {
     case Precision::fp16: return {CUDA_R_16F, CUDA_R_16F, CUBLAS_COMPUTE_32F, 2, 2};
     case Precision::tf32: return {CUDA_R_32F, CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_TF32, 4, 4};
     case Precision::fp32: return {CUDA_R_32F, CUDA_R_32F, CUBLAS_COMPUTE_32F, 4, 4};
-    case Precision::fp64:
-    case Precision::fp8: break;
+    case Precision::fp8: return {CUDA_R_8F_E4M3, CUDA_R_16BF, CUBLAS_COMPUTE_32F, 1, 2};
+    case Precision::fp64: break;
   }
-  throw UsageError(fmt::format("the cuda backend does not run {} GEMMs yet; use bf16, fp16, tf32 or fp32", to_string(p)));
+  throw UsageError(fmt::format("the cuda backend does not run {} GEMMs; use bf16, fp16, tf32, fp32 or fp8", to_string(p)));
 }
 
 namespace {
@@ -44,9 +44,19 @@ uint32_t alignment(const void* p, int64_t stride_elems, int64_t batch, size_t el
 
 }  // namespace
 
-LtGemm::LtGemm(cublasLtHandle_t handle, const GemmSpec& g, const LtTypes& t, const std::string& label)
+LtGemm::LtGemm(cublasLtHandle_t handle, const GemmSpec& g, const LtTypes& t, const std::string& label,
+               const float* a_descale, const float* b_descale)
     : handle_(handle), g_(g), t_(t), label_(label), alpha_(static_cast<float>(g.alpha)), beta_(static_cast<float>(g.beta)) {
   CUBLAS_CALL(cublasLtMatmulDescCreate(&desc_, t.compute, CUDA_R_32F), label_);
+  if (t.ab == CUDA_R_8F_E4M3) {
+    FLOPSCOPE_CHECK(!g.trans_a && g.trans_b, label_ + ": FP8 GEMMs take both operands K-major (A as stored, B transposed)");
+    FLOPSCOPE_CHECK(a_descale && b_descale, label_ + ": FP8 GEMMs need a descale pointer per operand");
+    // Ours B is cuBLASLt's A (see the header).
+    CUBLAS_CALL(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &b_descale, sizeof b_descale),
+                label_);
+    CUBLAS_CALL(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &a_descale, sizeof a_descale),
+                label_);
+  }
   // Ours B is cuBLASLt's A; ours A is its B (see the header).
   const cublasOperation_t op_a = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_b = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;

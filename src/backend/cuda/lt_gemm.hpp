@@ -7,6 +7,10 @@
 // layout. Alpha and beta are float (host pointers); accumulation is fp32 for every dtype
 // (CUBLAS_COMPUTE_32F, or 32F_FAST_TF32 for tf32).
 //
+// FP8 (E4M3 A and B, bf16 C and D; Hopper): cuBLASLt takes both operands K-major only ("TN":
+// our A not transposed, our B transposed, which the graph's fp8 lowering guarantees), and a
+// device float per operand that multiplies it back (1 / the scale its cast used).
+//
 // Algorithm choice: the heuristic's top candidates for this shape are each timed on the real
 // buffers (CUDA events, median of several runs) and the fastest is kept for the run.
 #pragma once
@@ -33,7 +37,9 @@ LtTypes lt_types(Precision p);  // throws UsageError for precisions this path do
 
 class LtGemm {
  public:
-  LtGemm(cublasLtHandle_t handle, const GemmSpec& g, const LtTypes& t, const std::string& label);
+  // a_descale, b_descale: FP8 only, device floats (1 / each operand copy's scale).
+  LtGemm(cublasLtHandle_t handle, const GemmSpec& g, const LtTypes& t, const std::string& label,
+         const float* a_descale = nullptr, const float* b_descale = nullptr);
   ~LtGemm();
   LtGemm(const LtGemm&) = delete;
   LtGemm& operator=(const LtGemm&) = delete;

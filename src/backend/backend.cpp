@@ -1,4 +1,8 @@
 #include "backend/backend.hpp"
+
+#include <fmt/format.h>
+
+#include "util/error.hpp"
 #include "util/random_fill.hpp"
 
 namespace flopscope {
@@ -28,6 +32,20 @@ FillSpec fill_spec(const TensorSpec& t, int64_t vocab) {
       break;
   }
   return f;
+}
+
+void fill_input_sets(Backend& b, const LayerGraph& g, uint64_t seed,
+                     const std::function<void(const TensorSpec&, uint64_t)>& fill_tensor) {
+  for (int64_t s = g.options.input_sets - 1; s >= 0; --s) {
+    b.use_input_set(s);
+    for (const auto& t : g.tensors)
+      if (s == 0 || is_filled(t.role)) fill_tensor(t, input_set_seed(seed, s));
+  }
+}
+
+std::unique_ptr<Recording> Backend::capture(const std::function<void()>& /*body*/) {
+  throw UsageError(fmt::format("--cuda-graph: the {} backend cannot record the layer; CUDA graphs need --backend cuda",
+                               name()));
 }
 
 }  // namespace flopscope
