@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check, one command, under 8 minutes on a machine with an NVIDIA GPU: the GPU tests,
-# `flopscope peak`, `measure` at full GPT-3 175B width and at width 1/8 in bf16, and
-# compute-sanitizer memcheck on a tiny layer. Every log and JSON goes into one results folder;
+# `flopscope peak`, `measure` at full GPT-3 175B width and at width 1/8 in bf16, at 1/8 in fp8
+# (on GPUs with FP8 tensor cores), at 1/8 in bf16 timed as CUDA-graph replays with rotating
+# input sets, and compute-sanitizer memcheck on a tiny layer (bf16, and fp8 where it runs). Every log and JSON goes into one results folder;
 # a short summary table is printed last.
 #
 #   scripts/device-check.sh [RESULTS_DIR]     default: $OUT/device-check if $OUT is set, else results/<date>-<gpu>
@@ -63,11 +64,25 @@ step measure-175b-bf16 150 "$bin" measure --backend cuda --model gpt3-175b --wid
 [[ -f "$dir/measure-175b-bf16.json" ]] && "$bin" report "$dir/measure-175b-bf16.json" >"$dir/measure-175b-bf16.txt" 2>&1
 step measure-1_8-bf16 90 "$bin" measure --backend cuda --model gpt3-175b --width 1/8 --precision bf16 --format json -o "$dir/measure-1_8-bf16.json"
 [[ -f "$dir/measure-1_8-bf16.json" ]] && "$bin" report "$dir/measure-1_8-bf16.json" >"$dir/measure-1_8-bf16.txt" 2>&1
-echo "fp8: not run (the fp8 path is not implemented yet)" >>"$summary"
+cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n1 | tr -d ' .')
+if [[ "${cc:-0}" -ge 89 ]]; then
+  step measure-1_8-fp8 90 "$bin" measure --backend cuda --model gpt3-175b --width 1/8 --precision fp8 --format json -o "$dir/measure-1_8-fp8.json"
+  [[ -f "$dir/measure-1_8-fp8.json" ]] && "$bin" report "$dir/measure-1_8-fp8.json" >"$dir/measure-1_8-fp8.txt" 2>&1
+else
+  echo "fp8: not run (compute capability ${cc:-unknown}; FP8 tensor cores need 8.9 or newer)" >>"$summary"
+fi
+step measure-1_8-graph 90 "$bin" measure --backend cuda --model gpt3-175b --width 1/8 --precision bf16 --cuda-graph \
+  --input-sets 2 --no-ceiling --format json -o "$dir/measure-1_8-graph.json"
+[[ -f "$dir/measure-1_8-graph.json" ]] && "$bin" report "$dir/measure-1_8-graph.json" >"$dir/measure-1_8-graph.txt" 2>&1
 sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
 if [[ -n "$sanitizer" ]]; then
   step memcheck 120 "$sanitizer" --tool memcheck --error-exitcode 1 "$bin" measure -q --backend cuda --model gpt3-175b \
     --width 1/96 --seq 128 --repeats 1 --warmup 0 --no-ceiling --format json -o "$dir/memcheck-measure.json"
+  if [[ "${cc:-0}" -ge 89 ]]; then
+    step memcheck-fp8 120 "$sanitizer" --tool memcheck --error-exitcode 1 "$bin" measure -q --backend cuda --model gpt3-175b \
+      --width 1/96 --seq 128 --repeats 1 --warmup 0 --no-ceiling --precision fp8 --cuda-graph --format json \
+      -o "$dir/memcheck-measure-fp8.json"
+  fi
 else
   echo "memcheck: compute-sanitizer not found" >>"$summary"
 fi

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "backend/cpu/cpu_backend.hpp"
 #include "backend/cuda/cuda_backend.hpp"
@@ -17,6 +18,7 @@
 #include "graph/graph.hpp"
 #include "measure/measure.hpp"
 #include "model/model.hpp"
+#include "util/error.hpp"
 
 namespace flopscope {
 namespace {
@@ -25,6 +27,16 @@ namespace {
   do {                                                                \
     const GpuProbe probe = probe_gpus();                              \
     if (probe.count == 0) GTEST_SKIP() << "no GPU visible: " << probe.error; \
+  } while (0)
+
+// FP8 tensor cores: compute capability 8.9 (Ada) or newer.
+#define REQUIRE_FP8_GPU()                                                                              \
+  do {                                                                                                 \
+    REQUIRE_GPU();                                                                                     \
+    cudaDeviceProp prop{};                                                                             \
+    ASSERT_EQ(cudaGetDeviceProperties(&prop, 0), cudaSuccess);                                         \
+    if (prop.major * 10 + prop.minor < 89)                                                             \
+      GTEST_SKIP() << prop.name << " is sm_" << prop.major << prop.minor << ": no FP8 tensor cores"; \
   } while (0)
 
 
@@ -149,6 +161,133 @@ TEST(GpuMeasure, CliEndToEnd) {
   const std::string out = ::testing::TempDir() + "gpu_measure.json";
   const std::string cmd = std::string(FLOPSCOPE_BIN) +
                           " measure -q --backend cuda --model gpt3-175b --width 1/96 --repeats 2 --format json -o " + out;
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  std::FILE* f = std::fopen(out.c_str(), "r");
+  ASSERT_NE(f, nullptr);
+  std::fclose(f);
+}
+
+// Relative Frobenius distance between a GPU tensor and a reference.
+double rel_distance(const std::vector<double>& got, const std::vector<double>& want) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    num += (got[i] - want[i]) * (got[i] - want[i]);
+    den += want[i] * want[i];
+  }
+  return std::sqrt(num / den);
+}
+
+// fp8: the graph's casts and E4M3 GEMMs verified op by op after calibration (casts bit-exact
+// against the host model), and the layer's gradients close to the fp64 CPU layer.
+TEST(GpuFp8, LayerVerifiesAndStaysCloseToFp64) {
+  REQUIRE_FP8_GPU();
+  GraphOptions o;
+  o.precision = Precision::fp8;
+  o.recompute = true;
+  const LayerShape s = layer_shape(2, 64, 2, 64, 1000);
+  const LayerGraph g = build_layer_graph(s, o);
+  auto gpu = make_cuda_backend(Precision::fp8, CudaOptions{});
+  gpu->allocate(g);
+  const auto prepared = gpu->prepare(g);
+  EXPECT_TRUE(prepared.contains("fp8")) << prepared.dump();
+  gpu->fill(5);
+  for (const auto& op : g.ops) gpu->run(op);
+  gpu->synchronize();
+  gpu->fp8_calibrate();
+  gpu->fill(5);
+  const auto v = verification_run(*gpu, g);
+  ASSERT_TRUE(v.at("passed").get<bool>()) << v.dump(1);
+  for (const auto& op : v.at("ops"))
+    if (op.at("name").get<std::string>().find(".cast_") != std::string::npos) {
+      EXPECT_EQ(op.at("max_rel_error").get<double>(), 0.0) << op.dump();
+    }
+  for (const auto& t : g.tensors)
+    if (t.role == TensorRole::fp8_copy) {
+      const double scale = gpu->fp8_scale(t.name);
+      EXPECT_EQ(scale, std::exp2(std::round(std::log2(scale)))) << t.name;
+      EXPECT_NE(scale, 1.0) << t.name << ": calibration should move every scale off 1 at these magnitudes";
+    }
+  GraphOptions o64 = o;
+  o64.precision = Precision::fp64;
+  const LayerGraph g64 = build_layer_graph(s, o64);
+  CpuBackend<double> cpu;
+  cpu.allocate(g64);
+  cpu.fill(5);
+  for (const auto& op : g64.ops) cpu.run(op);
+  for (const char* t : {"y", "d.x", "d.w.qkv", "d.w.proj", "d.w.up", "d.w.down"}) {
+    const auto got = gpu->read(t, 0, g.tensor(t).numel(), 1);
+    EXPECT_LT(rel_distance(got, cpu.data(t)), 0.1) << t;
+  }
+}
+
+TEST(GpuFp8, CeilingRunsAndMeasureEndToEnd) {
+  REQUIRE_FP8_GPU();
+  auto be = make_cuda_backend(Precision::fp8, CudaOptions{});
+  const auto ceiling = be->gemm_ceiling(Precision::fp8, 4096);
+  EXPECT_GT(ceiling.at("flops_per_s").get<double>(), 1e13) << ceiling.dump();
+  GraphOptions o;
+  o.precision = Precision::fp8;
+  const LayerGraph g = build_layer_graph(layer_shape(1, 256, 4, 128, 50257), o);
+  MeasureSettings s;
+  s.repeats = 2;
+  const MeasureRun r = run_measure(*be, g, s);
+  EXPECT_TRUE(r.verification.at("passed").get<bool>());
+  for (const auto& op : r.op_ms) EXPECT_GT(op.median(), 0);
+}
+
+TEST(GpuFp8, RefusedWithTheReasonWithoutFp8TensorCores) {
+  REQUIRE_GPU();
+  cudaDeviceProp prop{};
+  ASSERT_EQ(cudaGetDeviceProperties(&prop, 0), cudaSuccess);
+  if (prop.major * 10 + prop.minor >= 89) GTEST_SKIP() << prop.name << " has FP8 tensor cores";
+  EXPECT_THROW(make_cuda_backend(Precision::fp8, CudaOptions{}), UsageError);
+}
+
+// --cuda-graph and --input-sets: one graph per set, every run a replay, per-op times from the
+// event nodes inside the graph.
+TEST(GpuGraph, ReplaysTimeEveryOpAndRotateInputSets) {
+  REQUIRE_GPU();
+  GraphOptions o;
+  o.precision = Precision::bf16;
+  o.input_sets = 2;
+  const LayerGraph g = build_layer_graph(layer_shape(1, 256, 4, 128, 50257), o);
+  auto be = make_cuda_backend(Precision::bf16, CudaOptions{});
+  MeasureSettings s;
+  s.repeats = 4;
+  s.warmup = 1;
+  s.cuda_graph = true;
+  const MeasureRun r = run_measure(*be, g, s);
+  EXPECT_TRUE(r.verification.at("passed").get<bool>());
+  ASSERT_EQ(r.op_ms.size(), g.ops.size());
+  for (const auto& op : r.op_ms) {
+    ASSERT_EQ(op.ms.size(), 4u);
+    EXPECT_GT(op.median(), 0);
+  }
+  ASSERT_EQ(r.replay_ms.ms.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) EXPECT_GE(r.replay_ms.ms[i] * 1.001 + 1e-3, r.total_ms.ms[i]);
+  // The sets hold different inputs, and set 0 is what a single-set run fills.
+  be->use_input_set(1);
+  const auto x1 = be->read("x", 0, 64, 1);
+  be->use_input_set(0);
+  const auto x0 = be->read("x", 0, 64, 1);
+  EXPECT_NE(x0, x1);
+  GraphOptions single = o;
+  single.input_sets = 1;
+  const LayerGraph g1 = build_layer_graph(g.shape, single);
+  auto be1 = make_cuda_backend(Precision::bf16, CudaOptions{});
+  be1->allocate(g1);
+  be1->fill(s.seed);
+  EXPECT_EQ(be1->read("x", 0, 64, 1), x0);
+}
+
+TEST(GpuGraph, CliEndToEndWithFp8WhereItRuns) {
+  REQUIRE_GPU();
+  cudaDeviceProp prop{};
+  ASSERT_EQ(cudaGetDeviceProperties(&prop, 0), cudaSuccess);
+  const std::string precision = prop.major * 10 + prop.minor >= 89 ? "fp8" : "bf16";
+  const std::string out = ::testing::TempDir() + "gpu_graph.json";
+  const std::string cmd = std::string(FLOPSCOPE_BIN) + " measure -q --backend cuda --model gpt3-175b --width 1/96 "
+                          "--repeats 2 --cuda-graph --input-sets 2 --precision " + precision + " --format json -o " + out;
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   std::FILE* f = std::fopen(out.c_str(), "r");
   ASSERT_NE(f, nullptr);

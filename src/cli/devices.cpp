@@ -77,7 +77,8 @@ int run_peak(const PeakArgs& a) {
   const bool cpu = choice.kind == "cpu";
   const int64_t n = parse_count("--size", a.size.empty() ? (cpu ? "1024" : "8192") : a.size, 65536);
   std::vector<Precision> dtypes;
-  const std::string list = a.dtypes.empty() ? (cpu ? "fp32,fp64" : "bf16,fp16,tf32,fp32") : a.dtypes;
+  // On a GPU the default includes fp8, skipped (with the reason) where it has no FP8 tensor cores.
+  const std::string list = a.dtypes.empty() ? (cpu ? "fp32,fp64" : "bf16,fp16,tf32,fp32,fp8") : a.dtypes;
   for (size_t start = 0; start <= list.size();) {
     const size_t comma = std::min(list.find(',', start), list.size());
     dtypes.push_back(parse_precision(list.substr(start, comma - start)));
@@ -89,7 +90,14 @@ int run_peak(const PeakArgs& a) {
   nlohmann::json gemms = nlohmann::json::array();
   std::unique_ptr<Backend> device;
   for (Precision p : dtypes) {
-    auto b = make_backend(choice, p, co);
+    std::unique_ptr<Backend> b;
+    try {
+      b = make_backend(choice, p, co);
+    } catch (const UsageError& e) {
+      if (!a.dtypes.empty() || p != Precision::fp8) throw;
+      spdlog::info("peak: fp8 skipped: {}", e.what());
+      continue;
+    }
     spdlog::info("peak: timing {}^3 {} GEMM", n, to_string(p));
     nlohmann::json g = b->gemm_ceiling(p, n);
     const nlohmann::json dev = b->device_json();
@@ -145,7 +153,8 @@ Runner add_peak(CLI::App& app, const GlobalOptions&) {
               "GPU, OpenBLAS on the CPU) and copy bandwidth, beside the datasheet figures.");
   sub->add_option("--backend", a->backend, "auto, cpu or cuda")->capture_default_str();
   sub->add_option("--size", a->size, "n of the n^3 product (default: 8192 on a GPU, 1024 on the CPU)");
-  sub->add_option("--dtypes", a->dtypes, "comma-separated (default: bf16,fp16,tf32,fp32 on a GPU; fp32,fp64 on the CPU)");
+  sub->add_option("--dtypes", a->dtypes, "comma-separated (default: bf16,fp16,tf32,fp32 and, with FP8 tensor cores, fp8 on a GPU; fp32,fp64 on the "
+                  "CPU)");
   sub->add_option("--gpu", a->gpu, "CUDA device index")->capture_default_str();
   sub->add_option("--format", a->out.format, "table or json")->capture_default_str();
   sub->add_option("--output,-o", a->out.output, "write to this file (atomically) instead of standard output");
