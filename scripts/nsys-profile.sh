@@ -5,11 +5,13 @@
 #
 #   scripts/nsys-profile.sh [REPORT_BASENAME] [measure options...]
 #   e.g. scripts/nsys-profile.sh out/layer --width 1/8 --repeats 3
+# With --cuda-graph the ops run inside graph replays: --cuda-graph-trace=node shows each kernel
+# of a replay (the NVTX op ranges mark the capture, which happens before cudaProfilerStart).
 set -euo pipefail
 report=${1:-flopscope-nsys}
 shift || true
 # shellcheck source=find-flopscope.sh
 source "$(dirname "${BASH_SOURCE[0]}")/find-flopscope.sh"
 bin=$FLOPSCOPE_BIN
-exec nsys profile --trace=cuda,nvtx,cublas --capture-range=cudaProfilerApi --capture-range-end=stop \
+exec nsys profile --trace=cuda,nvtx,cublas --cuda-graph-trace=node --capture-range=cudaProfilerApi --capture-range-end=stop \
   --force-overwrite=true -o "$report" "$bin" measure --nsight --no-ceiling -q "$@"
