@@ -13,6 +13,7 @@
 #include "measure/measure.hpp"
 #include "model/model.hpp"
 #include "util/error.hpp"
+#include "wrapped_backend.hpp"
 
 namespace flopscope {
 namespace {
@@ -73,16 +74,10 @@ TEST(CpuBackend, FillIsSeededAndNeverZero) {
 }
 
 // Wraps the CPU backend and breaks one op on purpose: skips it, or scales its output.
-class FaultyBackend final : public Backend {
+class FaultyBackend final : public testing_util::WrappedCpuBackend {
  public:
   FaultyBackend(std::string op, double scale) : op_(std::move(op)), scale_(scale) {}
   std::string_view name() const override { return "faulty"; }
-  nlohmann::json device_json() const override { return inner.device_json(); }
-  std::string device_line() const override { return "test"; }
-  double available_bytes() const override { return 1e12; }
-  void allocate(const LayerGraph& g) override { inner.allocate(g); }
-  void fill(uint64_t seed) override { inner.fill(seed); }
-  void use_input_set(int64_t i) override { inner.use_input_set(i); }
   void run(const Op& op) override {
     if (op.name != op_) return inner.run(op);
     if (scale_ == 0) return;  // skip: its output stays poisoned
@@ -90,16 +85,6 @@ class FaultyBackend final : public Backend {
     for (const auto& out : op.impl == OpImpl::gemm ? std::vector<std::string>{op.gemm.c} : op.outputs)
       for (float& v : inner.data(out)) v = static_cast<float>(v * scale_);
   }
-  void synchronize() override {}
-  double allocated_bytes() const override { return inner.allocated_bytes(); }
-  std::unique_ptr<Timeline> make_timeline(int slots) override { return inner.make_timeline(slots); }
-  std::vector<double> read(const std::string& t, int64_t offset, int64_t count, int64_t stride) override {
-    return inner.read(t, offset, count, stride);
-  }
-  int64_t count_nonfinite(const std::string& t) override { return inner.count_nonfinite(t); }
-  nlohmann::json gemm_ceiling(Precision p, int64_t n) override { return inner.gemm_ceiling(p, n); }
-  nlohmann::json copy_bandwidth(int64_t bytes) override { return inner.copy_bandwidth(bytes); }
-  CpuBackend<float> inner;
 
  private:
   std::string op_;

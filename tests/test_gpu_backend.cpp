@@ -89,6 +89,13 @@ INSTANTIATE_TEST_SUITE_P(
       return std::string(std::get<0>(param_info.param).label) + "_" + std::string(to_string(std::get<1>(param_info.param)));
     });
 
+// Allocates, fills with `seed` and runs every op of the graph once (the fp64 references).
+void run_layer(Backend& b, const LayerGraph& g, uint64_t seed) {
+  b.allocate(g);
+  b.fill(seed);
+  for (const auto& op : g.ops) b.run(op);
+}
+
 class GpuLayer : public ::testing::TestWithParam<Precision> {};
 
 // The whole layer, forward and backward, verified op by op; then its gradients against the
@@ -113,9 +120,7 @@ TEST_P(GpuLayer, GradientsMatchTheCpuBackend) {
   o64.precision = Precision::fp64;
   const LayerGraph g64 = build_layer_graph(s, o64);
   CpuBackend<double> cpu;
-  cpu.allocate(g64);
-  cpu.fill(5);
-  for (const auto& op : g64.ops) cpu.run(op);
+  run_layer(cpu, g64, 5);
   // bf16/fp16 storage of every activation compounds through the layer: 5e-2 on the largest
   // gradient magnitude; tf32 5e-3; fp32 1e-4.
   const double tol = p == Precision::fp32 ? 1e-4 : p == Precision::tf32 ? 5e-3 : 5e-2;
@@ -191,7 +196,7 @@ TEST(GpuFp8, LayerVerifiesAndStaysCloseToFp64) {
   const auto prepared = gpu->prepare(g);
   EXPECT_TRUE(prepared.contains("fp8")) << prepared.dump();
   gpu->fill(5);
-  for (const auto& op : g.ops) gpu->run(op);
+  for (const auto& op : g.ops) gpu->run(op);  // the calibration pass run_measure makes
   gpu->synchronize();
   gpu->fp8_calibrate();
   gpu->fill(5);
@@ -211,9 +216,7 @@ TEST(GpuFp8, LayerVerifiesAndStaysCloseToFp64) {
   o64.precision = Precision::fp64;
   const LayerGraph g64 = build_layer_graph(s, o64);
   CpuBackend<double> cpu;
-  cpu.allocate(g64);
-  cpu.fill(5);
-  for (const auto& op : g64.ops) cpu.run(op);
+  run_layer(cpu, g64, 5);
   for (const char* t : {"y", "d.x", "d.w.qkv", "d.w.proj", "d.w.up", "d.w.down"}) {
     const auto got = gpu->read(t, 0, g.tensor(t).numel(), 1);
     EXPECT_LT(rel_distance(got, cpu.data(t)), 0.1) << t;

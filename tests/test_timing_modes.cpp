@@ -13,6 +13,7 @@
 #include "measure/measure.hpp"
 #include "model/model.hpp"
 #include "util/error.hpp"
+#include "wrapped_backend.hpp"
 
 namespace flopscope {
 namespace {
@@ -95,7 +96,7 @@ TEST(InputSets, EverySetComputesItsOwnLayerAndVerifies) {
 
 // Records run() and timeline points while capturing, as stream capture does, and replays
 // them; logs which input set every run and replay used.
-class RecordingBackend final : public Backend {
+class RecordingBackend final : public testing_util::WrappedCpuBackend {
  public:
   struct Log {
     int captures = 0, replays = 0, eager_ops = 0;
@@ -104,11 +105,6 @@ class RecordingBackend final : public Backend {
   };
 
   std::string_view name() const override { return "recording"; }
-  nlohmann::json device_json() const override { return inner.device_json(); }
-  std::string device_line() const override { return "test"; }
-  double available_bytes() const override { return 1e12; }
-  void allocate(const LayerGraph& g) override { inner.allocate(g); }
-  void fill(uint64_t seed) override { inner.fill(seed); }
   void use_input_set(int64_t i) override {
     set_ = i;
     inner.use_input_set(i);
@@ -122,8 +118,6 @@ class RecordingBackend final : public Backend {
     if (op.name == "fwd.ln1") log.set_at_eager_layer.push_back(set_);
     inner.run(op);
   }
-  void synchronize() override {}
-  double allocated_bytes() const override { return inner.allocated_bytes(); }
   std::unique_ptr<Timeline> make_timeline(int slots) override {
     return std::make_unique<DeferredTimeline>(*this, inner.make_timeline(slots));
   }
@@ -136,14 +130,6 @@ class RecordingBackend final : public Backend {
     ++log.captures;
     return rec;
   }
-  std::vector<double> read(const std::string& t, int64_t offset, int64_t count, int64_t stride) override {
-    return inner.read(t, offset, count, stride);
-  }
-  int64_t count_nonfinite(const std::string& t) override { return inner.count_nonfinite(t); }
-  nlohmann::json gemm_ceiling(Precision p, int64_t n) override { return inner.gemm_ceiling(p, n); }
-  nlohmann::json copy_bandwidth(int64_t bytes) override { return inner.copy_bandwidth(bytes); }
-
-  CpuBackend<float> inner;
   Log log;
 
  private:
