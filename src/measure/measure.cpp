@@ -62,11 +62,18 @@ MeasureRun run_measure(Backend& b, const LayerGraph& g, const MeasureSettings& s
   r.prepared = b.prepare(g);
   b.fill(s.seed);
   if (g.options.precision == Precision::fp8) {
-    // Delayed scaling: an untimed pass records the largest |x| each FP8 copy is cast from,
-    // which sets that copy's scale for the rest of the run; then the outputs are poisoned again.
-    for (const auto& op : g.ops) b.run(op);
-    b.synchronize();
-    b.fp8_calibrate();
+    // Delayed scaling: untimed passes over every input set record the largest |x| each FP8
+    // copy is cast from, which sets that copy's scale for the rest of the run. Twice: the
+    // second pass sees activations computed with calibrated scales. Then the outputs are
+    // poisoned again.
+    for (int pass = 0; pass < 2; ++pass) {
+      for (int64_t set = 0; set < g.options.input_sets; ++set) {
+        b.use_input_set(set);
+        for (const auto& op : g.ops) b.run(op);
+      }
+      b.synchronize();
+      b.fp8_calibrate();
+    }
     b.fill(s.seed);
   }
 

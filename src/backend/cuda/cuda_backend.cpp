@@ -54,7 +54,9 @@ k::DType data_dtype(Precision p) {
 
 class CudaTimeline final : public Timeline {
  public:
-  CudaTimeline(int slots, cudaStream_t s) : stream_(s), events_(static_cast<size_t>(slots)) {
+  // `capturing` (owned by the backend) is true while the stream is being captured.
+  CudaTimeline(int slots, cudaStream_t s, const bool* capturing = nullptr)
+      : stream_(s), capturing_(capturing), events_(static_cast<size_t>(slots)) {
     for (auto& e : events_) CUDA_CALL(cudaEventCreate(&e), "timeline event");
   }
   ~CudaTimeline() override {
@@ -64,10 +66,8 @@ class CudaTimeline final : public Timeline {
   void record(int slot) override {
     // While the stream is being captured into a CUDA graph, the event becomes an event-record
     // node of the graph (cudaEventRecordExternal), so each replay records it.
-    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
-    CUDA_CALL(cudaStreamIsCapturing(stream_, &capturing), "timeline");
     cudaEvent_t e = events_.at(static_cast<size_t>(slot));
-    if (capturing == cudaStreamCaptureStatusActive)
+    if (capturing_ && *capturing_)
       CUDA_CALL(cudaEventRecordWithFlags(e, stream_, cudaEventRecordExternal), "timeline (graph capture)");
     else
       CUDA_CALL(cudaEventRecord(e, stream_), "timeline");
@@ -81,6 +81,7 @@ class CudaTimeline final : public Timeline {
 
  private:
   cudaStream_t stream_;
+  const bool* capturing_;
   std::vector<cudaEvent_t> events_;
 };
 
@@ -177,15 +178,15 @@ class CudaBackend final : public Backend {
       if (d.storage == Storage::fp8) fp8_index_[t.name] = fp8_index_.size();
       d.bytes = static_cast<size_t>(d.numel) * elem;
       const int64_t copies = is_filled(t.role) ? g.options.input_sets : 1;
+      DeviceTensor& held = tensors_[t.name] = d;  // held before allocating: release() frees what was allocated
       for (int64_t s = 0; s < copies; ++s) {
         void* p = nullptr;
         CUDA_CALL(cudaMalloc(&p, std::max<size_t>(d.bytes, 256)),
                   fmt::format("allocate {} ({:.3g} GiB)", t.name, static_cast<double>(d.bytes) / (1 << 30)));
-        d.sets.push_back(p);
+        held.sets.push_back(p);
         allocated_ += static_cast<double>(d.bytes);
       }
-      d.ptr = d.sets.front();
-      tensors_[t.name] = d;
+      held.ptr = held.sets.front();
     }
     size_t ln_ws = 0;
     for (const auto& op : g.ops)
@@ -213,7 +214,10 @@ class CudaBackend final : public Backend {
   }
 
   nlohmann::json prepare(const LayerGraph& g) override {
-    // One cuBLASLt plan per distinct GEMM configuration; the algorithm is chosen by timing.
+    // One cuBLASLt plan per distinct GEMM configuration; the algorithm is chosen by timing,
+    // on the real buffers holding random values (not zeros or NaN: data moves power and so
+    // clocks); fill() poisons the outputs again afterwards.
+    randomize_for_selection(g);
     nlohmann::json chosen = nlohmann::json::object();
     for (const auto& op : g.ops) {
       if (op.impl != OpImpl::gemm) continue;
@@ -303,25 +307,33 @@ class CudaBackend final : public Backend {
   void synchronize() override { CUDA_CALL(cudaStreamSynchronize(stream_), "synchronize"); }
   double allocated_bytes() const override { return allocated_; }
 
-  std::unique_ptr<Timeline> make_timeline(int slots) override { return std::make_unique<CudaTimeline>(slots, stream_); }
+  std::unique_ptr<Timeline> make_timeline(int slots) override {
+    return std::make_unique<CudaTimeline>(slots, stream_, &capturing_);
+  }
 
   std::unique_ptr<Recording> capture(const std::function<void()>& body) override {
     CUDA_CALL(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "begin CUDA graph capture");
+    capturing_ = true;
     cudaGraph_t graph = nullptr;
     try {
       body();
     } catch (...) {
+      capturing_ = false;
       cudaStreamEndCapture(stream_, &graph);  // leave the stream usable, then report the first error
       if (graph) cudaGraphDestroy(graph);
       cudaGetLastError();
       throw;
     }
+    capturing_ = false;
     CUDA_CALL(cudaStreamEndCapture(stream_, &graph), "end CUDA graph capture");
     cudaGraphExec_t exec = nullptr;
     const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
     cudaGraphDestroy(graph);
     CUDA_CALL(e, "instantiate CUDA graph");
-    return std::make_unique<CudaRecording>(exec, stream_);
+    auto recording = std::make_unique<CudaRecording>(exec, stream_);
+    // Upload now, so no replay's time includes the first launch's upload.
+    CUDA_CALL(cudaGraphUpload(exec, stream_), "upload CUDA graph");
+    return recording;
   }
 
   void between_repeats() override {
@@ -502,6 +514,27 @@ class CudaBackend final : public Backend {
     return static_cast<unsigned char*>(it->second.ptr) + static_cast<size_t>(offset) * elem;
   }
 
+  // Every tensor random in [-1, 1) (indices in range); FP8 copies cast from their source.
+  void randomize_for_selection(const LayerGraph& g) {
+    constexpr uint64_t kSeed = 0x5E1EC7;
+    for (const auto& t : g.tensors) {
+      const DeviceTensor& d = tensors_.at(t.name);
+      const std::string ctx = "random values for algorithm selection: " + t.name;
+      if (d.storage == Storage::index)
+        CUDA_CALL(k::fill_indices(static_cast<int32_t*>(d.ptr), d.numel, kSeed, stream_id(t.name), 2, stream_), ctx);
+      else if (d.storage != Storage::fp8)
+        CUDA_CALL(k::fill_uniform(d.storage == Storage::stat ? k::DType::f32 : dtype_, d.ptr, d.numel, kSeed,
+                                  stream_id(t.name), 0, 1, stream_),
+                  ctx);
+    }
+    for (const auto& [name, i] : fp8_index_) {
+      const std::string source = name.substr(0, name.rfind(".e4m3"));
+      const DeviceTensor& d = tensors_.at(name);
+      CUDA_CALL(k::cast_e4m3(dtype_, ptr(source), d.ptr, 1, d.numel, false, fp8_slot(name, 0), nullptr, stream_),
+                "random values for algorithm selection: " + name);
+    }
+  }
+
   void fill_tensor(const TensorSpec& t, uint64_t seed) {
     const DeviceTensor& d = tensors_.at(t.name);
     const FillSpec f = fill_spec(t, graph_->shape.vocab);
@@ -524,6 +557,10 @@ class CudaBackend final : public Backend {
   }
 
   void release() {
+    // Plans hold pointers into fp8_state_ (FP8 descales): they go with the tensors.
+    gemms_.clear();
+    plans_.clear();
+    plan_reports_.clear();
     for (auto& [name, t] : tensors_)
       for (void* p : t.sets) cudaFree(p);
     tensors_.clear();
@@ -556,6 +593,7 @@ class CudaBackend final : public Backend {
   unsigned flushes_ = 0;
   void* counter_ = nullptr;
   double allocated_ = 0;
+  bool capturing_ = false;  // inside capture(): timeline events become graph nodes
   std::map<std::string, size_t> fp8_index_;  // FP8 copy -> its slots in fp8_state_
   std::vector<float> fp8_scales_;            // host copy of each FP8 copy's scale
   void* fp8_state_ = nullptr;

@@ -47,6 +47,17 @@ uint32_t alignment(const void* p, int64_t stride_elems, int64_t batch, size_t el
 LtGemm::LtGemm(cublasLtHandle_t handle, const GemmSpec& g, const LtTypes& t, const std::string& label,
                const float* a_descale, const float* b_descale)
     : handle_(handle), g_(g), t_(t), label_(label), alpha_(static_cast<float>(g.alpha)), beta_(static_cast<float>(g.beta)) {
+  try {
+    init(a_descale, b_descale);
+  } catch (...) {
+    destroy();  // the destructor does not run for a constructor that throws
+    throw;
+  }
+}
+
+void LtGemm::init(const float* a_descale, const float* b_descale) {
+  const GemmSpec& g = g_;
+  const LtTypes& t = t_;
   CUBLAS_CALL(cublasLtMatmulDescCreate(&desc_, t.compute, CUDA_R_32F), label_);
   if (t.ab == CUDA_R_8F_E4M3) {
     FLOPSCOPE_CHECK(!g.trans_a && g.trans_b, label_ + ": FP8 GEMMs take both operands K-major (A as stored, B transposed)");
@@ -76,11 +87,15 @@ LtGemm::LtGemm(cublasLtHandle_t handle, const GemmSpec& g, const LtTypes& t, con
   set_batch(lc_, g.batch, g.stride_c, label_);
 }
 
-LtGemm::~LtGemm() {
+LtGemm::~LtGemm() { destroy(); }
+
+void LtGemm::destroy() {
   if (la_) cublasLtMatrixLayoutDestroy(la_);
   if (lb_) cublasLtMatrixLayoutDestroy(lb_);
   if (lc_) cublasLtMatrixLayoutDestroy(lc_);
   if (desc_) cublasLtMatmulDescDestroy(desc_);
+  la_ = lb_ = lc_ = nullptr;
+  desc_ = nullptr;
 }
 
 nlohmann::json LtGemm::select(const void* a, const void* b, void* c, void* ws, size_t ws_bytes, cudaStream_t stream,

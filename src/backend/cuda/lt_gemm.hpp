@@ -53,6 +53,9 @@ class LtGemm {
   double best_ms() const { return best_ms_; }
 
  private:
+  void init(const float* a_descale, const float* b_descale);
+  void destroy();
+
   cublasLtHandle_t handle_;
   GemmSpec g_;
   LtTypes t_;
