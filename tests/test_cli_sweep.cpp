@@ -164,6 +164,8 @@ TEST(CliSweep, InvalidGridIsReportedBeforeAnythingRuns) {
       {"a precision the cpu does not run", with(sweep_args("out", "1/96"), {"--precisions", "fp32,bf16"}), "w1-96_b1_bf16"},
       {"an unknown precision", with(sweep_args("out", "1/96"), {"--precisions", "fp4"}), "fp4"},
       {"a batch of zero", with(sweep_args("out", "1/96"), {"--batches", "1,0"}), "--batches"},
+      {"--cuda-graph on the cpu", with(sweep_args("out", "1/96"), {"--cuda-graph"}), "needs --backend cuda"},
+      {"--input-sets 0", with(sweep_args("out", "1/96"), {"--input-sets", "0"}), "--input-sets"},
       {"no widths", {"sweep", "--out-dir", "out"}, "--widths"},
       {"no output folder", {"sweep", "--widths", "1/96"}, "--out-dir"},
       {"an output folder that cannot be created", sweep_args("/proc/flopscope-sweep"), "/proc/flopscope-sweep"},
