@@ -148,10 +148,7 @@ void Sweep::parse() {
   base_.command_line = global_.command_line;
 
   choice_ = choose_backend(a_.run.backend);
-  if (base_.settings.cuda_graph && choice_.kind != "cuda")
-    throw UsageError(fmt::format("--cuda-graph records the layer as a CUDA graph, which needs --backend cuda; this sweep "
-                                 "uses the {} backend ({})",
-                                 choice_.kind, choice_.reason));
+  check_backend_settings(base_, choice_);
   const std::string precisions = a_.precisions.empty() ? (choice_.kind == "cpu" ? "fp32" : "bf16") : a_.precisions;
   const auto ps = split_list("--precisions", precisions);
   for (const auto& p : ps) precisions_.push_back(std::string(to_string(parse_precision(p))));

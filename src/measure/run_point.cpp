@@ -35,6 +35,15 @@ Fraction auto_width(const ModelConfig& m, const BackendChoice& choice, Backend& 
 
 }  // namespace
 
+void check_backend_settings(const PointRequest& r, const BackendChoice& choice) {
+  if (r.settings.cuda_graph && choice.kind != "cuda")
+    throw UsageError(fmt::format("--cuda-graph records the layer as a CUDA graph, which needs --backend cuda; this run "
+                                 "uses the {} backend ({})",
+                                 choice.kind, choice.reason));
+  if (r.settings.flush_l2 && choice.kind != "cuda")
+    spdlog::warn("--flush-l2 applies to the cuda backend; the {} backend ignores it", choice.kind);
+}
+
 nlohmann::json run_point(const PointRequest& r) {
   const ModelConfig& model = r.model;
   const int64_t batch = r.batch;
@@ -47,12 +56,7 @@ nlohmann::json run_point(const PointRequest& r) {
   go.recompute = r.recompute;
   go.include_head = r.include_head;
   go.input_sets = r.input_sets;
-  if (r.settings.cuda_graph && choice.kind != "cuda")
-    throw UsageError(fmt::format("--cuda-graph records the layer as a CUDA graph, which needs --backend cuda; this run "
-                                 "uses the {} backend ({})",
-                                 choice.kind, choice.reason));
-  if (r.settings.flush_l2 && choice.kind != "cuda")
-    spdlog::warn("--flush-l2 applies to the cuda backend; the {} backend ignores it", choice.kind);
+  check_backend_settings(r, choice);
   CudaOptions cuda;
   cuda.device = static_cast<int>(parse_nonnegative("--gpu", r.gpu, 1024));
   cuda.flush_l2 = r.settings.flush_l2;

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "backend/select.hpp"
 #include "counters/counters.hpp"
 #include "measure/measure.hpp"
 #include "model/model.hpp"
@@ -33,6 +34,10 @@ struct PointRequest {
   CounterMode counters = CounterMode::auto_;
   std::string command_line;       // recorded in the result
 };
+
+// Settings the chosen backend cannot honour: --cuda-graph off CUDA is a UsageError; --flush-l2
+// off CUDA a warning. run_point checks each point; sweep checks once before any runs.
+void check_backend_settings(const PointRequest& r, const BackendChoice& choice);
 
 // Chooses and creates the backend, checks the layer fits, times the GEMM ceiling, verifies,
 // warms up and times the layer, and returns the `measure` result. Throws UsageError for bad
