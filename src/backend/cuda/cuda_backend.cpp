@@ -467,8 +467,7 @@ class CudaBackend final : public Backend {
     const DeviceTensor& d = tensors_.at(tensor);
     if (d.storage == Storage::index) return 0;
     CUDA_CALL(cudaMemsetAsync(counter_, 0, sizeof(unsigned long long), stream_), "count non-finite");
-    const k::DType t = d.storage == Storage::stat ? k::DType::f32 : d.storage == Storage::fp8 ? k::DType::e4m3 : dtype_;
-    CUDA_CALL(k::count_nonfinite(t, d.ptr, d.numel,
+    CUDA_CALL(k::count_nonfinite(storage_dtype(d), d.ptr, d.numel,
                                  static_cast<unsigned long long*>(counter_), stream_),
               "count non-finite " + tensor);
     unsigned long long n = 0;
@@ -517,15 +516,13 @@ class CudaBackend final : public Backend {
   // Every tensor random in [-1, 1) (indices in range); FP8 copies cast from their source.
   void randomize_for_selection(const LayerGraph& g) {
     constexpr uint64_t kSeed = 0x5E1EC7;
+    FillSpec random;  // uniform in [-1, 1)
+    FillSpec indices;
+    indices.index_count = 2;
     for (const auto& t : g.tensors) {
-      const DeviceTensor& d = tensors_.at(t.name);
-      const std::string ctx = "random values for algorithm selection: " + t.name;
-      if (d.storage == Storage::index)
-        CUDA_CALL(k::fill_indices(static_cast<int32_t*>(d.ptr), d.numel, kSeed, stream_id(t.name), 2, stream_), ctx);
-      else if (d.storage != Storage::fp8)
-        CUDA_CALL(k::fill_uniform(d.storage == Storage::stat ? k::DType::f32 : dtype_, d.ptr, d.numel, kSeed,
-                                  stream_id(t.name), 0, 1, stream_),
-                  ctx);
+      if (tensors_.at(t.name).storage == Storage::fp8) continue;
+      fill_with(t, tensors_.at(t.name).storage == Storage::index ? indices : random, kSeed,
+                "random values for algorithm selection");
     }
     for (const auto& [name, i] : fp8_index_) {
       const std::string source = name.substr(0, name.rfind(".e4m3"));
@@ -535,20 +532,26 @@ class CudaBackend final : public Backend {
     }
   }
 
-  void fill_tensor(const TensorSpec& t, uint64_t seed) {
+  void fill_tensor(const TensorSpec& t, uint64_t seed) { fill_with(t, fill_spec(t, graph_->shape.vocab), seed, "fill"); }
+
+  // Fills a tensor as `f` says: indices, poison (scale 0: NaN in every storage type), or uniform.
+  void fill_with(const TensorSpec& t, const FillSpec& f, uint64_t seed, const char* why) {
     const DeviceTensor& d = tensors_.at(t.name);
-    const FillSpec f = fill_spec(t, graph_->shape.vocab);
-    const std::string ctx = "fill " + t.name;
+    const std::string ctx = std::string(why) + ": " + t.name;
     if (f.index_count > 0) {
       CUDA_CALL(k::fill_indices(static_cast<int32_t*>(d.ptr), d.numel, seed, stream_id(t.name), f.index_count, stream_),
                 ctx);
     } else if (f.scale == 0) {
-      CUDA_CALL(cudaMemsetAsync(d.ptr, 0xFF, d.bytes, stream_), ctx);  // NaN in f32, f16 and bf16
+      CUDA_CALL(cudaMemsetAsync(d.ptr, 0xFF, d.bytes, stream_), ctx);  // NaN in f32, f16, bf16 and E4M3
     } else {
-      CUDA_CALL(k::fill_uniform(d.storage == Storage::stat ? k::DType::f32 : dtype_, d.ptr, d.numel, seed,
-                                stream_id(t.name), f.offset, f.scale, stream_),
+      CUDA_CALL(k::fill_uniform(storage_dtype(d), d.ptr, d.numel, seed, stream_id(t.name), f.offset, f.scale, stream_),
                 ctx);
     }
+  }
+
+  // The element type a tensor is stored in.
+  k::DType storage_dtype(const DeviceTensor& d) const {
+    return d.storage == Storage::stat ? k::DType::f32 : d.storage == Storage::fp8 ? k::DType::e4m3 : dtype_;
   }
 
   static std::string gemm_key(const GemmSpec& g) {
