@@ -121,6 +121,13 @@ LayerShape layer_shape(const ModelConfig& m, int64_t batch, int64_t seq) {
   s.d_head = m.d_head;
   s.d_ff = m.d_ff();
   s.vocab = m.vocab;
+  s.n_kv_heads = m.n_kv_heads;
+  s.norm = m.norm;
+  s.ffn = m.ffn;
+  s.position = m.position;
+  s.rope_theta = m.rope_theta;
+  s.biases = m.biases;
+  s.tied_embeddings = m.tied_embeddings;
   return s;
 }
 

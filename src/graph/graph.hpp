@@ -106,7 +106,16 @@ struct LayerShape {
   int64_t d_head = 0;
   int64_t d_ff = 0;
   int64_t vocab = 50257;
+  // Architecture (model/model.hpp); the defaults are GPT-3's.
+  int64_t n_kv_heads = 0;  // 0 = n_heads
+  NormKind norm = NormKind::layernorm;
+  FfnKind ffn = FfnKind::gelu;
+  PositionKind position = PositionKind::learned;
+  double rope_theta = 10000.0;
+  LinearBiases biases;
+  bool tied_embeddings = true;
   int64_t tokens() const { return batch * seq; }
+  int64_t kv_heads() const { return n_kv_heads > 0 ? n_kv_heads : n_heads; }
 };
 LayerShape layer_shape(const ModelConfig& m, int64_t batch, int64_t seq);
 // A shape from its parts: d_model = heads * d_head, d_ff = ffn_mult * d_model.

@@ -35,6 +35,17 @@ constexpr int64_t kMaxDim = INT64_C(1) << 24;  // 16.7M: far beyond any real wid
 
 }  // namespace
 
+std::string_view to_string(NormKind k) { return k == NormKind::layernorm ? "layernorm" : "rmsnorm"; }
+std::string_view to_string(FfnKind k) {
+  switch (k) {
+    case FfnKind::gelu: return "gelu";
+    case FfnKind::relu: return "relu";
+    case FfnKind::swiglu: return "swiglu";
+  }
+  return "?";
+}
+std::string_view to_string(PositionKind k) { return k == PositionKind::learned ? "learned" : "rope"; }
+
 void ModelConfig::validate() const {
   auto positive = [](const char* what, int64_t v) {
     if (v <= 0) throw UsageError(fmt::format("{} must be at least 1 (got {})", what, v));

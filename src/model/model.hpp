@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -13,19 +14,47 @@
 
 namespace flopscope {
 
+// The architecture of a dense decoder layer (GPT-3's presets keep the defaults below).
+enum class NormKind { layernorm, rmsnorm };      // LayerNorm with bias (GPT, OPT); RMSNorm, weight only (Llama)
+enum class FfnKind { gelu, relu, swiglu };       // GeLU (tanh) MLP; ReLU MLP (OPT); SwiGLU (gate, up, down)
+enum class PositionKind { learned, rope };       // learned absolute table (no FLOPs); rotary on Q and K
+std::string_view to_string(NormKind k);
+std::string_view to_string(FfnKind k);
+std::string_view to_string(PositionKind k);
+
+// Biases of the linear layers, per group (norm biases follow NormKind).
+struct LinearBiases {
+  bool qkv = true;       // Q, K and V projections (Qwen2: true; Llama: false)
+  bool attn_out = true;  // attention output projection
+  bool ffn = true;       // FFN up (and gate) and down projections
+  bool operator==(const LinearBiases&) const = default;
+};
+
 struct ModelConfig {
   std::string name;
   int64_t n_layers = 0;
   int64_t d_model = 0;
   int64_t n_heads = 0;
-  int64_t d_head = 0;     // d_model / n_heads
+  int64_t d_head = 0;     // GPT: d_model / n_heads; may differ (Hugging Face "head_dim")
+  int64_t n_kv_heads = 0; // key/value heads: n_heads (multi-head), a divisor (grouped-query), 1 (multi-query); 0 = n_heads
   int64_t n_ctx = 2048;   // sequence length
   int64_t vocab = 50257;  // GPT-2/3 BPE vocabulary
-  int64_t ffn_mult = 4;   // d_ff = ffn_mult * d_model
+  int64_t ffn_mult = 4;   // d_ff = ffn_mult * d_model, unless d_ff_explicit is set
+  int64_t d_ff_explicit = 0;  // d_ff given explicitly (Llama's intermediate_size, e.g. 14336); 0 = ffn_mult * d_model
+  NormKind norm = NormKind::layernorm;
+  FfnKind ffn = FfnKind::gelu;
+  PositionKind position = PositionKind::learned;
+  double rope_theta = 10000.0;  // RoPE base (position == rope)
+  LinearBiases biases;          // GPT: all true
+  bool tied_embeddings = true;  // LM head weight is the token embedding (counted once in N)
+  int64_t sliding_window = 0;   // Mistral's sliding-window attention; 0 = full causal (the count assumes full causal)
   double batch_tokens = 0;        // training batch size in tokens (Table 2.1)
   double train_tokens = 300e9;    // training tokens (GPT-3: 300B)
 
-  int64_t d_ff() const { return ffn_mult * d_model; }
+  int64_t d_ff() const { return d_ff_explicit > 0 ? d_ff_explicit : ffn_mult * d_model; }
+  int64_t kv_heads() const { return n_kv_heads > 0 ? n_kv_heads : n_heads; }
+  int64_t q_dim() const { return n_heads * d_head; }      // width of Q (and of the attention output)
+  int64_t kv_dim() const { return kv_heads() * d_head; }  // width of K and of V
   // Throws UsageError when the numbers do not describe a transformer.
   void validate() const;
 };
