@@ -52,8 +52,8 @@ TEST(CliEstimate, Json) {
   EXPECT_EQ(m.at("d_model"), 12288);
   EXPECT_EQ(m.at("n_heads"), 96);
 
-  const std::vector<std::string> ids = {"seed",       "6nd",   "kaplan", "palm",       "megatron", "megatron_recompute",
-                                        "chinchilla", "graph", "graph_model"};
+  const std::vector<std::string> ids = {"seed",        "6nd",        "kaplan", "palm",       "megatron", "megatron_recompute",
+                                        "megatron_lm", "chinchilla", "graph",  "graph_model"};
   std::vector<std::string> got;
   for (const json& f : j.at("formulas")) {
     got.push_back(f.at("id").get<std::string>());

@@ -73,7 +73,9 @@ TEST(Presets, EveryPresetIsAValidTransformer) {
 TEST(Presets, NamesInTableOrder) {
   std::vector<std::string> expected;
   for (const auto& r : kTable21) expected.emplace_back(r.name);
-  EXPECT_EQ(preset_names(), expected);
+  // GPT-3's eight first, in Table 2.1 order (the other families follow: tests/test_hf_config.cpp).
+  ASSERT_GE(preset_names().size(), expected.size());
+  EXPECT_EQ(std::vector<std::string>(preset_names().begin(), preset_names().begin() + 8), expected);
 }
 
 TEST(Presets, UnknownNameListsThePresets) {
@@ -245,7 +247,7 @@ TEST(ModelFromJson, RejectsBadDocuments) {
       {"missing n_heads", json{{"n_layers", 2}, {"d_model", 256}}},
       {"missing n_layers", json{{"d_model", 256}, {"n_heads", 4}}},
       {"unknown key", json{{"base", "gpt3-small"}, {"layers", 6}}},
-      {"d_head is derived", json{{"base", "gpt3-small"}, {"d_head", 64}}},
+      {"d_head not a number", json{{"base", "gpt3-small"}, {"d_head", "64"}}},
       {"wrong type", json{{"n_layers", 2}, {"d_model", "big"}, {"n_heads", 4}}},
       {"fractional", json{{"n_layers", 2}, {"d_model", 256.5}, {"n_heads", 4}}},
       {"zero", json{{"n_layers", 0}, {"d_model", 256}, {"n_heads", 4}}},

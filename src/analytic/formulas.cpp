@@ -21,15 +21,46 @@ LayerGraph full_graph(const ModelConfig& m) {
 
 }  // namespace
 
-double non_embedding_parameters(const ModelConfig& m) {
-  const double d = D(m.d_model), f = D(m.ffn_mult);
-  return D(m.n_layers) * (4 + 2 * f) * d * d;
+namespace {
+// Weight matrices of the FFN: up and down, plus the gate with SwiGLU.
+double ffn_matrices(const ModelConfig& m) { return m.ffn == FfnKind::swiglu ? 3 : 2; }
+// Weights of one layer's attention projections: Q (d x dq), K and V (d x dkv), output (dq x d).
+double attention_weights(const ModelConfig& m) {
+  const double d = D(m.d_model), dq = D(m.q_dim()), dkv = D(m.kv_dim());
+  return d * dq + 2 * d * dkv + dq * d;
+}
+}  // namespace
+
+ParameterBreakdown parameter_breakdown(const ModelConfig& m) {
+  const double d = D(m.d_model), ff = D(m.d_ff()), V = D(m.vocab);
+  const double norm = m.norm == NormKind::layernorm ? 2 * d : d;  // gain and bias, or gain only
+  ParameterBreakdown p;
+  p.n_layers = D(m.n_layers);
+  p.embeddings = V * d;
+  p.positions = m.position == PositionKind::learned ? D(m.position_rows()) * d : 0;
+  p.attention = attention_weights(m);
+  p.attention_biases = (m.biases.qkv ? D(m.q_dim() + 2 * m.kv_dim()) : 0) + (m.biases.attn_out ? d : 0);
+  p.ffn = ffn_matrices(m) * d * ff;
+  p.ffn_biases = m.biases.ffn ? (ffn_matrices(m) - 1) * ff + d : 0;
+  p.norms = 2 * norm;
+  p.final_norm = m.count_final_norm ? norm : 0;
+  p.lm_head = m.tied_embeddings ? 0 : V * d;
+  return p;
 }
 
-double parameter_count(const ModelConfig& m) {
-  const double d = D(m.d_model), f = D(m.ffn_mult);
-  return non_embedding_parameters(m) + D(m.n_layers) * (9 + f) * d + D(m.vocab) * d + D(m.n_ctx) * d;
+double parameter_count(const ModelConfig& m) { return parameter_breakdown(m).total(); }
+
+double non_embedding_parameters(const ModelConfig& m) {
+  return D(m.n_layers) * (attention_weights(m) + ffn_matrices(m) * D(m.d_model) * D(m.d_ff()));
 }
+
+bool gpt3_shaped(const ModelConfig& m) {
+  return m.norm == NormKind::layernorm && m.ffn == FfnKind::gelu && m.position == PositionKind::learned &&
+         m.kv_heads() == m.n_heads && m.q_dim() == m.d_model && m.d_ff() == 4 * m.d_model &&
+         m.biases == LinearBiases{};
+}
+
+bool chinchilla_applies(const ModelConfig& m) { return m.kv_heads() == m.n_heads && m.ffn != FfnKind::swiglu; }
 
 Formula formula_seed(const ModelConfig& m) {
   // The back-of-envelope estimate flopscope was started from: forward per layer per token
@@ -45,8 +76,9 @@ Formula formula_6nd(const ModelConfig& m) {
 }
 
 Formula formula_kaplan(const ModelConfig& m) {
-  return make("kaplan", "6 N + 6 L s d (N non-embedding, attention included)",
-              6 * non_embedding_parameters(m) + 6 * D(m.n_layers) * D(m.n_ctx) * D(m.d_model), m,
+  // d_attn = heads x d_head (= d_model for GPT-3).
+  return make("kaplan", "6 N + 6 L s d_attn (N non-embedding, attention included)",
+              6 * non_embedding_parameters(m) + 6 * D(m.n_layers) * D(m.n_ctx) * D(m.q_dim()), m,
               "Kaplan et al. 2020, Scaling Laws for Neural Language Models, Table 1");
 }
 
@@ -57,19 +89,40 @@ Formula formula_palm(const ModelConfig& m) {
               "Chowdhery et al. 2022, PaLM, appendix B");
 }
 
+namespace {
+// Forward GEMM FLOPs of one layer per token, the full s x s square (Narayanan et al.'s count):
+// projections 2 (d dq + 2 d dkv + dq d), FFN 2 c d d_ff, scores and context 4 s dq.
+// GPT-3: 24 d^2 + 4 s d.
+double layer_gemm_forward(const ModelConfig& m) {
+  return 2 * attention_weights(m) + 2 * ffn_matrices(m) * D(m.d_model) * D(m.d_ff()) +
+         4 * D(m.n_ctx) * D(m.q_dim());
+}
+}  // namespace
+
 Formula formula_megatron(const ModelConfig& m) {
-  // Per iteration of B sequences: 72 B s l h^2 (1 + s/6h + V/12lh); per token divide by B s.
-  const double l = D(m.n_layers), h = D(m.d_model), s = D(m.n_ctx), V = D(m.vocab);
-  return make("megatron", "72 B s l h^2 (1 + s/6h + V/12lh) per iteration",
-              72 * l * h * h * (1 + s / (6 * h) + V / (12 * l * h)), m,
+  // Per iteration of B sequences: 72 B s l h^2 (1 + s/6h + V/12lh); per token divide by B s:
+  // 3 x (24 h^2 + 4 s h) per layer + 6 V h, generalised as layer_gemm_forward.
+  return make("megatron", "72 B s l h^2 (1 + s/6h + V/12lh) per iteration, generalised (kv heads, d_ff, SwiGLU)",
+              3 * D(m.n_layers) * layer_gemm_forward(m) + 6 * D(m.vocab) * D(m.d_model), m,
               "Narayanan et al. 2021, Efficient Large-Scale Language Model Training on GPU Clusters, sec. 5.1");
 }
 
 Formula formula_megatron_recompute(const ModelConfig& m) {
-  const double l = D(m.n_layers), h = D(m.d_model), s = D(m.n_ctx), V = D(m.vocab);
-  return make("megatron_recompute", "96 B s l h^2 (1 + s/6h + V/16lh) per iteration, with recompute",
-              96 * l * h * h * (1 + s / (6 * h) + V / (16 * l * h)), m,
+  // 96 B s l h^2 (1 + s/6h + V/16lh): the layers' forward runs twice (4 x), the logits 3 x.
+  return make("megatron_recompute",
+              "96 B s l h^2 (1 + s/6h + V/16lh) per iteration, with recompute, generalised",
+              4 * D(m.n_layers) * layer_gemm_forward(m) + 6 * D(m.vocab) * D(m.d_model), m,
               "Narayanan et al. 2021, sec. 5.1, eq. 3 (activation recomputation)");
+}
+
+Formula formula_megatron_lm(const ModelConfig& m) {
+  // Per token: 3 (fwd, wgrad, dgrad) x 2 (multiply-add) x [d (dq + 2 dkv) + dq s/2 x 2 + dq d
+  // + d d_ff c] per layer + 3 x 2 x d V for the logits.
+  const double d = D(m.d_model), dq = D(m.q_dim()), dkv = D(m.kv_dim()), s = D(m.n_ctx);
+  const double layer = d * (dq + 2 * dkv) + dq * s + dq * d + d * D(m.d_ff()) * ffn_matrices(m);
+  return make("megatron_lm", "Megatron-LM's num_floating_point_operations: query groups, SwiGLU, causal square halved",
+              6 * D(m.n_layers) * layer + 6 * d * D(m.vocab), m,
+              "NVIDIA/Megatron-LM, megatron/training/training.py, num_floating_point_operations (dense transformer)");
 }
 
 Formula formula_chinchilla(const ModelConfig& m) {
@@ -101,12 +154,26 @@ Formula formula_graph(const ModelConfig& m, bool model_flops) {
 }
 
 std::vector<Formula> all_formulas(const ModelConfig& m) {
-  return {formula_seed(m),      formula_6nd(m),        formula_kaplan(m),        formula_palm(m),
-          formula_megatron(m),  formula_megatron_recompute(m), formula_chinchilla(m), formula_graph(m, false),
-          formula_graph(m, true)};
+  std::vector<Formula> v = {formula_seed(m),     formula_6nd(m),
+                            formula_kaplan(m),   formula_palm(m),
+                            formula_megatron(m), formula_megatron_recompute(m),
+                            formula_megatron_lm(m)};
+  if (chinchilla_applies(m)) v.push_back(formula_chinchilla(m));
+  v.push_back(formula_graph(m, false));
+  v.push_back(formula_graph(m, true));
+  return v;
 }
 
 SeedCheck seed_check(const ModelConfig& m) {
+  if (!gpt3_shaped(m)) {
+    SeedCheck c;
+    c.applies = false;
+    c.note = fmt::format("the seed check is GPT-3's (10 d^2 per layer per token against a GPT-3-shaped layer); n/a for "
+                         "{} ({} heads / {} kv heads, {} FFN, d_ff {}, {}, {} positions)",
+                         m.name, m.n_heads, m.kv_heads(), to_string(m.ffn), m.d_ff(), to_string(m.norm),
+                         to_string(m.position));
+    return c;
+  }
   const LayerGraph g = full_graph(m);
   const double T = D(g.shape.tokens()), d = D(m.d_model), d2 = d * d;
   auto fwd = [&](std::initializer_list<const char*> names) {

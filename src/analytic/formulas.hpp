@@ -10,15 +10,44 @@
 
 namespace flopscope {
 
-// Parameters from the architecture, GPT-3/Kaplan style: per layer (4 + 2 f) d^2 weights
-// plus (9 + f) d biases and layernorm gains (12 d^2 + 13 d for f = 4), plus token (V d) and
-// position (s d) embeddings. 174.6B for GPT-3 175B.
-double parameter_count(const ModelConfig& m);
-// Kaplan et al.'s non-embedding count: 2 L d (2 d_attn + d_ff) = 12 L d^2 for f = 4.
+// The parameter count N from the architecture, group by group, as the model's framework
+// counts it (Hugging Face's sum(p.numel()), tied weights once). Per layer: attention weights
+// d dq + 2 d dkv + dq d (dq = heads x d_head, dkv = kv heads x d_head), their biases, the FFN's
+// c d d_ff weights (c = 3 for SwiGLU, else 2) and biases, two norms (2 d each for LayerNorm,
+// d for RMSNorm). Once: token embeddings V d, the learned position table (rows x d), the final
+// norm (when count_final_norm; GPT-3's presets leave it out, see ModelConfig), and the LM
+// head V d when untied. GPT-3 175B: 174.6B; Llama 3.1 405B: 405,853,388,800.
+struct ParameterBreakdown {
+  double embeddings = 0;        // token embedding table, V d
+  double positions = 0;         // learned position table (0 with RoPE)
+  double attention = 0;         // per layer: Q, K, V and output weights
+  double attention_biases = 0;  // per layer
+  double ffn = 0;               // per layer: up (and gate) and down weights
+  double ffn_biases = 0;        // per layer
+  double norms = 0;             // per layer: the two norms
+  double final_norm = 0;        // once, after the last layer
+  double lm_head = 0;           // untied LM head, V d (0 when tied)
+  double n_layers = 0;
+  double per_layer() const { return attention + attention_biases + ffn + ffn_biases + norms; }
+  double total() const { return embeddings + positions + n_layers * per_layer() + final_norm + lm_head; }
+};
+ParameterBreakdown parameter_breakdown(const ModelConfig& m);
+double parameter_count(const ModelConfig& m);  // parameter_breakdown(m).total()
+// Kaplan et al.'s non-embedding count, the layers' weight matrices only (no biases, norms or
+// embeddings): 2 L d (2 d_attn + d_ff) = 12 L d^2 for GPT-3; L (d dq + 2 d dkv + dq d + c d d_ff)
+// in general.
 double non_embedding_parameters(const ModelConfig& m);
 
+// Whether the model has GPT-3's architecture (multi-head attention, GeLU MLP at d_ff = 4 d,
+// LayerNorm, learned positions, every bias, d = heads x d_head): the seed check is GPT-3's and
+// applies only to such models.
+bool gpt3_shaped(const ModelConfig& m);
+// Whether Chinchilla's appendix F count applies: multi-head attention and a two-matrix FFN
+// (it has no term for grouped-query K/V projections or SwiGLU's gate).
+bool chinchilla_applies(const ModelConfig& m);
+
 struct Formula {
-  std::string id;        // seed, 6nd, kaplan, palm, megatron, megatron_recompute, chinchilla, graph, graph_model
+  std::string id;        // seed, 6nd, kaplan, palm, megatron, megatron_recompute, megatron_lm, chinchilla, graph, graph_model
   std::string title;     // one line for tables
   double flops_per_token = 0;  // training FLOPs per token
   double total_flops = 0;      // x model.train_tokens
@@ -27,17 +56,27 @@ struct Formula {
 
 // Each formula for one model. `seed`: 10 d^2 per layer per token forward, backward = forward.
 Formula formula_seed(const ModelConfig& m);
-// GPT-3 paper / Kaplan et al. 2020: 6 N D with N from the architecture.
+// GPT-3 paper / Kaplan et al. 2020: 6 N D with N the total parameter count from the
+// architecture (embeddings included), as the Llama 3 paper's 3.8e25 = 6 x 405B x 15.6T does.
 Formula formula_6nd(const ModelConfig& m);
-// Kaplan et al. 2020 (Table 1): 6 N + 6 L s d per token, N non-embedding.
+// Kaplan et al. 2020 (Table 1): 6 N + 6 L s d_attn per token, N non-embedding, d_attn = dq.
 Formula formula_kaplan(const ModelConfig& m);
-// PaLM (Chowdhery et al. 2022, appendix B): 6 N + 12 L H Q T per token.
+// PaLM (Chowdhery et al. 2022, appendix B): 6 N + 12 L H Q T per token, N all parameters.
 Formula formula_palm(const ModelConfig& m);
 // Narayanan et al. 2021 (Megatron-LM, eq. 3): 72 B s l h^2 (1 + s/6h + V/12lh) per iteration
 // of B sequences, without recompute; with recompute 96 B s l h^2 (1 + s/6h + V/16lh).
+// Generalised from the same derivation (every GEMM 3 times, forward 2 FLOPs per multiply-add,
+// the full s x s square): per token 3 L (2 (d dq + 2 d dkv + dq d) + 2 c d d_ff + 4 s dq)
+// + 6 V d, which is eq. 3 exactly for GPT-3's shape; with recompute the layers' 3 becomes 4.
 Formula formula_megatron(const ModelConfig& m);
 Formula formula_megatron_recompute(const ModelConfig& m);
+// Megatron-LM's current num_floating_point_operations (megatron/training/training.py, dense
+// transformer): 6 per token per weight of the QKV (query groups, kv channels), output and FFN
+// GEMMs (ffn expansion 3 with SwiGLU, else 2), the core attention with the causal square
+// halved (dq s per token, both products), and the logits 6 d V.
+Formula formula_megatron_lm(const ModelConfig& m);
 // Hoffmann et al. 2022 (Chinchilla), appendix F: per-op forward count, backward = 2 x forward.
+// Only where chinchilla_applies(m); all_formulas leaves it out elsewhere.
 Formula formula_chinchilla(const ModelConfig& m);
 // The layer graph at full width (b = 1, s = n_ctx) x layers + LM head, forward + backward.
 // `model_flops` selects Megatron's convention (causal attention square halved).
@@ -55,6 +94,8 @@ struct SeedFactor {
   double running_total = 0; // total training FLOPs after this correction
 };
 struct SeedCheck {
+  bool applies = true;          // false for a model not GPT-3-shaped (then only `note` is set)
+  std::string note;             // why not, when it does not apply
   double seed_total = 0;        // the seed's estimate
   std::vector<SeedFactor> factors;
   double corrected_total = 0;   // seed x all factors = graph GEMM FLOPs, executed

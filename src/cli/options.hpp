@@ -16,11 +16,14 @@ namespace flopscope::cli {
 
 struct ModelOptions {
   std::string model = "gpt3-175b";
-  std::string config;  // JSON file
+  std::string config;     // JSON file
+  std::string hf_config;  // Hugging Face config.json
   std::string layers, d_model, heads, seq, vocab, ffn_mult, tokens;
+  // The architecture (src/model/model.hpp); "" = the model's.
+  std::string kv_heads, d_head, d_ff, norm, ffn, position, rope_theta, bias, tie_embeddings;
 };
 void add_model_options(CLI::App& app, ModelOptions& o);
-// The full model: preset or config file, then flag overrides.
+// The full model: preset, config file or Hugging Face config, then flag overrides.
 ModelConfig resolve_model(const ModelOptions& o);
 
 struct LayerOptions {

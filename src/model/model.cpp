@@ -1,5 +1,6 @@
 #include "model/model.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <set>
@@ -31,7 +32,31 @@ constexpr PresetRow kPresets[] = {
     {"gpt3-13b", 40, 5120, 40, 128, 2e6},     {"gpt3-175b", 96, 12288, 96, 128, 3.2e6},
 };
 
+// The models people train today, each from its paper and its released config.json
+// (docs/method.md, "Model families", gives the source of every number). All are Llama-style:
+// RMSNorm, SwiGLU, RoPE, no linear biases, untied embeddings.
+struct ModernRow {
+  const char* name;
+  int64_t n_layers, d_model, n_heads, n_kv_heads, d_ff, vocab, n_ctx;
+  double rope_theta, train_tokens, batch_tokens;  // batch_tokens 0 = not published
+  int64_t sliding_window;
+};
+constexpr ModernRow kModern[] = {
+    // Llama 2 (Touvron et al. 2023): 2.0T tokens, context 4096, global batch 4M tokens.
+    {"llama2-7b", 32, 4096, 32, 32, 11008, 32000, 4096, 1e4, 2e12, 4e6, 0},
+    {"llama2-70b", 80, 8192, 64, 8, 28672, 32000, 4096, 1e4, 2e12, 4e6, 0},
+    // Llama 3 herd (Dubey et al. 2024): pre-training at sequence length 8192; 8B and 70B
+    // "over 15T tokens", 405B 15.6T tokens with a final batch of 16M tokens.
+    {"llama3.1-8b", 32, 4096, 32, 8, 14336, 128256, 8192, 5e5, 15e12, 0, 0},
+    {"llama3.1-70b", 80, 8192, 64, 8, 28672, 128256, 8192, 5e5, 15e12, 0, 0},
+    {"llama3.1-405b", 126, 16384, 128, 8, 53248, 128256, 8192, 5e5, 15.6e12, 16e6, 0},
+    // Mistral 7B (Jiang et al. 2023, Table 1): context_len 8192, window 4096. Its training
+    // tokens are not published: GPT-3's 300e9 is kept (set --tokens).
+    {"mistral-7b", 32, 4096, 32, 8, 14336, 32000, 8192, 1e4, 300e9, 0, 4096},
+};
+
 constexpr int64_t kMaxDim = INT64_C(1) << 24;  // 16.7M: far beyond any real width
+constexpr int64_t kMaxWidth = INT64_C(1) << 26;  // derived widths (heads x d_head, d_ff)
 
 }  // namespace
 
@@ -46,21 +71,88 @@ std::string_view to_string(FfnKind k) {
 }
 std::string_view to_string(PositionKind k) { return k == PositionKind::learned ? "learned" : "rope"; }
 
+namespace {
+template <typename Kind>
+Kind parse_kind(std::string_view what, std::string_view text, std::initializer_list<Kind> kinds) {
+  std::string list;
+  for (Kind k : kinds) {
+    if (text == to_string(k)) return k;
+    list += (list.empty() ? "" : ", ") + std::string(to_string(k));
+  }
+  throw UsageError(fmt::format("{}: unknown value '{}'; choose {}", what, text, list));
+}
+}  // namespace
+
+NormKind parse_norm(std::string_view what, std::string_view text) {
+  return parse_kind(what, text, {NormKind::layernorm, NormKind::rmsnorm});
+}
+FfnKind parse_ffn(std::string_view what, std::string_view text) {
+  return parse_kind(what, text, {FfnKind::gelu, FfnKind::relu, FfnKind::swiglu});
+}
+PositionKind parse_position(std::string_view what, std::string_view text) {
+  return parse_kind(what, text, {PositionKind::learned, PositionKind::rope});
+}
+
+std::string to_string(const LinearBiases& b) {
+  if (b.qkv && b.attn_out && b.ffn) return "all";
+  if (!b.qkv && !b.attn_out && !b.ffn) return "none";
+  std::string out;
+  for (auto [on, name] : {std::pair{b.qkv, "qkv"}, std::pair{b.attn_out, "attn_out"}, std::pair{b.ffn, "ffn"}})
+    if (on) out += (out.empty() ? "" : "+") + std::string(name);
+  return out;
+}
+
+LinearBiases parse_biases(std::string_view what, std::string_view text) {
+  if (text == "all") return {};
+  LinearBiases b{false, false, false};
+  if (text == "none") return b;
+  const auto bad = [&] {
+    return UsageError(fmt::format("{}: unknown value '{}'; choose all, none, or groups joined by '+' from qkv, "
+                                  "attn_out, ffn (e.g. qkv)", what, text));
+  };
+  if (text.empty()) throw bad();
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t end = std::min(text.find('+', start), text.size());
+    const std::string_view group = text.substr(start, end - start);
+    bool* field = group == "qkv" ? &b.qkv : group == "attn_out" ? &b.attn_out : group == "ffn" ? &b.ffn : nullptr;
+    if (!field || *field) throw bad();  // unknown or repeated
+    *field = true;
+    start = end + 1;
+  }
+  return b;
+}
+
 void ModelConfig::validate() const {
-  auto positive = [](const char* what, int64_t v) {
+  auto positive = [](const char* what, int64_t v, int64_t max = kMaxDim) {
     if (v <= 0) throw UsageError(fmt::format("{} must be at least 1 (got {})", what, v));
-    if (v > kMaxDim) throw UsageError(fmt::format("{} is too large (got {}, at most {})", what, v, kMaxDim));
+    if (v > max) throw UsageError(fmt::format("{} is too large (got {}, at most {})", what, v, max));
   };
   positive("layers", n_layers);
   positive("d_model", d_model);
   positive("heads", n_heads);
+  positive("d_head", d_head);
   positive("seq (n_ctx)", n_ctx);
   positive("vocab", vocab);
   positive("ffn-mult", ffn_mult);
-  if (d_model % n_heads != 0)
-    throw UsageError(fmt::format("heads ({}) must divide d_model ({})", n_heads, d_model));
-  if (d_head * n_heads != d_model)
-    throw UsageError(fmt::format("d_head ({}) x heads ({}) != d_model ({})", d_head, n_heads, d_model));
+  if (n_kv_heads < 0) throw UsageError(fmt::format("kv heads must be at least 1 (got {})", n_kv_heads));
+  if (n_heads % kv_heads() != 0)
+    throw UsageError(fmt::format("kv heads ({}) must divide heads ({})", kv_heads(), n_heads));
+  if (d_ff_explicit < 0) throw UsageError(fmt::format("d_ff must be at least 1 (got {})", d_ff_explicit));
+  // Widths derived from the sizes above, and the products the graph forms from them: each must
+  // fit (checked_mul throws naming the product), so no shape wraps around.
+  positive("q width (heads x d_head)", checked_mul(n_heads, d_head, "heads x d_head"), kMaxWidth);
+  positive("d_ff", d_ff_explicit > 0 ? d_ff_explicit : checked_mul(ffn_mult, d_model, "ffn-mult x d_model"),
+           kMaxWidth);
+  checked_mul(checked_mul(n_heads, n_ctx, "heads x seq"), n_ctx, "the attention scores of one sequence (heads x seq x seq)");
+  if (!(rope_theta > 0) || rope_theta > 1e12)
+    throw UsageError(fmt::format("rope theta must be in (0, 1e12] (got {:g})", rope_theta));
+  if (sliding_window < 0 || sliding_window > kMaxDim)
+    throw UsageError(fmt::format("sliding window must be in [0, {}] (got {})", kMaxDim, sliding_window));
+  if (n_positions < 0 || n_positions > kMaxDim + 2)
+    throw UsageError(fmt::format("position rows must be in [0, {}] (got {})", kMaxDim + 2, n_positions));
+  if (position == PositionKind::learned && position_rows() < n_ctx)
+    throw UsageError(fmt::format("seq (n_ctx) {} exceeds the learned position table's {} rows", n_ctx, position_rows()));
   if (!(train_tokens > 0) || train_tokens > 1e21)
     throw UsageError(fmt::format("tokens must be in (0, 1e21] (got {:g})", train_tokens));
   if (!(batch_tokens >= 0) || batch_tokens > 1e15)
@@ -71,6 +163,7 @@ const std::vector<std::string>& preset_names() {
   static const std::vector<std::string> names = [] {
     std::vector<std::string> v;
     for (const auto& p : kPresets) v.emplace_back(p.name);
+    for (const auto& p : kModern) v.emplace_back(p.name);
     return v;
   }();
   return names;
@@ -89,8 +182,33 @@ ModelConfig preset(const std::string& name) {
       return m;
     }
   }
+  for (const auto& p : kModern) {
+    if (name == p.name) {
+      ModelConfig m;
+      m.name = p.name;
+      m.n_layers = p.n_layers;
+      m.d_model = p.d_model;
+      m.n_heads = p.n_heads;
+      m.d_head = p.d_model / p.n_heads;  // 128 for every one of them
+      m.n_kv_heads = p.n_kv_heads;
+      m.d_ff_explicit = p.d_ff;
+      m.vocab = p.vocab;
+      m.n_ctx = p.n_ctx;
+      m.norm = NormKind::rmsnorm;
+      m.ffn = FfnKind::swiglu;
+      m.position = PositionKind::rope;
+      m.rope_theta = p.rope_theta;
+      m.biases = LinearBiases{false, false, false};
+      m.tied_embeddings = false;
+      m.sliding_window = p.sliding_window;
+      m.count_final_norm = true;
+      m.train_tokens = p.train_tokens;
+      m.batch_tokens = p.batch_tokens;
+      return m;
+    }
+  }
   std::string list;
-  for (const auto& p : kPresets) list += (list.empty() ? "" : ", ") + std::string(p.name);
+  for (const auto& n : preset_names()) list += (list.empty() ? "" : ", ") + n;
   throw UsageError(fmt::format("unknown model '{}'; presets: {}", name, list));
 }
 
@@ -110,7 +228,20 @@ ModelConfig apply_overrides(ModelConfig m, const ModelOverrides& o) {
   set(m.ffn_mult, o.ffn_mult);
   set(m.train_tokens, o.train_tokens);
   set(m.batch_tokens, o.batch_tokens);
-  if (o.d_model || o.n_heads) {
+  set(m.n_kv_heads, o.n_kv_heads);
+  set(m.d_ff_explicit, o.d_ff);
+  set(m.sliding_window, o.sliding_window);
+  set(m.n_positions, o.n_positions);
+  set(m.norm, o.norm);
+  set(m.ffn, o.ffn);
+  set(m.position, o.position);
+  set(m.rope_theta, o.rope_theta);
+  set(m.biases, o.biases);
+  set(m.tied_embeddings, o.tied_embeddings);
+  set(m.count_final_norm, o.count_final_norm);
+  if (o.d_head) {
+    set(m.d_head, o.d_head);
+  } else if (o.d_model || o.n_heads) {
     if (m.n_heads <= 0) throw UsageError(fmt::format("heads must be at least 1 (got {})", m.n_heads));
     if (m.d_model % m.n_heads != 0)
       throw UsageError(fmt::format("heads ({}) must divide d_model ({})", m.n_heads, m.d_model));
@@ -127,8 +258,11 @@ ModelConfig apply_overrides(ModelConfig m, const ModelOverrides& o) {
 
 ModelConfig model_from_json(const nlohmann::json& j, const std::string& origin) {
   if (!j.is_object()) throw UsageError(fmt::format("{}: a model config must be a JSON object", origin));
-  static const std::set<std::string> known = {"name", "base", "n_layers", "d_model", "n_heads", "n_ctx",
-                                              "vocab", "ffn_mult", "train_tokens", "batch_tokens"};
+  static const std::set<std::string> known = {
+      "name",     "base",       "n_layers", "d_model",    "n_heads",         "n_kv_heads",     "d_head",
+      "n_ctx",    "vocab",      "ffn_mult", "d_ff",       "norm",            "ffn",            "position",
+      "rope_theta", "biases",   "tied_embeddings", "sliding_window", "n_positions", "count_final_norm",
+      "train_tokens", "batch_tokens"};
   for (const auto& [key, value] : j.items()) {
     if (!known.count(key)) throw UsageError(fmt::format("{}: unknown key '{}'", origin, key));
   }
@@ -149,6 +283,22 @@ ModelConfig model_from_json(const nlohmann::json& j, const std::string& origin) 
     if (!v.is_number()) throw UsageError(fmt::format("{}: '{}' must be a number", origin, key));
     return v.get<double>();
   };
+  // Like get_int, but 0 is allowed (sliding_window, n_positions: 0 = none / n_ctx).
+  auto get_int0 = [&](const char* key) -> std::optional<int64_t> {
+    if (j.contains(key) && j.at(key).is_number() && j.at(key).get<double>() == 0) return 0;
+    return get_int(key);
+  };
+  auto get_bool = [&](const char* key) -> std::optional<bool> {
+    if (!j.contains(key)) return std::nullopt;
+    if (!j.at(key).is_boolean()) throw UsageError(fmt::format("{}: '{}' must be true or false", origin, key));
+    return j.at(key).get<bool>();
+  };
+  auto get_string = [&](const char* key) -> std::optional<std::string> {
+    if (!j.contains(key)) return std::nullopt;
+    if (!j.at(key).is_string()) throw UsageError(fmt::format("{}: '{}' must be a string", origin, key));
+    return j.at(key).get<std::string>();
+  };
+  auto what = [&](const char* key) { return fmt::format("{}: '{}'", origin, key); };
   ModelConfig base;
   bool has_base = j.contains("base");
   if (has_base) {
@@ -174,6 +324,18 @@ ModelConfig model_from_json(const nlohmann::json& j, const std::string& origin) 
   o.ffn_mult = get_int("ffn_mult");
   o.train_tokens = get_real("train_tokens");
   o.batch_tokens = get_real("batch_tokens");
+  o.n_kv_heads = get_int("n_kv_heads");
+  o.d_head = get_int("d_head");
+  o.d_ff = get_int("d_ff");
+  o.sliding_window = get_int0("sliding_window");
+  o.n_positions = get_int0("n_positions");
+  o.rope_theta = get_real("rope_theta");
+  o.tied_embeddings = get_bool("tied_embeddings");
+  o.count_final_norm = get_bool("count_final_norm");
+  if (auto v = get_string("norm")) o.norm = parse_norm(what("norm"), *v);
+  if (auto v = get_string("ffn")) o.ffn = parse_ffn(what("ffn"), *v);
+  if (auto v = get_string("position")) o.position = parse_position(what("position"), *v);
+  if (auto v = get_string("biases")) o.biases = parse_biases(what("biases"), *v);
   if (j.contains("name")) {
     if (!j.at("name").is_string()) throw UsageError(fmt::format("{}: 'name' must be a string", origin));
     o.name = j.at("name").get<std::string>();
@@ -199,10 +361,27 @@ ModelConfig model_from_file(const std::string& path) {
 }
 
 nlohmann::json model_to_json(const ModelConfig& m) {
-  return {{"name", m.name},         {"n_layers", m.n_layers}, {"d_model", m.d_model},
-          {"n_heads", m.n_heads},   {"d_head", m.d_head},     {"n_ctx", m.n_ctx},
-          {"vocab", m.vocab},       {"ffn_mult", m.ffn_mult}, {"d_ff", m.d_ff()},
-          {"batch_tokens", m.batch_tokens}, {"train_tokens", m.train_tokens}};
+  return {{"name", m.name},
+          {"n_layers", m.n_layers},
+          {"d_model", m.d_model},
+          {"n_heads", m.n_heads},
+          {"d_head", m.d_head},
+          {"n_kv_heads", m.kv_heads()},
+          {"n_ctx", m.n_ctx},
+          {"vocab", m.vocab},
+          {"ffn_mult", m.ffn_mult},
+          {"d_ff", m.d_ff()},
+          {"norm", to_string(m.norm)},
+          {"ffn", to_string(m.ffn)},
+          {"position", to_string(m.position)},
+          {"rope_theta", m.rope_theta},
+          {"biases", to_string(m.biases)},
+          {"tied_embeddings", m.tied_embeddings},
+          {"sliding_window", m.sliding_window},
+          {"n_positions", m.n_positions},
+          {"count_final_norm", m.count_final_norm},
+          {"batch_tokens", m.batch_tokens},
+          {"train_tokens", m.train_tokens}};
 }
 
 ModelConfig scale_width(const ModelConfig& m, const Fraction& width) {
@@ -213,10 +392,23 @@ ModelConfig scale_width(const ModelConfig& m, const Fraction& width) {
     throw UsageError(fmt::format("width {} leaves no whole number of heads ({} heads x {} = {:.3f}); choose a width "
                                  "that divides the {} heads",
                                  width.str(), m.n_heads, width.str(), m.n_heads * width.value(), m.n_heads));
+  // The kv heads scale by the same factor, so the query heads per kv head stay the model's.
+  if ((m.kv_heads() * width.num) % width.den != 0)
+    throw UsageError(fmt::format("width {} leaves a fraction of a kv head ({} kv heads x {} = {:.3f}); choose a width "
+                                 "that divides the {} kv heads",
+                                 width.str(), m.kv_heads(), width.str(), m.kv_heads() * width.value(), m.kv_heads()));
   ModelConfig s = m;
   s.n_heads = m.n_heads * width.num / width.den;
   if (s.n_heads < 1) throw UsageError(fmt::format("width {} leaves no whole head", width.str()));
-  s.d_model = s.n_heads * m.d_head;
+  if (m.n_kv_heads > 0) s.n_kv_heads = m.n_kv_heads * width.num / width.den;
+  auto scaled = [&](const char* what, int64_t v) {
+    if ((v * width.num) % width.den != 0)
+      throw UsageError(fmt::format("width {} leaves a fractional {} ({} x {} = {:.3f})", width.str(), what, v,
+                                   width.str(), v * width.value()));
+    return v * width.num / width.den;
+  };
+  s.d_model = m.d_model == m.n_heads * m.d_head ? s.n_heads * m.d_head : scaled("d_model", m.d_model);
+  if (m.d_ff_explicit > 0) s.d_ff_explicit = scaled("d_ff", m.d_ff_explicit);
   if (width.num != width.den) s.name = fmt::format("{} @ width {}", m.name, width.str());
   s.validate();
   return s;

@@ -1,5 +1,7 @@
-// Model configurations: the GPT-3 family (GPT-3 paper, Brown et al. 2020, Table 2.1),
-// custom models from flags or a JSON file, and a layer scaled down at GPT-3 ratios.
+// Model configurations: the GPT-3 family (GPT-3 paper, Brown et al. 2020, Table 2.1), the
+// models people train today (Llama 2, Llama 3.1, Mistral), custom models from flags, a JSON
+// file or a Hugging Face config.json (model/hf_config.hpp), and a layer scaled down at the
+// model's ratios.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +23,10 @@ enum class PositionKind { learned, rope };       // learned absolute table (no F
 std::string_view to_string(NormKind k);
 std::string_view to_string(FfnKind k);
 std::string_view to_string(PositionKind k);
+// Parse the names above; throw UsageError naming `what` (a flag or a file's key) and the choices.
+NormKind parse_norm(std::string_view what, std::string_view text);
+FfnKind parse_ffn(std::string_view what, std::string_view text);
+PositionKind parse_position(std::string_view what, std::string_view text);
 
 // Biases of the linear layers, per group (norm biases follow NormKind).
 struct LinearBiases {
@@ -29,6 +35,9 @@ struct LinearBiases {
   bool ffn = true;       // FFN up (and gate) and down projections
   bool operator==(const LinearBiases&) const = default;
 };
+// "all", "none", "qkv" or the groups joined by '+' ("qkv+attn_out"); parse throws UsageError.
+std::string to_string(const LinearBiases& b);
+LinearBiases parse_biases(std::string_view what, std::string_view text);
 
 struct ModelConfig {
   std::string name;
@@ -48,6 +57,12 @@ struct ModelConfig {
   LinearBiases biases;          // GPT: all true
   bool tied_embeddings = true;  // LM head weight is the token embedding (counted once in N)
   int64_t sliding_window = 0;   // Mistral's sliding-window attention; 0 = full causal (the count assumes full causal)
+  int64_t n_positions = 0;      // rows of the learned position table (OPT: max_position_embeddings + 2); 0 = n_ctx
+  // Whether N counts the norm after the last layer, as the frameworks do (Hugging Face's
+  // sum(p.numel())). GPT-3's presets keep the count this project has always used for them
+  // (GPT-3 paper / Kaplan et al. style: 12 L d^2 + 13 L d + V d + s d, no final norm), so their
+  // figures do not change; every other preset and every Hugging Face config counts it.
+  bool count_final_norm = false;
   double batch_tokens = 0;        // training batch size in tokens (Table 2.1)
   double train_tokens = 300e9;    // training tokens (GPT-3: 300B)
 
@@ -55,11 +70,12 @@ struct ModelConfig {
   int64_t kv_heads() const { return n_kv_heads > 0 ? n_kv_heads : n_heads; }
   int64_t q_dim() const { return n_heads * d_head; }      // width of Q (and of the attention output)
   int64_t kv_dim() const { return kv_heads() * d_head; }  // width of K and of V
+  int64_t position_rows() const { return n_positions > 0 ? n_positions : n_ctx; }
   // Throws UsageError when the numbers do not describe a transformer.
   void validate() const;
 };
 
-// Preset names in Table 2.1 order.
+// Preset names: GPT-3's in Table 2.1 order, then Llama 2, Llama 3.1 and Mistral.
 const std::vector<std::string>& preset_names();
 // Throws UsageError naming the presets when `name` is unknown.
 ModelConfig preset(const std::string& name);
@@ -67,24 +83,37 @@ ModelConfig preset(const std::string& name);
 // Overrides given on the command line (or read from a JSON file); unset fields keep the base.
 struct ModelOverrides {
   std::optional<int64_t> n_layers, d_model, n_heads, n_ctx, vocab, ffn_mult;
+  std::optional<int64_t> n_kv_heads, d_head, d_ff, sliding_window, n_positions;
+  std::optional<NormKind> norm;
+  std::optional<FfnKind> ffn;
+  std::optional<PositionKind> position;
+  std::optional<double> rope_theta;
+  std::optional<LinearBiases> biases;
+  std::optional<bool> tied_embeddings, count_final_norm;
   std::optional<double> train_tokens, batch_tokens;
   std::optional<std::string> name;
 };
 
-// Applies overrides. A new d_model or n_heads re-derives d_head = d_model / n_heads and
-// throws when heads do not divide d_model.
+// Applies overrides. A new d_model or n_heads (without a new d_head) re-derives
+// d_head = d_model / n_heads and throws when heads do not divide d_model; a new d_head keeps
+// d_model as it is (Hugging Face's head_dim may differ from d_model / n_heads). A new d_ff
+// sets d_ff explicitly (ffn_mult then no longer applies).
 ModelConfig apply_overrides(ModelConfig base, const ModelOverrides& o);
 
 // Reads a model config JSON: either a full model or {"base": "<preset>", ...overrides}.
-// Keys: name, base, n_layers, d_model, n_heads, n_ctx, vocab, ffn_mult, train_tokens,
-// batch_tokens. Unknown keys, wrong types and missing fields are UsageErrors.
+// Keys: name, base, n_layers, d_model, n_heads, n_kv_heads, d_head, n_ctx, vocab, ffn_mult,
+// d_ff, norm, ffn, position, rope_theta, biases, tied_embeddings, sliding_window,
+// n_positions, count_final_norm, train_tokens, batch_tokens (model_to_json writes them all,
+// so a result's model reads back). Unknown keys, wrong types and missing fields are UsageErrors.
 ModelConfig model_from_json(const nlohmann::json& j, const std::string& origin);
 ModelConfig model_from_file(const std::string& path);
 nlohmann::json model_to_json(const ModelConfig& m);
 
-// The layer at GPT-3 ratios scaled by `width`: n_heads * width heads of the same d_head,
-// d_model = heads * d_head, d_ff = ffn_mult * d_model, same n_ctx. Throws UsageError when
-// the width leaves no whole head.
+// The layer at the model's ratios scaled by `width`: n_heads * width heads and
+// n_kv_heads * width kv heads of the same d_head, d_model = heads * d_head (or d_model *
+// width when d_model != heads * d_head), d_ff = ffn_mult * d_model or d_ff_explicit * width,
+// same n_ctx. Throws UsageError when the width leaves no whole head, a fraction of a kv head,
+// or a fractional d_model or d_ff.
 ModelConfig scale_width(const ModelConfig& m, const Fraction& width);
 
 }  // namespace flopscope

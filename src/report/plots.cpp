@@ -342,8 +342,6 @@ namespace {
 json seed_check_of(const json& r) {
   if (r.contains("seed_check")) return r.at("seed_check");
   json m = r.at("model");
-  m.erase("d_head");
-  m.erase("d_ff");
   if (m.contains("batch_tokens") && !(m.at("batch_tokens").get<double>() > 0)) m.erase("batch_tokens");
   return seed_check_json(model_from_json(m, "the result's model"));
 }
@@ -361,6 +359,7 @@ std::string factor_name(const std::string& id) {
 
 Figure seed_waterfall_figure(const json& r) {
   const json seed = seed_check_of(r);
+  if (!seed.value("applies", true)) throw UsageError(seed.at("note").get<std::string>());
   const bool measured = r.at("command").get<std::string>() == "measure";
   const auto& model = r.at("model");
 
@@ -729,8 +728,12 @@ Figure compare_time_figure(const json& cmp) {
 
 std::vector<Figure> figures_for(const json& r, const json& peak) {
   const std::string cmd = r.at("command").get<std::string>();
-  if (cmd == "estimate") return {ops_figure(r), seed_waterfall_figure(r)};
-  if (cmd == "measure") return {ops_figure(r), roofline_figure(r, peak), seed_waterfall_figure(r)};
+  // The seed check is GPT-3's: no waterfall for a model it does not apply to.
+  const bool seed = (cmd == "estimate" || cmd == "measure") && seed_check_of(r).value("applies", true);
+  if (cmd == "estimate") return seed ? std::vector<Figure>{ops_figure(r), seed_waterfall_figure(r)}
+                                     : std::vector<Figure>{ops_figure(r)};
+  if (cmd == "measure") return seed ? std::vector<Figure>{ops_figure(r), roofline_figure(r, peak), seed_waterfall_figure(r)}
+                                    : std::vector<Figure>{ops_figure(r), roofline_figure(r, peak)};
   if (cmd == "sweep") {
     if (done_points(r).empty()) return {};
     return {sweep_throughput_figure(r), sweep_time_figure(r)};

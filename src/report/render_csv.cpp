@@ -57,6 +57,10 @@ std::string render_csv(const json& r) {
           key == "tensor_bytes" ? "analytic" : "config");
   }
   if (r.contains("parameters")) c.row("model", m.at("name").get<std::string>(), "", "parameters", r.at("parameters"), "", "analytic");
+  if (r.contains("parameter_breakdown")) {
+    for (const auto& [key, value] : r.at("parameter_breakdown").items())
+      c.row("parameters", key, "", "parameters", value, "", "analytic");
+  }
   for (const auto& f : r.at("formulas")) {
     const auto id = f.at("id").get<std::string>();
     c.keys("formula", id, "", f,
@@ -64,7 +68,7 @@ std::string render_csv(const json& r) {
            "analytic");
     c.keys("formula", id, "", f, {{"days_on_cluster", "day"}}, "analytic+assumed");
   }
-  if (r.contains("seed_check")) {
+  if (r.contains("seed_check") && r.at("seed_check").value("applies", true)) {
     const auto& s = r.at("seed_check");
     c.row("seed_check", "seed", "", "total_flops", s.at("seed_total"), "FLOP", "analytic");
     for (const auto& f : s.at("factors")) {

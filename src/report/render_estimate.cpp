@@ -44,11 +44,50 @@ void check_schema(const json& r) {
 }
 
 std::string model_line(const json& m) {
-  return fmt::format("{}: {} layers, d_model {}, {} heads x {}, d_ff {}, n_ctx {}, vocab {}; {} training tokens",
+  std::string line = fmt::format("{}: {} layers, d_model {}, {} heads x {}, d_ff {}, n_ctx {}, vocab {}; {} training tokens",
                      m.at("name").get<std::string>(), m.at("n_layers").get<int64_t>(), m.at("d_model").get<int64_t>(),
                      m.at("n_heads").get<int64_t>(), m.at("d_head").get<int64_t>(), m.at("d_ff").get<int64_t>(),
                      m.at("n_ctx").get<int64_t>(), m.at("vocab").get<int64_t>(),
                      fmt_count(m.at("train_tokens").get<double>()));
+  // The architecture (results written before these keys existed are GPT-3's and omit them).
+  if (m.contains("norm")) {
+    const int64_t heads = m.at("n_heads").get<int64_t>(), kv = m.at("n_kv_heads").get<int64_t>();
+    const std::string attention = kv == heads ? "multi-head" : kv == 1 ? "multi-query" : "grouped-query";
+    const std::string position = m.at("position").get<std::string>();
+    line += fmt::format("; {} kv heads ({}), {}, {} FFN, {} positions{}, biases {}, embeddings {}", kv, attention,
+                        m.at("norm").get<std::string>(), m.at("ffn").get<std::string>(), position,
+                        position == "rope" ? fmt::format(" (theta {:g})", m.at("rope_theta").get<double>()) : "",
+                        m.at("biases").get<std::string>(), m.at("tied_embeddings").get<bool>() ? "tied" : "untied");
+    if (const int64_t w = m.at("sliding_window").get<int64_t>(); w > 0)
+      line += fmt::format("; sliding window {} recorded, every count is for full causal attention", w);
+  }
+  return line;
+}
+
+// A whole count with thousands separators: 405,853,388,800.
+std::string exact_count(double v) {
+  std::string digits = fmt::format("{:.0f}", v), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0 && digits[i - 1] != '-') out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+// N and its breakdown, one line (analytic).
+std::string parameters_line(const json& r) {
+  const double total = r.at("parameters").get<double>();
+  std::string line =
+      fmt::format("parameters N (analytic, from the architecture): {} ({})", exact_count(total), fmt_count(total));
+  if (!r.contains("parameter_breakdown")) return line;
+  const auto& p = r.at("parameter_breakdown");
+  auto n = [&](const char* key) { return fmt_count(p.at(key).get<double>()); };
+  line += fmt::format(" = embeddings {} + positions {} + layers {} (per layer: attention {} + biases {}, FFN {} + biases {}, "
+                      "norms {}) + final norm {} + LM head {} (untied; 0 when tied); non-embedding (Kaplan) {}",
+                      n("embeddings"), n("positions"), n("layers"), n("attention_per_layer"),
+                      n("attention_biases_per_layer"), n("ffn_per_layer"), n("ffn_biases_per_layer"),
+                      n("norms_per_layer"), n("final_norm"), n("lm_head"), n("non_embedding"));
+  return line;
 }
 
 Section formulas_section(const json& formulas, const json& c, const std::string& heading) {
@@ -81,6 +120,11 @@ Section formulas_section(const json& formulas, const json& c, const std::string&
 
 Section seed_section(const json& seed) {
   Section s;
+  if (!seed.value("applies", true)) {
+    s.heading = "Seed check (analytic): n/a";
+    s.before.push_back(seed.at("note").get<std::string>());
+    return s;
+  }
   const double product = seed.at("product").get<double>();
   s.heading = fmt::format("Seed check (analytic): why {} is {}x too low", fmt_flops(seed.at("seed_total").get<double>()),
                           fmt_fixed(product, 2));
@@ -108,8 +152,7 @@ Document estimate_document(const json& r) {
   Section model;
   model.heading = "Model";
   model.before.push_back(model_line(m));
-  model.before.push_back(fmt::format("parameters (analytic, from the architecture): {}",
-                                     fmt_count(r.at("parameters").get<double>())));
+  model.before.push_back(parameters_line(r));
   d.sections.push_back(model);
   d.sections.push_back(formulas_section(r.at("formulas"), r.at("cluster"), "Training FLOPs, every analytic formula"));
   d.sections.push_back(seed_section(r.at("seed_check")));

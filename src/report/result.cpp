@@ -92,8 +92,25 @@ json cluster_json(const ClusterAssumption& c) {
           {"peak_source", gpu.source}};
 }
 
+json parameter_breakdown_json(const ModelConfig& m) {
+  const ParameterBreakdown p = parameter_breakdown(m);
+  return {{"embeddings", p.embeddings},
+          {"positions", p.positions},
+          {"attention_per_layer", p.attention},
+          {"attention_biases_per_layer", p.attention_biases},
+          {"ffn_per_layer", p.ffn},
+          {"ffn_biases_per_layer", p.ffn_biases},
+          {"norms_per_layer", p.norms},
+          {"layers", p.n_layers * p.per_layer()},
+          {"final_norm", p.final_norm},
+          {"lm_head", p.lm_head},
+          {"total", p.total()},
+          {"non_embedding", non_embedding_parameters(m)}};
+}
+
 json seed_check_json(const ModelConfig& m) {
   const SeedCheck c = seed_check(m);
+  if (!c.applies) return {{"applies", false}, {"note", c.note}};
   json factors = json::array();
   for (const auto& f : c.factors) {
     factors.push_back({{"id", f.id},
@@ -103,7 +120,8 @@ json seed_check_json(const ModelConfig& m) {
                        {"factor", f.factor},
                        {"running_total", f.running_total}});
   }
-  return {{"seed_total", c.seed_total},     {"factors", factors},
+  return {{"applies", true},
+          {"seed_total", c.seed_total},     {"factors", factors},
           {"product", c.product},           {"corrected_total", c.corrected_total},
           {"six_nd_total", c.six_nd_total}, {"graph_total", c.graph_total},
           {"note", "factors computed from the layer graph at full width (b = 1, s = n_ctx); the corrected total is "
@@ -122,6 +140,7 @@ json estimate_result(const ModelConfig& model, const ModelConfig& layer_model, c
             {"seed_check", "analytic"}, {"cluster", "assumed"}}},
           {"model", model_to_json(model)},
           {"parameters", parameter_count(model)},
+          {"parameter_breakdown", parameter_breakdown_json(model)},
           {"layer", layer_json(g, layer_model, width)},
           {"cluster", cluster_json(c)},
           {"formulas", formulas_json(model, c)},

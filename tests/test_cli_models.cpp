@@ -1,0 +1,197 @@
+// `flopscope estimate` (and the shared model options of measure and sweep) on the model
+// families beyond GPT-3 (ctest label `cli`): the Llama 3.1 405B preset's 6nd and N, every
+// Hugging Face config type, flags over the config, and bad configs as exit 2 with one line.
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "cli_util.hpp"
+
+#ifndef FLOPSCOPE_SOURCE_DIR
+#error "FLOPSCOPE_SOURCE_DIR (the repository root) is set by tests/CMakeLists.txt"
+#endif
+
+namespace {
+
+using nlohmann::json;
+using namespace cli_test;
+
+std::string hf(const std::string& name) { return std::string(FLOPSCOPE_SOURCE_DIR) + "/tests/data/hf/" + name; }
+
+json estimate_json(const std::vector<std::string>& extra) {
+  TempDir cwd;
+  std::vector<std::string> args = {"estimate", "--format", "json"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  const Outcome r = run(args, cwd.path());
+  EXPECT_EQ(r.rc, 0) << describe(r);
+  EXPECT_EQ(r.err, "");
+  return r.rc == 0 ? json::parse(r.out) : json::object();
+}
+
+double formula(const json& j, const std::string& id) {
+  for (const auto& f : j.at("formulas"))
+    if (f.at("id") == id) return f.at("total_flops").get<double>();
+  ADD_FAILURE() << "no formula " << id;
+  return 0;
+}
+
+// The Llama 3 paper's 3.8e25 training FLOPs (6 N D, N = 405B, D = 15.6T) and the exact N.
+TEST(CliModels, Llama31405BEstimate) {
+  const json j = estimate_json({"--model", "llama3.1-405b"});
+  ASSERT_TRUE(j.contains("formulas"));
+  EXPECT_TRUE(within(formula(j, "6nd"), 3.8e25, 0.02));
+  EXPECT_EQ(j.at("parameters").get<double>(), 405853388800.0);
+  const json& p = j.at("parameter_breakdown");
+  EXPECT_EQ(p.at("total").get<double>(), 405853388800.0);
+  EXPECT_EQ(p.at("embeddings").get<double>(), 128256.0 * 16384);
+  EXPECT_EQ(p.at("lm_head").get<double>(), 128256.0 * 16384);
+  EXPECT_EQ(p.at("positions").get<double>(), 0);
+  const json& m = j.at("model");
+  EXPECT_EQ(m.at("n_kv_heads"), 8);
+  EXPECT_EQ(m.at("norm"), "rmsnorm");
+  EXPECT_EQ(m.at("ffn"), "swiglu");
+  EXPECT_EQ(m.at("position"), "rope");
+  EXPECT_EQ(m.at("tied_embeddings"), false);
+  EXPECT_EQ(j.at("seed_check").at("applies"), false);
+  for (const auto& f : j.at("formulas")) EXPECT_NE(f.at("id"), "chinchilla");  // n/a: GQA, SwiGLU
+
+  TempDir cwd;
+  const Outcome t = run({"estimate", "--model", "llama3.1-405b"}, cwd.path());
+  ASSERT_EQ(t.rc, 0) << describe(t);
+  EXPECT_TRUE(contains(t.out, "405,853,388,800")) << t.out;
+  EXPECT_TRUE(contains(t.out, "8 kv heads (grouped-query), rmsnorm, swiglu FFN, rope positions")) << t.out;
+  EXPECT_TRUE(contains(t.out, "embeddings untied")) << t.out;
+  EXPECT_TRUE(contains(t.out, "the seed check is GPT-3's")) << t.out;
+  EXPECT_TRUE(contains(t.out, "megatron_lm")) << t.out;
+  for (const char* format : {"csv", "markdown", "html"}) {
+    SCOPED_TRACE(format);
+    const Outcome o = run({"estimate", "--model", "llama3.1-405b", "--format", format}, cwd.path());
+    ASSERT_EQ(o.rc, 0) << describe(o);
+    EXPECT_TRUE(contains(o.out, "405853388800") || contains(o.out, "405,853,388,800") ||
+                contains(o.out, "4.05853388800e+11") || contains(o.out, "405.9B"))
+        << o.out.substr(0, 2000);
+  }
+  const Outcome csv = run({"estimate", "--model", "llama3.1-405b", "--format", "csv"}, cwd.path());
+  EXPECT_TRUE(contains(csv.out, "parameters,lm_head")) << csv.out.substr(0, 3000);
+}
+
+TEST(CliModels, MistralSaysTheCountIsFullCausal) {
+  TempDir cwd;
+  const Outcome t = run({"estimate", "--model", "mistral-7b"}, cwd.path());
+  ASSERT_EQ(t.rc, 0) << describe(t);
+  EXPECT_TRUE(contains(t.out, "sliding window 4096 recorded, every count is for full causal attention")) << t.out;
+  EXPECT_TRUE(contains(t.out, "7,241,732,096")) << t.out;
+}
+
+TEST(CliModels, HfConfigOfEveryType) {
+  const std::vector<std::pair<const char*, double>> cases = {
+      {"llama-2-7b.json", 6738415616.0}, {"mistral-7b-v0.1.json", 7241732096.0}, {"qwen2-0.5b.json", 494032768.0},
+      {"gpt2.json", 124439808.0},        {"opt-125m.json", 125239296.0},         {"tiny-llama.json", 1963264.0},
+  };
+  for (const auto& [file, params] : cases) {
+    SCOPED_TRACE(file);
+    const json j = estimate_json({"--hf-config", hf(file)});
+    ASSERT_TRUE(j.contains("parameters"));
+    EXPECT_EQ(j.at("parameters").get<double>(), params);
+    EXPECT_TRUE(within(formula(j, "6nd"), 6 * params * j.at("model").at("train_tokens").get<double>(), 1e-12));
+  }
+  // The name comes from _name_or_path, else the file's name.
+  EXPECT_EQ(estimate_json({"--hf-config", hf("qwen2-0.5b.json")}).at("model").at("name"), "Qwen/Qwen2-0.5B");
+  EXPECT_EQ(estimate_json({"--hf-config", hf("gpt2.json")}).at("model").at("name"), "gpt2");
+}
+
+TEST(CliModels, FlagsOverrideTheConfig) {
+  const json j = estimate_json({"--hf-config", hf("llama-3.1-8b.json"), "--seq", "8192", "--kv-heads", "32", "--tokens",
+                                "15e12", "--tie-embeddings", "on", "--width", "1/8"});
+  const json& m = j.at("model");
+  EXPECT_EQ(m.at("n_ctx"), 8192);  // the config says 131072
+  EXPECT_EQ(m.at("n_kv_heads"), 32);
+  EXPECT_EQ(m.at("tied_embeddings"), true);
+  EXPECT_EQ(m.at("train_tokens").get<double>(), 15e12);
+  const json& L = j.at("layer");
+  EXPECT_EQ(L.at("d_model"), 512);  // 4 heads of 128 at width 1/8
+  // Back to the card's layout with flags: the preset's N.
+  const json back = estimate_json({"--hf-config", hf("llama-3.1-8b.json"), "--kv-heads", "8", "--d-ff", "14336",
+                                   "--bias", "none", "--norm", "rmsnorm", "--ffn", "swiglu", "--position", "rope",
+                                   "--rope-theta", "5e5", "--d-head", "128"});
+  EXPECT_EQ(back.at("parameters").get<double>(), 8030261248.0);
+  // A GPT-3 preset turned Llama-shaped by flags counts as a Llama (no final norm: GPT-3's convention).
+  const json custom = estimate_json({"--model", "gpt3-small", "--ffn", "swiglu", "--norm", "rmsnorm", "--bias", "none",
+                                     "--position", "rope", "--tie-embeddings", "off", "--d-ff", "2048"});
+  const double V = 50257, d = 768, L12 = 12;
+  EXPECT_EQ(custom.at("parameters").get<double>(), 2 * V * d + L12 * (4 * d * d + 3 * d * 2048 + 2 * d));
+}
+
+TEST(CliModels, MeasureAndSweepReadTheHfConfig) {
+  TempDir cwd, empty;
+  // The tiny config has 4 heads: a width of 1/3 is refused with the config's numbers, which
+  // shows the file was read (running it needs the Llama-style graph).
+  expect_usage_error({"measure reads it", {"measure", "--backend", "cpu", "--hf-config", hf("tiny-llama.json"),
+                                            "--width", "1/3", "-o", empty / "m.json"}, "4 heads"},
+                     cwd.path(), empty.path());
+  expect_usage_error({"sweep reads it", {"sweep", "--hf-config", hf("tiny-llama.json"), "--widths", "1/3", "--out-dir",
+                                          empty / "sw"}, "4 heads"},
+                     cwd.path(), empty.path());
+  expect_usage_error({"measure: a bad config", {"measure", "--backend", "cpu", "--hf-config", hf("README.md")},
+                      "README.md"},
+                     cwd.path(), empty.path());
+  expect_usage_error({"sweep: a bad config", {"sweep", "--hf-config", hf("README.md"), "--widths", "1", "--out-dir", empty / "sw"},
+                      "README.md"},
+                     cwd.path(), empty.path());
+}
+
+TEST(CliModels, BadHfConfigs) {
+  TempDir cwd, empty;
+  auto file = [&](const std::string& name, const std::string& text) {
+    spit(cwd / name, text);
+    return cwd / name;
+  };
+  const std::string base =
+      R"("hidden_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 688,
+         "vocab_size": 1000, "max_position_embeddings": 128)";
+  const std::vector<BadCase> bad = {
+      {"kv heads do not divide heads",
+       {"estimate", "--hf-config", file("kv.json", R"({"model_type": "llama", "num_key_value_heads": 3, )" + base + "}")},
+       "num_key_value_heads"},
+      {"missing hidden_size",
+       {"estimate", "--hf-config",
+        file("nohidden.json", R"({"model_type": "llama", "num_hidden_layers": 2, "num_attention_heads": 4,
+              "intermediate_size": 688, "vocab_size": 1000, "max_position_embeddings": 128})")},
+       "hidden_size"},
+      {"a string where a number belongs",
+       {"estimate", "--hf-config",
+        file("string.json", R"({"model_type": "llama", "hidden_size": "256", "num_hidden_layers": 2,
+              "num_attention_heads": 4, "intermediate_size": 688, "vocab_size": 1000, "max_position_embeddings": 128})")},
+       "hidden_size"},
+      {"an unknown model_type", {"estimate", "--hf-config", file("bert.json", R"({"model_type": "bert", )" + base + "}")},
+       "bert"},
+      {"sizes whose product overflows",
+       {"estimate", "--hf-config",
+        file("overflow.json", R"({"model_type": "llama", "hidden_size": 16777216, "num_hidden_layers": 2,
+              "num_attention_heads": 16777216, "num_key_value_heads": 1, "intermediate_size": 688,
+              "vocab_size": 1000, "max_position_embeddings": 16777216})")},
+       "overflows"},
+      {"not JSON", {"estimate", "--hf-config", file("notjson.json", "{\"model_type\": ")}, "notjson.json"},
+      {"not an object", {"estimate", "--hf-config", file("array.json", "[1, 2]")}, "array.json"},
+      {"no such file", {"estimate", "--hf-config", cwd / "missing.json"}, "missing.json"},
+      {"with --config", {"estimate", "--hf-config", hf("gpt2.json"), "--config", hf("gpt2.json")}, "--config"},
+      {"with --model", {"estimate", "--hf-config", hf("gpt2.json"), "--model", "gpt3-small"}, "--model"},
+      {"seq beyond the learned table", {"estimate", "--hf-config", hf("gpt2.json"), "--seq", "2048"}, "1024"},
+      {"bad --norm", {"estimate", "--model", "llama2-7b", "--norm", "batchnorm"}, "--norm"},
+      {"bad --bias", {"estimate", "--model", "llama2-7b", "--bias", "qkv+up"}, "--bias"},
+      {"bad --tie-embeddings", {"estimate", "--model", "llama2-7b", "--tie-embeddings", "yes"}, "--tie-embeddings"},
+      {"kv heads that do not divide", {"estimate", "--model", "llama2-70b", "--kv-heads", "7"}, "kv heads"},
+      {"width leaving a fraction of a kv head", {"estimate", "--model", "llama3.1-8b", "--width", "1/16"}, "kv head"},
+  };
+  for (const auto& c : bad) {
+    expect_usage_error(c, cwd.path(), empty.path());
+    if (c.args.size() > 2 && c.args[1] == "--hf-config" && c.why != "no such file" && c.why.rfind("with", 0) != 0 &&
+        c.why != "seq beyond the learned table") {
+      EXPECT_TRUE(contains(run(c.args, cwd.path()).err, c.args[2])) << c.why << ": the error names the file";
+    }
+  }
+}
+
+}  // namespace
