@@ -16,18 +16,18 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
   for (const auto& p : preset_names()) presets += (presets.empty() ? "" : ", ") + p;
   std::string hf_types;
   for (const auto& t : hf_model_types()) hf_types += (hf_types.empty() ? "" : ", ") + t;
-  auto* model = app.add_option("--model", o.model, "preset (GPT-3: the GPT-3 paper's Table 2.1; Llama 2, Llama 3.1, Mistral: "
+  o.model_option = app.add_option("--model", o.model, "preset (GPT-3: the GPT-3 paper's Table 2.1; Llama 2, Llama 3.1, Mistral: "
                                                     "their papers and configs, docs/method.md): " + presets)
                     ->type_name("NAME")->capture_default_str();
-  auto* config = app.add_option("--config", o.config,
+  app.add_option("--config", o.config,
                  "model config JSON: {\"base\": preset, ...} or a full model with n_layers, d_model, n_heads "
                  "(keys: name, base, n_layers, d_model, n_heads, n_kv_heads, d_head, n_ctx, vocab, ffn_mult, d_ff, norm, "
                  "ffn, position, rope_theta, biases, tied_embeddings, sliding_window, n_positions, count_final_norm, "
                  "train_tokens, batch_tokens)")->type_name("FILE");
-  auto* hf = app.add_option("--hf-config", o.hf_config,
-                 "a Hugging Face config.json (model_type " + hf_types + "); n_ctx = max_position_embeddings "
-                 "(gpt2: n_positions) unless --seq; training tokens from --tokens (default 300e9)")->type_name("FILE");
-  hf->excludes(config)->excludes(model);
+  app.add_option("--hf-config", o.hf_config,
+                 "a Hugging Face config.json (model_type " + hf_types + "), instead of a preset or a config; n_ctx "
+                 "defaults to its max_position_embeddings (gpt2: n_positions), the training tokens to 300e9; the flags "
+                 "below override it")->type_name("FILE");
   app.add_option("--layers", o.layers, "number of layers (default: the model's)")->type_name("N");
   app.add_option("--d-model", o.d_model, "model width d_model; d_head = d_model / heads unless --d-head (default: the model's)")->type_name("N");
   app.add_option("--heads", o.heads, "attention (query) heads; must divide d_model unless --d-head (default: the model's)")->type_name("N");
@@ -49,6 +49,10 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
 }
 
 ModelConfig resolve_model(const ModelOptions& o) {
+  if (!o.hf_config.empty() && !o.config.empty())
+    throw UsageError("--hf-config and --config both give the model; choose one");
+  if (!o.hf_config.empty() && o.model_option != nullptr && o.model_option->count() > 0)
+    throw UsageError("--hf-config and --model both give the model; choose one");
   ModelConfig base = !o.hf_config.empty() ? model_from_hf_file(o.hf_config)
                      : o.config.empty()   ? preset(o.model)
                                           : model_from_file(o.config);

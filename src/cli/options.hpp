@@ -21,6 +21,7 @@ struct ModelOptions {
   std::string layers, d_model, heads, seq, vocab, ffn_mult, tokens;
   // The architecture (src/model/model.hpp); "" = the model's.
   std::string kv_heads, d_head, d_ff, norm, ffn, position, rope_theta, bias, tie_embeddings;
+  const CLI::Option* model_option = nullptr;  // whether --model was given (it excludes --hf-config)
 };
 void add_model_options(CLI::App& app, ModelOptions& o);
 // The full model: preset, config file or Hugging Face config, then flag overrides.

@@ -25,7 +25,10 @@ inline constexpr int64_t kCpuAutoDModel = 384;
 Fraction auto_width(const ModelConfig& m, const BackendChoice& choice, Backend& backend, int64_t batch,
                     const GraphOptions& go) {
   if (choice.kind == "cpu") {
-    const int64_t heads = std::clamp<int64_t>(kCpuAutoDModel / m.d_head, 1, m.n_heads);
+    // Whole groups of query heads per kv head, so the kv heads stay whole (grouped-query
+    // attention; a group is one head for multi-head attention): llama3.1-8b gets one group of 4.
+    const int64_t group = m.n_heads / m.kv_heads();
+    const int64_t heads = std::clamp<int64_t>(kCpuAutoDModel / m.d_head / group, 1, m.kv_heads()) * group;
     return Fraction{heads, m.n_heads};
   }
   const Fraction w = widest_fitting(m, batch, m.n_ctx, go, backend.available_bytes() * Preflight{}.usable_fraction);
