@@ -1,5 +1,6 @@
-// Fuzzes the model config JSON (`--config FILE`): parse, build the model, scale it, build its
-// layer graph and every analytic formula. Any input may be rejected with a UsageError; a crash,
+// Fuzzes the model config JSON (`--config FILE`) and the Hugging Face config.json
+// (`--hf-config FILE`): parse, build the model, scale it, build its layer graph and every
+// analytic formula. Any input may be rejected with a UsageError; a crash,
 // a sanitizer report or any other exception is a finding.
 #include <cstddef>
 #include <cstdint>
@@ -8,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "analytic/formulas.hpp"
+#include "model/hf_config.hpp"
 #include "model/model.hpp"
 #include "util/error.hpp"
 
@@ -20,6 +22,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const ModelConfig m = model_from_json(j, "fuzz.json");
     // Keep the work bounded: formulas and graphs of any validated model are cheap to build.
     (void)all_formulas(m);
+    (void)seed_check(m);
+    (void)scale_width(m, Fraction{1, m.n_heads});
+  } catch (const UsageError&) {
+  }
+  try {
+    const ModelConfig m = model_from_hf_config(j, "config.json", "fuzz");
+    (void)all_formulas(m);
+    (void)parameter_breakdown(m);
     (void)seed_check(m);
     (void)scale_width(m, Fraction{1, m.n_heads});
   } catch (const UsageError&) {
