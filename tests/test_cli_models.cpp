@@ -1,6 +1,7 @@
 // `flopscope estimate` (and the shared model options of measure and sweep) on the model
 // families beyond GPT-3 (ctest label `cli`): the Llama 3.1 405B preset's 6nd and N, every
 // Hugging Face config type, flags over the config, and bad configs as exit 2 with one line.
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,7 @@
 
 namespace {
 
+namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace cli_test;
 
@@ -75,6 +77,22 @@ TEST(CliModels, Llama31405BEstimate) {
   }
   const Outcome csv = run({"estimate", "--model", "llama3.1-405b", "--format", "csv"}, cwd.path());
   EXPECT_TRUE(contains(csv.out, "parameters,lm_head")) << csv.out.substr(0, 3000);
+}
+
+// The seed check is GPT-3's: a Llama estimate's figures leave its waterfall out, a saved
+// result reads back (report) with N and the seed check's note.
+TEST(CliModels, PlotAndReportOfALlamaEstimate) {
+  TempDir cwd;
+  const Outcome e = run({"estimate", "--model", "llama3.1-8b", "--format", "json", "-o", cwd / "l.json"}, cwd.path());
+  ASSERT_EQ(e.rc, 0) << describe(e);
+  const Outcome p = run({"plot", cwd / "l.json", "--out-dir", cwd / "figs"}, cwd.path());
+  ASSERT_EQ(p.rc, 0) << describe(p);
+  EXPECT_TRUE(fs::exists(cwd / "figs/l.ops.svg"));
+  EXPECT_FALSE(fs::exists(cwd / "figs/l.seed-waterfall.svg"));
+  const Outcome r = run({"report", cwd / "l.json"}, cwd.path());
+  ASSERT_EQ(r.rc, 0) << describe(r);
+  EXPECT_TRUE(contains(r.out, "8,030,261,248")) << r.out;
+  EXPECT_TRUE(contains(r.out, "the seed check is GPT-3's") && contains(r.out, "n/a for llama3.1-8b")) << r.out;
 }
 
 TEST(CliModels, MistralSaysTheCountIsFullCausal) {
