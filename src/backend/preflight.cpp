@@ -3,15 +3,26 @@
 #include <fmt/format.h>
 
 #include "report/table.hpp"
+#include "util/error.hpp"
 
 namespace flopscope {
 
 namespace {
 
-double layer_bytes(const ModelConfig& full, int64_t heads, int64_t batch, int64_t seq, const GraphOptions& o) {
-  ModelConfig m = full;
-  m.n_heads = heads;
-  m.d_model = heads * full.d_head;
+// The layer at `groups` of the model's kv groups (query heads that share one kv head; one head
+// for multi-head attention), scaled as --width scales it, or nullopt-like false when that width
+// leaves a fractional size (scale_width says which).
+bool scaled_at(const ModelConfig& full, int64_t groups, ModelConfig& out) {
+  const int64_t group = full.n_heads / full.kv_heads();
+  try {
+    out = scale_width(full, Fraction{groups * group, full.n_heads});
+    return true;
+  } catch (const UsageError&) {
+    return false;
+  }
+}
+
+double layer_bytes(const ModelConfig& m, int64_t batch, int64_t seq, const GraphOptions& o) {
   return build_layer_graph(layer_shape(m, batch, seq), o).tensor_bytes();
 }
 
@@ -19,21 +30,24 @@ double layer_bytes(const ModelConfig& full, int64_t heads, int64_t batch, int64_
 
 Fraction widest_fitting(const ModelConfig& full, int64_t batch, int64_t seq, const GraphOptions& o, double usable,
                         double workspace) {
-  // Bytes grow monotonically with heads: binary search for the most heads that fit.
-  int64_t lo = 0, hi = full.n_heads;
+  // Bytes grow monotonically with the number of kv groups: binary search for the most that
+  // fit. A width that leaves a fractional size (d_ff not divisible) counts as not fitting.
+  const int64_t group = full.n_heads / full.kv_heads();
+  int64_t lo = 0, hi = full.kv_heads();
   while (lo < hi) {
     const int64_t mid = (lo + hi + 1) / 2;
-    if (layer_bytes(full, mid, batch, seq, o) + workspace <= usable) lo = mid;
+    ModelConfig m;
+    if (scaled_at(full, mid, m) && layer_bytes(m, batch, seq, o) + workspace <= usable) lo = mid;
     else hi = mid - 1;
   }
-  return Fraction{lo, full.n_heads};
+  return Fraction{lo * group, full.n_heads};
 }
 
 Preflight preflight(const ModelConfig& full, const Fraction& width, int64_t batch, int64_t seq,
                     const GraphOptions& o, double available, double workspace) {
   Preflight p;
-  const int64_t heads = full.n_heads * width.num / width.den;
-  p.required_bytes = layer_bytes(full, heads, batch, seq, o) + workspace;
+  const ModelConfig layer = scale_width(full, width);
+  p.required_bytes = layer_bytes(layer, batch, seq, o) + workspace;
   p.available_bytes = available;
   const double usable = available * p.usable_fraction;
   p.fits = p.required_bytes <= usable;
@@ -41,10 +55,11 @@ Preflight preflight(const ModelConfig& full, const Fraction& width, int64_t batc
   std::string what;
   const Fraction w = widest_fitting(full, batch, seq, o, usable, workspace);
   if (w.num > 0) {
-    what = fmt::format("--width {}/{} ({} heads, d_model {})", w.num, w.den, w.num, w.num * full.d_head);
+    const ModelConfig widest = scale_width(full, w);
+    what = fmt::format("--width {}/{} ({} heads, d_model {})", w.num, w.den, widest.n_heads, widest.d_model);
   }
   int64_t b = batch - 1;
-  while (b >= 1 && layer_bytes(full, heads, b, seq, o) + workspace > usable) --b;
+  while (b >= 1 && layer_bytes(layer, b, seq, o) + workspace > usable) --b;
   if (b >= 1) what += fmt::format("{}--batch {} at this width", what.empty() ? "" : " or ", b);
   p.message = fmt::format("the layer needs {} but {} of {} available may be used; {}", fmt_bytes(p.required_bytes),
                           fmt_bytes(usable), fmt_bytes(available),

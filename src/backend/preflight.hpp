@@ -22,7 +22,8 @@ struct Preflight {
 Preflight preflight(const ModelConfig& full, const Fraction& width, int64_t batch, int64_t seq,
                     const GraphOptions& options, double available_bytes, double workspace_bytes = 0);
 
-// The widest layer (most heads) that fits, as a width fraction of `full`; nullopt-like
+// The widest layer that fits, in whole kv groups (the query heads sharing one kv head; one
+// head for multi-head attention), as a width fraction of `full` that scale_width accepts;
 // Fraction{0, 1} when not even one head fits.
 Fraction widest_fitting(const ModelConfig& full, int64_t batch, int64_t seq, const GraphOptions& options,
                         double usable_bytes, double workspace_bytes = 0);
