@@ -7,6 +7,7 @@
 
 #include "cli/commands.hpp"
 #include "report/collections.hpp"
+#include "report/render_predict.hpp"
 #include "util/atomic_file.hpp"
 #include "util/error.hpp"
 
@@ -35,8 +36,10 @@ nlohmann::json read_result(const std::string& file) {
     throw UsageError(fmt::format("{}: {}", file, e.what()));
   }
   const auto cmd = j.at("command").get<std::string>();
-  if (cmd != "estimate" && cmd != "measure")
-    throw UsageError(fmt::format("{}: compare reads estimate and measure results, not a {} result{}", file, cmd,
+  if (cmd == "predict" && j.value("kind", "") != "prediction")
+    throw UsageError(fmt::format("{}: compare reads predictions, not a predict --validate result", file));
+  if (cmd != "estimate" && cmd != "measure" && cmd != "predict")
+    throw UsageError(fmt::format("{}: compare reads estimate, measure and predict results, not a {} result{}", file, cmd,
                                  cmd == "sweep" ? " (compare its points/*.json files)" : ""));
   // A result that its own report cannot render (a field removed or edited into the wrong
   // type) is refused here, naming the file, rather than compared with blanks.
@@ -71,6 +74,17 @@ int run_compare(const CompareArgs& a) {
         if (i != j && labels[i] == labels[j]) labels[i] = a.files[i];
   }
   std::vector<CompareInput> inputs;
+  for (size_t i = 0; i < a.files.size(); ++i) inputs.push_back({labels[i], a.files[i], read_result(a.files[i])});
+  // Predictions are compared with predictions only (their figures are a step's, not a layer's).
+  size_t predictions = 0;
+  for (const auto& in : inputs) predictions += in.result.at("command") == "predict";
+  if (predictions > 0 && predictions < inputs.size())
+    throw UsageError("compare: give predictions only, or estimate and measure results only, not a mix");
+  if (predictions > 0) {
+    emit(compare_predictions(inputs), a.out);
+    return 0;
+  }
+  inputs.clear();
   for (size_t i = 0; i < a.files.size(); ++i) {
     inputs.push_back({labels[i], a.files[i], read_result(a.files[i])});
     // Each file compared with itself first, so a missing or mistyped field names its file.
