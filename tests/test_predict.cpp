@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "predict/cluster_line.hpp"
 #include "predict/predict.hpp"
 #include "predict/validation.hpp"
 #include "util/atomic_file.hpp"
@@ -250,6 +251,30 @@ TEST(PredictSchedule, UnevenLayersThePaceIsTheSlowestStage) {
   EXPECT_EQ(p.split.front(), 13);
   // Bubble: (pp - 1) / (vpp m) of the ideal time.
   EXPECT_NEAR(p.breakdown.bubble_s / (64 * p.stage_time_s), 7.0 / 64, 1e-12);
+}
+
+}  // namespace
+}  // namespace flopscope::predict
+
+namespace flopscope::predict {
+namespace {
+
+TEST(PredictClusterLine, DefaultLayoutOnAProfiledGpuElseNa) {
+  const ModelConfig m = preset("gpt3-175b");
+  MeasuredOps none;
+  none.file = "test";
+  const auto j = cluster_prediction(m, none, "NVIDIA A100-SXM4-80GB", "bf16", 1024);
+  ASSERT_EQ(j.at("status"), "predicted") << j.dump();
+  EXPECT_EQ(j.at("layout_name"), kDefaultLayoutName);
+  EXPECT_EQ(j.at("layout").at("tp"), 8);
+  EXPECT_EQ(j.at("layout").at("tp").get<int64_t>() * j.at("layout").at("pp").get<int64_t>() *
+                j.at("layout").at("dp").get<int64_t>(), 1024);
+  // Megatron-LM (Narayanan et al. 2021): about 34 days on 1024 A100s; the model is in that range.
+  EXPECT_GT(j.at("days").get<double>(), 15);
+  EXPECT_LT(j.at("days").get<double>(), 60);
+  EXPECT_EQ(cluster_prediction(m, none, "Intel(R) Xeon(R) CPU", "bf16", 1024).at("status"), "n/a");
+  EXPECT_EQ(cluster_prediction(m, none, "NVIDIA A100-SXM4-80GB", "fp32", 1024).at("status"), "n/a");
+  EXPECT_EQ(cluster_prediction(m, none, "NVIDIA A100-SXM4-80GB", "bf16", 3).at("status"), "n/a");
 }
 
 }  // namespace
