@@ -36,7 +36,7 @@ struct Sharded {
 };
 
 // One GPU's share of a GEMM of the full-width graph.
-Sharded shard_gemm(const LayerGraph& g, const Op& op, int64_t tp) {
+Sharded shard_gemm(const Op& op, int64_t tp) {
   const GemmSpec& gs = op.gemm;
   Sharded s{gs.m, gs.n, gs.k, gs.batch, 1.0 / static_cast<double>(tp)};
   if (!gs.linear) {
@@ -57,7 +57,6 @@ Sharded shard_gemm(const LayerGraph& g, const Op& op, int64_t tp) {
   } else {
     throw Error(fmt::format("predict: GEMM {} has no weight operand to shard", op.name));
   }
-  (void)g;
   int64_t* split = row_parallel(weight) ? r : c;
   *split /= tp;
   return s;
@@ -199,7 +198,7 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
     c.head = head;
     double fraction = 1;
     if (op.impl == OpImpl::gemm) {
-      const Sharded sh = shard_gemm(g, op, l.tp);
+      const Sharded sh = shard_gemm(op, l.tp);
       fraction = sh.fraction;
       c.flops = op.flops * fraction;
       c.bytes = (static_cast<double>(sh.m) * sh.k + static_cast<double>(sh.k) * sh.n +

@@ -166,9 +166,8 @@ Prediction predict(const PredictInput& in) {
     if (op.impl != OpImpl::gemm) continue;
     const bool core = op.name.find(".attn.") != std::string::npos;
     if (l.attention == Attention::flash) {
-      if (op.name == "fwd.attn.scores") extra += op.flops;
-      if (op.phase == Phase::recompute && l.recompute == Recompute::full && !core) extra += op.flops;
-      if (op.phase == Phase::recompute && l.recompute == Recompute::full && core) extra += op.flops;
+      if (op.name == "fwd.attn.scores") extra += op.flops;  // recomputed in flash's backward
+      if (op.phase == Phase::recompute && l.recompute == Recompute::full) extra += op.flops;
     } else if (op.phase == Phase::recompute) {
       if (l.recompute == Recompute::full || (l.recompute == Recompute::selective && core)) extra += op.flops;
     }
