@@ -105,8 +105,9 @@ Runner add_compare(CLI::App& app, const GlobalOptions&) {
   CLI::App* sub = app.add_subcommand(
       "compare",
       "Put saved results (JSON from estimate or measure) side by side, per op and in total, with each one's ratio to "
-      "the first: e.g. H100 vs H200, bf16 vs fp8, width 1/8 vs full.");
-  sub->add_option("files", a->files, "two result JSON files or more; the first is the baseline")->required();
+      "the first: e.g. H100 vs H200, bf16 vs fp8, width 1/8 vs full. Predictions (JSON from predict) are compared "
+      "with predictions: step time, throughput, MFU, memory and the step's breakdown.");
+  sub->add_option("files", a->files, "two result JSON files or more (estimate and measure, or predict); the first is the baseline")->required();
   sub->add_option("--labels", a->labels, "comma-separated names for the files (default: each file's name)")
       ->type_name("LIST");
   add_output_options(*sub, a->out);
