@@ -180,6 +180,20 @@ TEST(CliPredict, BadInputIsOneLineExitTwo) {
       {"bad gpu list", {"predict", "--gpus", "8,,16", "-o", o}, "--gpus"},
   };
   for (const auto& c : cases) expect_usage_error(c, d.path(), empty.path());
+
+  // A saved prediction with a field removed or of the wrong type: report, compare and plot refuse it.
+  ASSERT_EQ(run(with(k175b, {"--format", "json", "-o", d / "p.json"}), d.path()).rc, 0);
+  json j = json::parse(slurp(d / "p.json"));
+  j["prediction"].erase("breakdown");
+  spit(d / "cut.json", j.dump());
+  j = json::parse(slurp(d / "p.json"));
+  j["prediction"]["step_time_s"] = "slow";
+  spit(d / "typed.json", j.dump());
+  for (const char* f : {"cut.json", "typed.json"}) {
+    expect_usage_error({std::string("report ") + f, {"report", d / f, "-o", o}, f}, d.path(), empty.path());
+    expect_usage_error({std::string("compare ") + f, {"compare", d / "p.json", d / f, "-o", o}, f}, d.path(), empty.path());
+    expect_usage_error({std::string("plot ") + f, {"plot", d / f, "--out-dir", empty.path()}, f}, d.path(), empty.path());
+  }
 }
 
 }  // namespace

@@ -321,6 +321,8 @@ json compare_predictions(const std::vector<CompareInput>& in) {
 }
 
 std::vector<Figure> predict_figures(const json& r) {
+  // A result its own report cannot render (a field removed or mistyped) gets no figures either.
+  (void)detail::predict_document(r);
   if (is_prediction_compare(r)) {
     std::vector<std::string> labels;
     std::vector<const json*> b;
