@@ -58,7 +58,7 @@ Sharded shard_gemm(const Op& op, int64_t tp) {
     throw Error(fmt::format("predict: GEMM {} has no weight operand to shard", op.name));
   }
   int64_t* split = row_parallel(weight) ? r : c;
-  *split /= tp;
+  *split = std::max<int64_t>(1, *split / tp);  // a vocabulary smaller than tp: one column each
   return s;
 }
 
