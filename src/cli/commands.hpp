@@ -19,5 +19,6 @@ Runner add_peak(CLI::App& app, const GlobalOptions& g);
 Runner add_sweep(CLI::App& app, const GlobalOptions& g);
 Runner add_compare(CLI::App& app, const GlobalOptions& g);
 Runner add_plot(CLI::App& app, const GlobalOptions& g);
+Runner add_predict(CLI::App& app, const GlobalOptions& g);
 
 }  // namespace flopscope::cli

@@ -7,6 +7,7 @@
 
 #include "cli/commands.hpp"
 #include "report/collections.hpp"
+#include "report/render_predict.hpp"
 #include "util/atomic_file.hpp"
 #include "util/error.hpp"
 
@@ -35,8 +36,10 @@ nlohmann::json read_result(const std::string& file) {
     throw UsageError(fmt::format("{}: {}", file, e.what()));
   }
   const auto cmd = j.at("command").get<std::string>();
-  if (cmd != "estimate" && cmd != "measure")
-    throw UsageError(fmt::format("{}: compare reads estimate and measure results, not a {} result{}", file, cmd,
+  if (cmd == "predict" && j.value("kind", "") != "prediction")
+    throw UsageError(fmt::format("{}: compare reads predictions, not a predict --validate result", file));
+  if (cmd != "estimate" && cmd != "measure" && cmd != "predict")
+    throw UsageError(fmt::format("{}: compare reads estimate, measure and predict results, not a {} result{}", file, cmd,
                                  cmd == "sweep" ? " (compare its points/*.json files)" : ""));
   // A result that its own report cannot render (a field removed or edited into the wrong
   // type) is refused here, naming the file, rather than compared with blanks.
@@ -71,6 +74,17 @@ int run_compare(const CompareArgs& a) {
         if (i != j && labels[i] == labels[j]) labels[i] = a.files[i];
   }
   std::vector<CompareInput> inputs;
+  for (size_t i = 0; i < a.files.size(); ++i) inputs.push_back({labels[i], a.files[i], read_result(a.files[i])});
+  // Predictions are compared with predictions only (their figures are a step's, not a layer's).
+  size_t predictions = 0;
+  for (const auto& in : inputs) predictions += in.result.at("command") == "predict";
+  if (predictions > 0 && predictions < inputs.size())
+    throw UsageError("compare: give predictions only, or estimate and measure results only, not a mix");
+  if (predictions > 0) {
+    emit(compare_predictions(inputs), a.out);
+    return 0;
+  }
+  inputs.clear();
   for (size_t i = 0; i < a.files.size(); ++i) {
     inputs.push_back({labels[i], a.files[i], read_result(a.files[i])});
     // Each file compared with itself first, so a missing or mistyped field names its file.
@@ -91,8 +105,9 @@ Runner add_compare(CLI::App& app, const GlobalOptions&) {
   CLI::App* sub = app.add_subcommand(
       "compare",
       "Put saved results (JSON from estimate or measure) side by side, per op and in total, with each one's ratio to "
-      "the first: e.g. H100 vs H200, bf16 vs fp8, width 1/8 vs full.");
-  sub->add_option("files", a->files, "two result JSON files or more; the first is the baseline")->required();
+      "the first: e.g. H100 vs H200, bf16 vs fp8, width 1/8 vs full. Predictions (JSON from predict) are compared "
+      "with predictions: step time, throughput, MFU, memory and the step's breakdown.");
+  sub->add_option("files", a->files, "two result JSON files or more (estimate and measure, or predict); the first is the baseline")->required();
   sub->add_option("--labels", a->labels, "comma-separated names for the files (default: each file's name)")
       ->type_name("LIST");
   add_output_options(*sub, a->out);

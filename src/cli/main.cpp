@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
       {"plot", cli::add_plot(app, global)},
       {"devices", cli::add_devices(app, global)},
       {"peak", cli::add_peak(app, global)},
+      {"predict", cli::add_predict(app, global)},
   };
 
   try {

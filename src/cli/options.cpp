@@ -103,7 +103,7 @@ void add_run_options(CLI::App& app, RunOptions& o, const std::string& per) {
   app.add_option("--repeats", o.repeats, "timed runs of the whole layer (median, min, max)" + per)->type_name("N")
       ->capture_default_str();
   app.add_option("--seed", o.seed, "seed of the random inputs and weights")->type_name("N")->capture_default_str();
-  app.add_option("--devices", o.devices, "devices for the cluster line of the extrapolation (perfect scaling)")
+  app.add_option("--devices", o.devices, "devices for the cluster line of the extrapolation (perfect scaling, and the predict model on its default layout)")
       ->type_name("N")
       ->capture_default_str();
   app.add_option("--gpu", o.gpu, "CUDA device index")->type_name("INDEX")->capture_default_str();

@@ -76,8 +76,9 @@ Runner add_plot(CLI::App& app, const GlobalOptions&) {
   CLI::App* sub = app.add_subcommand(
       "plot",
       "Write every figure of a saved result as a standalone SVG file: per-op FLOPs and time share, roofline and the "
-      "seed check (estimate, measure), throughput vs width and training time (sweep index), per-op time (compare).");
-  sub->add_option("file", a->file, "result JSON: estimate, measure, a sweep's index.json or compare")->required();
+      "seed check (estimate, measure), throughput vs width and training time (sweep index), per-op time (compare), the "
+      "step's breakdown and MFU against GPU count (predict).");
+  sub->add_option("file", a->file, "result JSON: estimate, measure, a sweep's index.json, compare or predict")->required();
   sub->add_option("--out-dir", a->out_dir, "folder for the files, named <file stem>.<figure>.svg")
       ->type_name("DIR")
       ->capture_default_str();

@@ -35,7 +35,7 @@ int run_report(const ReportArgs& a) {
 
 Runner add_report(CLI::App& app, const GlobalOptions&) {
   auto args = std::make_shared<ReportArgs>();
-  CLI::App* sub = app.add_subcommand("report", "Render a saved result (JSON from estimate, measure, sweep or compare) again, in any "
+  CLI::App* sub = app.add_subcommand("report", "Render a saved result (JSON from estimate, measure, sweep, compare or predict) again, in any "
                                                "format, without running anything.");
   sub->add_option("file", args->file, "result JSON written with --format json")->required();
   add_output_options(*sub, args->out);

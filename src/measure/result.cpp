@@ -4,6 +4,7 @@
 
 #include "analytic/formulas.hpp"
 #include "analytic/hardware.hpp"
+#include "predict/cluster_line.hpp"
 #include "util/error.hpp"
 
 namespace flopscope {
@@ -112,8 +113,9 @@ json extrapolate(const ModelConfig& model, const LayerGraph& g, const MeasureRun
                               "analytic ratio"},
       {"flops_source", ex.overall},
       {"time_source", "timed"},
-      {"assumption", "time assumes this device's throughput at the run's width holds at full width; cluster time "
-                     "assumes perfect scaling"},
+      {"assumption", "time assumes this device's throughput at the run's width holds at full width; days_on_cluster "
+                     "assumes perfect scaling; cluster_prediction puts the per-op times into the predict model on a "
+                     "named default layout (n/a off the GPUs predict has profiles of)"},
       {"full_width", {{"d_model", model.d_model}, {"n_heads", model.n_heads}, {"n_layers", model.n_layers}}},
       {"run_layer_flops", run_layer_flops},
       {"run_layer_ms", run_layer_ms},
@@ -141,6 +143,19 @@ json extrapolate(const ModelConfig& model, const LayerGraph& g, const MeasureRun
   const auto peak = gpu ? peak_tflops(*gpu, to_string(g.options.precision)) : std::nullopt;
   j["datasheet_peak_tflops"] = peak ? json(*peak) : json(nullptr);
   j["utilization_of_peak"] = peak ? json(total_flops / total_s / (*peak * 1e12)) : json(nullptr);
+  // The cluster line from the predict model (src/predict/cluster_line.hpp): this run's op
+  // times, scaled per op, on a named default layout; n/a off the GPUs predict has profiles of.
+  predict::MeasuredOps measured;
+  for (size_t i = 0; i < g.ops.size(); ++i) {
+    const Op& op = g.ops[i];
+    const bool gemm = op.impl == OpImpl::gemm;
+    if (run.op_ms[i].median() > 0 && (gemm ? op.flops : op.min_bytes) > 0)
+      measured.ops[op.name] = {run.op_ms[i].median() * 1e-3, op.flops, op.min_bytes, gemm};
+  }
+  measured.file = "this measurement";
+  j["cluster_prediction"] = predict::cluster_prediction(
+      model, measured, device.contains("name") ? device.at("name").get<std::string>() : "",
+      std::string(to_string(g.options.precision)), static_cast<int64_t>(c.gpus));
   return j;
 }
 

@@ -6,6 +6,7 @@
 
 #include "report/collections.hpp"
 #include "report/plots.hpp"
+#include "report/render_predict.hpp"
 #include "report/result.hpp"
 #include "report/svg.hpp"
 #include "version.hpp"
@@ -130,6 +131,7 @@ std::string nav_title(const std::string& heading) {
 
 detail::Document document_of(const json& r) {
   const std::string cmd = r.at("command").get<std::string>();
+  if (cmd == "predict" || is_prediction_compare(r)) return detail::predict_document(r);
   if (cmd == "sweep") return detail::sweep_document(r);
   if (cmd == "compare") return detail::compare_document(r);
   detail::check_schema(r);

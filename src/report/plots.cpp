@@ -1,4 +1,5 @@
 #include "report/plots.hpp"
+#include "report/render_predict.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -738,6 +739,7 @@ std::vector<Figure> figures_for(const json& r, const json& peak) {
     if (done_points(r).empty()) return {};
     return {sweep_throughput_figure(r), sweep_time_figure(r)};
   }
+  if (cmd == "predict" || is_prediction_compare(r)) return predict_figures(r);
   if (cmd == "compare") return {compare_time_figure(r)};
   throw UsageError(fmt::format("no figures for a result of command '{}'", cmd));
 }

@@ -12,6 +12,9 @@
 //                    configuration, toward GPT-3's full width
 //   sweep-time       from a sweep: the extrapolated training time of each configuration
 //   compare-time     from a comparison: each op's median time, one bar per input
+//   step-breakdown   from a prediction (or a comparison of predictions): the step's parts as a
+//                    stacked bar (modelled); src/report/render_predict.cpp
+//   mfu-scaling      from a prediction with a --gpus list: MFU against GPU count (modelled)
 //
 // Every axis title and legend entry names its source (analytic, counted, measured, timed).
 #pragma once
@@ -24,14 +27,14 @@
 namespace flopscope {
 
 struct Figure {
-  std::string id;       // stable: ops, roofline, seed-waterfall, sweep-throughput, sweep-time, compare-time
+  std::string id;       // stable: ops, roofline, seed-waterfall, sweep-throughput, sweep-time, compare-time, step-breakdown, mfu-scaling
   std::string title;
   std::string caption;  // what is drawn, with its sources
   std::string svg;      // inline in HTML (no namespace, no XML declaration)
   std::string file;     // a standalone .svg file
 };
 
-// Every figure a result of any command (estimate, measure, sweep, compare) has, in order.
+// Every figure a result of any command (estimate, measure, sweep, compare, predict) has, in order.
 // `peak`: a `flopscope peak --format json` result whose ceilings the roofline adds, or null.
 // Throws UsageError for a document of another schema or command; json::exception for
 // missing fields.

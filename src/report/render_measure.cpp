@@ -196,6 +196,18 @@ Document measure_document(const json& r) {
   et.add_row({"time on one such device", fmt_duration_days(e.at("days_one_device").get<double>()), "timed, scaled"});
   et.add_row({fmt::format("time on {:.0f} such devices (perfect scaling)", e.at("cluster_devices").get<double>()),
               fmt_duration_days(e.at("days_on_cluster").get<double>()), "timed, scaled"});
+  if (e.contains("cluster_prediction")) {  // added by predict; older results have none
+    const auto& cp = e.at("cluster_prediction");
+    const bool ok = cp.at("status") == "predicted";
+    et.add_row({ok ? fmt::format("time on {:.0f} {} (predict, layout {}: {})", e.at("cluster_devices").get<double>(),
+                                 cp.at("system").get<std::string>(), cp.at("layout_name").get<std::string>(),
+                                 fmt::format("tp {} pp {} dp {}", cp.at("layout").at("tp").get<int64_t>(),
+                                             cp.at("layout").at("pp").get<int64_t>(), cp.at("layout").at("dp").get<int64_t>()))
+                   : fmt::format("time on {:.0f} such devices (predict)", e.at("cluster_devices").get<double>()),
+                ok ? fmt::format("{}, MFU {}", fmt_duration_days(cp.at("days").get<double>()), fmt_percent(cp.at("mfu").get<double>()))
+                   : "n/a (" + cp.at("reason").get<std::string>() + ")",
+                ok ? "timed, modelled" : ""});
+  }
   et.add_row({"utilisation of the datasheet peak",
               e.at("utilization_of_peak").is_null() ? "n/a (no datasheet peak for this device and dtype)"
                                                     : fmt_percent(e.at("utilization_of_peak").get<double>()),

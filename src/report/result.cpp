@@ -5,6 +5,7 @@
 #include "analytic/formulas.hpp"
 #include "report/collections.hpp"
 #include "report/render_detail.hpp"
+#include "report/render_predict.hpp"
 #include "util/error.hpp"
 #include "version.hpp"
 
@@ -154,6 +155,11 @@ std::string render(const json& result, Format f) {
     if (f == Format::json) return result.dump(2) + "\n";
     if (f == Format::html) return render_html(result);
     const std::string cmd = result.at("command").get<std::string>();
+    if (cmd == "predict" || is_prediction_compare(result)) {  // src/report/render_predict.cpp
+      if (f == Format::csv) return detail::predict_csv(result);
+      const auto doc = detail::predict_document(result);
+      return f == Format::markdown ? doc.markdown() : doc.text();
+    }
     if (cmd == "sweep" || cmd == "compare") {
       if (f == Format::csv) return cmd == "sweep" ? detail::sweep_csv(result) : detail::compare_csv(result);
       const auto doc = cmd == "sweep" ? detail::sweep_document(result) : detail::compare_document(result);

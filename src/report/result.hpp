@@ -46,7 +46,7 @@ nlohmann::json parameter_breakdown_json(const ModelConfig& m);
 nlohmann::json estimate_result(const ModelConfig& model, const ModelConfig& layer_model, const std::string& width,
                                const LayerGraph& g, const ClusterAssumption& c);
 
-// Renders a result (from `estimate`, `measure`, `sweep` or `compare`) in a format. Throws UsageError when the
+// Renders a result (from `estimate`, `measure`, `sweep`, `compare` or `predict`) in a format. Throws UsageError when the
 // document is not a flopscope result of this schema or is missing fields.
 std::string render(const nlohmann::json& result, Format f);
 

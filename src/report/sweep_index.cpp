@@ -18,7 +18,8 @@ void check_result(const json& r) {
     throw UsageError(fmt::format("result schema '{}' is not the schema this flopscope reads ('{}')", schema, kSchema));
   if (!r.contains("command") || !r.at("command").is_string()) throw UsageError("not a flopscope result: no 'command' field");
   const auto cmd = r.at("command").get<std::string>();
-  if (cmd != "estimate" && cmd != "measure" && cmd != "sweep" && cmd != "compare")
+  if (cmd != "estimate" && cmd != "measure" && cmd != "sweep" && cmd != "compare" &&
+      cmd != "predict")
     throw UsageError(fmt::format("result of unknown command '{}'", cmd));
 }
 

@@ -1,0 +1,104 @@
+#include "predict/comms.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "util/error.hpp"
+
+namespace flopscope::predict {
+
+std::string_view to_string(Collective c) {
+  switch (c) {
+    case Collective::all_reduce: return "all_reduce";
+    case Collective::reduce_scatter: return "reduce_scatter";
+    case Collective::all_gather: return "all_gather";
+    case Collective::send_recv: return "send_recv";
+  }
+  return "?";
+}
+
+double BusBandwidthCurve::at(double bytes) const {
+  if (points.empty()) return 0;
+  if (bytes <= points.front().first) return points.front().second;
+  if (bytes >= points.back().first) return points.back().second;
+  for (size_t i = 1; i < points.size(); ++i) {
+    if (bytes > points[i].first) continue;
+    const auto [x0, y0] = points[i - 1];
+    const auto [x1, y1] = points[i];
+    const double t = (std::log(bytes) - std::log(x0)) / (std::log(x1) - std::log(x0));
+    return y0 + t * (y1 - y0);
+  }
+  return points.back().second;
+}
+
+BusBandwidthCurve parse_nccl_tests(const std::string& text, const std::string& file, int64_t gpus_per_node) {
+  BusBandwidthCurve c;
+  c.file = file;
+  bool named = false;
+  auto name_from = [&](const std::string& s) {
+    if (s.find("all_reduce") != std::string::npos || s.find("AllReduce") != std::string::npos) c.op = Collective::all_reduce;
+    else if (s.find("reduce_scatter") != std::string::npos || s.find("ReduceScatter") != std::string::npos)
+      c.op = Collective::reduce_scatter;
+    else if (s.find("all_gather") != std::string::npos || s.find("AllGather") != std::string::npos) c.op = Collective::all_gather;
+    else if (s.find("sendrecv") != std::string::npos || s.find("SendRecv") != std::string::npos) c.op = Collective::send_recv;
+    else return false;
+    return true;
+  };
+  int64_t ranks = 0;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("#", 0) == 0) {
+      if (line.find("Collective test starting:") != std::string::npos) named = name_from(line) || named;
+      if (line.find("Rank") != std::string::npos && line.find("device") != std::string::npos) ++ranks;
+      continue;
+    }
+    // size count type redop root time algbw busbw #wrong time algbw busbw #wrong
+    std::istringstream row(line);
+    std::vector<std::string> f;
+    for (std::string w; row >> w;) f.push_back(w);
+    if (f.size() < 8) continue;
+    char* end = nullptr;
+    const double size = std::strtod(f[0].c_str(), &end);
+    if (end == f[0].c_str() || *end || !(size > 0)) continue;
+    const double busbw = std::strtod(f[7].c_str(), &end);
+    if (end == f[7].c_str() || *end || !(busbw > 0) || !std::isfinite(busbw)) continue;
+    c.points.emplace_back(size, busbw * 1e9);
+  }
+  if (!named && !name_from(file))
+    throw UsageError(fmt::format("--nccl-tests {}: cannot tell the collective (no '# Collective test starting' line and "
+                                 "the file name names none of all_reduce, reduce_scatter, all_gather, sendrecv)", file));
+  if (c.points.empty())
+    throw UsageError(fmt::format("--nccl-tests {}: no rows of size, count, type, redop, root, time, algbw, busbw", file));
+  std::sort(c.points.begin(), c.points.end());
+  c.inter_node = ranks > gpus_per_node;
+  return c;
+}
+
+double Network::time(Collective c, double bytes, int64_t n, bool inter_node) const {
+  if (bytes <= 0 || (n <= 1 && c != Collective::send_recv)) return 0;
+  double bus = inter_node ? system.network_bytes_per_s * system.network_efficiency
+                          : system.nvlink_bytes_per_s * system.nvlink_efficiency;
+  const double alpha = inter_node ? system.network_latency_s : system.nvlink_latency_s;
+  for (const auto& m : measured)
+    if (m.op == c && m.inter_node == inter_node) bus = m.at(bytes);
+  const double nn = static_cast<double>(n);
+  switch (c) {
+    case Collective::all_reduce: return 2 * (nn - 1) / nn * bytes / bus + 2 * (nn - 1) * alpha;
+    case Collective::reduce_scatter:
+    case Collective::all_gather: return (nn - 1) / nn * bytes / bus + (nn - 1) * alpha;
+    case Collective::send_recv: return bytes / bus + alpha;
+  }
+  return 0;
+}
+
+std::string Network::source(Collective c, bool inter_node) const {
+  for (const auto& m : measured)
+    if (m.op == c && m.inter_node == inter_node) return "nccl-tests " + m.file;
+  return inter_node ? "profile network" : "profile NVLink";
+}
+
+}  // namespace flopscope::predict

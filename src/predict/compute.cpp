@@ -1,0 +1,265 @@
+#include "predict/compute.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "util/atomic_file.hpp"
+#include "util/error.hpp"
+
+namespace flopscope::predict {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr double kBytes16 = 2;  // bf16 / fp16 activations and weights
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+bool starts_with(const std::string& s, std::string_view p) { return s.rfind(p, 0) == 0; }
+
+// The attention core: the ops flash attention fuses and selective recompute re-runs.
+bool is_attention_core(const Op& op) {
+  return op.name.find(".attn.") != std::string::npos && op.group == Group::layer;
+}
+
+// Megatron-LM's row-parallel weights (input dimension split); every other weight matrix is
+// column-parallel (output dimension split; the LM head by vocabulary).
+bool row_parallel(const std::string& weight) { return weight == "w.proj" || weight == "w.down"; }
+
+struct Sharded {
+  int64_t m = 0, n = 0, k = 0, batch = 1;  // GEMMs
+  double fraction = 1;                     // of the op's work done by one GPU
+};
+
+// One GPU's share of a GEMM of the full-width graph.
+Sharded shard_gemm(const Op& op, int64_t tp) {
+  const GemmSpec& gs = op.gemm;
+  Sharded s{gs.m, gs.n, gs.k, gs.batch, 1.0 / static_cast<double>(tp)};
+  if (!gs.linear) {
+    s.batch = gs.batch / tp;  // attention: (b heads) batches, heads split
+    return s;
+  }
+  std::string weight;
+  int64_t* r = nullptr;  // the GEMM dimension that is the weight's rows
+  int64_t* c = nullptr;  // ... and its columns
+  if (starts_with(gs.b, "w.")) {
+    weight = gs.b;
+    r = gs.trans_b ? &s.n : &s.k;
+    c = gs.trans_b ? &s.k : &s.n;
+  } else if (starts_with(gs.c, "d.w.")) {
+    weight = gs.c.substr(2);
+    r = &s.m;
+    c = &s.n;
+  } else {
+    throw Error(fmt::format("predict: GEMM {} has no weight operand to shard", op.name));
+  }
+  int64_t* split = row_parallel(weight) ? r : c;
+  *split = std::max<int64_t>(1, *split / tp);  // a vocabulary smaller than tp: one column each
+  return s;
+}
+
+// One GPU's share of a non-GEMM op.
+double shard_fraction(const Op& op, const LayerShape& shape, const Layout& l) {
+  const double tp = static_cast<double>(l.tp);
+  if (op.batch > 1) return 1 / tp;  // per (batch, head): softmax over the attention square
+  if (op.cols == shape.d_model) return l.sequence_parallel ? 1 / tp : 1.0;  // over d: repeated, or split along s
+  return 1 / tp;  // over d_ff, 3d, the vocabulary: split
+}
+
+double gemm_time(double flops, double bytes, double peak_flops, double eff, const SystemProfile& s, std::string& bound) {
+  const double tc = flops / (peak_flops * eff);
+  const double tm = bytes / (s.hbm_bytes_per_s * s.memory_efficiency);
+  bound = tc >= tm ? "compute" : "memory";
+  return std::max(tc, tm);
+}
+
+}  // namespace
+
+double quantisation_efficiency(int64_t m, int64_t n, int64_t batch, const SystemProfile& s) {
+  // The tile in either orientation (tm x tn or tn x tm), whichever wastes less: cuBLAS's
+  // heuristics choose among both.
+  auto eff = [&](int64_t tm, int64_t tn) {
+    const int64_t tiles = ceil_div(m, tm) * ceil_div(n, tn) * batch;
+    const int64_t waves = ceil_div(tiles, s.sm_count);
+    const double useful = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(batch);
+    const double issued = static_cast<double>(waves) * static_cast<double>(s.sm_count) * static_cast<double>(tm) *
+                          static_cast<double>(tn);
+    return std::min(1.0, useful / issued);
+  };
+  return std::max(eff(s.gemm_tile_m, s.gemm_tile_n), eff(s.gemm_tile_n, s.gemm_tile_m));
+}
+
+MeasuredOps measured_ops_from_file(const std::string& path) {
+  const std::string text = read_file(path);
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    throw UsageError(fmt::format("--from-measure {}: not valid JSON ({})", path, e.what()));
+  }
+  if (!j.is_object() || j.value("command", "") != "measure" || !j.contains("ops") || !j.at("ops").is_array())
+    throw UsageError(fmt::format("--from-measure {}: not a `flopscope measure --format json` result", path));
+  MeasuredOps m;
+  m.file = path;
+  try {
+    if (j.contains("backend")) m.device = j.at("backend").value("device_line", "");
+    for (const auto& o : j.at("ops")) {
+      if (!o.contains("time_ms") || !o.at("time_ms").contains("median")) continue;
+      MeasuredOps::Entry e;
+      e.time_s = o.at("time_ms").at("median").get<double>() * 1e-3;
+      e.flops = o.at("flops").get<double>();
+      e.bytes = o.at("min_bytes").get<double>();
+      const auto kind = o.at("kind").get<std::string>();
+      e.gemm = kind == "gemm" || kind == "batched_gemm";
+      if (e.time_s > 0 && (e.gemm ? e.flops : e.bytes) > 0) m.ops[o.at("name").get<std::string>()] = e;
+    }
+  } catch (const json::exception& e) {
+    throw UsageError(fmt::format("--from-measure {}: malformed measure result ({})", path, e.what()));
+  }
+  if (m.ops.empty()) throw UsageError(fmt::format("--from-measure {}: no timed ops in the result", path));
+  return m;
+}
+
+LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile& s, const MeasuredOps* measured) {
+  const bool flash = l.attention == Attention::flash;
+  GraphOptions go;
+  go.precision = Precision::bf16;  // 2-byte activations; fp8 changes the linear GEMMs' peak below
+  go.include_head = true;
+  go.recompute = l.recompute != Recompute::none;
+  const LayerGraph g = build_layer_graph(layer_shape(m, l.micro_batch, l.seq), go);
+  const LayerShape& shape = g.shape;
+  const double peak16 = s.peak_tflops(l.precision == "fp8" ? "bf16" : l.precision) * 1e12;
+  const double peak_linear = s.peak_tflops(l.precision) * 1e12;
+  const double tp = static_cast<double>(l.tp);
+
+  LayerCost out;
+  auto add = [&](OpCost c) {
+    if (c.source == "measured") ++out.measured_ops;
+    else ++out.modelled_ops;
+    const double t = c.time_s;
+    if (c.head) (c.phase == Phase::forward ? out.head_forward_s : out.head_backward_s) += t;
+    else if (c.phase == Phase::forward) out.layer_forward_s += t;
+    else if (c.phase == Phase::backward) out.layer_backward_s += t;
+    else out.layer_recompute_s += t;
+    (c.head ? out.head_flops : out.layer_flops) += c.flops;
+    out.ops.push_back(std::move(c));
+  };
+
+  // Flash attention: one fused kernel a direction in place of the attention core's ops.
+  double flash_fwd_flops = 0, flash_bwd_flops = 0;
+  if (flash) {
+    for (const auto& op : g.ops) {
+      if (!is_attention_core(op) || op.impl != OpImpl::gemm) continue;
+      if (op.phase == Phase::forward) {
+        flash_fwd_flops += op.model_flops / tp;
+        if (op.name == "fwd.attn.scores") flash_bwd_flops += op.model_flops / tp;  // recomputed in the backward
+      } else if (op.phase == Phase::backward) {
+        flash_bwd_flops += op.model_flops / tp;
+      }
+    }
+  }
+  const double T = static_cast<double>(shape.tokens()), qkv_w = static_cast<double>(3 * shape.d_model),
+               d = static_cast<double>(shape.d_model);
+  auto flash_op = [&](const std::string& name, Phase phase, double flops, double elems) {
+    OpCost c;
+    c.name = name;
+    c.phase = phase;
+    c.flops = flops;
+    c.bytes = elems * kBytes16 / tp;
+    c.shape = fmt::format("{}x[{}x{}x{}] causal", shape.batch * shape.n_heads / l.tp, shape.seq, shape.seq, shape.d_head);
+    c.time_s = gemm_time(c.flops, c.bytes, peak16, s.gemm_efficiency, s, c.bound);
+    c.source = "modelled";
+    return c;
+  };
+
+  for (const auto& op : g.ops) {
+    const bool head = op.group == Group::head;
+    if (op.phase == Phase::recompute) {
+      if (l.recompute == Recompute::selective && (flash || !is_attention_core(op))) continue;
+    }
+    if (flash && is_attention_core(op)) {
+      // The fused kernel stands in once, where the core's first op was.
+      if (op.name == "fwd.attn.scores") add(flash_op("fwd.attn.flash", Phase::forward, flash_fwd_flops, T * (qkv_w + d)));
+      if (op.name == "rec.attn.scores") {
+        OpCost c = flash_op("rec.attn.flash", Phase::recompute, flash_fwd_flops, T * (qkv_w + d));
+        add(c);
+      }
+      if (op.name == "bwd.attn.context.dprobs")
+        add(flash_op("bwd.attn.flash", Phase::backward, flash_bwd_flops, T * (2 * qkv_w + 2 * d)));
+      continue;
+    }
+    OpCost c;
+    c.name = op.name;
+    c.phase = op.phase;
+    c.head = head;
+    double fraction = 1;
+    if (op.impl == OpImpl::gemm) {
+      const Sharded sh = shard_gemm(op, l.tp);
+      fraction = sh.fraction;
+      c.flops = op.flops * fraction;
+      c.bytes = (static_cast<double>(sh.m) * sh.k + static_cast<double>(sh.k) * sh.n +
+                 static_cast<double>(sh.m) * sh.n * (op.gemm.beta != 0 ? 2 : 1)) *
+                static_cast<double>(sh.batch) * kBytes16;
+      c.shape = sh.batch > 1 ? fmt::format("{}x[{}x{}x{}]", sh.batch, sh.m, sh.n, sh.k) : fmt::format("{}x{}x{}", sh.m, sh.n, sh.k);
+      const bool linear = op.gemm.linear && !head;
+      const double eff = s.gemm_efficiency * quantisation_efficiency(sh.m, sh.n, sh.batch, s);
+      c.time_s = gemm_time(c.flops, c.bytes, linear ? peak_linear : peak16, eff, s, c.bound);
+    } else {
+      fraction = shard_fraction(op, shape, l);
+      c.flops = op.flops * fraction;
+      c.bytes = op.min_bytes * fraction;
+      c.shape = op.shape_str() + (fraction < 1 ? fmt::format(" / {}", l.tp) : "");
+      if (op.impl == OpImpl::bias_add) {
+        c.bound = "fused";
+        c.time_s = 0;
+      } else {
+        c.bound = "memory";
+        c.time_s = c.bytes / (s.hbm_bytes_per_s * s.memory_efficiency);
+      }
+    }
+    c.source = "modelled";
+    if (measured) {
+      // The measured op's time at the efficiency it reached, scaled to this op's work.
+      const std::string key = op.phase == Phase::recompute ? "fwd" + op.name.substr(3) : op.name;
+      const auto it = measured->ops.find(key);
+      if (it != measured->ops.end() && c.bound != "fused") {
+        const auto& e = it->second;
+        const double full = op.impl == OpImpl::gemm ? op.flops : op.min_bytes;  // this op, unsharded
+        const double ours = full * fraction;
+        const double theirs = e.gemm ? e.flops : e.bytes;
+        c.time_s = e.time_s * ours / theirs;
+        c.source = "measured";
+        c.bound = e.gemm ? "measured, scaled by FLOPs" : "measured, scaled by bytes";
+      }
+    }
+    const bool softmax = op.impl == OpImpl::softmax_causal_fwd || op.impl == OpImpl::softmax_causal_bwd;
+    add(std::move(c));
+    // Megatron-LM's attention dropout on the probabilities (not an op of the layer graph, which
+    // has no dropout): forward reads the probabilities (2 bytes an element) and writes the
+    // dropped ones (2) and the mask (1); backward reads the gradient and the mask and writes (5).
+    if (softmax && !head) {
+      OpCost dr;
+      dr.name = op.name.substr(0, op.name.size() - std::string_view("softmax").size()) + "dropout";
+      dr.phase = op.phase;
+      dr.shape = op.shape_str() + fmt::format(" / {}", l.tp);
+      dr.bytes = static_cast<double>(op.batch) * static_cast<double>(op.rows) * static_cast<double>(op.cols) * 5 / tp;
+      dr.time_s = dr.bytes / (s.hbm_bytes_per_s * s.memory_efficiency);
+      dr.bound = "memory";
+      dr.source = "modelled (Megatron-LM's attention dropout, not in the graph)";
+      add(std::move(dr));
+    }
+  }
+  return out;
+}
+
+json op_cost_json(const OpCost& c) {
+  return {{"name", c.name},   {"phase", to_string(c.phase)}, {"head", c.head},     {"shape", c.shape},
+          {"flops", c.flops}, {"bytes", c.bytes},            {"time_s", c.time_s}, {"bound", c.bound},
+          {"source", c.source}};
+}
+
+}  // namespace flopscope::predict

@@ -1,0 +1,81 @@
+// The compute time of one transformer layer (and of the LM head) on one GPU of a
+// tensor-parallel group: the layer graph's ops (src/graph, the single source of ops), each
+// sharded as Megatron-LM shards it and costed either from a `measure` result of that GPU
+// (scaled to the sharded shape) or by a stated model.
+//
+// Sharding over tp GPUs (Shoeybi et al. 2019): the QKV and FFN-up (and gate) projections are
+// split by columns, the attention output and FFN-down projections by rows, attention by heads,
+// the LM head by vocabulary; the ops over the model width d (layernorms, residual adds, the
+// row-parallel biases) are repeated on every GPU, or split along the sequence with sequence
+// parallelism (Korthikanti et al. 2022).
+//
+// The model (no measurement): a GEMM takes max(FLOPs / (peak x e), bytes / (HBM x e_mem)),
+// e = gemm_efficiency x the fraction of its tiles' work that is useful, over whole waves of
+// SMs: for an m x n output in tiles of tm x tn, tiles = ceil(m/tm) ceil(n/tn) batch, waves =
+// ceil(tiles / SMs), e_q = m n batch / (waves SMs tm tn). Other ops are memory bound:
+// bytes / (HBM x e_mem). Bias adds are fused into the GEMM before them (cuBLASLt epilogue;
+// Megatron-LM's bias-GeLU and bias-dropout-add fusions) and cost nothing.
+// Flash attention: the scores, softmax and context ops become one kernel at the GEMM
+// efficiency on the causal half of the square (masked tiles skipped); no s x s tensor is
+// read or written; its backward recomputes the scores.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "graph/graph.hpp"
+#include "model/model.hpp"
+#include "predict/layout.hpp"
+#include "predict/system.hpp"
+
+namespace flopscope::predict {
+
+// Per-op times read from a `measure` result (--from-measure).
+struct MeasuredOps {
+  struct Entry {
+    double time_s = 0;
+    double flops = 0;
+    double bytes = 0;
+    bool gemm = false;
+  };
+  std::map<std::string, Entry> ops;
+  std::string device;  // as the measure result names it
+  std::string file;
+};
+// Throws UsageError (naming the file) when it is not a measure result with timed ops.
+MeasuredOps measured_ops_from_file(const std::string& path);
+
+struct OpCost {
+  std::string name;      // the graph's name; flash attention: fwd.attn.flash, bwd.attn.flash
+  Phase phase = Phase::forward;
+  bool head = false;     // LM head (last stage)
+  std::string shape;     // sharded, one GPU's share
+  double flops = 0;      // executed on one GPU
+  double bytes = 0;      // moved on one GPU
+  double time_s = 0;
+  std::string bound;     // compute | memory | fused
+  std::string source;    // modelled | measured
+};
+
+struct LayerCost {
+  std::vector<OpCost> ops;
+  // Seconds on one GPU for one micro-batch.
+  double layer_forward_s = 0, layer_backward_s = 0, layer_recompute_s = 0;
+  double head_forward_s = 0, head_backward_s = 0;
+  // Executed FLOPs on one GPU per layer per micro-batch (every op, recompute included).
+  double layer_flops = 0, head_flops = 0;
+  int64_t measured_ops = 0, modelled_ops = 0;
+};
+
+// The cost of one layer and of the LM head for one micro-batch on one GPU.
+LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile& s, const MeasuredOps* measured);
+
+// GEMM efficiency from tile and wave quantisation alone (the factor e_q above), in (0, 1].
+double quantisation_efficiency(int64_t m, int64_t n, int64_t batch, const SystemProfile& s);
+
+nlohmann::json op_cost_json(const OpCost& c);
+
+}  // namespace flopscope::predict

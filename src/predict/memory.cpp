@@ -1,0 +1,53 @@
+#include "predict/memory.hpp"
+
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+
+namespace flopscope::predict {
+
+double activation_bytes_per_layer(double s, double b, double h, double a, double t, bool sp, Recompute r,
+                                  Attention attention) {
+  const double sbh = s * b * h;
+  if (r == Recompute::full) return sp ? 2 * sbh / t : 2 * sbh;
+  const double square = (r == Recompute::none && attention == Attention::unfused) ? 5 * a * s / h : 0;
+  return sp ? sbh * (34 + square) / t : sbh * (10 + 24 / t + square / t);
+}
+
+MemoryBreakdown memory_per_gpu(double parameters, int64_t layers, const ModelConfig& m, const Layout& l,
+                               double available_bytes) {
+  MemoryBreakdown mem;
+  const double dp = static_cast<double>(l.dp());
+  mem.parameters = parameters;
+  mem.weights_bytes = 2 * parameters;
+  mem.gradients_bytes = 2 * parameters;
+  mem.optimizer_bytes = 12 * parameters / (l.distributed_optimizer ? dp : 1.0);
+  const bool sp = l.sequence_parallel && l.tp > 1;
+  mem.activation_per_layer_bytes =
+      activation_bytes_per_layer(static_cast<double>(l.seq), static_cast<double>(l.micro_batch),
+                                 static_cast<double>(m.d_model), static_cast<double>(m.n_heads),
+                                 static_cast<double>(l.tp), sp, l.recompute, l.attention);
+  double in_flight = static_cast<double>(std::min(l.pp, l.micro_batches()));
+  if (l.vpp > 1) in_flight *= 1 + static_cast<double>(l.pp - 1) / static_cast<double>(l.pp * l.vpp);
+  mem.layers_in_flight = static_cast<double>(layers) * in_flight;
+  mem.activations_bytes = mem.activation_per_layer_bytes * mem.layers_in_flight;
+  mem.total_bytes = mem.weights_bytes + mem.gradients_bytes + mem.optimizer_bytes + mem.activations_bytes;
+  mem.available_bytes = available_bytes;
+  mem.fits = mem.total_bytes <= available_bytes;
+  return mem;
+}
+
+nlohmann::json memory_json(const MemoryBreakdown& m) {
+  return {{"parameters", m.parameters},
+          {"weights_bytes", m.weights_bytes},
+          {"gradients_bytes", m.gradients_bytes},
+          {"optimizer_bytes", m.optimizer_bytes},
+          {"activations_bytes", m.activations_bytes},
+          {"activation_per_layer_bytes", m.activation_per_layer_bytes},
+          {"layers_in_flight", m.layers_in_flight},
+          {"total_bytes", m.total_bytes},
+          {"available_bytes", m.available_bytes},
+          {"fits", m.fits}};
+}
+
+}  // namespace flopscope::predict

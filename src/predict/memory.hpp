@@ -1,0 +1,49 @@
+// Memory per GPU of a training run: weights, gradients, optimizer states and activations.
+//
+// Mixed-precision Adam (Rajbhandari et al. 2020, ZeRO): 16-bit weights (2 bytes a parameter)
+// and gradients (2), fp32 master weights, momentum and variance (12): 16 bytes a parameter;
+// with the distributed optimizer (Megatron-LM's, ZeRO stage 1) the 12 are split over the
+// data-parallel ranks: 2 + 2 + 12/dp.
+//
+// Activations of one layer for one micro-batch, Korthikanti et al. 2022 Table 2 (bytes; s
+// sequence, b micro-batch, h width, a heads, t tensor parallel; 16-bit activations, 1-byte
+// dropout masks):
+//   no recompute                 s b h (10 + 24/t + 5 a s / (h t))
+//   no recompute, seq. parallel  s b h (34 + 5 a s / h) / t
+//   selective                    s b h (10 + 24/t)
+//   selective, seq. parallel     s b h 34 / t
+//   full                         2 s b h        (the layer's input; / t with sequence parallelism)
+// Flash attention stores no s x s tensor: the 5 a s / h term goes (as with selective).
+// The first pipeline stage keeps min(pp, m) micro-batches in flight under 1F1B, times
+// 1 + (pp - 1) / (pp vpp) with the interleaved schedule (the paper, section 4.2.3).
+#pragma once
+
+#include <cstdint>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "predict/layout.hpp"
+
+namespace flopscope::predict {
+
+// Table 2, bytes for one layer and one micro-batch.
+double activation_bytes_per_layer(double s, double b, double h, double a, double t, bool sequence_parallel,
+                                  Recompute r, Attention attention = Attention::unfused);
+
+struct MemoryBreakdown {
+  double parameters = 0;        // on this GPU
+  double weights_bytes = 0, gradients_bytes = 0, optimizer_bytes = 0, activations_bytes = 0;
+  double activation_per_layer_bytes = 0;
+  double layers_in_flight = 0;  // layers x micro-batches whose activations are kept
+  double total_bytes = 0;
+  double available_bytes = 0;   // HBM less the reserve
+  bool fits = false;
+};
+
+// `parameters`: on this GPU; `layers`: on this stage.
+MemoryBreakdown memory_per_gpu(double parameters, int64_t layers, const ModelConfig& m, const Layout& l,
+                               double available_bytes);
+
+nlohmann::json memory_json(const MemoryBreakdown& mem);
+
+}  // namespace flopscope::predict

@@ -1,0 +1,281 @@
+// The cluster model (src/predict): Korthikanti et al. 2022 Table 5, the activation memory of
+// its Table 2, mixed-precision Adam's bytes, model FLOPs against Megatron-LM's formula, GEMM
+// quantisation, ring collectives, nccl-tests parsing, system profiles and layout checks.
+#include <cmath>
+#include <cstdio>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "predict/cluster_line.hpp"
+#include "predict/predict.hpp"
+#include "predict/validation.hpp"
+#include "util/atomic_file.hpp"
+#include "util/error.hpp"
+
+#ifndef FLOPSCOPE_SOURCE_DIR
+#error "FLOPSCOPE_SOURCE_DIR (the repository root) is set by tests/CMakeLists.txt"
+#endif
+
+namespace flopscope::predict {
+namespace {
+
+TEST(PredictTable5, EveryRowWithinTenPercentMeanWithinFive) {
+  const auto rows = validate_table5(system_by_id("a100-sxm-80gb"));
+  ASSERT_EQ(rows.size(), 8u);
+  double sum = 0;
+  for (const auto& r : rows) {
+    // Printed so the test log shows prediction, published and error per row.
+    std::printf("  %-5s %-15s predicted %7.2f s  published %6.2f s  error %+5.1f%%\n", r.model.c_str(),
+                r.recompute.c_str(), r.predicted_s, r.published_s, 100 * r.error);
+    EXPECT_LT(std::abs(r.error), 0.10) << r.model << " " << r.recompute;
+    sum += std::abs(r.error);
+  }
+  EXPECT_LT(sum / 8, 0.05);
+}
+
+TEST(PredictTable5, SelectiveWithSequenceParallelIsFasterThanFull) {
+  for (const auto& run : table5()) {
+    PredictInput full, sel;
+    full.model = sel.model = table5_model(run);
+    full.system = sel.system = system_by_id("a100");
+    full.layout = table5_layout(run, false);
+    sel.layout = table5_layout(run, true);
+    const Prediction a = predict(full), b = predict(sel);
+    EXPECT_LT(b.step_time_s, a.step_time_s) << run.model;
+    // Full recompute executes one more forward: HFU above MFU by about a third.
+    EXPECT_NEAR(a.hardware_flops / a.model_flops, 4.0 / 3.0, 0.03) << run.model;
+    EXPECT_TRUE(a.memory.fits && b.memory.fits) << run.model;
+  }
+}
+
+TEST(PredictFlops, ModelFlopsAreMegatronsFormula) {
+  for (const auto& run : table5()) {
+    const ModelConfig m = table5_model(run);
+    const Layout l = table5_layout(run, true);
+    const double B = static_cast<double>(l.global_batch), s = 2048, L = static_cast<double>(m.n_layers),
+                 h = static_cast<double>(m.d_model), V = static_cast<double>(m.vocab);
+    const double megatron = 72 * B * s * L * h * h * (1 + s / (6 * h) + V / (12 * h * L));
+    EXPECT_NEAR(model_flops_per_step(m, l) / megatron, 1.0, 1e-9) << run.model;
+  }
+}
+
+TEST(PredictMemory, ActivationsAreKorthikantiTable2) {
+  const double s = 2048, b = 1, h = 12288, a = 96, t = 8;
+  const double sbh = s * b * h;
+  EXPECT_DOUBLE_EQ(activation_bytes_per_layer(s, b, h, a, 1, false, Recompute::none), sbh * (34 + 5 * a * s / h));
+  EXPECT_DOUBLE_EQ(activation_bytes_per_layer(s, b, h, a, t, false, Recompute::none),
+                   sbh * (10 + 24 / t + 5 * a * s / (h * t)));
+  EXPECT_DOUBLE_EQ(activation_bytes_per_layer(s, b, h, a, t, true, Recompute::none), sbh / t * (34 + 5 * a * s / h));
+  EXPECT_DOUBLE_EQ(activation_bytes_per_layer(s, b, h, a, t, false, Recompute::selective), sbh * (10 + 24 / t));
+  EXPECT_DOUBLE_EQ(activation_bytes_per_layer(s, b, h, a, t, true, Recompute::selective), sbh * 34 / t);
+  EXPECT_DOUBLE_EQ(activation_bytes_per_layer(s, b, h, a, t, false, Recompute::full), 2 * sbh);
+  // Flash attention stores no s x s tensor.
+  EXPECT_DOUBLE_EQ(activation_bytes_per_layer(s, b, h, a, t, true, Recompute::none, Attention::flash), sbh * 34 / t);
+}
+
+TEST(PredictMemory, InFlightMicroBatchesAndAdamBytes) {
+  const ModelConfig m = table5_model(table5()[1]);  // 175B
+  Layout l = table5_layout(table5()[1], true);      // tp 8, pp 8, vpp 3, 64 micro-batches
+  const double per_layer = 2048.0 * 12288 * 34 / 8;
+  MemoryBreakdown mem = memory_per_gpu(1e9, 12, m, l, 1e12);
+  EXPECT_DOUBLE_EQ(mem.activation_per_layer_bytes, per_layer);
+  // First stage: pp micro-batches in flight, times the interleaving factor 1 + (p-1)/(p v).
+  EXPECT_DOUBLE_EQ(mem.layers_in_flight, 12 * 8 * (1 + 7.0 / 24));
+  EXPECT_DOUBLE_EQ(mem.weights_bytes + mem.gradients_bytes + mem.optimizer_bytes, 16e9);
+  l.vpp = 1;
+  EXPECT_DOUBLE_EQ(memory_per_gpu(1e9, 12, m, l, 1e12).layers_in_flight, 12 * 8);
+  // Fewer micro-batches than stages: only those are in flight.
+  l.global_batch = 4;
+  EXPECT_DOUBLE_EQ(memory_per_gpu(1e9, 12, m, l, 1e12).layers_in_flight, 12 * 4);
+  // Distributed optimizer: 2 + 2 + 12 / dp bytes a parameter.
+  l.gpus = 256;  // dp 4
+  l.global_batch = 64;
+  l.distributed_optimizer = true;
+  mem = memory_per_gpu(1e9, 12, m, l, 1e12);
+  EXPECT_DOUBLE_EQ(mem.weights_bytes + mem.gradients_bytes + mem.optimizer_bytes, 1e9 * (4 + 12.0 / 4));
+  EXPECT_TRUE(mem.fits);
+  EXPECT_FALSE(memory_per_gpu(1e9, 12, m, l, 1e9).fits);
+}
+
+TEST(PredictMemory, ParametersPerGpuAddUpToTheModel) {
+  // 22B at tp 8, pp 1: weights on one GPU x 8 ~ the model's parameters (layernorms repeated).
+  PredictInput in;
+  in.model = table5_model(table5()[0]);
+  in.system = system_by_id("a100");
+  in.layout = table5_layout(table5()[0], true);
+  const Prediction p = predict(in);
+  const double n = 48.0 * (12.0 * 6144 * 6144 + 13 * 6144) + 51200.0 * 6144 + 2048.0 * 6144;
+  EXPECT_NEAR(p.memory.parameters * 8 / n, 1.0, 0.01);
+}
+
+TEST(PredictCompute, QuantisationEfficiency) {
+  const SystemProfile s = system_by_id("a100");  // 108 SMs, 128 x 256 tiles
+  // 108 whole tiles: one full wave.
+  EXPECT_DOUBLE_EQ(quantisation_efficiency(128 * 108, 256, 1, s), 1.0);
+  // One row too many needs a second wave of tiles doing almost nothing.
+  EXPECT_LT(quantisation_efficiency(128 * 108 + 1, 256, 1, s), 0.51);
+  // A 2048 x 9600 output: 16 x 38 tiles (or 8 x 75), 6 waves.
+  EXPECT_NEAR(quantisation_efficiency(2048, 9600, 1, s), 2048.0 * 9600 / (6 * 108 * 128 * 256.0), 1e-12);
+}
+
+TEST(PredictCompute, OpsAreShardedAndSaySource) {
+  const ModelConfig m = table5_model(table5()[1]);
+  const Layout l = table5_layout(table5()[1], true);
+  const LayerCost c = layer_cost(m, l, system_by_id("a100"), nullptr);
+  double fwd_flops = 0;
+  for (const auto& o : c.ops) {
+    EXPECT_EQ(o.source.rfind("modelled", 0), 0u) << o.name;
+    if (o.name == "fwd.qkv") {
+      EXPECT_EQ(o.shape, "2048x4608x12288");
+    }
+    if (o.name == "fwd.proj") {
+      EXPECT_EQ(o.shape, "2048x12288x1536");
+    }
+    if (o.phase == Phase::forward && !o.head && o.bound != "fused") fwd_flops += o.flops;
+  }
+  // GEMM FLOPs of one layer's forward on one of 8 GPUs: (24 s h^2 + 4 s^2 h) / 8, plus small ops.
+  const double gemm = (24.0 * 2048 * 12288 * 12288 + 4.0 * 2048 * 2048 * 12288) / 8;
+  EXPECT_NEAR(fwd_flops / gemm, 1.0, 0.01);
+  EXPECT_GT(c.layer_recompute_s, 0);  // selective: the attention core again
+}
+
+TEST(PredictCompute, FlashAttentionFusesTheCore) {
+  const ModelConfig m = table5_model(table5()[1]);
+  Layout l = table5_layout(table5()[1], true);
+  l.attention = Attention::flash;
+  const LayerCost c = layer_cost(m, l, system_by_id("a100"), nullptr);
+  int flash = 0;
+  for (const auto& o : c.ops) {
+    EXPECT_EQ(o.name.find("softmax"), std::string::npos) << o.name;
+    flash += o.name.find("attn.flash") != std::string::npos;
+  }
+  EXPECT_EQ(flash, 2);                   // forward and backward; selective recomputes nothing more
+  EXPECT_EQ(c.layer_recompute_s, 0.0);
+}
+
+TEST(PredictComms, RingAlphaBeta) {
+  SystemProfile s = system_by_id("a100");
+  Network net{s, {}};
+  const double S = 100e6, bus = 300e9 * s.nvlink_efficiency;
+  EXPECT_NEAR(net.time(Collective::all_reduce, S, 8, false), 2 * 7.0 / 8 * S / bus + 14 * s.nvlink_latency_s, 1e-12);
+  EXPECT_NEAR(net.time(Collective::reduce_scatter, S, 8, false) + net.time(Collective::all_gather, S, 8, false),
+              net.time(Collective::all_reduce, S, 8, false), 1e-12);
+  EXPECT_GT(net.time(Collective::all_reduce, S, 8, true), 5 * net.time(Collective::all_reduce, S, 8, false));
+  EXPECT_EQ(net.time(Collective::all_reduce, S, 1, false), 0.0);
+}
+
+std::string data(const std::string& name) { return std::string(FLOPSCOPE_SOURCE_DIR) + "/tests/data/nccl/" + name; }
+
+TEST(PredictNcclTests, ParsesBusBandwidthAgainstSize) {
+  const auto ar = parse_nccl_tests(read_file(data("all_reduce_perf_8gpu.txt")), "all_reduce_perf_8gpu.txt", 8);
+  EXPECT_EQ(ar.op, Collective::all_reduce);
+  EXPECT_FALSE(ar.inter_node);
+  ASSERT_EQ(ar.points.size(), 5u);
+  EXPECT_DOUBLE_EQ(ar.points.front().first, 1048576);
+  EXPECT_DOUBLE_EQ(ar.at(268435456), 230.28e9);
+  EXPECT_DOUBLE_EQ(ar.at(1e12), 230.28e9);  // clamped to the largest size
+  const double mid = ar.at(std::sqrt(16777216.0 * 67108864.0));
+  EXPECT_NEAR(mid, (162.93e9 + 225.85e9) / 2, 1e3);  // halfway in log size
+  const auto sr = parse_nccl_tests(read_file(data("sendrecv_perf_2nodes.txt")), "sendrecv_perf_2nodes.txt", 8);
+  EXPECT_EQ(sr.op, Collective::send_recv);
+  EXPECT_TRUE(sr.inter_node);  // 16 ranks over nodes of 8
+  // The measured curve replaces the profile's bandwidth.
+  Network net{system_by_id("a100"), {ar}};
+  EXPECT_NEAR(net.time(Collective::all_reduce, 268435456, 8, false),
+              2 * 7.0 / 8 * 268435456 / 230.28e9 + 14 * net.system.nvlink_latency_s, 1e-12);
+  EXPECT_THROW(parse_nccl_tests(read_file(data("all_gather_perf_empty.txt")), "all_gather_perf_empty.txt", 8), UsageError);
+  EXPECT_THROW(parse_nccl_tests("1 2 3 4 5 6 7 8\n", "results.txt", 8), UsageError);  // no collective named
+}
+
+TEST(PredictSystem, ProfilesAndJson) {
+  for (const auto& id : system_ids()) {
+    const SystemProfile s = system_by_id(id);
+    EXPECT_GT(s.peak_bf16_tflops, 0) << id;
+    EXPECT_EQ(s.gpus_per_node, 8) << id;
+    // Every figure names its source.
+    const nlohmann::json j = system_to_json(s);
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      if (it.key() != "id" && it.key() != "title" && it.key() != "sources") {
+        EXPECT_TRUE(s.sources.count(it.key())) << id << " " << it.key();
+      }
+    }
+  }
+  EXPECT_DOUBLE_EQ(system_by_id("a100").peak_fp16_tflops, 312);
+  EXPECT_DOUBLE_EQ(system_by_id("a100").network_bytes_per_s, 25e9);  // HDR 200 Gb/s a GPU
+  EXPECT_DOUBLE_EQ(system_by_id("h100").network_bytes_per_s, 50e9);  // NDR 400 Gb/s a GPU
+  const SystemProfile round = system_from_json(system_to_json(system_by_id("h200-sxm")), "test");
+  EXPECT_DOUBLE_EQ(round.hbm_bytes_per_s, 4.8e12);
+  const SystemProfile b = system_from_json(nlohmann::json::parse(R"({"base": "a100", "gemm_efficiency": 0.5})"), "test");
+  EXPECT_DOUBLE_EQ(b.gemm_efficiency, 0.5);
+  EXPECT_DOUBLE_EQ(b.sm_count, 108);
+  for (const char* bad : {"[]", R"({"base": "tpu"})", R"({"base": "a100", "gemm_efficiency": 1.5})",
+                          R"({"base": "a100", "sm_count": 1.5})", R"({"base": "a100", "colour": 1})",
+                          R"({"base": "a100", "hbm_bytes": "lots"})", R"({"sm_count": 108})"})
+    EXPECT_THROW(system_from_json(nlohmann::json::parse(bad), "test"), UsageError) << bad;
+  EXPECT_THROW(system_by_id("tpu-v5"), UsageError);
+}
+
+TEST(PredictLayout, BadLayoutsAreUsageErrors) {
+  const ModelConfig m = table5_model(table5()[1]);  // 96 layers, 96 heads
+  auto layout = [](int64_t gpus, int64_t tp, int64_t pp, int64_t vpp, int64_t mb, int64_t gb) {
+    Layout l;
+    l.gpus = gpus, l.tp = tp, l.pp = pp, l.vpp = vpp, l.micro_batch = mb, l.global_batch = gb;
+    return l;
+  };
+  EXPECT_NO_THROW(validate(layout(64, 8, 8, 3, 1, 64), m));
+  EXPECT_THROW(validate(layout(64, 7, 1, 1, 1, 64), m), UsageError);    // tp not dividing the heads
+  EXPECT_THROW(validate(layout(60, 8, 1, 1, 1, 64), m), UsageError);    // gpus not divisible by tp pp
+  EXPECT_THROW(validate(layout(64, 8, 1, 1, 2, 12), m), UsageError);    // batch not divisible by mb dp
+  EXPECT_THROW(validate(layout(128, 1, 128, 1, 1, 128), m), UsageError);  // more stages than layers
+  EXPECT_THROW(validate(layout(64, 8, 8, 5, 1, 64), m), UsageError);    // 96 layers not in 40 chunks
+  EXPECT_THROW(validate(layout(64, 8, 8, 3, 1, 12), m), UsageError);    // interleaving: m not a multiple of pp
+  Layout l = layout(8, 8, 1, 1, 1, 8);
+  l.precision = "fp32";
+  EXPECT_THROW(validate(l, m), UsageError);
+}
+
+TEST(PredictSchedule, UnevenLayersThePaceIsTheSlowestStage) {
+  EXPECT_EQ(layer_split(10, 4), (std::vector<int64_t>{3, 3, 2, 2}));
+  PredictInput in;
+  in.model = table5_model(table5()[1]);
+  in.system = system_by_id("a100");
+  in.layout = table5_layout(table5()[1], true);
+  in.layout.vpp = 1;
+  in.layout.pp = 8;
+  const double even = predict(in).stage_time_s;
+  in.model.n_layers = 97;  // one stage gets 13 layers
+  const Prediction p = predict(in);
+  EXPECT_GT(p.stage_time_s, even * 1.05);
+  EXPECT_EQ(p.split.front(), 13);
+  // Bubble: (pp - 1) / (vpp m) of the ideal time.
+  EXPECT_NEAR(p.breakdown.bubble_s / (64 * p.stage_time_s), 7.0 / 64, 1e-12);
+}
+
+}  // namespace
+}  // namespace flopscope::predict
+
+namespace flopscope::predict {
+namespace {
+
+TEST(PredictClusterLine, DefaultLayoutOnAProfiledGpuElseNa) {
+  const ModelConfig m = preset("gpt3-175b");
+  MeasuredOps none;
+  none.file = "test";
+  const auto j = cluster_prediction(m, none, "NVIDIA A100-SXM4-80GB", "bf16", 1024);
+  ASSERT_EQ(j.at("status"), "predicted") << j.dump();
+  EXPECT_EQ(j.at("layout_name"), kDefaultLayoutName);
+  EXPECT_EQ(j.at("layout").at("tp"), 8);
+  EXPECT_EQ(j.at("layout").at("tp").get<int64_t>() * j.at("layout").at("pp").get<int64_t>() *
+                j.at("layout").at("dp").get<int64_t>(), 1024);
+  // Megatron-LM (Narayanan et al. 2021): about 34 days on 1024 A100s; the model is in that range.
+  EXPECT_GT(j.at("days").get<double>(), 15);
+  EXPECT_LT(j.at("days").get<double>(), 60);
+  EXPECT_EQ(cluster_prediction(m, none, "Intel(R) Xeon(R) CPU", "bf16", 1024).at("status"), "n/a");
+  EXPECT_EQ(cluster_prediction(m, none, "NVIDIA A100-SXM4-80GB", "fp32", 1024).at("status"), "n/a");
+  EXPECT_EQ(cluster_prediction(m, none, "NVIDIA A100-SXM4-80GB", "bf16", 3).at("status"), "n/a");
+}
+
+}  // namespace
+}  // namespace flopscope::predict
