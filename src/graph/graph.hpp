@@ -1,18 +1,24 @@
-// The layer graph: the single source of truth for what one pre-LN GPT layer does.
+// The layer graph: the single source of truth for what one pre-norm decoder layer does
+// (GPT-3's by default; Llama-, Mistral-, Qwen2- and OPT-style by the architecture fields).
 //
-// For micro-batch b, sequence s, width d, h heads of d_head, d_ff = ffn_mult * d and
-// T = b * s tokens, it lists every tensor (weights, activations, gradients) with its shape,
-// and every op of the forward pass, the backward pass (dgrad + wgrad per GEMM, bias
-// gradients), an optional recompute of the forward inside backward, and an optional LM head.
-// Each op has a stable name (fwd.qkv, bwd.ffn.up.wgrad, ...) shared by backends, NVTX and
-// CUPTI ranges, JSON and tests, its dimensions, and its analytic cost: FLOPs at 2 per
-// multiply-add (executed, and model FLOPs for causal attention) and the minimum bytes it moves.
+// For micro-batch b, sequence s, width d, h query heads and h_kv key/value heads of d_head,
+// d_ff and T = b * s tokens, it lists every tensor (weights, activations, gradients) with its
+// shape, and every op of the forward pass, the backward pass (dgrad + wgrad per GEMM, bias
+// gradients where biases exist), an optional recompute of the forward inside backward, and an
+// optional LM head. It is built from blocks (norm: LayerNorm | RMSNorm; attention with
+// positions none | RoPE; MLP: GeLU | ReLU | SwiGLU), so a variant is a choice of blocks.
+// Each op has a stable name (fwd.qkv, fwd.attn.rope, bwd.ffn.gate.wgrad, ...) shared by
+// backends, NVTX and CUPTI ranges, JSON and tests, its dimensions, and its analytic cost:
+// FLOPs at 2 per multiply-add (executed, and model FLOPs for causal attention) and the
+// minimum bytes it moves.
 //
 // Layout: activations are sequence-first, token t = si * b + bi (Megatron-LM's [s, b, h]),
-// and the fused QKV output is interleaved per head as [s, b, h, 3, d_head]. With that layout
-// Q, K and V of (batch bi, head hi) are strided batches of one stride (3 d_head) over the
-// b*h index i = bi*h + hi, so each attention product is a single strided batched GEMM.
-// All matrices are row-major.
+// and the fused QKV output is interleaved per kv group as [s, b, h_kv, g + 2, d_head] with
+// g = h / h_kv: the group's g query heads, then its K, then its V (MHA, g = 1: [s, b, h, 3,
+// d_head]). With that layout Q, K and V of (batch bi, kv group j) are strided batches of one
+// stride ((g + 2) d_head) over i = bi*h_kv + j, so each attention product is one strided
+// batched GEMM over i, repeated over the g query heads of a group (GemmSpec::repeat); K and V
+// are never copied. All matrices are row-major. docs/method.md has every shape and formula.
 #pragma once
 
 #include <cstdint>
