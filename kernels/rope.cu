@@ -12,10 +12,14 @@
 // angle would be off by ~1e-2 rad there); the rotation itself in float (double for f64), as
 // ref::rope.
 //
+// The index map and the rotation are in rope.cuh (__host__ __device__), which the CPU
+// emulation test runs for every pair against ref::rope.
+//
 // Launch: one thread per pair, rows x kv_heads x (group + 1) x d_head/2 of them, 256 threads,
 // grid-stride over at most 65535 blocks; each reads and writes its two elements. Memory-bound:
 // 2 x rows x (q_dim + kv_dim) x sizeof(T) bytes.
 #include "common.cuh"
+#include "rope.cuh"
 
 namespace flopscope::kernels {
 
@@ -27,25 +31,14 @@ template <typename T>
 __global__ void rope_kernel(T* __restrict__ x, int64_t rows, int64_t batch, int64_t kv_heads, int64_t group,
                             int64_t d_head, double theta, bool backward) {
   using A = Acc<T>;
-  const int64_t half = d_head / 2, rotated = group + 1;
-  const int64_t pairs = rows * kv_heads * rotated * half;
-  const int64_t cols = kv_heads * (group + 2) * d_head;
+  const int64_t pairs = rows * kv_heads * (group + 1) * (d_head / 2);
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < pairs; i += stride) {
-    const int64_t j = i % half;
-    int64_t q = i / half;
-    const int64_t hd = q % rotated;
-    q /= rotated;
-    const int64_t grp = q % kv_heads;
-    const int64_t t = q / kv_heads;
-    const double ang = static_cast<double>(t / batch) * pow(theta, -2.0 * static_cast<double>(j) / static_cast<double>(d_head));
-    double sd = 0, cd = 0;
-    sincos(ang, &sd, &cd);
-    const A c = static_cast<A>(cd), s = static_cast<A>(backward ? -sd : sd);
-    T* head = x + t * cols + (grp * (group + 2) + hd) * d_head;
-    const A a = to_acc(head[j]), b = to_acc(head[j + half]);
-    head[j] = from_acc<T>(a * c - b * s);
-    head[j + half] = from_acc<T>(b * c + a * s);
+    const RopePair p = rope_pair(i, batch, kv_heads, group, d_head, theta, backward);
+    A a = to_acc(x[p.first]), b = to_acc(x[p.second]);
+    rope_rotate(a, b, static_cast<A>(p.cos), static_cast<A>(p.sin));
+    x[p.first] = from_acc<T>(a);
+    x[p.second] = from_acc<T>(b);
   }
 }
 
