@@ -65,6 +65,32 @@ cudaError_t cross_entropy_forward(DType t, const void* logits, const int32_t* ta
 cudaError_t cross_entropy_backward(DType t, const void* logits, const int32_t* targets, void* dlogits, int64_t rows,
                                    int64_t vocab, cudaStream_t stream);
 
+// RMSNorm: y = x * rstd * gamma per row, rstd = 1 / sqrt(mean(x^2) + 1e-5) saved (float;
+// double for f64). x, y: (rows, cols); gamma: (cols).
+cudaError_t rmsnorm_forward(DType t, const void* x, const void* gamma, void* y, void* rstd, int64_t rows, int64_t cols,
+                            cudaStream_t stream);
+// dx = rstd * (g - xhat * mean(g * xhat)), g = dy * gamma, xhat = x * rstd; dgamma = sum_r dy * xhat
+// (overwritten). Two launches (rows, then columns).
+cudaError_t rmsnorm_backward(DType t, const void* dy, const void* x, const void* gamma, const void* rstd, void* dx,
+                             void* dgamma, int64_t rows, int64_t cols, cudaStream_t stream);
+
+// RoPE in place on the Q and K heads of a (rows, kv_heads x (group + 2) x d_head) QKV tensor,
+// row t at position t / batch (kernels/rope.cu); backward rotates the gradients back.
+cudaError_t rope_forward(DType t, void* qkv, int64_t rows, int64_t batch, int64_t kv_heads, int64_t group,
+                         int64_t d_head, double theta, cudaStream_t stream);
+cudaError_t rope_backward(DType t, void* dqkv, int64_t rows, int64_t batch, int64_t kv_heads, int64_t group,
+                          int64_t d_head, double theta, cudaStream_t stream);
+
+// SwiGLU over n elements: h = silu(gate) * up; backward: dup = dh * silu(gate),
+// dgate = dh * up * sigmoid(gate) * (1 + gate * (1 - sigmoid(gate))).
+cudaError_t swiglu_forward(DType t, const void* gate, const void* up, void* h, int64_t n, cudaStream_t stream);
+cudaError_t swiglu_backward(DType t, const void* gate, const void* up, const void* dh, void* dgate, void* dup,
+                            int64_t n, cudaStream_t stream);
+
+// ReLU over n elements: y = max(x, 0); backward: dx = x > 0 ? dy : 0.
+cudaError_t relu_forward(DType t, const void* x, void* y, int64_t n, cudaStream_t stream);
+cudaError_t relu_backward(DType t, const void* x, const void* dy, void* dx, int64_t n, cudaStream_t stream);
+
 // Seeded fill: out[i] = offset + scale * uniform_pm1(seed, stream_id, i) (src/util/random_fill.hpp).
 cudaError_t fill_uniform(DType t, void* out, int64_t n, uint64_t seed, uint64_t stream_id, double offset,
                          double scale, cudaStream_t stream);

@@ -843,6 +843,138 @@ TEST(GpuCountNonfinite, CountsE4M3NaNCodes) {
   }
 }
 
+// ---- Llama-family kernels: RMSNorm, RoPE, SwiGLU, ReLU ------------------------------------
+
+TEST(GpuRmsNorm, ForwardAndBackwardMatchReferenceAndRepeat) {
+  REQUIRE_GPU();
+  for (DType t : kAllTypes) {
+    for (const Shape& s : kRowShapes) {
+      SCOPED_TRACE(label(t, s.rows, s.cols, s.shift));
+      const int64_t n = s.rows * s.cols;
+      const std::vector<double> x = random_values(t, n, 71, 1.0, 0.2);
+      const std::vector<double> gamma = random_values(t, s.cols, 72, 0.1, 1.0);
+      const std::vector<double> dy = random_values(t, n, 73, 1.0);
+      DeviceTensor d_x(t, n, s.shift), d_gamma(t, s.cols, s.shift), d_y(t, n, s.shift), d_dy(t, n, s.shift),
+          d_dx(t, n, s.shift), d_dgamma(t, s.cols, s.shift), d_rstd(stats_dtype(t), s.rows);
+      d_x.upload(x);
+      d_gamma.upload(gamma);
+      d_dy.upload(dy);
+      LAUNCH_AND_SYNC(kern::rmsnorm_forward(t, d_x.ptr(), d_gamma.ptr(), d_y.ptr(), d_rstd.ptr(), s.rows, s.cols, nullptr));
+      std::vector<double> y(static_cast<size_t>(n)), rstd(static_cast<size_t>(s.rows)), dx(y.size()),
+          dgamma(static_cast<size_t>(s.cols));
+      ref::rmsnorm_forward(x.data(), gamma.data(), y.data(), rstd.data(), s.rows, s.cols);
+      EXPECT_TRUE(close("y", d_y.download(), y, tolerance(t)));
+      EXPECT_TRUE(close("rstd", d_rstd.download(), rstd, tolerance(stats_dtype(t))));
+      // Backward from the kernel's own rstd (what the graph hands it); twice: dgamma is overwritten.
+      const std::vector<double> rstd_gpu = d_rstd.download();
+      ref::rmsnorm_backward(dy.data(), x.data(), gamma.data(), rstd_gpu.data(), dx.data(), dgamma.data(), s.rows, s.cols);
+      for (int rep = 0; rep < 2; ++rep) {
+        LAUNCH_AND_SYNC(kern::rmsnorm_backward(t, d_dy.ptr(), d_x.ptr(), d_gamma.ptr(), d_rstd.ptr(), d_dx.ptr(),
+                                               d_dgamma.ptr(), s.rows, s.cols, nullptr));
+        EXPECT_TRUE(close("dx", d_dx.download(), dx, tolerance(t)));
+        EXPECT_TRUE(close("dgamma", d_dgamma.download(), dgamma, tolerance(t)));
+      }
+    }
+  }
+}
+
+TEST(GpuRope, ForwardAndBackwardMatchReferenceOnGroupedQkv) {
+  REQUIRE_GPU();
+  struct RopeCase {
+    int64_t rows;
+    RopeSpec spec;
+  };
+  // MHA (group 1), GQA (4 query heads per kv head), MQA, Llama's d_head 128 at theta 5e5.
+  const RopeCase cases[] = {{12, {3, 4, 1, 16, 10000.0}}, {10, {2, 2, 4, 8, 10000.0}}, {7, {1, 1, 6, 4, 100.0}},
+                            {64, {2, 2, 2, 128, 500000.0}}};
+  for (DType t : kAllTypes) {
+    for (const RopeCase& c : cases) {
+      const int64_t cols = c.spec.kv_heads * (c.spec.group + 2) * c.spec.d_head, n = c.rows * cols;
+      SCOPED_TRACE(label(t, c.rows, cols, 0));
+      const std::vector<double> x = random_values(t, n, 81, 1.0);
+      for (bool backward : {false, true}) {
+        DeviceTensor d_x(t, n);
+        d_x.upload(x);
+        LAUNCH_AND_SYNC((backward ? kern::rope_backward : kern::rope_forward)(
+            t, d_x.ptr(), c.rows, c.spec.batch, c.spec.kv_heads, c.spec.group, c.spec.d_head, c.spec.theta, nullptr));
+        std::vector<double> want = x;
+        ref::rope(want.data(), c.rows, cols, c.spec, backward);
+        EXPECT_TRUE(close(backward ? "dqkv" : "qkv", d_x.download(), want, tolerance(t)));
+      }
+    }
+  }
+}
+
+TEST(GpuSwiglu, ForwardAndBackwardMatchReference) {
+  REQUIRE_GPU();
+  for (DType t : kAllTypes) {
+    for (const FlatShape& s : kFlatShapes) {
+      SCOPED_TRACE(label(t, 1, s.n, s.shift));
+      const std::vector<double> g = random_values(t, s.n, 91, 4.0);  // both tails of the sigmoid
+      const std::vector<double> u = random_values(t, s.n, 92, 1.0);
+      const std::vector<double> dh = random_values(t, s.n, 93, 1.0);
+      DeviceTensor d_g(t, s.n, s.shift), d_u(t, s.n, s.shift), d_h(t, s.n, s.shift), d_dh(t, s.n, s.shift),
+          d_dg(t, s.n, s.shift), d_du(t, s.n, s.shift);
+      d_g.upload(g);
+      d_u.upload(u);
+      d_dh.upload(dh);
+      LAUNCH_AND_SYNC(kern::swiglu_forward(t, d_g.ptr(), d_u.ptr(), d_h.ptr(), s.n, nullptr));
+      LAUNCH_AND_SYNC(kern::swiglu_backward(t, d_g.ptr(), d_u.ptr(), d_dh.ptr(), d_dg.ptr(), d_du.ptr(), s.n, nullptr));
+      std::vector<double> h(static_cast<size_t>(s.n)), dg(h.size()), du(h.size());
+      ref::swiglu_forward(g.data(), u.data(), h.data(), s.n);
+      ref::swiglu_backward(g.data(), u.data(), dh.data(), dg.data(), du.data(), s.n);
+      EXPECT_TRUE(close("h", d_h.download(), h, tolerance(t)));
+      EXPECT_TRUE(close("dgate", d_dg.download(), dg, tolerance(t)));
+      EXPECT_TRUE(close("dup", d_du.download(), du, tolerance(t)));
+    }
+  }
+}
+
+TEST(GpuRelu, ForwardAndBackwardMatchReference) {
+  REQUIRE_GPU();
+  for (DType t : kAllTypes) {
+    for (const FlatShape& s : kFlatShapes) {
+      SCOPED_TRACE(label(t, 1, s.n, s.shift));
+      const std::vector<double> x = random_values(t, s.n, 95, 1.0);
+      const std::vector<double> dy = random_values(t, s.n, 96, 1.0);
+      DeviceTensor d_x(t, s.n, s.shift), d_y(t, s.n, s.shift), d_dy(t, s.n, s.shift), d_dx(t, s.n, s.shift);
+      d_x.upload(x);
+      d_dy.upload(dy);
+      LAUNCH_AND_SYNC(kern::relu_forward(t, d_x.ptr(), d_y.ptr(), s.n, nullptr));
+      LAUNCH_AND_SYNC(kern::relu_backward(t, d_x.ptr(), d_dy.ptr(), d_dx.ptr(), s.n, nullptr));
+      std::vector<double> y(static_cast<size_t>(s.n)), dx(y.size());
+      ref::relu_forward(x.data(), y.data(), s.n);
+      ref::relu_backward(x.data(), dy.data(), dx.data(), s.n);
+      EXPECT_TRUE(close("y", d_y.download(), y, tolerance(t)));
+      EXPECT_TRUE(close("dx", d_dx.download(), dx, tolerance(t)));
+    }
+  }
+}
+
+TEST(KernelArguments, LlamaFamilyLaunchersRejectBadArgumentsAndAcceptEmptyTensors) {
+  const DType t = DType::f32;
+  float buf[16] = {};
+  void* p = buf;
+  const cudaError_t bad = cudaErrorInvalidValue;
+  EXPECT_EQ(kern::rmsnorm_forward(t, nullptr, p, p, p, 2, 4, nullptr), bad);
+  EXPECT_EQ(kern::rmsnorm_forward(t, p, p, p, p, -1, 4, nullptr), bad);
+  EXPECT_EQ(kern::rmsnorm_backward(t, p, p, p, p, p, nullptr, 2, 4, nullptr), bad);
+  EXPECT_EQ(kern::rope_forward(t, p, 2, 1, 1, 1, 3, 10000.0, nullptr), bad);   // odd d_head
+  EXPECT_EQ(kern::rope_forward(t, p, 2, 0, 1, 1, 4, 10000.0, nullptr), bad);   // no batch
+  EXPECT_EQ(kern::rope_backward(t, p, 2, 1, 1, 1, 4, 0.0, nullptr), bad);      // theta 0
+  EXPECT_EQ(kern::rope_backward(t, nullptr, 2, 1, 1, 1, 4, 1e4, nullptr), bad);
+  EXPECT_EQ(kern::swiglu_forward(t, p, nullptr, p, 4, nullptr), bad);
+  EXPECT_EQ(kern::swiglu_backward(t, p, p, p, p, p, -4, nullptr), bad);
+  EXPECT_EQ(kern::relu_forward(t, p, nullptr, 4, nullptr), bad);
+  EXPECT_EQ(kern::relu_backward(t, p, p, p, -1, nullptr), bad);
+  EXPECT_EQ(kern::swiglu_forward(DType::e4m3, p, p, p, 4, nullptr), bad);  // storage only
+  EXPECT_EQ(kern::relu_forward(t, buf, reinterpret_cast<unsigned char*>(buf) + 1, 4, nullptr), bad);  // misaligned
+  EXPECT_EQ(kern::rmsnorm_forward(t, nullptr, nullptr, nullptr, nullptr, 0, 8, nullptr), cudaSuccess);
+  EXPECT_EQ(kern::rope_forward(t, nullptr, 0, 1, 1, 1, 4, 1e4, nullptr), cudaSuccess);
+  EXPECT_EQ(kern::swiglu_backward(t, nullptr, nullptr, nullptr, nullptr, nullptr, 0, nullptr), cudaSuccess);
+  EXPECT_EQ(kern::relu_forward(t, nullptr, nullptr, 0, nullptr), cudaSuccess);
+}
+
 // ---- argument errors: returned before any CUDA call, so no device is needed -----------------
 
 TEST(KernelArguments, BadArgumentsReturnInvalidValueWithoutLaunching) {

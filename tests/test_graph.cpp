@@ -368,7 +368,11 @@ TEST(LayerGraph, TensorBytesFollowThePrecision) {
 
 TEST(LayerGraph, RejectsInconsistentShapes) {
   LayerShape s = cases()[0].shape;
-  s.d_head = 15;  // 4 x 15 != 64
+  s.n_kv_heads = 3;  // does not divide 4 query heads
+  EXPECT_THROW(build_layer_graph(s, GraphOptions{}), Error);
+  s = cases()[0].shape;
+  s.d_head = 15;  // heads x d_head may differ from d_model, but RoPE rotates pairs: d_head must be even
+  s.position = PositionKind::rope;
   EXPECT_THROW(build_layer_graph(s, GraphOptions{}), Error);
   s = cases()[0].shape;
   s.batch = 0;

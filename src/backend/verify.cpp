@@ -65,35 +65,58 @@ std::vector<int64_t> sample_rows(int64_t rows) {
 
 json check_gemm(Backend& b, const Op& op, double tol) {
   const GemmSpec& g = op.gemm;
+  // One sampled output element C[bb, r](i, j). Repeats that write the same element (a C the
+  // repeats sum into: repeat_c = 0) all contribute, in order: beta for r = 0, repeat_beta after.
   struct Sample {
-    int64_t bb, i, j;
-    std::vector<double> a, b;
+    int64_t bb, i, j, r;
+    std::vector<std::vector<double>> a, b;  // per contributing repeat
+    std::vector<int64_t> reps;
     double c_prev = 0;
   };
-  std::vector<Sample> samples = {{0, 0, 0, {}, {}}, {g.batch - 1, g.m - 1, g.n - 1, {}, {}},
-                                 {g.batch / 2, g.m / 2, g.n / 2, {}, {}}};
+  const int64_t last_rep = g.repeat - 1;
+  std::vector<Sample> samples = {{0, 0, 0, 0, {}, {}, {}}, {g.batch - 1, g.m - 1, g.n - 1, last_rep, {}, {}, {}},
+                                 {g.batch / 2, g.m / 2, g.n / 2, g.repeat / 2, {}, {}, {}}};
   const uint64_t stream = stream_id(op.name);
   for (uint64_t s = 0; s < 13; ++s) {
     auto pick = [&](uint64_t k, int64_t n) {
       return std::min<int64_t>(n - 1, static_cast<int64_t>((uniform_pm1(99, stream, 3 * s + k) + 1) / 2 * static_cast<double>(n)));
     };
-    samples.push_back({pick(0, g.batch), pick(1, g.m), pick(2, g.n), {}, {}});
+    // The repeat index reuses the batch draw's stream slot so GPT-3's samples stay as they were.
+    const int64_t bb = pick(0, g.batch);
+    samples.push_back({bb, pick(1, g.m), pick(2, g.n), g.repeat > 1 ? (bb + static_cast<int64_t>(s)) % g.repeat : 0,
+                       {}, {}, {}});
   }
+  auto c_index = [&](const Sample& s) {
+    return g.c_offset + s.r * g.repeat_c + s.bb * g.stride_c + s.i * g.ldc + s.j;
+  };
   for (auto& s : samples) {
-    // Row i of op(A) and column j of op(B), in element offsets of the stored matrices.
-    const int64_t a0 = g.a_offset + s.bb * g.stride_a, b0 = g.b_offset + s.bb * g.stride_b;
-    s.a = g.trans_a ? b.read(g.a, a0 + s.i, g.k, g.lda) : b.read(g.a, a0 + s.i * g.lda, g.k, 1);
-    s.b = g.trans_b ? b.read(g.b, b0 + s.j * g.ldb, g.k, 1) : b.read(g.b, b0 + s.j, g.k, g.ldb);
-    if (g.beta != 0) s.c_prev = b.read(g.c, g.c_offset + s.bb * g.stride_c + s.i * g.ldc + s.j, 1)[0];
+    if (g.repeat_c == 0 && g.repeat > 1) {
+      for (int64_t r = 0; r < g.repeat; ++r) s.reps.push_back(r);
+    } else {
+      s.reps.push_back(s.r);
+    }
+    for (int64_t r : s.reps) {
+      // Row i of op(A) and column j of op(B), in element offsets of the stored matrices.
+      const int64_t a0 = g.a_offset + r * g.repeat_a + s.bb * g.stride_a, b0 = g.b_offset + r * g.repeat_b + s.bb * g.stride_b;
+      s.a.push_back(g.trans_a ? b.read(g.a, a0 + s.i, g.k, g.lda) : b.read(g.a, a0 + s.i * g.lda, g.k, 1));
+      s.b.push_back(g.trans_b ? b.read(g.b, b0 + s.j * g.ldb, g.k, 1) : b.read(g.b, b0 + s.j, g.k, g.ldb));
+    }
+    const double first_beta = s.reps.front() == 0 ? g.beta : g.repeat_beta;
+    if (first_beta != 0) s.c_prev = b.read(g.c, c_index(s), 1)[0];
   }
   b.run(op);
   b.synchronize();
   std::vector<double> out, ref;
   for (const auto& s : samples) {
-    double dot = 0;
-    for (int64_t k = 0; k < g.k; ++k) dot += s.a[static_cast<size_t>(k)] * s.b[static_cast<size_t>(k)];
-    ref.push_back(g.alpha * dot + g.beta * s.c_prev);
-    out.push_back(b.read(g.c, g.c_offset + s.bb * g.stride_c + s.i * g.ldc + s.j, 1)[0]);
+    double c = s.c_prev;
+    for (size_t q = 0; q < s.reps.size(); ++q) {
+      double dot = 0;
+      for (int64_t k = 0; k < g.k; ++k) dot += s.a[q][static_cast<size_t>(k)] * s.b[q][static_cast<size_t>(k)];
+      const double beta = s.reps[q] == 0 ? g.beta : g.repeat_beta;
+      c = g.alpha * dot + (beta != 0 ? beta * c : 0.0);
+    }
+    ref.push_back(c);
+    out.push_back(b.read(g.c, c_index(s), 1)[0]);
   }
   Check c;
   c.compare(out, ref);
@@ -128,9 +151,16 @@ json check_rows(Backend& b, const Op& op, double tol) {
         pre[k] = {row(b, in[0], r, cols), b.read(in[1], r, 1)};
         break;
       case OpImpl::bias_grad: break;
+      case OpImpl::rmsnorm_bwd:
+        pre[k] = {row(b, in[0], r, cols), row(b, in[1], r, cols), b.read(in[3], r, 1)};
+        break;
+      case OpImpl::swiglu_bwd:
+        pre[k] = {row(b, in[0], r, cols), row(b, in[1], r, cols), row(b, in[2], r, cols)};
+        break;
       default:
         pre[k].push_back(row(b, in[0], r, cols));
-        if (in.size() > 1 && op.impl != OpImpl::bias_add && op.impl != OpImpl::layernorm_fwd)
+        if (in.size() > 1 && op.impl != OpImpl::bias_add && op.impl != OpImpl::layernorm_fwd &&
+            op.impl != OpImpl::rmsnorm_fwd)
           pre[k].push_back(row(b, in[1], r, cols));
         break;
     }
@@ -143,6 +173,15 @@ json check_rows(Backend& b, const Op& op, double tol) {
     whole_gamma = b.read(in[2], 0, cols);
     mean_all = b.read(in[3], 0, rows);
     rstd_all = b.read(in[4], 0, rows);
+    for (int64_t j : cs) {
+      col_dy.push_back(col(b, in[0], j, rows, cols));
+      col_x.push_back(col(b, in[1], j, rows, cols));
+    }
+  }
+  if (op.impl == OpImpl::rmsnorm_fwd) whole_gamma = b.read(in[1], 0, cols);
+  if (op.impl == OpImpl::rmsnorm_bwd) {
+    whole_gamma = b.read(in[2], 0, cols);
+    rstd_all = b.read(in[3], 0, rows);
     for (int64_t j : cs) {
       col_dy.push_back(col(b, in[0], j, rows, cols));
       col_x.push_back(col(b, in[1], j, rows, cols));
@@ -219,11 +258,50 @@ json check_rows(Backend& b, const Op& op, double tol) {
         c.compare(op.transpose ? b.read(out[0], r, cols, rows) : row(b, out[0], r, cols), ref);
         break;
       }
+      case OpImpl::rmsnorm_fwd: {
+        double rstd = 0;
+        ref::rmsnorm_forward(p[0].data(), whole_gamma.data(), ref.data(), &rstd, 1, cols);
+        c.compare(row(b, out[0], r, cols), ref);
+        c.compare(b.read(out[1], r, 1), {rstd});
+        break;
+      }
+      case OpImpl::rmsnorm_bwd: {
+        std::vector<double> dg(static_cast<size_t>(cols));
+        ref::rmsnorm_backward(p[0].data(), p[1].data(), whole_gamma.data(), p[2].data(), ref.data(), dg.data(), 1,
+                              cols);
+        c.compare(row(b, out[0], r, cols), ref);
+        break;
+      }
+      case OpImpl::rope_fwd:
+      case OpImpl::rope_bwd:
+        ref = p[0];
+        ref::rope_row(ref.data(), r / op.rope.batch, op.rope, op.impl == OpImpl::rope_bwd);
+        c.compare(row(b, out[0], r, cols), ref);
+        break;
+      case OpImpl::swiglu_fwd:
+        ref::swiglu_forward(p[0].data(), p[1].data(), ref.data(), cols);
+        c.compare(row(b, out[0], r, cols), ref);
+        break;
+      case OpImpl::swiglu_bwd: {
+        std::vector<double> dup(static_cast<size_t>(cols));
+        ref::swiglu_backward(p[0].data(), p[1].data(), p[2].data(), ref.data(), dup.data(), cols);
+        c.compare(row(b, out[0], r, cols), ref);
+        c.compare(row(b, out[1], r, cols), dup);
+        break;
+      }
+      case OpImpl::relu_fwd:
+        ref::relu_forward(p[0].data(), ref.data(), cols);
+        c.compare(row(b, out[0], r, cols), ref);
+        break;
+      case OpImpl::relu_bwd:
+        ref::relu_backward(p[0].data(), p[1].data(), ref.data(), cols);
+        c.compare(row(b, out[0], r, cols), ref);
+        break;
       case OpImpl::bias_grad:
       case OpImpl::gemm: break;
     }
   }
-  // Column reductions: dgamma and dbeta of layernorm backward, bias gradients.
+  // Column reductions: dgamma (and dbeta) of the norms' backward, bias gradients.
   for (size_t k = 0; k < cs.size(); ++k) {
     const int64_t j = cs[k];
     if (op.impl == OpImpl::layernorm_bwd) {
@@ -235,6 +313,13 @@ json check_rows(Backend& b, const Op& op, double tol) {
       }
       c.compare(b.read(out[1], j, 1), {dg});
       c.compare(b.read(out[2], j, 1), {db});
+    } else if (op.impl == OpImpl::rmsnorm_bwd) {
+      double dg = 0;
+      for (int64_t r = 0; r < rows; ++r) {
+        const auto ru = static_cast<size_t>(r);
+        dg += col_dy[k][ru] * col_x[k][ru] * rstd_all[ru];
+      }
+      c.compare(b.read(out[1], j, 1), {dg});
     } else if (op.impl == OpImpl::bias_grad) {
       double s = 0;
       for (double v : col_dy[k]) s += v;

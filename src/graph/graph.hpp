@@ -1,18 +1,24 @@
-// The layer graph: the single source of truth for what one pre-LN GPT layer does.
+// The layer graph: the single source of truth for what one pre-norm decoder layer does
+// (GPT-3's by default; Llama-, Mistral-, Qwen2- and OPT-style by the architecture fields).
 //
-// For micro-batch b, sequence s, width d, h heads of d_head, d_ff = ffn_mult * d and
-// T = b * s tokens, it lists every tensor (weights, activations, gradients) with its shape,
-// and every op of the forward pass, the backward pass (dgrad + wgrad per GEMM, bias
-// gradients), an optional recompute of the forward inside backward, and an optional LM head.
-// Each op has a stable name (fwd.qkv, bwd.ffn.up.wgrad, ...) shared by backends, NVTX and
-// CUPTI ranges, JSON and tests, its dimensions, and its analytic cost: FLOPs at 2 per
-// multiply-add (executed, and model FLOPs for causal attention) and the minimum bytes it moves.
+// For micro-batch b, sequence s, width d, h query heads and h_kv key/value heads of d_head,
+// d_ff and T = b * s tokens, it lists every tensor (weights, activations, gradients) with its
+// shape, and every op of the forward pass, the backward pass (dgrad + wgrad per GEMM, bias
+// gradients where biases exist), an optional recompute of the forward inside backward, and an
+// optional LM head. It is built from blocks (norm: LayerNorm | RMSNorm; attention with
+// positions none | RoPE; MLP: GeLU | ReLU | SwiGLU), so a variant is a choice of blocks.
+// Each op has a stable name (fwd.qkv, fwd.attn.rope, bwd.ffn.gate.wgrad, ...) shared by
+// backends, NVTX and CUPTI ranges, JSON and tests, its dimensions, and its analytic cost:
+// FLOPs at 2 per multiply-add (executed, and model FLOPs for causal attention) and the
+// minimum bytes it moves.
 //
 // Layout: activations are sequence-first, token t = si * b + bi (Megatron-LM's [s, b, h]),
-// and the fused QKV output is interleaved per head as [s, b, h, 3, d_head]. With that layout
-// Q, K and V of (batch bi, head hi) are strided batches of one stride (3 d_head) over the
-// b*h index i = bi*h + hi, so each attention product is a single strided batched GEMM.
-// All matrices are row-major.
+// and the fused QKV output is interleaved per kv group as [s, b, h_kv, g + 2, d_head] with
+// g = h / h_kv: the group's g query heads, then its K, then its V (MHA, g = 1: [s, b, h, 3,
+// d_head]). With that layout Q, K and V of (batch bi, kv group j) are strided batches of one
+// stride ((g + 2) d_head) over i = bi*h_kv + j, so each attention product is one strided
+// batched GEMM over i, repeated over the g query heads of a group (GemmSpec::repeat); K and V
+// are never copied. All matrices are row-major. docs/method.md has every shape and formula.
 #pragma once
 
 #include <cstdint>
@@ -43,6 +49,14 @@ enum class OpImpl {
   cross_entropy_fwd,   // in {logits, targets} out {loss}: per-row -log softmax[target]
   cross_entropy_bwd,   // in {logits, targets} out {dlogits} = (softmax - onehot) / rows
   cast_fp8,            // in {x} out {copy}: FP8 E4M3 copy of (rows, cols) x, scaled; transposed when op.transpose
+  rmsnorm_fwd,         // in {x, gamma} out {y, rstd}
+  rmsnorm_bwd,         // in {dy, x, gamma, rstd} out {dx, dgamma}
+  rope_fwd,            // in {qkv} out {qkv} (in place): rotates the Q and K heads of each row (op.rope)
+  rope_bwd,            // in {dqkv} out {dqkv} (in place): the inverse rotation of their gradients
+  swiglu_fwd,          // in {gate, up} out {h}: h = silu(gate) * up
+  swiglu_bwd,          // in {gate, up, dh} out {dgate, dup}
+  relu_fwd,            // in {x} out {y}
+  relu_bwd,            // in {x, dy} out {dx}
 };
 
 std::string_view to_string(Phase p);
@@ -76,7 +90,26 @@ struct GemmSpec {
   int64_t stride_a = 0, stride_b = 0, stride_c = 0;  // elements between batch members
   double alpha = 1.0, beta = 0.0;
   bool linear = false;  // a linear layer (weights) rather than an attention product
-  double flops() const { return 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) * static_cast<double>(batch); }
+  // An outer repeat of the whole strided batch (grouped-query attention: once per query head
+  // of a kv group): repeat r in [0, repeat) adds r * repeat_a/b/c elements to the offsets and
+  // uses beta for r = 0 and repeat_beta for r > 0 (1 where the repeats sum into one C: the
+  // gradients of the shared K and V). repeat = 1: one strided batch, as above.
+  int64_t repeat = 1;
+  int64_t repeat_a = 0, repeat_b = 0, repeat_c = 0;
+  double repeat_beta = 0.0;
+  double flops() const {
+    return 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) * static_cast<double>(batch) *
+           static_cast<double>(repeat);
+  }
+};
+
+// RoPE on one qkv-shaped tensor of rows t = si * batch + bi: each row holds kv_heads groups
+// of (group + 2) heads of d_head (group query heads, K, V); the first group + 1 of each are
+// rotated. Pair (j, j + d_head/2) of a head at position si turns by the angle
+// si * theta^(-2j / d_head), j < d_head/2 (Hugging Face Llama's "rotate half").
+struct RopeSpec {
+  int64_t batch = 1, kv_heads = 0, group = 1, d_head = 0;
+  double theta = 10000.0;
 };
 
 struct Op {
@@ -91,11 +124,12 @@ struct Op {
   std::vector<std::string> outputs;
   int64_t batch = 1, rows = 0, cols = 0;  // shape the non-GEMM op works on
   bool transpose = false;                 // cast_fp8: the copy is (cols, rows)
+  RopeSpec rope;                          // rope_fwd, rope_bwd: rows x cols is the whole qkv tensor
   double flops = 0;        // analytic FLOPs as executed (causal attention: full square)
   double model_flops = 0;  // Megatron-LM convention: causal attention GEMMs halved
   double min_bytes = 0;    // every operand read once and every result written once
   bool causal_square = false;  // an attention product whose model FLOPs halve the square
-  std::string shape_str() const;  // "2048x4608x1536" or "96x[2048x2048x128]"
+  std::string shape_str() const;  // "2048x4608x1536", "96x[2048x2048x128]", repeated "4x16x[2048x2048x128]"
 };
 
 struct LayerShape {
@@ -167,6 +201,16 @@ inline constexpr double kResidualAdd = 1;
 inline constexpr double kCrossEntropyFwd = 4;  // per logit: max, sub, exp, add
 inline constexpr double kCrossEntropyBwd = 4;  // per logit: sub, exp, mul, scale
 inline constexpr double kCastFp8 = 1;          // per element: the scale multiply (the conversion and amax are not FLOPs)
+inline constexpr double kRmsNormFwd = 4;   // sum of squares 2; normalise 1; scale by gamma 1
+inline constexpr double kRmsNormBwd = 9;   // xhat 1; g = dy gamma 1; dgamma 2; row sum of g xhat 2; dx 3
+// Per rotated element of Q and K: a pair (a, b) -> (a c - b s, b c + a s) is 4 mul + 2 add.
+// The angles' sin and cos depend on position and pair only (frameworks cache them as a table);
+// they are not counted.
+inline constexpr double kRope = 3;
+inline constexpr double kSwigluFwd = 5;    // sigmoid 3 (exp, add, reciprocal); * gate 1; * up 1
+inline constexpr double kSwigluBwd = 11;   // sigmoid 3; silu 1; dup 1; silu' = s (1 + g (1 - s)) 4; dgate 2
+inline constexpr double kReluFwd = 1;      // max(x, 0)
+inline constexpr double kReluBwd = 1;      // dy where x > 0
 }  // namespace flop_convention
 
 }  // namespace flopscope

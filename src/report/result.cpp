@@ -37,6 +37,7 @@ json op_json(const Op& op) {
   if (op.impl == OpImpl::gemm) {
     j["dims"] = {{"m", op.gemm.m}, {"n", op.gemm.n}, {"k", op.gemm.k}, {"batch", op.gemm.batch},
                  {"trans_a", op.gemm.trans_a}, {"trans_b", op.gemm.trans_b}};
+    if (op.gemm.repeat > 1) j["dims"]["repeat"] = op.gemm.repeat;  // grouped-query attention: query heads per kv head
   } else {
     j["dims"] = {{"batch", op.batch}, {"rows", op.rows}, {"cols", op.cols}};
   }

@@ -177,20 +177,27 @@ void CpuBackend<F>::gemm(const Op& op) {
   const int lda = blas_int(g.lda, op, "lda"), ldb = blas_int(g.ldb, op, "ldb"), ldc = blas_int(g.ldc, op, "ldc");
   const auto ta = g.trans_a ? CblasTrans : CblasNoTrans;
   const auto tb = g.trans_b ? CblasTrans : CblasNoTrans;
-  const F* A = ptr(g.a) + g.a_offset;
-  const F* B = ptr(g.b) + g.b_offset;
-  F* C = ptr(g.c) + g.c_offset;
+  const F* A0 = ptr(g.a) + g.a_offset;
+  const F* B0 = ptr(g.b) + g.b_offset;
+  F* C0 = ptr(g.c) + g.c_offset;
   double flops = 0;
-  // OpenBLAS has no strided-batched call; one call per batch member, each counted.
-  for (int64_t i = 0; i < g.batch; ++i) {
-    if constexpr (std::is_same_v<F, float>) {
-      cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, static_cast<float>(g.alpha), A + i * g.stride_a, lda,
-                  B + i * g.stride_b, ldb, static_cast<float>(g.beta), C + i * g.stride_c, ldc);
-    } else {
-      cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, g.alpha, A + i * g.stride_a, lda, B + i * g.stride_b, ldb, g.beta,
-                  C + i * g.stride_c, ldc);
+  // The outer repeat (grouped-query attention): shifts the operands, beta then repeat_beta.
+  for (int64_t r = 0; r < g.repeat; ++r) {
+    const double beta = r == 0 ? g.beta : g.repeat_beta;
+    const F* A = A0 + r * g.repeat_a;
+    const F* B = B0 + r * g.repeat_b;
+    F* C = C0 + r * g.repeat_c;
+    // OpenBLAS has no strided-batched call; one call per batch member, each counted.
+    for (int64_t i = 0; i < g.batch; ++i) {
+      if constexpr (std::is_same_v<F, float>) {
+        cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, static_cast<float>(g.alpha), A + i * g.stride_a, lda,
+                    B + i * g.stride_b, ldb, static_cast<float>(beta), C + i * g.stride_c, ldc);
+      } else {
+        cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, g.alpha, A + i * g.stride_a, lda, B + i * g.stride_b, ldb, beta,
+                    C + i * g.stride_c, ldc);
+      }
+      flops += 2.0 * m * static_cast<double>(n) * k;
     }
-    flops += 2.0 * m * static_cast<double>(n) * k;
   }
   counted_[op.name] += flops;
 }
@@ -241,6 +248,16 @@ void CpuBackend<F>::run(const Op& op) {
       flops = flop_convention::kCastFp8 * static_cast<double>(op.rows * op.cols);
       break;
     }
+    case OpImpl::rmsnorm_fwd: flops = ref::rmsnorm_forward(in(0), in(1), out(0), out(1), op.rows, op.cols); break;
+    case OpImpl::rmsnorm_bwd:
+      flops = ref::rmsnorm_backward(in(0), in(1), in(2), in(3), out(0), out(1), op.rows, op.cols);
+      break;
+    case OpImpl::rope_fwd: flops = ref::rope(out(0), op.rows, op.cols, op.rope, false); break;
+    case OpImpl::rope_bwd: flops = ref::rope(out(0), op.rows, op.cols, op.rope, true); break;
+    case OpImpl::swiglu_fwd: flops = ref::swiglu_forward(in(0), in(1), out(0), n); break;
+    case OpImpl::swiglu_bwd: flops = ref::swiglu_backward(in(0), in(1), in(2), out(0), out(1), n); break;
+    case OpImpl::relu_fwd: flops = ref::relu_forward(in(0), out(0), n); break;
+    case OpImpl::relu_bwd: flops = ref::relu_backward(in(0), in(1), out(0), n); break;
     case OpImpl::gemm: break;
   }
   counted_[op.name] += flops;

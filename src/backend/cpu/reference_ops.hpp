@@ -213,4 +213,113 @@ double cross_entropy_backward(const F* logits, const I* targets, F* dlogits, int
   return fc::kCrossEntropyBwd * static_cast<double>(rows) * static_cast<double>(vocab);
 }
 
+// RMSNorm forward, per row r of x (rows, cols) (Llama: no mean, no beta):
+//   rstd_r = 1 / sqrt(sum_j x_rj^2 / n + eps);  y_rj = x_rj * rstd_r * gamma_j
+// x, y: (rows, cols); gamma: (cols); rstd: (rows), saved for backward.
+inline constexpr double kRmsNormEps = 1e-5;
+template <typename F>
+double rmsnorm_forward(const F* x, const F* gamma, F* y, F* rstd, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const F* xr = x + r * cols;
+    double sq = 0;
+    for (int64_t j = 0; j < cols; ++j) sq += static_cast<double>(xr[j]) * xr[j];
+    const double rs = 1.0 / std::sqrt(sq / static_cast<double>(cols) + kRmsNormEps);
+    for (int64_t j = 0; j < cols; ++j) y[r * cols + j] = static_cast<F>(xr[j] * rs * gamma[j]);
+    rstd[r] = static_cast<F>(rs);
+  }
+  return fc::kRmsNormFwd * static_cast<double>(rows) * static_cast<double>(cols);
+}
+
+// RMSNorm backward, with xhat = x * rstd and g = dy * gamma:
+//   dx_rj = rstd_r * (g_rj - xhat_rj * mean_j(g_r * xhat_r));  dgamma_j = sum_r dy_rj * xhat_rj (overwritten)
+template <typename F>
+double rmsnorm_backward(const F* dy, const F* x, const F* gamma, const F* rstd, F* dx, F* dgamma, int64_t rows,
+                        int64_t cols) {
+  std::vector<double> dg(static_cast<size_t>(cols), 0.0);
+  for (int64_t r = 0; r < rows; ++r) {
+    const F* xr = x + r * cols;
+    const F* dyr = dy + r * cols;
+    const double rs = rstd[r];
+    double sum_gx = 0;
+    for (int64_t j = 0; j < cols; ++j) {
+      const double xhat = xr[j] * rs;
+      sum_gx += static_cast<double>(dyr[j]) * gamma[j] * xhat;
+      dg[static_cast<size_t>(j)] += dyr[j] * xhat;
+    }
+    const double m = sum_gx / static_cast<double>(cols);
+    for (int64_t j = 0; j < cols; ++j) {
+      const double xhat = xr[j] * rs;
+      dx[r * cols + j] = static_cast<F>(rs * (static_cast<double>(dyr[j]) * gamma[j] - xhat * m));
+    }
+  }
+  for (int64_t j = 0; j < cols; ++j) dgamma[j] = static_cast<F>(dg[static_cast<size_t>(j)]);
+  return fc::kRmsNormBwd * static_cast<double>(rows) * static_cast<double>(cols);
+}
+
+// RoPE ("rotate half", Hugging Face Llama): in each rotated head of d_head elements, pair
+// (a, b) = (x_j, x_{j + d_head/2}) at position p turns by angle p * theta^(-2j / d_head):
+//   forward:  (a, b) -> (a cos - b sin, b cos + a sin)
+//   backward: (da, db) -> (da cos + db sin, db cos - da sin)   (the transpose: rotation by -angle)
+// One row of a qkv-shaped tensor at position p: kv_heads groups of (group + 2) heads; the first
+// group + 1 heads of each (queries and K) rotate, V does not. In place.
+inline double rope_angle(int64_t position, int64_t j, int64_t d_head, double theta) {
+  return static_cast<double>(position) * std::pow(theta, -2.0 * static_cast<double>(j) / static_cast<double>(d_head));
+}
+template <typename F>
+void rope_row(F* row, int64_t position, const RopeSpec& r, bool backward) {
+  const int64_t half = r.d_head / 2;
+  for (int64_t j = 0; j < half; ++j) {
+    const double ang = rope_angle(position, j, r.d_head, r.theta);
+    const double c = std::cos(ang), s = backward ? -std::sin(ang) : std::sin(ang);
+    for (int64_t grp = 0; grp < r.kv_heads; ++grp)
+      for (int64_t hd = 0; hd <= r.group; ++hd) {
+        F* x = row + (grp * (r.group + 2) + hd) * r.d_head;
+        const double a = x[j], b = x[j + half];
+        x[j] = static_cast<F>(a * c - b * s);
+        x[j + half] = static_cast<F>(b * c + a * s);
+      }
+  }
+}
+// x: (rows, cols) with cols = kv_heads (group + 2) d_head; row t at position t / batch.
+template <typename F>
+double rope(F* x, int64_t rows, int64_t cols, const RopeSpec& r, bool backward) {
+  for (int64_t t = 0; t < rows; ++t) rope_row(x + t * cols, t / r.batch, r, backward);
+  return fc::kRope * static_cast<double>(rows) * static_cast<double>(r.kv_heads * (r.group + 1) * r.d_head);
+}
+
+// SwiGLU: h = silu(g) * u, silu(g) = g * sigmoid(g), sigmoid(g) = 1 / (1 + exp(-g)).
+// Backward: du = dh * silu(g);  dg = dh * u * sigmoid(g) * (1 + g * (1 - sigmoid(g))).
+template <typename F>
+double swiglu_forward(const F* gate, const F* up, F* h, int64_t n) {
+  const F one = F(1);
+  for (int64_t i = 0; i < n; ++i) {
+    const F g = gate[i];
+    h[i] = g / (one + std::exp(-g)) * up[i];
+  }
+  return fc::kSwigluFwd * static_cast<double>(n);
+}
+template <typename F>
+double swiglu_backward(const F* gate, const F* up, const F* dh, F* dgate, F* dup, int64_t n) {
+  const F one = F(1);
+  for (int64_t i = 0; i < n; ++i) {
+    const F g = gate[i];
+    const F sig = one / (one + std::exp(-g));
+    dup[i] = dh[i] * g * sig;
+    dgate[i] = dh[i] * up[i] * sig * (one + g * (one - sig));
+  }
+  return fc::kSwigluBwd * static_cast<double>(n);
+}
+
+// ReLU (OPT): y = max(x, 0); dx = dy where x > 0, else 0.
+template <typename F>
+double relu_forward(const F* x, F* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > F(0) ? x[i] : F(0);
+  return fc::kReluFwd * static_cast<double>(n);
+}
+template <typename F>
+double relu_backward(const F* x, const F* dy, F* dx, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dx[i] = x[i] > F(0) ? dy[i] : F(0);
+  return fc::kReluBwd * static_cast<double>(n);
+}
+
 }  // namespace flopscope::ref

@@ -235,6 +235,7 @@ class CudaBackend final : public Backend {
       }
       gemms_[op.name] = plans_.at(key).get();
       chosen[op.name] = plan_reports_.at(key);
+      if (op.gemm.repeat > 1) prepare_gemm_repeats(op);
     }
     CUDA_CALL(cudaStreamSynchronize(stream_), "GEMM algorithm selection");
     spdlog::info("cuBLASLt: chose algorithms for {} distinct GEMM shapes by timing up to {} candidates each",
@@ -266,6 +267,7 @@ class CudaBackend final : public Backend {
       FLOPSCOPE_CHECK(it != gemms_.end(), op.name + ": no cuBLASLt plan (prepare() not called)");
       it->second->run(ptr(op.gemm.a, op.gemm.a_offset), ptr(op.gemm.b, op.gemm.b_offset),
                       ptr(op.gemm.c, op.gemm.c_offset), gemm_ws_, opts_.gemm_workspace_bytes, stream_);
+      run_gemm_repeats(op);
       return;
     }
     auto in = [&](size_t i) -> const void* { return ptr(op.inputs.at(i)); };
@@ -299,6 +301,22 @@ class CudaBackend final : public Backend {
         e = k::cast_e4m3(dtype_, in(0), out(0), op.rows, op.cols, op.transpose, fp8_slot(op.outputs.at(0), 0),
                          fp8_slot(op.outputs.at(0), 2), stream_);
         break;
+      case OpImpl::rmsnorm_fwd:
+        e = k::rmsnorm_forward(dtype_, in(0), in(1), out(0), out(1), op.rows, op.cols, stream_);
+        break;
+      case OpImpl::rmsnorm_bwd:
+        e = k::rmsnorm_backward(dtype_, in(0), in(1), in(2), in(3), out(0), out(1), op.rows, op.cols, stream_);
+        break;
+      case OpImpl::rope_fwd:
+      case OpImpl::rope_bwd:
+        e = (op.impl == OpImpl::rope_fwd ? k::rope_forward : k::rope_backward)(
+            dtype_, out(0), op.rows, op.rope.batch, op.rope.kv_heads, op.rope.group, op.rope.d_head, op.rope.theta,
+            stream_);
+        break;
+      case OpImpl::swiglu_fwd: e = k::swiglu_forward(dtype_, in(0), in(1), out(0), n, stream_); break;
+      case OpImpl::swiglu_bwd: e = k::swiglu_backward(dtype_, in(0), in(1), in(2), out(0), out(1), n, stream_); break;
+      case OpImpl::relu_fwd: e = k::relu_forward(dtype_, in(0), out(0), n, stream_); break;
+      case OpImpl::relu_bwd: e = k::relu_backward(dtype_, in(0), in(1), out(0), n, stream_); break;
       case OpImpl::gemm: break;
     }
     CUDA_CALL(e, fmt::format("{} ({}, {})", op.name, to_string(op.impl), op.shape_str()));
@@ -554,6 +572,42 @@ class CudaBackend final : public Backend {
     return d.storage == Storage::stat ? k::DType::f32 : d.storage == Storage::fp8 ? k::DType::e4m3 : dtype_;
   }
 
+  // Grouped-query attention: repeats r = 1 .. repeat-1 of a GEMM's strided batch, each one
+  // cuBLASLt call on operands shifted by r * repeat_a/b/c elements, with repeat_beta (1 where
+  // the repeats sum into one C). Their plan is the r = 0 plan's shape with that beta, its
+  // algorithm selected on the r = 1 operands.
+  static GemmSpec repeat_spec(const GemmSpec& g) {
+    GemmSpec r = g;
+    r.beta = g.repeat_beta;
+    r.a_offset += g.repeat_a;
+    r.b_offset += g.repeat_b;
+    r.c_offset += g.repeat_c;
+    return r;
+  }
+
+  void prepare_gemm_repeats(const Op& op) {
+    const GemmSpec r = repeat_spec(op.gemm);
+    FLOPSCOPE_CHECK(op.precision != Precision::fp8, op.name + ": repeated GEMMs are attention products, never fp8");
+    const std::string key = gemm_key(r);
+    if (!plans_.count(key)) {
+      auto plan = std::make_unique<cuda::LtGemm>(lt_, r, cuda::lt_types(op.precision), op.name + ".repeat");
+      plan_reports_[key] = plan->select(ptr(r.a, r.a_offset), ptr(r.b, r.b_offset), ptr(r.c, r.c_offset), gemm_ws_,
+                                        opts_.gemm_workspace_bytes, stream_, opts_.gemm_candidates);
+      plans_[key] = std::move(plan);
+    }
+    repeat_gemms_[op.name] = plans_.at(key).get();
+  }
+
+  void run_gemm_repeats(const Op& op) {
+    const GemmSpec& g = op.gemm;
+    if (g.repeat <= 1) return;
+    auto it = repeat_gemms_.find(op.name);
+    FLOPSCOPE_CHECK(it != repeat_gemms_.end(), op.name + ": no cuBLASLt plan for its repeats (prepare() not called)");
+    for (int64_t r = 1; r < g.repeat; ++r)
+      it->second->run(ptr(g.a, g.a_offset + r * g.repeat_a), ptr(g.b, g.b_offset + r * g.repeat_b),
+                      ptr(g.c, g.c_offset + r * g.repeat_c), gemm_ws_, opts_.gemm_workspace_bytes, stream_);
+  }
+
   static std::string gemm_key(const GemmSpec& g) {
     return fmt::format("{}x{}x{}b{}t{}{}ld{},{},{}s{},{},{}a{}b{}", g.m, g.n, g.k, g.batch, g.trans_a, g.trans_b, g.lda,
                        g.ldb, g.ldc, g.stride_a, g.stride_b, g.stride_c, g.alpha, g.beta);
@@ -562,6 +616,7 @@ class CudaBackend final : public Backend {
   void release() {
     // Plans hold pointers into fp8_state_ (FP8 descales): they go with the tensors.
     gemms_.clear();
+    repeat_gemms_.clear();
     plans_.clear();
     plan_reports_.clear();
     for (auto& [name, t] : tensors_)
@@ -588,6 +643,7 @@ class CudaBackend final : public Backend {
   std::map<std::string, std::unique_ptr<cuda::LtGemm>> plans_;  // by configuration
   std::map<std::string, nlohmann::json> plan_reports_;
   std::map<std::string, cuda::LtGemm*> gemms_;                   // by op name
+  std::map<std::string, cuda::LtGemm*> repeat_gemms_;            // by op name: repeats r > 0
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;
   void* gemm_ws_ = nullptr;
