@@ -65,7 +65,6 @@ gate_steps=" nvidia-smi libraries devices "
 # Suites that are not kernel tests; every other Gpu*/Cuda* suite is one (new kernels join by themselves).
 non_kernel_suites=" GpuGemm GpuLayer GpuFp8 GpuMeasure GpuGraph GpuCounters "
 
-usage() { sed -n '5,9p' "$self" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 # ---------------------------------------------------------------------------------------------
 # Steps. Each runs as its own process (this script with --step NAME, under timeout), with
@@ -95,7 +94,15 @@ hw = d.get("counters") or {}
 hw = hw.get("hardware", hw)
 st = hw.get("status")
 if st == "measured":
-    parts.append(f"counters measured, {hw.get('passes')} passes, {len(hw.get('dropped_metrics') or [])} dropped")
+    dropped = [m.get("name") for m in hw.get("dropped_metrics") or []]
+    parts.append(f"counters measured, {hw.get('passes')} passes, {len(dropped)} dropped" +
+                 (f" ({', '.join(dropped)})" if dropped else ""))
+    splits = [((o.get("measured") or {}).get("checks") or {}).get("hopper_split", {}).get("bf16", {}).get("split_over_dense")
+              for o in d.get("ops", [])]
+    splits = [s for s in splits if isinstance(s, (int, float))]
+    if splits: parts.append(f"hgmma+hmma over dense {min(splits):.4f}..{max(splits):.4f}")
+    ratios = [o.get("measured_over_analytic") for o in d.get("ops", []) if isinstance(o.get("measured_over_analytic"), (int, float))]
+    if ratios: parts.append(f"measured/analytic FLOPs {min(ratios):.4f}..{max(ratios):.4f}")
 elif st:
     parts.append(f"counters {st}" + (f" ({hw.get('reason')})" if st != "off" else ""))
 r = t.get("graph_replay_ms")
@@ -143,7 +150,10 @@ run_suites() {
     rc=$?
     if ((rc == 0)); then passed=$((passed + 1)); else failed+=("$suite(rc=$rc)"); fi
   done
-  result "$passed/$# suites passed${failed[*]:+; failed: ${failed[*]}}"
+  # A skipped test is no pass: say how many (the reasons are in the log).
+  local skipped
+  skipped=$(grep -cE '^\[  SKIPPED \] [A-Za-z]' "$work/$step_name.log" 2>/dev/null)
+  result "$passed/$# suites passed${failed[*]:+; failed: ${failed[*]}}$( ((skipped > 0)) && echo "; $skipped tests skipped")"
   ((${#failed[@]} == 0))
 }
 
@@ -301,7 +311,7 @@ while (($#)); do
     --out) [[ -n ${2:-} ]] || { echo "device-check: --out takes a folder" >&2; exit 2; }; dest=$2; shift 2 ;;
     --step) step_name=${2:-}; shift 2 ;;  # internal: run one step (this script calls itself)
     -h|--help) sed -n '2,37p' "$self" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "device-check: unknown argument '$1'" >&2; usage ;;
+    *) echo "device-check: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
 
@@ -391,9 +401,10 @@ write_summary() {
   } >"$work/summary.txt"
   cp "$work/summary.txt" "$dest/summary.txt.tmp" && mv -f "$dest/summary.txt.tmp" "$dest/summary.txt"
   # Every log and JSON so far; within the 16 MiB a returned file may have (an ncu report goes first).
-  tar -czf "$dest/device-check.tgz.tmp" -C "$(dirname "$work")" "$(basename "$work")" 2>/dev/null
+  local -a pack=(-C "$(dirname "$work")" --transform "s,^$(basename "$work"),device-check," "$(basename "$work")")
+  tar -czf "$dest/device-check.tgz.tmp" "${pack[@]}" 2>/dev/null
   if (($(stat -c %s "$dest/device-check.tgz.tmp" 2>/dev/null || echo 0) > 15 * 1024 * 1024)); then
-    tar -czf "$dest/device-check.tgz.tmp" --exclude='*.ncu-rep' -C "$(dirname "$work")" "$(basename "$work")" 2>/dev/null
+    tar -czf "$dest/device-check.tgz.tmp" --exclude='*.ncu-rep' "${pack[@]}" 2>/dev/null
   fi
   mv -f "$dest/device-check.tgz.tmp" "$dest/device-check.tgz"
 }

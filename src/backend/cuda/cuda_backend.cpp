@@ -223,7 +223,8 @@ class CudaBackend final : public Backend {
       if (op.impl != OpImpl::gemm) continue;
       const bool fp8 = op.precision == Precision::fp8;
       // FP8 plans carry their operands' descale pointers, so they are not shared between ops.
-      const std::string key = gemm_key(op.gemm) + (fp8 ? ":" + op.gemm.a + "," + op.gemm.b : "");
+      const std::string key =
+          cuda::plan_key(op.gemm, cuda::lt_types(op.precision)) + (fp8 ? ":" + op.gemm.a + "," + op.gemm.b : "");
       if (!plans_.count(key)) {
         auto plan = std::make_unique<cuda::LtGemm>(lt_, op.gemm, cuda::lt_types(op.precision), op.name,
                                                    fp8 ? fp8_slot(op.gemm.a, 1) : nullptr,
@@ -237,8 +238,13 @@ class CudaBackend final : public Backend {
       chosen[op.name] = plan_reports_.at(key);
     }
     CUDA_CALL(cudaStreamSynchronize(stream_), "GEMM algorithm selection");
-    spdlog::info("cuBLASLt: chose algorithms for {} distinct GEMM shapes by timing up to {} candidates each",
-                 plans_.size(), opts_.gemm_candidates);
+    if (opts_.gemm_candidates == 1)
+      spdlog::info("cuBLASLt: took the heuristic's first algorithm for each of {} distinct GEMM configurations "
+                   "(--gemm-candidates 1)",
+                   plans_.size());
+    else
+      spdlog::info("cuBLASLt: chose algorithms for {} distinct GEMM configurations by timing up to {} candidates each",
+                   plans_.size(), opts_.gemm_candidates);
     nlohmann::json r = {{"gemm_algorithms", chosen}, {"workspace_bytes", opts_.gemm_workspace_bytes}};
     if (!fp8_index_.empty())
       r["fp8"] = "linear-layer GEMMs: E4M3 A and B (both K-major), bf16 output, fp32 accumulation without "
@@ -552,11 +558,6 @@ class CudaBackend final : public Backend {
   // The element type a tensor is stored in.
   k::DType storage_dtype(const DeviceTensor& d) const {
     return d.storage == Storage::stat ? k::DType::f32 : d.storage == Storage::fp8 ? k::DType::e4m3 : dtype_;
-  }
-
-  static std::string gemm_key(const GemmSpec& g) {
-    return fmt::format("{}x{}x{}b{}t{}{}ld{},{},{}s{},{},{}a{}b{}", g.m, g.n, g.k, g.batch, g.trans_a, g.trans_b, g.lda,
-                       g.ldb, g.ldc, g.stride_a, g.stride_b, g.stride_c, g.alpha, g.beta);
   }
 
   void release() {
