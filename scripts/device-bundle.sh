@@ -63,10 +63,15 @@ ldd "$build/src/flopscope" "$build/tests/flopscope_tests" | awk '/=> \// {print 
     cp -L "$path" "$out/lib/$name"
   done
 
-git rev-parse HEAD >"$out/COMMIT" 2>/dev/null || echo unknown >"$out/COMMIT"
+dirty=""
+if git rev-parse HEAD >"$out/COMMIT" 2>/dev/null; then
+  git diff --quiet HEAD 2>/dev/null || dirty=" (with uncommitted changes)"
+else
+  echo unknown >"$out/COMMIT"
+fi
 {
   echo "flopscope device bundle: scripts/device-bundle.sh $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "commit: $(cat "$out/COMMIT")$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
+  echo "commit: $(cat "$out/COMMIT")$dirty"
   echo "build tree: $build"
   echo "files (bytes):"
   (cd "$out" && find . -type f ! -name MANIFEST.txt -printf '  %s %P\n' | sort -k2)
