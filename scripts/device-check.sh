@@ -410,7 +410,7 @@ write_summary() {
   mv -f "$dest/device-check.tgz.tmp" "$dest/device-check.tgz"
 }
 
-failed=0 stop="" gate_failed=""
+any_failed=0 stop="" gate_failed=""
 for i in "${!names[@]}"; do
   name=${names[$i]} limit=${limits[$i]}
   if [[ -n "$stop" ]]; then
@@ -432,7 +432,7 @@ for i in "${!names[@]}"; do
     *) statuses[i]=failed res="rc=$rc${res:+; $res}" ;;
   esac
   results[i]=$res
-  [[ ${statuses[$i]} == ok || ${statuses[$i]} == skipped ]] || failed=1
+  [[ ${statuses[$i]} == ok || ${statuses[$i]} == skipped ]] || any_failed=1
   # The three first steps all run (each says something about this machine); if one failed,
   # nothing after them can, and the check stops.
   [[ "$gate_steps" == *" $name "* && ${statuses[$i]} != ok ]] && gate_failed+="${gate_failed:+, }$name"
@@ -443,4 +443,4 @@ write_summary
 echo >&2
 cat "$work/summary.txt"
 echo "results: $dest/summary.txt, $dest/device-check.tgz" >&2
-exit "$failed"
+exit "$any_failed"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the scripts: finds the flopscope binary and the shared libraries it needs, without
 # ever exporting LD_LIBRARY_PATH (ncu, nsys and compute-sanitizer must keep their own libraries,
 # libstdc++ among them).
@@ -72,9 +73,9 @@ flopscope_missing_libs() {
 flopscope_resolve_libs() {
   FLOPSCOPE_LD_PATH=${FLOPSCOPE_LD_PATH:-}
   local -a dirs=() missing=()
-  local lib d round added
+  local lib d added
   # A folder added for one library can bring another's dependency: a few rounds.
-  for round in 1 2 3 4; do
+  for _ in 1 2 3 4; do
     mapfile -t missing < <(flopscope_missing_libs "$@")
     ((${#missing[@]})) || break
     ((${#dirs[@]})) || mapfile -t dirs < <(flopscope_lib_dirs)
@@ -93,9 +94,12 @@ flopscope_resolve_libs() {
   done
   mapfile -t missing < <(flopscope_missing_libs "$@")
   FLOPSCOPE_MISSING_LIBS="${missing[*]}"
-  flopscope_cmd=("$FLOPSCOPE_BIN")
-  [[ -n "$FLOPSCOPE_LD_PATH" ]] &&
+  # shellcheck disable=SC2034  # used by the scripts that source this one
+  if [[ -n "$FLOPSCOPE_LD_PATH" ]]; then
     flopscope_cmd=(env "LD_LIBRARY_PATH=$FLOPSCOPE_LD_PATH${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$FLOPSCOPE_BIN")
+  else
+    flopscope_cmd=("$FLOPSCOPE_BIN")
+  fi
   [[ -z "$FLOPSCOPE_MISSING_LIBS" ]]
 }
 
