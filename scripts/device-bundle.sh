@@ -13,12 +13,16 @@
 #   scripts/                     device-check.sh, find-flopscope.sh, ncu-crosscheck.sh
 #   lib/                         the shared libraries ldd resolves for the binaries here, except
 #                                glibc's (libc, libm, ld-linux, ...: every machine has its own,
-#                                and a copy would not match its loader) and the CUDA and driver
-#                                libraries (libcuda, libcublasLt, libcupti, libnvidia-*: the GPU
-#                                machine has them from its toolkit or PyTorch's wheels, matched
-#                                to its driver). So: OpenBLAS, its Fortran runtime, spdlog, fmt,
-#                                and libstdc++/libgcc_s in case the machine's are older.
-#   MANIFEST.txt                 commit, build tree, files and sizes
+#                                and a copy would not match its loader), the compiler runtime
+#                                (libstdc++, libgcc_s: every machine has one, and this build
+#                                machine's copies need a newer glibc than the binaries do, so on
+#                                LD_LIBRARY_PATH they would break an older machine the binaries
+#                                run on) and the CUDA and driver libraries (libcuda, libcublasLt,
+#                                libcupti, libnvidia-*: the GPU machine has them from its toolkit
+#                                or PyTorch's wheels, matched to its driver). So: OpenBLAS, its
+#                                Fortran runtime (libgfortran, libquadmath), spdlog, fmt.
+#   MANIFEST.txt                 commit, build tree, files and sizes, and the newest glibc and
+#                                libstdc++ symbol versions the bundle needs (objdump -T)
 # The total size is printed; above 60 MiB the script fails (exit 1) and removes the bundle.
 # On the GPU machine, find-flopscope.sh puts lib/ on LD_LIBRARY_PATH for flopscope's own
 # processes only, when ldd says a library is missing there.
@@ -58,6 +62,7 @@ ldd "$build/src/flopscope" "$build/tests/flopscope_tests" | awk '/=> \// {print 
     case $name in
       linux-vdso* | ld-linux* | libc.so* | libm.so* | libpthread.so* | libdl.so* | librt.so* | libutil.so* | \
         libresolv.so* | libmvec.so*) continue ;;
+      libstdc++.so* | libgcc_s.so*) continue ;;
       libcuda.so* | libcudart* | libcublas* | libcupti* | libnvidia-* | libnvrtc* | libnvperf* | libnvToolsExt*) continue ;;
     esac
     cp -L "$path" "$out/lib/$name"
@@ -75,9 +80,16 @@ fi
   echo "build tree: $build"
   echo "files (bytes):"
   (cd "$out" && find . -type f ! -name MANIFEST.txt -printf '  %s %P\n' | sort -k2)
+  if command -v objdump >/dev/null; then
+    # What the GPU machine's own glibc and libstdc++ must provide (the newest version each needs).
+    for f in "$out/flopscope" "$out/flopscope_tests" "$out"/lib/*; do
+      objdump -T "$f" 2>/dev/null | grep -oE '(GLIBC|GLIBCXX)_[0-9.]+' | sort -u
+    done | sort -uV | awk -F_ '{last[$1] = $0} END {printf "needs: glibc %s, libstdc++ %s\n", last["GLIBC"], last["GLIBCXX"]}'
+  fi
 } >"$out/MANIFEST.txt"
 
 bytes=$(du -sb "$out" | cut -f1)
+grep '^needs:' "$out/MANIFEST.txt" | sed 's/^/device-bundle: /' >&2 || true
 printf 'device-bundle: %s: %.1f MiB (limit 60 MiB): flopscope, flopscope_tests, %d libraries, scripts\n' "$out" \
   "$(awk -v b="$bytes" 'BEGIN {print b / 1048576}')" "$(find "$out/lib" -type f | wc -l)" >&2
 if ((bytes > max_bytes)); then

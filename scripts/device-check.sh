@@ -382,6 +382,8 @@ export FSDC_WORK=$work FSDC_TESTS=$tests FLOPSCOPE_BIN=$bin
   echo "flopscope: $bin"
   echo "tests: $tests"
   echo "kernel: $(uname -r)"
+  echo "glibc: $(ldd --version 2>&1 | head -n1)"
+  [[ -f "$(dirname "$bin")/MANIFEST.txt" ]] && cat "$(dirname "$bin")/MANIFEST.txt"
   timeout 10 nvidia-smi --query-gpu=name,driver_version,compute_cap,memory.total,clocks.sm,clocks.max.sm,power.limit \
     --format=csv 2>&1
   cat "$work/find-flopscope.txt"
