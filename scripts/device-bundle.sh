@@ -36,7 +36,7 @@ while (($#)); do
   case $1 in
     --build-dir) build=${2:?--build-dir takes a folder}; shift 2 ;;
     --out) out=${2:?--out takes a folder}; shift 2 ;;
-    -h|--help) sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "device-bundle: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done

@@ -311,7 +311,7 @@ while (($#)); do
     --plan) plan=1; shift ;;
     --out) [[ -n ${2:-} ]] || { echo "device-check: --out takes a folder" >&2; exit 2; }; dest=$2; shift 2 ;;
     --step) step_name=${2:-}; shift 2 ;;  # internal: run one step (this script calls itself)
-    -h|--help) sed -n '2,37p' "$self" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$self"; exit 0 ;;
     *) echo "device-check: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
