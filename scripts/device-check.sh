@@ -287,7 +287,7 @@ step_e2e-tests() {
 
 step_ncu-crosscheck() {
   command -v ncu >/dev/null || { result "ncu (Nsight Compute) is not on PATH"; return 1; }
-  "$here/ncu-crosscheck.sh" --out "$work/ncu-crosscheck" --gemm-candidates 1 --width 1/96 --seq 256
+  bash "$here/ncu-crosscheck.sh" --out "$work/ncu-crosscheck" --gemm-candidates 1 --width 1/96 --seq 256
   local rc=$?
   result "$(tail -n1 "$work/ncu-crosscheck/table.txt" 2>/dev/null || echo "rc=$rc, no table")"
   return "$rc"
@@ -362,7 +362,12 @@ dest=${dest:-results/$(date -u +%Y-%m-%d)-${gpu:-nogpu}}
 mkdir -p "$dest" || { echo "device-check: cannot create $dest" >&2; exit 2; }
 dest=$(cd "$dest" && pwd)
 
-# The binaries. find-flopscope.sh's own library check is the libraries step's job here.
+# The binaries. A copy that lost its modes on the way keeps them executable still.
+for f in "$here/../flopscope" "$here/../flopscope_tests" "$here/../device-bundle/flopscope" \
+  "$here/../device-bundle/flopscope_tests"; do
+  [[ -f "$f" && ! -x "$f" ]] && chmod +x "$f"
+done
+# find-flopscope.sh's own library check is the libraries step's job here.
 # shellcheck source=find-flopscope.sh
 source "$here/find-flopscope.sh" 2>"$work/find-flopscope.txt"
 bin=${FLOPSCOPE_BIN:-none}
@@ -423,7 +428,7 @@ for i in "${!names[@]}"; do
   write_summary
   echo "== $name (limit $limit s)" >&2
   t0=$(date +%s)
-  FSDC_LIMIT=$limit timeout -k 2 "$((limit - 2))" "$self" --step "$name" >"$work/$name.log" 2>&1
+  FSDC_LIMIT=$limit timeout -k 2 "$((limit - 2))" bash "$self" --step "$name" >"$work/$name.log" 2>&1
   rc=$?
   seconds[i]="$(($(date +%s) - t0))s"
   res=$(tail -n1 "$work/$name.result" 2>/dev/null | cut -c1-400)
