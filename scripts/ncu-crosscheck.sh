@@ -5,9 +5,10 @@
 # or CUDA-core FLOPs, or any of its instruction/op counters, differ by more than the tolerance
 # (0.1%), or when an op has no kernels or a kernel no op.
 #
-#   scripts/ncu-crosscheck.sh [--repeats N] [--warmup N] [--tolerance F] [--out DIR] [measure options...]
+#   scripts/ncu-crosscheck.sh [--repeats N] [--warmup N] [--tolerance F] [--gemm-candidates N] [--out DIR]
+#                             [measure options...]
 #   e.g. scripts/ncu-crosscheck.sh --width 1/96 --seq 256 --precision bf16
-#   defaults: --repeats 1 --warmup 0 --tolerance 0.001 --out out/ncu-crosscheck-<time>;
+#   defaults: --repeats 1 --warmup 0 --tolerance 0.001 --gemm-candidates 1 --out out/ncu-crosscheck-<time>;
 #             measure options --width 1/96 --seq 256 when none are given
 #
 # Two runs, because a process takes one CUPTI profiler at a time (under ncu, flopscope's own
@@ -21,38 +22,42 @@
 #      range: the op's (domain flopscope: layer > phase > op).
 # Each op's kernels are summed over all of them and divided by the number of timed repeats.
 # DRAM bytes and time are shown by neither check: they depend on cache state and clocks.
-# cuBLASLt picks each GEMM's algorithm by timing, separately in each run; the table says when
-# the two runs picked differently (then their counts can legitimately differ).
+# Both runs take --gemm-candidates 1, cuBLASLt's heuristic first choice for every GEMM, the
+# same in both (timing candidates could pick differently in each run, and a different
+# algorithm reads as a counter difference); the table still says when the two runs' choices
+# differ. The binary and its libraries: scripts/find-flopscope.sh (the library path goes to
+# flopscope alone, never to ncu).
 # Exit: 0 all within tolerance; 1 a difference; 2 a setup error (no ncu, a run failed).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-bin=${FLOPSCOPE_BIN:-$root/build/release/src/flopscope}
-export LD_LIBRARY_PATH="$root/build/release/device-libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-
-repeats=1 warmup=0 tolerance=0.001 out=""
+repeats=1 warmup=0 tolerance=0.001 candidates=1 out=""
 args=()
 while (($#)); do
   case $1 in
     --repeats) repeats=$2; shift 2 ;;
     --warmup) warmup=$2; shift 2 ;;
     --tolerance) tolerance=$2; shift 2 ;;
+    --gemm-candidates) candidates=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,33p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) args+=("$1"); shift ;;
   esac
 done
 ((${#args[@]})) || args=(--width 1/96 --seq 256)
 [[ $repeats =~ ^[1-9][0-9]*$ ]] || { echo "ncu-crosscheck: --repeats must be a positive integer" >&2; exit 2; }
 [[ $warmup =~ ^[0-9]+$ ]] || { echo "ncu-crosscheck: --warmup must be a non-negative integer" >&2; exit 2; }
+[[ $candidates =~ ^[1-9][0-9]*$ ]] || { echo "ncu-crosscheck: --gemm-candidates must be a positive integer" >&2; exit 2; }
 command -v ncu >/dev/null || { echo "ncu-crosscheck: ncu (Nsight Compute) is not on PATH" >&2; exit 2; }
 command -v python3 >/dev/null || { echo "ncu-crosscheck: python3 is needed" >&2; exit 2; }
-[[ -x $bin ]] || { echo "ncu-crosscheck: no flopscope binary at $bin (build it: cmake --preset release && cmake --build --preset release; or set FLOPSCOPE_BIN)" >&2; exit 2; }
+# shellcheck source=find-flopscope.sh
+source "$(dirname "${BASH_SOURCE[0]}")/find-flopscope.sh" || exit 2
 out=${out:-$root/out/ncu-crosscheck-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$out"
 echo "ncu-crosscheck: results in $out" >&2
 
 # 1. flopscope's own counters.
-if ! "$bin" measure --counters required --no-ceiling --repeats "$repeats" --warmup "$warmup" \
+if ! "${flopscope_cmd[@]}" measure --counters required --no-ceiling --gemm-candidates "$candidates" \
+    --repeats "$repeats" --warmup "$warmup" \
     --format json -o "$out/flopscope.json" "${args[@]}" 2>"$out/flopscope.log"; then
   echo "ncu-crosscheck: flopscope measure --counters required failed:" >&2
   tail -n 5 "$out/flopscope.log" >&2
@@ -79,8 +84,9 @@ PY
 ) || { echo "ncu-crosscheck: cannot read the metrics from $out/flopscope.json" >&2; exit 2; }
 
 # 2. Nsight Compute on the same layer; then the raw page as CSV, kernels renamed by NVTX range.
-if ! ncu --nvtx --clock-control none --profile-from-start off --metrics "$metrics" --force-overwrite -o "$out/ncu" \
-    "$bin" measure --nsight --counters off --no-ceiling -q --repeats "$repeats" --warmup "$warmup" \
+if ! ncu --nvtx --clock-control none --profile-from-start off --target-processes all --metrics "$metrics" \
+    --force-overwrite -o "$out/ncu" "${flopscope_cmd[@]}" measure --nsight --counters off --no-ceiling -q \
+    --gemm-candidates "$candidates" --repeats "$repeats" --warmup "$warmup" \
     --format json -o "$out/ncu-run.json" "${args[@]}" >"$out/ncu.log" 2>&1; then
   echo "ncu-crosscheck: ncu run failed (ERR_NVGPUCTRPERM: see docs/counters.md, insufficient privileges):" >&2
   tail -n 8 "$out/ncu.log" >&2

@@ -11,7 +11,8 @@ report=${1:-flopscope-ncu}
 shift || true
 # shellcheck source=find-flopscope.sh
 source "$(dirname "${BASH_SOURCE[0]}")/find-flopscope.sh"
-bin=$FLOPSCOPE_BIN
+# flopscope_cmd: the binary, behind `env LD_LIBRARY_PATH=...` when its libraries need it (ncu
+# itself keeps its own environment; --target-processes all follows env's exec).
 # shellcheck disable=SC2086
-exec ncu --nvtx --clock-control none --profile-from-start off --force-overwrite -o "$report" ${NCU_ARGS:-} \
-  "$bin" measure --nsight --no-ceiling -q --repeats 1 --warmup 0 "$@"
+exec ncu --nvtx --clock-control none --profile-from-start off --target-processes all --force-overwrite -o "$report" \
+  ${NCU_ARGS:-} "${flopscope_cmd[@]}" measure --nsight --no-ceiling -q --repeats 1 --warmup 0 "$@"

@@ -12,6 +12,7 @@ report=${1:-flopscope-nsys}
 shift || true
 # shellcheck source=find-flopscope.sh
 source "$(dirname "${BASH_SOURCE[0]}")/find-flopscope.sh"
-bin=$FLOPSCOPE_BIN
+# flopscope_cmd: the binary, behind `env LD_LIBRARY_PATH=...` when its libraries need it (nsys
+# itself keeps its own environment).
 exec nsys profile --trace=cuda,nvtx,cublas --cuda-graph-trace=node --capture-range=cudaProfilerApi --capture-range-end=stop \
-  --force-overwrite=true -o "$report" "$bin" measure --nsight --no-ceiling -q "$@"
+  --force-overwrite=true -o "$report" "${flopscope_cmd[@]}" measure --nsight --no-ceiling -q "$@"

@@ -39,6 +39,14 @@ struct Outcome {
   std::string out, err;
 };
 
+// The flopscope binary the GPU end-to-end tests run: $FLOPSCOPE_BIN when set (on a GPU machine
+// the binary travels in device-bundle/, away from the build path baked in here), else this
+// build's. The CLI tests keep this build's binary (run() below), whatever the environment says.
+inline std::string flopscope_bin() {
+  const char* e = std::getenv("FLOPSCOPE_BIN");
+  return e != nullptr && *e != '\0' ? std::string(e) : std::string(FLOPSCOPE_BIN);
+}
+
 inline std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::ostringstream ss;
@@ -90,18 +98,25 @@ struct RunOptions {
   int signal_after_ms = 0;
 };
 
-// Runs flopscope with `args` in folder `cwd`; stdout and stderr go to files, read back.
-inline Outcome run(const std::vector<std::string>& args, const std::string& cwd, const RunOptions& o = {}) {
+// Runs `program` (a path) with `args` in folder `cwd`; stdout and stderr go to files, read back.
+inline Outcome run_program(const std::string& program, const std::vector<std::string>& args, const std::string& cwd,
+                           const RunOptions& o = {}) {
   TempDir io;
   const std::string out_path = io / "stdout", err_path = io / "stderr";
-  std::vector<std::string> argv_s = {FLOPSCOPE_BIN};
+  std::vector<std::string> argv_s = {program};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
   argv.push_back(nullptr);
-  // The child's environment: ours plus the extra variables (built before fork).
+  // The child's environment: ours, with the extra variables replacing any of the same name
+  // (built before fork).
   std::vector<std::string> env_s;
-  for (char** e = environ; *e; ++e) env_s.emplace_back(*e);
+  for (char** e = environ; *e; ++e) {
+    const std::string kv = *e;
+    bool replaced = false;
+    for (const auto& extra : o.env) replaced = replaced || kv.rfind(extra.first + "=", 0) == 0;
+    if (!replaced) env_s.push_back(kv);
+  }
   for (const auto& [k, v] : o.env) env_s.push_back(k + "=" + v);
   std::vector<char*> envp;
   for (auto& e : env_s) envp.push_back(e.data());
@@ -136,6 +151,11 @@ inline Outcome run(const std::vector<std::string>& args, const std::string& cwd,
   r.out = slurp(out_path);
   r.err = slurp(err_path);
   return r;
+}
+
+// Runs flopscope (this build's) with `args` in folder `cwd`.
+inline Outcome run(const std::vector<std::string>& args, const std::string& cwd, const RunOptions& o = {}) {
+  return run_program(FLOPSCOPE_BIN, args, cwd, o);
 }
 
 inline std::string describe(const Outcome& r) {

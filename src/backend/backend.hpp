@@ -19,6 +19,12 @@
 
 namespace flopscope {
 
+// GEMM algorithms a backend that picks them by timing (cuda: cuBLASLt's heuristic candidates)
+// tries per GEMM shape, keeping the fastest; 1 = the heuristic's first choice, the same every
+// run (`measure --gemm-candidates`).
+inline constexpr int kDefaultGemmCandidates = 8;
+inline constexpr int kMaxGemmCandidates = 64;
+
 // Points on a backend's timeline: record(i) marks "now" in execution order (a CUDA event on
 // the stream; a steady-clock reading on the CPU); after synchronize(), ms(a, b) is the time
 // between two recorded points.

@@ -8,6 +8,7 @@
 #include "backend/cpu/cpu_backend.hpp"
 #include "backend/select.hpp"
 #include "cli/commands.hpp"
+#include "counters/counters.hpp"
 #include "report/table.hpp"
 #include "util/error.hpp"
 #include "util/atomic_file.hpp"
@@ -27,6 +28,17 @@ void emit_simple(const nlohmann::json& j, const std::string& table_text, const O
   write_output(table_text, o);
 }
 
+// What is true of the hardware counters here: how they are read and what they need. Whether
+// this machine grants them shows only when measure asks (permissions, a vGPU or MIG slice,
+// another profiler); devices does not open a profiler session.
+nlohmann::json counters_note() {
+  return {{"api", kCounterApi},
+          {"read_by", "`measure --counters auto|required` (one range per op, after the timed runs)"},
+          {"needs",
+           "compute capability 7.5 or newer and permission to read GPU performance counters (root, or the "
+           "driver's NVreg_RestrictProfilingToAdminUsers=0); measure says why when they cannot be read"}};
+}
+
 int run_devices(const OutputOptions& out) {
   check_output(out);
   const GpuProbe probe = probe_gpus();
@@ -37,7 +49,7 @@ int run_devices(const OutputOptions& out) {
                       {"cpu", cpu_info_json()},
                       {"gpus", gpus},
                       {"gpu_probe", probe.count > 0 ? nlohmann::json(nullptr) : nlohmann::json(probe.error)},
-                      {"hardware_counters", "not implemented yet (CUPTI Range Profiler: planned)"}};
+                      {"hardware_counters", counters_note()}};
   std::string text = "flopscope devices\n\n";
   const auto& cpu = j.at("cpu");
   text += fmt::format("cpu: {} ({} hardware threads); OpenBLAS {} threads, core {}\n\n", cpu.at("name").get<std::string>(),
@@ -58,7 +70,9 @@ int run_devices(const OutputOptions& out) {
     }
     text += "GPUs (dense peaks in TFLOP/s: datasheet, not measured; `flopscope peak` measures):\n" + t.text();
   }
-  text += "hardware FLOP counters: not implemented yet\n";
+  text += fmt::format("hardware FLOP counters: {}, read by {}; {}\n", kCounterApi,
+                      j.at("hardware_counters").at("read_by").get<std::string>(),
+                      j.at("hardware_counters").at("needs").get<std::string>());
   emit_simple(j, text, out);
   return 0;
 }

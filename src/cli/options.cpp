@@ -113,6 +113,13 @@ void add_run_options(CLI::App& app, RunOptions& o, const std::string& per) {
                  "weights and inputs per set)")
       ->type_name("N")
       ->capture_default_str();
+  app.add_option("--gemm-candidates", o.gemm_candidates,
+                 "cuda: cuBLASLt algorithms timed per GEMM shape of the layer, the fastest kept (at most " +
+                     std::to_string(kMaxGemmCandidates) +
+                     "); 1 takes the heuristic's first choice, the same in every run (the ncu cross-check's two "
+                     "runs need that); the ceiling keeps its own; the cpu backend accepts it and ignores it")
+      ->type_name("N")
+      ->capture_default_str();
   app.add_flag("--flush-l2", o.flush_l2,
                "cuda: overwrite a buffer twice the L2's size between timed repeats, so no repeat starts with a warm "
                "cache");
@@ -133,6 +140,8 @@ void apply_run_options(const RunOptions& o, PointRequest& r) {
   r.gpu = o.gpu;
   r.input_sets = parse_count("--input-sets", o.input_sets, 64);
   r.settings.flush_l2 = o.flush_l2;
+  r.settings.gemm_candidates =
+      static_cast<int>(parse_count("--gemm-candidates", o.gemm_candidates, kMaxGemmCandidates));
   r.settings.cuda_graph = o.cuda_graph;
   r.no_ceiling = o.no_ceiling;
 }

@@ -58,6 +58,7 @@ struct RunOptions {
   std::string devices = "1024";
   std::string gpu = "0";
   std::string input_sets = "1";
+  std::string gemm_candidates = std::to_string(kDefaultGemmCandidates);
   bool flush_l2 = false;
   bool cuda_graph = false;
   bool no_ceiling = false;

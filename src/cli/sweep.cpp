@@ -308,7 +308,8 @@ json Sweep::index() const {
             {"ceiling", !base_.no_ceiling},
             {"flush_l2", base_.settings.flush_l2},
             {"input_sets", base_.input_sets},
-            {"cuda_graph", base_.settings.cuda_graph}}},
+            {"cuda_graph", base_.settings.cuda_graph},
+            {"gemm_candidates", base_.settings.gemm_candidates}}},
           {"counts", {{"points", points_.size()}, {"done", done}, {"reused", reused}, {"failed", failed}, {"pending", pending}}},
           {"points", points}};
 }

@@ -57,13 +57,18 @@ nlohmann::json collect_counters(Backend& backend, const LayerGraph& g, CounterMo
 //    "cuda_core_flops", "cuda_core_flops_by_precision": {fp32, fp64, fp16}, "flops",
 //    "dram_bytes_read", "dram_bytes_write", "gpu_time_ns",
 //    "formula": {"tensor_flops": {metric: weight}, "cuda_core_flops": {metric: weight}},
-//    "checks": {...cross-checks...}, "missing": [metrics this arch should have had],
-//    "complete": bool, "source": "measured: ..."}
-// A figure whose metrics are absent (or NaN) is null, never 0; tensor_flops, cuda_core_flops
-// and flops are null unless every dtype / precision this arch requests has its figure (the
-// by_dtype / by_precision parts stay), and complete is flops != null. Throws Error for an arch
-// that is not "sm_" followed by digits.
+//    "checks": {...cross-checks...}, "missing": [collected metrics this range lacks],
+//    "not_counted": [metrics of this arch the chip refused], "complete": bool, "source": "measured: ..."}
+// `collected`: the metrics the chip accepted (the profiler's kept list); the two-argument form
+// takes every metric of metrics_for(arch). A metric outside `collected` is no term of any
+// figure (it is named in not_counted: the work it would count is not in the figures); a
+// collected one that is absent (or NaN) makes its figure null, never 0; tensor_flops,
+// cuda_core_flops and flops are null unless every dtype / precision with a collected term has
+// its figure (the by_dtype / by_precision parts stay), and complete is flops != null. Throws
+// Error for an arch that is not "sm_" followed by digits.
 nlohmann::json flops_from_metrics(const std::map<std::string, double>& raw, const std::string& arch);
+nlohmann::json flops_from_metrics(const std::map<std::string, double>& raw, const std::string& arch,
+                                  const std::vector<std::string>& collected);
 
 // The metric names (with their .sum roll-up) to request on a GPU of compute capability
 // major*10 + minor; empty below 75 (the Range Profiler needs Turing or newer).

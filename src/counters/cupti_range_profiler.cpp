@@ -350,6 +350,14 @@ class RangeProfiler {
   CUpti_RangeProfiler_Object* object_ = nullptr;
 };
 
+// The whole device idle, as NVIDIA's range-profiling sample has it before each push and pop
+// (cudaDeviceSynchronize, not one stream's): no work queued before a range (another stream, a
+// library's own stream) is counted in it, and none of the range's work falls outside it. A
+// failure here is the replayed op's own error (a failing kernel), thrown as it is.
+void synchronize_device(const char* where) {
+  if (const cudaError_t e = cudaDeviceSynchronize(); e != cudaSuccess) throw Error(cuda_error(where, e));
+}
+
 json profile(Backend& backend, const LayerGraph& g) {
   const Device d = open_device(backend);
   const std::vector<std::string> wanted = metrics_for(d.cc());
@@ -420,9 +428,11 @@ json profile(Backend& backend, const LayerGraph& g) {
       throw Unavailable(fmt::format("CUPTI asked for more passes than the {} its config image needs", n_passes));
     rp.start();
     for (const Op& op : g.ops) {
+      synchronize_device("cudaDeviceSynchronize (before cuptiRangeProfilerPushRange)");
       rp.push(op.name);
       backend.run(op);
       backend.synchronize();  // every kernel of the op completes inside its range
+      synchronize_device("cudaDeviceSynchronize (before cuptiRangeProfilerPopRange)");
       rp.pop();
     }
     all_submitted = rp.stop();
@@ -481,7 +491,9 @@ json profile(Backend& backend, const LayerGraph& g) {
   json result = counters::status_json("measured", "");
   if (!dropped.empty())
     result["reason"] = fmt::format(
-        "{} metric(s) this chip does not offer were dropped; figures that need them are null", dropped.size());
+        "{} metric(s) this chip does not offer were dropped (dropped_metrics); the work they count is left out of "
+        "every op's figures (each op's not_counted names them)",
+        dropped.size());
   result["source"] = "measured: hardware counters (CUPTI Range Profiler, one user range per op, user replay)";
   result["chip"] = chip;
   result["arch"] = d.arch();
@@ -493,7 +505,7 @@ json profile(Backend& backend, const LayerGraph& g) {
   result["dropped_metrics"] = dropped;
   json ops = json::object();
   for (size_t r = 0; r < op_of_range.size(); ++r)
-    ops[g.ops[op_of_range[r]].name] = flops_from_metrics(values[r], d.arch());
+    ops[g.ops[op_of_range[r]].name] = flops_from_metrics(values[r], d.arch(), kept);
   result["ops"] = ops;
   return result;
 }

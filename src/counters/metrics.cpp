@@ -197,8 +197,23 @@ std::vector<std::string> metrics_for(int cc) {
 }
 
 json flops_from_metrics(const std::map<std::string, double>& raw, const std::string& arch) {
+  return flops_from_metrics(raw, arch, metrics_for(counters::compute_capability_of(arch)));
+}
+
+json flops_from_metrics(const std::map<std::string, double>& raw, const std::string& arch,
+                        const std::vector<std::string>& collected) {
   const int cc = counters::compute_capability_of(arch);
-  const std::vector<std::string> requested = metrics_for(cc);
+  // What this range should hold: the arch's metrics that the chip accepted. A metric it
+  // refused is no FLOP term at all (named in "not_counted"), so one refused name cannot null
+  // every op's figures; a collected metric that reads absent or NaN still makes its figure null.
+  std::vector<std::string> requested, refused;
+  for (const auto& m : metrics_for(cc)) (contains(collected, m) ? requested : refused).push_back(m);
+  auto collected_terms = [&](const std::vector<Term>& terms) {
+    std::vector<Term> kept;
+    for (const Term& t : terms)
+      if (contains(requested, t.metric)) kept.push_back(t);
+    return kept;
+  };
   // Absent (or non-finite) is NaN here: it propagates through every sum, and becomes null.
   auto value = [&](const std::string& name) {
     const auto it = raw.find(name);
@@ -212,19 +227,22 @@ json flops_from_metrics(const std::map<std::string, double>& raw, const std::str
 
   json formula_tensor = json::object(), formula_core = json::object();
 
-  // Tensor cores, per dtype. The total is a number only when every dtype this arch requests
-  // has its figure: a partial sum labelled measured would understate the work.
+  // Tensor cores, per dtype. The total is a number only when every dtype with a collected FLOP
+  // term has its figure: a partial sum labelled measured would understate the work. (Terms the
+  // chip refused are left out and named in not_counted: it has no such counter to read.)
   json by_dtype = json::object();
   double tensor = 0;
   bool any_dtype = false;
   std::map<std::string, double> dense;  // dtype -> dense tensor FLOPs, for the checks
   for (const TensorDtype& d : tensor_dtypes()) {
     std::vector<std::vector<Term>> alternatives;
-    if (has_sparsity_split(cc))
-      alternatives.push_back(d.dense);
-    else
-      alternatives = d.without_split;
-    bool wanted = false;  // this arch requests a FLOP term of this dtype
+    if (has_sparsity_split(cc)) {
+      alternatives.push_back(collected_terms(d.dense));
+    } else {
+      for (const auto& alt : d.without_split) alternatives.push_back(collected_terms(alt));
+    }
+    std::erase_if(alternatives, [](const std::vector<Term>& alt) { return alt.empty(); });
+    bool wanted = false;  // a collected FLOP term of this dtype
     for (const auto& alt : alternatives)
       for (const Term& t : alt) wanted = wanted || contains(requested, t.metric);
     double v = kAbsent;
@@ -245,13 +263,18 @@ json flops_from_metrics(const std::map<std::string, double>& raw, const std::str
   // CUDA cores: per precision, all terms or nothing; the total needs every precision.
   json by_precision = json::object();
   double core = 0;
+  bool any_precision = false;
   for (const CorePrecision& p : core_precisions()) {
-    const double v = sum_terms(p.terms);
+    const std::vector<Term> terms = collected_terms(p.terms);
+    if (terms.empty()) continue;  // the chip refused all of them: not counted
+    any_precision = true;
+    const double v = sum_terms(terms);
     by_precision[p.precision] = or_null(v);
     if (present(v))
-      for (const Term& t : p.terms) formula_core[t.metric] = t.weight;
+      for (const Term& t : terms) formula_core[t.metric] = t.weight;
     core += v;
   }
+  if (!any_precision) core = kAbsent;
 
   const double flops = tensor + core;
   const bool complete = present(flops);
@@ -296,6 +319,8 @@ json flops_from_metrics(const std::map<std::string, double>& raw, const std::str
   json missing = json::array();
   for (const auto& name : requested)
     if (!present(value(name))) missing.push_back(name);
+  json not_counted = json::array();
+  for (const auto& name : refused) not_counted.push_back(name);
 
   json raw_json = json::object();
   for (const auto& [k, v] : raw) raw_json[k] = v;
@@ -313,6 +338,7 @@ json flops_from_metrics(const std::map<std::string, double>& raw, const std::str
       {"formula", {{"tensor_flops", formula_tensor}, {"cuda_core_flops", formula_core}}},
       {"checks", checks},
       {"missing", missing},
+      {"not_counted", not_counted},
       {"complete", complete},
       {"source",
        "measured: hardware counters (CUPTI Range Profiler). tensor: dense sm__ops_path_tensor_* ops, 1 op = 1 FLOP; "

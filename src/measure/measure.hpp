@@ -22,6 +22,7 @@ struct MeasureSettings {
   // between ops. Otherwise every op is launched from the host in each repeat.
   bool cuda_graph = false;
   bool flush_l2 = false;  // recorded in results; the backend does the flushing
+  int gemm_candidates = kDefaultGemmCandidates;  // recorded in results; the cuda backend does the choosing
 };
 
 struct Samples {

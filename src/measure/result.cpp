@@ -283,6 +283,7 @@ json measure_result(const MeasureContext& c) {
             {"input_sets", g.options.input_sets},
             {"flush_l2", c.settings.flush_l2},
             {"cuda_graph", c.settings.cuda_graph},
+            {"gemm_candidates", c.backend.name() == "cuda" ? json(c.settings.gemm_candidates) : json(nullptr)},
             {"timing", timing_method(c)},
             {"wall_seconds", run.wall_seconds},
             {"nsight", c.nsight}}},

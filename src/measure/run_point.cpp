@@ -63,6 +63,7 @@ nlohmann::json run_point(const PointRequest& r) {
   CudaOptions cuda;
   cuda.device = static_cast<int>(parse_nonnegative("--gpu", r.gpu, 1024));
   cuda.flush_l2 = r.settings.flush_l2;
+  cuda.gemm_candidates = r.settings.gemm_candidates;
   std::unique_ptr<Backend> backend = make_backend(choice, go.precision, cuda);
   spdlog::info("device: {}", backend->device_line());
 

@@ -223,7 +223,8 @@ class CudaBackend final : public Backend {
       if (op.impl != OpImpl::gemm) continue;
       const bool fp8 = op.precision == Precision::fp8;
       // FP8 plans carry their operands' descale pointers, so they are not shared between ops.
-      const std::string key = gemm_key(op.gemm) + (fp8 ? ":" + op.gemm.a + "," + op.gemm.b : "");
+      const std::string key =
+          cuda::plan_key(op.gemm, cuda::lt_types(op.precision)) + (fp8 ? ":" + op.gemm.a + "," + op.gemm.b : "");
       if (!plans_.count(key)) {
         auto plan = std::make_unique<cuda::LtGemm>(lt_, op.gemm, cuda::lt_types(op.precision), op.name,
                                                    fp8 ? fp8_slot(op.gemm.a, 1) : nullptr,
@@ -238,8 +239,13 @@ class CudaBackend final : public Backend {
       if (op.gemm.repeat > 1) prepare_gemm_repeats(op);
     }
     CUDA_CALL(cudaStreamSynchronize(stream_), "GEMM algorithm selection");
-    spdlog::info("cuBLASLt: chose algorithms for {} distinct GEMM shapes by timing up to {} candidates each",
-                 plans_.size(), opts_.gemm_candidates);
+    if (opts_.gemm_candidates == 1)
+      spdlog::info("cuBLASLt: took the heuristic's first algorithm for each of {} distinct GEMM configurations "
+                   "(--gemm-candidates 1)",
+                   plans_.size());
+    else
+      spdlog::info("cuBLASLt: chose algorithms for {} distinct GEMM configurations by timing up to {} candidates each",
+                   plans_.size(), opts_.gemm_candidates);
     nlohmann::json r = {{"gemm_algorithms", chosen}, {"workspace_bytes", opts_.gemm_workspace_bytes}};
     if (!fp8_index_.empty())
       r["fp8"] = "linear-layer GEMMs: E4M3 A and B (both K-major), bf16 output, fp32 accumulation without "
@@ -588,7 +594,7 @@ class CudaBackend final : public Backend {
   void prepare_gemm_repeats(const Op& op) {
     const GemmSpec r = repeat_spec(op.gemm);
     FLOPSCOPE_CHECK(op.precision != Precision::fp8, op.name + ": repeated GEMMs are attention products, never fp8");
-    const std::string key = gemm_key(r);
+    const std::string key = cuda::plan_key(r, cuda::lt_types(op.precision));
     if (!plans_.count(key)) {
       auto plan = std::make_unique<cuda::LtGemm>(lt_, r, cuda::lt_types(op.precision), op.name + ".repeat");
       plan_reports_[key] = plan->select(ptr(r.a, r.a_offset), ptr(r.b, r.b_offset), ptr(r.c, r.c_offset), gemm_ws_,
@@ -606,11 +612,6 @@ class CudaBackend final : public Backend {
     for (int64_t r = 1; r < g.repeat; ++r)
       it->second->run(ptr(g.a, g.a_offset + r * g.repeat_a), ptr(g.b, g.b_offset + r * g.repeat_b),
                       ptr(g.c, g.c_offset + r * g.repeat_c), gemm_ws_, opts_.gemm_workspace_bytes, stream_);
-  }
-
-  static std::string gemm_key(const GemmSpec& g) {
-    return fmt::format("{}x{}x{}b{}t{}{}ld{},{},{}s{},{},{}a{}b{}", g.m, g.n, g.k, g.batch, g.trans_a, g.trans_b, g.lda,
-                       g.ldb, g.ldc, g.stride_a, g.stride_b, g.stride_c, g.alpha, g.beta);
   }
 
   void release() {

@@ -16,7 +16,7 @@ struct CudaOptions {
   int device = 0;
   bool flush_l2 = false;  // overwrite a buffer twice the L2's size between timed repeats
   size_t gemm_workspace_bytes = size_t{32} << 20;  // cuBLASLt workspace (32 MiB, NVIDIA's advice for Hopper)
-  int gemm_candidates = 8;
+  int gemm_candidates = kDefaultGemmCandidates;  // cuBLASLt algorithms timed per GEMM shape (1: the heuristic's first)
 };
 
 // Throws UsageError when the precision is one the CUDA backend does not run.

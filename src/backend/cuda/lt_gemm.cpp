@@ -37,12 +37,26 @@ void set_batch(cublasLtMatrixLayout_t l, int64_t batch, int64_t stride, const st
 uint32_t alignment(const void* p, int64_t stride_elems, int64_t batch, size_t elem) {
   uint64_t a = reinterpret_cast<uintptr_t>(p);
   if (batch > 1) a |= static_cast<uint64_t>(stride_elems) * elem;
-  uint32_t al = 256;
-  while (al > 1 && (a % al) != 0) al /= 2;
-  return al;
+  return offset_alignment(a);
 }
 
 }  // namespace
+
+uint32_t offset_alignment(uint64_t bytes) {
+  uint32_t al = 256;
+  while (al > 1 && (bytes % al) != 0) al /= 2;
+  return al;
+}
+
+std::string plan_key(const GemmSpec& g, const LtTypes& t) {
+  const auto at = [](int64_t offset_elems, size_t elem) {
+    return offset_alignment(static_cast<uint64_t>(offset_elems) * elem);
+  };
+  return fmt::format("{}x{}x{}b{}t{}{}ld{},{},{}s{},{},{}a{}b{}al{},{},{}dt{},{},{}", g.m, g.n, g.k, g.batch, g.trans_a,
+                     g.trans_b, g.lda, g.ldb, g.ldc, g.stride_a, g.stride_b, g.stride_c, g.alpha, g.beta,
+                     at(g.a_offset, t.ab_bytes), at(g.b_offset, t.ab_bytes), at(g.c_offset, t.c_bytes),
+                     static_cast<int>(t.ab), static_cast<int>(t.c), static_cast<int>(t.compute));
+}
 
 LtGemm::LtGemm(cublasLtHandle_t handle, const GemmSpec& g, const LtTypes& t, const std::string& label,
                const float* a_descale, const float* b_descale)
@@ -100,6 +114,7 @@ void LtGemm::destroy() {
 
 nlohmann::json LtGemm::select(const void* a, const void* b, void* c, void* ws, size_t ws_bytes, cudaStream_t stream,
                               int candidates) {
+  FLOPSCOPE_CHECK(candidates >= 1, label_ + ": at least one cuBLASLt candidate must be requested");
   cublasLtMatmulPreference_t pref = nullptr;
   CUBLAS_CALL(cublasLtMatmulPreferenceCreate(&pref), label_);
   struct PrefGuard {
@@ -166,7 +181,7 @@ nlohmann::json LtGemm::select(const void* a, const void* b, void* c, void* ws, s
   const double tflops = g_.flops() / (best_ms_ * 1e-3) / 1e12;
   spdlog::debug("gemm {} {}x{}x{} batch {}: {} candidates, best #{} {:.4f} ms ({:.1f} TFLOP/s), heuristic's first {:.4f} ms",
                 label_, g_.m, g_.n, g_.k, g_.batch, returned, best, best_ms_, tflops, medians[0]);
-  return {{"candidates", returned},       {"best_index", best},
+  return {{"requested", candidates},      {"candidates", returned},       {"best_index", best},
           {"best_ms", best_ms_},          {"best_tflops", tflops},
           {"heuristic_first_ms", medians[0]}, {"candidate_ms", medians},
           {"source", "timed (CUDA events, median of 5 after 2 warm-up runs per candidate)"}};

@@ -18,6 +18,7 @@
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,19 @@ struct LtTypes {
   size_t ab_bytes, c_bytes;
 };
 LtTypes lt_types(Precision p);  // throws UsageError for precisions this path does not run
+
+// Largest power of two, at most 256 (cudaMalloc's alignment), dividing `bytes` (0: 256): the
+// alignment an operand keeps at that byte offset from the start of its allocation.
+uint32_t offset_alignment(uint64_t bytes);
+
+// The key under which one algorithm choice serves several GEMM ops: everything the choice
+// depends on. Shape, transposes, leading dimensions, batch strides, alpha and beta, the data
+// types, and each operand's alignment at its offset (a_offset, b_offset, c_offset): the chosen
+// algorithm is valid only for the alignments it was selected with
+// (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*_BYTES), so an op whose operand starts at a less
+// aligned offset (Q, K, V inside one buffer) gets its own choice; offsets with the same
+// alignment share one.
+std::string plan_key(const GemmSpec& g, const LtTypes& t);
 
 class LtGemm {
  public:
