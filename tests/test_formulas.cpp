@@ -243,5 +243,33 @@ TEST(FormulaGraph, GemmsAreMegatronsFormula) {
   }
 }
 
+
+// The same check beyond GPT-3, after the layer graph learnt grouped-query attention and
+// SwiGLU: the graph's GEMMs are the generalised Narayanan et al. formula, and its model-FLOP
+// GEMMs (causal square halved) Megatron-LM's current num_floating_point_operations. Two
+// independent counts of one architecture: the formulas from their closed forms, the graph
+// from its ops' shapes.
+TEST(FormulaGraph, LlamaGemmsAreTheGeneralisedMegatronFormulas) {
+  for (const char* name : {"llama2-7b", "llama3.1-8b", "llama3.1-405b", "mistral-7b"}) {
+    SCOPED_TRACE(name);
+    const ModelConfig m = preset(name);
+    GraphOptions o;
+    o.include_head = true;
+    const LayerGraph g = build_layer_graph(layer_shape(m, 1, m.n_ctx), o);
+    const double T = static_cast<double>(g.shape.tokens()), L = static_cast<double>(m.n_layers);
+    double gemm = 0, gemm_model = 0;
+    for (const Op& op : g.ops) {
+      if (op.impl != OpImpl::gemm) continue;
+      const double layers = op.group == Group::layer ? L : 1.0;
+      gemm += layers * op.flops;
+      gemm_model += layers * op.model_flops;
+    }
+    EXPECT_TRUE(within(gemm / T, formula_megatron(m).flops_per_token, kExact))
+        << gemm / T << " vs " << formula_megatron(m).flops_per_token;
+    EXPECT_TRUE(within(gemm_model / T, formula_megatron_lm(m).flops_per_token, kExact))
+        << gemm_model / T << " vs " << formula_megatron_lm(m).flops_per_token;
+  }
+}
+
 }  // namespace
 }  // namespace flopscope
