@@ -5,6 +5,7 @@
 #include <chrono>
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <cmath>
 #include <fstream>
@@ -14,6 +15,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "backend/cpu/fast_ops.hpp"
+#include "backend/cpu/parallel.hpp"
 #include "backend/cpu/reference_ops.hpp"
 #include "util/error.hpp"
 #include "util/fp8.hpp"
@@ -64,6 +67,16 @@ int blas_int(int64_t v, const Op& op, const char* what) {
   return static_cast<int>(v);
 }
 
+// Batch-threaded attention GEMMs (see CpuBackend::gemm); FLOPSCOPE_CPU_BATCH_THREADS=0 turns it
+// off, for comparing the two.
+bool batch_threading() {
+  static const bool on = [] {
+    const char* v = std::getenv("FLOPSCOPE_CPU_BATCH_THREADS");
+    return v == nullptr || std::string(v) != "0";
+  }();
+  return on;
+}
+
 }  // namespace
 
 nlohmann::json cpu_info_json() {
@@ -74,11 +87,16 @@ nlohmann::json cpu_info_json() {
           {"blas_config", openblas_get_config()},
           {"blas_core", openblas_get_corename()},
           {"blas_threads", openblas_get_num_threads()},
+          {"threads", cpu::cpu_threads()},
+          {"threads_source", cpu::cpu_threads_source()},
+          {"vector_isa", cpu::fast_ops_isa()},
           {"memory_available_bytes", mem_available_bytes()}};
 }
 
 template <typename F>
-CpuBackend<F>::CpuBackend() = default;
+CpuBackend<F>::CpuBackend() {
+  cpu::apply_blas_threads();  // one thread count for the GEMMs and the other ops
+}
 
 template <typename F>
 nlohmann::json CpuBackend<F>::device_json() const {
@@ -180,9 +198,7 @@ void CpuBackend<F>::gemm(const Op& op) {
   const F* A = ptr(g.a) + g.a_offset;
   const F* B = ptr(g.b) + g.b_offset;
   F* C = ptr(g.c) + g.c_offset;
-  double flops = 0;
-  // OpenBLAS has no strided-batched call; one call per batch member, each counted.
-  for (int64_t i = 0; i < g.batch; ++i) {
+  auto one = [&](int64_t i) {
     if constexpr (std::is_same_v<F, float>) {
       cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, static_cast<float>(g.alpha), A + i * g.stride_a, lda,
                   B + i * g.stride_b, ldb, static_cast<float>(g.beta), C + i * g.stride_c, ldc);
@@ -190,9 +206,22 @@ void CpuBackend<F>::gemm(const Op& op) {
       cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, g.alpha, A + i * g.stride_a, lda, B + i * g.stride_b, ldb, g.beta,
                   C + i * g.stride_c, ldc);
     }
-    flops += 2.0 * m * static_cast<double>(n) * k;
+  };
+  // OpenBLAS 0.3.21 has no strided-batched call. The first batch - batch % threads members
+  // run threads at a time, each on single-threaded OpenBLAS (no fork-join inside each
+  // product); the rest one call per member, each on OpenBLAS's threads.
+  const int threads = cpu::cpu_threads();
+  const int64_t spread = threads > 1 && batch_threading() ? g.batch - g.batch % threads : 0;
+  if (spread > 0) {
+    openblas_set_num_threads(1);
+    cpu::parallel_for(spread, [&](int64_t b0, int64_t b1) {
+      for (int64_t i = b0; i < b1; ++i) one(i);
+    });
+    openblas_set_num_threads(threads);
   }
-  counted_[op.name] += flops;
+  for (int64_t i = spread; i < g.batch; ++i) one(i);
+  // Every member is counted: the full m x n x k product each.
+  counted_[op.name] += static_cast<double>(g.batch) * 2.0 * m * static_cast<double>(n) * k;
 }
 
 template <typename F>
@@ -204,40 +233,32 @@ void CpuBackend<F>::run(const Op& op) {
   double flops = 0;
   switch (op.impl) {
     case OpImpl::layernorm_fwd:
-      flops = ref::layernorm_forward(in(0), in(1), in(2), out(0), out(1), out(2), op.rows, op.cols);
+      flops = cpu::layernorm_forward(in(0), in(1), in(2), out(0), out(1), out(2), op.rows, op.cols);
       break;
     case OpImpl::layernorm_bwd:
-      flops = ref::layernorm_backward(in(0), in(1), in(2), in(3), in(4), out(0), out(1), out(2), op.rows, op.cols);
+      flops = cpu::layernorm_backward(in(0), in(1), in(2), in(3), in(4), out(0), out(1), out(2), op.rows, op.cols);
       break;
     case OpImpl::softmax_causal_fwd:
       FLOPSCOPE_CHECK(op.rows == op.cols, op.name + ": causal softmax needs square slices");
-      flops = ref::softmax_causal_forward(in(0), out(0), op.batch, op.rows);
+      flops = cpu::softmax_causal_forward(in(0), out(0), op.batch, op.rows);
       break;
     case OpImpl::softmax_causal_bwd:
-      flops = ref::softmax_causal_backward(in(0), in(1), out(0), op.batch, op.rows);
+      flops = cpu::softmax_causal_backward(in(0), in(1), out(0), op.batch, op.rows);
       break;
-    case OpImpl::gelu_fwd: flops = ref::gelu_forward(in(0), out(0), n); break;
-    case OpImpl::gelu_bwd: flops = ref::gelu_backward(in(0), in(1), out(0), n); break;
-    case OpImpl::bias_add: flops = ref::bias_add(out(0), in(1), op.rows, op.cols); break;
-    case OpImpl::bias_grad: flops = ref::bias_grad(in(0), out(0), op.rows, op.cols); break;
-    case OpImpl::residual_add: flops = ref::residual_add(in(0), in(1), out(0), n); break;
+    case OpImpl::gelu_fwd: flops = cpu::gelu_forward(in(0), out(0), n); break;
+    case OpImpl::gelu_bwd: flops = cpu::gelu_backward(in(0), in(1), out(0), n); break;
+    case OpImpl::bias_add: flops = cpu::bias_add(out(0), in(1), op.rows, op.cols); break;
+    case OpImpl::bias_grad: flops = cpu::bias_grad(in(0), out(0), op.rows, op.cols); break;
+    case OpImpl::residual_add: flops = cpu::residual_add(in(0), in(1), out(0), n); break;
     case OpImpl::cross_entropy_fwd:
-      flops = ref::cross_entropy_forward(in(0), in(1), out(0), op.rows, op.cols);
+      flops = cpu::cross_entropy_forward(in(0), in(1), out(0), op.rows, op.cols);
       break;
     case OpImpl::cross_entropy_bwd:
-      flops = ref::cross_entropy_backward(in(0), in(1), out(0), op.rows, op.cols);
+      flops = cpu::cross_entropy_backward(in(0), in(1), out(0), op.rows, op.cols);
       break;
     case OpImpl::cast_fp8: {
       auto& st = fp8_[op.outputs.at(0)];
-      const F* x = in(0);
-      F* y = out(0);
-      for (int64_t r = 0; r < op.rows; ++r)
-        for (int64_t c = 0; c < op.cols; ++c) {
-          const F v = x[r * op.cols + c];
-          if (std::fabs(v) > st.amax) st.amax = static_cast<float>(std::fabs(v));
-          y[op.transpose ? c * op.rows + r : r * op.cols + c] =
-              static_cast<F>(fp8::e4m3_quantize(static_cast<float>(v), st.scale) / st.scale);
-        }
+      st.amax = std::max(st.amax, cpu::cast_fp8(in(0), out(0), op.rows, op.cols, op.transpose, st.scale));
       flops = flop_convention::kCastFp8 * static_cast<double>(op.rows * op.cols);
       break;
     }
