@@ -4,6 +4,7 @@
 // ceiling of our choosing and counts the op runs the check makes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <string>
@@ -81,12 +82,13 @@ TEST(Ceiling, AnOpThatBeatsItIsTimedAgainAtItsOwnShapeAndRaisesIt) {
   // The first op timed again is the fastest, and only the ops it names ran, each many times.
   EXPECT_EQ(re[0].at("op").get<std::string>(), fastest_gemm(g, r));
   EXPECT_EQ(be.runs.size(), re.size());
-  for (const auto& x : re) EXPECT_GE(be.runs.at(x.at("op").get<std::string>()), 1 + 3);  // sizing call + 3 runs
+  for (const auto& x : re) EXPECT_GE(be.runs.at(x.at("op").get<std::string>()), 1 + 3 + 5);  // sizing, 3 runs, 5 single calls
   EXPECT_DOUBLE_EQ(held.at("first_flops_per_s").get<double>(), 1e3);
   double best = 0;
-  for (const auto& x : re) best = std::max(best, x.at("sustained_flops_per_s").get<double>());
+  for (const auto& x : re)
+    best = std::max({best, x.at("sustained_flops_per_s").get<double>(), x.at("best_call_flops_per_s").get<double>()});
   EXPECT_DOUBLE_EQ(held.at("flops_per_s").get<double>(), best);
-  EXPECT_NE(held.at("source").get<std::string>().find("raised to the sustained rate of"), std::string::npos);
+  EXPECT_NE(held.at("source").get<std::string>().find("raised to the rate of"), std::string::npos);
 }
 
 TEST(Ceiling, WhatStillReadsAbove100PercentIsNamedInANote) {

@@ -29,12 +29,17 @@ int64_t ceiling_size(const LayerGraph& g, std::string_view backend_kind) {
 namespace {
 
 struct Sustained {
-  double seconds_per_call = 0;
-  int calls = 0;
+  double seconds_per_call = 0;  // the best long run, per call
+  int calls = 0;                // per long run
+  double best_call_seconds = 0;  // the best single call
+  int single_calls = 0;
 };
 
 // The best of check.runs runs of back-to-back run(op) calls, each at least min_run_seconds,
-// after one call that sizes them; timed on the backend's own timeline.
+// after one call that sizes them; then the best of single calls (as many as fit in
+// min_run_seconds, 5 to 50), timed one by one as the layer times its ops: on a machine other
+// work shares, a short call can run faster than any long run, and the op's median in the layer
+// was such a call. Timed on the backend's own timeline.
 Sustained time_sustained(Backend& b, const Op& op, const CeilingCheck& check) {
   auto tl = b.make_timeline(2);
   auto timed = [&](int calls) {
@@ -49,6 +54,11 @@ Sustained time_sustained(Backend& b, const Op& op, const CeilingCheck& check) {
   for (int r = 0; r < check.runs; ++r) {
     const double t = timed(s.calls) / s.calls;
     s.seconds_per_call = r == 0 ? t : std::min(s.seconds_per_call, t);
+  }
+  s.single_calls = std::clamp(static_cast<int>(check.min_run_seconds / one), 5, 50);
+  for (int i = 0; i < s.single_calls; ++i) {
+    const double t = timed(1);
+    s.best_call_seconds = i == 0 ? t : std::min(s.best_call_seconds, t);
   }
   return s;
 }
@@ -77,18 +87,25 @@ json hold_ceiling(Backend& b, const LayerGraph& g, const MeasureRun& run, json c
     const Op& op = g.ops[best];
     const Sustained s = time_sustained(b, op, check);
     const double sustained = ex.flops[best] / s.seconds_per_call;
+    const double best_call = ex.flops[best] / s.best_call_seconds;
     spdlog::info("ceiling: {} ran at {:.4g} GFLOP/s in the layer, {:.0f}% of the ceiling; timed again at its own "
-                 "shape: {:.4g} GFLOP/s sustained (best of {} runs of {} calls)",
-                 op.name, rate[best] / 1e9, 100 * rate[best] / ceil, sustained / 1e9, check.runs, s.calls);
+                 "shape: {:.4g} GFLOP/s sustained (best of {} runs of {} calls), {:.4g} GFLOP/s its best single call "
+                 "(of {})",
+                 op.name, rate[best] / 1e9, 100 * rate[best] / ceil, sustained / 1e9, check.runs, s.calls,
+                 best_call / 1e9, s.single_calls);
     remeasured.push_back({{"op", op.name},
                           {"in_layer_flops_per_s", rate[best]},
                           {"sustained_flops_per_s", sustained},
+                          {"best_call_flops_per_s", best_call},
                           {"runs", check.runs},
                           {"calls_per_run", s.calls},
-                          {"source", fmt::format("timed: {} at its own shape through the backend, the best of {} runs "
-                                                 "of {} back-to-back calls (at least {} s each), per call",
-                                                 op.name, check.runs, s.calls, check.min_run_seconds)}});
-    ceil = std::max(ceil, sustained);
+                          {"single_calls", s.single_calls},
+                          {"source", fmt::format("timed: {} at its own shape through the backend: the best of {} runs "
+                                                 "of {} back-to-back calls (at least {} s each), per call, and the "
+                                                 "best of {} single calls; the larger rate counts",
+                                                 op.name, check.runs, s.calls, check.min_run_seconds,
+                                                 s.single_calls)}});
+    ceil = std::max({ceil, sustained, best_call});
   }
   b.reset_counts();
   if (!remeasured.empty()) {
@@ -96,12 +113,13 @@ json hold_ceiling(Backend& b, const LayerGraph& g, const MeasureRun& run, json c
     ceiling["remeasured"] = remeasured;
     if (ceil > first) {
       ceiling["flops_per_s"] = ceil;
-      ceiling["source"] = fmt::format("{}; raised to the sustained rate of {} at its own shape ({} op(s) beat the "
+      ceiling["source"] = fmt::format("{}; raised to the rate of {} timed again at its own shape ({} op(s) beat the "
                                       "first figure, {:.4g} GFLOP/s, by more than {:.0f}%: timed again)",
                                       ceiling.at("source").get<std::string>(),
                                       [&] {
                                         for (const auto& r : remeasured)
-                                          if (r.at("sustained_flops_per_s").get<double>() == ceil)
+                                          if (std::max(r.at("sustained_flops_per_s").get<double>(),
+                                                       r.at("best_call_flops_per_s").get<double>()) == ceil)
                                             return r.at("op").get<std::string>();
                                         return std::string("an op");
                                       }(),

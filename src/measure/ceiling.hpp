@@ -6,9 +6,10 @@
 // (the cube root of its m * n * k), on a GPU 8192^3. After the timed repeats, hold_ceiling()
 // looks for ops whose timed rate beats the ceiling by more than kCeilingSlack: that means the
 // ceiling was wrong (a busy machine, a clock still ramping, a shape the square does not
-// represent). It then times the fastest such GEMM at its own shape, the best of several runs
-// of back-to-back calls through the backend, and raises the ceiling to that sustained rate;
-// again for the next, at most max_remeasures times. An op that still reads above 100% is named
+// represent). It then times the fastest such GEMM at its own shape through the backend, the
+// best of several runs of back-to-back calls and the best of single calls (on a machine other
+// work shares, a short call can beat any long run, and an op's median in the layer is one),
+// and raises the ceiling to the larger rate; again for the next, at most max_remeasures times. An op that still reads above 100% is named
 // in the ceiling's "note" (its one median beat the best sustained rate), which the measure
 // table prints under the per-op table: no utilisation above 100% goes out unexplained.
 #pragma once
