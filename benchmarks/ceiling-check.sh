@@ -14,6 +14,7 @@ bin=${FLOPSCOPE_BIN:-$root/build/release/src/flopscope}
 runs=${1:-10}
 seq=${2:-1024}
 [[ -x "$bin" ]] || { echo "ceiling-check: no flopscope at $bin (scripts/run.sh --version builds it)" >&2; exit 2; }
+source "$root/scripts/openblas-coretype.sh"  # OpenBLAS kernels for this CPU (0.3.21 falls back to SSE3 on new ones)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 echo "ceiling check: $runs runs per width, seq $seq, $("$bin" --version | head -n1), $(uptime | sed 's/.*load/load/')"

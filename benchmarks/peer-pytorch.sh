@@ -35,4 +35,5 @@ if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c 'import torch' 2>/de
   echo "peer-pytorch: no PyTorch in $venv; run benchmarks/peer-pytorch.sh --install first" >&2
   exit 2
 fi
+source "$root/scripts/openblas-coretype.sh"  # OpenBLAS kernels for this CPU (0.3.21 falls back to SSE3 on new ones)
 exec "$venv/bin/python" "$root/benchmarks/peer_pytorch.py" "$@"

@@ -67,6 +67,17 @@ int blas_int(int64_t v, const Op& op, const char* what) {
   return static_cast<int>(v);
 }
 
+// OpenBLAS 0.3.21 does not know CPUs newer than it and falls back to its SSE3 (Prescott)
+// kernels, several times slower than the CPU's own; the variable that fixes it is read when the
+// library loads, so flopscope can only say so: the hint for the device line, or "".
+std::string blas_core_hint() {
+  if (std::string(openblas_get_corename()) != "Prescott" || !__builtin_cpu_supports("avx2")) return "";
+  return fmt::format(" (its SSE3 fallback on this AVX2{} CPU: set OPENBLAS_CORETYPE={} before starting flopscope, as "
+                     "scripts/run.sh does)",
+                     __builtin_cpu_supports("avx512f") ? "/AVX-512" : "",
+                     __builtin_cpu_supports("avx512f") ? "SkylakeX" : "Haswell");
+}
+
 // Batch-threaded attention GEMMs (see CpuBackend::gemm); FLOPSCOPE_CPU_BATCH_THREADS=0 turns it
 // off, for comparing the two.
 bool batch_threading() {
@@ -87,6 +98,7 @@ nlohmann::json cpu_info_json() {
           {"blas_config", openblas_get_config()},
           {"blas_core", openblas_get_corename()},
           {"blas_threads", openblas_get_num_threads()},
+          {"blas_coretype_env", std::getenv("OPENBLAS_CORETYPE") ? nlohmann::json(std::getenv("OPENBLAS_CORETYPE")) : nlohmann::json(nullptr)},
           {"threads", cpu::cpu_threads()},
           {"threads_source", cpu::cpu_threads_source()},
           {"vector_isa", cpu::fast_ops_isa()},
@@ -108,8 +120,9 @@ nlohmann::json CpuBackend<F>::device_json() const {
 
 template <typename F>
 std::string CpuBackend<F>::device_line() const {
-  return fmt::format("cpu: {} ({} hardware threads), OpenBLAS {} threads, core {}", read_cpu_model(),
-                     std::thread::hardware_concurrency(), openblas_get_num_threads(), openblas_get_corename());
+  return fmt::format("cpu: {} ({} hardware threads), OpenBLAS {} threads, core {}{}", read_cpu_model(),
+                     std::thread::hardware_concurrency(), openblas_get_num_threads(), openblas_get_corename(),
+                     blas_core_hint());
 }
 
 template <typename F>
