@@ -8,9 +8,13 @@ own result, so both run the same layer): x -> LN1 -> QKV (bias) -> scores = Q K^
 
 PyTorch runs it twice: with explicit attention (the full s x s scores, masked, softmax, as
 flopscope executes it) and with scaled_dot_product_attention(is_causal=True). All times are
-timed (wall clock, medians of --repeats after one warm-up); flopscope's is its measure result's
-layer total (totals.total.time_ms.median). Both get the same thread count: torch.set_num_threads
-and OMP_NUM_THREADS for flopscope.
+timed (wall clock, medians of --repeats rounds after one warm-up); flopscope's is its measure result's
+layer total (totals.total.time_ms.median). The three run in rounds, one timed layer each per
+round, each after one untimed layer (flopscope: one measure process per round, its
+verification run the untimed layer), so a
+change in a shared machine's load falls on all three alike. Both get the same thread count:
+torch.set_num_threads and OMP_NUM_THREADS for flopscope (and OPENBLAS_CORETYPE from
+scripts/openblas-coretype.sh, through peer-pytorch.sh).
 
 Before timing, the script checks the two layers are the same: PyTorch's counted matmul FLOPs
 (torch.utils.flop_counter, forward + backward, explicit attention) against flopscope's counted
@@ -39,8 +43,9 @@ DEFAULT_POINTS = ["1/96:512:2", "3/96:2048:1", "12/96:2048:1"]
 
 def run_flopscope(binary, width, seq, batch, repeats, threads):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    # Its verification run is the warm-up; the ceiling is not needed here.
     cmd = [binary, "measure", "--backend", "cpu", "--width", width, "--seq", str(seq), "--batch", str(batch),
-           "--repeats", str(repeats), "--format", "json"]
+           "--repeats", str(repeats), "--warmup", "0", "--no-ceiling", "--format", "json"]
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
     return json.loads(out.stdout), cmd
 
@@ -91,7 +96,6 @@ class Layer:
 
 
 def time_torch(layer, sdpa, repeats):
-    layer.step(sdpa)  # warm-up
     ms = []
     for _ in range(repeats):
         for t in list(layer.p.values()) + [layer.x]:
@@ -125,12 +129,13 @@ def main():
            "threads": a.threads, "repeats": a.repeats, "machine": platform.processor() or platform.machine(),
            "points": []}
     print(f"torch {torch.__version__} ({raw['torch_cpu_capability']}), {a.threads} threads each; "
-          f"times: timed, median of {a.repeats} after one warm-up, forward + backward, fp32")
+          f"times: timed, median of {a.repeats} rounds after one warm-up, forward + backward, fp32; "
+          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
     rows = []
     for point in a.points:
         width, seq, batch = point.split(":")
         seq, batch = int(seq), int(batch)
-        fs, cmd = run_flopscope(a.flopscope, width, seq, batch, a.repeats, a.threads)
+        fs, cmd = run_flopscope(a.flopscope, width, seq, batch, 1, a.threads)
         L = fs["layer"]
         d, heads, d_ff = L["d_model"], L["n_heads"], L["d_ff"]
         assert L["d_head"] * heads == d and L["batch"] == batch and L["seq"] == seq, L
@@ -142,13 +147,29 @@ def main():
             print(f"peer-pytorch: {point}: the layers differ: PyTorch's matmul FLOPs {t_gemm:.6g} (counted by "
                   f"torch.utils.flop_counter) against flopscope's GEMM FLOPs {fs_gemm:.6g} (counted)", file=sys.stderr)
             return 1
-        ex_ms, ex_all = time_torch(layer, False, a.repeats)
-        sd_ms, sd_all = time_torch(layer, True, a.repeats)
+        # Rounds, each one timed layer of each of the three, so a change in the machine's load
+        # (it is shared) falls on all three alike; medians over the rounds.
+        layer.step(False)
+        layer.step(True)
+        fs_all, ex_all, sd_all, fs_ops = [fs_ms], [], [], [fs["ops"]]
+        for r in range(a.repeats):
+            if r > 0:
+                f, _ = run_flopscope(a.flopscope, width, seq, batch, 1, a.threads)
+                fs_all.append(f["totals"]["total"]["time_ms"]["median"])
+                fs_ops.append(f["ops"])
+            # Each after one untimed step, as flopscope's verification run precedes its timed
+            # one: a first step after the other's run pays PyTorch's thread wake-up and allocator.
+            layer.step(False)
+            ex_all.append(time_torch(layer, False, 1)[0])
+            layer.step(True)
+            sd_all.append(time_torch(layer, True, 1)[0])
+        fs_ms, ex_ms, sd_ms = statistics.median(fs_all), statistics.median(ex_all), statistics.median(sd_all)
         rows.append((point, d, heads, fs_ms, ex_ms, sd_ms))
         raw["points"].append({"point": point, "d_model": d, "heads": heads, "d_ff": d_ff, "batch": batch, "seq": seq,
                               "gemm_flops_counted": fs_gemm, "flopscope_command": cmd,
-                              "flopscope_ms": fs_ms, "flopscope_samples": fs["totals"]["total"]["time_ms"]["samples"],
-                              "flopscope_ops_ms": {o["name"]: o["time_ms"]["median"] for o in fs["ops"]},
+                              "flopscope_ms": fs_ms, "flopscope_samples": fs_all,
+                              "flopscope_ops_ms": {o["name"]: statistics.median(ops[i]["time_ms"]["median"] for ops in fs_ops)
+                                                   for i, o in enumerate(fs["ops"])},
                               "torch_explicit_ms": ex_ms, "torch_explicit_samples": ex_all,
                               "torch_sdpa_ms": sd_ms, "torch_sdpa_samples": sd_all,
                               "device": fs["device"]})
