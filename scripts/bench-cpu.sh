@@ -8,4 +8,5 @@ cd "$root"
 scripts/install-deps.sh
 cmake --preset release >/dev/null
 cmake --build --preset release --target flopscope_bench_cpu >/dev/null
+source "$root/scripts/openblas-coretype.sh"  # OpenBLAS kernels for this CPU (0.3.21 falls back to SSE3 on new ones)
 exec build/release/benchmarks/flopscope_bench_cpu "$@"

@@ -5,10 +5,9 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 scripts/install-deps.sh
-# Package the build that exists (CI's build/ci, the same release configuration with warnings as
-# errors), else build the release preset.
+# Package build/release: the tree scripts/test.sh built (in CI with warnings as errors), or a
+# fresh release build. (A developer's build/ci, the `ci` preset, is the same configuration.)
 preset=release
-[[ -f build/ci/CMakeCache.txt ]] && preset=ci
 [[ -f build/$preset/CMakeCache.txt ]] || cmake --preset $preset >/dev/null
 cmake --build --preset $preset --target flopscope
 (cd build/$preset && cpack -G DEB >/dev/null)

@@ -127,7 +127,7 @@ void add_run_options(CLI::App& app, RunOptions& o, const std::string& per) {
                "cuda: record the layer as a CUDA graph (one per input set) and time its replays: no launch gaps "
                "between ops; per-op times come from event nodes inside the graph");
   app.add_flag("--no-ceiling", o.no_ceiling,
-               "skip timing the device's GEMM ceiling (8192^3 on a GPU, 1024^3 on the CPU) used for utilisation" + per);
+               "skip timing the device's GEMM ceiling (8192^3 on a GPU; on the CPU a square near the layer's largest GEMM) used for utilisation" + per);
 }
 
 void apply_run_options(const RunOptions& o, PointRequest& r) {

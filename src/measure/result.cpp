@@ -11,16 +11,6 @@ namespace flopscope {
 
 using nlohmann::json;
 
-namespace {
-
-// The FLOPs each op executed, with where each figure came from: counted by the backend in
-// software (cpu), measured by hardware counters where they ran (cuda), else analytic.
-struct ExecutedFlops {
-  std::vector<double> flops;
-  std::vector<std::string> source;
-  std::string overall;  // counted | measured | analytic | "measured, analytic where counters gave none"
-};
-
 ExecutedFlops executed_flops(const LayerGraph& g, const MeasureRun& run) {
   ExecutedFlops e;
   const json& hw = run.hardware_counters;
@@ -46,6 +36,8 @@ ExecutedFlops executed_flops(const LayerGraph& g, const MeasureRun& run) {
                                              : "analytic";
   return e;
 }
+
+namespace {
 
 // How this run was timed, in one sentence, for results and tables.
 std::string timing_method(const MeasureContext& c) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -32,6 +33,15 @@ struct MeasureContext {
 };
 
 nlohmann::json measure_result(const MeasureContext& c);
+
+// The FLOPs each op executed, with where each figure came from: counted by the backend in
+// software (cpu), measured by hardware counters where they ran (cuda), else analytic.
+struct ExecutedFlops {
+  std::vector<double> flops;
+  std::vector<std::string> source;
+  std::string overall;  // counted | measured | analytic | "measured, analytic where counters gave none"
+};
+ExecutedFlops executed_flops(const LayerGraph& g, const MeasureRun& run);
 
 // The extrapolation alone: this layer's counted FLOPs and times, each op scaled to full width
 // by the graph's analytic ratio, x layers + LM head, x training tokens.

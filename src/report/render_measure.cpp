@@ -130,6 +130,8 @@ Document measure_document(const json& r) {
     t.add_row(row);
   }
   ops.table = std::move(t);
+  if (pk.at("measured_ceiling").is_object() && pk.at("measured_ceiling").contains("note"))
+    ops.after.push_back("note: " + pk.at("measured_ceiling").at("note").get<std::string>());
   d.sections.push_back(std::move(ops));
 
   Section tot;

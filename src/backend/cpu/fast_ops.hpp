@@ -1,0 +1,56 @@
+// The CPU backend's non-GEMM ops as they run and are timed: the maths of reference_ops.hpp
+// (which stays the plain fp64 reference verification compares against), threaded over rows
+// with parallel.hpp and written so the compiler vectorises them. fp32 runs an AVX2 + FMA build
+// of each row kernel when the CPU has them (chosen at run time; the shipped flags stay
+// x86-64), else the same code at the baseline ISA.
+//
+// fp32 differs from the reference in two ways, both well inside verify_tolerance(fp32) = 1e-4:
+//  - exp is a range-reduced degree-6 polynomial (relative error about 2e-7 on [-60, 60]; below
+//    -60 it gives exp(-60) = 8.7e-27, which keeps every result a normal float) and GeLU's
+//    0.5 (1 + tanh(u)) comes from it as the sigmoid 1 / (1 + exp(-2u));
+//  - row sums accumulate in 16 float partial sums (column reductions in double, as the
+//    reference does).
+// fp64 uses std::exp and std::tanh, threaded the same way.
+//
+// Shapes, in-place rules and the FLOPs returned are those of the reference op of the same name.
+#pragma once
+
+#include <cstdint>
+
+namespace flopscope::cpu {
+
+// The CPU features the fp32 kernels use: "avx2+fma" or "baseline x86-64 (SSE2)".
+const char* fast_ops_isa();
+
+template <typename F>
+double layernorm_forward(const F* x, const F* gamma, const F* beta, F* y, F* mean, F* rstd, int64_t rows, int64_t cols);
+template <typename F>
+double layernorm_backward(const F* dy, const F* x, const F* gamma, const F* mean, const F* rstd, F* dx, F* dgamma,
+                          F* dbeta, int64_t rows, int64_t cols);
+// (batch, n, n) scores -> probs; row i touches columns 0..i and writes zeros after them.
+template <typename F>
+double softmax_causal_forward(const F* scores, F* probs, int64_t batch, int64_t n);
+template <typename F>
+double softmax_causal_backward(const F* probs, const F* dprobs, F* dscores, int64_t batch, int64_t n);
+template <typename F>
+double gelu_forward(const F* x, F* y, int64_t n);
+template <typename F>
+double gelu_backward(const F* x, const F* dy, F* dx, int64_t n);
+template <typename F>
+double bias_add(F* x, const F* bias, int64_t rows, int64_t cols);
+template <typename F>
+double bias_grad(const F* dy, F* dbias, int64_t rows, int64_t cols);
+template <typename F>
+double residual_add(const F* a, const F* b, F* out, int64_t n);
+// targets hold class ids stored as F (the backend's index tensors).
+template <typename F>
+double cross_entropy_forward(const F* logits, const F* targets, F* loss, int64_t rows, int64_t vocab);
+template <typename F>
+double cross_entropy_backward(const F* logits, const F* targets, F* dlogits, int64_t rows, int64_t vocab);
+
+// fp8 emulation: y = e4m3(x * scale) / scale over a (rows, cols) x, y (rows, cols) or, with
+// transpose, (cols, rows). Returns the largest |x| seen (for delayed scaling).
+template <typename F>
+float cast_fp8(const F* x, F* y, int64_t rows, int64_t cols, bool transpose, float scale);
+
+}  // namespace flopscope::cpu
