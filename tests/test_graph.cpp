@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "graph/graph.hpp"
+#include "graph_util.hpp"
 #include "model/model.hpp"
 #include "util/error.hpp"
 #include "util/parse.hpp"
@@ -48,17 +49,7 @@ std::vector<Case> cases() {
   };
 }
 
-std::vector<GraphOptions> option_sets() {
-  std::vector<GraphOptions> v;
-  for (bool recompute : {false, true})
-    for (bool head : {false, true}) {
-      GraphOptions o;
-      o.recompute = recompute;
-      o.include_head = head;
-      v.push_back(o);
-    }
-  return v;
-}
+using graph_test::option_sets;
 
 bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
 

@@ -15,6 +15,7 @@
 #include "backend/cpu/reference_ops.hpp"
 #include "backend/verify.hpp"
 #include "graph/graph.hpp"
+#include "graph_util.hpp"
 #include "measure/measure.hpp"
 #include "measure/run_point.hpp"
 #include "model/model.hpp"
@@ -62,17 +63,7 @@ std::vector<Family> families() {
   };
 }
 
-std::vector<GraphOptions> option_sets() {
-  std::vector<GraphOptions> v;
-  for (bool recompute : {false, true})
-    for (bool head : {false, true}) {
-      GraphOptions o;
-      o.recompute = recompute;
-      o.include_head = head;
-      v.push_back(o);
-    }
-  return v;
-}
+using graph_test::option_sets;
 
 class Families : public ::testing::TestWithParam<Family> {};
 
