@@ -145,7 +145,7 @@ TEST(CliModels, FlagsOverrideTheConfig) {
 TEST(CliModels, MeasureAndSweepReadTheHfConfig) {
   TempDir cwd, empty;
   // The tiny config has 4 heads: a width of 1/3 is refused with the config's numbers, which
-  // shows the file was read (running it needs the Llama-style graph).
+  // shows the file was read (CliModels.MeasureRunsATinyLlamaFromItsHfConfig runs it).
   expect_usage_error({"measure reads it", {"measure", "--backend", "cpu", "--hf-config", hf("tiny-llama.json"),
                                             "--width", "1/3", "-o", empty / "m.json"}, "4 heads"},
                      cwd.path(), empty.path());
@@ -158,6 +158,31 @@ TEST(CliModels, MeasureAndSweepReadTheHfConfig) {
   expect_usage_error({"sweep: a bad config", {"sweep", "--hf-config", hf("README.md"), "--widths", "1", "--out-dir", empty / "sw"},
                       "README.md"},
                      cwd.path(), empty.path());
+}
+
+// The end-to-end check: a tiny Llama-style config.json (grouped-query attention,
+// RMSNorm, RoPE, SwiGLU, untied) measured on the CPU, with the LM head and recompute: every op
+// verified against fp64, and every op's counted FLOPs equal to its analytic FLOPs.
+TEST(CliModels, MeasureRunsATinyLlamaFromItsHfConfig) {
+  TempDir cwd;
+  const Outcome r = run({"measure", "--backend", "cpu", "--hf-config", hf("tiny-llama.json"), "--include-head",
+                         "--recompute", "--repeats", "1", "--warmup", "0", "--format", "json", "-o", "m.json"},
+                        cwd.path());
+  ASSERT_EQ(r.rc, 0) << describe(r);
+  const json j = json::parse(slurp(cwd / "m.json"));
+  EXPECT_EQ(j.at("model").at("n_kv_heads"), 2);
+  EXPECT_EQ(j.at("model").at("ffn"), "swiglu");
+  EXPECT_TRUE(j.at("verification").at("failures").empty()) << j.at("verification").at("failures").dump();
+  std::set<std::string> names;
+  for (const auto& o : j.at("ops")) {
+    names.insert(o.at("name").get<std::string>());
+    ASSERT_TRUE(o.contains("counted_flops")) << o.at("name");
+    EXPECT_EQ(o.at("counted_flops"), o.at("flops")) << o.at("name");
+  }
+  for (const char* op : {"fwd.attn.rope", "bwd.attn.rope", "fwd.ffn.gate", "fwd.ffn.swiglu", "bwd.ffn.gate.wgrad",
+                         "fwd.head.logits"})
+    EXPECT_TRUE(names.count(op)) << op;
+  for (const char* op : {"fwd.gelu", "fwd.qkv.bias", "fwd.proj.bias", "bwd.ffn.up.bias"}) EXPECT_FALSE(names.count(op)) << op;
 }
 
 TEST(CliModels, BadHfConfigs) {
