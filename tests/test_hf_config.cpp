@@ -219,6 +219,7 @@ TEST(HfConfig, BadConfigsNameTheKeyAndTheFile) {
       {"a bool where a number belongs", with("rope_theta", true), "rope_theta"},
       {"a number where a bool belongs", with("tie_word_embeddings", 1), "tie_word_embeddings"},
       {"not SwiGLU", with("hidden_act", "gelu"), "hidden_act"},
+      {"odd head_dim under RoPE", with("head_dim", 73), "d_head"},
       {"heads do not divide hidden_size", with("num_attention_heads", 3), "num_attention_heads"},
       // 2^24 heads x 2^24 x 2^24 positions: the attention scores overflow 64 bits.
       {"sizes whose product overflows",

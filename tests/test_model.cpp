@@ -258,6 +258,8 @@ TEST(ModelFromJson, RejectsBadDocuments) {
       {"name not a string", json{{"base", "gpt3-small"}, {"name", 3}}},
       {"tokens not a number", json{{"base", "gpt3-small"}, {"train_tokens", "300e9"}}},
       {"tokens zero", json{{"base", "gpt3-small"}, {"train_tokens", 0}}},
+      // RoPE rotates pairs of a head's dimensions (found by fuzz_model_config in CI).
+      {"odd d_head under RoPE", json{{"base", "llama3.1-8b"}, {"d_head", 73}}},
   };
   for (const auto& [why, j] : bad) {
     SCOPED_TRACE(why);

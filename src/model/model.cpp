@@ -145,6 +145,10 @@ void ModelConfig::validate() const {
   positive("d_ff", d_ff_explicit > 0 ? d_ff_explicit : checked_mul(ffn_mult, d_model, "ffn-mult x d_model"),
            kMaxWidth);
   checked_mul(checked_mul(n_heads, n_ctx, "heads x seq"), n_ctx, "the attention scores of one sequence (heads x seq x seq)");
+  // RoPE rotates pairs (j, j + d_head/2) of each head, so a head needs an even width.
+  if (position == PositionKind::rope && d_head % 2 != 0)
+    throw UsageError(fmt::format("RoPE needs an even d_head (got {}); choose an even d_head or --position learned",
+                                 d_head));
   if (!(rope_theta > 0) || rope_theta > 1e12)
     throw UsageError(fmt::format("rope theta must be in (0, 1e12] (got {:g})", rope_theta));
   if (sliding_window < 0 || sliding_window > kMaxDim)
