@@ -120,6 +120,14 @@ void add_run_options(CLI::App& app, RunOptions& o, const std::string& per) {
                      "runs need that); the ceiling keeps its own; the cpu backend accepts it and ignores it")
       ->type_name("N")
       ->capture_default_str();
+  app.add_option("--causal-block", o.causal_block,
+                 "the causal attention products (scores, context and their gradients) in row blocks of N rows that "
+                 "skip the masked blocks above the diagonal: executed FLOPs about (1 + N/seq)/2 of the full square, "
+                 "reported as executed (model FLOPs halve the square either way); 0 computes the whole square; auto: " +
+                     std::to_string(kCpuCausalBlock) +
+                     " on the cpu, 0 on cuda (cuBLASLt's strided batches run the whole square; cuda takes only 0)")
+      ->type_name("N|auto")
+      ->capture_default_str();
   app.add_flag("--flush-l2", o.flush_l2,
                "cuda: overwrite a buffer twice the L2's size between timed repeats, so no repeat starts with a warm "
                "cache");
@@ -143,6 +151,7 @@ void apply_run_options(const RunOptions& o, PointRequest& r) {
   r.settings.gemm_candidates =
       static_cast<int>(parse_count("--gemm-candidates", o.gemm_candidates, kMaxGemmCandidates));
   r.settings.cuda_graph = o.cuda_graph;
+  r.causal_block = o.causal_block == "auto" ? -1 : parse_nonnegative("--causal-block", o.causal_block, INT64_C(1) << 24);
   r.no_ceiling = o.no_ceiling;
 }
 

@@ -59,6 +59,7 @@ struct RunOptions {
   std::string gpu = "0";
   std::string input_sets = "1";
   std::string gemm_candidates = std::to_string(kDefaultGemmCandidates);
+  std::string causal_block = "auto";
   bool flush_l2 = false;
   bool cuda_graph = false;
   bool no_ceiling = false;

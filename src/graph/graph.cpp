@@ -111,6 +111,35 @@ int64_t TensorSpec::numel() const {
   return n;
 }
 
+GemmSpec::Block GemmSpec::block(int64_t r0, int64_t r1) const {
+  if (!blocked()) return {n, 0, k};
+  switch (triangle) {
+    case Triangle::c_lower: return {std::min(r1, n), 0, k};
+    case Triangle::a_lower: return {n, 0, std::min(r1, k)};
+    case Triangle::a_upper: return {n, std::min(r0, k), k};
+    case Triangle::none: break;
+  }
+  return {n, 0, k};
+}
+
+double GemmSpec::full_flops() const {
+  return 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) * static_cast<double>(batch) *
+         static_cast<double>(repeat);
+}
+
+double GemmSpec::flops() const {
+  if (!blocked()) return full_flops();
+  // q whole blocks of B rows and a last one of r rows, m = q B + r. Each triangle executes
+  // B^2 q (q + 1) / 2 + r m elements of its square (c_lower: row block j reaches column
+  // (j + 1) B; a_upper: it starts at j B, the same sum), times 2 x the other dimension.
+  const double B = static_cast<double>(causal_block);
+  const int64_t q = m / causal_block;
+  const double r = static_cast<double>(m - q * causal_block), qd = static_cast<double>(q);
+  const double square = B * B * qd * (qd + 1) / 2 + r * static_cast<double>(m);
+  const double other = static_cast<double>(triangle == Triangle::c_lower ? k : n);
+  return 2.0 * square * other * static_cast<double>(batch) * static_cast<double>(repeat);
+}
+
 std::string Op::shape_str() const {
   if (impl == OpImpl::gemm) {
     auto mnk = fmt::format("{}x{}x{}", gemm.m, gemm.n, gemm.k);
@@ -249,9 +278,19 @@ class Builder {
     op.impl = OpImpl::gemm;
     op.precision = g_.options.precision;
     op.gemm = std::move(gs);
+    if (op.gemm.triangle != Triangle::none) {
+      FLOPSCOPE_CHECK(op.gemm.m == (op.gemm.triangle == Triangle::c_lower ? op.gemm.n : op.gemm.k) &&
+                          op.gemm.beta == 0 && (op.gemm.triangle != Triangle::c_lower || op.gemm.repeat_beta == 0),
+                      op.name + ": a triangular product needs its square side m and beta 0 (c_lower: for every repeat)");
+      op.gemm.causal_block = g_.options.causal_block;
+    }
     op.flops = op.gemm.flops();
-    op.model_flops = causal_square ? op.flops / 2 : op.flops;
+    op.model_flops = causal_square ? op.gemm.full_flops() / 2 : op.flops;
     op.causal_square = causal_square;
+    // Blocked: the square operand (C for c_lower, A otherwise) is touched in the blocks only.
+    const double touched = op.flops / op.gemm.full_flops();
+    const double a_part = op.gemm.blocked() && op.gemm.triangle != Triangle::c_lower ? touched : 1.0;
+    const double c_part = op.gemm.blocked() && op.gemm.triangle == Triangle::c_lower ? touched : 1.0;
     const double batch = static_cast<double>(op.gemm.batch);
     const double m = static_cast<double>(op.gemm.m), n = static_cast<double>(op.gemm.n), k = static_cast<double>(op.gemm.k);
     // Repeats: an operand that moves between repeats is read (or written) once per repeat;
@@ -260,8 +299,8 @@ class Builder {
       return repeat_stride != 0 ? static_cast<double>(op.gemm.repeat) : 1.0;
     };
     op.min_bytes = batch *
-                   (m * k * distinct(op.gemm.repeat_a) + k * n * distinct(op.gemm.repeat_b) +
-                    m * n * distinct(op.gemm.repeat_c) * (op.gemm.beta != 0 ? 2 : 1)) *
+                   (m * k * distinct(op.gemm.repeat_a) * a_part + k * n * distinct(op.gemm.repeat_b) +
+                    m * n * distinct(op.gemm.repeat_c) * (op.gemm.beta != 0 ? 2 : 1) * c_part) *
                    eb_;
     g_.ops.push_back(std::move(op));
   }
@@ -370,8 +409,9 @@ struct Operand {
 };
 
 GemmSpec attention_gemm(const Dims& D, int64_t m, int64_t n, int64_t k, bool ta, bool tb, const Operand& a,
-                        const Operand& b, const Operand& c, double alpha, bool sum_over_group) {
+                        const Operand& b, const Operand& c, double alpha, bool sum_over_group, Triangle tri) {
   GemmSpec gs;
+  gs.triangle = tri;
   gs.m = m, gs.n = n, gs.k = k, gs.batch = D.b * D.hk;
   gs.trans_a = ta, gs.trans_b = tb;
   gs.a = a.t, gs.a_offset = a.offset, gs.lda = a.ld, gs.stride_a = a.stride;
@@ -418,13 +458,13 @@ void attention_fwd(Builder& B, const std::string& prefix, Phase phase) {
   const double scale = 1.0 / std::sqrt(static_cast<double>(D.dh));
   B.add_gemm(n("attn.scores"), phase, L, OpKind::batched_gemm,
              attention_gemm(D, D.S, D.S, D.dh, false, true, q_of(D, "qkv"), k_of(D, "qkv"), square_of(D, "att.scores"),
-                            scale, false),
+                            scale, false, Triangle::c_lower),
              true);
   B.pointwise(n("attn.softmax"), phase, L, OpKind::softmax, OpImpl::softmax_causal_fwd, {"att.scores"}, {"att.probs"},
               D.bh, D.S, D.S, fc::kSoftmaxFwd * D.causal, 2 * D.square);
   B.add_gemm(n("attn.context"), phase, L, OpKind::batched_gemm,
              attention_gemm(D, D.S, D.dh, D.S, false, false, square_of(D, "att.probs"), v_of(D, "qkv"),
-                            ctx_of(D, "ctx"), 1.0, false),
+                            ctx_of(D, "ctx"), 1.0, false, Triangle::a_lower),
              true);
   const double Td = D.Td;
   B.linear(n("proj"), phase, L, D.T, D.d, D.dq, false, false, "ctx", "w.proj", "proj.out");
@@ -448,11 +488,11 @@ void attention_bwd(Builder& B) {
   // dP = dO V^T; dV = sum over the group of P^T dO, into d.qkv's V slots.
   B.add_gemm("bwd.attn.context.dprobs", BW, L, OpKind::batched_gemm,
              attention_gemm(D, D.S, D.S, D.dh, false, true, ctx_of(D, "d.ctx"), v_of(D, "qkv"),
-                            square_of(D, "d.att.probs"), 1.0, false),
+                            square_of(D, "d.att.probs"), 1.0, false, Triangle::c_lower),
              true);
   B.add_gemm("bwd.attn.context.dv", BW, L, OpKind::batched_gemm,
              attention_gemm(D, D.S, D.dh, D.S, true, false, square_of(D, "att.probs"), ctx_of(D, "d.ctx"),
-                            v_of(D, "d.qkv"), 1.0, true),
+                            v_of(D, "d.qkv"), 1.0, true, Triangle::a_upper),
              true);
   B.pointwise("bwd.attn.softmax", BW, L, OpKind::softmax, OpImpl::softmax_causal_bwd, {"att.probs", "d.att.probs"},
               {"d.att.scores"}, D.bh, D.S, D.S, fc::kSoftmaxBwd * D.causal, 3 * D.square);
@@ -460,11 +500,11 @@ void attention_bwd(Builder& B) {
   const double alpha = 1.0 / std::sqrt(static_cast<double>(D.dh));
   B.add_gemm("bwd.attn.scores.dq", BW, L, OpKind::batched_gemm,
              attention_gemm(D, D.S, D.dh, D.S, false, false, square_of(D, "d.att.scores"), k_of(D, "qkv"),
-                            q_of(D, "d.qkv"), alpha, false),
+                            q_of(D, "d.qkv"), alpha, false, Triangle::a_lower),
              true);
   B.add_gemm("bwd.attn.scores.dk", BW, L, OpKind::batched_gemm,
              attention_gemm(D, D.S, D.dh, D.S, true, false, square_of(D, "d.att.scores"), q_of(D, "qkv"),
-                            k_of(D, "d.qkv"), alpha, true),
+                            k_of(D, "d.qkv"), alpha, true, Triangle::a_upper),
              true);
   // RoPE is a rotation: its backward rotates the gradients of Q and K back (the transpose).
   if (s.position == PositionKind::rope) rope(B, "bwd.attn.rope", BW, OpImpl::rope_bwd, "d.qkv");
@@ -667,6 +707,7 @@ LayerGraph build_layer_graph(const LayerShape& s, const GraphOptions& o) {
                   fmt::format("RoPE needs an even d_head, not {}", s.d_head));
   FLOPSCOPE_CHECK(s.position != PositionKind::rope || s.rope_theta > 0, "RoPE needs theta > 0");
   FLOPSCOPE_CHECK(o.input_sets >= 1, "input sets must be at least 1");
+  FLOPSCOPE_CHECK(o.causal_block >= 0, "the causal block must be 0 (the full square) or a row count");
   Builder B(s, o);
   const Dims D(s);
   const int64_t T = D.T, d = D.d, f = D.f, S = D.S, bh = D.bh, V = D.V;

@@ -81,6 +81,12 @@ struct TensorSpec {
 // Row-major GEMM: C[m, n] = alpha * op(A)[m, k] * op(B)[k, n] + beta * C, repeated over
 // `batch` with element strides between batch members. A is stored m x k (k x m when trans_a)
 // with leading dimension lda; likewise B (k x n, or n x k when trans_b) and C (m x n).
+// Which operand of a causal attention product is triangular, so a backend may skip the masked
+// blocks (GemmSpec::causal_block): c_lower (S = Q K^T, dP = dO V^T: only C's lower triangle
+// is used), a_lower (O = P V, dQ = dS K: op(A) is zero above the diagonal), a_upper
+// (dV = P^T dO, dK = dS^T Q: op(A) is zero below it). Each has m = the square's side.
+enum class Triangle { none, c_lower, a_lower, a_upper };
+
 struct GemmSpec {
   int64_t m = 0, n = 0, k = 0, batch = 1;
   bool trans_a = false, trans_b = false;
@@ -97,10 +103,20 @@ struct GemmSpec {
   int64_t repeat = 1;
   int64_t repeat_a = 0, repeat_b = 0, repeat_c = 0;
   double repeat_beta = 0.0;
-  double flops() const {
-    return 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) * static_cast<double>(batch) *
-           static_cast<double>(repeat);
-  }
+  Triangle triangle = Triangle::none;
+  // > 0 (with a triangle): the product runs in row blocks of C of this many rows, each skipping
+  // the part its triangle makes zero or unused (GraphOptions::causal_block); c_lower writes 0
+  // to the part of C it skips. 0: the whole m x n x k product.
+  int64_t causal_block = 0;
+  // The part of the product that row block [r0, r1) of C executes: columns [0, n_end) of C
+  // and the k range [k0, k1).
+  struct Block {
+    int64_t n_end, k0, k1;
+  };
+  Block block(int64_t r0, int64_t r1) const;
+  bool blocked() const { return causal_block > 0 && triangle != Triangle::none; }
+  double flops() const;       // as executed: the row blocks' products when blocked()
+  double full_flops() const;  // the whole m x n x k product of every member and repeat
 };
 
 // RoPE on one qkv-shaped tensor of rows t = si * batch + bi: each row holds kv_heads groups
@@ -125,7 +141,7 @@ struct Op {
   int64_t batch = 1, rows = 0, cols = 0;  // shape the non-GEMM op works on
   bool transpose = false;                 // cast_fp8: the copy is (cols, rows)
   RopeSpec rope;                          // rope_fwd, rope_bwd: rows x cols is the whole qkv tensor
-  double flops = 0;        // analytic FLOPs as executed (causal attention: full square)
+  double flops = 0;        // analytic FLOPs as executed (causal attention: the full square, or its row blocks)
   double model_flops = 0;  // Megatron-LM convention: causal attention GEMMs halved
   double min_bytes = 0;    // every operand read once and every result written once
   bool causal_square = false;  // an attention product whose model FLOPs halve the square
@@ -165,6 +181,10 @@ struct GraphOptions {
   // Copies of the filled tensors (is_filled) a backend keeps, to rotate between timed repeats
   // so no repeat reads inputs the previous one left in cache. Memory only: the ops are the same.
   int64_t input_sets = 1;
+  // The causal attention products (GemmSpec::triangle) in row blocks of this many rows that
+  // skip the masked blocks: executed FLOPs about (1 + block/s)/2 of the full square (the CPU
+  // backend's default). 0: the whole s x s square, as cuBLASLt's strided batches run it.
+  int64_t causal_block = 0;
 };
 
 struct LayerGraph {

@@ -44,6 +44,10 @@ void check_backend_settings(const PointRequest& r, const BackendChoice& choice) 
     throw UsageError(fmt::format("--cuda-graph records the layer as a CUDA graph, which needs --backend cuda; this run "
                                  "uses the {} backend ({})",
                                  choice.kind, choice.reason));
+  if (r.causal_block > 0 && choice.kind != "cpu")
+    throw UsageError(fmt::format("--causal-block {}: the {} backend runs the attention products as whole strided "
+                                 "batches; use --causal-block 0 or auto there (or --backend cpu)",
+                                 r.causal_block, choice.kind));
   if (r.settings.flush_l2 && choice.kind != "cuda")
     spdlog::warn("--flush-l2 applies to the cuda backend; the {} backend ignores it", choice.kind);
 }
@@ -60,6 +64,7 @@ nlohmann::json run_point(const PointRequest& r) {
   go.recompute = r.recompute;
   go.include_head = r.include_head;
   go.input_sets = r.input_sets;
+  go.causal_block = r.causal_block >= 0 ? r.causal_block : choice.kind == "cpu" ? kCpuCausalBlock : 0;
   check_backend_settings(r, choice);
   CudaOptions cuda;
   cuda.device = static_cast<int>(parse_nonnegative("--gpu", r.gpu, 1024));

@@ -17,6 +17,10 @@
 
 namespace flopscope {
 
+// The CPU's default causal block (GraphOptions::causal_block): at seq 2048 the attention
+// products execute 9/16 of the full square.
+inline constexpr int64_t kCpuCausalBlock = 256;
+
 struct PointRequest {
   ModelConfig model;              // full width
   Fraction width{0, 1};           // {0, 1}: auto (cpu: GPT-3 ratios at d_model <= 384; cuda: the widest that fits)
@@ -29,6 +33,7 @@ struct PointRequest {
   std::string backend = "auto";   // auto, cpu or cuda
   std::string gpu = "0";          // CUDA device index, as typed (parsed after the backend is chosen)
   int64_t input_sets = 1;         // GraphOptions::input_sets
+  int64_t causal_block = -1;      // GraphOptions::causal_block; -1: auto (cpu: kCpuCausalBlock, cuda: 0)
   bool no_ceiling = false;        // skip timing the GEMM ceiling
   bool nsight = false;              // also turns hardware counters off
   CounterMode counters = CounterMode::auto_;

@@ -38,6 +38,10 @@ json op_json(const Op& op) {
     j["dims"] = {{"m", op.gemm.m}, {"n", op.gemm.n}, {"k", op.gemm.k}, {"batch", op.gemm.batch},
                  {"trans_a", op.gemm.trans_a}, {"trans_b", op.gemm.trans_b}};
     if (op.gemm.repeat > 1) j["dims"]["repeat"] = op.gemm.repeat;  // grouped-query attention: query heads per kv head
+    if (op.gemm.blocked()) {  // the causal product in row blocks: executed FLOPs under the full square's
+      j["dims"]["causal_block"] = op.gemm.causal_block;
+      j["full_square_flops"] = op.gemm.full_flops();
+    }
   } else {
     j["dims"] = {{"batch", op.batch}, {"rows", op.rows}, {"cols", op.cols}};
   }
@@ -56,8 +60,13 @@ json layer_json(const LayerGraph& g, const ModelConfig& lm, const std::string& w
           {"d_head", s.d_head},
           {"d_ff", s.d_ff},
           {"vocab", s.vocab},
+          {"n_kv_heads", s.kv_heads()},
+          {"norm", std::string(to_string(s.norm))},
+          {"ffn", std::string(to_string(s.ffn))},
+          {"position", std::string(to_string(s.position))},
           {"precision", to_string(g.options.precision)},
           {"recompute", g.options.recompute},
+          {"causal_block", g.options.causal_block},
           {"include_head", g.options.include_head},
           {"tensor_bytes", g.tensor_bytes()},
           {"name", lm.name}};

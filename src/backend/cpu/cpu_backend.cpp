@@ -201,13 +201,84 @@ F* CpuBackend<F>::ptr(const std::string& tensor) {
   return data(tensor).data();
 }
 
+namespace {
+
+// One product C = alpha op(A) op(B) + beta C of row-major operands, in F.
+template <typename F>
+void blas_gemm(bool ta, bool tb, int m, int n, int k, double alpha, const F* A, int lda, const F* B, int ldb,
+               double beta, F* C, int ldc) {
+  const auto a = ta ? CblasTrans : CblasNoTrans;
+  const auto b = tb ? CblasTrans : CblasNoTrans;
+  if constexpr (std::is_same_v<F, float>) {
+    cblas_sgemm(CblasRowMajor, a, b, m, n, k, static_cast<float>(alpha), A, lda, B, ldb, static_cast<float>(beta), C,
+                ldc);
+  } else {
+    cblas_dgemm(CblasRowMajor, a, b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+  }
+}
+
+}  // namespace
+
+// A causal attention product in row blocks of C (GemmSpec::blocked): each (member, row block)
+// runs the part GemmSpec::block names, on single-threaded OpenBLAS, the items split across
+// the threads by their FLOPs. c_lower writes 0 to the columns of its rows it skips. Returns
+// the FLOPs executed.
+template <typename F>
+double CpuBackend<F>::gemm_blocked(const Op& op) {
+  const GemmSpec& g = op.gemm;
+  const int64_t B = g.causal_block, blocks = (g.m + B - 1) / B, items = g.batch * blocks;
+  auto rows_of = [&](int64_t it) {
+    const int64_t r0 = (it % blocks) * B;
+    return std::pair<int64_t, int64_t>{r0, std::min(r0 + B, g.m)};
+  };
+  auto item_flops = [&](int64_t it) {
+    const auto [r0, r1] = rows_of(it);
+    const GemmSpec::Block bl = g.block(r0, r1);
+    return 2.0 * static_cast<double>(r1 - r0) * static_cast<double>(bl.n_end) * static_cast<double>(bl.k1 - bl.k0);
+  };
+  const int lda = blas_int(g.lda, op, "lda"), ldb = blas_int(g.ldb, op, "ldb"), ldc = blas_int(g.ldc, op, "ldc");
+  blas_int(g.m, op, "m"), blas_int(g.n, op, "n"), blas_int(g.k, op, "k");
+  const F* A0 = ptr(g.a) + g.a_offset;
+  const F* B0 = ptr(g.b) + g.b_offset;
+  F* C0 = ptr(g.c) + g.c_offset;
+  const int threads = cpu::cpu_threads();
+  double flops = 0;
+  for (int64_t it = 0; it < items; ++it) flops += item_flops(it);
+  if (threads > 1) openblas_set_num_threads(1);
+  for (int64_t r = 0; r < g.repeat; ++r) {  // in turn: repeats that sum into one C never race
+    const double beta = r == 0 ? g.beta : g.repeat_beta;
+    cpu::parallel_for_weighted(items, item_flops, [&](int64_t i0, int64_t i1) {
+      for (int64_t it = i0; it < i1; ++it) {
+        const int64_t member = it / blocks;
+        const auto [r0, r1] = rows_of(it);
+        const GemmSpec::Block bl = g.block(r0, r1);
+        const F* A = A0 + r * g.repeat_a + member * g.stride_a;
+        const F* Bm = B0 + r * g.repeat_b + member * g.stride_b;
+        F* C = C0 + r * g.repeat_c + member * g.stride_c + r0 * g.ldc;
+        // op(A)[r0][k0] and op(B)[k0][0] in the stored, row-major matrices.
+        const F* a = g.trans_a ? A + bl.k0 * g.lda + r0 : A + r0 * g.lda + bl.k0;
+        const F* b = g.trans_b ? Bm + bl.k0 : Bm + bl.k0 * g.ldb;
+        blas_gemm<F>(g.trans_a, g.trans_b, static_cast<int>(r1 - r0), static_cast<int>(bl.n_end),
+                     static_cast<int>(bl.k1 - bl.k0), g.alpha, a, lda, b, ldb, beta, C, ldc);
+        if (bl.n_end < g.n)
+          for (int64_t i = 0; i < r1 - r0; ++i)
+            std::memset(C + i * g.ldc + bl.n_end, 0, static_cast<size_t>(g.n - bl.n_end) * sizeof(F));
+      }
+    });
+  }
+  if (threads > 1) openblas_set_num_threads(threads);
+  return flops * static_cast<double>(g.repeat);
+}
+
 template <typename F>
 void CpuBackend<F>::gemm(const Op& op) {
   const GemmSpec& g = op.gemm;
+  if (g.blocked()) {
+    counted_[op.name] += gemm_blocked(op);
+    return;
+  }
   const int m = blas_int(g.m, op, "m"), n = blas_int(g.n, op, "n"), k = blas_int(g.k, op, "k");
   const int lda = blas_int(g.lda, op, "lda"), ldb = blas_int(g.ldb, op, "ldb"), ldc = blas_int(g.ldc, op, "ldc");
-  const auto ta = g.trans_a ? CblasTrans : CblasNoTrans;
-  const auto tb = g.trans_b ? CblasTrans : CblasNoTrans;
   const F* A0 = ptr(g.a) + g.a_offset;
   const F* B0 = ptr(g.b) + g.b_offset;
   F* C0 = ptr(g.c) + g.c_offset;
@@ -221,13 +292,8 @@ void CpuBackend<F>::gemm(const Op& op) {
     const F* B = B0 + r * g.repeat_b;
     F* C = C0 + r * g.repeat_c;
     auto one = [&](int64_t i) {
-      if constexpr (std::is_same_v<F, float>) {
-        cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, static_cast<float>(g.alpha), A + i * g.stride_a, lda,
-                    B + i * g.stride_b, ldb, static_cast<float>(beta), C + i * g.stride_c, ldc);
-      } else {
-        cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, g.alpha, A + i * g.stride_a, lda, B + i * g.stride_b, ldb, beta,
-                    C + i * g.stride_c, ldc);
-      }
+      blas_gemm<F>(g.trans_a, g.trans_b, m, n, k, g.alpha, A + i * g.stride_a, lda, B + i * g.stride_b, ldb, beta,
+                   C + i * g.stride_c, ldc);
     };
     // OpenBLAS 0.3.21 has no strided-batched call. The first batch - batch % threads members
     // run threads at a time, each on single-threaded OpenBLAS (no fork-join inside each

@@ -45,6 +45,7 @@ class CpuBackend final : public Backend {
 
  private:
   void gemm(const Op& op);
+  double gemm_blocked(const Op& op);  // GemmSpec::blocked(): returns the FLOPs executed
   F* ptr(const std::string& tensor);
   void fill_tensor(const TensorSpec& t, uint64_t seed);
 

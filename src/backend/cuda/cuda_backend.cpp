@@ -163,6 +163,9 @@ class CudaBackend final : public Backend {
   }
 
   void allocate(const LayerGraph& g) override {
+    FLOPSCOPE_CHECK(g.options.causal_block == 0,
+                    "cuda backend: the attention products run as whole strided batches (causal block 0), not in row "
+                    "blocks");
     release();
     graph_ = &g;
     for (const auto& t : g.tensors) {
