@@ -5,8 +5,8 @@
 #
 #   benchmarks/peer-pytorch.sh --install   creates the virtual environment and installs PyTorch
 #                                          from PyPI into it, then runs
-#   benchmarks/peer-pytorch.sh [args]      runs (args go to peer_pytorch.py: --widths, --repeats,
-#                                          --threads, --flopscope)
+#   benchmarks/peer-pytorch.sh [args]      runs (args go to peer_pytorch.py: --points, --repeats,
+#                                          --threads, --flopscope, --causal-block)
 #
 # The environment is build/peer-venv (PEER_VENV overrides). PyTorch's default Linux wheel
 # depends on the nvidia-* CUDA packages and triton (gigabytes). The benchmark runs on the CPU,

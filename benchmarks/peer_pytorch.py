@@ -7,7 +7,9 @@ own result, so both run the same layer): x -> LN1 -> QKV (bias) -> scores = Q K^
 -> FFN down (bias) -> + residual, forward and backward (dx and every weight and bias), fp32.
 
 PyTorch runs it twice: with explicit attention (the full s x s scores, masked, softmax, as
-flopscope executes it) and with scaled_dot_product_attention(is_causal=True). All times are
+flopscope executes it with --causal-block 0) and with scaled_dot_product_attention(is_causal=True).
+flopscope runs its default (--causal-block auto: the attention products in row blocks of 256
+that skip the masked blocks) unless --causal-block says otherwise. All times are
 timed (wall clock, medians of --repeats rounds after one warm-up); flopscope's is its measure result's
 layer total (totals.total.time_ms.median). The three run in rounds, one timed layer each per
 round, each after one untimed layer (flopscope: one measure process per round, its
@@ -17,8 +19,10 @@ torch.set_num_threads and OMP_NUM_THREADS for flopscope (and OPENBLAS_CORETYPE f
 scripts/openblas-coretype.sh, through peer-pytorch.sh).
 
 Before timing, the script checks the two layers are the same: PyTorch's counted matmul FLOPs
-(torch.utils.flop_counter, forward + backward, explicit attention) against flopscope's counted
-GEMM FLOPs, which must agree exactly.
+(torch.utils.flop_counter, forward + backward, explicit attention, the full square) against
+flopscope's GEMM FLOPs of the full square (counted, or for a blocked attention product its
+analytic full_square_flops, after checking its counted FLOPs are its executed analytic ones),
+which must agree exactly; flopscope's executed GEMM FLOPs are printed beside them.
 
 Run through benchmarks/peer-pytorch.sh (which holds the virtual environment).
 """
@@ -41,11 +45,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_POINTS = ["1/96:512:2", "3/96:2048:1", "12/96:2048:1"]
 
 
-def run_flopscope(binary, width, seq, batch, repeats, threads):
+def run_flopscope(binary, width, seq, batch, repeats, threads, causal_block):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     # Its verification run is the warm-up; the ceiling is not needed here.
     cmd = [binary, "measure", "--backend", "cpu", "--width", width, "--seq", str(seq), "--batch", str(batch),
-           "--repeats", str(repeats), "--warmup", "0", "--no-ceiling", "--format", "json"]
+           "--repeats", str(repeats), "--warmup", "0", "--no-ceiling", "--causal-block", causal_block,
+           "--format", "json"]
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
     return json.loads(out.stdout), cmd
 
@@ -118,6 +123,8 @@ def main():
     ap.add_argument("--points", nargs="+", default=DEFAULT_POINTS, help="width:seq:batch (default: %(default)s)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--causal-block", default="auto",
+                    help="flopscope's --causal-block: auto (256 on the cpu), or N, or 0 for the full square")
     ap.add_argument("--flopscope", default=os.path.join(ROOT, "build", "release", "src", "flopscope"))
     ap.add_argument("--out", help="also write the raw results (JSON) here")
     a = ap.parse_args()
@@ -135,12 +142,19 @@ def main():
     for point in a.points:
         width, seq, batch = point.split(":")
         seq, batch = int(seq), int(batch)
-        fs, cmd = run_flopscope(a.flopscope, width, seq, batch, 1, a.threads)
+        fs, cmd = run_flopscope(a.flopscope, width, seq, batch, 1, a.threads, a.causal_block)
         L = fs["layer"]
         d, heads, d_ff = L["d_model"], L["n_heads"], L["d_ff"]
         assert L["d_head"] * heads == d and L["batch"] == batch and L["seq"] == seq, L
         fs_ms = fs["totals"]["total"]["time_ms"]["median"]
-        fs_gemm = sum(o["counted_flops"] for o in fs["ops"] if o["kind"] in ("gemm", "batched_gemm"))
+        gemms = [o for o in fs["ops"] if o["kind"] in ("gemm", "batched_gemm")]
+        for o in gemms:
+            if o["counted_flops"] != o["flops"]:
+                print(f"peer-pytorch: {point}: {o['name']}: counted FLOPs {o['counted_flops']:.6g} are not the "
+                      f"executed analytic {o['flops']:.6g}", file=sys.stderr)
+                return 1
+        fs_gemm = sum(o.get("full_square_flops", o["counted_flops"]) for o in gemms)  # the full square
+        fs_executed = sum(o["counted_flops"] for o in gemms)
         layer = Layer(d, heads, d_ff, batch, seq)
         t_gemm = torch_matmul_flops(layer)
         if t_gemm != fs_gemm:
@@ -154,7 +168,7 @@ def main():
         fs_all, ex_all, sd_all, fs_ops = [fs_ms], [], [], [fs["ops"]]
         for r in range(a.repeats):
             if r > 0:
-                f, _ = run_flopscope(a.flopscope, width, seq, batch, 1, a.threads)
+                f, _ = run_flopscope(a.flopscope, width, seq, batch, 1, a.threads, a.causal_block)
                 fs_all.append(f["totals"]["total"]["time_ms"]["median"])
                 fs_ops.append(f["ops"])
             # Each after one untimed step, as flopscope's verification run precedes its timed
@@ -166,15 +180,17 @@ def main():
         fs_ms, ex_ms, sd_ms = statistics.median(fs_all), statistics.median(ex_all), statistics.median(sd_all)
         rows.append((point, d, heads, fs_ms, ex_ms, sd_ms))
         raw["points"].append({"point": point, "d_model": d, "heads": heads, "d_ff": d_ff, "batch": batch, "seq": seq,
-                              "gemm_flops_counted": fs_gemm, "flopscope_command": cmd,
+                              "gemm_flops_full_square": fs_gemm, "gemm_flops_executed_counted": fs_executed,
+                              "causal_block": L.get("causal_block"), "flopscope_command": cmd,
                               "flopscope_ms": fs_ms, "flopscope_samples": fs_all,
                               "flopscope_ops_ms": {o["name"]: statistics.median(ops[i]["time_ms"]["median"] for ops in fs_ops)
                                                    for i, o in enumerate(fs["ops"])},
                               "torch_explicit_ms": ex_ms, "torch_explicit_samples": ex_all,
                               "torch_sdpa_ms": sd_ms, "torch_sdpa_samples": sd_all,
                               "device": fs["device"]})
-        print(f"{point}: layer d_model {d}, {heads} heads, batch {batch}, seq {seq}; GEMM FLOPs {fs_gemm:.4g} in both "
-              f"(counted)", flush=True)
+        print(f"{point}: layer d_model {d}, {heads} heads, batch {batch}, seq {seq}; GEMM FLOPs of the full square "
+              f"{fs_gemm:.4g} in both (counted; flopscope's blocked attention products: analytic); flopscope "
+              f"executed {fs_executed:.4g} (counted, causal block {L.get('causal_block')})", flush=True)
     print()
     print(f"{'width:seq:batch':16s} {'flopscope ms':>13s} {'torch explicit':>15s} {'torch SDPA':>11s} "
           f"{'fs / explicit':>14s} {'fs / SDPA':>10s}")

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <fstream>
 #include <limits>
+#include <numeric>
 #include <thread>
 
 #include <fmt/format.h>
@@ -78,14 +79,68 @@ std::string blas_core_hint() {
                      __builtin_cpu_supports("avx512f") ? "SkylakeX" : "Haswell");
 }
 
-// Batch-threaded attention GEMMs (see CpuBackend::gemm); FLOPSCOPE_CPU_BATCH_THREADS=0 turns it
-// off, for comparing the two.
-bool batch_threading() {
+// How the GEMMs use the cores. By default OpenBLAS stays single-threaded and every product is
+// cut into bands of C that run on the backend's one thread pool (parallel.hpp), so no second
+// set of threads competes with the pool's for the cores (OpenBLAS's idle threads spin for a
+// while after each call, and a pool thread sharing a core with one ran its half of an op at
+// half speed). FLOPSCOPE_CPU_GEMM_THREADS=blas runs each call on OpenBLAS's own threads, one
+// at a time, for comparing the two.
+bool pool_gemms() {
   static const bool on = [] {
-    const char* v = std::getenv("FLOPSCOPE_CPU_BATCH_THREADS");
-    return v == nullptr || std::string(v) != "0";
+    const char* v = std::getenv("FLOPSCOPE_CPU_GEMM_THREADS");
+    return v == nullptr || std::string(v) != "blas";
   }();
   return on;
+}
+
+// One product C = alpha op(A) op(B) + beta C of row-major operands, in F.
+template <typename F>
+void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const F* A, int64_t lda, const F* B,
+               int64_t ldb, double beta, F* C, int64_t ldc) {
+  const auto a = ta ? CblasTrans : CblasNoTrans;
+  const auto b = tb ? CblasTrans : CblasNoTrans;
+  const int M = static_cast<int>(m), N = static_cast<int>(n), K = static_cast<int>(k);
+  const int LA = static_cast<int>(lda), LB = static_cast<int>(ldb), LC = static_cast<int>(ldc);
+  if constexpr (std::is_same_v<F, float>) {
+    cblas_sgemm(CblasRowMajor, a, b, M, N, K, static_cast<float>(alpha), A, LA, B, LB, static_cast<float>(beta), C, LC);
+  } else {
+    cblas_dgemm(CblasRowMajor, a, b, M, N, K, alpha, A, LA, B, LB, beta, C, LC);
+  }
+}
+
+// g's strided batch (one repeat: A, B, C already at it) with this beta. On the pool, each member
+// is cut into `parts` bands of C's rows (of its columns when C is wider than tall), multiples of
+// 16 (OpenBLAS's register tiles), parts chosen so the members x parts items divide evenly among
+// the threads; each item a single-threaded OpenBLAS call.
+template <typename F>
+void pooled_gemm(const GemmSpec& g, const F* A, const F* B, F* C, double beta) {
+  const int threads = cpu::cpu_threads();
+  if (!pool_gemms() || threads == 1) {
+    for (int64_t i = 0; i < g.batch; ++i)
+      blas_gemm<F>(g.trans_a, g.trans_b, g.m, g.n, g.k, g.alpha, A + i * g.stride_a, g.lda, B + i * g.stride_b, g.ldb,
+                   beta, C + i * g.stride_c, g.ldc);
+    return;
+  }
+  const int64_t parts = threads / std::gcd<int64_t>(g.batch, threads);
+  const bool rows = g.m >= g.n;
+  const int64_t len = rows ? g.m : g.n;
+  auto cut = [&](int64_t q) { return q >= parts ? len : std::min(len, (len * q / parts + 8) / 16 * 16); };
+  cpu::parallel_for(g.batch * parts, [&](int64_t i0, int64_t i1) {
+    for (int64_t it = i0; it < i1; ++it) {
+      const int64_t member = it / parts, q = it % parts, b0 = cut(q), b1 = cut(q + 1);
+      if (b0 >= b1) continue;
+      const F* a = A + member * g.stride_a;
+      const F* b = B + member * g.stride_b;
+      F* c = C + member * g.stride_c;
+      if (rows) {
+        blas_gemm<F>(g.trans_a, g.trans_b, b1 - b0, g.n, g.k, g.alpha, g.trans_a ? a + b0 : a + b0 * g.lda, g.lda, b,
+                     g.ldb, beta, c + b0 * g.ldc, g.ldc);
+      } else {
+        blas_gemm<F>(g.trans_a, g.trans_b, g.m, b1 - b0, g.k, g.alpha, a, g.lda, g.trans_b ? b + b0 * g.ldb : b + b0,
+                     g.ldb, beta, c + b0, g.ldc);
+      }
+    }
+  });
 }
 
 }  // namespace
@@ -98,6 +153,8 @@ nlohmann::json cpu_info_json() {
           {"blas_config", openblas_get_config()},
           {"blas_core", openblas_get_corename()},
           {"blas_threads", openblas_get_num_threads()},
+          {"gemm_threads", pool_gemms() ? "pool: bands of C, OpenBLAS single-threaded in each (the default)"
+                                        : "blas: OpenBLAS's own threads (FLOPSCOPE_CPU_GEMM_THREADS=blas)"},
           {"blas_coretype_env", std::getenv("OPENBLAS_CORETYPE") ? nlohmann::json(std::getenv("OPENBLAS_CORETYPE")) : nlohmann::json(nullptr)},
           {"threads", cpu::cpu_threads()},
           {"threads_source", cpu::cpu_threads_source()},
@@ -107,7 +164,10 @@ nlohmann::json cpu_info_json() {
 
 template <typename F>
 CpuBackend<F>::CpuBackend() {
-  cpu::apply_blas_threads();  // one thread count for the GEMMs and the other ops
+  // One thread count for the GEMMs and the other ops: the pool's (OpenBLAS single-threaded
+  // inside it), or with FLOPSCOPE_CPU_GEMM_THREADS=blas OpenBLAS's own.
+  cpu::apply_blas_threads();
+  if (pool_gemms()) openblas_set_num_threads(1);
 }
 
 template <typename F>
@@ -120,9 +180,11 @@ nlohmann::json CpuBackend<F>::device_json() const {
 
 template <typename F>
 std::string CpuBackend<F>::device_line() const {
-  return fmt::format("cpu: {} ({} hardware threads), OpenBLAS {} threads, core {}{}", read_cpu_model(),
-                     std::thread::hardware_concurrency(), openblas_get_num_threads(), openblas_get_corename(),
-                     blas_core_hint());
+  const std::string gemms = pool_gemms() ? fmt::format("GEMMs in bands on {} pool threads, OpenBLAS single-threaded in each",
+                                                       cpu::cpu_threads())
+                                         : fmt::format("GEMMs on OpenBLAS's {} threads", openblas_get_num_threads());
+  return fmt::format("cpu: {} ({} hardware threads), {}, OpenBLAS core {}{}", read_cpu_model(),
+                     std::thread::hardware_concurrency(), gemms, openblas_get_corename(), blas_core_hint());
 }
 
 template <typename F>
@@ -201,28 +263,11 @@ F* CpuBackend<F>::ptr(const std::string& tensor) {
   return data(tensor).data();
 }
 
-namespace {
-
-// One product C = alpha op(A) op(B) + beta C of row-major operands, in F.
-template <typename F>
-void blas_gemm(bool ta, bool tb, int m, int n, int k, double alpha, const F* A, int lda, const F* B, int ldb,
-               double beta, F* C, int ldc) {
-  const auto a = ta ? CblasTrans : CblasNoTrans;
-  const auto b = tb ? CblasTrans : CblasNoTrans;
-  if constexpr (std::is_same_v<F, float>) {
-    cblas_sgemm(CblasRowMajor, a, b, m, n, k, static_cast<float>(alpha), A, lda, B, ldb, static_cast<float>(beta), C,
-                ldc);
-  } else {
-    cblas_dgemm(CblasRowMajor, a, b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
-  }
-}
-
-}  // namespace
 
 // A causal attention product in row blocks of C (GemmSpec::blocked): each (member, row block)
-// runs the part GemmSpec::block names, on single-threaded OpenBLAS, the items split across
-// the threads by their FLOPs. c_lower writes 0 to the columns of its rows it skips. Returns
-// the FLOPs executed.
+// runs the part GemmSpec::block names as one single-threaded OpenBLAS call, the items split
+// across the pool by their FLOPs. c_lower writes 0 to the columns of its rows it skips.
+// Returns the FLOPs executed.
 template <typename F>
 double CpuBackend<F>::gemm_blocked(const Op& op) {
   const GemmSpec& g = op.gemm;
@@ -236,18 +281,14 @@ double CpuBackend<F>::gemm_blocked(const Op& op) {
     const GemmSpec::Block bl = g.block(r0, r1);
     return 2.0 * static_cast<double>(r1 - r0) * static_cast<double>(bl.n_end) * static_cast<double>(bl.k1 - bl.k0);
   };
-  const int lda = blas_int(g.lda, op, "lda"), ldb = blas_int(g.ldb, op, "ldb"), ldc = blas_int(g.ldc, op, "ldc");
-  blas_int(g.m, op, "m"), blas_int(g.n, op, "n"), blas_int(g.k, op, "k");
   const F* A0 = ptr(g.a) + g.a_offset;
   const F* B0 = ptr(g.b) + g.b_offset;
   F* C0 = ptr(g.c) + g.c_offset;
-  const int threads = cpu::cpu_threads();
   double flops = 0;
   for (int64_t it = 0; it < items; ++it) flops += item_flops(it);
-  if (threads > 1) openblas_set_num_threads(1);
   for (int64_t r = 0; r < g.repeat; ++r) {  // in turn: repeats that sum into one C never race
     const double beta = r == 0 ? g.beta : g.repeat_beta;
-    cpu::parallel_for_weighted(items, item_flops, [&](int64_t i0, int64_t i1) {
+    auto body = [&](int64_t i0, int64_t i1) {
       for (int64_t it = i0; it < i1; ++it) {
         const int64_t member = it / blocks;
         const auto [r0, r1] = rows_of(it);
@@ -258,57 +299,41 @@ double CpuBackend<F>::gemm_blocked(const Op& op) {
         // op(A)[r0][k0] and op(B)[k0][0] in the stored, row-major matrices.
         const F* a = g.trans_a ? A + bl.k0 * g.lda + r0 : A + r0 * g.lda + bl.k0;
         const F* b = g.trans_b ? Bm + bl.k0 : Bm + bl.k0 * g.ldb;
-        blas_gemm<F>(g.trans_a, g.trans_b, static_cast<int>(r1 - r0), static_cast<int>(bl.n_end),
-                     static_cast<int>(bl.k1 - bl.k0), g.alpha, a, lda, b, ldb, beta, C, ldc);
+        blas_gemm<F>(g.trans_a, g.trans_b, r1 - r0, bl.n_end, bl.k1 - bl.k0, g.alpha, a, g.lda, b, g.ldb, beta, C,
+                     g.ldc);
         if (bl.n_end < g.n)
           for (int64_t i = 0; i < r1 - r0; ++i)
             std::memset(C + i * g.ldc + bl.n_end, 0, static_cast<size_t>(g.n - bl.n_end) * sizeof(F));
       }
-    });
+    };
+    if (pool_gemms()) {
+      cpu::parallel_for_weighted(items, item_flops, body);
+    } else {
+      body(0, items);  // one call at a time, each on OpenBLAS's threads
+    }
   }
-  if (threads > 1) openblas_set_num_threads(threads);
   return flops * static_cast<double>(g.repeat);
 }
 
 template <typename F>
 void CpuBackend<F>::gemm(const Op& op) {
   const GemmSpec& g = op.gemm;
+  // OpenBLAS takes 32-bit dimensions.
+  for (const auto& [v, what] : {std::pair{g.m, "m"}, {g.n, "n"}, {g.k, "k"}, {g.lda, "lda"}, {g.ldb, "ldb"},
+                                {g.ldc, "ldc"}})
+    blas_int(v, op, what);
   if (g.blocked()) {
     counted_[op.name] += gemm_blocked(op);
     return;
   }
-  const int m = blas_int(g.m, op, "m"), n = blas_int(g.n, op, "n"), k = blas_int(g.k, op, "k");
-  const int lda = blas_int(g.lda, op, "lda"), ldb = blas_int(g.ldb, op, "ldb"), ldc = blas_int(g.ldc, op, "ldc");
-  const F* A0 = ptr(g.a) + g.a_offset;
-  const F* B0 = ptr(g.b) + g.b_offset;
-  F* C0 = ptr(g.c) + g.c_offset;
-  const int threads = cpu::cpu_threads();
-  const int64_t spread = threads > 1 && batch_threading() ? g.batch - g.batch % threads : 0;
-  // The outer repeat (grouped-query attention): shifts the operands, beta then repeat_beta.
-  // Repeats run one after another, so those that sum into one C (repeat_beta 1) never race.
-  for (int64_t r = 0; r < g.repeat; ++r) {
-    const double beta = r == 0 ? g.beta : g.repeat_beta;
-    const F* A = A0 + r * g.repeat_a;
-    const F* B = B0 + r * g.repeat_b;
-    F* C = C0 + r * g.repeat_c;
-    auto one = [&](int64_t i) {
-      blas_gemm<F>(g.trans_a, g.trans_b, m, n, k, g.alpha, A + i * g.stride_a, lda, B + i * g.stride_b, ldb, beta,
-                   C + i * g.stride_c, ldc);
-    };
-    // OpenBLAS 0.3.21 has no strided-batched call. The first batch - batch % threads members
-    // run threads at a time, each on single-threaded OpenBLAS (no fork-join inside each
-    // product); the rest one call per member, each on OpenBLAS's threads.
-    if (spread > 0) {
-      openblas_set_num_threads(1);
-      cpu::parallel_for(spread, [&](int64_t b0, int64_t b1) {
-        for (int64_t i = b0; i < b1; ++i) one(i);
-      });
-      openblas_set_num_threads(threads);
-    }
-    for (int64_t i = spread; i < g.batch; ++i) one(i);
-  }
+  // OpenBLAS 0.3.21 has no strided-batched call: pooled_gemm runs the members. The outer repeat
+  // (grouped-query attention) shifts the operands, beta then repeat_beta; repeats run one after
+  // another, so those that sum into one C (repeat_beta 1) never race.
+  for (int64_t r = 0; r < g.repeat; ++r)
+    pooled_gemm<F>(g, ptr(g.a) + g.a_offset + r * g.repeat_a, ptr(g.b) + g.b_offset + r * g.repeat_b,
+                   ptr(g.c) + g.c_offset + r * g.repeat_c, r == 0 ? g.beta : g.repeat_beta);
   // Every member of every repeat is counted: the full m x n x k product each.
-  counted_[op.name] += static_cast<double>(g.repeat) * static_cast<double>(g.batch) * 2.0 * m * static_cast<double>(n) * k;
+  counted_[op.name] += g.full_flops();
 }
 
 template <typename F>
@@ -461,6 +486,8 @@ nlohmann::json CpuBackend<F>::gemm_ceiling(Precision p, int64_t n64) {
   const int n = static_cast<int>(n64);
   const auto count = static_cast<size_t>(n) * static_cast<size_t>(n);
   BestRun best;
+  GemmSpec square;  // n x n x n, as the layer's GEMMs run (pooled_gemm)
+  square.m = square.n = square.k = square.lda = square.ldb = square.ldc = n;
   auto fill = [&](auto& v, uint64_t stream) {
     for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<typename std::decay_t<decltype(v)>::value_type>(uniform_pm1(1, stream, i));
   };
@@ -468,21 +495,23 @@ nlohmann::json CpuBackend<F>::gemm_ceiling(Precision p, int64_t n64) {
     std::vector<float> a(count), b(count), c(count);
     fill(a, 1);
     fill(b, 2);
-    best = best_sustained([&] { cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n); });
+    best = best_sustained([&] { pooled_gemm<float>(square, a.data(), b.data(), c.data(), 0.0); });
   } else {
     std::vector<double> a(count), b(count), c(count);
     fill(a, 1);
     fill(b, 2);
-    best = best_sustained([&] { cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0, a.data(), n, b.data(), n, 0.0, c.data(), n); });
+    best = best_sustained([&] { pooled_gemm<double>(square, a.data(), b.data(), c.data(), 0.0); });
   }
   const double s = best.seconds_per_call;
   const double flops = 2.0 * n * static_cast<double>(n) * n;
   return {{"dtype", to_string(p)}, {"n", n}, {"ms", s * 1e3}, {"flops_per_s", flops / s},
           {"runs", kCeilingRuns}, {"calls_per_run", best.calls_per_run},
-          {"source", fmt::format("timed: OpenBLAS {}gemm {}^3 on {} threads, the best of {} runs of {} back-to-back "
-                                 "calls (at least {} s each) after a warm-up call, per call",
-                                 p == Precision::fp32 ? "s" : "d", n, cpu::cpu_threads(), kCeilingRuns,
-                                 best.calls_per_run, kCeilingRunSeconds)}};
+          {"source", fmt::format("timed: OpenBLAS {}gemm {}^3 on {} threads ({}), the best of {} runs of {} "
+                                 "back-to-back calls (at least {} s each) after a warm-up call, per call",
+                                 p == Precision::fp32 ? "s" : "d", n, cpu::cpu_threads(),
+                                 pool_gemms() ? "bands of C on the backend's pool, as the layer's GEMMs"
+                                              : "OpenBLAS's own threads, as the layer's GEMMs",
+                                 kCeilingRuns, best.calls_per_run, kCeilingRunSeconds)}};
 }
 
 template <typename F>
