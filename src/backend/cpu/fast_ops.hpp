@@ -17,6 +17,10 @@
 
 #include <cstdint>
 
+namespace flopscope {
+struct RopeSpec;  // graph/graph.hpp
+}
+
 namespace flopscope::cpu {
 
 // The CPU features the fp32 kernels use: "avx2+fma" or "baseline x86-64 (SSE2)".
@@ -47,6 +51,24 @@ template <typename F>
 double cross_entropy_forward(const F* logits, const F* targets, F* loss, int64_t rows, int64_t vocab);
 template <typename F>
 double cross_entropy_backward(const F* logits, const F* targets, F* dlogits, int64_t rows, int64_t vocab);
+
+// The Llama-family ops (and OPT's ReLU).
+template <typename F>
+double rmsnorm_forward(const F* x, const F* gamma, F* y, F* rstd, int64_t rows, int64_t cols);
+template <typename F>
+double rmsnorm_backward(const F* dy, const F* x, const F* gamma, const F* rstd, F* dx, F* dgamma, int64_t rows,
+                        int64_t cols);
+// In place on a (rows, cols) qkv tensor; rows threaded.
+template <typename F>
+double rope(F* x, int64_t rows, int64_t cols, const RopeSpec& r, bool backward);
+template <typename F>
+double swiglu_forward(const F* gate, const F* up, F* h, int64_t n);
+template <typename F>
+double swiglu_backward(const F* gate, const F* up, const F* dh, F* dgate, F* dup, int64_t n);
+template <typename F>
+double relu_forward(const F* x, F* y, int64_t n);
+template <typename F>
+double relu_backward(const F* x, const F* dy, F* dx, int64_t n);
 
 // fp8 emulation: y = e4m3(x * scale) / scale over a (rows, cols) x, y (rows, cols) or, with
 // transpose, (cols, rows). Returns the largest |x| seen (for delayed scaling).
