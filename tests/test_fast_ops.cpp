@@ -236,6 +236,26 @@ TEST(FastOps, RopeMatchesTheReferenceInPlace) {
     }
 }
 
+// Angles up to 5.3e5 rad, past kFastTrigMax (2^19) where the fast cos, sin hand over to std::.
+TEST(FastOps, RopeAtLargePositionsMatchesTheReference) {
+  RopeSpec spec;
+  spec.batch = 1;
+  spec.kv_heads = 1;
+  spec.group = 0;  // (K, V) per group: one rotated head
+  spec.d_head = 2;  // one pair, inv_freq 1: angle = position
+  const int64_t rows = 530000, cols = 4;
+  const auto xd0 = rand_d(static_cast<size_t>(rows * cols), 36, 3);
+  std::vector<double> xd = xd0, rxd = xd0;
+  cpu::rope(xd.data(), rows, cols, spec, false);
+  ref::rope(rxd.data(), rows, cols, spec, false);
+  EXPECT_LT(rel_err_d(xd, rxd), kFp64Tol);
+  std::vector<float> x(xd0.begin(), xd0.end());
+  std::vector<double> rx(x.begin(), x.end());
+  cpu::rope(x.data(), rows, cols, spec, true);
+  ref::rope(rx.data(), rows, cols, spec, true);
+  EXPECT_LT(rel_err(x, rx), kLlamaTol);
+}
+
 TEST(FastOps, SwigluAndReluMatchTheReference) {
   for (int64_t n : {37 * 77, 100003}) {  // one thread; several
     const auto gate = rand_f(static_cast<size_t>(n), 29, 12);  // both tails of the sigmoid

@@ -340,11 +340,57 @@ FS_INLINE void rms_bwd_body(const F* dy, const F* x, const F* gamma, const F* rs
   }
 }
 
+// cos and sin of the angles pos * inv_freq_j, j < half, into cs, sn as F (sn negated for the
+// backward). In double and vectorised: a = k pi/2 + r, |r| <= pi/4, k = round(a 2/pi) by the
+// 1.5 * 2^52 trick (its low bits give the quadrant k mod 4); r by three-part Cody-Waite (each
+// part of pi/2 has 33 bits, so k * part is exact for k < 2^20); sin r, cos r by fdlibm's
+// kernel polynomials (__kernel_sin, __kernel_cos: error below 2^-58 on |r| <= pi/4). Results
+// agree with std::sin, std::cos to about 1e-16 absolute for angles below kFastTrigMax; a row
+// whose angles reach it (positions past 2^19, or theta < 1) calls std::cos, std::sin.
+constexpr double kFastTrigMax = 524288.0;  // 2^19: k < 2^19 * 2/pi < 2^20
+
+template <typename F>
+FS_INLINE void rope_cos_sin(int64_t pos, const double* inv_freq, F* cs, F* sn, int64_t half, bool backward) {
+  const auto p = static_cast<double>(pos);
+  if (p * std::max(inv_freq[0], inv_freq[half - 1]) >= kFastTrigMax) {
+    for (int64_t j = 0; j < half; ++j) {
+      const double ang = p * inv_freq[j];
+      cs[j] = static_cast<F>(std::cos(ang));
+      sn[j] = static_cast<F>(backward ? -std::sin(ang) : std::sin(ang));
+    }
+    return;
+  }
+  constexpr double kTwoOverPi = 6.36619772367581382433e-01, kRound = 6755399441055744.0;  // 1.5 * 2^52
+  constexpr double kPio2_1 = 1.57079632673412561417e+00, kPio2_2 = 6.07710050630396597660e-11,
+                   kPio2_3 = 2.02226624871116645580e-21;
+  constexpr double kS1 = -1.66666666666666324348e-01, kS2 = 8.33333333332248946124e-03,
+                   kS3 = -1.98412698298579493134e-04, kS4 = 2.75573137070700676789e-06,
+                   kS5 = -2.50507602534068634195e-08, kS6 = 1.58969099521155010221e-10;
+  constexpr double kC1 = 4.16666666666666019037e-02, kC2 = -1.38888888888741095749e-03,
+                   kC3 = 2.48015872894767294178e-05, kC4 = -2.75573143513906633035e-07,
+                   kC5 = 2.08757232129817482790e-09, kC6 = -1.13596475577881948265e-11;
+  const double sign = backward ? -1.0 : 1.0;
+  for (int64_t j = 0; j < half; ++j) {
+    const double a = p * inv_freq[j];  // the reference's angle, bit for bit
+    const double t = a * kTwoOverPi + kRound;
+    const double k = t - kRound;
+    const int64_t q = std::bit_cast<int64_t>(t) & 3;  // k mod 4
+    const double r = ((a - k * kPio2_1) - k * kPio2_2) - k * kPio2_3;
+    const double z = r * r;
+    const double sr = r + r * z * (kS1 + z * (kS2 + z * (kS3 + z * (kS4 + z * (kS5 + z * kS6)))));
+    const double cr = 1.0 - 0.5 * z + z * z * (kC1 + z * (kC2 + z * (kC3 + z * (kC4 + z * (kC5 + z * kC6)))));
+    // a = k pi/2 + r: quadrant q turns (cos r, sin r) by q quarter turns.
+    const double c0 = (q & 1) ? sr : cr, s0 = (q & 1) ? cr : sr;
+    const double c = (q == 1 || q == 2) ? -c0 : c0, s = (q & 2) ? -s0 : s0;
+    cs[j] = static_cast<F>(c);
+    sn[j] = static_cast<F>(sign * s);
+  }
+}
+
 // RoPE on rows [r0, r1) of a (rows, cols) qkv tensor, in place. Row t is at position t / batch;
 // the consecutive rows of one position (its batch members) share one cos, sin table of d_head/2
-// values, computed in double from inv_freq (d_head/2: theta^(-2j/d_head)) as the reference does
-// (same angle, same std::cos, std::sin), stored as F in cs, sn (d_head/2 each, scratch). The
-// backward rotates by the negative angle.
+// values (rope_cos_sin, from inv_freq (d_head/2): theta^(-2j/d_head)), stored as F in cs, sn
+// (scratch, d_head/2 each). The backward rotates by the negative angle.
 template <typename F>
 FS_INLINE void rope_body(F* x, const double* inv_freq, F* cs, F* sn, int64_t r0, int64_t r1, int64_t cols,
                          int64_t batch, int64_t kv_heads, int64_t group, int64_t d_head, bool backward) {
@@ -353,11 +399,7 @@ FS_INLINE void rope_body(F* x, const double* inv_freq, F* cs, F* sn, int64_t r0,
   for (int64_t t = r0; t < r1; ++t) {
     const int64_t pos = t / batch;
     if (pos != at) {
-      for (int64_t j = 0; j < half; ++j) {
-        const double ang = static_cast<double>(pos) * inv_freq[j];
-        cs[j] = static_cast<F>(std::cos(ang));
-        sn[j] = static_cast<F>(backward ? -std::sin(ang) : std::sin(ang));
-      }
+      rope_cos_sin(pos, inv_freq, cs, sn, half, backward);
       at = pos;
     }
     F* row = x + t * cols;
@@ -638,9 +680,14 @@ double rmsnorm_backward(const F* dy, const F* x, const F* gamma, const F* rstd, 
 template <typename F>
 double rope(F* x, int64_t rows, int64_t cols, const RopeSpec& r, bool backward) {
   const int64_t half = r.d_head / 2;
+  const double flops =
+      fc::kRope * static_cast<double>(rows) * static_cast<double>(r.kv_heads * (r.group + 1) * r.d_head);
+  if (half == 0) return flops;
   std::vector<double> inv_freq(static_cast<size_t>(half));  // theta^(-2j/d_head), as ref::rope_angle has it
-  for (int64_t j = 0; j < half; ++j)
-    inv_freq[static_cast<size_t>(j)] = std::pow(r.theta, -2.0 * static_cast<double>(j) / static_cast<double>(r.d_head));
+  for (int64_t j = 0; j < half; ++j) {
+    const double e = -2.0 * static_cast<double>(j) / static_cast<double>(r.d_head);
+    inv_freq[static_cast<size_t>(j)] = std::pow(r.theta, e);
+  }
   parallel_for(
       rows,
       [&](int64_t r0, int64_t r1) {
@@ -649,7 +696,7 @@ double rope(F* x, int64_t rows, int64_t cols, const RopeSpec& r, bool backward) 
                 backward);
       },
       row_grain(cols));
-  return fc::kRope * static_cast<double>(rows) * static_cast<double>(r.kv_heads * (r.group + 1) * r.d_head);
+  return flops;
 }
 
 template <typename F>
@@ -698,7 +745,8 @@ float cast_fp8(const F* x, F* y, int64_t rows, int64_t cols, bool transpose, flo
       const int64_t nr = std::min(kTileRows, r1 - rb);
       for (int64_t cb = 0; cb < cols; cb += kTileCols) {
         const int64_t nc = std::min(kTileCols, cols - cb);
-        for (int64_t i = 0; i < nr; ++i) FS_CALL(F, cast_fp8, x + (rb + i) * cols + cb, tile + i * kTileCols, nc, scale, m);
+        for (int64_t i = 0; i < nr; ++i)
+          FS_CALL(F, cast_fp8, x + (rb + i) * cols + cb, tile + i * kTileCols, nc, scale, m);
         for (int64_t c = 0; c < nc; ++c)
           for (int64_t i = 0; i < nr; ++i) y[(cb + c) * rows + rb + i] = tile[i * kTileCols + c];
       }

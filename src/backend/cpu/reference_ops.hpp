@@ -334,7 +334,8 @@ float cast_fp8(const F* x, F* y, int64_t rows, int64_t cols, bool transpose, flo
     for (int64_t c = 0; c < cols; ++c) {
       const F v = x[r * cols + c];
       m = std::max(m, static_cast<float>(std::fabs(v)));
-      y[transpose ? c * rows + r : r * cols + c] = static_cast<F>(fp8::e4m3_quantize(static_cast<float>(v), scale) / scale);
+      const float q = fp8::e4m3_quantize(static_cast<float>(v), scale) / scale;
+      y[transpose ? c * rows + r : r * cols + c] = static_cast<F>(q);
     }
   return m;
 }
