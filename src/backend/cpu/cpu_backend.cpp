@@ -374,16 +374,16 @@ void CpuBackend<F>::run(const Op& op) {
       flops = flop_convention::kCastFp8 * static_cast<double>(op.rows * op.cols);
       break;
     }
-    case OpImpl::rmsnorm_fwd: flops = ref::rmsnorm_forward(in(0), in(1), out(0), out(1), op.rows, op.cols); break;
+    case OpImpl::rmsnorm_fwd: flops = cpu::rmsnorm_forward(in(0), in(1), out(0), out(1), op.rows, op.cols); break;
     case OpImpl::rmsnorm_bwd:
-      flops = ref::rmsnorm_backward(in(0), in(1), in(2), in(3), out(0), out(1), op.rows, op.cols);
+      flops = cpu::rmsnorm_backward(in(0), in(1), in(2), in(3), out(0), out(1), op.rows, op.cols);
       break;
-    case OpImpl::rope_fwd: flops = ref::rope(out(0), op.rows, op.cols, op.rope, false); break;
-    case OpImpl::rope_bwd: flops = ref::rope(out(0), op.rows, op.cols, op.rope, true); break;
-    case OpImpl::swiglu_fwd: flops = ref::swiglu_forward(in(0), in(1), out(0), n); break;
-    case OpImpl::swiglu_bwd: flops = ref::swiglu_backward(in(0), in(1), in(2), out(0), out(1), n); break;
-    case OpImpl::relu_fwd: flops = ref::relu_forward(in(0), out(0), n); break;
-    case OpImpl::relu_bwd: flops = ref::relu_backward(in(0), in(1), out(0), n); break;
+    case OpImpl::rope_fwd: flops = cpu::rope(out(0), op.rows, op.cols, op.rope, false); break;
+    case OpImpl::rope_bwd: flops = cpu::rope(out(0), op.rows, op.cols, op.rope, true); break;
+    case OpImpl::swiglu_fwd: flops = cpu::swiglu_forward(in(0), in(1), out(0), n); break;
+    case OpImpl::swiglu_bwd: flops = cpu::swiglu_backward(in(0), in(1), in(2), out(0), out(1), n); break;
+    case OpImpl::relu_fwd: flops = cpu::relu_forward(in(0), out(0), n); break;
+    case OpImpl::relu_bwd: flops = cpu::relu_backward(in(0), in(1), out(0), n); break;
     case OpImpl::gemm: break;
   }
   counted_[op.name] += flops;

@@ -301,6 +301,188 @@ FS_INLINE void ce_bwd_body(const F* logits, const F* targets, F* dlogits, int64_
   }
 }
 
+// Rows [r0, r1) of a (rows, cols) x: y = x * rstd * gamma, rstd = 1 / sqrt(mean_j x^2 + eps).
+template <typename F>
+FS_INLINE void rms_fwd_body(const F* x, const F* gamma, F* y, F* rstd, int64_t r0, int64_t r1, int64_t cols) {
+  const F inv_n = F(1) / static_cast<F>(cols);
+  for (int64_t r = r0; r < r1; ++r) {
+    const F* xr = x + r * cols;
+    F* yr = y + r * cols;
+    const F rs = F(1) / std::sqrt(row_dot(xr, xr, cols) * inv_n + static_cast<F>(ref::kRmsNormEps));
+    for (int64_t j = 0; j < cols; ++j) yr[j] = xr[j] * rs * gamma[j];
+    rstd[r] = rs;
+  }
+}
+
+// dx for rows [r0, r1); their dgamma terms added to dg (cols, double).
+template <typename F>
+FS_INLINE void rms_bwd_body(const F* dy, const F* x, const F* gamma, const F* rstd, F* dx, double* dg, int64_t r0,
+                            int64_t r1, int64_t cols) {
+  const F inv_n = F(1) / static_cast<F>(cols);
+  for (int64_t r = r0; r < r1; ++r) {
+    const F* xr = x + r * cols;
+    const F* dyr = dy + r * cols;
+    F* dxr = dx + r * cols;
+    const F rs = rstd[r];
+    F s[kLanes] = {};
+    int64_t j = 0;
+    for (; j + kLanes <= cols; j += kLanes)
+      for (int k = 0; k < kLanes; ++k) s[k] += dyr[j + k] * gamma[j + k] * (xr[j + k] * rs);
+    F sum_gx = 0;
+    for (; j < cols; ++j) sum_gx += dyr[j] * gamma[j] * (xr[j] * rs);
+    for (int k = 0; k < kLanes; ++k) sum_gx += s[k];
+    const F m = sum_gx * inv_n;
+    for (j = 0; j < cols; ++j) {
+      const F xhat = xr[j] * rs;
+      dxr[j] = rs * (dyr[j] * gamma[j] - xhat * m);
+      dg[j] += static_cast<double>(dyr[j] * xhat);
+    }
+  }
+}
+
+// cos and sin of the angles pos * inv_freq_j, j < half, into cs, sn as F (sn negated for the
+// backward). In double and vectorised: a = k pi/2 + r, |r| <= pi/4, k = round(a 2/pi) by the
+// 1.5 * 2^52 trick (its low bits give the quadrant k mod 4); r by three-part Cody-Waite (each
+// part of pi/2 has 33 bits, so k * part is exact for k < 2^20); sin r, cos r by fdlibm's
+// kernel polynomials (__kernel_sin, __kernel_cos: error below 2^-58 on |r| <= pi/4). Results
+// agree with std::sin, std::cos to about 1e-16 absolute for angles below kFastTrigMax; a row
+// whose angles reach it (positions past 2^19, or theta < 1) calls std::cos, std::sin.
+constexpr double kFastTrigMax = 524288.0;  // 2^19: k < 2^19 * 2/pi < 2^20
+
+template <typename F>
+FS_INLINE void rope_cos_sin(int64_t pos, const double* inv_freq, F* cs, F* sn, int64_t half, bool backward) {
+  const auto p = static_cast<double>(pos);
+  if (p * std::max(inv_freq[0], inv_freq[half - 1]) >= kFastTrigMax) {
+    for (int64_t j = 0; j < half; ++j) {
+      const double ang = p * inv_freq[j];
+      cs[j] = static_cast<F>(std::cos(ang));
+      sn[j] = static_cast<F>(backward ? -std::sin(ang) : std::sin(ang));
+    }
+    return;
+  }
+  constexpr double kTwoOverPi = 6.36619772367581382433e-01, kRound = 6755399441055744.0;  // 1.5 * 2^52
+  constexpr double kPio2_1 = 1.57079632673412561417e+00, kPio2_2 = 6.07710050630396597660e-11,
+                   kPio2_3 = 2.02226624871116645580e-21;
+  constexpr double kS1 = -1.66666666666666324348e-01, kS2 = 8.33333333332248946124e-03,
+                   kS3 = -1.98412698298579493134e-04, kS4 = 2.75573137070700676789e-06,
+                   kS5 = -2.50507602534068634195e-08, kS6 = 1.58969099521155010221e-10;
+  constexpr double kC1 = 4.16666666666666019037e-02, kC2 = -1.38888888888741095749e-03,
+                   kC3 = 2.48015872894767294178e-05, kC4 = -2.75573143513906633035e-07,
+                   kC5 = 2.08757232129817482790e-09, kC6 = -1.13596475577881948265e-11;
+  const double sign = backward ? -1.0 : 1.0;
+  for (int64_t j = 0; j < half; ++j) {
+    const double a = p * inv_freq[j];  // the reference's angle, bit for bit
+    const double t = a * kTwoOverPi + kRound;
+    const double k = t - kRound;
+    const int64_t q = std::bit_cast<int64_t>(t) & 3;  // k mod 4
+    const double r = ((a - k * kPio2_1) - k * kPio2_2) - k * kPio2_3;
+    const double z = r * r;
+    const double sr = r + r * z * (kS1 + z * (kS2 + z * (kS3 + z * (kS4 + z * (kS5 + z * kS6)))));
+    const double cr = 1.0 - 0.5 * z + z * z * (kC1 + z * (kC2 + z * (kC3 + z * (kC4 + z * (kC5 + z * kC6)))));
+    // a = k pi/2 + r: quadrant q turns (cos r, sin r) by q quarter turns.
+    const double c0 = (q & 1) ? sr : cr, s0 = (q & 1) ? cr : sr;
+    const double c = (q == 1 || q == 2) ? -c0 : c0, s = (q & 2) ? -s0 : s0;
+    cs[j] = static_cast<F>(c);
+    sn[j] = static_cast<F>(sign * s);
+  }
+}
+
+// RoPE on rows [r0, r1) of a (rows, cols) qkv tensor, in place. Row t is at position t / batch;
+// the consecutive rows of one position (its batch members) share one cos, sin table of d_head/2
+// values (rope_cos_sin, from inv_freq (d_head/2): theta^(-2j/d_head)), stored as F in cs, sn
+// (scratch, d_head/2 each). The backward rotates by the negative angle.
+template <typename F>
+FS_INLINE void rope_body(F* x, const double* inv_freq, F* cs, F* sn, int64_t r0, int64_t r1, int64_t cols,
+                         int64_t batch, int64_t kv_heads, int64_t group, int64_t d_head, bool backward) {
+  const int64_t half = d_head / 2;
+  int64_t at = -1;  // the position cs, sn hold
+  for (int64_t t = r0; t < r1; ++t) {
+    const int64_t pos = t / batch;
+    if (pos != at) {
+      rope_cos_sin(pos, inv_freq, cs, sn, half, backward);
+      at = pos;
+    }
+    F* row = x + t * cols;
+    for (int64_t grp = 0; grp < kv_heads; ++grp)
+      for (int64_t hd = 0; hd <= group; ++hd) {  // the group's queries and its K; V (hd = group + 1) stays
+        F* __restrict lo = row + (grp * (group + 2) + hd) * d_head;  // x_j,          j < d_head/2
+        F* __restrict hi = lo + half;                                 // x_{j+d_head/2}
+        for (int64_t j = 0; j < half; ++j) {
+          const F a = lo[j], b = hi[j];
+          lo[j] = a * cs[j] - b * sn[j];
+          hi[j] = b * cs[j] + a * sn[j];
+        }
+      }
+  }
+}
+
+// h = silu(g) * u = g * sigmoid(g) * u.
+template <typename F>
+FS_INLINE void swiglu_fwd_body(const F* gate, const F* up, F* h, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const F g = gate[i];
+    h[i] = g / (F(1) + exp_fast(-g)) * up[i];
+  }
+}
+
+// du = dh * silu(g);  dg = dh * u * s (1 + g (1 - s)), s = sigmoid(g).
+template <typename F>
+FS_INLINE void swiglu_bwd_body(const F* gate, const F* up, const F* dh, F* dgate, F* dup, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const F g = gate[i];
+    const F s = F(1) / (F(1) + exp_fast(-g));
+    dup[i] = dh[i] * g * s;
+    dgate[i] = dh[i] * up[i] * s * (F(1) + g * (F(1) - s));
+  }
+}
+
+template <typename F>
+FS_INLINE void relu_fwd_body(const F* x, F* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > F(0) ? x[i] : F(0);
+}
+
+template <typename F>
+FS_INLINE void relu_bwd_body(const F* x, const F* dy, F* dx, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dx[i] = x[i] > F(0) ? dy[i] : F(0);
+}
+
+// y_i = e4m3(x_i * scale) / scale over n contiguous elements, bit for bit what
+// fp8::e4m3_quantize(float(x_i), scale) / scale gives, written branch-free on the float's bits
+// (v = float(x_i) * scale, mag = |v|'s bits) so that it vectorises:
+//  - mag >= 2^-6 (normal in E4M3): round the 20 low mantissa bits off to nearest even, the
+//    carry moving into the exponent as the code's does (mag + 0x7FFFF + kept lsb, then mask);
+//  - mag < 2^-6 (subnormal or zero in E4M3): |v| rounded to a multiple of 2^-9, nearest even,
+//    by float addition: (|v| + 2^14) - 2^14 (the sum lies in [2^14, 2^15), whose ulp is 2^-9);
+//  - |v| >= 448 or infinite: 448; the sign put back; NaN: the positive quiet NaN.
+// *amax becomes the larger of itself and the bits of max_i |float(x_i)| over the non-NaN
+// elements: for non-negative floats the bits order as the values, so the max is an integer one,
+// which vectorises (std::max(m, NaN) = m in the scalar loop: NaN is skipped there too).
+template <typename F>
+FS_INLINE void cast_fp8_body(const F* x, F* y, int64_t n, float scale, int32_t* amax) {
+  int32_t m[kLanes] = {};
+  auto one = [scale](F xv, int32_t& mx) -> F {
+    const float v = static_cast<float>(xv);
+    const uint32_t vm = std::bit_cast<uint32_t>(v) & 0x7FFFFFFFu;
+    mx = std::max(mx, vm > 0x7F800000u ? 0 : static_cast<int32_t>(vm));
+    const uint32_t bits = std::bit_cast<uint32_t>(v * scale);
+    const uint32_t sign = bits & 0x80000000u, mag = bits & 0x7FFFFFFFu;
+    const uint32_t normal = (mag + 0x7FFFFu + ((mag >> 20) & 1u)) & 0xFFF00000u;
+    const float sub = (std::bit_cast<float>(mag) + 16384.0f) - 16384.0f;
+    uint32_t q = mag < 0x3C800000u ? std::bit_cast<uint32_t>(sub) : normal;  // 0x3C800000: 2^-6
+    q = mag >= 0x43E00000u ? 0x43E00000u : q;                                // 448
+    q |= sign;
+    q = mag > 0x7F800000u ? 0x7FC00000u : q;  // NaN
+    return static_cast<F>(std::bit_cast<float>(q) / scale);
+  };
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int k = 0; k < kLanes; ++k) y[i + k] = one(x[i + k], m[k]);
+  int32_t r = *amax;
+  for (; i < n; ++i) y[i] = one(x[i], r);
+  for (int k = 0; k < kLanes; ++k) r = std::max(r, m[k]);
+  *amax = r;
+}
+
 // The fp32 builds of each body: AVX2 + FMA, and the baseline ISA.
 #define FS_KERNEL(name, params, args)                       \
   FS_AVX2 void name##_avx2 params { name##_body<float> args; } \
@@ -326,6 +508,22 @@ FS_KERNEL(ce_fwd, (const float* z, const float* t, float* l, float* s, int64_t r
           (z, t, l, s, r0, r1, v))
 FS_KERNEL(ce_bwd, (const float* z, const float* t, float* dz, int64_t r0, int64_t r1, int64_t v, float inv),
           (z, t, dz, r0, r1, v, inv))
+FS_KERNEL(rms_fwd, (const float* x, const float* g, float* y, float* rs, int64_t r0, int64_t r1, int64_t c),
+          (x, g, y, rs, r0, r1, c))
+FS_KERNEL(rms_bwd,
+          (const float* dy, const float* x, const float* g, const float* rs, float* dx, double* dg, int64_t r0,
+           int64_t r1, int64_t c),
+          (dy, x, g, rs, dx, dg, r0, r1, c))
+FS_KERNEL(rope,
+          (float* x, const double* f, float* cs, float* sn, int64_t r0, int64_t r1, int64_t c, int64_t b, int64_t kv,
+           int64_t g, int64_t d, bool bwd),
+          (x, f, cs, sn, r0, r1, c, b, kv, g, d, bwd))
+FS_KERNEL(swiglu_fwd, (const float* g, const float* u, float* h, int64_t n), (g, u, h, n))
+FS_KERNEL(swiglu_bwd, (const float* g, const float* u, const float* dh, float* dg, float* du, int64_t n),
+          (g, u, dh, dg, du, n))
+FS_KERNEL(relu_fwd, (const float* x, float* y, int64_t n), (x, y, n))
+FS_KERNEL(relu_bwd, (const float* x, const float* dy, float* dx, int64_t n), (x, dy, dx, n))
+FS_KERNEL(cast_fp8, (const float* x, float* y, int64_t n, float s, int32_t* m), (x, y, n, s, m))
 #undef FS_KERNEL
 
 // name's fp32 build for this CPU, or its fp64 body.
@@ -460,21 +658,101 @@ double cross_entropy_backward(const F* logits, const F* targets, F* dlogits, int
 }
 
 template <typename F>
-float cast_fp8(const F* x, F* y, int64_t rows, int64_t cols, bool transpose, float scale) {
+double rmsnorm_forward(const F* x, const F* gamma, F* y, F* rstd, int64_t rows, int64_t cols) {
+  parallel_for(
+      rows, [&](int64_t r0, int64_t r1) { FS_CALL(F, rms_fwd, x, gamma, y, rstd, r0, r1, cols); }, row_grain(cols));
+  return fc::kRmsNormFwd * static_cast<double>(rows) * static_cast<double>(cols);
+}
+
+template <typename F>
+double rmsnorm_backward(const F* dy, const F* x, const F* gamma, const F* rstd, F* dx, F* dgamma, int64_t rows,
+                        int64_t cols) {
   const int threads = row_threads(rows, cols);
-  std::vector<float> amax(static_cast<size_t>(threads), 0.0f);
+  std::vector<double> dg(static_cast<size_t>(threads * cols), 0.0);
   parallel_threads(threads, [&](int t) {
-    float m = 0;
-    for (int64_t r = rows * t / threads; r < rows * (t + 1) / threads; ++r)
-      for (int64_t c = 0; c < cols; ++c) {
-        const F v = x[r * cols + c];
-        m = std::max(m, static_cast<float>(std::fabs(v)));
-        y[transpose ? c * rows + r : r * cols + c] =
-            static_cast<F>(fp8::e4m3_quantize(static_cast<float>(v), scale) / scale);
-      }
-    amax[static_cast<size_t>(t)] = m;
+    FS_CALL(F, rms_bwd, dy, x, gamma, rstd, dx, dg.data() + t * cols, rows * t / threads, rows * (t + 1) / threads,
+            cols);
   });
-  return *std::max_element(amax.begin(), amax.end());
+  reduce_columns(dg, threads, cols, dgamma);
+  return fc::kRmsNormBwd * static_cast<double>(rows) * static_cast<double>(cols);
+}
+
+template <typename F>
+double rope(F* x, int64_t rows, int64_t cols, const RopeSpec& r, bool backward) {
+  const int64_t half = r.d_head / 2;
+  const double flops =
+      fc::kRope * static_cast<double>(rows) * static_cast<double>(r.kv_heads * (r.group + 1) * r.d_head);
+  if (half == 0) return flops;
+  std::vector<double> inv_freq(static_cast<size_t>(half));  // theta^(-2j/d_head), as ref::rope_angle has it
+  for (int64_t j = 0; j < half; ++j) {
+    const double e = -2.0 * static_cast<double>(j) / static_cast<double>(r.d_head);
+    inv_freq[static_cast<size_t>(j)] = std::pow(r.theta, e);
+  }
+  parallel_for(
+      rows,
+      [&](int64_t r0, int64_t r1) {
+        std::vector<F> cs(static_cast<size_t>(half)), sn(cs.size());
+        FS_CALL(F, rope, x, inv_freq.data(), cs.data(), sn.data(), r0, r1, cols, r.batch, r.kv_heads, r.group, r.d_head,
+                backward);
+      },
+      row_grain(cols));
+  return flops;
+}
+
+template <typename F>
+double swiglu_forward(const F* gate, const F* up, F* h, int64_t n) {
+  parallel_for(n, [&](int64_t b, int64_t e) { FS_CALL(F, swiglu_fwd, gate + b, up + b, h + b, e - b); }, kGrainElems);
+  return fc::kSwigluFwd * static_cast<double>(n);
+}
+
+template <typename F>
+double swiglu_backward(const F* gate, const F* up, const F* dh, F* dgate, F* dup, int64_t n) {
+  parallel_for(
+      n, [&](int64_t b, int64_t e) { FS_CALL(F, swiglu_bwd, gate + b, up + b, dh + b, dgate + b, dup + b, e - b); },
+      kGrainElems);
+  return fc::kSwigluBwd * static_cast<double>(n);
+}
+
+template <typename F>
+double relu_forward(const F* x, F* y, int64_t n) {
+  parallel_for(n, [&](int64_t b, int64_t e) { FS_CALL(F, relu_fwd, x + b, y + b, e - b); }, kGrainElems);
+  return fc::kReluFwd * static_cast<double>(n);
+}
+
+template <typename F>
+double relu_backward(const F* x, const F* dy, F* dx, int64_t n) {
+  parallel_for(n, [&](int64_t b, int64_t e) { FS_CALL(F, relu_bwd, x + b, dy + b, dx + b, e - b); }, kGrainElems);
+  return fc::kReluBwd * static_cast<double>(n);
+}
+
+// Rows split across threads, each with its own amax. Transposed, a thread quantises tiles of
+// kTileRows x kTileCols of its rows into a buffer and writes each tile column as kTileRows
+// contiguous elements of y (cols, rows), instead of one strided store per element.
+template <typename F>
+float cast_fp8(const F* x, F* y, int64_t rows, int64_t cols, bool transpose, float scale) {
+  constexpr int64_t kTileRows = 16, kTileCols = 64;
+  const int threads = row_threads(rows, cols);
+  std::vector<int32_t> amax(static_cast<size_t>(threads), 0);  // bits of the largest |x|, per thread
+  parallel_threads(threads, [&](int t) {
+    const int64_t r0 = rows * t / threads, r1 = rows * (t + 1) / threads;
+    int32_t* m = &amax[static_cast<size_t>(t)];
+    if (!transpose) {
+      FS_CALL(F, cast_fp8, x + r0 * cols, y + r0 * cols, (r1 - r0) * cols, scale, m);
+      return;
+    }
+    F tile[kTileRows * kTileCols];  // (rows of the tile, cols of the tile)
+    for (int64_t rb = r0; rb < r1; rb += kTileRows) {
+      const int64_t nr = std::min(kTileRows, r1 - rb);
+      for (int64_t cb = 0; cb < cols; cb += kTileCols) {
+        const int64_t nc = std::min(kTileCols, cols - cb);
+        for (int64_t i = 0; i < nr; ++i)
+          FS_CALL(F, cast_fp8, x + (rb + i) * cols + cb, tile + i * kTileCols, nc, scale, m);
+        for (int64_t c = 0; c < nc; ++c)
+          for (int64_t i = 0; i < nr; ++i) y[(cb + c) * rows + rb + i] = tile[i * kTileCols + c];
+      }
+    }
+  });
+  return std::bit_cast<float>(*std::max_element(amax.begin(), amax.end()));
 }
 
 #define FS_INSTANTIATE(F)                                                                                              \
@@ -490,7 +768,14 @@ float cast_fp8(const F* x, F* y, int64_t rows, int64_t cols, bool transpose, flo
   template double residual_add<F>(const F*, const F*, F*, int64_t);                                                    \
   template double cross_entropy_forward<F>(const F*, const F*, F*, int64_t, int64_t);                                  \
   template double cross_entropy_backward<F>(const F*, const F*, F*, int64_t, int64_t);                                 \
-  template float cast_fp8<F>(const F*, F*, int64_t, int64_t, bool, float);
+  template float cast_fp8<F>(const F*, F*, int64_t, int64_t, bool, float);                                            \
+  template double rmsnorm_forward<F>(const F*, const F*, F*, F*, int64_t, int64_t);                                    \
+  template double rmsnorm_backward<F>(const F*, const F*, const F*, const F*, F*, F*, int64_t, int64_t);               \
+  template double rope<F>(F*, int64_t, int64_t, const RopeSpec&, bool);                                                \
+  template double swiglu_forward<F>(const F*, const F*, F*, int64_t);                                                  \
+  template double swiglu_backward<F>(const F*, const F*, const F*, F*, F*, int64_t);                                   \
+  template double relu_forward<F>(const F*, F*, int64_t);                                                              \
+  template double relu_backward<F>(const F*, const F*, F*, int64_t);
 FS_INSTANTIATE(float)
 FS_INSTANTIATE(double)
 #undef FS_INSTANTIATE

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "graph/graph.hpp"
+#include "util/fp8.hpp"
 
 namespace flopscope::ref {
 
@@ -320,6 +321,23 @@ template <typename F>
 double relu_backward(const F* x, const F* dy, F* dx, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dx[i] = x[i] > F(0) ? dy[i] : F(0);
   return fc::kReluBwd * static_cast<double>(n);
+}
+
+// FP8 E4M3 emulation (--precision fp8): y = e4m3(x * scale) / scale, the product and the
+// quotient in float (as the device does); x: (rows, cols); y: (rows, cols), or (cols, rows)
+// with transpose. Returns max |x| (NaN skipped), the amax of delayed scaling. Not FLOPs: the
+// backend counts kCastFp8 per element.
+template <typename F>
+float cast_fp8(const F* x, F* y, int64_t rows, int64_t cols, bool transpose, float scale) {
+  float m = 0;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      const F v = x[r * cols + c];
+      m = std::max(m, static_cast<float>(std::fabs(v)));
+      const float q = fp8::e4m3_quantize(static_cast<float>(v), scale) / scale;
+      y[transpose ? c * rows + r : r * cols + c] = static_cast<F>(q);
+    }
+  return m;
 }
 
 }  // namespace flopscope::ref
