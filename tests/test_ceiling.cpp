@@ -96,7 +96,13 @@ TEST(Ceiling, WhatStillReadsAbove100PercentIsNamedInANote) {
   RecordingBackend be(1e3);
   const MeasureRun r = measure(be, g);
   be.slow = true;  // the ops run slower when timed again than they did in the layer
+  be.recording = true;
   const auto held = hold_ceiling(be, g, r, be.gemm_ceiling(Precision::fp32, 256), quick());
+  // Still above after each timing, the fastest op was timed `attempts` (3) times.
+  ASSERT_TRUE(held.contains("remeasured"));
+  const auto& first = held.at("remeasured").at(0);
+  EXPECT_EQ(first.at("attempts").get<int>(), CeilingCheck{}.attempts);
+  EXPECT_GE(be.runs.at(first.at("op").get<std::string>()), CeilingCheck{}.attempts * (1 + 3 + 5));
   ASSERT_TRUE(held.contains("note"));
   const std::string note = held.at("note").get<std::string>();
   EXPECT_NE(note.find(fastest_gemm(g, r)), std::string::npos) << note;

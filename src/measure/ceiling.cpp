@@ -85,27 +85,37 @@ json hold_ceiling(Backend& b, const LayerGraph& g, const MeasureRun& run, json c
     if (best == g.ops.size() || rate[best] <= ceil * (1 + kCeilingSlack)) break;
     tried[best] = true;
     const Op& op = g.ops[best];
-    const Sustained s = time_sustained(b, op, check);
-    const double sustained = ex.flops[best] / s.seconds_per_call;
-    const double best_call = ex.flops[best] / s.best_call_seconds;
-    spdlog::info("ceiling: {} ran at {:.4g} GFLOP/s in the layer, {:.0f}% of the ceiling; timed again at its own "
-                 "shape: {:.4g} GFLOP/s sustained (best of {} runs of {} calls), {:.4g} GFLOP/s its best single call "
-                 "(of {})",
-                 op.name, rate[best] / 1e9, 100 * rate[best] / ceil, sustained / 1e9, check.runs, s.calls,
-                 best_call / 1e9, s.single_calls);
+    // A shared machine's speed shifts over seconds: an op still above the raised ceiling by
+    // more than the slack is timed again, up to check.attempts times in all.
+    double sustained = 0, best_call = 0;
+    Sustained s;
+    int attempts = 0;
+    while (attempts < check.attempts && (attempts == 0 || rate[best] > ceil * (1 + kCeilingSlack))) {
+      s = time_sustained(b, op, check);
+      ++attempts;
+      sustained = std::max(sustained, ex.flops[best] / s.seconds_per_call);
+      best_call = std::max(best_call, ex.flops[best] / s.best_call_seconds);
+      spdlog::info("ceiling: {} ran at {:.4g} GFLOP/s in the layer, {:.0f}% of the ceiling; timed again at its own "
+                   "shape (attempt {}): {:.4g} GFLOP/s sustained (best of {} runs of {} calls), {:.4g} GFLOP/s its "
+                   "best single call (of {})",
+                   op.name, rate[best] / 1e9, 100 * rate[best] / ceil, attempts, ex.flops[best] / s.seconds_per_call / 1e9,
+                   check.runs, s.calls, ex.flops[best] / s.best_call_seconds / 1e9, s.single_calls);
+      ceil = std::max({ceil, sustained, best_call});
+    }
     remeasured.push_back({{"op", op.name},
                           {"in_layer_flops_per_s", rate[best]},
                           {"sustained_flops_per_s", sustained},
                           {"best_call_flops_per_s", best_call},
+                          {"attempts", attempts},
                           {"runs", check.runs},
                           {"calls_per_run", s.calls},
                           {"single_calls", s.single_calls},
-                          {"source", fmt::format("timed: {} at its own shape through the backend: the best of {} runs "
-                                                 "of {} back-to-back calls (at least {} s each), per call, and the "
-                                                 "best of {} single calls; the larger rate counts",
-                                                 op.name, check.runs, s.calls, check.min_run_seconds,
+                          {"source", fmt::format("timed: {} at its own shape through the backend, {} time(s): the best "
+                                                 "of {} runs of {} back-to-back calls (at least {} s each), per call, "
+                                                 "and the best of {} single calls, over the attempts; the larger rate "
+                                                 "counts",
+                                                 op.name, attempts, check.runs, s.calls, check.min_run_seconds,
                                                  s.single_calls)}});
-    ceil = std::max({ceil, sustained, best_call});
   }
   b.reset_counts();
   if (!remeasured.empty()) {

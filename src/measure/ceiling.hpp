@@ -9,7 +9,9 @@
 // represent). It then times the fastest such GEMM at its own shape through the backend, the
 // best of several runs of back-to-back calls and the best of single calls (on a machine other
 // work shares, a short call can beat any long run, and an op's median in the layer is one),
-// and raises the ceiling to the larger rate; again for the next, at most max_remeasures times. An op that still reads above 100% is named
+// and raises the ceiling to the larger rate (timing it once more, up to `attempts` in all, while it
+// still beats the raised ceiling by more than the slack: a shared machine's speed shifts over
+// seconds); again for the next, at most max_remeasures ops. An op that still reads above 100% is named
 // in the ceiling's "note" (its one median beat the best sustained rate), which the measure
 // table prints under the per-op table: no utilisation above 100% goes out unexplained.
 #pragma once
@@ -35,6 +37,7 @@ struct CeilingCheck {
   int runs = 3;                  // timed runs per remeasured op; the best counts
   double min_run_seconds = 0.5;  // each run repeats the op for at least this long
   int max_remeasures = 3;        // ops remeasured at most
+  int attempts = 3;              // timings of one op at most, while it still beats the raised ceiling
 };
 
 // The ceiling JSON (backend.gemm_ceiling()), raised where an op beat it (see above), with
