@@ -118,6 +118,17 @@ TEST(CausalBlockGraph, ExecutedFlopsDropModelFlopsStay) {
   EXPECT_EQ(triangular, 6);  // scores and context forward; dprobs, dv, dq, dk backward
 }
 
+// The layer forward and backward on a (full square) and b (blocked), from the same inputs.
+template <typename F>
+void run_both(CpuBackend<F>& a, CpuBackend<F>& b, const LayerGraph& full, const LayerGraph& blocked, uint64_t seed) {
+  a.allocate(full);
+  b.allocate(blocked);
+  a.fill(seed);
+  b.fill(seed);
+  for (const auto& op : full.ops) a.run(op);
+  for (const auto& op : blocked.ops) b.run(op);
+}
+
 // Every tensor the layer writes, blocked against the full square, except the two squares
 // whose masked part the blocked products leave 0 (scores, and the gradient of the probs).
 void expect_same_layer(CpuBackend<float>& a, CpuBackend<float>& b, const LayerGraph& g) {
@@ -142,12 +153,7 @@ TEST(CausalBlockCpu, SameLayerCountedExactlyAndVerified) {
     const LayerShape s = gqa_layer(50);  // blocks of 16: three of 16 and one of 2
     const LayerGraph full = graph_with(s, 0, recompute), blocked = graph_with(s, 16, recompute);
     CpuBackend<float> a, b;
-    a.allocate(full);
-    b.allocate(blocked);
-    a.fill(7);
-    b.fill(7);
-    for (const auto& op : full.ops) a.run(op);
-    for (const auto& op : blocked.ops) b.run(op);
+    run_both(a, b, full, blocked, 7);
     expect_same_layer(a, b, full);
     double saved = 0;
     for (size_t i = 0; i < blocked.ops.size(); ++i) {
@@ -173,12 +179,7 @@ TEST(CausalBlockCpu, Fp64AndOneHeadPerBlockRow) {
   s.n_kv_heads = 4;  // multi-head
   const LayerGraph full = graph_with(s, 0), blocked = graph_with(s, 1);
   CpuBackend<double> a, b;
-  a.allocate(full);
-  b.allocate(blocked);
-  a.fill(5);
-  b.fill(5);
-  for (const auto& op : full.ops) a.run(op);
-  for (const auto& op : blocked.ops) b.run(op);
+  run_both(a, b, full, blocked, 5);
   for (const char* t : {"d.w.qkv", "d.w.proj", "ctx", "d.qkv", "d.ln1.out"}) {
     const int64_t n = full.tensor(t).numel();
     const auto x = a.read(t, 0, n), y = b.read(t, 0, n);
