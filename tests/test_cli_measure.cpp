@@ -67,6 +67,8 @@ TEST(CliMeasure, BadInputIsOneLineAndExitTwo) {
       {"--input-sets 0", with(kTiny, {"--input-sets", "0", "-o", file}), "--input-sets"},
       {"--input-sets 65", with(kTiny, {"--input-sets", "65", "-o", file}), "--input-sets"},
       {"--cuda-graph on the cpu", with(kTiny, {"--backend", "cpu", "--cuda-graph", "-o", file}), "needs --backend cuda"},
+      {"--causal-block not a number", with(kTiny, {"--causal-block", "half", "-o", file}), "--causal-block"},
+      {"negative --causal-block", with(kTiny, {"--causal-block", "-16", "-o", file}), "--causal-block"},
       {"fp8 with a width that is not a multiple of 16",
        {"measure", "-q", "--backend", "cpu", "--precision", "fp8", "--d-model", "120", "--heads", "1", "--seq", "64",
         "-o", file},
@@ -118,6 +120,52 @@ TEST(CliMeasure, Fp8IsEmulatedOnTheCpuWithCastOpsBeforeEveryLinearGemm) {
   }
   EXPECT_EQ(casts, 24);  // 4 linear layers: 2 casts forward, 4 backward
   EXPECT_EQ(fp8_gemms, 2);
+}
+
+// The causal attention products in row blocks (the cpu's default) against the whole square
+// (--causal-block 0): the executed FLOPs drop by the closed form, the model FLOPs and every
+// other op stay, counted = analytic in both, and the layer and the table say which ran.
+TEST(CliMeasure, CausalBlocksCutTheExecutedFlopsOnly) {
+  TempDir cwd;
+  const std::vector<std::string> layer = {"measure", "-q", "--backend", "cpu", "--width", "1/96", "--seq", "128",
+                                          "--repeats", "1", "--warmup", "0", "--no-ceiling", "--format", "json"};
+  const Outcome blocked = run(with(layer, {"--causal-block", "32", "-o", "b.json"}), cwd.path());
+  const Outcome full = run(with(layer, {"--causal-block", "0", "-o", "f.json"}), cwd.path());
+  const Outcome automatic = run(with(layer, {"-o", "a.json"}), cwd.path());
+  ASSERT_EQ(blocked.rc, 0) << describe(blocked);
+  ASSERT_EQ(full.rc, 0) << describe(full);
+  ASSERT_EQ(automatic.rc, 0) << describe(automatic);
+  const json b = json::parse(slurp(cwd / "b.json")), f = json::parse(slurp(cwd / "f.json")),
+             a = json::parse(slurp(cwd / "a.json"));
+  EXPECT_EQ(b.at("layer").at("causal_block"), 32);
+  EXPECT_EQ(f.at("layer").at("causal_block"), 0);
+  EXPECT_EQ(a.at("layer").at("causal_block"), 256);  // the cpu's default
+  ASSERT_EQ(b.at("ops").size(), f.at("ops").size());
+  int blocked_ops = 0;
+  for (size_t i = 0; i < b.at("ops").size(); ++i) {
+    const json &x = b.at("ops")[i], &y = f.at("ops")[i];
+    SCOPED_TRACE(x.at("name").get<std::string>());
+    EXPECT_EQ(x.at("counted_flops"), x.at("flops"));
+    EXPECT_EQ(y.at("counted_flops"), y.at("flops"));
+    EXPECT_EQ(x.value("model_flops", x.at("flops").get<double>()), y.value("model_flops", y.at("flops").get<double>()));
+    if (x.contains("full_square_flops")) {
+      ++blocked_ops;
+      // seq 128 in blocks of 32: q = 4, 32^2 x 4 x 5 / 2 = 10240 of 16384 elements: 5/8.
+      EXPECT_EQ(x.at("flops").get<double>(), y.at("flops").get<double>() * 5 / 8);
+      EXPECT_EQ(x.at("full_square_flops"), y.at("flops"));
+      EXPECT_EQ(x.at("dims").at("causal_block"), 32);
+    } else {
+      EXPECT_EQ(x.at("flops"), y.at("flops"));
+    }
+  }
+  EXPECT_EQ(blocked_ops, 6);
+  EXPECT_FALSE(f.at("ops")[2].contains("full_square_flops"));
+  EXPECT_LT(b.at("totals").at("total").at("flops").get<double>(), f.at("totals").at("total").at("flops").get<double>());
+  const Outcome table = run({"report", "b.json"}, cwd.path());
+  ASSERT_EQ(table.rc, 0) << describe(table);
+  EXPECT_TRUE(contains(table.out, "causal row blocks of 32")) << table.out.substr(0, 2000);
+  const Outcome plain = run({"report", "f.json"}, cwd.path());
+  EXPECT_FALSE(contains(plain.out, "causal row blocks")) << plain.out.substr(0, 2000);
 }
 
 }  // namespace

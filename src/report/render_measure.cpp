@@ -55,11 +55,17 @@ Document measure_document(const json& r) {
   run.before.push_back(fmt::format("backend: {} ({})", be.at("name").get<std::string>(), be.at("reason").get<std::string>()));
   run.before.push_back(model_line(r.at("model")));
   run.before.push_back(fmt::format(
-      "layer as run: width {}, d_model {}, {} heads x {}, d_ff {}, batch {}, seq {}, {}{}{}",
+      "layer as run: width {}, d_model {}, {} heads x {}, d_ff {}, batch {}, seq {}, {}{}{}{}",
       L.at("width").get<std::string>(), L.at("d_model").get<int64_t>(), L.at("n_heads").get<int64_t>(),
       L.at("d_head").get<int64_t>(), L.at("d_ff").get<int64_t>(), L.at("batch").get<int64_t>(),
       L.at("seq").get<int64_t>(), L.at("precision").get<std::string>(),
-      L.at("recompute").get<bool>() ? ", recompute" : "", L.at("include_head").get<bool>() ? ", LM head" : ""));
+      L.at("recompute").get<bool>() ? ", recompute" : "", L.at("include_head").get<bool>() ? ", LM head" : "",
+      [&]() -> std::string {
+        const auto block = L.value("causal_block", int64_t{0});  // absent in results before it existed
+        if (block <= 0) return "";
+        return fmt::format("; attention products in causal row blocks of {} (executed FLOPs below the full square's)",
+                           block);
+      }()));
   const auto& mem = r.at("memory");
   run.before.push_back(fmt::format("memory: {} needed (analytic), {} allocated (counted), {} available",
                                    fmt_bytes(mem.at("required_bytes").get<double>()),
