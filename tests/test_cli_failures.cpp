@@ -3,6 +3,8 @@
 // that record how to reproduce them.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+
 #include <csignal>
 
 #include <nlohmann/json.hpp>
@@ -118,6 +120,17 @@ TEST(CliReproducible, ResultsRecordVersionCommitCommandLineAndSeed) {
   EXPECT_TRUE(contains(v.out, version) && contains(v.out, commit)) << v.out << " vs " << j.at("tool");
   EXPECT_EQ(j.at("settings").at("seed"), 7);
   EXPECT_TRUE(contains(j.at("command_line").get<std::string>(), "--seed 7")) << j.at("command_line");
+  // The commit is the one the binary was built from (written at build time, not when the tree
+  // was configured): the source checkout's HEAD, when there is one.
+  if (FILE* git = popen("git -C '" FLOPSCOPE_SOURCE_DIR "' rev-parse --short=12 HEAD 2>/dev/null", "r")) {
+    char buf[64] = {};
+    const bool got = fgets(buf, sizeof buf, git) != nullptr;
+    if (pclose(git) == 0 && got) {
+      std::string head(buf);
+      while (!head.empty() && (head.back() == '\n' || head.back() == '\r')) head.pop_back();
+      EXPECT_EQ(commit.substr(0, head.size()), head) << "built from " << commit << ", the checkout is at " << head;
+    }
+  }
   const Outcome e = run({"estimate", "--format", "json"}, cwd.path());
   EXPECT_TRUE(json::parse(e.out).contains("command_line"));
 }
