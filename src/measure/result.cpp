@@ -251,6 +251,7 @@ json measure_result(const MeasureContext& c) {
           {"sources",
            {{"ops.flops", "analytic"},
             {"ops.model_flops", "analytic"},
+            {"ops.full_square_flops", "analytic"},
             {"ops.counted_flops", "counted"},
             {"ops.measured", "measured (CUPTI hardware counters)"},
             {"ops.time_ms", "timed"},

@@ -82,7 +82,8 @@ std::string render_csv(const json& r) {
     const auto phase = o.at("phase").get<std::string>();
     c.row("op", name, phase, "kind", o.at("kind"), "", "graph");
     c.row("op", name, phase, "shape", o.at("shape"), "", "graph");
-    c.keys("op", name, phase, o, {{"flops", "FLOP"}, {"model_flops", "FLOP"}, {"min_bytes", "byte"}}, "analytic");
+    c.keys("op", name, phase, o,
+           {{"flops", "FLOP"}, {"model_flops", "FLOP"}, {"full_square_flops", "FLOP"}, {"min_bytes", "byte"}}, "analytic");
     c.keys("op", name, phase, o, {{"counted_flops", "FLOP"}}, "counted");
     if (o.contains("measured")) {
       for (const auto& [key, value] : o.at("measured").items())
