@@ -18,7 +18,6 @@
 
 #include "backend/cpu/fast_ops.hpp"
 #include "backend/cpu/parallel.hpp"
-#include "backend/cpu/reference_ops.hpp"
 #include "util/error.hpp"
 #include "util/fp8.hpp"
 
@@ -79,20 +78,6 @@ std::string blas_core_hint() {
                      __builtin_cpu_supports("avx512f") ? "SkylakeX" : "Haswell");
 }
 
-// How the GEMMs use the cores. By default OpenBLAS stays single-threaded and every product is
-// cut into bands of C that run on the backend's one thread pool (parallel.hpp), so no second
-// set of threads competes with the pool's for the cores (OpenBLAS's idle threads spin for a
-// while after each call, and a pool thread sharing a core with one ran its half of an op at
-// half speed). FLOPSCOPE_CPU_GEMM_THREADS=blas runs each call on OpenBLAS's own threads, one
-// at a time, for comparing the two.
-bool pool_gemms() {
-  static const bool on = [] {
-    const char* v = std::getenv("FLOPSCOPE_CPU_GEMM_THREADS");
-    return v == nullptr || std::string(v) != "blas";
-  }();
-  return on;
-}
-
 // One product C = alpha op(A) op(B) + beta C of row-major operands, in F.
 template <typename F>
 void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const F* A, int64_t lda, const F* B,
@@ -115,7 +100,7 @@ void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, 
 template <typename F>
 void pooled_gemm(const GemmSpec& g, const F* A, const F* B, F* C, double beta) {
   const int threads = cpu::cpu_threads();
-  if (!pool_gemms() || threads == 1) {
+  if (!cpu::gemms_on_pool() || threads == 1) {
     for (int64_t i = 0; i < g.batch; ++i)
       blas_gemm<F>(g.trans_a, g.trans_b, g.m, g.n, g.k, g.alpha, A + i * g.stride_a, g.lda, B + i * g.stride_b, g.ldb,
                    beta, C + i * g.stride_c, g.ldc);
@@ -153,7 +138,7 @@ nlohmann::json cpu_info_json() {
           {"blas_config", openblas_get_config()},
           {"blas_core", openblas_get_corename()},
           {"blas_threads", openblas_get_num_threads()},
-          {"gemm_threads", pool_gemms() ? "pool: bands of C, OpenBLAS single-threaded in each (the default)"
+          {"gemm_threads", cpu::gemms_on_pool() ? "pool: bands of C, OpenBLAS single-threaded in each (the default)"
                                         : "blas: OpenBLAS's own threads (FLOPSCOPE_CPU_GEMM_THREADS=blas)"},
           {"blas_coretype_env", std::getenv("OPENBLAS_CORETYPE") ? nlohmann::json(std::getenv("OPENBLAS_CORETYPE")) : nlohmann::json(nullptr)},
           {"threads", cpu::cpu_threads()},
@@ -164,10 +149,7 @@ nlohmann::json cpu_info_json() {
 
 template <typename F>
 CpuBackend<F>::CpuBackend() {
-  // One thread count for the GEMMs and the other ops: the pool's (OpenBLAS single-threaded
-  // inside it), or with FLOPSCOPE_CPU_GEMM_THREADS=blas OpenBLAS's own.
-  cpu::apply_blas_threads();
-  if (pool_gemms()) openblas_set_num_threads(1);
+  cpu::apply_blas_threads();  // one thread policy for the GEMMs and the other ops
 }
 
 template <typename F>
@@ -180,7 +162,7 @@ nlohmann::json CpuBackend<F>::device_json() const {
 
 template <typename F>
 std::string CpuBackend<F>::device_line() const {
-  const std::string gemms = pool_gemms() ? fmt::format("GEMMs in bands on {} pool threads, OpenBLAS single-threaded in each",
+  const std::string gemms = cpu::gemms_on_pool() ? fmt::format("GEMMs in bands on {} pool threads, OpenBLAS single-threaded in each",
                                                        cpu::cpu_threads())
                                          : fmt::format("GEMMs on OpenBLAS's {} threads", openblas_get_num_threads());
   return fmt::format("cpu: {} ({} hardware threads), {}, OpenBLAS core {}{}", read_cpu_model(),
@@ -263,7 +245,6 @@ F* CpuBackend<F>::ptr(const std::string& tensor) {
   return data(tensor).data();
 }
 
-
 // A causal attention product in row blocks of C (GemmSpec::blocked): each (member, row block)
 // runs the part GemmSpec::block names as one single-threaded OpenBLAS call, the items split
 // across the pool by their FLOPs. c_lower writes 0 to the columns of its rows it skips.
@@ -306,7 +287,7 @@ double CpuBackend<F>::gemm_blocked(const Op& op) {
             std::memset(C + i * g.ldc + bl.n_end, 0, static_cast<size_t>(g.n - bl.n_end) * sizeof(F));
       }
     };
-    if (pool_gemms()) {
+    if (cpu::gemms_on_pool()) {
       cpu::parallel_for_weighted(items, item_flops, body);
     } else {
       body(0, items);  // one call at a time, each on OpenBLAS's threads
@@ -509,7 +490,7 @@ nlohmann::json CpuBackend<F>::gemm_ceiling(Precision p, int64_t n64) {
           {"source", fmt::format("timed: OpenBLAS {}gemm {}^3 on {} threads ({}), the best of {} runs of {} "
                                  "back-to-back calls (at least {} s each) after a warm-up call, per call",
                                  p == Precision::fp32 ? "s" : "d", n, cpu::cpu_threads(),
-                                 pool_gemms() ? "bands of C on the backend's pool, as the layer's GEMMs"
+                                 cpu::gemms_on_pool() ? "bands of C on the backend's pool, as the layer's GEMMs"
                                               : "OpenBLAS's own threads, as the layer's GEMMs",
                                  kCeilingRuns, best.calls_per_run, kCeilingRunSeconds)}};
 }

@@ -139,9 +139,17 @@ Pool& pool() {
 int cpu_threads() { return policy().threads; }
 const char* cpu_threads_source() { return policy().source; }
 
+bool gemms_on_pool() {
+  static const bool on = [] {
+    const char* v = std::getenv("FLOPSCOPE_CPU_GEMM_THREADS");
+    return v == nullptr || std::string(v) != "blas";
+  }();
+  return on;
+}
+
 void apply_blas_threads() {
   static std::once_flag once;
-  std::call_once(once, [] { openblas_set_num_threads(cpu_threads()); });
+  std::call_once(once, [] { openblas_set_num_threads(gemms_on_pool() ? 1 : cpu_threads()); });
 }
 
 void parallel_threads(int threads, const std::function<void(int)>& body) {

@@ -1,8 +1,12 @@
 // The CPU backend's one thread policy, and the parallel-for its ops run on.
 //
 // cpu_threads(): OMP_NUM_THREADS if set to a positive integer, else OPENBLAS_NUM_THREADS, else
-// the hardware threads. OpenBLAS is given the same count (apply_blas_threads), so GEMMs and the
-// other ops use the same cores.
+// the hardware threads. The GEMMs run on the same pool (gemms_on_pool): OpenBLAS stays
+// single-threaded and each product is cut into bands of C, so no second set of threads competes
+// with the pool's for the cores (OpenBLAS's idle threads spin for a while after each call, and a
+// pool thread sharing a core with one ran its half of an op at half speed).
+// FLOPSCOPE_CPU_GEMM_THREADS=blas gives OpenBLAS cpu_threads() instead and runs each call on
+// its own threads, one at a time, for comparing the two.
 //
 // parallel_for(n, body) splits [0, n) into one contiguous range per thread and calls
 // body(begin, end) on each, the calling thread taking the first range; it returns when every
@@ -20,7 +24,11 @@ namespace flopscope::cpu {
 int cpu_threads();
 // Where cpu_threads() came from: "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS" or "hardware threads".
 const char* cpu_threads_source();
-// Sets OpenBLAS's thread count to cpu_threads() (once per process is enough; idempotent).
+// Whether the GEMMs run on the pool (the default) or on OpenBLAS's threads
+// (FLOPSCOPE_CPU_GEMM_THREADS=blas); read from the environment once.
+bool gemms_on_pool();
+// Sets OpenBLAS's thread count for that choice: 1 on the pool, else cpu_threads() (once per
+// process is enough; idempotent).
 void apply_blas_threads();
 
 // body(begin, end) over [0, n) in at most cpu_threads() contiguous ranges of at least `grain`
