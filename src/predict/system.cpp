@@ -60,6 +60,8 @@ SystemProfile a100() {
   SystemProfile s;
   s.id = "a100-sxm-80gb";
   s.title = "NVIDIA A100 SXM4 80GB";
+  s.architecture = "ampere";
+  s.sources["architecture"] = "NVIDIA A100 Tensor Core GPU Architecture whitepaper (GA100, Ampere)";
   peaks_from_table(s, "a100");
   common_efficiencies(s);
   s.sm_count = 108;
@@ -85,6 +87,8 @@ SystemProfile hopper(bool h200) {
   SystemProfile s;
   s.id = h200 ? "h200-sxm" : "h100-sxm";
   s.title = h200 ? "NVIDIA H200 SXM" : "NVIDIA H100 SXM5 80GB";
+  s.architecture = "hopper";
+  s.sources["architecture"] = "NVIDIA H100 Tensor Core GPU Architecture whitepaper (GH100, Hopper; the H200 is the same GH100 with HBM3e)";
   peaks_from_table(s, h200 ? "h200-sxm" : "h100-sxm");
   common_efficiencies(s);
   s.sm_count = 132;
@@ -175,7 +179,7 @@ SystemProfile system_from_json(const json& j, const std::string& origin) {
     }
     s.id = "custom";
   }
-  std::set<std::string> known = {"id", "title", "base", "sources"};
+  std::set<std::string> known = {"id", "title", "architecture", "base", "sources"};
   for (const auto& f : fields()) known.insert(f.key);
   for (const auto& [key, value] : j.items()) {
     if (!known.count(key)) throw UsageError(fmt::format("{}: unknown key '{}'", origin, key));
@@ -189,6 +193,13 @@ SystemProfile system_from_json(const json& j, const std::string& origin) {
   else if (!has_base) s.id = "custom";
   if (j.contains("title")) s.title = j.at("title").get<std::string>();
   else if (!has_base) s.title = s.id;
+  if (j.contains("architecture")) {
+    const json& a = j.at("architecture");
+    if (!a.is_string() || (a.get<std::string>() != "ampere" && a.get<std::string>() != "hopper" && a.get<std::string>() != ""))
+      throw UsageError(fmt::format("{}: 'architecture' must be \"ampere\", \"hopper\" or \"\" (unknown)", origin));
+    s.architecture = a.get<std::string>();
+    s.sources["architecture"] = origin;
+  }
   for (const auto& f : fields()) {
     if (!j.contains(f.key)) {
       if (!has_base) throw UsageError(fmt::format("{}: missing '{}' (or give \"base\": a built-in profile)", origin, f.key));
@@ -236,7 +247,7 @@ SystemProfile system_from_file(const std::string& path) {
 }
 
 json system_to_json(const SystemProfile& s) {
-  json j = {{"id", s.id}, {"title", s.title}};
+  json j = {{"id", s.id}, {"title", s.title}, {"architecture", s.architecture}};
   for (const auto& f : fields()) j[f.key] = f.count ? json(s.*(f.count)) : json(s.*(f.real));
   j["sources"] = s.sources;
   return j;
