@@ -387,3 +387,55 @@ TEST(PredictSearch, GivenDimensionsAreHeldTheRestVaried) {
 
 }  // namespace
 }  // namespace flopscope::predict
+
+namespace flopscope::predict {
+namespace {
+
+TEST(PredictCompute, FlashBytesTakeTheQkvWidthFromTheGraph) {
+  // Llama 3.1 70B: 64 query heads, 8 kv heads of 128: qkv is (8 + 2) x 8 x 128 = 10240 wide,
+  // not 3 x 8192 = 24576; the context 64 x 128 = 8192. One sequence of 8192 tokens, tp 1.
+  const ModelConfig m = preset("llama3.1-70b");
+  Layout l;
+  l.gpus = 1, l.global_batch = 1, l.seq = 8192, l.attention = Attention::flash, l.recompute = Recompute::none;
+  const LayerCost c = layer_cost(m, l, system_by_id("h100"), nullptr);
+  const double T = 8192;
+  int seen = 0;
+  for (const auto& o : c.ops) {
+    if (o.name == "fwd.attn.flash") {
+      EXPECT_DOUBLE_EQ(o.bytes, T * (10240 + 8192) * 2);
+      ++seen;
+    }
+    if (o.name == "bwd.attn.flash") {
+      EXPECT_DOUBLE_EQ(o.bytes, T * (2 * 10240 + 2 * 8192) * 2);
+      ++seen;
+    }
+  }
+  EXPECT_EQ(seen, 2);
+}
+
+TEST(PredictSystem, H200IsTheH100WithMoreMemoryAndBandwidth) {
+  const SystemProfile h100 = system_by_id("h100"), h200 = system_by_id("h200");
+  EXPECT_DOUBLE_EQ(h200.peak_bf16_tflops, h100.peak_bf16_tflops);
+  EXPECT_DOUBLE_EQ(h200.peak_fp8_tflops, h100.peak_fp8_tflops);
+  EXPECT_EQ(h200.sm_count, h100.sm_count);
+  EXPECT_DOUBLE_EQ(h200.hbm_bytes, 141e9);
+  EXPECT_DOUBLE_EQ(h200.hbm_bytes_per_s, 4.8e12);
+  EXPECT_NE(h200.sources.at("sm_count").find("assumed"), std::string::npos);
+  // The same layer: a compute-bound GEMM takes the same time, a memory-bound op 3.35 / 4.8 of it.
+  const ModelConfig m = preset("gpt3-13b");
+  Layout l;
+  l.gpus = 1, l.global_batch = 1, l.precision = "bf16";
+  const LayerCost a = layer_cost(m, l, h100, nullptr), b = layer_cost(m, l, h200, nullptr);
+  ASSERT_EQ(a.ops.size(), b.ops.size());
+  for (size_t i = 0; i < a.ops.size(); ++i) {
+    if (a.ops[i].name == "fwd.ffn.up") {
+      EXPECT_DOUBLE_EQ(b.ops[i].time_s, a.ops[i].time_s);
+    }
+    if (a.ops[i].name == "fwd.ln1") {
+      EXPECT_NEAR(b.ops[i].time_s / a.ops[i].time_s, 3.35 / 4.8, 1e-12);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace flopscope::predict

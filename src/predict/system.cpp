@@ -90,9 +90,14 @@ SystemProfile hopper(bool h200) {
   s.architecture = "hopper";
   s.sources["architecture"] = "NVIDIA H100 Tensor Core GPU Architecture whitepaper (GH100, Hopper; the H200 is the same GH100 with HBM3e)";
   peaks_from_table(s, h200 ? "h200-sxm" : "h100-sxm");
+  if (h200)
+    s.sources["peak_fp16_tflops"] = s.sources["peak_bf16_tflops"] = s.sources["peak_fp8_tflops"] =
+        "NVIDIA H200 datasheet (dense): the H100 SXM's figures, the same GH100 at the same clocks";
   common_efficiencies(s);
   s.sm_count = 132;
-  s.sources["sm_count"] = "NVIDIA H100 Tensor Core GPU Architecture whitepaper (132 SMs, SXM5)";
+  s.sources["sm_count"] = h200 ? "assumed the H100 SXM5's 132 SMs: the H200 is the same GH100 (NVIDIA lists the same "
+                                 "compute peaks); not stated in its datasheet"
+                               : "NVIDIA H100 Tensor Core GPU Architecture whitepaper (132 SMs, SXM5)";
   s.hbm_bytes_per_s = h200 ? 4.8e12 : 3.35e12;
   s.sources["hbm_bytes_per_s"] = h200 ? "NVIDIA H200 datasheet: 4.8 TB/s" : "NVIDIA H100 datasheet: 3.35 TB/s (SXM)";
   s.hbm_bytes = h200 ? 141e9 : 80 * kGiB;
@@ -103,6 +108,12 @@ SystemProfile hopper(bool h200) {
   s.sources["network_bytes_per_s"] = "DGX H100/H200: 8 x NDR InfiniBand 400 Gb/s a node, one per GPU: 50 GB/s each way";
   s.nvlink_efficiency = 0.8;
   s.sources["nvlink_efficiency"] = "assumed: the A100's fraction (no Table 5 for Hopper to check it against)";
+  if (h200) {
+    // Every efficiency below and above is the H100's: the same chip, so the same share of its
+    // peaks is assumed, and memory-bound kernels the same share of the faster HBM3e.
+    s.sources["memory_efficiency"] = "assumed: the H100's fraction (" + s.sources["memory_efficiency"] +
+                                     "), of the H200's 4.8 TB/s; no published H200 run checks it";
+  }
   s.gemm_efficiency = 0.77;
   s.sources["gemm_efficiency"] =
       "assumed: the A100's fitted fraction (not checked against a published Hopper run; use --from-measure)";
