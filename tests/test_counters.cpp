@@ -288,14 +288,7 @@ TEST(CounterFlops, AnEntirelyRefusedDtypeTheRunDoesNotUseIsOnlyNamed) {
 // The tensor dtypes a graph's GEMMs run in: bf16 alone for a bf16 layer; fp8 and bf16 (its
 // attention and head) for an fp8 layer; none for fp32 (CUDA cores).
 TEST(CounterFlops, TensorDtypesInUseFollowTheGraphsGemms) {
-  LayerShape s;
-  s.batch = 1;
-  s.seq = 32;
-  s.n_heads = 2;
-  s.d_head = 16;
-  s.d_model = 32;
-  s.d_ff = 128;
-  s.vocab = 64;
+  const LayerShape s = layer_shape(1, 32, 2, 16, 64);  // d_model 32, d_ff 128
   GraphOptions o;
   o.precision = Precision::bf16;
   EXPECT_EQ(tensor_dtypes_in_use(build_layer_graph(s, o)), std::vector<std::string>{"bf16"});

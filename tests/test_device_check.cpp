@@ -437,20 +437,29 @@ TEST(CliDeviceBundle, FromThisBuildFitsTheCarryLimitAndRunsWithItsModesStripped)
   EXPECT_TRUE(contains(summary, "devices          failed")) << summary;  // it ran, and saw no GPU
 }
 
+// tmp/bundle/flopscope built from `main_c`, linked to tmp/bundle/lib/libfsprobe.so.1 (whose
+// fs_probe() returns 42) with no RPATH: ldd reports the library missing until its folder is on
+// the path.
+bool build_probe(const TempDir& tmp, const std::string& main_c) {
+  spit(tmp / "probe.c", "int fs_probe(void) { return 42; }\n");
+  spit(tmp / "main.c", main_c);
+  fs::create_directories(tmp / "bundle/lib");
+  const std::string build = "cd '" + tmp.path() +
+                            "' && cc -shared -fPIC -Wl,-soname,libfsprobe.so.1 -o bundle/lib/libfsprobe.so.1 probe.c "
+                            "&& ln -s libfsprobe.so.1 bundle/lib/libfsprobe.so && cc -o bundle/flopscope main.c "
+                            "-Lbundle/lib -lfsprobe && rm bundle/lib/libfsprobe.so";
+  const bool ok = std::system(build.c_str()) == 0;
+  EXPECT_TRUE(ok) << build;
+  return ok;
+}
+
 // A library ldd reports missing is found in the bundle's lib/ and given to flopscope's own
 // process alone: the sourcing shell's LD_LIBRARY_PATH stays as it was. Found nowhere, sourcing
 // fails with one line naming it.
 TEST(CliFindFlopscope, ResolvesAMissingLibraryForFlopscopeOnly) {
   TempDir tmp;
   if (std::system("command -v cc >/dev/null 2>&1") != 0) GTEST_SKIP() << "no C compiler to build the probe library";
-  spit(tmp / "probe.c", "int fs_probe(void) { return 42; }\n");
-  spit(tmp / "main.c", "#include <stdio.h>\nint fs_probe(void);\nint main(void) { printf(\"probe %d\\n\", fs_probe()); return 0; }\n");
-  fs::create_directories(tmp / "bundle/lib");
-  const std::string build = "cd '" + tmp.path() +
-                            "' && cc -shared -fPIC -Wl,-soname,libfsprobe.so.1 -o bundle/lib/libfsprobe.so.1 probe.c "
-                            "&& ln -s libfsprobe.so.1 bundle/lib/libfsprobe.so && cc -o bundle/flopscope main.c "
-                            "-Lbundle/lib -lfsprobe && rm bundle/lib/libfsprobe.so";
-  ASSERT_EQ(std::system(build.c_str()), 0) << build;
+  ASSERT_TRUE(build_probe(tmp, "#include <stdio.h>\nint fs_probe(void);\nint main(void) { printf(\"probe %d\\n\", fs_probe()); return 0; }\n"));
 
   const std::string probe = tmp / "bundle/flopscope";
   const std::string snippet = "source '" + script("find-flopscope.sh") +
@@ -479,16 +488,8 @@ TEST(CliFindFlopscope, ResolvesAMissingLibraryForFlopscopeOnly) {
 TEST(CliFindFlopscope, TheLibraryPathIsAddedWhenTheBinaryStartsUnderATool) {
   TempDir tmp;
   if (std::system("command -v cc >/dev/null 2>&1") != 0) GTEST_SKIP() << "no C compiler to build the probe library";
-  spit(tmp / "probe.c", "int fs_probe(void) { return 42; }\n");
-  spit(tmp / "main.c",
-       "#include <stdio.h>\n#include <stdlib.h>\nint fs_probe(void);\nint main(void) { printf(\"probe %d %s\\n\", "
-       "fs_probe(), getenv(\"LD_LIBRARY_PATH\")); return 0; }\n");
-  fs::create_directories(tmp / "bundle/lib");
-  const std::string build = "cd '" + tmp.path() +
-                            "' && cc -shared -fPIC -Wl,-soname,libfsprobe.so.1 -o bundle/lib/libfsprobe.so.1 probe.c "
-                            "&& ln -s libfsprobe.so.1 bundle/lib/libfsprobe.so && cc -o bundle/flopscope main.c "
-                            "-Lbundle/lib -lfsprobe && rm bundle/lib/libfsprobe.so";
-  ASSERT_EQ(std::system(build.c_str()), 0) << build;
+  ASSERT_TRUE(build_probe(tmp, "#include <stdio.h>\n#include <stdlib.h>\nint fs_probe(void);\nint main(void) { "
+                              "printf(\"probe %d %s\\n\", fs_probe(), getenv(\"LD_LIBRARY_PATH\")); return 0; }\n"));
   tool(tmp.path(), "fake-tool", "export LD_LIBRARY_PATH=/fake/tool/lib\nexec \"$@\"\n");
   const std::string snippet = "source '" + script("find-flopscope.sh") + "' || exit 1; '" + tmp / "fake-tool" +
                               "' \"${flopscope_cmd[@]}\"";
