@@ -6,7 +6,8 @@
 // shape, and every op of the forward pass, the backward pass (dgrad + wgrad per GEMM, bias
 // gradients where biases exist), an optional recompute of the forward inside backward, and an
 // optional LM head. It is built from blocks (norm: LayerNorm | RMSNorm; attention with
-// positions none | RoPE; MLP: GeLU | ReLU | SwiGLU), so a variant is a choice of blocks.
+// positions none | RoPE; MLP: GeLU | ReLU | SwiGLU), so a variant is a choice of blocks
+// (graph/blocks.hpp, one file a block; graph/layer.cpp assembles them).
 // Each op has a stable name (fwd.qkv, fwd.attn.rope, bwd.ffn.gate.wgrad, ...) shared by
 // backends, NVTX and CUPTI ranges, JSON and tests, its dimensions, and its analytic cost:
 // FLOPs at 2 per multiply-add (executed, and model FLOPs for causal attention) and the

@@ -1,0 +1,114 @@
+// The blocks a layer graph is built from, one file each: norm.cpp (LayerNorm | RMSNorm),
+// attention.cpp (the QKV and output projections, RoPE, and the attention core every variant
+// shares), mlp.cpp (GeLU | ReLU | SwiGLU), head.cpp (final norm, logits, cross-entropy),
+// fp8.cpp (the FP8 lowering of the linear GEMMs). layer.cpp assembles a decoder layer from them.
+//
+// Each block is a value naming its tensors and giving its sizes, so one block serves every
+// place it appears: the MLP block the dense FFN (and, next, shared experts and each expert),
+// the attention core multi-head, grouped-query and (next) latent attention. A block declares
+// its weights (the layer declares them, then their gradients "d." + name), the tensors it
+// writes forward, and the gradients it writes backward; the gradient of a tensor t is "d." + t
+// except a block's output gradient, which its caller names (d_out).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "graph/builder.hpp"
+
+namespace flopscope::graph_detail {
+
+// ---- norm (norm.cpp) ---------------------------------------------------------------------------
+// LayerNorm (gamma, beta; saves mean and rstd) or RMSNorm (gamma; saves rstd) over rows x width.
+// The op keeps its slot's name (fwd.ln1, fwd.ln2, fwd.head.ln) whichever kind it is.
+struct NormBlock {
+  NormKind kind = NormKind::layernorm;
+  int64_t rows = 0, width = 0;
+  std::string gamma, beta, out, mean, rstd;  // beta and mean empty for RMSNorm
+};
+// The norm whose weights are `slot`.gamma (.beta) and whose output and statistics are
+// `stats`.out, `stats`.mean, `stats`.rstd.
+NormBlock norm_block(NormKind kind, int64_t rows, int64_t width, const std::string& slot, const std::string& stats);
+void norm_weights(const NormBlock& n, TensorList& weights);
+void norm_forward_tensors(Builder& B, const NormBlock& n);  // out, (mean), rstd
+void norm_fwd(Builder& B, const NormBlock& n, const std::string& name, Phase phase, Group group, const std::string& x);
+// dx (through the norm only) and the weight gradients d.<gamma> (and d.<beta>).
+void norm_bwd(Builder& B, const NormBlock& n, const std::string& name, Group group, const std::string& dy,
+              const std::string& x, const std::string& dx);
+
+// ---- attention core (attention.cpp) ------------------------------------------------------------
+// S = scale Q K^T per query head, P = causal softmax(S), O = P V, and their gradients, on one
+// tensor `qkv` whose token rows hold kv_groups groups of (group query heads of d_qk, one K head
+// of d_qk, one V head of d_v), and a context `ctx` of (s, b, heads, d_v). For i = bi * h_kv + j
+// (batch bi, group j) query head r of the group sits at qkv + i w_g + r d_qk (w_g the group's
+// width), K at + group d_qk, V at + (group + 1) d_qk, rows b w apart: one stride w_g over i.
+// The scores of query head j g + r are batch member i g + r of `scores`: stride g s^2 over i
+// and offset r s^2 per repeat. So each product is one strided batch over i, repeated g times
+// (GemmSpec::repeat), and K and V are never copied. MHA: group 1.
+struct AttentionCore {
+  int64_t batch = 1, seq = 0, kv_groups = 0, group = 1, d_qk = 0, d_v = 0;
+  std::string qkv, scores, probs, ctx;  // gradients "d." + each
+  int64_t heads() const { return kv_groups * group; }
+  int64_t group_width() const { return group * d_qk + d_qk + d_v; }
+  int64_t qkv_width() const { return kv_groups * group_width(); }  // one token's row of qkv
+  int64_t ctx_width() const { return heads() * d_v; }
+};
+void core_forward_tensors(Builder& B, const AttentionCore& c);   // scores, probs, ctx
+void core_backward_tensors(Builder& B, const AttentionCore& c);  // d.ctx, d.probs, d.scores
+void core_fwd(Builder& B, const AttentionCore& c, const std::string& prefix, Phase phase);
+// From d.ctx to the Q, K and V slots of d.qkv (every slot written).
+void core_bwd(Builder& B, const AttentionCore& c);
+
+// ---- attention (attention.cpp) -----------------------------------------------------------------
+// in (rows, d) -> QKV projection (+ bias) -> RoPE on Q and K -> core -> output projection (+ bias)
+// -> out (rows, d). The gradient of `out` is d_out, of `in` d_in.
+struct AttentionBlock {
+  AttentionCore core;
+  int64_t rows = 0, d = 0;
+  bool qkv_bias = false, out_bias = false, rope = false;
+  double rope_theta = 10000.0;
+  std::string in, out, d_in, d_out, w_qkv, b_qkv, w_proj, b_proj;
+};
+void attention_weights(const AttentionBlock& a, TensorList& weights);
+void attention_forward_tensors(Builder& B, const AttentionBlock& a);   // qkv, the core's, out
+void attention_backward_tensors(Builder& B, const AttentionBlock& a);  // the core's, d.qkv, d_in
+void attention_fwd(Builder& B, const AttentionBlock& a, const std::string& prefix, Phase phase);
+void attention_bwd(Builder& B, const AttentionBlock& a);
+
+// ---- MLP (mlp.cpp) -----------------------------------------------------------------------------
+// in (rows, d) -> up (and gate with SwiGLU) (+ biases) -> activation -> down (+ bias) -> out.
+// Op names are the prefix ("fwd", "rec", "bwd") and these; the gradient of `out` is d_out, of
+// `in` d_in.
+struct MlpBlock {
+  FfnKind kind = FfnKind::gelu;
+  bool bias = false;
+  int64_t rows = 0, d = 0, f = 0;
+  std::string gate_op, up_op, act_op, down_op;  // "ffn.gate", "ffn.up", "gelu", "ffn.down"
+  std::string in, out, d_in, d_out;
+  std::string w_gate, w_up, w_down, b_gate, b_up, b_down;
+  std::string gate_out, up_out, act_out;  // (rows, f)
+};
+void mlp_weights(const MlpBlock& m, TensorList& weights);
+void mlp_forward_tensors(Builder& B, const MlpBlock& m);   // gate_out, up_out, act_out, out
+void mlp_backward_tensors(Builder& B, const MlpBlock& m);  // d.act_out, d.gate_out, d.up_out, d_in
+void mlp_fwd(Builder& B, const MlpBlock& m, const std::string& prefix, Phase phase);
+void mlp_bwd(Builder& B, const MlpBlock& m);
+
+// ---- LM head (head.cpp) ------------------------------------------------------------------------
+// in (rows, d) -> final norm -> logits = (rows, d) x w_vocab (d, V) -> softmax cross-entropy
+// against `targets`; backward to d_in. Every op in Group::head.
+struct HeadBlock {
+  NormBlock norm;
+  int64_t rows = 0, d = 0, vocab = 0;
+  std::string in, d_in, w_vocab, logits, targets, loss;
+};
+void head_tensors(Builder& B, const HeadBlock& h);  // its weights, their gradients, the rest
+void head_fwd(Builder& B, const HeadBlock& h);
+void head_bwd(Builder& B, const HeadBlock& h);
+
+// ---- FP8 lowering (fp8.cpp) --------------------------------------------------------------------
+// --precision fp8: every linear GEMM of the layer group gets FP8 E4M3 operands, both K-major,
+// made by cast_fp8 ops just before it; every other op runs in bf16.
+void lower_linear_gemms_to_fp8(LayerGraph& g);
+
+}  // namespace flopscope::graph_detail

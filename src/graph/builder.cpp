@@ -1,0 +1,104 @@
+#include "graph/builder.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "util/error.hpp"
+#include "util/parse.hpp"
+
+namespace flopscope::graph_detail {
+
+Builder::Builder(const LayerShape& s, const GraphOptions& o)
+    : s_(s), eb_(static_cast<double>(element_bytes(o.precision))) {
+  g_.shape = s;
+  g_.options = o;
+  int64_t t = checked_mul(s.batch, s.seq, "batch x seq");
+  const int64_t qkv_width =
+      checked_mul(checked_mul(s.kv_heads(), s.n_heads / s.kv_heads() + 2, "QKV width"), s.d_head, "QKV width");
+  checked_mul(t, std::max({s.d_ff, 3 * s.d_model, s.vocab, qkv_width}), "tokens x width");
+  checked_mul(checked_mul(s.batch * s.n_heads, s.seq, "attention scores"), s.seq, "attention scores");
+  checked_mul(s.d_model, std::max({s.d_ff, s.vocab, qkv_width}), "weight size");
+}
+
+void Builder::tensor(std::string name, TensorRole role, std::vector<int64_t> shape) {
+  g_.tensors.push_back({std::move(name), role, std::move(shape)});
+}
+
+void Builder::linear(std::string name, Phase phase, Group group, int64_t m, int64_t n, int64_t k, bool ta, bool tb,
+                     std::string a, std::string b, std::string c, double beta) {
+  GemmSpec gs;
+  gs.m = m;
+  gs.n = n;
+  gs.k = k;
+  gs.trans_a = ta;
+  gs.trans_b = tb;
+  gs.a = std::move(a);
+  gs.b = std::move(b);
+  gs.c = std::move(c);
+  gs.lda = ta ? m : k;
+  gs.ldb = tb ? k : n;
+  gs.ldc = n;
+  gs.beta = beta;
+  gs.linear = true;
+  add_gemm(std::move(name), phase, group, OpKind::gemm, gs, false);
+}
+
+void Builder::add_gemm(std::string name, Phase phase, Group group, OpKind kind, GemmSpec gs, bool causal_square) {
+  Op op;
+  op.name = std::move(name);
+  op.phase = phase;
+  op.group = group;
+  op.kind = kind;
+  op.impl = OpImpl::gemm;
+  op.precision = g_.options.precision;
+  op.gemm = std::move(gs);
+  if (op.gemm.triangle != Triangle::none) {
+    FLOPSCOPE_CHECK(op.gemm.m == (op.gemm.triangle == Triangle::c_lower ? op.gemm.n : op.gemm.k) &&
+                        op.gemm.beta == 0 && (op.gemm.triangle != Triangle::c_lower || op.gemm.repeat_beta == 0),
+                    op.name + ": a triangular product needs its square side m and beta 0 (c_lower: for every repeat)");
+    op.gemm.causal_block = g_.options.causal_block;
+  }
+  op.flops = op.gemm.flops();
+  op.model_flops = causal_square ? op.gemm.full_flops() / 2 : op.flops;
+  op.causal_square = causal_square;
+  // Blocked: the square operand (C for c_lower, A otherwise) is touched in the blocks only.
+  const double touched = op.flops / op.gemm.full_flops();
+  const double a_part = op.gemm.blocked() && op.gemm.triangle != Triangle::c_lower ? touched : 1.0;
+  const double c_part = op.gemm.blocked() && op.gemm.triangle == Triangle::c_lower ? touched : 1.0;
+  const double batch = static_cast<double>(op.gemm.batch);
+  const double m = static_cast<double>(op.gemm.m), n = static_cast<double>(op.gemm.n), k = static_cast<double>(op.gemm.k);
+  // Repeats: an operand that moves between repeats is read (or written) once per repeat;
+  // one that stays (K, V, or a C the repeats sum into) once.
+  const auto distinct = [&](int64_t repeat_stride) {
+    return repeat_stride != 0 ? static_cast<double>(op.gemm.repeat) : 1.0;
+  };
+  op.min_bytes = batch *
+                 (m * k * distinct(op.gemm.repeat_a) * a_part + k * n * distinct(op.gemm.repeat_b) +
+                  m * n * distinct(op.gemm.repeat_c) * (op.gemm.beta != 0 ? 2 : 1) * c_part) *
+                 eb_;
+  g_.ops.push_back(std::move(op));
+}
+
+void Builder::pointwise(std::string name, Phase phase, Group group, OpKind kind, OpImpl impl,
+                        std::vector<std::string> in, std::vector<std::string> out, int64_t batch, int64_t rows,
+                        int64_t cols, double flops, double bytes_elems) {
+  Op op;
+  op.name = std::move(name);
+  op.phase = phase;
+  op.group = group;
+  op.kind = kind;
+  op.impl = impl;
+  op.precision = g_.options.precision;
+  op.inputs = std::move(in);
+  op.outputs = std::move(out);
+  op.batch = batch;
+  op.rows = rows;
+  op.cols = cols;
+  op.flops = flops;
+  op.model_flops = flops;
+  op.min_bytes = bytes_elems * eb_;
+  g_.ops.push_back(std::move(op));
+}
+
+}  // namespace flopscope::graph_detail

@@ -1,0 +1,153 @@
+// One pre-norm decoder layer assembled from its blocks (blocks.hpp):
+//   x -> norm ln1 -> attention -> + x = x1 -> norm ln2 -> MLP -> + x1 = y
+// and, with GraphOptions::include_head, the LM head on y. The tensors are declared block by
+// block (weights, then their gradients, then what the forward writes, then what the backward
+// writes), the ops in execution order: forward, head, the recompute of the forward, backward.
+#include <fmt/format.h>
+
+#include "graph/blocks.hpp"
+#include "util/error.hpp"
+
+namespace flopscope {
+
+namespace {
+
+using namespace graph_detail;
+
+// The layer's blocks and the tensors between them, named as the backends and tests know them.
+struct Layer {
+  NormBlock ln1, ln2;
+  AttentionBlock attention;
+  MlpBlock mlp;
+  HeadBlock head;
+};
+
+// The activation's output tensor and op: gelu.out / gelu, relu.out / relu, swiglu.out / ffn.swiglu.
+std::string activation_out(FfnKind k) {
+  switch (k) {
+    case FfnKind::gelu: return "gelu.out";
+    case FfnKind::relu: return "relu.out";
+    case FfnKind::swiglu: return "swiglu.out";
+  }
+  return "?";
+}
+std::string activation_op(FfnKind k) { return k == FfnKind::swiglu ? "ffn.swiglu" : std::string(to_string(k)); }
+
+Layer dense_layer(const LayerShape& s) {
+  const Dims D(s);
+  Layer l;
+  l.ln1 = norm_block(s.norm, D.T, D.d, "ln1", "ln1");
+  l.ln2 = norm_block(s.norm, D.T, D.d, "ln2", "ln2");
+
+  AttentionBlock& a = l.attention;
+  a.core = {D.b, D.S, D.hk, D.g, D.dh, D.dh, "qkv", "att.scores", "att.probs", "ctx"};
+  a.rows = D.T;
+  a.d = D.d;
+  a.qkv_bias = s.biases.qkv;
+  a.out_bias = s.biases.attn_out;
+  a.rope = s.position == PositionKind::rope;
+  a.rope_theta = s.rope_theta;
+  a.in = "ln1.out", a.out = "proj.out", a.d_in = "d.ln1.out", a.d_out = "d.x1";
+  a.w_qkv = "w.qkv", a.b_qkv = "b.qkv", a.w_proj = "w.proj", a.b_proj = "b.proj";
+
+  MlpBlock& m = l.mlp;
+  m.kind = s.ffn;
+  m.bias = s.biases.ffn;
+  m.rows = D.T, m.d = D.d, m.f = D.f;
+  m.gate_op = "ffn.gate", m.up_op = "ffn.up", m.act_op = activation_op(s.ffn), m.down_op = "ffn.down";
+  m.in = "ln2.out", m.out = "down.out", m.d_in = "d.ln2.out", m.d_out = "d.y";
+  m.w_gate = "w.gate", m.w_up = "w.up", m.w_down = "w.down", m.b_gate = "b.gate", m.b_up = "b.up", m.b_down = "b.down";
+  m.gate_out = "gate.out", m.up_out = "up.out", m.act_out = activation_out(s.ffn);
+
+  HeadBlock& h = l.head;
+  h.norm = norm_block(s.norm, D.T, D.d, "head", "head.ln");
+  h.rows = D.T, h.d = D.d, h.vocab = D.V;
+  h.in = "y", h.d_in = "d.y", h.w_vocab = "w.vocab", h.logits = "logits", h.targets = "targets", h.loss = "loss";
+  return l;
+}
+
+void residual(Builder& B, const std::string& name, Phase phase, const std::string& a, const std::string& b,
+              const std::string& out, int64_t rows, int64_t width) {
+  const double elems = D(rows) * D(width);
+  B.pointwise(name, phase, Group::layer, OpKind::elementwise, OpImpl::residual_add, {a, b}, {out}, 1, rows, width,
+              fc::kResidualAdd * elems, 3 * elems);
+}
+
+// The layer's forward ops. `prefix` is "fwd" or "rec" (recompute inside backward).
+void forward_ops(Builder& B, const Layer& l, const std::string& prefix, Phase phase) {
+  const int64_t T = l.mlp.rows, d = l.mlp.d;
+  norm_fwd(B, l.ln1, prefix + ".ln1", phase, Group::layer, "x");
+  attention_fwd(B, l.attention, prefix, phase);
+  residual(B, prefix + ".residual1", phase, "x", l.attention.out, "x1", T, d);
+  norm_fwd(B, l.ln2, prefix + ".ln2", phase, Group::layer, "x1");
+  mlp_fwd(B, l.mlp, prefix, phase);
+  residual(B, prefix + ".residual2", phase, "x1", l.mlp.out, "y", T, d);
+}
+
+}  // namespace
+
+LayerGraph build_layer_graph(const LayerShape& s, const GraphOptions& o) {
+  FLOPSCOPE_CHECK(s.batch > 0 && s.seq > 0 && s.d_model > 0 && s.n_heads > 0 && s.d_head > 0 && s.d_ff > 0,
+                  "layer shape has a zero dimension");
+  FLOPSCOPE_CHECK(s.n_kv_heads >= 0 && s.n_heads % s.kv_heads() == 0,
+                  fmt::format("{} key/value heads do not divide {} query heads", s.kv_heads(), s.n_heads));
+  // RoPE rotates pairs (j, j + d_head/2) of each head (the "rotate half" of Hugging Face's Llama).
+  FLOPSCOPE_CHECK(s.position != PositionKind::rope || s.d_head % 2 == 0,
+                  fmt::format("RoPE needs an even d_head, not {}", s.d_head));
+  FLOPSCOPE_CHECK(s.position != PositionKind::rope || s.rope_theta > 0, "RoPE needs theta > 0");
+  FLOPSCOPE_CHECK(o.input_sets >= 1, "input sets must be at least 1");
+  FLOPSCOPE_CHECK(o.causal_block >= 0, "the causal block must be 0 (the full square) or a row count");
+  Builder B(s, o);
+  const Dims D(s);
+  const int64_t T = D.T, d = D.d;
+  const Layer l = dense_layer(s);
+  using R = TensorRole;
+
+  // ---- tensors ------------------------------------------------------------------------
+  B.tensor("x", R::input, {T, d});  // layer input, (s, b, d) flattened to (T, d)
+  TensorList weights;
+  norm_weights(l.ln1, weights);
+  norm_weights(l.ln2, weights);
+  attention_weights(l.attention, weights);
+  mlp_weights(l.mlp, weights);
+  for (const auto& [name, shape] : weights) B.tensor(name, R::weight, shape);
+  for (const auto& [name, shape] : weights) B.tensor("d." + name, R::weight_grad, shape);
+  norm_forward_tensors(B, l.ln1);
+  attention_forward_tensors(B, l.attention);
+  B.tensor("x1", R::activation, {T, d});
+  norm_forward_tensors(B, l.ln2);
+  mlp_forward_tensors(B, l.mlp);
+  B.tensor("y", R::activation, {T, d});
+  // Gradients. Without the head, d.y is the incoming gradient (an input filled at random).
+  B.tensor("d.y", o.include_head ? R::gradient : R::input, {T, d});
+  mlp_backward_tensors(B, l.mlp);
+  B.tensor("d.x1.ln", R::gradient, {T, d});  // through ln2 only
+  B.tensor("d.x1", R::gradient, {T, d});     // ln2 path + residual
+  attention_backward_tensors(B, l.attention);
+  B.tensor("d.x.ln", R::gradient, {T, d});  // through ln1 only
+  B.tensor("d.x", R::gradient, {T, d});     // ln1 path + residual: the layer's input gradient
+  if (o.include_head) head_tensors(B, l.head);
+
+  // ---- forward, then the head's forward and backward -------------------------------------
+  forward_ops(B, l, "fwd", Phase::forward);
+  if (o.include_head) {
+    head_fwd(B, l.head);
+    head_bwd(B, l.head);
+  }
+
+  // ---- backward -------------------------------------------------------------------------
+  if (o.recompute) forward_ops(B, l, "rec", Phase::recompute);
+  const Phase BW = Phase::backward;
+  mlp_bwd(B, l.mlp);
+  norm_bwd(B, l.ln2, "bwd.ln2", Group::layer, l.mlp.d_in, "x1", "d.x1.ln");
+  residual(B, "bwd.residual2", BW, "d.y", "d.x1.ln", "d.x1", T, d);
+  attention_bwd(B, l.attention);
+  norm_bwd(B, l.ln1, "bwd.ln1", Group::layer, l.attention.d_in, "x", "d.x.ln");
+  residual(B, "bwd.residual1", BW, "d.x1", "d.x.ln", "d.x", T, d);
+
+  LayerGraph g = B.take();
+  if (o.precision == Precision::fp8) lower_linear_gemms_to_fp8(g);
+  return g;
+}
+
+}  // namespace flopscope
