@@ -503,8 +503,9 @@ void Sweep::run_points() {
   }
 }
 
-// A point with no file: why, where a shard's index says (failed with its error, interrupted,
-// or running when its shard stopped without a word: killed, or still running); else missing.
+// A point with no file: why, where a shard's index says (failed with its error; interrupted;
+// running when its shard stopped without a word: killed, or still running; pending: its shard
+// stopped before it); else missing.
 void Sweep::note_missing_points() {
   struct Record {
     std::string status, error, file;
@@ -525,7 +526,7 @@ void Sweep::note_missing_points() {
       if (s.at("command") != "sweep" || s.at("model") != model) throw UsageError("not a shard of this sweep");
       for (const auto& p : s.at("points")) {
         const std::string st = p.at("status").get<std::string>();
-        if (st != "failed" && st != "interrupted" && st != "running") continue;
+        if (st == "done") continue;
         records[p.at("id").get<std::string>()] = {st, p.at("error").is_string() ? p.at("error").get<std::string>() : "", rel};
       }
     } catch (const std::exception& e) {
@@ -545,6 +546,9 @@ void Sweep::note_missing_points() {
       pt.error = fmt::format("{} says its shard was running it and then stopped without a word (killed, e.g. past "
                              "its time limit's grace, or still running)",
                              r->second.file);
+    } else if (r->second.status == "pending") {
+      pt.status = "missing";
+      pt.error = fmt::format("{} says its shard stopped before it got to this point", r->second.file);
     } else {
       pt.status = r->second.status;  // failed or interrupted, with the shard's error
       pt.error = fmt::format("{} ({})", r->second.error, r->second.file);
