@@ -142,7 +142,7 @@ Document sweep_document(const json& s) {
   grid.before.push_back(fmt::format("points: {} done ({} reused from an earlier run), {} failed, {} pending{}",
                                     c.at("done").get<int64_t>(), c.at("reused").get<int64_t>(),
                                     c.at("failed").get<int64_t>(), c.at("pending").get<int64_t>(),
-                                    missing > 0 ? fmt::format(", {} missing (no point file)", missing) : ""));
+                                    missing > 0 ? fmt::format(", {} missing (no result)", missing) : ""));
   const std::string mode = s.value("mode", "run");
   if (mode == "index-only")
     grid.before.push_back("index written by `sweep --index-only` from the point files present (shards run apart)");
@@ -201,8 +201,10 @@ Document sweep_document(const json& s) {
   pts.after.push_back("layer FLOPs: counted by the backend (analytic where it cannot count); times: timed medians; "
                       "training FLOPs and days: extrapolated to full width (see `flopscope report POINT.json`).");
   if (any_host)
-    pts.after.push_back("node, GPU and Slurm job: recorded where each point ran (hostname or Slurm's node name, the "
-                        "CUDA device index and UUID; none on the cpu).");
+    pts.after.push_back(fmt::format("node, GPU{}: recorded where each point ran (hostname or Slurm's node name, the "
+                                    "CUDA device index and the start of its UUID; no GPU on the cpu{}).",
+                                    any_job ? ", Slurm job" : "",
+                                    any_job ? "; the job as array job_task, or the job id" : ""));
   for (const auto& p : s.at("points"))
     if (p.at("error").is_string())
       pts.after.push_back(fmt::format("{} {}: {}", p.at("id").get<std::string>(), p.at("status").get<std::string>(),
