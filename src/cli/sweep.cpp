@@ -575,9 +575,7 @@ int Sweep::index_only() {
   note_missing_points();
   write_index();
   const json idx = index();
-  const std::string text = render(idx, parse_format(a_.format));
-  std::fwrite(text.data(), 1, text.size(), stdout);
-  std::fflush(stdout);
+  emit(idx, OutputOptions{a_.format, ""});  // the summary, on stdout
   std::vector<std::string> absent;
   for (const auto& pt : points_)
     if (pt.status != "done") absent.push_back(fmt::format("{} ({})", pt.id, pt.status));
@@ -594,9 +592,7 @@ int Sweep::index_only() {
 int Sweep::run() {
   parse_grid();
   if (a_.count_points) {
-    const std::string out = fmt::format("{}\n", grid_size());
-    std::fwrite(out.data(), 1, out.size(), stdout);
-    std::fflush(stdout);
+    write_output(fmt::format("{}\n", grid_size()), OutputOptions{});
     return 0;
   }
   make_points();
@@ -613,8 +609,7 @@ int Sweep::run() {
                              pt->width.str(), layer.d_model, pt->batch, pt->precision, pt->recompute ? "on" : "off",
                              path(pt->file)));
     }
-    std::fwrite(out.data(), 1, out.size(), stdout);
-    std::fflush(stdout);
+    write_output(out, OutputOptions{});
     return 0;
   }
   prepare_folder();
@@ -624,9 +619,7 @@ int Sweep::run() {
   write_index();
   run_points();
   const json idx = index();
-  const std::string text = render(idx, parse_format(a_.format));
-  std::fwrite(text.data(), 1, text.size(), stdout);
-  std::fflush(stdout);
+  emit(idx, OutputOptions{a_.format, ""});  // the summary, on stdout
   const int64_t failed = idx.at("counts").at("failed").get<int64_t>();
   if (failed > 0)
     throw Error(fmt::format("{}: {} of {} points failed; see {}", tag_, failed, mine().size(), path(index_file())));
