@@ -269,11 +269,18 @@ say "3. array $arr (4 tasks, at most $most seen at once of 2 allowed) + index jo
 # repeats from a short run of the same grid), so the limit falls in one of the last points and
 # the resubmitted array has a few left to run.
 grid=(--widths 1/96 --batches 1,2,3,4 --recompute off,on --seq 128 --warmup 0 --no-ceiling)
-"$bin" -q sweep --backend cpu --out-dir calibration --repeats 20 "${grid[@]}" >/dev/null || fail "calibration sweep failed"
-ms=$("$bin" report calibration/index.json --format csv | awk -F, '$4 == "layer_ms" {s += $5} END {print s}')
+# The faster of two short runs: a machine busy at the first (another build) would make the
+# points look slower than they then run.
+ms=
+for c in 1 2; do
+  "$bin" -q sweep --backend cpu --out-dir "calibration-$c" --repeats 20 "${grid[@]}" >/dev/null || fail "calibration sweep failed"
+  ms=$("$bin" report "calibration-$c/index.json" --format csv |
+    awk -F, -v best="$ms" '$4 == "layer_ms" {s += $5} END {print (best != "" && best < s) ? best : s}')
+done
 repeats=$(awk -v ms="$ms" 'BEGIN {r = int(110000 / ms); print (r < 20 ? 20 : r)}')
-# Should the points run faster than calibrated and the grid end before its limit, once more
-# with twice the repeats in a fresh folder.
+# Should the points run faster than calibrated and the grid be done before the limit is
+# enforced (Slurm then still calls a task that ran past its limit TIMEOUT), once more with
+# twice the repeats in a fresh folder.
 for attempt in 1 2; do
   d=$work/timelimit-$attempt
   arr=$(sbatch --parsable "${cpu_job[@]}" --time=1 --array=0-0 \
@@ -282,16 +289,17 @@ for attempt in 1 2; do
   say "4. array $arr: 8 points of $repeats repeats (the layers ran $ms ms a repeat: about $((${ms%.*} * repeats / 1000)) s)," \
     "limit 1 minute"
   wait_job "$arr"
-  [[ "$(job_state "$arr")" == "TIMEOUT " ]] && break
-  ((attempt == 1)) || fail "array $arr ended $(job_state "$arr"), not TIMEOUT"
-  say "   array $arr ended $(job_state "$arr") before its time limit: again with twice the repeats"
+  stopped=$(grep -c '"status": "interrupted"' "$d/shards/1-of-1.json" || true)
+  [[ "$(job_state "$arr")" == "TIMEOUT " && "$stopped" == 1 ]] && break
+  ((attempt == 1)) || fail "array $arr ended $(job_state "$arr") with $stopped points interrupted, not stopped by its limit"
+  say "   array $arr ended $(job_state "$arr") with its points done, before its limit was enforced: again with twice" \
+    "the repeats"
   repeats=$((repeats * 2))
 done
 grid+=(--repeats "$repeats")
 no_partial_files "$d"
 done_before=$(ls "$d/points" | wc -l)
 ((done_before < 8)) || fail "array $arr: all 8 points done despite its time limit"
-grep -q '"status": "interrupted"' "$d/shards/1-of-1.json" || fail "the stopped task's shards/1-of-1.json has no interrupted point"
 sums_before=$(cd "$d/points" && md5sum ./*.json 2>/dev/null || true)
 idx=$(run_job --dependency=afterany:"$arr" "${cpu_job[@]}" --time=5 \
   --export="ALL,FLOPSCOPE=$bin,FLOPSCOPE_BACKEND=cpu,FLOPSCOPE_SWEEP_DIR=$d" "$slurm/sweep-index.sbatch" "${grid[@]}") &&
