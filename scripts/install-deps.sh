@@ -15,6 +15,11 @@ packages=(cmake make g++ git libspdlog-dev libfmt-dev libcli11-dev nlohmann-json
 if [[ "${1:-}" == "--fuzz" ]]; then
   packages+=(clang libclang-rt-14-dev)
 fi
+# --slurm: also Slurm and munge, for tests/slurm/test-slurm.sh (it starts its own daemons; the
+# packages' services are not started by the install where policy-rc.d forbids it, as in CI).
+if [[ "${1:-}" == "--slurm" ]]; then
+  packages+=(slurm-wlm munge)
+fi
 kMinCmake=3.25  # CMakePresets.json version 6
 
 say() { printf 'install-deps: %s\n' "$*" >&2; }

@@ -4,6 +4,7 @@
 
 #include "analytic/formulas.hpp"
 #include "analytic/hardware.hpp"
+#include "measure/host.hpp"
 #include "predict/cluster_line.hpp"
 #include "util/error.hpp"
 
@@ -275,12 +276,14 @@ json measure_result(const MeasureContext& c) {
             {"ops.achieved_flops_per_s", "counted / timed"},
             {"totals", "analytic, counted, timed"},
             {"formulas", "analytic"},
-            {"extrapolation", "counted + timed, scaled to full width by the graph"}}},
+            {"extrapolation", "counted + timed, scaled to full width by the graph"},
+            {"host", "recorded (environment and device properties)"}}},
           {"model", model_to_json(c.model)},
           {"parameters", parameter_count(c.model)},
           {"layer", layer_json(g, c.layer_model, c.width)},
           {"backend", {{"name", c.backend.name()}, {"reason", c.choice.reason}, {"device_line", c.backend.device_line()}}},
           {"device", device},
+          {"host", host_facts(device)},
           {"memory",
            {{"required_bytes", c.preflight.required_bytes},
             {"available_bytes", c.preflight.available_bytes},

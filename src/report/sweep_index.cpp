@@ -1,5 +1,6 @@
-// A sweep's index (written by `flopscope sweep`): each grid point's parameters, file and
-// status, with a summary of its measure result, rendered as a table, CSV and Markdown.
+// A sweep's index (written by `flopscope sweep`, by each of its shards, or by `sweep
+// --index-only`): each grid point's parameters, file and status, with a summary of its measure
+// result and where it ran, rendered as a table, CSV and Markdown.
 #include <fmt/format.h>
 
 #include "report/collections.hpp"
@@ -22,6 +23,32 @@ void check_result(const json& r) {
       cmd != "predict")
     throw UsageError(fmt::format("result of unknown command '{}'", cmd));
 }
+
+namespace {
+
+// Where a point ran, from its result's "host" (src/measure/host.hpp), for the index: the node
+// (Slurm's name for it, else the hostname), the Slurm job ("1234_5": task 5 of array job 1234)
+// and the GPU (its index and UUID; "none" on the cpu backend). Null for results without "host".
+json host_summary(const json& r) {
+  if (!r.contains("host") || !r.at("host").is_object()) return nullptr;
+  const json& h = r.at("host");
+  const json slurm = h.value("slurm", json(nullptr));
+  json node = h.value("hostname", json(nullptr)), job = nullptr;
+  if (slurm.is_object()) {
+    if (slurm.value("node", json(nullptr)).is_string()) node = slurm.at("node");
+    const json array_job = slurm.value("array_job_id", json(nullptr)), task = slurm.value("array_task_id", json(nullptr));
+    job = array_job.is_string() && task.is_string()
+              ? json(array_job.get<std::string>() + "_" + task.get<std::string>())
+              : slurm.value("job_id", json(nullptr));
+  }
+  const json gpu = h.value("gpu", json(nullptr));
+  return {{"node", node},
+          {"slurm_job", job},
+          {"gpu_index", gpu.is_object() ? gpu.value("index", json(nullptr)) : json(nullptr)},
+          {"gpu_uuid", gpu.is_object() ? gpu.value("uuid", json(nullptr)) : json(nullptr)}};
+}
+
+}  // namespace
 
 json point_summary(const json& r) {
   const auto& L = r.at("layer");
@@ -52,7 +79,8 @@ json point_summary(const json& r) {
           {"days_one_device", e.at("days_one_device")},
           {"days_on_cluster", e.at("days_on_cluster")},
           {"cluster_devices", e.at("cluster_devices")},
-          {"wall_seconds", nullable(r.at("settings"), "wall_seconds")}};
+          {"wall_seconds", nullable(r.at("settings"), "wall_seconds")},
+          {"host", host_summary(r)}};
 }
 
 namespace detail {
@@ -63,6 +91,17 @@ bool all_cpu(const json& sweep) {
   for (const auto& p : sweep.at("points"))
     if (p.at("summary").is_object() && p.at("summary").at("backend").get<std::string>() != "cpu") return false;
   return true;
+}
+
+// "gpu17, GPU 0 GPU-1a2b3c4d" (the UUID's first group: enough to tell a node's GPUs apart);
+// "host, no GPU" on the cpu.
+std::string node_and_gpu(const json& host) {
+  std::string s = host.at("node").is_string() ? host.at("node").get<std::string>() : "?";
+  const json& index = host.at("gpu_index");
+  if (index.is_null()) return s + ", no GPU";
+  s += ", GPU " + index.dump();
+  if (host.at("gpu_uuid").is_string()) s += " " + host.at("gpu_uuid").get<std::string>().substr(0, 12);
+  return s;
 }
 
 std::string join(const json& list) {
@@ -99,9 +138,20 @@ Document sweep_document(const json& s) {
                                     st.at("repeats").get<int64_t>(), st.at("seed").get<uint64_t>(),
                                     st.at("ceiling").get<bool>() ? "timed per point" : "not measured",
                                     st.at("devices").get<double>()));
-  grid.before.push_back(fmt::format("points: {} done ({} reused from an earlier run), {} failed, {} pending",
+  const int64_t missing = c.value("missing", int64_t{0});
+  grid.before.push_back(fmt::format("points: {} done ({} reused from an earlier run), {} failed, {} pending{}",
                                     c.at("done").get<int64_t>(), c.at("reused").get<int64_t>(),
-                                    c.at("failed").get<int64_t>(), c.at("pending").get<int64_t>()));
+                                    c.at("failed").get<int64_t>(), c.at("pending").get<int64_t>(),
+                                    missing > 0 ? fmt::format(", {} missing (no result)", missing) : ""));
+  const std::string mode = s.value("mode", "run");
+  if (mode == "index-only")
+    grid.before.push_back("index written by `sweep --index-only` from the point files present (shards run apart)");
+  if (mode == "shard" && s.at("shard").is_object()) {
+    const int64_t i = s.at("shard").at("index").get<int64_t>(), n = s.at("shard").at("count").get<int64_t>();
+    grid.before.push_back(fmt::format("shard {} of {}: its points only (grid points {}, {}, ... of the whole grid's "
+                                      "order)",
+                                      i, n, i, i + n));
+  }
   d.sections.push_back(std::move(grid));
 
   Section pts;
@@ -109,31 +159,56 @@ Document sweep_document(const json& s) {
   double devices = 0;
   for (const auto& p : s.at("points"))
     if (p.at("summary").is_object()) devices = p.at("summary").at("cluster_devices").get<double>();
-  Table t({"<point", "<width", "d_model", "batch", "<dtype", "<recompute", "<status", "layer FLOPs", "median ms",
-           unit_name, "of ceiling", "training FLOPs", devices > 0 ? fmt::format("days on {:.0f}", devices) : "days",
-           "<file"});
+  // Where each point ran (recorded): a column for the node and GPU, and one for the Slurm job
+  // when any point ran in one, so a slow node or GPU shows beside its times.
+  bool any_host = false, any_job = false;
+  for (const auto& p : s.at("points")) {
+    const auto& sm = p.at("summary");
+    if (!sm.is_object() || !sm.contains("host") || !sm.at("host").is_object()) continue;
+    any_host = true;
+    any_job = any_job || sm.at("host").at("slurm_job").is_string();
+  }
+  std::vector<std::string> columns = {"<point", "<width", "d_model", "batch", "<dtype", "<recompute", "<status",
+                                      "layer FLOPs", "median ms", unit_name, "of ceiling", "training FLOPs",
+                                      devices > 0 ? fmt::format("days on {:.0f}", devices) : "days"};
+  if (any_host) columns.push_back("<node, GPU");
+  if (any_job) columns.push_back("<Slurm job");
+  columns.push_back("<file");
+  Table t(columns);
   for (const auto& p : s.at("points")) {
     const auto& sm = p.at("summary");
     const bool has = sm.is_object();
+    const json host = has && sm.contains("host") ? sm.at("host") : json(nullptr);
     auto val = [&](const char* key, auto&& f) { return has && !sm.at(key).is_null() ? f(sm.at(key).get<double>()) : std::string(); };
     std::string status = p.at("status").get<std::string>();
     if (p.value("reused", false)) status.append(" (reused)");
-    t.add_row({p.at("id").get<std::string>(), p.at("width").get<std::string>(),
-               has ? std::to_string(sm.at("d_model").get<int64_t>()) : "", std::to_string(p.at("batch").get<int64_t>()),
-               p.at("precision").get<std::string>(), p.at("recompute").get<bool>() ? "on" : "off", status,
-               val("layer_flops", [](double v) { return fmt_flops(v); }),
-               val("layer_ms", [](double v) { return fmt_sig(v, 4); }),
-               val("flops_per_s", [&](double v) { return fmt_sig(v / unit, 4); }),
-               val("of_ceiling", [](double v) { return fmt_percent(v); }),
-               val("training_flops", [](double v) { return fmt_flops(v); }),
-               val("days_on_cluster", [](double v) { return fmt_sig(v, 3); }), p.at("file").get<std::string>()});
+    std::vector<std::string> row = {p.at("id").get<std::string>(), p.at("width").get<std::string>(),
+                                    has ? std::to_string(sm.at("d_model").get<int64_t>()) : "",
+                                    std::to_string(p.at("batch").get<int64_t>()), p.at("precision").get<std::string>(),
+                                    p.at("recompute").get<bool>() ? "on" : "off", status,
+                                    val("layer_flops", [](double v) { return fmt_flops(v); }),
+                                    val("layer_ms", [](double v) { return fmt_sig(v, 4); }),
+                                    val("flops_per_s", [&](double v) { return fmt_sig(v / unit, 4); }),
+                                    val("of_ceiling", [](double v) { return fmt_percent(v); }),
+                                    val("training_flops", [](double v) { return fmt_flops(v); }),
+                                    val("days_on_cluster", [](double v) { return fmt_sig(v, 3); })};
+    if (any_host) row.push_back(host.is_object() ? node_and_gpu(host) : "");
+    if (any_job) row.push_back(host.is_object() && host.at("slurm_job").is_string() ? host.at("slurm_job").get<std::string>() : "");
+    row.push_back(p.at("file").get<std::string>());
+    t.add_row(row);
   }
   pts.table = std::move(t);
   pts.after.push_back("layer FLOPs: counted by the backend (analytic where it cannot count); times: timed medians; "
                       "training FLOPs and days: extrapolated to full width (see `flopscope report POINT.json`).");
+  if (any_host)
+    pts.after.push_back(fmt::format("node, GPU{}: recorded where each point ran (hostname or Slurm's node name, the "
+                                    "CUDA device index and the start of its UUID; no GPU on the cpu{}).",
+                                    any_job ? ", Slurm job" : "",
+                                    any_job ? "; the job as array job_task, or the job id" : ""));
   for (const auto& p : s.at("points"))
     if (p.at("error").is_string())
-      pts.after.push_back(fmt::format("{} failed: {}", p.at("id").get<std::string>(), p.at("error").get<std::string>()));
+      pts.after.push_back(fmt::format("{} {}: {}", p.at("id").get<std::string>(), p.at("status").get<std::string>(),
+                                      p.at("error").get<std::string>()));
   d.sections.push_back(std::move(pts));
   return d;
 }
@@ -169,6 +244,12 @@ std::string sweep_csv(const json& s) {
     row(id, "of_ceiling", sm.at("of_ceiling"), "fraction", fs + " / timed");
     row(id, "training_flops", sm.at("training_flops"), "FLOP", fs + ", scaled");
     row(id, "days_on_cluster", sm.at("days_on_cluster"), "days", "timed, scaled");
+    if (!sm.contains("host") || !sm.at("host").is_object()) continue;
+    const auto& h = sm.at("host");
+    row(id, "node", h.at("node"), "", "recorded");
+    row(id, "slurm_job", h.at("slurm_job"), "", "recorded");
+    row(id, "gpu_index", h.at("gpu_index"), "", "recorded");
+    row(id, "gpu_uuid", h.at("gpu_uuid"), "", "recorded");
   }
   return out;
 }

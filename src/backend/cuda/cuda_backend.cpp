@@ -21,6 +21,7 @@
 #include "kernels.cuh"
 #include "util/error.hpp"
 #include "util/fp8.hpp"
+#include "util/gpu_uuid.hpp"
 
 namespace flopscope {
 
@@ -134,6 +135,7 @@ class CudaBackend final : public Backend {
             {"name", props_.name},
             {"index", opts_.device},
             {"pci_bus_id", pci_bus_id_},
+            {"uuid", gpu_uuid_string(props_.uuid.bytes)},
             {"compute_capability", fmt::format("{}.{}", props_.major, props_.minor)},
             {"sm_count", props_.multiProcessorCount},
             {"memory_bytes", static_cast<double>(props_.totalGlobalMem)},
