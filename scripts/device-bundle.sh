@@ -10,7 +10,7 @@
 #
 # The bundle:
 #   flopscope, flopscope_tests   stripped copies (host symbols go; the device code stays)
-#   scripts/                     device-check.sh, find-flopscope.sh, ncu-crosscheck.sh
+#   scripts/                     device-check.sh, find-flopscope.sh, flopscope-launch.sh, ncu-crosscheck.sh
 #   lib/                         the shared libraries ldd resolves for the binaries here, except
 #                                glibc's (libc, libm, ld-linux, ...: every machine has its own,
 #                                and a copy would not match its loader), the compiler runtime
@@ -54,7 +54,7 @@ rm -rf "$out"
 mkdir -p "$out/lib" "$out/scripts"
 strip --strip-unneeded -o "$out/flopscope" "$build/src/flopscope"
 strip --strip-unneeded -o "$out/flopscope_tests" "$build/tests/flopscope_tests"
-cp scripts/device-check.sh scripts/find-flopscope.sh scripts/ncu-crosscheck.sh "$out/scripts/"
+cp scripts/device-check.sh scripts/find-flopscope.sh scripts/flopscope-launch.sh scripts/ncu-crosscheck.sh "$out/scripts/"
 
 # Libraries: what ldd resolves, less glibc's and the CUDA/driver ones (see the header).
 ldd "$build/src/flopscope" "$build/tests/flopscope_tests" | awk '/=> \// {print $1, $3}' | sort -u |
@@ -97,4 +97,5 @@ if ((bytes > max_bytes)); then
   rm -rf "$out"
   exit 1
 fi
-echo "device-bundle: carry it: run(carry=[\"$out\"], command=\"$out/scripts/device-check.sh\")" >&2
+# Through bash: a carried file can lose its modes, and exit 126 would waste the machine's start.
+echo "device-bundle: carry it: run(carry=[\"$out\"], command=\"bash $out/scripts/device-check.sh\", timeout_s=560)" >&2

@@ -1,77 +1,95 @@
 #!/usr/bin/env bash
-# The GPU check, sized for a GPU machine lent briefly: one call of at most 600 s (part 1, step
-# limits adding up to at most 540 s), whose output folder brings back at most 8 files.
+# The GPU check, sized for a GPU machine lent briefly: ONE call (the device tool runs one
+# command of at most 600 s; run it with timeout_s about 560), whose output folder brings back
+# at most 8 files. Run it as `bash device-bundle/scripts/device-check.sh`: carried files can
+# lose their modes.
 #
-#   scripts/device-check.sh [--part 1|2] [--out DIR]   run one part (default 1)
-#   scripts/device-check.sh [--part 1|2] --plan        print each step's name and time limit,
-#                                                     then "total: N s"; runs nothing
+#   scripts/device-check.sh [--deadline S] [--out DIR]   run the check
+#   scripts/device-check.sh [--deadline S] --plan        print each step's name and time limit,
+#                                                       then "total: N s"; runs nothing
+#   scripts/device-check.sh --list-suites [--tests BIN]  print "STEP SUITE" for every GPU test
+#                                                       suite the check would run; runs nothing
+#   --deadline  seconds from the start by which every step has ended (default 540): a step
+#               whose limit is more than the time left is not started and reads "skipped: no
+#               time"; each step's own limit still holds
 #   DIR: default $OUT (the device tool's folder), else results/<date>-<gpu>
 #
 # Everything is written in a work folder outside DIR (mktemp -d); after every step DIR gets
-# exactly two files, rewritten each time: summary.txt (per step: status, seconds, limit and a
-# one-line result) and device-check.tgz (every log and JSON so far). A call killed at its limit
-# still brings back what happened up to the step it was in (marked "running").
+# exactly two files, rewritten each time: summary.txt (the runtime found, per step: status,
+# seconds, limit and a one-line result, then the tools that refused with their words) and
+# device-check.tgz (every log and JSON so far). A call killed at its limit still brings back
+# what happened up to the step it was in (marked "running").
 #
-# What one call learns, in this order (each step runs under `timeout` with its limit):
-#   part 1  1. loads and sees the GPU: nvidia-smi; libraries (every one ldd reports missing is
-#              looked for in the bundle, the CUDA toolkit's folders and PyTorch's wheels:
-#              scripts/find-flopscope.sh); `flopscope devices` lists a GPU. If any of the
-#              three fails, every later step is skipped and the check stops.
-#           2. kernels right and memory-clean: the kernel test suites, one process per suite
-#              (a sticky CUDA error cannot fail the next suite); compute-sanitizer memcheck on a
-#              width-1/96, seq-128 bf16 layer with --counters off (CUPTI stays out of it)
-#           3. cuBLASLt takes every configuration, with correct results: the GEMM, layer and
-#              fp8 suites (one process each); `measure --width 1/8` in bf16 and in fp8
-#              (verification must pass; fp8 only on compute capability 8.9+)
-#           4. counters in this VM: the GpuCounters suite (a 1536^3 bf16 GEMM reads 2 m n k
-#              within 0.1%; every op of a small layer measured) and `measure --counters auto`
-#              on a small layer: status, passes, dropped metrics, the hgmma/hmma split
-#   part 2  1. again (a later call may land on a fresh machine)
-#           5. full width: `measure --model gpt3-175b --width 1` in bf16 with counters and the
-#              8192^3 ceiling; CUDA-graph replay against the sum of op times (width 1/8); the
-#              end-to-end GPU suites (GpuMeasure, GpuGraph: they run FLOPSCOPE_BIN); the ncu
-#              cross-check with --gemm-candidates 1; memcheck on the fp8 layer
+# The steps, in the order of what they are worth (each runs under `timeout` with its limit):
+#    1. nvidia-smi: one `nvidia-smi -q` (the GPU, driver and CUDA version as the driver sees
+#       them); a failure or a hang is recorded and the check goes on (flopscope asks the CUDA
+#       runtime itself, next)
+#    2. libraries: every shared library flopscope and its tests need resolves (each one ldd
+#       reports missing is looked for in the bundle, the CUDA toolkit's folders and PyTorch's
+#       wheels: scripts/find-flopscope.sh), and the libnvperf_host/target that CUPTI opens at
+#       run time (no ldd reports them) sit beside the libcupti that resolved, or are found
+#    3. devices: `flopscope --version`; `flopscope devices` lists a GPU
+#       (if libraries or devices failed, every later step is skipped: nothing can run)
+#    4. measure-175b: the headline. `measure --model gpt3-175b --width 1` in bf16 with
+#       hardware counters (--counters auto), verification and the 8192^3 GEMM ceiling
+#    5. counters: the counters' own check. The GpuCounters suite (a 1536^3 bf16 GEMM reads 2 m n
+#       k padded by its tiles; every op of a small layer measured), and the 175B run's
+#       counters: dropped metrics are a warning; the step fails only when the run's own dtype
+#       (bf16) lost every FLOP term, or counters were unavailable (the reason is the result)
+#    6. ncu-crosscheck: scripts/ncu-crosscheck.sh --gemm-candidates 1 on width 1/96, seq 256:
+#       flopscope's counters against Nsight Compute's, op by op
+#    7. measure-1_8-fp8: `measure --width 1/8` in fp8, verification (compute capability 8.9+)
+#    8. gpu-suites: the kernel suites, then GpuGemm, GpuLayer, GpuFp8, GpuMeasure, GpuGraph,
+#       one process each, until the step's limit
+#    9. graph-replay: `measure --width 1/8 --cuda-graph --input-sets 2`: replay against the sum
+#       of op times
+#   10. memcheck: compute-sanitizer memcheck on a width-1/96, seq-128 fp8 layer with
+#       --cuda-graph (bf16 where there is no fp8) and --counters off (CUPTI stays out of it)
 #
-# The binaries: FLOPSCOPE_BIN and FLOPSCOPE_TESTS when set, else the bundle or build tree that
+# The tools: ncu and compute-sanitizer from $NCU / $COMPUTE_SANITIZER when set, else PATH,
+# $CUDA_HOME/bin, /usr/local/cuda*/bin, /opt/nvidia/nsight-compute/*/ (find-flopscope.sh). The
+# binaries: FLOPSCOPE_BIN and FLOPSCOPE_TESTS when set, else the bundle or build tree that
 # scripts/find-flopscope.sh finds (device-bundle/ from scripts/device-bundle.sh travels to a GPU
-# machine that can build nothing). Exit: 0 every step ok or skipped as not applicable; 1 a step
-# failed or timed out; 2 bad arguments.
+# machine that can build nothing). FLOPSCOPE_CHECK_TIME_SCALE (tests only; default 1) scales
+# every step's limit and the default deadline. Exit: 0 every step ok or skipped as not
+# applicable; 1 a step failed, timed out or had no time; 2 bad arguments.
 set -uo pipefail
 self=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
 here=$(dirname "$self")
 
-# name part limit_s what. Part limits add up to at most 540 s (tests/test_device_check.cpp).
+# name limit_s what. The limits add up to at most 540 s (tests/test_device_check.cpp).
 plan_table=(
-  "nvidia-smi      1 15 nvidia-smi sees a GPU"
-  "libraries       1 15 every shared library flopscope and its tests need resolves"
-  "devices         1 30 flopscope --version, flopscope devices lists the GPU"
-  "kernel-tests    1 90 kernel test suites, one process each"
-  "memcheck        1 90 compute-sanitizer memcheck, width 1/96, seq 128, bf16, --counters off"
-  "gemm-tests      1 90 GpuGemm, GpuLayer, GpuFp8 suites, one process each"
-  "measure-1_8     1 50 measure --width 1/8 bf16, verification"
-  "measure-1_8-fp8 1 50 measure --width 1/8 fp8, verification (compute capability 8.9+)"
-  "counter-tests   1 45 GpuCounters suite: 1536^3 bf16 GEMM = 2 m n k, a layer's ops measured"
-  "counters        1 45 measure --counters auto on width 1/96: status, passes, dropped, hgmma split"
-  "nvidia-smi      2 15 nvidia-smi sees a GPU"
-  "libraries       2 15 every shared library flopscope and its tests need resolves"
-  "devices         2 30 flopscope --version, flopscope devices lists the GPU"
-  "measure-175b    2 150 measure --model gpt3-175b --width 1 bf16, counters, 8192^3 ceiling"
-  "graph-replay    2 60 measure --width 1/8 --cuda-graph: replay vs the sum of op times"
-  "e2e-tests       2 60 GpuMeasure, GpuGraph suites (they run FLOPSCOPE_BIN)"
-  "ncu-crosscheck  2 150 scripts/ncu-crosscheck.sh --gemm-candidates 1, width 1/96, seq 256"
-  "memcheck-fp8    2 60 compute-sanitizer memcheck, width 1/96, seq 128, fp8, --cuda-graph, --counters off"
+  "nvidia-smi      30 one nvidia-smi -q: GPU, driver, CUDA version (a failure is noted; the check goes on)"
+  "libraries       15 every shared library resolves, libnvperf_host/target beside libcupti"
+  "devices         25 flopscope --version, flopscope devices lists the GPU"
+  "measure-175b    110 measure --model gpt3-175b --width 1 bf16, counters, verification, 8192^3 ceiling"
+  "counters        50 GpuCounters suite; the 175B run's counters (dropped metrics warn)"
+  "ncu-crosscheck  100 scripts/ncu-crosscheck.sh --gemm-candidates 1, width 1/96, seq 256"
+  "measure-1_8-fp8 35 measure --width 1/8 fp8, verification (compute capability 8.9+)"
+  "gpu-suites      90 kernel, GEMM, layer, fp8 and end-to-end suites, one process each"
+  "graph-replay    35 measure --width 1/8 --cuda-graph: replay vs the sum of op times"
+  "memcheck        50 compute-sanitizer memcheck, width 1/96, seq 128, fp8 + --cuda-graph, --counters off"
 )
-gate_steps=" nvidia-smi libraries devices "
-# Suites that are not kernel tests; every other Gpu*/Cuda* suite is one (new kernels join by themselves).
-non_kernel_suites=" GpuGemm GpuLayer GpuFp8 GpuMeasure GpuGraph GpuCounters "
+gate_steps=" libraries devices "
+# The suites of gpu-suites after the kernel suites, in this order; every other Gpu*/Cuda*
+# suite (but GpuCounters, the counters step's) is a kernel suite (new kernels join by themselves).
+later_suites="GpuGemm GpuLayer GpuFp8 GpuMeasure GpuGraph"
+non_kernel_suites=" $later_suites GpuCounters "
 
+time_scale=${FLOPSCOPE_CHECK_TIME_SCALE:-1}
+[[ $time_scale =~ ^[0-9]*\.?[0-9]+$ ]] || { echo "device-check: FLOPSCOPE_CHECK_TIME_SCALE must be a positive number" >&2; exit 2; }
+scaled() { awk -v s="$time_scale" -v v="$1" 'BEGIN { r = int(v * s + 0.5); print (r < 1 ? 1 : r) }'; }
 
 # ---------------------------------------------------------------------------------------------
 # Steps. Each runs as its own process (this script with --step NAME, under timeout), with
-# stdout and stderr in $work/NAME.log; its last line of $work/NAME.result is the summary's
-# result. Exit 0 ok, 3 not applicable (skipped), anything else failed.
+# stdout and stderr in $work/NAME.log; the last line of $work/NAME.result is the summary's
+# result, and a line in $work/NAME.refused names a tool that refused, with its words. Exit 0
+# ok, 3 not applicable (skipped), anything else failed. FSDC_END: the epoch second the step
+# must have ended by.
 
 result() { echo "$*" >"$work/$step_name.result"; }
+refused() { echo "$*" >>"$work/$step_name.refused"; }
+left_s() { echo $((FSDC_END - $(date +%s))); }
 
 # The measure JSON at $1: one line (verification, time, ceiling, counters), by python3 when present.
 summarize_measure() {
@@ -95,14 +113,10 @@ hw = hw.get("hardware", hw)
 st = hw.get("status")
 if st == "measured":
     dropped = [m.get("name") for m in hw.get("dropped_metrics") or []]
-    parts.append(f"counters measured, {hw.get('passes')} passes, {len(dropped)} dropped" +
-                 (f" ({', '.join(dropped)})" if dropped else ""))
-    splits = [((o.get("measured") or {}).get("checks") or {}).get("hopper_split", {}).get("bf16", {}).get("split_over_dense")
-              for o in d.get("ops", [])]
-    splits = [s for s in splits if isinstance(s, (int, float))]
-    if splits: parts.append(f"hgmma+hmma over dense {min(splits):.4f}..{max(splits):.4f}")
-    ratios = [o.get("measured_over_analytic") for o in d.get("ops", []) if isinstance(o.get("measured_over_analytic"), (int, float))]
-    if ratios: parts.append(f"measured/analytic FLOPs {min(ratios):.4f}..{max(ratios):.4f}")
+    parts.append(f"counters measured, {hw.get('passes')} passes, {len(dropped)} dropped")
+    ratios = [o.get("measured_over_analytic") for o in d.get("ops", []) if o.get("kind") in ("gemm", "batched_gemm")
+              and isinstance(o.get("measured_over_analytic"), (int, float))]
+    if ratios: parts.append(f"GEMMs measured/analytic {min(ratios):.4f}..{max(ratios):.4f}")
 elif st:
     parts.append(f"counters {st}" + (f" ({hw.get('reason')})" if st != "off" else ""))
 r = t.get("graph_replay_ms")
@@ -113,6 +127,42 @@ print("; ".join(p for p in parts if p))
 PY
 }
 
+# The counters of the measure JSON at $1 for the run's dtype $2, judged: prints one line and
+# exits 0 when the dtype kept a FLOP term (dropped metrics are a warning), 1 when it lost every
+# one or counters were not measured.
+judge_counters() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+path, dtype = sys.argv[1], sys.argv[2]
+try:
+    d = json.load(open(path))
+except Exception as e:
+    print(f"no result JSON to judge ({e.__class__.__name__})"); sys.exit(1)
+hw = d.get("counters") or {}
+hw = hw.get("hardware", hw)
+if hw.get("status") != "measured":
+    print(f"counters {hw.get('status')}: {hw.get('reason')}"); sys.exit(1)
+dropped = [m.get("name") for m in hw.get("dropped_metrics") or []]
+lost, bases, splits = set(), set(), []
+for o in d.get("ops", []):
+    m = o.get("measured") or {}
+    for nc in m.get("not_counted_dtypes") or []:
+        if nc.get("dtype") == dtype: lost.add(o.get("name"))
+    b = ((m.get("formula") or {}).get("tensor_basis") or {}).get(dtype)
+    if b: bases.add(b)
+    s = ((m.get("checks") or {}).get("hopper_split") or {}).get(dtype, {}).get("split_over_dense")
+    if isinstance(s, (int, float)): splits.append(s)
+parts = [f"{hw.get('chip')} {hw.get('arch')}, {hw.get('passes')} passes"]
+parts.append(f"{dtype} read as {', '.join(sorted(bases)) or 'nothing'}")
+if splits: parts.append(f"hgmma+hmma over dense {min(splits):.4f}..{max(splits):.4f}")
+if dropped: parts.append(f"warning: {len(dropped)} metric(s) dropped: {', '.join(dropped)}")
+if lost:
+    parts.append(f"FAILED: every {dtype} FLOP term was refused ({len(lost)} ops not counted)")
+print("; ".join(parts))
+sys.exit(1 if lost else 0)
+PY
+}
+
 # measure NAME ARGS...: flopscope measure into $work/NAME.json, summarised; fails unless verified.
 run_measure() {
   local name=$1
@@ -120,70 +170,114 @@ run_measure() {
   "${flopscope_cmd[@]}" measure --backend cuda --format json -o "$work/$name.json" "$@"
   local rc=$?
   result "$(summarize_measure "$work/$name.json")"
+  # The CUPTI profiler's refusal, in its words, when the run had counters.
+  python3 - "$work/$name.json" >>"$work/$step_name.refused" 2>/dev/null <<'PY'
+import json, sys
+hw = (json.load(open(sys.argv[1])).get("counters") or {})
+hw = hw.get("hardware", hw)
+if hw.get("status") == "unavailable": print(f"CUPTI Range Profiler: {hw.get('reason')}")
+PY
   ((rc == 0)) || return "$rc"
   grep -q '"passed": true' "$work/$name.json"
 }
 
-# Gpu*/Cuda* suites of the test binary, by their gtest name ("GpuFill", "GpuShapes/GpuGemm").
+# Gpu*/Cuda* suites of the test binary, by their gtest name ("GpuFill", "GpuShapes/GpuGemm"):
+# the lines of --gtest_list_tests that start a suite end in "." (gtest_main's own first line,
+# "Running main() from ...", does not).
 gpu_suites() {
-  flopscope_env "$tests" --gtest_list_tests --gtest_filter='Gpu*:Cuda*' 2>/dev/null | awk '/^[^ ]/ {s = $1; sub(/\.$/, "", s); print s}'
+  flopscope_env "$tests" --gtest_list_tests --gtest_filter='Gpu*:Cuda*' 2>/dev/null |
+    awk '/^[^ ]/ && $1 ~ /\.$/ {s = $1; sub(/\.$/, "", s); print s}'
 }
 
-# run_suites LIMIT_S SUITE...: each suite its own process, within the step's limit in all.
+# The suites of a step, one per line, in order: kernel (every suite that is not a later one),
+# gpu-suites (kernel then later), counters.
+suites_of() {
+  local step=$1 s
+  local -a all=()
+  mapfile -t all < <(gpu_suites)
+  case $step in
+    gpu-suites)
+      for s in "${all[@]}"; do [[ "$non_kernel_suites" == *" ${s##*/} "* ]] || echo "$s"; done
+      for want in $later_suites; do
+        for s in "${all[@]}"; do [[ ${s##*/} == "$want" ]] && echo "$s"; done
+      done
+      ;;
+    counters) for s in "${all[@]}"; do [[ ${s##*/} == GpuCounters ]] && echo "$s"; done ;;
+  esac
+}
+
+# run_suites SUITE...: each suite its own process, within the step's end (FSDC_END).
 run_suites() {
-  local limit=$1
-  shift
-  local t0 suite left failed=() passed=0 rc
-  t0=$(date +%s)
+  local suite left failed=() passed=0 rc
   [[ -x "$tests" ]] || { result "no test binary at $tests"; return 1; }
   (($#)) || { result "no such suites in $tests"; return 1; }
   for suite in "$@"; do
-    left=$((limit - 4 - ($(date +%s) - t0)))
-    if ((left < 5)); then
+    left=$(($(left_s) - 1))
+    if ((left < 2)); then
       failed+=("$suite(no time left)")
       continue
     fi
     echo "== $suite"
-    # The end-to-end tests run FLOPSCOPE_BIN, which inherits the library path.
-    FLOPSCOPE_BIN=$bin timeout -k 2 "$((left < 60 ? left : 60))" "${ld_env[@]}" \
-      "$tests" --gtest_filter="$suite.*" --gtest_color=no
+    # The end-to-end tests run FLOPSCOPE_BIN, which finds its libraries through the launcher.
+    FLOPSCOPE_BIN=$bin flopscope_env timeout -k 2 "$((left < 60 ? left : 60))" "$tests" --gtest_filter="$suite.*" \
+      --gtest_color=no
     rc=$?
     if ((rc == 0)); then passed=$((passed + 1)); else failed+=("$suite(rc=$rc)"); fi
   done
-  # A skipped test is no pass: say how many (the reasons are in the log).
+  # A skipped test is no pass: say how many, each counted once (gtest names a skipped test as it
+  # runs, "(N ms)", and again in its closing list).
   local skipped
-  skipped=$(grep -cE '^\[  SKIPPED \] [A-Za-z]' "$work/$step_name.log" 2>/dev/null)
+  skipped=$(grep -E '^\[  SKIPPED \] [A-Za-z0-9_/.]+ \([0-9]+ ms\)' "$work/$step_name.log" 2>/dev/null |
+    awk '{print $4}' | sort -u | wc -l)
   result "$passed/$# suites passed${failed[*]:+; failed: ${failed[*]}}$( ((skipped > 0)) && echo "; $skipped tests skipped")"
   ((${#failed[@]} == 0))
 }
 
-sanitizer() { command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda-*/bin/compute-sanitizer 2>/dev/null | head -n1; }
-
-# compute-sanitizer runs with its own environment; only flopscope gets the library path.
+# compute-sanitizer runs with its own environment; flopscope gets its library path from the
+# launcher at exec time (find-flopscope.sh).
 run_memcheck() {
   local name=$1
   shift
   local cs
-  cs=$(sanitizer)
-  [[ -n "$cs" ]] || { result "compute-sanitizer not found"; return 1; }
+  cs=$(flopscope_find_tool compute-sanitizer) || { result "compute-sanitizer not found (set COMPUTE_SANITIZER)"; return 1; }
+  echo "compute-sanitizer: $cs"
   "$cs" --tool memcheck --error-exitcode 1 --target-processes all "${flopscope_cmd[@]}" measure -q --backend cuda \
     --model gpt3-175b --width 1/96 --seq 128 --repeats 1 --warmup 0 --no-ceiling --counters off --gemm-candidates 1 \
     --format json -o "$work/$name.json" "$@"
   local rc=$?
-  result "$( ((rc == 0)) && echo "no memcheck errors" || grep -m1 -E 'ERROR SUMMARY|Error|error' "$work/$name.log" || echo "rc=$rc")"
+  if ((rc == 0)); then
+    result "no memcheck errors"
+  else
+    local line
+    line=$(grep -m1 -E 'ERROR SUMMARY|Error|error|not supported|refused' "$work/$name.log" | cut -c1-300)
+    result "${line:-rc=$rc}"
+    [[ -f "$work/$name.json" ]] || refused "compute-sanitizer: ${line:-rc=$rc}"
+  fi
   return "$rc"
 }
 
 compute_capability() { cat "$work/state/cc" 2>/dev/null || echo 0; }
 
 step_nvidia-smi() {
-  nvidia-smi || { result "nvidia-smi failed: no GPU or no driver here"; return 1; }
-  nvidia-smi --query-gpu=name,driver_version,compute_cap,memory.total,clocks.max.sm,power.limit --format=csv
-  local line
-  line=$(nvidia-smi --query-gpu=name,driver_version,compute_cap --format=csv,noheader | head -n1)
-  [[ -n "$line" ]] || { result "nvidia-smi lists no GPU"; return 1; }
-  echo "$line" | awk -F', *' '{gsub(/\./, "", $3); print $3}' >"$work/state/cc"
-  result "$line"
+  local smi
+  smi=$(command -v nvidia-smi) || { result "nvidia-smi not found (flopscope asks the CUDA runtime next)"; return 1; }
+  "$smi" -q >"$work/nvidia-smi-q.txt" 2>&1
+  local rc=$?
+  cat "$work/nvidia-smi-q.txt"
+  if ((rc != 0)); then
+    local line
+    line=$(grep -m1 -v '^\s*$' "$work/nvidia-smi-q.txt" | cut -c1-200)
+    result "nvidia-smi failed (rc=$rc): ${line:-no output}"
+    refused "nvidia-smi: ${line:-rc=$rc}"
+    return 1
+  fi
+  local name driver cuda
+  name=$(awk -F': *' '/^ *Product Name/ {print $2; exit}' "$work/nvidia-smi-q.txt")
+  driver=$(awk -F': *' '/^ *Driver Version/ {print $2; exit}' "$work/nvidia-smi-q.txt")
+  cuda=$(awk -F': *' '/^ *CUDA Version/ {print $2; exit}' "$work/nvidia-smi-q.txt")
+  [[ -n "$name" ]] || { result "nvidia-smi -q lists no GPU"; return 1; }
+  echo "$name" | tr ' ' '-' | tr -cd 'A-Za-z0-9-' >"$work/state/gpu"
+  result "$name, driver ${driver:-?}, CUDA ${cuda:-?}"
 }
 
 step_libraries() {
@@ -193,50 +287,88 @@ step_libraries() {
   FLOPSCOPE_LD_PATH=""
   local -a bins=("$bin")
   [[ -x "$tests" ]] && bins+=("$tests")
-  if flopscope_resolve_libs "${bins[@]}"; then
-    echo "$FLOPSCOPE_LD_PATH" >"$work/state/ld_path"
-    for b in "${bins[@]}"; do flopscope_env ldd "$b"; done
-    result "all resolved${FLOPSCOPE_LD_PATH:+; LD_LIBRARY_PATH for flopscope only: $FLOPSCOPE_LD_PATH}"
-  else
+  if ! flopscope_resolve_libs "${bins[@]}"; then
     for b in "${bins[@]}"; do flopscope_env ldd "$b"; done
     echo "searched: $(flopscope_lib_dirs | tr '\n' ' ')"
     result "missing: $FLOPSCOPE_MISSING_LIBS"
     return 1
   fi
+  local nvperf=""
+  flopscope_resolve_nvperf "$bin" || nvperf="; warning: $FLOPSCOPE_NVPERF_NOTE"
+  echo "$FLOPSCOPE_LD_PATH" >"$work/state/ld_path"
+  for b in "${bins[@]}"; do flopscope_env ldd "$b"; done
+  echo "nvperf: $FLOPSCOPE_NVPERF_NOTE"
+  result "all resolved${FLOPSCOPE_LD_PATH:+; LD_LIBRARY_PATH for flopscope only: $FLOPSCOPE_LD_PATH}${nvperf}"
 }
 
 step_devices() {
   "${flopscope_cmd[@]}" --version || { result "flopscope --version failed"; return 1; }
   "${flopscope_cmd[@]}" devices --format json -o "$work/devices.json" || { result "flopscope devices failed"; return 1; }
   "${flopscope_cmd[@]}" devices
-  local n
-  n=$(grep -c '"compute_capability"' "$work/devices.json")
-  ((n > 0)) || { result "flopscope sees no GPU: $(grep -m1 '"gpu_probe"' "$work/devices.json" | sed 's/^ *//')"; return 1; }
-  result "$n GPU(s): $(grep -m1 '"name"' "$work/devices.json" | sed 's/^ *//')"
+  # GPUs seen, the first one's name and compute capability ("9.0" -> 90, for the fp8 steps).
+  local line
+  line=$(python3 - "$work/devices.json" "$work/state" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+gpus = d.get("gpus") or []
+if not gpus:
+    print(f"flopscope sees no GPU: {d.get('gpu_probe')}"); sys.exit(1)
+g = gpus[0]
+cc = str(g.get("compute_capability", "0.0"))
+open(sys.argv[2] + "/cc", "w").write(cc.replace(".", "") + "\n")
+name = "".join(c for c in str(g.get("name", "")).replace(" ", "-") if c.isalnum() or c == "-")
+try:
+    open(sys.argv[2] + "/gpu", "x").write(name + "\n")  # where nvidia-smi named none
+except FileExistsError:
+    pass
+print(f"{len(gpus)} GPU(s): {g.get('name')}, compute capability {cc}")
+PY
+  )
+  local rc=$?
+  result "${line:-devices.json unreadable}"
+  return "$rc"
 }
 
-step_kernel-tests() {
+step_measure-175b() {
+  run_measure measure-175b --model gpt3-175b --width 1 --precision bf16 --counters auto
+}
+
+step_counters() {
   local -a suites=()
-  local s
-  while read -r s; do
-    [[ "$non_kernel_suites" == *" ${s##*/} "* ]] || suites+=("$s")
-  done < <(gpu_suites)
-  run_suites "$limit" "${suites[@]}"
+  mapfile -t suites < <(suites_of counters)
+  run_suites "${suites[@]}"
+  local rc=$? line verdict vrc
+  # The test prints the chip, passes and the GEMM's tensor FLOPs against 2 m n k.
+  line=$(grep -m1 '^GpuCounters:' "$work/$step_name.log" | cut -c1-300)
+  if [[ -f "$work/measure-175b.json" ]]; then
+    verdict=$(judge_counters "$work/measure-175b.json" bf16)
+    vrc=$?
+  else
+    verdict="measure-175b left no JSON to judge"
+    vrc=1
+  fi
+  echo "175B counters: $verdict"
+  result "$(cat "$work/$step_name.result"); 175B: $verdict${line:+; $line}"
+  ((rc == 0 && vrc == 0))
 }
 
-step_memcheck() { run_memcheck memcheck --precision bf16; }
-
-step_gemm-tests() {
-  local -a suites=()
-  local s
-  while read -r s; do
-    [[ " GpuGemm GpuLayer GpuFp8 " == *" ${s##*/} "* ]] && suites+=("$s")
-  done < <(gpu_suites)
-  run_suites "$limit" "${suites[@]}"
-}
-
-step_measure-1_8() {
-  run_measure measure-1_8 --model gpt3-175b --width 1/8 --precision bf16 --no-ceiling --counters off
+step_ncu-crosscheck() {
+  local ncu
+  ncu=$(flopscope_find_tool ncu) || { result "ncu (Nsight Compute) not found (set NCU)"; return 1; }
+  echo "ncu: $ncu"
+  NCU=$ncu bash "$here/ncu-crosscheck.sh" --out "$work/ncu-crosscheck" --gemm-candidates 1 --width 1/96 --seq 256
+  local rc=$?
+  if [[ -f "$work/ncu-crosscheck/table.txt" ]]; then
+    result "$(tail -n1 "$work/ncu-crosscheck/table.txt")"
+  else
+    # ncu's own words: LibraryNotLoaded, ERR_NVGPUCTRPERM, ...
+    local line
+    line=$(grep -h -m1 -E '==ERROR==|ERR_|LibraryNotLoaded|not supported' "$work/ncu-crosscheck"/*.log "$work/$step_name.log" \
+      2>/dev/null | head -n1 | cut -c1-300)
+    result "rc=$rc, no table${line:+: $line}"
+    refused "ncu: ${line:-rc=$rc, no table}"
+  fi
+  return "$rc"
 }
 
 step_measure-1_8-fp8() {
@@ -247,30 +379,10 @@ step_measure-1_8-fp8() {
   run_measure measure-1_8-fp8 --model gpt3-175b --width 1/8 --precision fp8 --no-ceiling --counters off
 }
 
-step_counter-tests() {
+step_gpu-suites() {
   local -a suites=()
-  local s
-  while read -r s; do [[ "${s##*/}" == GpuCounters ]] && suites+=("$s"); done < <(gpu_suites)
-  run_suites "$limit" "${suites[@]}"
-  local rc=$?
-  # The test prints the chip, passes and the GEMM's tensor FLOPs against 2 m n k.
-  local line
-  line=$(grep -m1 '^GpuCounters:' "$work/$step_name.log" | cut -c1-300)
-  [[ -n "$line" ]] && result "$(cat "$work/$step_name.result"); $line"
-  return "$rc"
-}
-
-step_counters() {
-  run_measure counters --model gpt3-175b --width 1/96 --seq 256 --precision bf16 --no-ceiling --counters auto \
-    --repeats 1
-  local rc=$?
-  ((rc == 0)) || return "$rc"
-  # Counters working in this VM means: measured, and no metric of the table refused.
-  grep -q '"status": "measured"' "$work/counters.json" && grep -q '"dropped_metrics": \[\]' "$work/counters.json"
-}
-
-step_measure-175b() {
-  run_measure measure-175b --model gpt3-175b --width 1 --precision bf16 --counters auto
+  mapfile -t suites < <(suites_of gpu-suites)
+  run_suites "${suites[@]}"
 }
 
 step_graph-replay() {
@@ -278,50 +390,39 @@ step_graph-replay() {
     --counters off
 }
 
-step_e2e-tests() {
-  local -a suites=()
-  local s
-  while read -r s; do [[ " GpuMeasure GpuGraph " == *" ${s##*/} "* ]] && suites+=("$s"); done < <(gpu_suites)
-  run_suites "$limit" "${suites[@]}"
-}
-
-step_ncu-crosscheck() {
-  command -v ncu >/dev/null || { result "ncu (Nsight Compute) is not on PATH"; return 1; }
-  bash "$here/ncu-crosscheck.sh" --out "$work/ncu-crosscheck" --gemm-candidates 1 --width 1/96 --seq 256
-  local rc=$?
-  result "$(tail -n1 "$work/ncu-crosscheck/table.txt" 2>/dev/null || echo "rc=$rc, no table")"
-  return "$rc"
-}
-
-step_memcheck-fp8() {
-  if (($(compute_capability) < 89)); then
-    result "not applicable: compute capability $(compute_capability) has no FP8 tensor cores"
-    return 3
+step_memcheck() {
+  if (($(compute_capability) >= 89)); then
+    run_memcheck memcheck --precision fp8 --cuda-graph
+  else
+    run_memcheck memcheck --precision bf16 --cuda-graph
   fi
-  run_memcheck memcheck-fp8 --precision fp8 --cuda-graph
 }
 
 # ---------------------------------------------------------------------------------------------
 # Arguments.
 
-part=1 plan=0 dest="" step_name=""
+plan=0 list_suites=0 dest="" step_name="" deadline="" tests_arg=""
 while (($#)); do
   case $1 in
-    --part) [[ ${2:-} == 1 || ${2:-} == 2 ]] || { echo "device-check: --part takes 1 or 2" >&2; exit 2; }; part=$2; shift 2 ;;
     --plan) plan=1; shift ;;
+    --list-suites) list_suites=1; shift ;;
+    --tests) [[ -n ${2:-} ]] || { echo "device-check: --tests takes a test binary" >&2; exit 2; }; tests_arg=$2; shift 2 ;;
+    --deadline)
+      [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || { echo "device-check: --deadline takes a whole number of seconds" >&2; exit 2; }
+      deadline=$2; shift 2 ;;
     --out) [[ -n ${2:-} ]] || { echo "device-check: --out takes a folder" >&2; exit 2; }; dest=$2; shift 2 ;;
+    --part) echo "device-check: --part is gone: the check is one call now (see --plan)" >&2; exit 2 ;;
     --step) step_name=${2:-}; shift 2 ;;  # internal: run one step (this script calls itself)
     -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$self"; exit 0 ;;
     *) echo "device-check: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
+deadline=${deadline:-$(scaled 540)}
 
-# The steps of the chosen part: names and limits.
 names=() limits=() whats=()
 for row in "${plan_table[@]}"; do
-  read -r n p l w <<<"$row"
-  [[ $p == "$part" ]] || continue
-  names+=("$n") limits+=("$l") whats+=("$w")
+  read -r n l w <<<"$row"
+  names+=("$n") limits+=("$(scaled "$l")") whats+=("$w")
 done
 
 if ((plan)); then
@@ -331,22 +432,36 @@ if ((plan)); then
     total=$((total + limits[i]))
   done
   echo "total: $total s"
+  ((total <= deadline)) || echo "device-check: the limits exceed the deadline of $deadline s: the last steps may be skipped" >&2
   exit 0
 fi
 
 # One step, in its own process (called by the loop below).
 if [[ -n "$step_name" ]]; then
-  work=$FSDC_WORK bin=$FLOPSCOPE_BIN tests=$FSDC_TESTS limit=$FSDC_LIMIT
+  work=$FSDC_WORK bin=$FLOPSCOPE_BIN tests=$FSDC_TESTS
   # shellcheck source=find-flopscope.sh
   source "$here/find-flopscope.sh" >/dev/null 2>&1
   FLOPSCOPE_LD_PATH=$(cat "$work/state/ld_path" 2>/dev/null)
-  # env LD_LIBRARY_PATH=... for flopscope's processes only (ld_env is empty when nothing is needed).
-  ld_env=()
-  [[ -n "$FLOPSCOPE_LD_PATH" ]] && ld_env=(env "LD_LIBRARY_PATH=$FLOPSCOPE_LD_PATH${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
-  flopscope_cmd=("${ld_env[@]}" "$bin")
+  flopscope_set_cmd
   declare -F "step_$step_name" >/dev/null || { echo "device-check: no step '$step_name'" >&2; exit 2; }
   "step_$step_name"
   exit $?
+fi
+
+# The binaries. A copy that lost its modes on the way keeps them executable still.
+for f in "$here/../flopscope" "$here/../flopscope_tests" "$here/../device-bundle/flopscope" \
+  "$here/../device-bundle/flopscope_tests"; do
+  [[ -f "$f" && ! -x "$f" ]] && chmod +x "$f"
+done
+
+if ((list_suites)); then
+  # shellcheck source=find-flopscope.sh
+  source "$here/find-flopscope.sh" >/dev/null 2>&1
+  bin=${FLOPSCOPE_BIN:-none}
+  tests=${tests_arg:-${FLOPSCOPE_TESTS:-$(dirname "$bin")/flopscope_tests}}
+  [[ -x "$tests" ]] || { echo "device-check: no test binary at $tests (--tests BIN)" >&2; exit 2; }
+  for s in gpu-suites counters; do suites_of "$s" | sed "s/^/$s /"; done
+  exit 0
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -356,17 +471,12 @@ start=$(date +%s)
 work=$(mktemp -d "${TMPDIR:-/tmp}/flopscope-device-check.XXXXXX") || exit 1
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/state"
-gpu=$(timeout 10 nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n1 | tr ' ' '-' | tr -cd 'A-Za-z0-9-')
 dest=${dest:-${OUT:-}}
-dest=${dest:-results/$(date -u +%Y-%m-%d)-${gpu:-nogpu}}
-mkdir -p "$dest" || { echo "device-check: cannot create $dest" >&2; exit 2; }
-dest=$(cd "$dest" && pwd)
+if [[ -n "$dest" ]]; then
+  mkdir -p "$dest" || { echo "device-check: cannot create $dest" >&2; exit 2; }
+  dest=$(cd "$dest" && pwd)
+fi
 
-# The binaries. A copy that lost its modes on the way keeps them executable still.
-for f in "$here/../flopscope" "$here/../flopscope_tests" "$here/../device-bundle/flopscope" \
-  "$here/../device-bundle/flopscope_tests"; do
-  [[ -f "$f" && ! -x "$f" ]] && chmod +x "$f"
-done
 # find-flopscope.sh's own library check is the libraries step's job here.
 # shellcheck source=find-flopscope.sh
 source "$here/find-flopscope.sh" 2>"$work/find-flopscope.txt"
@@ -379,18 +489,25 @@ fi
 [[ -x "$tests" ]] && tests=$(cd "$(dirname "$tests")" && pwd)/$(basename "$tests")
 export FSDC_WORK=$work FSDC_TESTS=$tests FLOPSCOPE_BIN=$bin
 
+# The runtime: gVisor (runsc) reports a fixed kernel, 4.4.0, and its own /proc/version.
+kernel=$(uname -r)
+proc_version=$(head -n1 /proc/version 2>/dev/null | cut -c1-160)
+runtime="Linux $kernel"
+if [[ $kernel == 4.4.0 ]] || grep -qi gvisor /proc/version 2>/dev/null || dmesg 2>/dev/null | grep -qi gvisor; then
+  runtime="gVisor (runsc) by its fixed kernel $kernel; ncu and compute-sanitizer were seen to refuse here before"
+fi
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "part: $part"
   echo "commit: $(git -C "$here" rev-parse HEAD 2>/dev/null || cat "$here/../COMMIT" 2>/dev/null || echo unknown)"
   echo "host: $(hostname)"
   echo "flopscope: $bin"
   echo "tests: $tests"
-  echo "kernel: $(uname -r)"
+  echo "kernel: $kernel"
+  echo "/proc/version: $proc_version"
+  echo "runtime: $runtime"
   echo "glibc: $(ldd --version 2>&1 | head -n1)"
+  echo "deadline: $deadline s"
   [[ -f "$(dirname "$bin")/MANIFEST.txt" ]] && cat "$(dirname "$bin")/MANIFEST.txt"
-  timeout 10 nvidia-smi --query-gpu=name,driver_version,compute_cap,memory.total,clocks.sm,clocks.max.sm,power.limit \
-    --format=csv 2>&1
   cat "$work/find-flopscope.txt"
 } >"$work/environment.txt" 2>&1
 
@@ -399,14 +516,20 @@ write_summary() {
   local total=0 i
   for i in "${!names[@]}"; do total=$((total + limits[i])); done
   {
-    echo "flopscope device check, part $part of 2 ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(($(date +%s) - start)) s so far; limits $total s)"
-    echo "gpu: ${gpu:-none}; flopscope: $bin"
+    echo "flopscope device check, one call ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(($(date +%s) - start)) s so far; limits $total s, deadline $deadline s)"
+    echo "gpu: $(cat "$work/state/gpu" 2>/dev/null || echo unknown); flopscope: $bin"
+    echo "runtime: $runtime; /proc/version: $proc_version"
     printf '%-16s %-8s %6s %6s  %s\n' step status time limit result
     for i in "${!names[@]}"; do
       printf '%-16s %-8s %6s %5ss  %s\n' "${names[$i]}" "${statuses[$i]:-pending}" "${seconds[$i]:--}" "${limits[$i]}" \
         "${results[$i]:-}"
     done
+    if compgen -G "$work/*.refused" >/dev/null; then
+      echo "refused (the tools' own words):"
+      cat "$work"/*.refused | sed 's/^/  /'
+    fi
   } >"$work/summary.txt"
+  [[ -n "$dest" ]] || return 0
   cp "$work/summary.txt" "$dest/summary.txt.tmp" && mv -f "$dest/summary.txt.tmp" "$dest/summary.txt"
   # Every log and JSON so far; within the 16 MiB a returned file may have (an ncu report goes first).
   local -a pack=(-C "$(dirname "$work")" --transform "s,^$(basename "$work"),device-check," "$(basename "$work")")
@@ -417,18 +540,30 @@ write_summary() {
   mv -f "$dest/device-check.tgz.tmp" "$dest/device-check.tgz"
 }
 
-any_failed=0 stop="" gate_failed=""
+default_dest() {
+  dest=results/$(date -u +%Y-%m-%d)-$(cat "$work/state/gpu" 2>/dev/null || echo nogpu)
+  mkdir -p "$dest" && dest=$(cd "$dest" && pwd)
+}
+
+any_failed=0 stop=""
 for i in "${!names[@]}"; do
   name=${names[$i]} limit=${limits[$i]}
+  left=$((start + deadline - $(date +%s)))
   if [[ -n "$stop" ]]; then
     statuses[i]=skipped results[i]="not run: $stop"
     continue
   fi
+  if ((limit > left)); then
+    statuses[i]=skipped results[i]="skipped: no time (${left} s left of the ${deadline} s deadline)"
+    any_failed=1
+    continue
+  fi
   statuses[i]=running
   write_summary
-  echo "== $name (limit $limit s)" >&2
+  echo "== $name (limit $limit s, $left s left)" >&2
   t0=$(date +%s)
-  FSDC_LIMIT=$limit timeout -k 2 "$((limit - 2))" bash "$self" --step "$name" >"$work/$name.log" 2>&1
+  FSDC_LIMIT=$limit FSDC_END=$((t0 + limit - 1)) timeout -k 2 "$((limit > 2 ? limit - 1 : 1))" \
+    bash "$self" --step "$name" >"$work/$name.log" 2>&1
   rc=$?
   seconds[i]="$(($(date +%s) - t0))s"
   res=$(tail -n1 "$work/$name.result" 2>/dev/null | cut -c1-400)
@@ -440,12 +575,15 @@ for i in "${!names[@]}"; do
   esac
   results[i]=$res
   [[ ${statuses[$i]} == ok || ${statuses[$i]} == skipped ]] || any_failed=1
-  # The three first steps all run (each says something about this machine); if one failed,
-  # nothing after them can, and the check stops.
-  [[ "$gate_steps" == *" $name "* && ${statuses[$i]} != ok ]] && gate_failed+="${gate_failed:+, }$name"
-  [[ $name == devices && -n "$gate_failed" ]] && stop="$gate_failed failed: the GPU, its libraries or flopscope did not load"
+  # Without flopscope's libraries or a GPU it sees, nothing after can run, and the check stops.
+  [[ "$gate_steps" == *" $name "* && ${statuses[$i]} != ok ]] &&
+    stop="$name failed: flopscope, its libraries or the GPU did not load"
+  # Results land under the GPU's name when no folder was given (once nvidia-smi or devices has
+  # named it, or the check stops).
+  [[ -z "$dest" && ($name == devices || -n "$stop") ]] && default_dest
   echo "   ${statuses[$i]} ${seconds[$i]} ${results[$i]}" >&2
 done
+[[ -n "$dest" ]] || default_dest
 write_summary
 echo >&2
 cat "$work/summary.txt"

@@ -14,9 +14,17 @@
 # toolkit keeps CUPTI apart) and PyTorch's CUDA wheels (site-packages/nvidia/cu13/lib and
 # nvidia/*/lib, found through python3's site module and under /usr{,/local}/lib/python3*). The
 # folders that hold them make FLOPSCOPE_LD_PATH; whatever is found nowhere is named in
-# FLOPSCOPE_MISSING_LIBS. Only flopscope's own processes get that path:
-#   "${flopscope_cmd[@]}" ARGS...   runs flopscope (also as the target of ncu, nsys, compute-sanitizer)
+# FLOPSCOPE_MISSING_LIBS. flopscope_resolve_nvperf BINARY does the same for the libnvperf_host
+# and libnvperf_target that CUPTI opens at run time (ldd never reports them): beside the
+# libcupti that resolved, or found in those folders. Only flopscope's own processes get the path:
+#   "${flopscope_cmd[@]}" ARGS...   runs flopscope (also as the target of ncu, nsys, compute-sanitizer:
+#                                   through flopscope-launch.sh, which adds the path when the binary
+#                                   starts, after the tool has set its own)
 #   flopscope_env COMMAND ARGS...   runs any flopscope binary (the test binary) with the path
+#   flopscope_find_tool NAME        prints the path of ncu or compute-sanitizer: $NCU or
+#                                   $COMPUTE_SANITIZER, else PATH, $CUDA_HOME/bin, /usr/local/cuda*/bin
+#                                   (and compute-sanitizer/), /opt/nvidia/nsight-compute/*/; returns 1
+#                                   when it is nowhere
 # Sourcing resolves FLOPSCOPE_BIN's libraries; when one is found nowhere, or no binary is found,
 # it prints one line on stderr and returns 1 (a caller with set -e stops there).
 _fs_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -94,13 +102,81 @@ flopscope_resolve_libs() {
   done
   mapfile -t missing < <(flopscope_missing_libs "$@")
   FLOPSCOPE_MISSING_LIBS="${missing[*]}"
+  flopscope_set_cmd
+  [[ -z "$FLOPSCOPE_MISSING_LIBS" ]]
+}
+
+# flopscope_cmd from FLOPSCOPE_BIN and FLOPSCOPE_LD_PATH. The path is added by the launcher when
+# the binary starts, not expanded here: a tool in front of it (ncu, compute-sanitizer) sets its
+# own LD_LIBRARY_PATH first, and an expanded copy would overwrite it.
+flopscope_set_cmd() {
   # shellcheck disable=SC2034  # used by the scripts that source this one
-  if [[ -n "$FLOPSCOPE_LD_PATH" ]]; then
-    flopscope_cmd=(env "LD_LIBRARY_PATH=$FLOPSCOPE_LD_PATH${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$FLOPSCOPE_BIN")
+  if [[ -n "${FLOPSCOPE_LD_PATH:-}" ]]; then
+    flopscope_cmd=(bash "$_fs_here/flopscope-launch.sh" "$FLOPSCOPE_LD_PATH" "$FLOPSCOPE_BIN")
   else
     flopscope_cmd=("$FLOPSCOPE_BIN")
   fi
-  [[ -z "$FLOPSCOPE_MISSING_LIBS" ]]
+}
+
+# CUPTI's profiler host and target libraries, which it dlopens (ldd never lists them): beside the
+# libcupti the binary resolves, else in flopscope_lib_dirs (that folder joins FLOPSCOPE_LD_PATH).
+# FLOPSCOPE_NVPERF_NOTE says what was found; returns 1 when a library is nowhere.
+flopscope_resolve_nvperf() {
+  local cupti dir lib d missing=()
+  cupti=$(LD_LIBRARY_PATH="${FLOPSCOPE_LD_PATH:-}${LD_LIBRARY_PATH:+${FLOPSCOPE_LD_PATH:+:}$LD_LIBRARY_PATH}" ldd "$1" 2>/dev/null |
+    awk '$1 ~ /^libcupti\.so/ && $3 ~ /^\// {print $3; exit}')
+  if [[ -z "$cupti" ]]; then
+    FLOPSCOPE_NVPERF_NOTE="$1 does not link libcupti"
+    return 0
+  fi
+  dir=$(dirname "$(readlink -f "$cupti")")
+  local found_beside=1
+  for lib in libnvperf_host libnvperf_target; do
+    compgen -G "$dir/$lib.so*" >/dev/null && continue
+    found_beside=0
+    local where=""
+    while read -r d; do
+      if compgen -G "$d/$lib.so*" >/dev/null; then where=$d; break; fi
+    done < <(flopscope_lib_dirs)
+    if [[ -z "$where" ]]; then
+      missing+=("$lib")
+      continue
+    fi
+    case ":${FLOPSCOPE_LD_PATH:-}:" in
+      *":$where:"*) ;;
+      *) FLOPSCOPE_LD_PATH=${FLOPSCOPE_LD_PATH:+$FLOPSCOPE_LD_PATH:}$where ;;
+    esac
+  done
+  flopscope_set_cmd
+  if ((${#missing[@]})); then
+    FLOPSCOPE_NVPERF_NOTE="${missing[*]} not found beside $cupti or in the library folders: CUPTI's counters will not load"
+    return 1
+  fi
+  if ((found_beside)); then
+    FLOPSCOPE_NVPERF_NOTE="libnvperf_host and libnvperf_target beside $cupti"
+  else
+    FLOPSCOPE_NVPERF_NOTE="libnvperf found apart from $cupti; its folder is on flopscope's library path"
+  fi
+}
+
+flopscope_find_tool() {
+  local name=$1 var c
+  case $name in
+    ncu) var=${NCU:-} ;;
+    compute-sanitizer) var=${COMPUTE_SANITIZER:-} ;;
+    *) var="" ;;
+  esac
+  if [[ -n "$var" ]]; then
+    [[ -f "$var" ]] && { echo "$var"; return 0; }
+    echo "flopscope: $name given as '$var', which is no file" >&2
+    return 1
+  fi
+  c=$(command -v "$name" 2>/dev/null) && { echo "$c"; return 0; }
+  for c in ${CUDA_HOME:+"$CUDA_HOME/bin/$name"} /usr/local/cuda/bin/"$name" /usr/local/cuda-*/bin/"$name" \
+    /usr/local/cuda*/compute-sanitizer/"$name" /opt/nvidia/nsight-compute/*/"$name"; do
+    [[ -f "$c" ]] && { echo "$c"; return 0; }
+  done
+  return 1
 }
 
 flopscope_env() {

@@ -47,10 +47,12 @@ done
 [[ $repeats =~ ^[1-9][0-9]*$ ]] || { echo "ncu-crosscheck: --repeats must be a positive integer" >&2; exit 2; }
 [[ $warmup =~ ^[0-9]+$ ]] || { echo "ncu-crosscheck: --warmup must be a non-negative integer" >&2; exit 2; }
 [[ $candidates =~ ^[1-9][0-9]*$ ]] || { echo "ncu-crosscheck: --gemm-candidates must be a positive integer" >&2; exit 2; }
-command -v ncu >/dev/null || { echo "ncu-crosscheck: ncu (Nsight Compute) is not on PATH" >&2; exit 2; }
 command -v python3 >/dev/null || { echo "ncu-crosscheck: python3 is needed" >&2; exit 2; }
 # shellcheck source=find-flopscope.sh
 source "$(dirname "${BASH_SOURCE[0]}")/find-flopscope.sh" || exit 2
+ncu=$(flopscope_find_tool ncu) ||
+  { echo "ncu-crosscheck: ncu (Nsight Compute) not found on PATH, in \$CUDA_HOME/bin, /usr/local/cuda*/bin or /opt/nvidia/nsight-compute/*; set NCU=/path/to/ncu" >&2; exit 2; }
+echo "ncu-crosscheck: $ncu" >&2
 out=${out:-$root/out/ncu-crosscheck-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$out"
 echo "ncu-crosscheck: results in $out" >&2
@@ -84,15 +86,15 @@ PY
 ) || { echo "ncu-crosscheck: cannot read the metrics from $out/flopscope.json" >&2; exit 2; }
 
 # 2. Nsight Compute on the same layer; then the raw page as CSV, kernels renamed by NVTX range.
-if ! ncu --nvtx --clock-control none --profile-from-start off --target-processes all --metrics "$metrics" \
+if ! "$ncu" --nvtx --clock-control none --profile-from-start off --target-processes all --metrics "$metrics" \
     --force-overwrite -o "$out/ncu" "${flopscope_cmd[@]}" measure --nsight --counters off --no-ceiling -q \
     --gemm-candidates "$candidates" --repeats "$repeats" --warmup "$warmup" \
     --format json -o "$out/ncu-run.json" "${args[@]}" >"$out/ncu.log" 2>&1; then
-  echo "ncu-crosscheck: ncu run failed (ERR_NVGPUCTRPERM: see docs/counters.md, insufficient privileges):" >&2
+  echo "ncu-crosscheck: ncu run failed; its last lines (ERR_NVGPUCTRPERM: insufficient privileges, docs/counters.md; LibraryNotLoaded: ncu could not load its libraries in this machine, as under gVisor):" >&2
   tail -n 8 "$out/ncu.log" >&2
   exit 2
 fi
-if ! ncu --import "$out/ncu.ncu-rep" --csv --page raw --print-units base --print-nvtx-rename kernel \
+if ! "$ncu" --import "$out/ncu.ncu-rep" --csv --page raw --print-units base --print-nvtx-rename kernel \
     >"$out/ncu-raw.csv" 2>"$out/ncu-export.log"; then
   echo "ncu-crosscheck: ncu --import failed:" >&2
   tail -n 5 "$out/ncu-export.log" >&2

@@ -120,6 +120,30 @@ TEST(Ceiling, ACeilingNoOpBeatsIsLeftAlone) {
   EXPECT_TRUE(hold_ceiling(be, g, r, nullptr, quick()).is_null());  // --no-ceiling
 }
 
+// Like with like: the ceiling is useful FLOPs per second, so an op whose hardware counters
+// read its tiles' padding (here 1.5x its analytic FLOPs) is compared by its useful rate. At a
+// ceiling 1% above the fastest GEMM's useful rate nothing is timed again; comparing the padded
+// count would have read 148% and timed it.
+TEST(Ceiling, PaddedHardwareCountsAreNotComparedWithAUsefulCeiling) {
+  const LayerGraph g = graph_at(Fraction{1, 96}, 64);
+  RecordingBackend probe(1e30);
+  MeasureRun r = measure(probe, g);
+  double fastest = 0;
+  for (size_t i = 0; i < g.ops.size(); ++i)
+    if (g.ops[i].impl == OpImpl::gemm) fastest = std::max(fastest, g.ops[i].flops / (r.op_ms[i].median() / 1e3));
+  // As a counter run records it: no software counts, the hardware's (padded) per op.
+  r.counted_flops.clear();
+  nlohmann::json ops = nlohmann::json::object();
+  for (const Op& op : g.ops) ops[op.name] = {{"flops", 1.5 * op.flops}};
+  r.hardware_counters = {{"status", "measured"}, {"ops", ops}};
+  RecordingBackend be(1.01 * fastest);
+  const auto ceiling = be.gemm_ceiling(Precision::fp32, 256);
+  be.recording = true;
+  const auto held = hold_ceiling(be, g, r, ceiling, quick());
+  EXPECT_EQ(held, ceiling) << held.dump(1);
+  EXPECT_TRUE(be.runs.empty());
+}
+
 TEST(Ceiling, SizeIsNearTheLayersLargestGemmOnTheCpu) {
   // 3/96 of gpt3-175b at seq 2048: FFN up is 2048 x 1536 x 384, cube root 1065 -> 1024.
   EXPECT_EQ(ceiling_size(graph_at(Fraction{3, 96}, 2048), "cpu"), 1024);

@@ -45,6 +45,10 @@ TEST(CliPredict, JsonHasThePredictionKeys) {
   EXPECT_NEAR(parts / p.at("step_time_s").get<double>(), 1.0, 1e-9);
   EXPECT_LT(p.at("mfu").get<double>(), p.at("hfu").get<double>() + 1e-12);
   EXPECT_EQ(j.at("layout").at("dp"), 1);
+  EXPECT_EQ(j.at("layout").at("cp"), 1);
+  EXPECT_EQ(j.at("layout").at("fsdp"), 0);
+  // The A100 defaults (unfused attention, no distributed optimizer) are named; the batch was given.
+  EXPECT_EQ(j.at("layout").at("defaults").size(), 3u);
   for (const auto& o : p.at("ops")) EXPECT_EQ(o.at("source").get<std::string>().rfind("modelled", 0), 0u);
 }
 
@@ -75,6 +79,20 @@ TEST(CliPredict, ReportComparePlotOnPredictions) {
   const Outcome mix = run({"compare", "a.json", "e.json"}, d.path());
   EXPECT_EQ(mix.rc, 2);
   EXPECT_TRUE(contains(mix.err, "mix"));
+}
+
+TEST(CliPredict, HopperDefaultsAndTheGlobalBatchRule) {
+  TempDir d;
+  const Outcome r = run({"predict", "--model", "llama3.1-405b", "--gpu", "h100", "--gpus", "512", "--tp", "8", "--pp", "8",
+                         "--format", "json"}, d.path());
+  ASSERT_EQ(r.rc, 0) << describe(r);
+  const json l = json::parse(r.out).at("layout");
+  EXPECT_EQ(l.at("attention"), "flash");
+  EXPECT_TRUE(l.at("distributed_optimizer").get<bool>());
+  EXPECT_EQ(l.at("global_batch"), 1952);  // 16M tokens / 8192, a multiple of dp 8
+  bool said = false;
+  for (const auto& x : l.at("defaults")) said |= contains(x.get<std::string>(), "published 16M");
+  EXPECT_TRUE(said) << l.dump();
 }
 
 TEST(CliPredict, GpuListGivesMfuAgainstGpuCount) {
@@ -178,6 +196,14 @@ TEST(CliPredict, BadInputIsOneLineExitTwo) {
       {"from-measure not a measure", {"predict", "--from-measure", d / "unknown.json", "-o", o}, "not a `flopscope measure"},
       {"search with a list", {"predict", "--gpus", "8,16", "--search", "-o", o}, "--search"},
       {"bad gpu list", {"predict", "--gpus", "8,,16", "-o", o}, "--gpus"},
+      {"cp with unfused attention",
+       {"predict", "--model", "llama3.1-8b", "--gpu", "h100", "--gpus", "16", "--cp", "2", "--attention", "unfused", "-o", o},
+       "needs --attention flash"},
+      {"cp not dividing the sequence", {"predict", "--model", "llama3.1-8b", "--gpu", "h100", "--gpus", "24", "--cp", "3", "-o", o},
+       "--cp 3"},
+      {"fsdp not dividing dp", {"predict", "--model", "llama3.1-8b", "--gpu", "h100", "--gpus", "16", "--fsdp", "3", "-o", o},
+       "--fsdp 3"},
+      {"bad fsdp", {"predict", "--fsdp", "many", "-o", o}, "--fsdp"},
   };
   for (const auto& c : cases) expect_usage_error(c, d.path(), empty.path());
 

@@ -1,15 +1,20 @@
-// The GPU machine's limits, checked without a GPU (ctest label cli): scripts/device-check.sh on a
-// machine where nvidia-smi fails finishes promptly, records every GPU step as failed or
-// skipped and leaves at most 8 files in $OUT, summary.txt and device-check.tgz among them;
-// each part's --plan totals at most 540 s (one call may run 600 s); the bundle made from this
-// build (scripts/device-bundle.sh) is at most 60 MiB and carries no glibc or CUDA library;
-// scripts/find-flopscope.sh resolves a library ldd reports missing for flopscope's processes
-// only; `flopscope devices` says what is true of the counters.
+// The GPU machine's limits, checked without a GPU (ctest label cli): scripts/device-check.sh is
+// one call whose --plan totals at most 540 s with the headline first; on a machine where
+// nvidia-smi fails it finishes promptly, records every GPU step as failed or skipped and leaves
+// at most 8 files in $OUT, summary.txt and device-check.tgz among them; on a GPU machine played
+// by fakes it keeps its deadline, skips what has no time, finds the tools outside PATH and
+// reports their refusals; its suite list names real suites; the bundle made from this build
+// (scripts/device-bundle.sh) is at most 60 MiB, carries no glibc or CUDA library and runs with
+// its modes stripped; scripts/find-flopscope.sh resolves a library ldd reports missing (and
+// CUPTI's libnvperf) for flopscope's processes only, added when it starts, after a tool in front
+// has set its own path; `flopscope devices` says what is true of the counters.
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <ctime>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -47,15 +52,23 @@ std::vector<std::string> words_of(const std::string& line) {
   return v;
 }
 
-// The steps of a part, from --plan: name -> limit (s), in plan order; and the printed total.
+// The steps, from --plan: name -> limit (s), in plan order; and the printed total.
 struct Plan {
   std::vector<std::pair<std::string, int>> steps;
   int total = -1;
+  int index(const std::string& n) const {
+    for (size_t i = 0; i < steps.size(); ++i)
+      if (steps[i].first == n) return static_cast<int>(i);
+    ADD_FAILURE() << "no step " << n;
+    return -1;
+  }
 };
 
-Plan plan_of(const std::string& part) {
+Plan plan_of(const std::vector<std::pair<std::string, std::string>>& env = {}) {
   TempDir cwd;
-  const Outcome r = run_program(kBash, {script("device-check.sh"), "--part", part, "--plan"}, cwd.path());
+  RunOptions o;
+  o.env = env;
+  const Outcome r = run_program(kBash, {script("device-check.sh"), "--plan"}, cwd.path(), o);
   EXPECT_EQ(r.rc, 0) << describe(r);
   Plan p;
   for (const auto& l : lines_of(r.out)) {
@@ -73,22 +86,31 @@ Plan plan_of(const std::string& part) {
   return p;
 }
 
-// A folder holding an nvidia-smi that fails, as on a machine without a GPU or driver.
-void fake_failing_nvidia_smi(const TempDir& dir) {
-  spit(dir / "nvidia-smi", "#!/bin/sh\necho 'NVIDIA-SMI has failed: no driver (fake, tests/test_device_check.cpp)' >&2\nexit 9\n");
-  fs::permissions(dir / "nvidia-smi", fs::perms::owner_all);
+std::string path_with(const std::string& first) { return first + ":" + (std::getenv("PATH") ? std::getenv("PATH") : ""); }
+
+// An executable script at dir/name.
+void tool(const std::string& dir, const std::string& name, const std::string& body) {
+  spit(dir + "/" + name, "#!/bin/bash\n" + body);
+  fs::permissions(dir + "/" + name, fs::perms::owner_all);
 }
 
-std::string path_with(const TempDir& first) { return first.path() + ":" + (std::getenv("PATH") ? std::getenv("PATH") : ""); }
+// A folder holding an nvidia-smi that fails, as on a machine without a GPU or driver.
+void fake_failing_nvidia_smi(const TempDir& dir) {
+  tool(dir.path(), "nvidia-smi", "echo 'NVIDIA-SMI has failed: no driver (fake, tests/test_device_check.cpp)' >&2\nexit 9\n");
+}
 
-// summary.txt: step -> status.
-std::map<std::string, std::string> statuses(const std::string& summary, const Plan& plan) {
+// summary.txt: step -> status, and step -> its whole line.
+std::map<std::string, std::string> statuses(const std::string& summary, const Plan& plan,
+                                            std::map<std::string, std::string>* rows = nullptr) {
   std::map<std::string, std::string> s;
   for (const auto& l : lines_of(summary)) {
     const auto w = words_of(l);
     if (w.size() < 2) continue;
     for (const auto& [name, limit] : plan.steps)
-      if (w[0] == name) s[name] = w[1];
+      if (w[0] == name) {
+        s[name] = w[1];
+        if (rows) (*rows)[name] = l;
+      }
   }
   return s;
 }
@@ -99,43 +121,41 @@ std::string build_dir() { return fs::path(FLOPSCOPE_BIN).parent_path().parent_pa
 // The test binary itself: the device check runs its Gpu* suites.
 std::string this_test_binary() { return fs::read_symlink("/proc/self/exe").string(); }
 
-TEST(CliDeviceCheck, EachPartsPlanFitsOneCall) {
-  for (const std::string part : {"1", "2"}) {
-    SCOPED_TRACE("part " + part);
-    const Plan p = plan_of(part);
-    ASSERT_GE(p.steps.size(), 4u);
-    int sum = 0;
-    for (const auto& [name, limit] : p.steps) {
-      EXPECT_GT(limit, 0) << name;
-      sum += limit;
-    }
-    EXPECT_EQ(p.total, sum) << "the total line adds up the step limits";
-    EXPECT_LE(p.total, kMaxPlanSeconds);
-    // Both parts begin by checking the machine loads and sees the GPU.
-    EXPECT_EQ(p.steps.at(0).first, "nvidia-smi");
-    EXPECT_EQ(p.steps.at(1).first, "libraries");
-    EXPECT_EQ(p.steps.at(2).first, "devices");
+// One call holds the headline first: the gate, then the full-width layer with counters, the
+// counters' own check and the ncu cross-check, all within 540 s of limits (one call may run 600 s).
+TEST(CliDeviceCheck, ThePlanIsOneCallWithTheHeadlineFirst) {
+  const Plan p = plan_of();
+  ASSERT_GE(p.steps.size(), 8u);
+  int sum = 0;
+  for (const auto& [name, limit] : p.steps) {
+    EXPECT_GT(limit, 0) << name;
+    sum += limit;
   }
-  // The order the issue plans: kernels before cuBLASLt, counters after both.
-  const Plan one = plan_of("1");
-  auto at = [&](const std::string& n) {
-    for (size_t i = 0; i < one.steps.size(); ++i)
-      if (one.steps[i].first == n) return static_cast<int>(i);
-    ADD_FAILURE() << "no step " << n;
-    return -1;
-  };
-  EXPECT_LT(at("kernel-tests"), at("memcheck"));
-  EXPECT_LT(at("memcheck"), at("gemm-tests"));
-  EXPECT_LT(at("gemm-tests"), at("counter-tests"));
+  EXPECT_EQ(p.total, sum) << "the total line adds up the step limits";
+  EXPECT_LE(p.total, kMaxPlanSeconds);
+  EXPECT_EQ(p.steps.at(0).first, "nvidia-smi");
+  EXPECT_EQ(p.steps.at(1).first, "libraries");
+  EXPECT_EQ(p.steps.at(2).first, "devices");
+  EXPECT_EQ(p.steps.at(3).first, "measure-175b");
+  const std::vector<std::string> order = {"measure-175b", "counters",    "ncu-crosscheck", "measure-1_8-fp8",
+                                          "gpu-suites",   "graph-replay", "memcheck"};
+  for (size_t i = 1; i < order.size(); ++i) EXPECT_LT(p.index(order[i - 1]), p.index(order[i])) << order[i];
+  // The time scale (for tests) scales every limit.
+  const Plan tenth = plan_of({{"FLOPSCOPE_CHECK_TIME_SCALE", "0.1"}});
+  ASSERT_EQ(tenth.steps.size(), p.steps.size());
+  EXPECT_LE(tenth.total, p.total / 10 + static_cast<int>(p.steps.size()));
 }
 
 TEST(CliDeviceCheck, BadArgumentsExitTwoWithOneLine) {
   TempDir cwd;
-  for (const std::vector<std::string>& args : {std::vector<std::string>{"--part", "3"}, {"--bogus"}, {"--out"}}) {
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"--part", "1"}, {"--bogus"}, {"--out"}, {"--deadline", "0"}, {"--deadline", "x"},
+        {"--deadline"}}) {
     std::vector<std::string> a = {script("device-check.sh")};
     a.insert(a.end(), args.begin(), args.end());
     const Outcome r = run_program(kBash, a, cwd.path());
     EXPECT_EQ(r.rc, 2) << describe(r);
+    EXPECT_EQ(count_lines(r.err), 1u) << describe(r);
     EXPECT_TRUE(contains(r.err, "device-check: ")) << describe(r);
     EXPECT_TRUE(cwd.names().empty());
   }
@@ -145,50 +165,227 @@ TEST(CliDeviceCheck, BadArgumentsExitTwoWithOneLine) {
 TEST(CliDeviceCheck, WithoutAGpuFinishesPromptlyAndRecordsEveryGpuStepFailedOrSkipped) {
   TempDir fake;
   fake_failing_nvidia_smi(fake);
-  for (const std::string part : {"1", "2"}) {
-    SCOPED_TRACE("part " + part);
-    const Plan plan = plan_of(part);
-    TempDir out, cwd;
-    RunOptions o;
-    o.env = {{"PATH", path_with(fake)},
-             {"OUT", out.path()},
-             {"FLOPSCOPE_BIN", FLOPSCOPE_BIN},
-             {"FLOPSCOPE_TESTS", this_test_binary()}};
-    const auto t0 = std::chrono::steady_clock::now();
-    const Outcome r = run_program(kBash, {script("device-check.sh"), "--part", part}, cwd.path(), o);
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    EXPECT_LT(seconds, 60.0) << describe(r);
-    EXPECT_EQ(r.rc, 1) << describe(r);
+  const Plan plan = plan_of();
+  TempDir out, cwd;
+  RunOptions o;
+  o.env = {{"PATH", path_with(fake.path())},
+           {"OUT", out.path()},
+           {"FLOPSCOPE_BIN", FLOPSCOPE_BIN},
+           {"FLOPSCOPE_TESTS", this_test_binary()}};
+  const auto t0 = std::chrono::steady_clock::now();
+  const Outcome r = run_program(kBash, {script("device-check.sh")}, cwd.path(), o);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(seconds, 60.0) << describe(r);
+  EXPECT_EQ(r.rc, 1) << describe(r);
 
-    const auto names = out.names();
-    EXPECT_LE(names.size(), static_cast<size_t>(kMaxOutFiles));
-    EXPECT_TRUE(names.count("summary.txt")) << describe(r);
-    EXPECT_TRUE(names.count("device-check.tgz")) << describe(r);
-    EXPECT_TRUE(cwd.names().empty()) << "the work folder is outside $OUT and the current folder";
+  const auto names = out.names();
+  EXPECT_LE(names.size(), static_cast<size_t>(kMaxOutFiles));
+  EXPECT_TRUE(names.count("summary.txt")) << describe(r);
+  EXPECT_TRUE(names.count("device-check.tgz")) << describe(r);
+  EXPECT_TRUE(cwd.names().empty()) << "the work folder is outside $OUT and the current folder";
 
-    const std::string summary = slurp(out / "summary.txt");
-    const auto st = statuses(summary, plan);
-    ASSERT_EQ(st.size(), plan.steps.size()) << summary;
-    EXPECT_EQ(st.at("nvidia-smi"), "failed") << summary;
-    EXPECT_EQ(st.at("devices"), "failed") << summary;  // flopscope sees no GPU
-    EXPECT_EQ(st.at("libraries"), "ok") << summary;     // this build's libraries resolve here
-    for (const auto& [name, s] : st) {
-      if (name == "libraries") continue;
-      EXPECT_TRUE(s == "failed" || s == "skipped") << name << ": " << s << "\n" << summary;
-    }
-    EXPECT_TRUE(contains(summary, "nvidia-smi failed")) << summary;
-
-    // The tarball holds the logs of the steps that ran and the summary.
-    const Outcome t = run_program(kBash, {"-c", "tar -tzf \"$0\"", out / "device-check.tgz"}, cwd.path());
-    EXPECT_EQ(t.rc, 0) << describe(t);
-    for (const char* f : {"/nvidia-smi.log", "/libraries.log", "/devices.log", "/summary.txt", "/environment.txt"})
-      EXPECT_TRUE(contains(t.out, f)) << f << "\n" << t.out;
+  const std::string summary = slurp(out / "summary.txt");
+  const auto st = statuses(summary, plan);
+  ASSERT_EQ(st.size(), plan.steps.size()) << summary;
+  EXPECT_EQ(st.at("nvidia-smi"), "failed") << summary;
+  EXPECT_EQ(st.at("devices"), "failed") << summary;  // flopscope sees no GPU
+  EXPECT_EQ(st.at("libraries"), "ok") << summary;     // this build's libraries resolve here
+  for (const auto& [name, s] : st) {
+    if (name == "libraries") continue;
+    EXPECT_TRUE(s == "failed" || s == "skipped") << name << ": " << s << "\n" << summary;
   }
+  EXPECT_TRUE(contains(summary, "nvidia-smi failed")) << summary;
+  EXPECT_TRUE(contains(summary, "NVIDIA-SMI has failed")) << "nvidia-smi's own words\n" << summary;
+  EXPECT_TRUE(contains(summary, "runtime: ")) << summary;
+  EXPECT_TRUE(contains(summary, "/proc/version: ")) << summary;
+
+  // The tarball holds the logs of the steps that ran and the summary.
+  const Outcome t = run_program(kBash, {"-c", "tar -tzf \"$0\"", out / "device-check.tgz"}, cwd.path());
+  EXPECT_EQ(t.rc, 0) << describe(t);
+  for (const char* f : {"/nvidia-smi.log", "/libraries.log", "/devices.log", "/summary.txt", "/environment.txt"})
+    EXPECT_TRUE(contains(t.out, f)) << f << "\n" << t.out;
+}
+
+// A GPU machine played by fakes, its limits scaled to a tenth and a deadline of 20 s: an
+// nvidia-smi that hangs 5 s (killed at its limit; the check goes on, and calls it once), a
+// flopscope and a test binary that take 40% of each step's limit, an ncu and a
+// compute-sanitizer outside PATH (found in $CUDA_HOME/bin) that refuse as under gVisor. The
+// call ends inside its deadline; a step whose limit is more than the time left reads "skipped:
+// no time"; the tarball holds every step that ran; the refusals are in the summary in the tools'
+// own words; dropped metrics are a warning.
+TEST(CliDeviceCheck, OnAFakeGpuMachineOneCallKeepsItsDeadline) {
+  TempDir fake, cuda, out, cwd, state;
+  const std::string share = "sleep $(awk -v l=\"${FSDC_LIMIT:-5}\" 'BEGIN {print 0.4 * l}')\n";
+  tool(fake.path(), "nvidia-smi", "echo call >>'" + state / "smi-calls" + "'\nsleep 5\necho 'Product Name : Fake H200'\n");
+  // flopscope: --version, devices, measure (a JSON with counters measured, bf16 read dense).
+  tool(state.path(), "flopscope", R"SH(out=""
+prev=""
+for a in "$@"; do [[ $prev == -o ]] && out=$a; prev=$a; done
+case $1 in
+  --version) echo "flopscope fake"; exit 0 ;;
+  devices)
+    [[ -n $out ]] && echo '{"cpu": {"name": "Fake Xeon"}, "gpus": [{"name": "Fake H200", "compute_capability": "9.0"}], "gpu_probe": null}' >"$out"
+    echo "device 0: Fake H200"; exit 0 ;;
+  measure)
+    )SH" + share + R"SH(
+    [[ -n $out ]] && cat >"$out" <<'J'
+{"verification": {"passed": true}, "totals": {"total": {"time_ms": {"median": 40.0}}},
+ "counters": {"status": "measured", "chip": "GH100", "arch": "sm_90", "passes": 12,
+   "dropped_metrics": [{"name": "sm__ops_path_tensor_src_fp8.sum", "why": "fake"}]},
+ "ops": [{"name": "fwd.qkv", "kind": "gemm", "measured_over_analytic": 1.02,
+   "measured": {"raw": {"sm__ops_path_tensor_src_bf16_dst_fp32_sparsity_off.sum": 1},
+     "formula": {"tensor_basis": {"bf16": "dense"}}, "not_counted_dtypes": []}}]}
+J
+    exit 0 ;;
+esac
+exit 0
+)SH");
+  // The test binary: a suite list led by gtest_main's own line; each suite sleeps its share,
+  // skips a test and names it twice, as gtest does.
+  tool(state.path(), "flopscope_tests", R"SH(if [[ " $* " == *" --gtest_list_tests "* ]]; then
+  printf 'Running main() from gtest_main.cc\nGpuFake.\n  one\nGpuShapes/GpuGemm.\n  a  # GetParam() = x\nGpuCounters.\n  c\nGpuMeasure.\n  e\n'
+  exit 0
+fi
+sleep 0.3
+echo "[  SKIPPED ] GpuFake.one (0 ms)"
+echo "[  SKIPPED ] GpuFake.one"
+exit 0
+)SH");
+  fs::create_directories(cuda / "bin");
+  tool(cuda / "bin", "ncu", "echo '==ERROR== LibraryNotLoaded: the profiler library could not be loaded (fake)' >&2\nexit 1\n");
+  tool(cuda / "bin", "compute-sanitizer",
+       "echo '========= Error: Device not supported. (fake)' >&2\nexit 1\n");
+
+  const Plan plan = plan_of({{"FLOPSCOPE_CHECK_TIME_SCALE", "0.1"}});
+  RunOptions o;
+  o.env = {{"PATH", path_with(fake.path())},     {"OUT", out.path()},
+           {"FLOPSCOPE_BIN", state / "flopscope"}, {"FLOPSCOPE_TESTS", state / "flopscope_tests"},
+           {"CUDA_HOME", cuda.path()},           {"FLOPSCOPE_CHECK_TIME_SCALE", "0.1"},
+           {"NCU", ""},                          {"COMPUTE_SANITIZER", ""}};
+  const int deadline = 20;
+  const auto t0 = std::chrono::steady_clock::now();
+  const Outcome r =
+      run_program(kBash, {script("device-check.sh"), "--deadline", std::to_string(deadline)}, cwd.path(), o);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(seconds, deadline + 8.0) << describe(r);
+  EXPECT_EQ(r.rc, 1) << describe(r);  // ncu and memcheck refused, late steps had no time
+
+  const std::string summary = slurp(out / "summary.txt");
+  std::printf("%s", summary.c_str());
+  std::map<std::string, std::string> rows;
+  const auto st = statuses(summary, plan, &rows);
+  ASSERT_EQ(st.size(), plan.steps.size()) << summary;
+  EXPECT_EQ(st.at("nvidia-smi"), "timeout") << summary;
+  EXPECT_EQ(slurp(state / "smi-calls"), "call\n") << "nvidia-smi runs once";
+  for (const char* ok : {"libraries", "devices", "measure-175b", "counters"}) EXPECT_EQ(st.at(ok), "ok") << ok << "\n" << summary;
+  EXPECT_TRUE(contains(rows.at("devices"), "1 GPU(s): Fake H200, compute capability 9.0")) << rows.at("devices");
+  EXPECT_TRUE(contains(summary, "gpu: Fake-H200")) << "named by the runtime where nvidia-smi named none\n" << summary;
+  EXPECT_TRUE(contains(rows.at("counters"), "warning: 1 metric(s) dropped")) << rows.at("counters");
+  EXPECT_TRUE(contains(rows.at("counters"), "bf16 read as dense")) << rows.at("counters");
+  EXPECT_EQ(st.at("ncu-crosscheck"), "failed") << summary;
+  EXPECT_TRUE(contains(summary, "ncu: ==ERROR== LibraryNotLoaded")) << "ncu's own words\n" << summary;
+  // A step runs only when its limit fits the time left at its turn; some step here did not fit
+  // (gpu-suites could not, even were every other step instant: 2 + 4.4 + 0.3 + 4 + 1.6 s of
+  // sleeps leave 7.7 s of 20 against its 9).
+  int no_time = 0;
+  for (const auto& [name, limit] : plan.steps) {
+    const std::string& row = rows.at(name);
+    const size_t at = row.find("skipped: no time (");
+    if (at == std::string::npos) continue;
+    ++no_time;
+    const int left = std::stoi(row.substr(at + 18));
+    EXPECT_GT(limit, left) << row;
+  }
+  EXPECT_GE(no_time, 1) << summary;
+  EXPECT_TRUE(contains(rows.at("gpu-suites"), "skipped: no time")) << summary;
+  if (st.at("memcheck") == "failed") {
+    EXPECT_TRUE(contains(summary, "Device not supported")) << summary;
+  }
+
+  // The tarball: every step that ran left its log; ncu was found outside PATH.
+  const Outcome t = run_program(kBash, {"-c", "tar -tzf \"$0\"", out / "device-check.tgz"}, cwd.path());
+  ASSERT_EQ(t.rc, 0) << describe(t);
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    const std::string& name = plan.steps[i].first;
+    EXPECT_EQ(contains(t.out, "/" + name + ".log"), !contains(rows.at(name), "skipped: no time")) << name << "\n" << t.out;
+  }
+  TempDir x;
+  ASSERT_EQ(std::system(("tar -xzf '" + out / "device-check.tgz" + "' -C '" + x.path() + "'").c_str()), 0);
+  EXPECT_TRUE(contains(slurp(x / "device-check/ncu-crosscheck.log"), "ncu: " + cuda / "bin/ncu"))
+      << slurp(x / "device-check/ncu-crosscheck.log");
+}
+
+// The gpu-suites step alone (the check's own internal --step call), on a test binary whose
+// list is led by gtest_main's "Running main() from ..." line and which names its skipped test
+// twice, as gtest does (as it runs, "(N ms)", and in its closing list): three suites run, none
+// of them "Running", and the skipped test is counted once.
+TEST(CliDeviceCheck, TheSuitesStepRunsRealSuitesAndCountsASkipOnce) {
+  TempDir state, work;
+  fs::create_directories(work / "state");
+  tool(state.path(), "flopscope_tests", R"SH(if [[ " $* " == *" --gtest_list_tests "* ]]; then
+  printf 'Running main() from gtest_main.cc\nGpuFake.\n  one\nGpuShapes/GpuGemm.\n  a  # GetParam() = x\nGpuCounters.\n  c\nGpuMeasure.\n  e\n'
+  exit 0
+fi
+echo "ran $*" >>"$FSDC_WORK/ran"
+echo "[  SKIPPED ] GpuFake.one (0 ms)"
+echo "[  SKIPPED ] GpuFake.one"
+exit 0
+)SH");
+  RunOptions o;
+  o.env = {{"FSDC_WORK", work.path()},
+           {"FSDC_TESTS", state / "flopscope_tests"},
+           {"FLOPSCOPE_BIN", FLOPSCOPE_BIN},
+           {"FSDC_END", std::to_string(std::time(nullptr) + 60)}};
+  const Outcome r = run_program(kBash, {"-c", "\"$0\" --step gpu-suites >\"$FSDC_WORK/gpu-suites.log\" 2>&1",
+                                        script("device-check.sh")},
+                                work.path(), o);
+  EXPECT_EQ(r.rc, 0) << describe(r) << slurp(work / "gpu-suites.log");
+  EXPECT_EQ(slurp(work / "gpu-suites.result"), "3/3 suites passed; 1 tests skipped\n") << slurp(work / "gpu-suites.log");
+  const std::string ran = slurp(work / "ran");
+  EXPECT_EQ(count_lines(ran), 3u) << ran;
+  for (const char* suite : {"GpuFake.*", "GpuShapes/GpuGemm.*", "GpuMeasure.*"}) EXPECT_TRUE(contains(ran, suite)) << ran;
+  EXPECT_FALSE(contains(ran, "Running")) << ran;
+  EXPECT_FALSE(contains(ran, "GpuCounters")) << "the counters step's suite" << ran;
+}
+
+// The suites the check runs are real suites of the real test binary: none is gtest_main's own
+// "Running main() from ..." line, the GEMM/layer/fp8/end-to-end suites are there, and
+// GpuCounters is the counters step's alone.
+TEST(CliDeviceCheck, ItsSuiteListNamesRealSuites) {
+  TempDir cwd;
+  const Outcome list = run_program(this_test_binary(), {"--gtest_list_tests"}, cwd.path());
+  ASSERT_EQ(list.rc, 0) << describe(list);
+  std::set<std::string> real;
+  for (const auto& l : lines_of(list.out))
+    if (!l.empty() && l[0] != ' ' && l.back() == '.') real.insert(l.substr(0, l.size() - 1));
+    else if (!l.empty() && l[0] != ' ' && l.find(". ") != std::string::npos) real.insert(l.substr(0, l.find(". ")));
+  const Outcome r =
+      run_program(kBash, {script("device-check.sh"), "--list-suites", "--tests", this_test_binary()}, cwd.path());
+  ASSERT_EQ(r.rc, 0) << describe(r);
+  std::map<std::string, std::vector<std::string>> by_step;
+  for (const auto& l : lines_of(r.out)) {
+    const auto w = words_of(l);
+    ASSERT_EQ(w.size(), 2u) << l;
+    EXPECT_TRUE(real.count(w[1])) << w[1] << " is not a suite of the test binary";
+    by_step[w[0]].push_back(w[1]);
+  }
+  EXPECT_FALSE(contains(r.out, "Running")) << r.out;
+  auto has = [&](const std::string& step, const std::string& suite) {
+    for (const auto& s : by_step[step])
+      if (s == suite || (s.size() > suite.size() && s.compare(s.size() - suite.size() - 1, std::string::npos, "/" + suite) == 0))
+        return true;
+    return false;
+  };
+  for (const char* s : {"GpuGemm", "GpuLayer", "GpuFp8", "GpuMeasure", "GpuGraph"}) EXPECT_TRUE(has("gpu-suites", s)) << s;
+  EXPECT_TRUE(has("counters", "GpuCounters"));
+  EXPECT_FALSE(has("gpu-suites", "GpuCounters"));
+  EXPECT_GT(by_step["gpu-suites"].size(), 5u) << "the kernel suites come first";
 }
 
 // The bundle made from this build: at most 60 MiB; the binaries, the scripts and only the
-// libraries a bare GPU machine may lack; its own device check finds its own binaries.
-TEST(CliDeviceBundle, FromThisBuildFitsTheCarryLimit) {
+// libraries a bare GPU machine may lack; with every file's mode stripped (as carrying may do),
+// the command device-bundle.sh prints runs its own check, which finds its own binaries.
+TEST(CliDeviceBundle, FromThisBuildFitsTheCarryLimitAndRunsWithItsModesStripped) {
 #if defined(__SANITIZE_ADDRESS__)
   GTEST_SKIP() << "a sanitized build (its runtime libraries, instrumented code) is not what travels: the bundle is "
                   "made from the ci or release build, where this test runs";
@@ -208,7 +405,7 @@ TEST(CliDeviceBundle, FromThisBuildFitsTheCarryLimit) {
   }
   EXPECT_LE(bytes, kMaxBundleBytes) << bytes / (1024 * 1024) << " MiB";
   for (const char* f : {"flopscope", "flopscope_tests", "scripts/device-check.sh", "scripts/find-flopscope.sh",
-                        "scripts/ncu-crosscheck.sh", "MANIFEST.txt"})
+                        "scripts/flopscope-launch.sh", "scripts/ncu-crosscheck.sh", "MANIFEST.txt"})
     EXPECT_TRUE(fs::exists(fs::path(bundle) / f)) << f;
   for (const auto& l : libs) {
     for (const char* never : {"libc.so", "libm.so", "ld-linux", "libpthread", "libstdc++", "libgcc_s", "libcuda.",
@@ -220,16 +417,40 @@ TEST(CliDeviceBundle, FromThisBuildFitsTheCarryLimit) {
   for (const auto& l : libs) openblas = openblas || l.rfind("libopenblas", 0) == 0;
   EXPECT_TRUE(openblas) << "OpenBLAS is what a bare GPU machine lacks first";
 
-  // The bundle's own check, as on the GPU machine: no FLOPSCOPE_BIN, binaries from the bundle.
+  // The printed command, run as the device tool runs it, on a bundle whose every mode is gone.
+  const std::string marker = "command=\"";
+  const size_t at = r.err.find(marker);
+  ASSERT_NE(at, std::string::npos) << r.err;
+  const std::string command = r.err.substr(at + marker.size(), r.err.find('"', at + marker.size()) - at - marker.size());
+  EXPECT_EQ(command, "bash " + bundle + "/scripts/device-check.sh");
+  for (const auto& e : fs::recursive_directory_iterator(bundle))
+    if (e.is_regular_file()) fs::permissions(e.path(), fs::perms::owner_read | fs::perms::owner_write);
   fake_failing_nvidia_smi(fake);
   TempDir out;
   RunOptions o;
-  o.env = {{"PATH", path_with(fake)}, {"OUT", out.path()}, {"FLOPSCOPE_BIN", ""}, {"FLOPSCOPE_TESTS", ""}};
-  const Outcome c = run_program(kBash, {bundle + "/scripts/device-check.sh"}, tmp.path(), o);
+  o.env = {{"PATH", path_with(fake.path())}, {"OUT", out.path()}, {"FLOPSCOPE_BIN", ""}, {"FLOPSCOPE_TESTS", ""}};
+  const Outcome c = run_program(kBash, {"-c", command}, tmp.path(), o);
   EXPECT_EQ(c.rc, 1) << describe(c);
   const std::string summary = slurp(out / "summary.txt");
   EXPECT_TRUE(contains(summary, "flopscope: " + bundle + "/flopscope")) << summary;
   EXPECT_TRUE(contains(summary, "libraries        ok")) << summary;
+  EXPECT_TRUE(contains(summary, "devices          failed")) << summary;  // it ran, and saw no GPU
+}
+
+// tmp/bundle/flopscope built from `main_c`, linked to tmp/bundle/lib/libfsprobe.so.1 (whose
+// fs_probe() returns 42) with no RPATH: ldd reports the library missing until its folder is on
+// the path.
+bool build_probe(const TempDir& tmp, const std::string& main_c) {
+  spit(tmp / "probe.c", "int fs_probe(void) { return 42; }\n");
+  spit(tmp / "main.c", main_c);
+  fs::create_directories(tmp / "bundle/lib");
+  const std::string build = "cd '" + tmp.path() +
+                            "' && cc -shared -fPIC -Wl,-soname,libfsprobe.so.1 -o bundle/lib/libfsprobe.so.1 probe.c "
+                            "&& ln -s libfsprobe.so.1 bundle/lib/libfsprobe.so && cc -o bundle/flopscope main.c "
+                            "-Lbundle/lib -lfsprobe && rm bundle/lib/libfsprobe.so";
+  const bool ok = std::system(build.c_str()) == 0;
+  EXPECT_TRUE(ok) << build;
+  return ok;
 }
 
 // A library ldd reports missing is found in the bundle's lib/ and given to flopscope's own
@@ -238,14 +459,7 @@ TEST(CliDeviceBundle, FromThisBuildFitsTheCarryLimit) {
 TEST(CliFindFlopscope, ResolvesAMissingLibraryForFlopscopeOnly) {
   TempDir tmp;
   if (std::system("command -v cc >/dev/null 2>&1") != 0) GTEST_SKIP() << "no C compiler to build the probe library";
-  spit(tmp / "probe.c", "int fs_probe(void) { return 42; }\n");
-  spit(tmp / "main.c", "#include <stdio.h>\nint fs_probe(void);\nint main(void) { printf(\"probe %d\\n\", fs_probe()); return 0; }\n");
-  fs::create_directories(tmp / "bundle/lib");
-  const std::string build = "cd '" + tmp.path() +
-                            "' && cc -shared -fPIC -Wl,-soname,libfsprobe.so.1 -o bundle/lib/libfsprobe.so.1 probe.c "
-                            "&& ln -s libfsprobe.so.1 bundle/lib/libfsprobe.so && cc -o bundle/flopscope main.c "
-                            "-Lbundle/lib -lfsprobe && rm bundle/lib/libfsprobe.so";
-  ASSERT_EQ(std::system(build.c_str()), 0) << build;
+  ASSERT_TRUE(build_probe(tmp, "#include <stdio.h>\nint fs_probe(void);\nint main(void) { printf(\"probe %d\\n\", fs_probe()); return 0; }\n"));
 
   const std::string probe = tmp / "bundle/flopscope";
   const std::string snippet = "source '" + script("find-flopscope.sh") +
@@ -266,6 +480,67 @@ TEST(CliFindFlopscope, ResolvesAMissingLibraryForFlopscopeOnly) {
   EXPECT_EQ(count_lines(m.err), 1u) << describe(m);
   EXPECT_TRUE(contains(m.err, "shared libraries not found")) << describe(m);
   EXPECT_TRUE(contains(m.err, "libfsprobe.so.1")) << describe(m);
+}
+
+// A tool in front of flopscope (ncu, compute-sanitizer) sets its own LD_LIBRARY_PATH before it
+// starts the binary: flopscope_cmd adds the bundle's folder when the binary starts (the
+// launcher), so the binary sees both, the tool's kept.
+TEST(CliFindFlopscope, TheLibraryPathIsAddedWhenTheBinaryStartsUnderATool) {
+  TempDir tmp;
+  if (std::system("command -v cc >/dev/null 2>&1") != 0) GTEST_SKIP() << "no C compiler to build the probe library";
+  ASSERT_TRUE(build_probe(tmp, "#include <stdio.h>\n#include <stdlib.h>\nint fs_probe(void);\nint main(void) { "
+                              "printf(\"probe %d %s\\n\", fs_probe(), getenv(\"LD_LIBRARY_PATH\")); return 0; }\n"));
+  tool(tmp.path(), "fake-tool", "export LD_LIBRARY_PATH=/fake/tool/lib\nexec \"$@\"\n");
+  const std::string snippet = "source '" + script("find-flopscope.sh") + "' || exit 1; '" + tmp / "fake-tool" +
+                              "' \"${flopscope_cmd[@]}\"";
+  RunOptions o;
+  o.env = {{"FLOPSCOPE_BIN", tmp / "bundle/flopscope"}, {"LD_LIBRARY_PATH", ""}};
+  const Outcome r = run_program(kBash, {"-c", snippet}, tmp.path(), o);
+  ASSERT_EQ(r.rc, 0) << describe(r);
+  EXPECT_EQ(r.out, "probe 42 " + tmp.path() + "/bundle/lib:/fake/tool/lib\n") << describe(r);
+}
+
+// CUPTI's libnvperf_host and libnvperf_target, which it opens at run time (ldd lists neither):
+// found beside the libcupti the binary resolves; else found in the library folders, whose
+// folder joins flopscope's path; else named, with a failure.
+TEST(CliFindFlopscope, FindsCuptisNvperfLibraries) {
+  TempDir tmp;
+  if (std::system("command -v cc >/dev/null 2>&1") != 0) GTEST_SKIP() << "no C compiler to build the probe library";
+  spit(tmp / "cupti.c", "int fs_cupti(void) { return 1; }\n");
+  spit(tmp / "main.c", "int fs_cupti(void);\nint main(void) { return fs_cupti() - 1; }\n");
+  fs::create_directories(tmp / "cuda/lib");
+  fs::create_directories(tmp / "bundle/lib");
+  const std::string build = "cd '" + tmp.path() +
+                            "' && cc -shared -fPIC -Wl,-soname,libcupti.so.13 -o cuda/lib/libcupti.so.13 cupti.c "
+                            "&& ln -s libcupti.so.13 cuda/lib/libcupti.so && cc -o bundle/flopscope main.c -Lcuda/lib "
+                            "-lcupti -Wl,-rpath,'" + tmp.path() + "/cuda/lib' && rm cuda/lib/libcupti.so";
+  ASSERT_EQ(std::system(build.c_str()), 0) << build;
+  const std::string snippet = "source '" + script("find-flopscope.sh") +
+                              "' || exit 1; flopscope_resolve_nvperf \"$FLOPSCOPE_BIN\"; rc=$?; "
+                              "echo \"rc=$rc path=$FLOPSCOPE_LD_PATH note=$FLOPSCOPE_NVPERF_NOTE\"";
+  RunOptions o;
+  o.env = {{"FLOPSCOPE_BIN", tmp / "bundle/flopscope"}, {"LD_LIBRARY_PATH", ""}};
+  auto run_it = [&] { return run_program(kBash, {"-c", snippet}, tmp.path(), o); };
+
+  // The binary's own lib/ is searched first.
+  spit(tmp / "bundle/lib/libnvperf_host.so", "");
+  spit(tmp / "bundle/lib/libnvperf_target.so", "");
+  const Outcome apart = run_it();
+  EXPECT_TRUE(contains(apart.out, "rc=0 path=" + tmp.path() + "/bundle/lib note=libnvperf found apart")) << describe(apart);
+
+  spit(tmp / "cuda/lib/libnvperf_host.so", "");
+  spit(tmp / "cuda/lib/libnvperf_target.so", "");
+  const Outcome beside = run_it();
+  EXPECT_TRUE(contains(beside.out, "rc=0 path= note=libnvperf_host and libnvperf_target beside")) << describe(beside);
+
+  // Neither ours: found in a folder of this machine's (its CUDA toolkit), or named as missing.
+  for (const char* f : {"bundle/lib/libnvperf_host.so", "bundle/lib/libnvperf_target.so", "cuda/lib/libnvperf_host.so",
+                        "cuda/lib/libnvperf_target.so"})
+    fs::remove(tmp / f);
+  const Outcome none = run_it();
+  const bool named = contains(none.out, "rc=1 ") && contains(none.out, "libnvperf_host libnvperf_target not found");
+  const bool elsewhere = contains(none.out, "rc=0 path=/") && !contains(none.out, "path=" + tmp.path());
+  EXPECT_TRUE(named || elsewhere) << describe(none);
 }
 
 // devices says what is true of the counters: how they are read, what they need.

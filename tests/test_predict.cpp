@@ -3,6 +3,7 @@
 // quantisation, ring collectives, nccl-tests parsing, system profiles and layout checks.
 #include <cmath>
 #include <cstdio>
+#include <set>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -10,6 +11,7 @@
 
 #include "predict/cluster_line.hpp"
 #include "predict/predict.hpp"
+#include "predict/search.hpp"
 #include "predict/validation.hpp"
 #include "util/atomic_file.hpp"
 #include "util/error.hpp"
@@ -275,6 +277,164 @@ TEST(PredictClusterLine, DefaultLayoutOnAProfiledGpuElseNa) {
   EXPECT_EQ(cluster_prediction(m, none, "Intel(R) Xeon(R) CPU", "bf16", 1024).at("status"), "n/a");
   EXPECT_EQ(cluster_prediction(m, none, "NVIDIA A100-SXM4-80GB", "fp32", 1024).at("status"), "n/a");
   EXPECT_EQ(cluster_prediction(m, none, "NVIDIA A100-SXM4-80GB", "bf16", 3).at("status"), "n/a");
+}
+
+}  // namespace
+}  // namespace flopscope::predict
+
+namespace flopscope::predict {
+namespace {
+
+TEST(PredictDefaults, AttentionAndOptimizerFollowTheArchitecture) {
+  const ModelConfig m = preset("gpt3-175b");
+  const ResolvedLayout h = resolve_layout({}, m, system_by_id("h100"), 64);
+  EXPECT_EQ(h.layout.attention, Attention::flash);
+  EXPECT_TRUE(h.layout.distributed_optimizer);
+  const ResolvedLayout a = resolve_layout({}, m, system_by_id("a100"), 64);
+  EXPECT_EQ(a.layout.attention, Attention::unfused);
+  EXPECT_FALSE(a.layout.distributed_optimizer);
+  // Every default taken is named; what was given is not.
+  EXPECT_EQ(h.defaults.size(), 4u);  // attention, optimizer, seq, global batch
+  LayoutChoices c;
+  c.attention = Attention::unfused;
+  c.global_batch = 64;
+  const ResolvedLayout g = resolve_layout(c, m, system_by_id("h100"), 64);
+  EXPECT_EQ(g.layout.attention, Attention::unfused);
+  EXPECT_EQ(g.layout.global_batch, 64);
+  EXPECT_EQ(g.defaults.size(), 2u);
+  EXPECT_EQ(layout_to_json(g).at("defaults").size(), 2u);
+}
+
+TEST(PredictDefaults, GlobalBatchFromThePublishedTokensPerBatch) {
+  auto batch = [](const std::string& model, int64_t gpus, int64_t tp, int64_t pp, int64_t mb, std::string* why) {
+    const ModelConfig m = preset(model);
+    Layout l;
+    l.gpus = gpus, l.tp = tp, l.pp = pp, l.micro_batch = mb, l.seq = m.n_ctx;
+    return default_global_batch(m, l, why);
+  };
+  std::string why;
+  // GPT-3 175B: 3.2M tokens / 2048 = 1562.5 sequences; dp 8 x mb 1: 1560.
+  EXPECT_EQ(batch("gpt3-175b", 64, 8, 1, 1, &why), 1560);
+  EXPECT_NE(why.find("published 3.2M"), std::string::npos) << why;
+  // Llama 2: 4M / 4096 = 976.6; dp 4 x mb 2 = 8 divides 976.
+  EXPECT_EQ(batch("llama2-70b", 32, 8, 1, 2, nullptr), 976);
+  // Llama 3.1 405B: 16M / 8192 = 1953.1; dp 8: 1952.
+  EXPECT_EQ(batch("llama3.1-405b", 512, 8, 8, 1, nullptr), 1952);
+  // Llama 3.1 8B publishes none: 4M assumed, / 8192 = 488.3; dp 64: 448 (7 x 64), said so.
+  EXPECT_EQ(batch("llama3.1-8b", 64, 1, 1, 1, &why), 448);
+  EXPECT_NE(why.find("assumed 4M"), std::string::npos) << why;
+  // More ranks than the batch has sequences: one micro-batch each.
+  EXPECT_EQ(batch("gpt3-175b", 8192, 1, 1, 1, nullptr), 8192);
+}
+
+TEST(PredictLayout, ContextParallelAndFsdpCombinations) {
+  const ModelConfig m = preset("llama3.1-8b");  // seq 8192, 32 heads, 8 kv heads
+  Layout l;
+  l.gpus = 16, l.cp = 2, l.global_batch = 8, l.seq = 8192, l.attention = Attention::flash;
+  EXPECT_NO_THROW(validate(l, m));
+  EXPECT_EQ(l.dp(), 8);
+  l.attention = Attention::unfused;
+  EXPECT_THROW(validate(l, m), UsageError);  // ring attention is a fused kernel
+  l.attention = Attention::flash;
+  l.cp = 3, l.gpus = 24;
+  EXPECT_THROW(validate(l, m), UsageError);  // 8192 does not split into 6 chunks
+  l.cp = 1, l.gpus = 16, l.global_batch = 16;
+  l.fsdp = 16;
+  EXPECT_NO_THROW(validate(l, m));
+  l.fsdp = 8;  // HSDP: shards of 8, replicated twice
+  EXPECT_NO_THROW(validate(l, m));
+  for (int64_t bad : {1, 3, 32}) {
+    l.fsdp = bad;
+    EXPECT_THROW(validate(l, m), UsageError) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace flopscope::predict
+
+namespace flopscope::predict {
+namespace {
+
+TEST(PredictSearch, GivenDimensionsAreHeldTheRestVaried) {
+  const ModelConfig m = preset("gpt3-13b");  // 40 layers, 40 heads
+  const SystemProfile s = system_by_id("h100");
+  const auto all = search_space({}, m, s, 16);
+  std::set<int64_t> tps, mbs;
+  std::set<bool> flash, dopt;
+  for (const auto& l : all) {
+    EXPECT_NO_THROW(validate(l, m));
+    EXPECT_EQ(l.tp * l.pp * l.cp * l.dp(), 16);
+    tps.insert(l.tp), mbs.insert(l.micro_batch);
+    flash.insert(l.attention == Attention::flash), dopt.insert(l.distributed_optimizer);
+  }
+  EXPECT_EQ(tps, (std::set<int64_t>{1, 2, 4, 8}));  // the divisors of 40 heads up to a node
+  EXPECT_EQ(mbs, (std::set<int64_t>{1, 2, 4, 8}));
+  EXPECT_EQ(flash.size(), 2u);
+  EXPECT_EQ(dopt.size(), 2u);
+  LayoutChoices given;
+  given.tp = 4;
+  given.attention = Attention::flash;
+  given.global_batch = 64;
+  const auto held = search_space(given, m, s, 16);
+  ASSERT_FALSE(held.empty());
+  EXPECT_LT(held.size(), all.size());
+  for (const auto& l : held) {
+    EXPECT_EQ(l.tp, 4);
+    EXPECT_EQ(l.attention, Attention::flash);
+    EXPECT_EQ(l.global_batch, 64);
+  }
+}
+
+}  // namespace
+}  // namespace flopscope::predict
+
+namespace flopscope::predict {
+namespace {
+
+TEST(PredictCompute, FlashBytesTakeTheQkvWidthFromTheGraph) {
+  // Llama 3.1 70B: 64 query heads, 8 kv heads of 128: qkv is (8 + 2) x 8 x 128 = 10240 wide,
+  // not 3 x 8192 = 24576; the context 64 x 128 = 8192. One sequence of 8192 tokens, tp 1.
+  const ModelConfig m = preset("llama3.1-70b");
+  Layout l;
+  l.gpus = 1, l.global_batch = 1, l.seq = 8192, l.attention = Attention::flash, l.recompute = Recompute::none;
+  const LayerCost c = layer_cost(m, l, system_by_id("h100"), nullptr);
+  const double T = 8192;
+  int seen = 0;
+  for (const auto& o : c.ops) {
+    if (o.name == "fwd.attn.flash") {
+      EXPECT_DOUBLE_EQ(o.bytes, T * (10240 + 8192) * 2);
+      ++seen;
+    }
+    if (o.name == "bwd.attn.flash") {
+      EXPECT_DOUBLE_EQ(o.bytes, T * (2 * 10240 + 2 * 8192) * 2);
+      ++seen;
+    }
+  }
+  EXPECT_EQ(seen, 2);
+}
+
+TEST(PredictSystem, H200IsTheH100WithMoreMemoryAndBandwidth) {
+  const SystemProfile h100 = system_by_id("h100"), h200 = system_by_id("h200");
+  EXPECT_DOUBLE_EQ(h200.peak_bf16_tflops, h100.peak_bf16_tflops);
+  EXPECT_DOUBLE_EQ(h200.peak_fp8_tflops, h100.peak_fp8_tflops);
+  EXPECT_EQ(h200.sm_count, h100.sm_count);
+  EXPECT_DOUBLE_EQ(h200.hbm_bytes, 141e9);
+  EXPECT_DOUBLE_EQ(h200.hbm_bytes_per_s, 4.8e12);
+  EXPECT_NE(h200.sources.at("sm_count").find("assumed"), std::string::npos);
+  // The same layer: a compute-bound GEMM takes the same time, a memory-bound op 3.35 / 4.8 of it.
+  const ModelConfig m = preset("gpt3-13b");
+  Layout l;
+  l.gpus = 1, l.global_batch = 1, l.precision = "bf16";
+  const LayerCost a = layer_cost(m, l, h100, nullptr), b = layer_cost(m, l, h200, nullptr);
+  ASSERT_EQ(a.ops.size(), b.ops.size());
+  for (size_t i = 0; i < a.ops.size(); ++i) {
+    if (a.ops[i].name == "fwd.ffn.up") {
+      EXPECT_DOUBLE_EQ(b.ops[i].time_s, a.ops[i].time_s);
+    }
+    if (a.ops[i].name == "fwd.ln1") {
+      EXPECT_NEAR(b.ops[i].time_s / a.ops[i].time_s, 3.35 / 4.8, 1e-12);
+    }
+  }
 }
 
 }  // namespace

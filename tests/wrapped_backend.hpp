@@ -1,5 +1,5 @@
-// A test backend that forwards every call to a CpuBackend<float> (`inner`); tests derive from
-// it and override the calls they break or observe.
+// A test backend that forwards every call to a CpuBackend<F> (`inner`, float unless named);
+// tests derive from it and override the calls they break or observe.
 #pragma once
 
 #include <memory>
@@ -10,7 +10,8 @@
 
 namespace flopscope::testing_util {
 
-class WrappedCpuBackend : public Backend {
+template <typename F>
+class WrappedCpuBackendOf : public Backend {
  public:
   std::string_view name() const override { return "wrapped"; }
   nlohmann::json device_json() const override { return inner.device_json(); }
@@ -32,7 +33,8 @@ class WrappedCpuBackend : public Backend {
   double fp8_scale(const std::string& copy) const override { return inner.fp8_scale(copy); }
   void fp8_calibrate() override { inner.fp8_calibrate(); }
 
-  CpuBackend<float> inner;
+  CpuBackend<F> inner;
 };
+using WrappedCpuBackend = WrappedCpuBackendOf<float>;
 
 }  // namespace flopscope::testing_util

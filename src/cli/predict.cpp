@@ -9,6 +9,7 @@
 #include "analytic/formulas.hpp"
 #include "cli/commands.hpp"
 #include "predict/predict.hpp"
+#include "predict/search.hpp"
 #include "predict/validation.hpp"
 #include "report/result.hpp"
 #include "util/atomic_file.hpp"
@@ -30,15 +31,9 @@ struct PredictArgs {
   std::string from_measure;
   std::vector<std::string> nccl_tests;
   std::string gpus = "8";
-  std::string tp = "1", pp = "1", vpp = "1";
-  std::string micro_batch = "1";
-  std::string global_batch;
-  std::string precision = "bf16";
-  std::string recompute = "selective";
-  std::string sequence_parallel = "on";
-  std::string attention = "unfused";
-  std::string distributed_optimizer = "off";
-  std::string dp_overlap = "on";
+  // The layout: "" = not given (src/predict/layout.hpp's defaults apply).
+  std::string tp, pp, vpp, cp, fsdp, micro_batch, global_batch, precision, recompute, sequence_parallel, attention,
+      distributed_optimizer, dp_overlap;
   bool search = false;
   std::string top = "5";
   bool validate = false;
@@ -80,38 +75,38 @@ json sources_json() {
           {"layout", "assumed (your flags)"}};
 }
 
-// The layouts --search tries for a GPU count.
-std::vector<pr::Layout> search_space(const pr::Layout& base, const ModelConfig& m, int64_t node) {
-  std::vector<pr::Layout> out;
-  for (int64_t tp = 1; tp <= std::min<int64_t>(node, base.gpus); ++tp) {
-    if (m.n_heads % tp || base.gpus % tp) continue;
-    for (int64_t pp = 1; pp <= std::min<int64_t>(m.n_layers, base.gpus / tp); ++pp) {
-      if ((base.gpus / tp) % pp) continue;
-      for (int64_t vpp : {1, 2, 3, 4}) {
-        if (vpp > 1 && pp == 1) continue;
-        for (int64_t mb : {1, 2, 4, 8}) {
-          for (auto rc : {pr::Recompute::none, pr::Recompute::selective, pr::Recompute::full}) {
-            pr::Layout l = base;
-            l.tp = tp, l.pp = pp, l.vpp = vpp, l.micro_batch = mb, l.recompute = rc;
-            l.sequence_parallel = tp > 1;
-            try {
-              pr::validate(l, m);
-            } catch (const UsageError&) {
-              continue;
-            }
-            out.push_back(l);
-          }
-        }
-      }
-    }
-  }
-  return out;
-}
-
 json search_row(const pr::Prediction& p) {
   return {{"layout", pr::layout_to_json(p.layout)},  {"step_time_s", p.step_time_s}, {"tokens_per_s", p.tokens_per_s},
           {"mfu", p.mfu},                            {"memory_per_gpu_bytes", p.memory.total_bytes},
           {"fits", p.memory.fits}};
+}
+
+// The layout flags given; the ones not given stay unset for resolve_layout's defaults.
+pr::LayoutChoices layout_choices(const PredictArgs& a) {
+  pr::LayoutChoices c;
+  auto count = [](const std::string& flag, const std::string& v, int64_t max) -> std::optional<int64_t> {
+    if (v.empty()) return std::nullopt;
+    return parse_count(flag, v, max);
+  };
+  auto on_off = [](const std::string& flag, const std::string& v) -> std::optional<bool> {
+    if (v.empty()) return std::nullopt;
+    return parse_on_off(flag, v);
+  };
+  c.tp = count("--tp", a.tp, 1 << 20);
+  c.pp = count("--pp", a.pp, 1 << 20);
+  c.vpp = count("--vpp", a.vpp, 1 << 10);
+  c.cp = count("--cp", a.cp, 1 << 20);
+  if (a.fsdp == "off" || a.fsdp == "0") c.fsdp = 0;
+  else c.fsdp = count("--fsdp", a.fsdp, INT64_C(1) << 24);
+  c.micro_batch = count("--micro-batch", a.micro_batch, 1 << 20);
+  c.global_batch = count("--global-batch", a.global_batch, INT64_C(1) << 30);
+  if (!a.precision.empty()) c.precision = a.precision;
+  if (!a.recompute.empty()) c.recompute = pr::parse_recompute(a.recompute);
+  if (!a.attention.empty()) c.attention = pr::parse_attention(a.attention);
+  c.sequence_parallel = on_off("--sequence-parallel", a.sequence_parallel);
+  c.distributed_optimizer = on_off("--distributed-optimizer", a.distributed_optimizer);
+  c.dp_overlap = on_off("--dp-overlap", a.dp_overlap);
+  return c;
 }
 
 int run_predict(const PredictArgs& a, const GlobalOptions& global) {
@@ -137,31 +132,10 @@ int run_predict(const PredictArgs& a, const GlobalOptions& global) {
   }
   for (const auto& f : a.nccl_tests) in.nccl.push_back(pr::parse_nccl_tests(read_file(f), f, sys.gpus_per_node));
 
-  pr::Layout& l = in.layout;
   const std::vector<int64_t> gpu_list = parse_gpu_list(a.gpus);
-  l.gpus = gpu_list.front();
-  l.tp = parse_count("--tp", a.tp, 1 << 20);
-  l.pp = parse_count("--pp", a.pp, 1 << 20);
-  l.vpp = parse_count("--vpp", a.vpp, 1 << 10);
-  l.micro_batch = parse_count("--micro-batch", a.micro_batch, 1 << 20);
-  l.seq = model.n_ctx;
-  l.precision = a.precision;
-  l.recompute = pr::parse_recompute(a.recompute);
-  l.sequence_parallel = parse_on_off("--sequence-parallel", a.sequence_parallel);
-  l.attention = pr::parse_attention(a.attention);
-  l.distributed_optimizer = parse_on_off("--distributed-optimizer", a.distributed_optimizer);
-  l.dp_overlap = parse_on_off("--dp-overlap", a.dp_overlap);
+  const pr::LayoutChoices choices = layout_choices(a);
   const int64_t top = parse_count("--top", a.top, 1000);
   if (a.search && gpu_list.size() > 1) throw UsageError("--search: give one GPU count in --gpus");
-  auto global_batch_for = [&](const pr::Layout& x) -> int64_t {
-    if (!a.global_batch.empty()) return parse_count("--global-batch", a.global_batch, INT64_C(1) << 30);
-    // The model's batch in sequences, rounded down to a multiple of micro-batch x dp.
-    if (x.gpus % (x.tp * x.pp) != 0) return x.micro_batch;  // validate() names the real problem
-    const int64_t unit = x.micro_batch * x.dp();
-    const auto seqs = static_cast<int64_t>(model.batch_tokens / static_cast<double>(model.n_ctx));
-    return std::max(unit, seqs / unit * unit);
-  };
-  l.global_batch = global_batch_for(l);
 
   json r = base_result(global, "prediction");
   r["sources"] = sources_json();
@@ -171,45 +145,26 @@ int run_predict(const PredictArgs& a, const GlobalOptions& global) {
   if (measured) r["from_measure"] = {{"file", measured->file}, {"device", measured->device}, {"ops", measured->ops.size()}};
 
   if (a.search) {
+    const pr::SearchResult found = pr::search_layouts(in, choices, gpu_list.front(), top);
     json rows = json::array();
-    std::vector<pr::Prediction> fitting;
-    const auto space = search_space(l, model, sys.gpus_per_node);
-    for (pr::Layout x : space) {
-      if (a.global_batch.empty()) x.global_batch = global_batch_for(x);
-      try {
-        pr::validate(x, model);
-      } catch (const UsageError&) {
-        continue;
-      }
-      in.layout = x;
-      pr::Prediction p = pr::predict(in);
-      if (p.memory.fits) fitting.push_back(std::move(p));
-    }
-    if (fitting.empty())
-      throw UsageError(fmt::format("--search: none of the {} layouts for {} GPUs fits in {}'s memory", space.size(), l.gpus,
-                                   sys.title));
-    std::sort(fitting.begin(), fitting.end(),
-              [](const pr::Prediction& x, const pr::Prediction& y) { return x.step_time_s < y.step_time_s; });
-    for (size_t i = 0; i < fitting.size() && static_cast<int64_t>(i) < top; ++i) rows.push_back(search_row(fitting[i]));
-    r["search"] = {{"gpus", l.gpus}, {"layouts_tried", space.size()}, {"layouts_fitting", fitting.size()}, {"best", rows},
-                   {"space", "tp dividing the heads up to the node size, pp dividing the GPUs / tp, vpp 1-4 where the "
-                             "layers divide, micro-batch 1, 2, 4, 8, recompute none, selective, full; sequence parallel "
-                             "with tp > 1; the global batch as given (or the model's)"}};
-    r["layout"] = pr::layout_to_json(fitting.front().layout);
-    r["prediction"] = pr::prediction_json(fitting.front());
+    for (const auto& p : found.best) rows.push_back(search_row(p));
+    r["search"] = {{"gpus", gpu_list.front()}, {"layouts_tried", found.tried}, {"layouts_fitting", found.fitting},
+                   {"best", rows}, {"space", found.space}};
+    r["layout"] = pr::layout_to_json(found.best.front().layout);
+    r["prediction"] = pr::prediction_json(found.best.front());
     emit(r, a.out);
     return 0;
   }
 
+  const pr::ResolvedLayout resolved = pr::resolve_layout(choices, model, sys, gpu_list.front());
+  in.layout = resolved.layout;
   const pr::Prediction p = pr::predict(in);
-  r["layout"] = pr::layout_to_json(l);
+  r["layout"] = pr::layout_to_json(resolved);
   r["prediction"] = pr::prediction_json(p);
   if (gpu_list.size() > 1) {
     json scaling = json::array();
     for (int64_t n : gpu_list) {
-      pr::Layout x = l;
-      x.gpus = n;
-      x.global_batch = global_batch_for(x);
+      const pr::Layout x = pr::resolve_layout(choices, model, sys, n).layout;
       in.layout = x;
       const pr::Prediction q = pr::predict(in);
       scaling.push_back({{"gpus", n},
@@ -253,29 +208,40 @@ Runner add_predict(CLI::App& app, const GlobalOptions& global) {
                   "its bus bandwidth against message size replaces the profile's link figures")->type_name("FILE...");
   sub->add_option("--gpus", a->gpus, "GPUs, or a comma-separated list (MFU against GPU count)")->type_name("N[,N...]")
       ->capture_default_str();
-  sub->add_option("--tp", a->tp, "tensor-parallel size (divides the heads)")->type_name("N")->capture_default_str();
-  sub->add_option("--pp", a->pp, "pipeline-parallel stages")->type_name("N")->capture_default_str();
-  sub->add_option("--vpp", a->vpp, "interleaved chunks a pipeline stage (virtual pipeline)")->type_name("N")->capture_default_str();
-  sub->add_option("--micro-batch", a->micro_batch, "sequences per micro-batch")->type_name("N")->capture_default_str();
+  sub->add_option("--tp", a->tp, "tensor-parallel size (divides the heads, the kv heads and d_ff)")->type_name("N")
+      ->default_str("1");
+  sub->add_option("--pp", a->pp, "pipeline-parallel stages")->type_name("N")->default_str("1");
+  sub->add_option("--vpp", a->vpp, "interleaved chunks a pipeline stage (virtual pipeline)")->type_name("N")->default_str("1");
+  sub->add_option("--cp", a->cp,
+                  "context-parallel size: each sequence split over N GPUs (Megatron-LM's ring attention, flash only; "
+                  "dp = gpus / (tp pp cp))")->type_name("N")->default_str("1");
+  sub->add_option("--fsdp", a->fsdp,
+                  "FSDP (PyTorch FSDP2, as torchtitan runs it): weights, gradients and optimizer states sharded over N "
+                  "of the data-parallel ranks (N divides dp; replicated over dp / N); 0 or off: none")
+      ->type_name("N|off")->default_str("off");
+  sub->add_option("--micro-batch", a->micro_batch, "sequences per micro-batch")->type_name("N")->default_str("1");
   sub->add_option("--global-batch", a->global_batch,
-                  "sequences per step over all data-parallel ranks (default: the model's batch, rounded down to a "
-                  "multiple of micro-batch x dp)")->type_name("N");
-  sub->add_option("--precision", a->precision, "bf16, fp16 or fp8 (fp8: the linear layers' GEMMs at the fp8 peak)")
-      ->type_name("DTYPE")->capture_default_str();
+                  "sequences per step over all data-parallel ranks (default: the model's published tokens per batch, "
+                  "4M tokens where it publishes none, / seq, rounded down to a multiple of micro-batch x dp)")
+      ->type_name("N");
+  sub->add_option("--precision", a->precision,
+                  "bf16, fp16 or fp8 (fp8: the linear layers' GEMMs in fp8 as Transformer Engine runs them)")
+      ->type_name("DTYPE")->default_str("bf16");
   sub->add_option("--recompute", a->recompute, "activation recompute: none, selective (the attention core) or full")
-      ->type_name("MODE")->capture_default_str();
+      ->type_name("MODE")->default_str("selective");
   sub->add_option("--sequence-parallel", a->sequence_parallel, "on or off (applies with tp > 1)")->type_name("on|off")
-      ->capture_default_str();
+      ->default_str("on");
   sub->add_option("--attention", a->attention, "unfused (scores, softmax, context) or flash (no s x s tensor)")
-      ->type_name("KIND")->capture_default_str();
+      ->type_name("KIND")->default_str("flash on Hopper, else unfused");
   sub->add_option("--distributed-optimizer", a->distributed_optimizer,
                   "on: optimizer states split over data-parallel ranks, gradients reduce-scattered")->type_name("on|off")
-      ->capture_default_str();
-  sub->add_option("--dp-overlap", a->dp_overlap, "data-parallel gradient reduction overlapped with the last backward")
-      ->type_name("on|off")->capture_default_str();
+      ->default_str("on on Hopper, else off");
+  sub->add_option("--dp-overlap", a->dp_overlap, "data-parallel gradient reduction overlapped with the backward")
+      ->type_name("on|off")->default_str("on");
   sub->add_flag("--search", a->search,
-                "try every valid layout for the GPU count (tp, pp, vpp, micro-batch, recompute) and list the fastest "
-                "that fit in memory");
+                "try every valid layout for the GPU count (tp, pp, vpp, cp, fsdp, micro-batch, recompute, flash or "
+                "unfused, distributed optimizer; a layout flag given holds that dimension) and list the fastest that "
+                "fit in memory");
   sub->add_option("--top", a->top, "layouts --search lists")->type_name("N")->capture_default_str();
   sub->add_flag("--validate", a->validate,
                 "predict Korthikanti et al. 2022 Table 5 (A100) and print prediction, published and error per row");

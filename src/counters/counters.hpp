@@ -17,6 +17,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -58,7 +59,8 @@ nlohmann::json collect_counters(Backend& backend, const LayerGraph& g, CounterMo
 //    "dram_bytes_read", "dram_bytes_write", "gpu_time_ns",
 //    "formula": {"tensor_flops": {metric: weight}, "cuda_core_flops": {metric: weight}},
 //    "checks": {...cross-checks...}, "missing": [collected metrics this range lacks],
-//    "not_counted": [metrics of this arch the chip refused], "complete": bool, "source": "measured: ..."}
+//    "not_counted": [metrics of this arch the chip refused], "not_counted_dtypes": [{dtype, why}],
+//    "complete": bool, "source": "measured: ..."}
 // `collected`: the metrics the chip accepted (the profiler's kept list); the two-argument form
 // takes every metric of metrics_for(arch). A metric outside `collected` is no term of any
 // figure (it is named in not_counted: the work it would count is not in the figures); a
@@ -69,6 +71,19 @@ nlohmann::json collect_counters(Backend& backend, const LayerGraph& g, CounterMo
 nlohmann::json flops_from_metrics(const std::map<std::string, double>& raw, const std::string& arch);
 nlohmann::json flops_from_metrics(const std::map<std::string, double>& raw, const std::string& arch,
                                   const std::vector<std::string>& collected);
+// Tensor dtypes: each is read the first way whose metrics were collected: its dense aggregate,
+// on Hopper the HGMMA + HMMA split of the same work, then its dense + sparse total
+// (formula.tensor_basis says which). A dtype the chip refused every metric of is not counted
+// (not_counted_dtypes): its figure and tensor_flops are null and complete is false, never 0,
+// unless `tensor_dtypes_in_use` is given and lacks it (the run executes no such tensor work:
+// then it is only named). Without the argument every dtype is taken as possibly in use.
+nlohmann::json flops_from_metrics(const std::map<std::string, double>& raw, const std::string& arch,
+                                  const std::vector<std::string>& collected,
+                                  const std::optional<std::vector<std::string>>& tensor_dtypes_in_use);
+
+// The tensor dtypes a graph's GEMMs execute ("bf16", "fp16", "tf32", "fp8"; an fp8 layer's
+// attention and head run in bf16); fp32 and fp64 GEMMs run on CUDA cores.
+std::vector<std::string> tensor_dtypes_in_use(const LayerGraph& g);
 
 // The metric names (with their .sum roll-up) to request on a GPU of compute capability
 // major*10 + minor; empty below 75 (the Range Profiler needs Turing or newer).

@@ -504,8 +504,9 @@ json profile(Backend& backend, const LayerGraph& g) {
   result["metrics"] = kept;
   result["dropped_metrics"] = dropped;
   json ops = json::object();
+  const std::vector<std::string> in_use = tensor_dtypes_in_use(g);
   for (size_t r = 0; r < op_of_range.size(); ++r)
-    ops[g.ops[op_of_range[r]].name] = flops_from_metrics(values[r], d.arch(), kept);
+    ops[g.ops[op_of_range[r]].name] = flops_from_metrics(values[r], d.arch(), kept, in_use);
   result["ops"] = ops;
   return result;
 }

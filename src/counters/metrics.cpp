@@ -28,6 +28,7 @@
 #include <charconv>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -75,25 +76,46 @@ struct Term {
   double weight;  // FLOPs per count
 };
 
-// A tensor dtype. On Ampere and newer its FLOPs are its dense (_sparsity_off) children; on a
-// chip whose counters have no sparsity split (Turing) they are its totals, the first
-// alternative whose metrics are all present.
+// A tensor dtype and the ways its dense FLOPs can be read, in order of preference. On Ampere
+// and newer: its dense (_sparsity_off) aggregate; on Hopper, if the chip refuses that, the same
+// dense work as the HGMMA + HMMA families; then its total (dense + sparse: equal to the dense
+// count when no 2:4 sparse MMA ran, which flopscope never issues). On a chip whose counters have
+// no sparsity split (Turing) its totals. The first way with a collected metric is the one read
+// (a collected metric that reads absent makes the figure null; it never falls through to the
+// next way: a total may hold sparse work the dense count would not).
+struct TensorWay {
+  const char* basis;  // what the figure is: "dense", "hgmma+hmma", "total (dense+sparse)"
+  std::vector<Term> terms;
+};
 struct TensorDtype {
   const char* dtype;
-  std::vector<Term> dense;
-  std::vector<std::vector<Term>> without_split;
+  std::vector<TensorWay> with_split;     // Ampere and newer
+  std::vector<TensorWay> without_split;  // Turing
   const char* total;  // dense + sparse, for the sparsity cross-check
 };
 
 const std::vector<TensorDtype>& tensor_dtypes() {
   static const std::vector<TensorDtype> t = {
-      {"bf16", {{kBf16Dense, 1}}, {{{kBf16Total, 1}}}, kBf16Total},
+      {"bf16",
+       {{"dense", {{kBf16Dense, 1}}},
+        {"hgmma+hmma", {{kHgmmaBf16, 1}, {kHmmaBf16, 1}}},
+        {"total (dense+sparse)", {{kBf16Total, 1}}}},
+       {{"total", {{kBf16Total, 1}}}},
+       kBf16Total},
       {"fp16",
-       {{kFp16AccFp16Dense, 1}, {kFp16AccFp32Dense, 1}},
-       {{{kFp16AccFp16Total, 1}, {kFp16AccFp32Total, 1}}, {{kFp16Total, 1}}},
+       {{"dense", {{kFp16AccFp16Dense, 1}, {kFp16AccFp32Dense, 1}}},
+        {"hgmma+hmma", {{kHgmmaFp16, 1}, {kHmmaFp16AccFp16, 1}, {kHmmaFp16AccFp32, 1}}},
+        {"total (dense+sparse)", {{kFp16Total, 1}}}},
+       {{"total", {{kFp16AccFp16Total, 1}, {kFp16AccFp32Total, 1}}}, {"total", {{kFp16Total, 1}}}},
        kFp16Total},
-      {"tf32", {{kTf32Dense, 1}}, {{{kTf32Total, 1}}}, kTf32Total},
-      {"fp8", {{kFp8Dense, 1}}, {{{kFp8Total, 1}}}, kFp8Total},
+      {"tf32",
+       {{"dense", {{kTf32Dense, 1}}},
+        {"hgmma+hmma", {{kHgmmaTf32, 1}, {kHmmaTf32, 1}}},
+        {"total (dense+sparse)", {{kTf32Total, 1}}}},
+       {{"total", {{kTf32Total, 1}}}},
+       kTf32Total},
+      {"fp8", {{"dense", {{kFp8Dense, 1}}}, {"total (dense+sparse)", {{kFp8Total, 1}}}}, {{"total", {{kFp8Total, 1}}}},
+       kFp8Total},
   };
   return t;
 }
@@ -184,7 +206,8 @@ std::vector<std::string> metrics_for(int cc) {
     m.emplace_back(s);
   // fp8 tensor cores: Ada (8.9) and Hopper (9.0). Blackwell names its low-precision paths
   // differently (src_fp4_fp6_fp8_...); not requested there until confirmed.
-  if (cc == 89 || cc == 90) m.emplace_back(kFp8Dense);
+  if (cc == 89 || cc == 90)
+    for (const char* x : {kFp8Dense, kFp8Total}) m.emplace_back(x);
   if (cc == 90) {
     for (const auto& s : hopper_splits()) {
       for (const char* x : s.hgmma) m.emplace_back(x);
@@ -202,6 +225,12 @@ json flops_from_metrics(const std::map<std::string, double>& raw, const std::str
 
 json flops_from_metrics(const std::map<std::string, double>& raw, const std::string& arch,
                         const std::vector<std::string>& collected) {
+  return flops_from_metrics(raw, arch, collected, std::nullopt);
+}
+
+json flops_from_metrics(const std::map<std::string, double>& raw, const std::string& arch,
+                        const std::vector<std::string>& collected,
+                        const std::optional<std::vector<std::string>>& tensor_dtypes_in_use) {
   const int cc = counters::compute_capability_of(arch);
   // What this range should hold: the arch's metrics that the chip accepted. A metric it
   // refused is no FLOP term at all (named in "not_counted"), so one refused name cannot null
@@ -228,35 +257,46 @@ json flops_from_metrics(const std::map<std::string, double>& raw, const std::str
   json formula_tensor = json::object(), formula_core = json::object();
 
   // Tensor cores, per dtype. The total is a number only when every dtype with a collected FLOP
-  // term has its figure: a partial sum labelled measured would understate the work. (Terms the
-  // chip refused are left out and named in not_counted: it has no such counter to read.)
-  json by_dtype = json::object();
+  // term has its figure: a partial sum labelled measured would understate the work. A dtype
+  // whose every way was refused is not counted: its figure is null and the total with it,
+  // unless the run is known to execute no tensor work of that dtype (tensor_dtypes_in_use), in
+  // which case it is named in not_counted_dtypes and left out. Never 0.
+  json by_dtype = json::object(), basis = json::object(), not_counted_dtypes = json::array();
   double tensor = 0;
   bool any_dtype = false;
   std::map<std::string, double> dense;  // dtype -> dense tensor FLOPs, for the checks
   for (const TensorDtype& d : tensor_dtypes()) {
-    std::vector<std::vector<Term>> alternatives;
-    if (has_sparsity_split(cc)) {
-      alternatives.push_back(collected_terms(d.dense));
-    } else {
-      for (const auto& alt : d.without_split) alternatives.push_back(collected_terms(alt));
+    const std::vector<TensorWay>& ways = has_sparsity_split(cc) ? d.with_split : d.without_split;
+    bool of_this_arch = false;  // the arch's table asks for some metric of this dtype
+    const TensorWay* way = nullptr;
+    std::vector<Term> terms;
+    for (const TensorWay& w : ways) {
+      for (const Term& t : w.terms) of_this_arch = of_this_arch || contains(requested, t.metric) || contains(refused, t.metric);
+      if (way) continue;
+      terms = collected_terms(w.terms);
+      if (!terms.empty()) way = &w;
     }
-    std::erase_if(alternatives, [](const std::vector<Term>& alt) { return alt.empty(); });
-    bool wanted = false;  // a collected FLOP term of this dtype
-    for (const auto& alt : alternatives)
-      for (const Term& t : alt) wanted = wanted || contains(requested, t.metric);
-    double v = kAbsent;
-    for (const auto& alt : alternatives) {
-      v = sum_terms(alt);
-      if (!present(v)) continue;
-      for (const Term& t : alt) formula_tensor[t.metric] = t.weight;
-      if (has_sparsity_split(cc)) dense[d.dtype] = v;
-      break;
-    }
-    if (!present(v) && !wanted) continue;
+    if (!of_this_arch) continue;  // e.g. fp8 before Ada, bf16 on Turing
     any_dtype = true;
+    if (!way) {
+      const bool unused = tensor_dtypes_in_use && !contains(*tensor_dtypes_in_use, d.dtype);
+      not_counted_dtypes.push_back(
+          {{"dtype", d.dtype},
+           {"why", unused ? "the chip refused every metric that counts it; this run executes no such tensor work"
+                          : "the chip refused every metric that counts it: its tensor FLOPs are unknown, not 0"}});
+      if (unused) continue;
+      by_dtype[d.dtype] = nullptr;
+      tensor += kAbsent;
+      continue;
+    }
+    const double v = sum_terms(terms);
     by_dtype[d.dtype] = or_null(v);
     tensor += v;
+    if (!present(v)) continue;
+    basis[d.dtype] = way->basis;
+    for (const Term& t : terms) formula_tensor[t.metric] = t.weight;
+    if (has_sparsity_split(cc) && std::string_view(way->basis).find("total") == std::string_view::npos)
+      dense[d.dtype] = v;
   }
   if (!any_dtype) tensor = kAbsent;
 
@@ -335,15 +375,35 @@ json flops_from_metrics(const std::map<std::string, double>& raw, const std::str
       {"dram_bytes_read", or_null(value(kDramRead))},
       {"dram_bytes_write", or_null(value(kDramWrite))},
       {"gpu_time_ns", or_null(value(kTime))},
-      {"formula", {{"tensor_flops", formula_tensor}, {"cuda_core_flops", formula_core}}},
+      {"formula", {{"tensor_flops", formula_tensor}, {"cuda_core_flops", formula_core}, {"tensor_basis", basis}}},
       {"checks", checks},
       {"missing", missing},
       {"not_counted", not_counted},
+      {"not_counted_dtypes", not_counted_dtypes},
       {"complete", complete},
       {"source",
        "measured: hardware counters (CUPTI Range Profiler). tensor: dense sm__ops_path_tensor_* ops, 1 op = 1 FLOP; "
        "CUDA cores: predicated-on SASS thread instructions, add/mul 1, FMA 2, half instructions as half2; "
        "special functions (MUFU), integer work and comparisons are not counted"}};
+}
+
+std::vector<std::string> tensor_dtypes_in_use(const LayerGraph& g) {
+  std::vector<std::string> out;
+  auto add = [&](const char* d) {
+    if (!contains(out, d)) out.emplace_back(d);
+  };
+  for (const Op& op : g.ops) {
+    if (op.impl != OpImpl::gemm) continue;
+    switch (op.precision) {
+      case Precision::bf16: add("bf16"); break;
+      case Precision::fp16: add("fp16"); break;
+      case Precision::tf32: add("tf32"); break;
+      case Precision::fp8: add("fp8"); break;
+      case Precision::fp32:
+      case Precision::fp64: break;
+    }
+  }
+  return out;
 }
 
 namespace counters {

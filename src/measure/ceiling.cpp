@@ -67,11 +67,13 @@ Sustained time_sustained(Backend& b, const Op& op, const CeilingCheck& check) {
 
 json hold_ceiling(Backend& b, const LayerGraph& g, const MeasureRun& run, json ceiling, const CeilingCheck& check) {
   if (!ceiling.is_object() || !ceiling.contains("flops_per_s")) return ceiling;
-  const ExecutedFlops ex = executed_flops(g, run);
-  std::vector<double> rate(g.ops.size(), 0.0);  // FLOP/s, as the result computes them
+  // Like with like: the ceiling is useful FLOPs per second (its GEMM's 2 n^3, whatever its
+  // tiles padded), so each op's rate here is its analytic (useful) FLOPs over its time, as the
+  // result's of_measured_ceiling is; a hardware-counted count would add the tiles' padding.
+  std::vector<double> rate(g.ops.size(), 0.0);  // useful FLOP/s
   for (size_t i = 0; i < g.ops.size(); ++i) {
     const double med = run.op_ms[i].median();
-    if (med > 0) rate[i] = ex.flops[i] / (med / 1e3);
+    if (med > 0) rate[i] = g.ops[i].flops / (med / 1e3);
   }
   const double first = ceiling.at("flops_per_s").get<double>();
   double ceil = first;
@@ -93,13 +95,13 @@ json hold_ceiling(Backend& b, const LayerGraph& g, const MeasureRun& run, json c
     while (attempts < check.attempts && (attempts == 0 || rate[best] > ceil * (1 + kCeilingSlack))) {
       s = time_sustained(b, op, check);
       ++attempts;
-      sustained = std::max(sustained, ex.flops[best] / s.seconds_per_call);
-      best_call = std::max(best_call, ex.flops[best] / s.best_call_seconds);
+      sustained = std::max(sustained, g.ops[best].flops / s.seconds_per_call);
+      best_call = std::max(best_call, g.ops[best].flops / s.best_call_seconds);
       spdlog::info("ceiling: {} ran at {:.4g} GFLOP/s in the layer, {:.0f}% of the ceiling; timed again at its own "
                    "shape (attempt {}): {:.4g} GFLOP/s sustained (best of {} runs of {} calls), {:.4g} GFLOP/s its "
                    "best single call (of {})",
-                   op.name, rate[best] / 1e9, 100 * rate[best] / ceil, attempts, ex.flops[best] / s.seconds_per_call / 1e9,
-                   check.runs, s.calls, ex.flops[best] / s.best_call_seconds / 1e9, s.single_calls);
+                   op.name, rate[best] / 1e9, 100 * rate[best] / ceil, attempts, g.ops[best].flops / s.seconds_per_call / 1e9,
+                   check.runs, s.calls, g.ops[best].flops / s.best_call_seconds / 1e9, s.single_calls);
       ceil = std::max({ceil, sustained, best_call});
     }
     remeasured.push_back({{"op", op.name},

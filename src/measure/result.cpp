@@ -165,9 +165,13 @@ json measure_result(const MeasureContext& c) {
   const double peak_tf = gpu ? peak_tflops(*gpu, to_string(g.options.precision)).value_or(0.0) : 0.0;
   const double peak_flops = peak_tf * 1e12;
   const double ceiling_flops = c.ceiling.is_null() ? 0 : c.ceiling.at("flops_per_s").get<double>();
-  auto utilization = [&](double flops_per_s) {
-    return json{{"of_datasheet_peak", peak_flops > 0 ? json(flops_per_s / peak_flops) : json(nullptr)},
-                {"of_measured_ceiling", ceiling_flops > 0 ? json(flops_per_s / ceiling_flops) : json(nullptr)}};
+  // Like with like: the datasheet peak is what the hardware can execute, so it takes the
+  // executed rate (hardware-counted, padding included, where counters ran); the measured
+  // ceiling is useful FLOPs (2 n^3 of its GEMM per second), so it takes the useful rate
+  // (analytic FLOPs). Without counters the two rates are one.
+  auto utilization = [&](double executed_per_s, double useful_per_s) {
+    return json{{"of_datasheet_peak", peak_flops > 0 ? json(executed_per_s / peak_flops) : json(nullptr)},
+                {"of_measured_ceiling", ceiling_flops > 0 ? json(useful_per_s / ceiling_flops) : json(nullptr)}};
   };
   const json* algos = (run.prepared.is_object() && run.prepared.contains("gemm_algorithms"))
                           ? &run.prepared.at("gemm_algorithms")
@@ -189,17 +193,30 @@ json measure_result(const MeasureContext& c) {
       o["counted_over_analytic"] = run.counted_flops[i] / op.flops;
     }
     const json& hw = run.hardware_counters;
+    const json* algo = algos && algos->contains(op.name) ? &algos->at(op.name) : nullptr;
     if (hw.is_object() && hw.value("status", "") == "measured" && hw.contains("ops") && hw.at("ops").contains(op.name)) {
       o["measured"] = hw.at("ops").at(op.name);  // tensor and CUDA-core FLOPs, DRAM bytes, time, raw counters
-      if (ex.source[i] == "measured") o["measured_over_analytic"] = executed / op.flops;
+      if (ex.source[i] == "measured") {
+        o["measured_over_analytic"] = executed / op.flops;
+        // Executed against useful work: what the hardware ran beyond the analytic FLOPs (a
+        // GEMM's tiles padded past the matrix edge), beside what the chosen tile predicts.
+        o["padding"] = {{"useful_flops", op.flops},
+                        {"executed_flops", executed},
+                        {"executed_over_useful", executed / op.flops},
+                        {"tile", algo ? algo->value("tile", json(nullptr)) : json(nullptr)},
+                        {"tile_padded_over_useful", algo ? algo->value("padded_over_useful", json(nullptr)) : json(nullptr)},
+                        {"source", "executed: measured (hardware counters); useful: analytic; tile: cuBLASLt's "
+                                   "CUBLASLT_ALGO_CONFIG_TILE_ID of the chosen algorithm"}};
+      }
     }
     o["time_ms"] = run.op_ms[i].json();
     o["achieved_flops_per_s"] = med > 0 ? json(executed / (med / 1000.0)) : json(nullptr);
     o["time_share"] = total_time > 0 ? med / total_time : 0.0;
-    if (med > 0) o["utilization"] = utilization(executed / (med / 1000.0));
-    if (algos && algos->contains(op.name)) {
-      // The op's time in the layer against the best algorithm's time when chosen (both timed).
-      const double best = algos->at(op.name).at("best_ms").get<double>();
+    if (med > 0) o["utilization"] = utilization(executed / (med / 1000.0), op.flops / (med / 1000.0));
+    if (algo && algo->value("best_ms", json(nullptr)).is_number()) {
+      // The op's time in the layer against the best algorithm's time when chosen (both timed;
+      // with one candidate nothing was timed).
+      const double best = algo->at("best_ms").get<double>();
       o["best_algorithm_ms"] = best;
       o["best_algorithm_over_op_time"] = med > 0 ? best / med : 0.0;
     }
@@ -219,8 +236,8 @@ json measure_result(const MeasureContext& c) {
       t["time_ms"] = s->json();
       t["achieved_flops_per_s"] = a.counted / (s->median() / 1000.0);
       t["achieved_model_flops_per_s"] = a.model_flops / (s->median() / 1000.0);
-      t["utilization"] = utilization(a.counted / (s->median() / 1000.0));
-      t["model_utilization"] = utilization(a.model_flops / (s->median() / 1000.0));
+      t["utilization"] = utilization(a.counted / (s->median() / 1000.0), a.flops / (s->median() / 1000.0));
+      t["model_utilization"] = utilization(a.model_flops / (s->median() / 1000.0), a.model_flops / (s->median() / 1000.0));
     }
     return t;
   };

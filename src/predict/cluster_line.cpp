@@ -13,27 +13,22 @@ namespace flopscope::predict {
 using nlohmann::json;
 
 Layout default_layout(const ModelConfig& m, const SystemProfile& s, int64_t gpus, const std::string& precision) {
-  Layout l;
-  l.gpus = gpus;
-  l.seq = m.n_ctx;
-  l.precision = precision;
-  l.recompute = Recompute::selective;
-  l.sequence_parallel = true;
-  l.distributed_optimizer = true;
-  l.micro_batch = 1;
-  l.tp = 1;
+  LayoutChoices c;
+  c.precision = precision;
+  c.recompute = Recompute::selective;
+  c.sequence_parallel = true;
+  c.distributed_optimizer = true;
+  c.micro_batch = 1;
+  c.tp = 1;
   for (int64_t t = std::min(s.gpus_per_node, gpus); t >= 1; --t)
     if (m.n_heads % t == 0 && m.kv_heads() % t == 0 && m.d_ff() % t == 0 && gpus % t == 0) {
-      l.tp = t;
+      c.tp = t;
       break;
     }
-  for (int64_t pp = 1; pp <= std::min(m.n_layers, gpus / l.tp); ++pp) {
-    if ((gpus / l.tp) % pp) continue;
-    l.pp = pp;
-    const int64_t dp = l.dp();
-    const auto seqs = static_cast<int64_t>(m.batch_tokens / static_cast<double>(m.n_ctx));
-    l.global_batch = std::max(dp, seqs / dp * dp);
-    validate(l, m);
+  for (int64_t pp = 1; pp <= std::min(m.n_layers, gpus / *c.tp); ++pp) {
+    if ((gpus / *c.tp) % pp) continue;
+    c.pp = pp;
+    const Layout l = resolve_layout(c, m, s, gpus).layout;  // the attention and the global batch by default
     PredictInput in{m, s, l, nullptr, {}};
     if (predict(in).memory.fits) return l;
   }

@@ -3,7 +3,8 @@
 //
 // The default layout for G GPUs: tp = the largest divisor of the heads up to the node size
 // (8), sequence parallel on, selective recompute, micro-batch 1, the distributed optimizer,
-// the model's global batch rounded down to a multiple of dp, and pp the smallest divisor of
+// the rest by resolve_layout's defaults (the attention kernel by architecture, the global
+// batch by default_global_batch), and pp the smallest divisor of
 // G / tp (dividing the layers' count into no more stages than layers) at which the run fits
 // in memory. The system profile is the measured GPU's (A100 80GB, H100 SXM, H200 SXM); other
 // devices (the CPU included) get n/a and the reason.

@@ -162,8 +162,11 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
       }
     }
   }
-  const double T = static_cast<double>(shape.tokens()), qkv_w = static_cast<double>(3 * shape.d_model),
-               d = static_cast<double>(shape.d_model);
+  // The fused kernel's bytes: Q, K and V (the graph's qkv tensor, (T, (g + 2) h_kv d_head): under
+  // grouped-query attention narrower than 3 d) read, the context (T, h d_head) written; backward
+  // reads Q, K, V, the context and its gradient and writes the gradients of Q, K and V.
+  const double T = static_cast<double>(shape.tokens()), qkv_w = static_cast<double>(g.tensor("qkv").shape.at(1)),
+               d = static_cast<double>(g.tensor("ctx").shape.at(1));
   auto flash_op = [&](const std::string& name, Phase phase, double flops, double elems) {
     OpCost c;
     c.name = name;

@@ -1,5 +1,7 @@
 #include "predict/layout.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -31,6 +33,64 @@ Attention parse_attention(std::string_view t) {
   throw UsageError(fmt::format("--attention: unknown '{}'; choose unfused or flash", t));
 }
 
+int64_t default_global_batch(const ModelConfig& m, const Layout& l, std::string* why) {
+  const bool published = m.batch_tokens > 0;
+  const double tokens = published ? m.batch_tokens : kAssumedBatchTokens;
+  const int64_t tpc = l.tp * l.pp * l.cp;
+  // A layout whose dp is not whole gets one micro-batch: validate() names the real problem.
+  const int64_t unit = l.micro_batch * (tpc > 0 && l.gpus % tpc == 0 ? std::max<int64_t>(1, l.dp()) : 1);
+  const auto seqs = static_cast<int64_t>(tokens / static_cast<double>(l.seq));
+  const int64_t batch = std::max(unit, seqs / unit * unit);
+  if (why)
+    *why = fmt::format("global batch {} sequences: {} {:g}M tokens a batch{} / seq {}, rounded down to a multiple of "
+                       "micro-batch x dp = {}",
+                       batch, published ? m.name + "'s published" : "assumed", tokens / 1e6,
+                       published ? "" : " (the model publishes none; Llama 2's 4M)", l.seq, unit);
+  return batch;
+}
+
+ResolvedLayout resolve_layout(const LayoutChoices& c, const ModelConfig& m, const SystemProfile& s, int64_t gpus) {
+  ResolvedLayout r;
+  Layout& l = r.layout;
+  const bool hopper = s.architecture == "hopper";
+  l.gpus = gpus;
+  l.tp = c.tp.value_or(1);
+  l.pp = c.pp.value_or(1);
+  l.vpp = c.vpp.value_or(1);
+  l.cp = c.cp.value_or(1);
+  l.fsdp = c.fsdp.value_or(0);
+  l.micro_batch = c.micro_batch.value_or(1);
+  l.seq = c.seq.value_or(m.n_ctx);
+  l.precision = c.precision.value_or("bf16");
+  l.recompute = c.recompute.value_or(Recompute::selective);
+  l.sequence_parallel = c.sequence_parallel.value_or(true);
+  l.dp_overlap = c.dp_overlap.value_or(true);
+  const std::string why_arch = hopper ? fmt::format("{} is Hopper: what Megatron-LM, NeMo and torchtitan run there", s.id)
+                                      : fmt::format("{} is not Hopper: Megatron-LM 2022's practice", s.id);
+  if (c.attention) {
+    l.attention = *c.attention;
+  } else {
+    l.attention = hopper ? Attention::flash : Attention::unfused;
+    r.defaults.push_back(fmt::format("attention {} ({})", to_string(l.attention), why_arch));
+  }
+  if (c.distributed_optimizer) {
+    l.distributed_optimizer = *c.distributed_optimizer;
+  } else {
+    l.distributed_optimizer = hopper;
+    r.defaults.push_back(fmt::format("distributed optimizer {} ({})", hopper ? "on" : "off", why_arch));
+  }
+  if (!c.seq) r.defaults.push_back(fmt::format("seq {}: the model's n_ctx", l.seq));
+  if (c.global_batch) {
+    l.global_batch = *c.global_batch;
+  } else {
+    std::string why;
+    l.global_batch = default_global_batch(m, l, &why);
+    r.defaults.push_back(why);
+  }
+  validate(l, m);
+  return r;
+}
+
 void validate(const Layout& l, const ModelConfig& m) {
   if (l.precision != "bf16" && l.precision != "fp16" && l.precision != "fp8")
     throw UsageError(fmt::format("--precision: '{}' is not a training precision predict models; choose bf16, fp16 or fp8",
@@ -40,12 +100,25 @@ void validate(const Layout& l, const ModelConfig& m) {
   if (m.kv_heads() % l.tp != 0)
     throw UsageError(fmt::format("layout: --tp {} does not divide the {} key/value heads", l.tp, m.kv_heads()));
   if (m.d_ff() % l.tp != 0) throw UsageError(fmt::format("layout: --tp {} does not divide d_ff {}", l.tp, m.d_ff()));
-  if (l.gpus % (l.tp * l.pp) != 0)
-    throw UsageError(fmt::format("layout: {} GPUs are not divisible by tp x pp = {} x {} = {}", l.gpus, l.tp, l.pp,
-                                 l.tp * l.pp));
+  if (l.gpus % (l.tp * l.pp * l.cp) != 0)
+    throw UsageError(fmt::format("layout: {} GPUs are not divisible by tp x pp x cp = {} x {} x {} = {}", l.gpus, l.tp,
+                                 l.pp, l.cp, l.tp * l.pp * l.cp));
   if (l.pp > m.n_layers)
     throw UsageError(fmt::format("layout: --pp {} is more stages than the model's {} layers", l.pp, m.n_layers));
+  if (l.cp > 1) {
+    // Megatron-LM splits each sequence into 2 cp chunks and gives rank i chunks i and
+    // 2 cp - 1 - i, so every rank has the same share of the causal square.
+    if (l.seq % (2 * l.cp) != 0)
+      throw UsageError(fmt::format("layout: --cp {} needs the sequence {} to split into 2 x cp = {} equal chunks (the "
+                                   "causal load balance)", l.cp, l.seq, 2 * l.cp));
+    if (l.attention != Attention::flash)
+      throw UsageError(fmt::format("layout: --cp {} needs --attention flash (ring attention is a fused attention kernel "
+                                   "over K and V chunks; an unfused s x s square does not split)", l.cp));
+  }
   const int64_t dp = l.dp();
+  if (l.fsdp < 0 || l.fsdp == 1 || (l.fsdp > 1 && dp % l.fsdp != 0))
+    throw UsageError(fmt::format("layout: --fsdp {} must be 0 (off) or a divisor of data parallel {} above 1 (the GPUs "
+                                 "each shard is split over)", l.fsdp, dp));
   if (l.global_batch % (l.micro_batch * dp) != 0)
     throw UsageError(fmt::format("layout: global batch {} is not divisible by micro-batch x data parallel = {} x {} = {}",
                                  l.global_batch, l.micro_batch, dp, l.micro_batch * dp));
@@ -73,7 +146,9 @@ nlohmann::json layout_to_json(const Layout& l) {
           {"tp", l.tp},
           {"pp", l.pp},
           {"vpp", l.vpp},
+          {"cp", l.cp},
           {"dp", l.dp()},
+          {"fsdp", l.fsdp},
           {"micro_batch", l.micro_batch},
           {"global_batch", l.global_batch},
           {"micro_batches", l.micro_batches()},
@@ -84,6 +159,12 @@ nlohmann::json layout_to_json(const Layout& l) {
           {"attention", to_string(l.attention)},
           {"distributed_optimizer", l.distributed_optimizer},
           {"dp_overlap", l.dp_overlap}};
+}
+
+nlohmann::json layout_to_json(const ResolvedLayout& r) {
+  nlohmann::json j = layout_to_json(r.layout);
+  j["defaults"] = r.defaults;
+  return j;
 }
 
 }  // namespace flopscope::predict

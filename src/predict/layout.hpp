@@ -1,10 +1,17 @@
-// The execution layout of a parallel training run (Megatron-LM's): tensor parallel tp,
-// pipeline parallel pp with vpp interleaved chunks a stage, data parallel dp = gpus / (tp pp),
+// The execution layout of a parallel training run (Megatron-LM's, and torchtitan's FSDP):
+// tensor parallel tp, pipeline parallel pp with vpp interleaved chunks a stage, context
+// parallel cp (the sequence split over cp GPUs, ring attention), data parallel
+// dp = gpus / (tp pp cp), optionally sharded FSDP-style over fsdp of the dp ranks,
 // micro-batch and global batch in sequences, precision, activation recompute (Korthikanti et
 // al. 2022), sequence parallelism, the attention kernel, the distributed optimizer.
+//
+// One defaulting path: flags (src/cli/predict.cpp), --search (search.hpp) and job files give
+// what they know as LayoutChoices; resolve_layout fills the rest with the defaults below and
+// says which it filled.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -12,6 +19,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "model/model.hpp"
+#include "predict/system.hpp"
 
 namespace flopscope::predict {
 
@@ -25,6 +33,8 @@ Attention parse_attention(std::string_view text);   // throws UsageError
 struct Layout {
   int64_t gpus = 8;
   int64_t tp = 1, pp = 1, vpp = 1;
+  int64_t cp = 1;             // context parallel: each GPU holds seq / cp of every sequence
+  int64_t fsdp = 0;           // FSDP shard group (ZeRO-3: weights, gradients, optimizer): 0 = off, else divides dp
   int64_t micro_batch = 1;    // sequences per micro-batch
   int64_t global_batch = 1;   // sequences per step, over all data-parallel ranks
   int64_t seq = 2048;
@@ -33,16 +43,54 @@ struct Layout {
   bool sequence_parallel = true;
   Attention attention = Attention::unfused;
   bool distributed_optimizer = false;
-  bool dp_overlap = true;  // the gradient reduction overlaps the last micro-batch's backward
+  bool dp_overlap = true;  // the gradient reduction overlaps the backward
 
-  int64_t dp() const { return gpus / (tp * pp); }
+  int64_t dp() const { return gpus / (tp * pp * cp); }
   int64_t micro_batches() const { return global_batch / (micro_batch * dp()); }  // m, per pipeline
+  bool fsdp_on() const { return fsdp > 1; }
 };
 
-// Throws UsageError, one line, when the layout cannot run this model on `gpus_per_node`-GPU
-// nodes: tp not dividing the heads (or the kv heads), gpus not divisible by tp pp, a global
-// batch not divisible by micro-batch x dp, more stages than layers, vpp with layers not
-// dividing pp vpp, or interleaving with a micro-batch count not a multiple of pp.
+// What a user gave, from flags or a job file; every unset field takes resolve_layout's default.
+struct LayoutChoices {
+  std::optional<int64_t> tp, pp, vpp, cp, fsdp, micro_batch, global_batch, seq;
+  std::optional<std::string> precision;
+  std::optional<Recompute> recompute;
+  std::optional<Attention> attention;
+  std::optional<bool> sequence_parallel, distributed_optimizer, dp_overlap;
+};
+
+// A layout and, for each default it took, one line saying which and why (in the result JSON
+// as layout.defaults).
+struct ResolvedLayout {
+  Layout layout;
+  std::vector<std::string> defaults;
+};
+
+// The defaults, as people run today:
+//   tp, pp, vpp, cp 1; FSDP off; micro-batch 1; seq the model's n_ctx; bf16; selective
+//   recompute; sequence parallelism on (it applies with tp > 1); gradient reduction overlapped;
+//   on Hopper (SystemProfile::architecture "hopper") flash attention and the distributed
+//   optimizer (Megatron-LM / NeMo / torchtitan recipes for H100), elsewhere unfused attention
+//   and no distributed optimizer (Megatron-LM 2022, what Korthikanti et al.'s A100 runs did);
+//   the global batch from default_global_batch.
+// Validates the result (UsageError).
+ResolvedLayout resolve_layout(const LayoutChoices& c, const ModelConfig& m, const SystemProfile& s, int64_t gpus);
+
+// Tokens a step when the model publishes none (ModelConfig::batch_tokens 0): assumed 4M, Llama
+// 2's published batch (Touvron et al. 2023) and the Llama 3 paper's first 405B stage.
+inline constexpr double kAssumedBatchTokens = 4e6;
+
+// The default global batch in sequences: the model's published tokens per batch (the GPT-3
+// paper's Table 2.1: 175B 3.2M; Llama 2 4M; Llama 3 405B 16M), or kAssumedBatchTokens when it
+// publishes none, over l.seq, rounded down to a multiple of micro-batch x dp (at least one).
+// `why`, when given, gets the line saying so.
+int64_t default_global_batch(const ModelConfig& m, const Layout& l, std::string* why = nullptr);
+
+// Throws UsageError, one line, when the layout cannot run this model: tp not dividing the
+// heads (or the kv heads, or d_ff), gpus not divisible by tp pp cp, cp not dividing the
+// sequence (in 2 cp chunks, for the causal load balance) or with unfused attention, fsdp not
+// dividing dp, a global batch not divisible by micro-batch x dp, more stages than layers, vpp
+// with layers not dividing pp vpp, or interleaving with a micro-batch count not a multiple of pp.
 void validate(const Layout& l, const ModelConfig& m);
 
 // How the layers are split over the stages: stage i holds split[i] layers (the first stages
@@ -50,5 +98,6 @@ void validate(const Layout& l, const ModelConfig& m);
 std::vector<int64_t> layer_split(int64_t layers, int64_t pp);
 
 nlohmann::json layout_to_json(const Layout& l);
+nlohmann::json layout_to_json(const ResolvedLayout& l);  // with "defaults"
 
 }  // namespace flopscope::predict

@@ -60,6 +60,8 @@ SystemProfile a100() {
   SystemProfile s;
   s.id = "a100-sxm-80gb";
   s.title = "NVIDIA A100 SXM4 80GB";
+  s.architecture = "ampere";
+  s.sources["architecture"] = "NVIDIA A100 Tensor Core GPU Architecture whitepaper (GA100, Ampere)";
   peaks_from_table(s, "a100");
   common_efficiencies(s);
   s.sm_count = 108;
@@ -85,10 +87,17 @@ SystemProfile hopper(bool h200) {
   SystemProfile s;
   s.id = h200 ? "h200-sxm" : "h100-sxm";
   s.title = h200 ? "NVIDIA H200 SXM" : "NVIDIA H100 SXM5 80GB";
+  s.architecture = "hopper";
+  s.sources["architecture"] = "NVIDIA H100 Tensor Core GPU Architecture whitepaper (GH100, Hopper; the H200 is the same GH100 with HBM3e)";
   peaks_from_table(s, h200 ? "h200-sxm" : "h100-sxm");
+  if (h200)
+    s.sources["peak_fp16_tflops"] = s.sources["peak_bf16_tflops"] = s.sources["peak_fp8_tflops"] =
+        "NVIDIA H200 datasheet (dense): the H100 SXM's figures, the same GH100 at the same clocks";
   common_efficiencies(s);
   s.sm_count = 132;
-  s.sources["sm_count"] = "NVIDIA H100 Tensor Core GPU Architecture whitepaper (132 SMs, SXM5)";
+  s.sources["sm_count"] = h200 ? "assumed the H100 SXM5's 132 SMs: the H200 is the same GH100 (NVIDIA lists the same "
+                                 "compute peaks); not stated in its datasheet"
+                               : "NVIDIA H100 Tensor Core GPU Architecture whitepaper (132 SMs, SXM5)";
   s.hbm_bytes_per_s = h200 ? 4.8e12 : 3.35e12;
   s.sources["hbm_bytes_per_s"] = h200 ? "NVIDIA H200 datasheet: 4.8 TB/s" : "NVIDIA H100 datasheet: 3.35 TB/s (SXM)";
   s.hbm_bytes = h200 ? 141e9 : 80 * kGiB;
@@ -99,6 +108,12 @@ SystemProfile hopper(bool h200) {
   s.sources["network_bytes_per_s"] = "DGX H100/H200: 8 x NDR InfiniBand 400 Gb/s a node, one per GPU: 50 GB/s each way";
   s.nvlink_efficiency = 0.8;
   s.sources["nvlink_efficiency"] = "assumed: the A100's fraction (no Table 5 for Hopper to check it against)";
+  if (h200) {
+    // Every efficiency below and above is the H100's: the same chip, so the same share of its
+    // peaks is assumed, and memory-bound kernels the same share of the faster HBM3e.
+    s.sources["memory_efficiency"] = "assumed: the H100's fraction (" + s.sources["memory_efficiency"] +
+                                     "), of the H200's 4.8 TB/s; no published H200 run checks it";
+  }
   s.gemm_efficiency = 0.77;
   s.sources["gemm_efficiency"] =
       "assumed: the A100's fitted fraction (not checked against a published Hopper run; use --from-measure)";
@@ -175,7 +190,7 @@ SystemProfile system_from_json(const json& j, const std::string& origin) {
     }
     s.id = "custom";
   }
-  std::set<std::string> known = {"id", "title", "base", "sources"};
+  std::set<std::string> known = {"id", "title", "architecture", "base", "sources"};
   for (const auto& f : fields()) known.insert(f.key);
   for (const auto& [key, value] : j.items()) {
     if (!known.count(key)) throw UsageError(fmt::format("{}: unknown key '{}'", origin, key));
@@ -189,6 +204,13 @@ SystemProfile system_from_json(const json& j, const std::string& origin) {
   else if (!has_base) s.id = "custom";
   if (j.contains("title")) s.title = j.at("title").get<std::string>();
   else if (!has_base) s.title = s.id;
+  if (j.contains("architecture")) {
+    const json& a = j.at("architecture");
+    if (!a.is_string() || (a.get<std::string>() != "ampere" && a.get<std::string>() != "hopper" && a.get<std::string>() != ""))
+      throw UsageError(fmt::format("{}: 'architecture' must be \"ampere\", \"hopper\" or \"\" (unknown)", origin));
+    s.architecture = a.get<std::string>();
+    s.sources["architecture"] = origin;
+  }
   for (const auto& f : fields()) {
     if (!j.contains(f.key)) {
       if (!has_base) throw UsageError(fmt::format("{}: missing '{}' (or give \"base\": a built-in profile)", origin, f.key));
@@ -236,7 +258,7 @@ SystemProfile system_from_file(const std::string& path) {
 }
 
 json system_to_json(const SystemProfile& s) {
-  json j = {{"id", s.id}, {"title", s.title}};
+  json j = {{"id", s.id}, {"title", s.title}, {"architecture", s.architecture}};
   for (const auto& f : fields()) j[f.key] = f.count ? json(s.*(f.count)) : json(s.*(f.real));
   j["sources"] = s.sources;
   return j;

@@ -16,6 +16,8 @@ namespace flopscope::predict {
 struct SystemProfile {
   std::string id;     // a100-sxm-80gb
   std::string title;  // NVIDIA A100 SXM4 80GB
+  // "ampere", "hopper", or "" (unknown): which practice resolve_layout's defaults follow.
+  std::string architecture;
   // Datasheet dense tensor-core peaks, TFLOP/s (0 = not offered: fp8 on the A100).
   double peak_fp16_tflops = 0, peak_bf16_tflops = 0, peak_fp8_tflops = 0;
   int64_t sm_count = 0;             // streaming multiprocessors (tile waves are counted over them)

@@ -34,12 +34,15 @@ const std::vector<Part>& parts() {
 }
 
 std::string layout_line(const json& l) {
-  std::string s = fmt::format("{} GPUs: tp {} x pp {}{} x dp {}; micro-batch {}, global batch {} ({} micro-batches a "
+  // cp and fsdp: absent from results written before they existed.
+  const int64_t cp = l.value("cp", INT64_C(1)), fsdp = l.value("fsdp", INT64_C(0));
+  std::string s = fmt::format("{} GPUs: tp {} x pp {}{}{} x dp {}{}; micro-batch {}, global batch {} ({} micro-batches a "
                               "pipeline), seq {}, {}, recompute {}, sequence parallel {}, attention {}, distributed "
                               "optimizer {}",
                               l.at("gpus").get<int64_t>(), l.at("tp").get<int64_t>(), l.at("pp").get<int64_t>(),
                               l.at("vpp").get<int64_t>() > 1 ? fmt::format(" (vpp {})", l.at("vpp").get<int64_t>()) : "",
-                              l.at("dp").get<int64_t>(), l.at("micro_batch").get<int64_t>(),
+                              cp > 1 ? fmt::format(" x cp {}", cp) : "", l.at("dp").get<int64_t>(),
+                              fsdp > 1 ? fmt::format(" (FSDP over {})", fsdp) : "", l.at("micro_batch").get<int64_t>(),
                               l.at("global_batch").get<int64_t>(), l.at("micro_batches").get<int64_t>(),
                               l.at("seq").get<int64_t>(), l.at("precision").get<std::string>(),
                               l.at("recompute").get<std::string>(), l.at("sequence_parallel").get<bool>() ? "on" : "off",
@@ -48,9 +51,12 @@ std::string layout_line(const json& l) {
 }
 
 std::string short_layout(const json& l) {
-  return fmt::format("tp{} pp{}{} dp{} mb{} {}", l.at("tp").get<int64_t>(), l.at("pp").get<int64_t>(),
+  const int64_t cp = l.value("cp", INT64_C(1)), fsdp = l.value("fsdp", INT64_C(0));
+  return fmt::format("tp{} pp{}{}{} dp{}{} mb{} {} {}{}", l.at("tp").get<int64_t>(), l.at("pp").get<int64_t>(),
                      l.at("vpp").get<int64_t>() > 1 ? fmt::format(" vpp{}", l.at("vpp").get<int64_t>()) : "",
-                     l.at("dp").get<int64_t>(), l.at("micro_batch").get<int64_t>(), l.at("recompute").get<std::string>());
+                     cp > 1 ? fmt::format(" cp{}", cp) : "", l.at("dp").get<int64_t>(), fsdp > 1 ? " fsdp" : "",
+                     l.at("micro_batch").get<int64_t>(), l.at("recompute").get<std::string>(),
+                     l.at("attention").get<std::string>(), l.at("distributed_optimizer").get<bool>() ? " distopt" : "");
 }
 
 detail::Document validation_document(const json& r) {
@@ -86,6 +92,8 @@ detail::Document prediction_document(const json& r) {
   run.before.push_back(detail::model_line(r.at("model")));
   run.before.push_back(fmt::format("parameters (analytic): {}", fmt_count(r.at("parameters").get<double>())));
   run.before.push_back(layout_line(r.at("layout")));
+  if (r.at("layout").contains("defaults"))
+    for (const auto& x : r.at("layout").at("defaults")) run.before.push_back("default: " + x.get<std::string>());
   run.before.push_back(fmt::format("per-op compute: {}", p.at("compute_source").get<std::string>()));
   d.sections.push_back(std::move(run));
 
@@ -176,7 +184,8 @@ detail::Document prediction_document(const json& r) {
   for (const auto& [key, value] : sys.items()) {
     if (key == "id" || key == "title" || key == "sources") continue;
     const auto& src = sys.at("sources");
-    pt.add_row({key, fmt_sig(value.get<double>(), 5), src.contains(key) ? src.at(key).get<std::string>() : ""});
+    pt.add_row({key, value.is_number() ? fmt_sig(value.get<double>(), 5) : value.get<std::string>(),
+                src.contains(key) ? src.at(key).get<std::string>() : ""});
   }
   prof.table = std::move(pt);
   d.sections.push_back(std::move(prof));

@@ -418,7 +418,7 @@ class CudaBackend final : public Backend {
     // least kRunMs long (a short run is dominated by clock ramp and launch jitter).
     constexpr int kRuns = 5;
     constexpr double kRunMs = 200;
-    const double one_ms = std::max(r.at("best_ms").get<double>(), 1e-3);
+    const double one_ms = std::max(r.value("best_ms", nlohmann::json(1.0)).is_number() ? r.at("best_ms").get<double>() : 1.0, 1e-3);
     const int calls = std::max(1, static_cast<int>(std::ceil(kRunMs / one_ms)));
     cudaEvent_t e0 = nullptr, e1 = nullptr;
     CUDA_CALL(cudaEventCreate(&e0), "ceiling event");
@@ -444,6 +444,7 @@ class CudaBackend final : public Backend {
     return {{"dtype", to_string(p)}, {"n", n}, {"ms", best_ms},
             {"flops_per_s", g.flops() / (best_ms * 1e-3)},
             {"candidates", r.at("candidates")},
+            {"tile", r.at("tile")}, {"padded_over_useful", r.at("padded_over_useful")},
             {"runs", kRuns}, {"calls_per_run", calls},
             {"source", fmt::format("timed: the best of {} cuBLASLt algorithms on {}^3 {}{} (CUDA events, median of 5 "
                                    "each) chosen, then the best of {} runs of {} back-to-back calls of it (at least {:.0f} ms "

@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/lt_tiles.hpp"
 #include "util/error.hpp"
 
 namespace flopscope::cuda {
@@ -140,6 +141,22 @@ nlohmann::json LtGemm::select(const void* a, const void* b, void* c, void* ws, s
               label_);
   if (returned == 0) throw Error(fmt::format("cuBLASLt has no algorithm for {} ({}x{}x{})", label_, g_.m, g_.n, g_.k));
 
+  // One candidate: nothing to choose between, so nothing is timed (memcheck and the counter
+  // runs take --gemm-candidates 1; its first real launch reports any failure).
+  if (returned == 1 && candidates == 1) {
+    algo_ = results[0].algo;
+    selected_ = true;
+    best_ms_ = 0;
+    nlohmann::json r = {{"requested", candidates},
+                        {"candidates", returned},
+                        {"best_index", 0},
+                        {"best_ms", nullptr},
+                        {"timed", false},
+                        {"source", "the heuristic's first algorithm, not timed (one candidate: nothing to choose)"}};
+    r.update(describe(algo_));
+    return r;
+  }
+
   cudaEvent_t start = nullptr, stop = nullptr;
   CUDA_CALL(cudaEventCreate(&start), label_);
   CUDA_CALL(cudaEventCreate(&stop), label_);
@@ -181,10 +198,38 @@ nlohmann::json LtGemm::select(const void* a, const void* b, void* c, void* ws, s
   const double tflops = g_.flops() / (best_ms_ * 1e-3) / 1e12;
   spdlog::debug("gemm {} {}x{}x{} batch {}: {} candidates, best #{} {:.4f} ms ({:.1f} TFLOP/s), heuristic's first {:.4f} ms",
                 label_, g_.m, g_.n, g_.k, g_.batch, returned, best, best_ms_, tflops, medians[0]);
-  return {{"requested", candidates},      {"candidates", returned},       {"best_index", best},
-          {"best_ms", best_ms_},          {"best_tflops", tflops},
-          {"heuristic_first_ms", medians[0]}, {"candidate_ms", medians},
-          {"source", "timed (CUDA events, median of 5 after 2 warm-up runs per candidate)"}};
+  nlohmann::json r = {{"requested", candidates},      {"candidates", returned},       {"best_index", best},
+                      {"best_ms", best_ms_},          {"best_tflops", tflops},        {"timed", true},
+                      {"heuristic_first_ms", medians[0]}, {"candidate_ms", medians},
+                      {"source", "timed (CUDA events, median of 5 after 2 warm-up runs per candidate)"}};
+  r.update(describe(algo_));
+  return r;
+}
+
+nlohmann::json LtGemm::describe(const cublasLtMatmulAlgo_t& algo) const {
+  auto get = [&](cublasLtMatmulAlgoConfigAttributes_t attr, auto zero) {
+    decltype(zero) v = zero;
+    size_t written = 0;
+    const bool ok = cublasLtMatmulAlgoConfigGetAttribute(&algo, attr, &v, sizeof v, &written) == CUBLAS_STATUS_SUCCESS;
+    return ok ? nlohmann::json(v) : nlohmann::json(nullptr);
+  };
+  const nlohmann::json tile_id = get(CUBLASLT_ALGO_CONFIG_TILE_ID, uint32_t{0});
+  nlohmann::json r = {{"algo_id", get(CUBLASLT_ALGO_CONFIG_ID, int32_t{0})},
+                      {"tile_id", tile_id},
+                      {"split_k", get(CUBLASLT_ALGO_CONFIG_SPLITK_NUM, int32_t{0})},
+                      {"stages_id", get(CUBLASLT_ALGO_CONFIG_STAGES_ID, uint32_t{0})},
+                      {"cluster_shape_id", get(CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID, uint16_t{0})}};
+  // The tile, and what its padding makes the GEMM execute (tensor counters read this).
+  const int id = tile_id.is_number() ? tile_id.get<int>() : 0;
+  r["tile"] = lt_tile_name(id);
+  if (const auto t = lt_tile(id)) {
+    r["padded_flops"] = padded_gemm_flops(g_, *t);
+    r["padded_over_useful"] = padded_gemm_flops(g_, *t) / g_.flops();
+  } else {
+    r["padded_flops"] = nullptr;
+    r["padded_over_useful"] = nullptr;
+  }
+  return r;
 }
 
 void LtGemm::run(const void* a, const void* b, void* c, void* ws, size_t ws_bytes, cudaStream_t stream) {

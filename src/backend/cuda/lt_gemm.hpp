@@ -59,7 +59,10 @@ class LtGemm {
   LtGemm& operator=(const LtGemm&) = delete;
 
   // Times up to `candidates` heuristic algorithms on these buffers (which it overwrites) and
-  // keeps the fastest. Returns {candidates, best_index, best_ms, heuristic_first_ms, ...}.
+  // keeps the fastest; with one candidate it takes the heuristic's first untimed (best_ms
+  // null, timed false). Returns {candidates, best_index, best_ms, timed, heuristic_first_ms,
+  // ..., algo_id, tile_id, tile ("192x208"), split_k, stages_id, cluster_shape_id,
+  // padded_flops, padded_over_useful} (lt_tiles.hpp: what the tile's padding executes).
   nlohmann::json select(const void* a, const void* b, void* c, void* workspace, size_t workspace_bytes,
                         cudaStream_t stream, int candidates = 8);
   // C = alpha op(A) op(B) + beta C with the selected algorithm (asynchronous).
@@ -68,6 +71,7 @@ class LtGemm {
 
  private:
   void init(const float* a_descale, const float* b_descale);
+  nlohmann::json describe(const cublasLtMatmulAlgo_t& algo) const;
   void destroy();
 
   cublasLtHandle_t handle_;
