@@ -165,11 +165,11 @@ Formula formula_graph(const ModelConfig& m, bool model_flops) {
               per_token, m, "flopscope's layer graph (src/graph/graph.cpp): every op, forward + backward");
 }
 
-std::vector<Formula> all_formulas(const ModelConfig& m) {
+std::vector<Formula> all_formulas(const ModelConfig& m, int64_t megatron_vocab_multiple) {
   std::vector<Formula> v = {formula_seed(m),     formula_6nd(m),
                             formula_kaplan(m),   formula_palm(m),
                             formula_megatron(m), formula_megatron_recompute(m),
-                            formula_megatron_lm(m)};
+                            formula_megatron_lm(m, megatron_vocab_multiple)};
   if (chinchilla_applies(m)) v.push_back(formula_chinchilla(m));
   v.push_back(formula_graph(m, false));
   v.push_back(formula_graph(m, true));

@@ -91,7 +91,8 @@ Formula formula_chinchilla(const ModelConfig& m);
 // `model_flops` selects Megatron's convention (causal attention square halved).
 Formula formula_graph(const ModelConfig& m, bool model_flops);
 
-std::vector<Formula> all_formulas(const ModelConfig& m);
+// `megatron_vocab_multiple`: the megatron_lm line's vocabulary padding (divisible-by x tp).
+std::vector<Formula> all_formulas(const ModelConfig& m, int64_t megatron_vocab_multiple = kMegatronVocabDivisibleBy);
 
 // Why the seed's figure is too low: each factor computed from the graph at full width.
 struct SeedFactor {

@@ -45,8 +45,21 @@ void Job::problem(const std::string& message, std::set<std::string> settled_by) 
   problems.push_back({message, std::move(settled_by)});
 }
 
-void Job::raise_unsettled(const std::set<std::string>& given) const {
+const std::set<std::string>& layout_names() {
+  static const std::set<std::string> names = {"gpus", "tp", "pp", "vpp", "cp", "ep", "fsdp", "micro_batch",
+                                              "global_batch", "precision", "recompute", "sequence_parallel",
+                                              "attention", "distributed_optimizer", "dp_overlap"};
+  return names;
+}
+
+void Job::raise_unsettled(const std::set<std::string>& given, bool with_layout) const {
+  // What no flag can settle first (a mixture of experts, a key not understood).
+  for (const Problem& p : problems)
+    if (p.settled_by.empty()) throw UsageError(fmt::format("{}: {}", file, p.message));
   for (const Problem& p : problems) {
+    if (!with_layout && !p.settled_by.empty() &&
+        std::all_of(p.settled_by.begin(), p.settled_by.end(), [](const std::string& n) { return layout_names().count(n) > 0; }))
+      continue;
     const bool settled =
         !p.settled_by.empty() && std::any_of(p.settled_by.begin(), p.settled_by.end(),
                                              [&](const std::string& n) { return given.count(n) > 0; });

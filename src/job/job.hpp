@@ -98,8 +98,10 @@ struct Job {
   void record(const std::string& name, const nlohmann::json& value, From from, const std::string& where);
   const Value* find(const std::string& name) const;
   void problem(const std::string& message, std::set<std::string> settled_by = {});
-  // Throws the first problem none of `given` (flopscope value names set by flags) settles.
-  void raise_unsettled(const std::set<std::string>& given) const;
+  // Throws the first problem none of `given` (flopscope value names set by flags) settles, those
+  // no flag can settle first.
+  // `layout`: false leaves out the problems only the layout's flags settle (estimate).
+  void raise_unsettled(const std::set<std::string>& given, bool with_layout = true) const;
 
   nlohmann::json to_json() const;
 };
@@ -128,7 +130,12 @@ struct Settled {
 // vocabulary from the final tp, the training tokens from steps x global batch x seq). A file
 // that contradicts itself (tp x pp x cp not dividing the GPUs it launches) and every problem no
 // flag settles throw UsageError. `fallback_gpus`: the CLI's default when neither gives a count.
-Settled settle(Job& j, const Flags& flags, int64_t fallback_gpus);
+// `layout` false (estimate): the layout's consistency and its problems are not checked.
+Settled settle(Job& j, const Flags& flags, int64_t fallback_gpus, bool layout = true);
+
+// flopscope's layout value names (gpus, tp, ..., dp_overlap): a problem only they settle is a
+// layout problem.
+const std::set<std::string>& layout_names();
 
 // Reads a job file; the format from its name (.sh/.bash/.txt or a command line: Megatron-LM;
 // .yaml/.yml: NeMo or Megatron-Bridge; .toml: torchtitan). Throws UsageError on a file it

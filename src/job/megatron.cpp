@@ -478,7 +478,8 @@ class MegatronReader {
     read_vocab();
 
     if (const Arg* e = arg("--num-experts")) {
-      j_.problem(fmt::format("mixture-of-experts ({}) is not modelled yet", where(*e)));
+      j_.problem(fmt::format("mixture-of-experts ({} {}, line {}) is not modelled yet", e->name,
+                             e->values.empty() || !e->values.front().known ? "?" : e->values.front().text, e->line));
     } else {
       for (const auto& name : order_)
         if (name.rfind("--moe-", 0) == 0) used_.insert(name);
@@ -735,7 +736,9 @@ Job read_megatron(const std::string& text, const std::string& path, const ReadOp
   Job j;
   j.file = path;
   j.format = "Megatron-LM launch script";
+  j.base = preset("gpt3-small");  // every field the reader gives replaces it; the rest are problems
   j.base.name = job_name(path);
+  j.base.batch_tokens = 0;  // no published batch: the job gives its own
   const ShellResult sh = read_shell(text, path, o.env);
   for (const ShellNote& n : sh.notes) j.not_given.push_back({n.what, fmt::format("line {}", n.line), n.why});
   MegatronReader r(j, sh, o);

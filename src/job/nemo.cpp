@@ -425,7 +425,7 @@ class NemoReader {
 
     const Resolved ex = value({"model.num_moe_experts"}, "");
     if (const auto e = count(ex); e && *e > 1) {
-      j_.problem(fmt::format("mixture-of-experts (num_moe_experts {}, line {}) is not modelled yet", *e, ex.line));
+      j_.problem(fmt::format("mixture-of-experts (model.num_moe_experts {}, line {}) is not modelled yet", *e, ex.line));
       j_.record("experts", *e, From::file, where(ex));
     }
   }
@@ -742,7 +742,9 @@ Job read_nemo(const std::string& text, const std::string& path, const ReadOption
   const bool bridge =
       !croot["trainer"].IsDefined() && (croot["train"].IsDefined() || croot["model"]["seq_length"].IsDefined());
   j.format = bridge ? "Megatron-Bridge YAML" : "NeMo hydra YAML";
+  j.base = preset("gpt3-small");  // every field the reader gives replaces it; the rest are problems
   j.base.name = job_name(path);
+  j.base.batch_tokens = 0;  // no published batch: the job gives its own
   const Yaml y(root, path, o);
   NemoReader r(j, y, root, bridge, o);
   r.read();

@@ -1,4 +1,6 @@
 // settle(): a job's values against the flags beside it (job.hpp).
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "analytic/formulas.hpp"
@@ -23,7 +25,10 @@ std::string where_of(const Job& j, const std::string& name) {
 
 }  // namespace
 
-Settled settle(Job& j, const Flags& flags, int64_t fallback_gpus) {
+Settled settle(Job& j, const Flags& flags, int64_t fallback_gpus, bool layout) {
+  // What no flag can settle stops the reading before anything else is checked.
+  for (const Problem& p : j.problems)
+    if (p.settled_by.empty()) throw UsageError(fmt::format("{}: {}", j.file, p.message));
   std::set<std::string> given;
   for (const auto& [name, f] : flags) {
     given.insert(name);
@@ -56,7 +61,7 @@ Settled settle(Job& j, const Flags& flags, int64_t fallback_gpus) {
   // A file that contradicts itself: the model-parallel group larger than (or not dividing) the
   // GPUs it launches. Named with where each number came from.
   const int64_t group = tp * pp * cp;
-  if (gpus % group != 0) {
+  if (layout && gpus % group != 0) {
     const Value* g = j.find("gpus");
     throw UsageError(fmt::format("{}: the job runs on {} GPUs ({}) but tp x pp x cp = {} x {} x {} = {} ({}; {}{}), "
                                  "which {} them; pass --gpus N (a multiple of {}) or --tp/--pp",
@@ -64,13 +69,20 @@ Settled settle(Job& j, const Flags& flags, int64_t fallback_gpus) {
                                  cp > 1 ? "; " + where_of(j, "cp") : "", group > gpus ? "is more than" : "does not divide",
                                  group));
   }
-  const int64_t dp = gpus / group;
+  const int64_t dp = std::max<int64_t>(1, gpus / group);
 
-  if (cp > 1)
-    j.problem(fmt::format("context parallelism (cp {}, {}) is not modelled yet", cp, where_of(j, "cp")), {"cp"});
+  // What predict does not model yet: the flag that settles each predicts the job without it.
+  if (cp > 1 && !given.count("cp"))
+    j.problem(fmt::format("context parallelism (cp {}, {}) is not modelled yet; pass --cp 1 to predict the job without it",
+                          cp, where_of(j, "cp")),
+              {"cp"});
   if (l.ep && *l.ep > 1 && !j.find("experts"))
-    j.problem(fmt::format("expert parallelism (ep {}, {}) is not modelled yet", *l.ep, where_of(j, "ep")), {"ep"});
-  if (l.fsdp) {
+    j.problem(fmt::format("expert parallelism (ep {}, {}) without experts: Megatron-LM requires --num-experts", *l.ep,
+                          where_of(j, "ep")),
+              {"ep"});
+  if (given.count("fsdp")) {
+    l.fsdp.reset();  // the flag's value goes to predict as it is
+  } else if (l.fsdp && layout) {
     int64_t shard = *l.fsdp;
     const int64_t rep = l.dp_replicate.value_or(1);
     if (shard == -1) {
@@ -89,8 +101,9 @@ Settled settle(Job& j, const Flags& flags, int64_t fallback_gpus) {
     }
     l.fsdp = shard;
     if (shard > 1)
-      j.problem(fmt::format("FSDP ({}-way sharding over the data-parallel GPUs, {}) is not modelled yet", shard,
-                            where_of(j, "fsdp")),
+      j.problem(fmt::format("FSDP ({}-way sharding over the data-parallel GPUs, {}) is not modelled yet; pass --fsdp "
+                            "off to predict the job as plain data parallelism",
+                            shard, where_of(j, "fsdp")),
                 {"fsdp"});
   }
 
@@ -133,7 +146,7 @@ Settled settle(Job& j, const Flags& flags, int64_t fallback_gpus) {
                                              where_of(j, "train_steps")));
     }
   }
-  j.raise_unsettled(given);
+  j.raise_unsettled(given, layout);
   s.layout = l;
   return s;
 }

@@ -226,8 +226,12 @@ struct Var {
   int line = 0;
 };
 
+// Inside an unknown word's text, where the unknown part was (split keeps known neighbours).
+constexpr char kUnknownMark = '\x01';
+
 Word unknown_word(const std::string& why, int line) {
   Word w;
+  w.text = std::string(1, kUnknownMark);
   w.known = false;
   w.why = why;
   w.line = line;
@@ -308,7 +312,7 @@ class Shell {
 
   // A value's text into fields, split on whitespace when unquoted.
   void add_value(const Word& w, bool split, bool quoted, Builder& b) {
-    if (!split || quoted || !w.known) {
+    if (!split || quoted) {
       b.add_word(w);
       return;
     }
@@ -322,6 +326,11 @@ class Shell {
       if (!part.empty()) {
         Word p = w;
         p.text = part;
+        // Split words of a partly unknown value: only those holding the unknown part are unknown.
+        if (!w.known && part.find(kUnknownMark) == std::string::npos) {
+          p.known = true;
+          p.why.clear();
+        }
         b.add_word(p);
       }
       first = false;
@@ -741,8 +750,8 @@ class Interpreter {
     if (first.raw == "for" || first.raw == "while" || first.raw == "until" || first.raw == "select")
       return loop_statement(live);
     if (first.raw == "case") return case_statement(live);
-    if (first.raw == "function" || (p_ + 2 < t_.size() && t_[p_ + 1].kind == Tok::lparen &&
-                                    t_[p_ + 2].kind == Tok::rparen))
+    if (first.raw == "function" || (first.raw.back() != '=' && is_name_start(first.raw[0]) && p_ + 2 < t_.size() &&
+                                    t_[p_ + 1].kind == Tok::lparen && t_[p_ + 2].kind == Tok::rparen))
       return function_definition();
     and_or_list(live);
   }

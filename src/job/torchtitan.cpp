@@ -419,7 +419,9 @@ Job read_torchtitan(const std::string& text, const std::string& path, const Read
   Job j;
   j.file = path;
   j.format = "torchtitan TOML";
+  j.base = preset("gpt3-small");  // every field the reader gives replaces it; the rest are problems
   j.base.name = job_name(path);
+  j.base.batch_tokens = 0;  // no published batch: the job gives its own
   TitanReader r(j, t, o);
   r.read();
   j.model.name = j.base.name;

@@ -35,6 +35,8 @@ std::string render_csv(const nlohmann::json& result);
 std::string model_line(const nlohmann::json& model);
 Section formulas_section(const nlohmann::json& formulas, const nlohmann::json& cluster, const std::string& heading);
 Section seed_section(const nlohmann::json& seed);
+// A --job result's values and where each came from (render_job.cpp).
+Section job_section(const nlohmann::json& job);
 // A CSV field, quoted when needed.
 std::string csv_field(const std::string& s);
 
