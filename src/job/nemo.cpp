@@ -67,15 +67,17 @@ class Yaml {
       r.null = true;
       return r;
     }
+    // yaml-cpp keeps a tag as a string; a value with a tag other than YAML's own is not read.
+    const std::string& tag = n.Tag();
+    if (!tag.empty() && tag != "?" && tag != "!" &&
+        (tag.rfind("tag:yaml.org,2002:", 0) != 0 || tag.find("python") != std::string::npos)) {
+      r.known = false;
+      r.why = fmt::format("{} (line {}) carries the tag {}: flopscope constructs nothing from tags", path, r.line, tag);
+      return r;
+    }
     if (!n.IsScalar()) {
       r.known = false;
       r.why = fmt::format("{} (line {}) is not a single value", path, r.line);
-      return r;
-    }
-    const std::string& tag = n.Tag();
-    if (!tag.empty() && tag != "?" && tag != "!" && tag.rfind("tag:yaml.org,2002:", 0) != 0) {
-      r.known = false;
-      r.why = fmt::format("{} (line {}) carries the tag {}: flopscope constructs nothing from tags", path, r.line, tag);
       return r;
     }
     const std::string parent = path.find('.') == std::string::npos ? "" : path.substr(0, path.rfind('.'));

@@ -323,8 +323,8 @@ class TitanReader {
         j_.layout.recompute = "full";
         j_.record("recompute", "full", From::file, mw + "; " + ow + " (every layer)");
       } else {
-        j_.problem(fmt::format("activation checkpointing of every {}th layer ({}; {}) is not modelled (none, selective "
-                               "op-level and full are); pass --recompute MODE",
+        j_.problem(fmt::format("activation checkpointing of one layer in every {} ({}; {}) is not modelled (none, "
+                               "selective op-level and full are); pass --recompute MODE",
                                o, mw, ow),
                    {"recompute"});
       }
