@@ -79,11 +79,11 @@ void add_job_options(CLI::App& app, JobOptions& o) {
                  "layout come from it, flags beside it override it, and the output lists where every value came from "
                  "(docs/predict.md, \"Your own job\"). Read as data: nothing in it is run")->type_name("FILE");
   app.add_option("--job-env", o.env,
-                 "VAR=VALUE: a variable the job file reads from the environment (it sees no other)")
-      ->type_name("VAR=VALUE...");
+                 "a variable the job file reads from the environment (it sees no other), repeatable")
+      ->type_name("VAR=VALUE");
   app.add_option("--job-ignore", o.ignore,
                  "a key of the job file that flopscope does not know and that does not change the cost (it is then "
-                 "listed as ignored instead of stopping the run)")->type_name("KEY...");
+                 "listed as ignored instead of stopping the run), repeatable")->type_name("KEY");
 }
 
 std::optional<job::Job> read_job_option(const JobOptions& o, const ModelOptions& m) {
