@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "analytic/formulas.hpp"
+#include "job/log.hpp"
 #include "cli/commands.hpp"
 #include "predict/predict.hpp"
 #include "predict/search.hpp"
@@ -38,6 +39,7 @@ struct PredictArgs {
   std::string top = "5";
   bool validate = false;
   JobOptions job;
+  std::string log, log_warmup;
   const CLI::Option* gpus_option = nullptr;  // whether --gpus was given (beside --job)
 };
 
@@ -163,6 +165,14 @@ int run_predict(const PredictArgs& a, const GlobalOptions& global) {
   }
 
   std::optional<job::Job> jb = read_job_option(a.job, a.model);
+  // --log: the run's own step times, put beside the prediction at the end (read first: a bad log
+  // stops before any work).
+  std::optional<job::RunLog> run_log;
+  if (!a.log.empty()) run_log = job::read_log(a.log);
+  const int64_t log_warmup = a.log_warmup.empty() ? -1 : parse_nonnegative("--log-warmup", a.log_warmup, 1 << 20);
+  auto with_log = [&](json& result) {
+    if (run_log) result["run_log"] = job::log_vs_prediction(*run_log, result, log_warmup);
+  };
   pr::LayoutChoices choices = layout_choices(a);
   std::vector<int64_t> gpu_list = parse_gpu_list(a.gpus);
   if (jb) {
@@ -202,6 +212,7 @@ int run_predict(const PredictArgs& a, const GlobalOptions& global) {
                    {"best", rows}, {"space", found.space}};
     r["layout"] = pr::layout_to_json(found.best.front().layout);
     r["prediction"] = pr::prediction_json(found.best.front());
+    with_log(r);
     emit(r, a.out);
     return 0;
   }
@@ -211,6 +222,7 @@ int run_predict(const PredictArgs& a, const GlobalOptions& global) {
   const pr::Prediction p = pr::predict(in);
   r["layout"] = pr::layout_to_json(resolved);
   r["prediction"] = pr::prediction_json(p);
+  with_log(r);
   if (gpu_list.size() > 1) {
     json scaling = json::array();
     for (int64_t n : gpu_list) {
@@ -243,7 +255,8 @@ Runner add_predict(CLI::App& app, const GlobalOptions& global) {
       "predict",
       "Predict a parallel training run (tensor, pipeline, data parallel, sequence parallelism, recompute): step time "
       "and its breakdown, tokens/s, TFLOP/s and MFU per GPU, memory per GPU, training days. Runs nothing; checked "
-      "against Korthikanti et al. 2022 Table 5 (--validate). docs/predict.md has the model.");
+      "against Korthikanti et al. 2022 Table 5 (--validate). --job reads your own Megatron-LM, NeMo or torchtitan "
+      "job; --log puts its run's measured steps beside the prediction. docs/predict.md has the model.");
   add_model_options(*sub, a->model);
   std::string ids;
   for (const auto& i : pr::system_ids()) ids += (ids.empty() ? "" : ", ") + i;
@@ -257,6 +270,13 @@ Runner add_predict(CLI::App& app, const GlobalOptions& global) {
                   "output of NVIDIA nccl-tests (all_reduce_perf, reduce_scatter_perf, all_gather_perf, sendrecv_perf): "
                   "its bus bandwidth against message size replaces the profile's link figures")->type_name("FILE...");
   add_job_options(*sub, a->job);
+  sub->add_option("--log", a->log,
+                  "the run's own training log (Megatron-LM, NeMo, torchtitan or MLPerf MLLOG lines): its steady-state "
+                  "step time, tokens/s and MFU beside the prediction, the difference, and which parts of the step "
+                  "could explain it")->type_name("FILE");
+  sub->add_option("--log-warmup", a->log_warmup,
+                  "step entries of --log skipped as warm-up (default: the first 10%, at least 1, with 3 or more)")
+      ->type_name("N");
   a->gpus_option = sub->add_option("--gpus", a->gpus, "GPUs, or a comma-separated list (MFU against GPU count)")
                        ->type_name("N[,N...]")
                        ->capture_default_str();

@@ -117,6 +117,7 @@ detail::Document prediction_document(const json& r) {
                                    fmt_duration_days(num(p, "training_days"))));
   for (const auto& n : p.at("notes")) step.after.push_back(n.get<std::string>());
   d.sections.push_back(std::move(step));
+  if (r.contains("run_log")) d.sections.push_back(detail::run_log_section(r.at("run_log")));
 
   const auto& m = p.at("memory");
   detail::Section mem;
