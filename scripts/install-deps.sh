@@ -10,7 +10,9 @@
 set -euo pipefail
 
 # make: the generator the presets use (cmake only recommends it).
-packages=(cmake make g++ git libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev libgtest-dev libopenblas-dev)
+# libyaml-cpp-dev, libtomlplusplus-dev: the job files' parsers (NeMo YAML, torchtitan TOML).
+packages=(cmake make g++ git libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev libgtest-dev libopenblas-dev
+          libyaml-cpp-dev libtomlplusplus-dev)
 # --fuzz: also clang with its sanitizer and libFuzzer runtimes (scripts/fuzz.sh).
 if [[ "${1:-}" == "--fuzz" ]]; then
   packages+=(clang libclang-rt-14-dev)

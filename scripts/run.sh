@@ -29,5 +29,6 @@ cmake --build --preset release >&2  # incremental; 2 jobs (CMakePresets.json)
 if (($# == 0)); then
   set -- "${DEFAULT_ARGS[@]}"
 fi
-source "$root/scripts/openblas-coretype.sh"  # OpenBLAS kernels for this CPU (0.3.21 falls back to SSE3 on new ones)
+# No OPENBLAS_CORETYPE here: flopscope picks the CPU's OpenBLAS kernels itself
+# (src/backend/cpu/blas_core.hpp), however it is started.
 exec build/release/src/flopscope "$@"

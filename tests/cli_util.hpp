@@ -89,10 +89,11 @@ class TempDir {
   std::string path_;
 };
 
-// How to run the child, beyond its arguments: extra environment, a file-size limit
+// How to run the child, beyond its arguments: extra environment, variables removed, a file-size limit
 // (RLIMIT_FSIZE, like `ulimit -f`), and a signal sent once the child has run a while.
 struct RunOptions {
   std::vector<std::pair<std::string, std::string>> env;
+  std::vector<std::string> unset;  // variables of ours the child does not get
   long file_size_limit = -1;  // bytes; -1: none
   int signal = 0;             // sent after signal_after_ms (0: none)
   int signal_after_ms = 0;
@@ -115,6 +116,7 @@ inline Outcome run_program(const std::string& program, const std::vector<std::st
     const std::string kv = *e;
     bool replaced = false;
     for (const auto& extra : o.env) replaced = replaced || kv.rfind(extra.first + "=", 0) == 0;
+    for (const auto& name : o.unset) replaced = replaced || kv.rfind(name + "=", 0) == 0;
     if (!replaced) env_s.push_back(kv);
   }
   for (const auto& [k, v] : o.env) env_s.push_back(k + "=" + v);

@@ -174,6 +174,36 @@ json llama_config() {
               {"vocab_size", 1000},         {"max_position_embeddings", 128}};
 }
 
+// transformers' MistralConfig (src/transformers/models/mistral/configuration_mistral.py):
+// sliding_window=4096 and num_key_value_heads=8 when the keys are absent; None (null in the
+// file) is full attention and multi-head. LlamaConfig's num_key_value_heads defaults to None.
+TEST(HfConfig, MistralsAbsentKeysTakeTransformersDefaults) {
+  json j = llama_config();
+  j["model_type"] = "mistral";
+  j["num_attention_heads"] = 16;
+  j.erase("num_key_value_heads");
+  ModelConfig m = model_from_hf_config(j, "c.json", "c");
+  EXPECT_EQ(m.sliding_window, 4096);
+  EXPECT_EQ(m.kv_heads(), 8);
+  j["sliding_window"] = nullptr;
+  j["num_key_value_heads"] = nullptr;
+  m = model_from_hf_config(j, "c.json", "c");
+  EXPECT_EQ(m.sliding_window, 0);
+  EXPECT_EQ(m.kv_heads(), 16);
+  j["sliding_window"] = 1024;
+  j["num_key_value_heads"] = 4;
+  m = model_from_hf_config(j, "c.json", "c");
+  EXPECT_EQ(m.sliding_window, 1024);
+  EXPECT_EQ(m.kv_heads(), 4);
+  // Llama has no window, and its absent kv heads are multi-head.
+  json l = llama_config();
+  l["num_attention_heads"] = 16;
+  l.erase("num_key_value_heads");
+  m = model_from_hf_config(l, "c.json", "c");
+  EXPECT_EQ(m.sliding_window, 0);
+  EXPECT_EQ(m.kv_heads(), 16);
+}
+
 TEST(HfConfig, DefaultsAreTransformers) {
   json j = llama_config();
   j.erase("num_key_value_heads");
@@ -333,11 +363,19 @@ TEST(ScaleWidthKvHeads, KeepsTheGroups) {
   EXPECT_EQ(half.d_head, 128);
 }
 
-// Megatron-LM's num_floating_point_operations, written out for a dense transformer.
+// Megatron-LM's padded vocabulary, as its older _vocab_size_with_padding wrote it (a loop).
+int64_t padded_by_loop(int64_t vocab, int64_t multiple) {
+  int64_t after = vocab;
+  while (after % multiple != 0) ++after;
+  return after;
+}
+
+// Megatron-LM's num_floating_point_operations, written out for a dense transformer, with
+// args.padded_vocab_size (--make-vocab-size-divisible-by 128, tp 1).
 double megatron_lm_expression(const ModelConfig& m) {
   const double h = static_cast<double>(m.d_model), s = static_cast<double>(m.n_ctx), L = static_cast<double>(m.n_layers),
                qps = static_cast<double>(m.d_head * m.n_heads), kvps = static_cast<double>(m.d_head * m.kv_heads()),
-               ffn = static_cast<double>(m.d_ff()), V = static_cast<double>(m.vocab);
+               ffn = static_cast<double>(m.d_ff()), V = static_cast<double>(padded_by_loop(m.vocab, 128));
   const double ffn_factor = m.ffn == FfnKind::swiglu ? 3 : 2;
   const double attn = 3 * 2 * (h * (qps + kvps + kvps) + qps * s / 2 * 2 + qps * h);
   return L * (3 * 2 * h * ffn * ffn_factor + attn) + 3 * 2 * h * V;  // per token (batch x seq divided out)
@@ -348,12 +386,33 @@ TEST(FormulaMegatron, GeneralisedForEveryFamily) {
     SCOPED_TRACE(name);
     const ModelConfig m = preset(name);
     EXPECT_TRUE(within(formula_megatron_lm(m).flops_per_token, megatron_lm_expression(m), 1e-12));
-    // The 2021 form keeps the full square: it exceeds Megatron-LM's current count by 6 L s dq.
+    // The 2021 form keeps the full square and the unpadded vocabulary: it exceeds Megatron-LM's
+    // current count by 6 L s dq, less the padding's 6 d (V' - V).
     const double L = static_cast<double>(m.n_layers), s = static_cast<double>(m.n_ctx),
-                 dq = static_cast<double>(m.q_dim());
-    EXPECT_TRUE(within(formula_megatron(m).flops_per_token - formula_megatron_lm(m).flops_per_token, 6 * L * s * dq,
-                       1e-9));
+                 dq = static_cast<double>(m.q_dim()), d = static_cast<double>(m.d_model),
+                 pad = static_cast<double>(padded_by_loop(m.vocab, 128) - m.vocab);
+    EXPECT_TRUE(within(formula_megatron(m).flops_per_token - formula_megatron_lm(m).flops_per_token,
+                       6 * L * s * dq - 6 * d * pad, 1e-9));
   }
+}
+
+TEST(FormulaMegatron, LogitsUseMegatronsPaddedVocabulary) {
+  // GPT-2's 50257 pads to 50304 (a multiple of 128); x tp 8 to a multiple of 1024, 51200.
+  EXPECT_EQ(megatron_padded_vocab(50257, 128), 50304);
+  EXPECT_EQ(megatron_padded_vocab(50257, 128 * 8), 51200);
+  EXPECT_EQ(megatron_padded_vocab(32000, 128), 32000);
+  EXPECT_EQ(megatron_padded_vocab(128256, 128), 128256);
+  EXPECT_EQ(megatron_padded_vocab(128256, 128 * 8), padded_by_loop(128256, 1024));
+  ModelConfig gpt2 = preset("gpt3-small");  // GPT-2 small's shape and vocabulary
+  const double d = static_cast<double>(gpt2.d_model);
+  EXPECT_DOUBLE_EQ(formula_megatron_lm(gpt2).flops_per_token - formula_megatron_lm(gpt2, 1).flops_per_token,
+                   6 * d * (50304 - 50257));
+  EXPECT_DOUBLE_EQ(formula_megatron_lm(gpt2, 1024).flops_per_token - formula_megatron_lm(gpt2, 1).flops_per_token,
+                   6 * d * (51200 - 50257));
+  EXPECT_NE(formula_megatron_lm(gpt2).title.find("50257 -> 50304"), std::string::npos) << formula_megatron_lm(gpt2).title;
+  // A vocabulary already a multiple of 128 is counted as it is.
+  const ModelConfig llama = preset("llama2-7b");
+  EXPECT_DOUBLE_EQ(formula_megatron_lm(llama).flops_per_token, formula_megatron_lm(llama, 1).flops_per_token);
 }
 
 TEST(Formulas, ChinchillaAndSeedOnlyWhereTheyApply) {

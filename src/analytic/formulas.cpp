@@ -115,14 +115,26 @@ Formula formula_megatron_recompute(const ModelConfig& m) {
               "Narayanan et al. 2021, sec. 5.1, eq. 3 (activation recomputation)");
 }
 
-Formula formula_megatron_lm(const ModelConfig& m) {
+int64_t megatron_padded_vocab(int64_t vocab, int64_t multiple) {
+  if (multiple <= 1) return vocab;
+  return (vocab + multiple - 1) / multiple * multiple;
+}
+
+Formula formula_megatron_lm(const ModelConfig& m, int64_t vocab_multiple) {
   // Per token: 3 (fwd, wgrad, dgrad) x 2 (multiply-add) x [d (dq + 2 dkv) + dq s/2 x 2 + dq d
-  // + d d_ff c] per layer + 3 x 2 x d V for the logits.
+  // + d d_ff c] per layer + 3 x 2 x d V' for the logits, V' the padded vocabulary.
   const double d = D(m.d_model), dq = D(m.q_dim()), dkv = D(m.kv_dim()), s = D(m.n_ctx);
   const double layer = d * (dq + 2 * dkv) + dq * s + dq * d + d * D(m.d_ff()) * ffn_matrices(m);
-  return make("megatron_lm", "Megatron-LM's num_floating_point_operations: query groups, SwiGLU, causal square halved",
-              6 * D(m.n_layers) * layer + 6 * d * D(m.vocab), m,
-              "NVIDIA/Megatron-LM, megatron/training/training.py, num_floating_point_operations (dense transformer)");
+  const int64_t padded = megatron_padded_vocab(m.vocab, vocab_multiple);
+  const std::string vocab = padded == m.vocab ? fmt::format("vocabulary {}", padded)
+                                              : fmt::format("vocabulary padded {} -> {}", m.vocab, padded);
+  return make("megatron_lm",
+              fmt::format("Megatron-LM's num_floating_point_operations: query groups, SwiGLU, causal square halved, {} "
+                          "(a multiple of {})",
+                          vocab, vocab_multiple),
+              6 * D(m.n_layers) * layer + 6 * d * D(padded), m,
+              "NVIDIA/Megatron-LM, megatron/training/training.py, num_floating_point_operations (dense transformer); "
+              "the padded vocabulary of megatron/training/tokenizer/tokenizer.py, _vocab_size_with_padding");
 }
 
 Formula formula_chinchilla(const ModelConfig& m) {
@@ -153,11 +165,11 @@ Formula formula_graph(const ModelConfig& m, bool model_flops) {
               per_token, m, "flopscope's layer graph (src/graph/graph.cpp): every op, forward + backward");
 }
 
-std::vector<Formula> all_formulas(const ModelConfig& m) {
+std::vector<Formula> all_formulas(const ModelConfig& m, int64_t megatron_vocab_multiple) {
   std::vector<Formula> v = {formula_seed(m),     formula_6nd(m),
                             formula_kaplan(m),   formula_palm(m),
                             formula_megatron(m), formula_megatron_recompute(m),
-                            formula_megatron_lm(m)};
+                            formula_megatron_lm(m, megatron_vocab_multiple)};
   if (chinchilla_applies(m)) v.push_back(formula_chinchilla(m));
   v.push_back(formula_graph(m, false));
   v.push_back(formula_graph(m, true));

@@ -46,6 +46,12 @@ bool gpt3_shaped(const ModelConfig& m);
 // (it has no term for grouped-query K/V projections or SwiGLU's gate).
 bool chinchilla_applies(const ModelConfig& m);
 
+// Megatron-LM pads the vocabulary to a multiple of --make-vocab-size-divisible-by (default
+// 128) x the tensor-parallel size (megatron/training/tokenizer/tokenizer.py,
+// _vocab_size_with_padding): ceil(V / multiple) x multiple.
+inline constexpr int64_t kMegatronVocabDivisibleBy = 128;
+int64_t megatron_padded_vocab(int64_t vocab, int64_t multiple);
+
 struct Formula {
   std::string id;        // seed, 6nd, kaplan, palm, megatron, megatron_recompute, megatron_lm, chinchilla, graph, graph_model
   std::string title;     // one line for tables
@@ -74,7 +80,10 @@ Formula formula_megatron_recompute(const ModelConfig& m);
 // transformer): 6 per token per weight of the QKV (query groups, kv channels), output and FFN
 // GEMMs (ffn expansion 3 with SwiGLU, else 2), the core attention with the causal square
 // halved (dq s per token, both products), and the logits 6 d V.
-Formula formula_megatron_lm(const ModelConfig& m);
+// The logits use Megatron-LM's padded vocabulary (megatron_padded_vocab), as its
+// num_floating_point_operations does (args.padded_vocab_size): GPT-2's 50257 counts as 50304.
+// `vocab_multiple` is --make-vocab-size-divisible-by x tp (default 128 x 1).
+Formula formula_megatron_lm(const ModelConfig& m, int64_t vocab_multiple = kMegatronVocabDivisibleBy);
 // Hoffmann et al. 2022 (Chinchilla), appendix F: per-op forward count, backward = 2 x forward.
 // Only where chinchilla_applies(m); all_formulas leaves it out elsewhere.
 Formula formula_chinchilla(const ModelConfig& m);
@@ -82,7 +91,8 @@ Formula formula_chinchilla(const ModelConfig& m);
 // `model_flops` selects Megatron's convention (causal attention square halved).
 Formula formula_graph(const ModelConfig& m, bool model_flops);
 
-std::vector<Formula> all_formulas(const ModelConfig& m);
+// `megatron_vocab_multiple`: the megatron_lm line's vocabulary padding (divisible-by x tp).
+std::vector<Formula> all_formulas(const ModelConfig& m, int64_t megatron_vocab_multiple = kMegatronVocabDivisibleBy);
 
 // Why the seed's figure is too low: each factor computed from the graph at full width.
 struct SeedFactor {

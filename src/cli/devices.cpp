@@ -52,9 +52,10 @@ int run_devices(const OutputOptions& out) {
                       {"hardware_counters", counters_note()}};
   std::string text = "flopscope devices\n\n";
   const auto& cpu = j.at("cpu");
-  text += fmt::format("cpu: {} ({} hardware threads); OpenBLAS {} threads, core {}\n\n", cpu.at("name").get<std::string>(),
-                      cpu.at("hardware_threads").get<unsigned>(), cpu.at("blas_threads").get<int>(),
-                      cpu.at("blas_core").get<std::string>());
+  text += fmt::format("cpu: {} ({} hardware threads); OpenBLAS {} threads, core {} ({})\n\n",
+                      cpu.at("name").get<std::string>(), cpu.at("hardware_threads").get<unsigned>(),
+                      cpu.at("blas_threads").get<int>(), cpu.at("blas_core").get<std::string>(),
+                      cpu.at("blas_core_note").get<std::string>());
   if (gpus.empty()) {
     text += fmt::format("GPUs: none visible ({})\n", probe.error);
   } else {

@@ -2,6 +2,7 @@
 // seed check. Runs nothing; needs no GPU.
 #include <memory>
 
+#include "analytic/formulas.hpp"
 #include "analytic/hardware.hpp"
 #include "cli/commands.hpp"
 #include "util/parse.hpp"
@@ -18,11 +19,24 @@ struct EstimateArgs {
   std::string gpus = "1024";
   std::string utilization = "0.5";
   std::string dtype = "bf16";
+  JobOptions job;
+  const CLI::Option* gpus_option = nullptr;
+  const CLI::Option* dtype_option = nullptr;
 };
 
 int run_estimate(const EstimateArgs& a, const GlobalOptions& global) {
   check_output(a.out);
-  const ModelConfig model = resolve_model(a.model);
+  // --job: its model, GPU count and precision, under the flags (the layout's own problems do not
+  // stop an estimate: the formulas do not depend on it).
+  std::optional<job::Job> jb = read_job_option(a.job, a.model);
+  std::optional<job::Settled> settled;
+  const bool gpus_given = a.gpus_option->count() > 0, dtype_given = a.dtype_option->count() > 0;
+  if (jb) {
+    job::Flags f = model_flags(a.model);
+    if (gpus_given) f["gpus"] = {"--gpus", a.gpus};
+    settled = job::settle(*jb, f, parse_count("--gpus", a.gpus, INT64_C(1) << 30), /*layout=*/false);
+  }
+  const ModelConfig model = resolve_model(a.model, jb ? &*jb : nullptr);
   const Fraction width = parse_fraction("--width", a.layer.width.empty() ? "1" : a.layer.width);
   const ModelConfig layer_model = scale_width(model, width);
   GraphOptions go;
@@ -35,10 +49,14 @@ int run_estimate(const EstimateArgs& a, const GlobalOptions& global) {
   ClusterAssumption c;
   c.gpu = gpu_by_id(a.gpu).id;
   c.gpus = static_cast<double>(parse_count("--gpus", a.gpus, INT64_C(1) << 30));
+  if (settled && !gpus_given && settled->layout.gpus) c.gpus = static_cast<double>(*settled->layout.gpus);
   c.utilization = parse_positive_real("--utilization", a.utilization, 1.0);
-  c.dtype = std::string(to_string(parse_precision(a.dtype)));
-  nlohmann::json result = estimate_result(model, layer_model, width.str(), g, c);
+  c.dtype = std::string(to_string(parse_precision(
+      settled && !dtype_given && settled->layout.precision ? *settled->layout.precision : a.dtype)));
+  nlohmann::json result = estimate_result(model, layer_model, width.str(), g, c,
+                                          settled ? settled->vocab_multiple : kMegatronVocabDivisibleBy);
   result["command_line"] = global.command_line;  // so the result says how it was made
+  if (jb) result["job"] = jb->to_json();
   emit(result, a.out);
   return 0;
 }
@@ -55,10 +73,15 @@ Runner add_estimate(CLI::App& app, const GlobalOptions& global) {
   add_layer_options(*sub, args->layer, "1 (the op table shows the full-width layer)", "bf16 (sets the bytes column)");
   add_output_options(*sub, args->out);
   sub->add_option("--gpu", args->gpu, "GPU for the days column: h200-sxm, h100-sxm, a100, v100")->type_name("NAME")->capture_default_str();
-  sub->add_option("--gpus", args->gpus, "number of GPUs for the days column")->type_name("N")->capture_default_str();
+  add_job_options(*sub, args->job);
+  args->gpus_option = sub->add_option("--gpus", args->gpus, "number of GPUs for the days column (default with --job: the job's)")
+                          ->type_name("N")
+                          ->capture_default_str();
   sub->add_option("--utilization", args->utilization, "assumed fraction of the datasheet dense peak, in (0, 1]")->type_name("X")
       ->capture_default_str();
-  sub->add_option("--dtype", args->dtype, "dtype whose datasheet peak the days column uses")->type_name("DTYPE")->capture_default_str();
+  args->dtype_option = sub->add_option("--dtype", args->dtype, "dtype whose datasheet peak the days column uses (default with --job: the job's precision)")
+                           ->type_name("DTYPE")
+                           ->capture_default_str();
   const GlobalOptions* g = &global;
   return [args, g] { return run_estimate(*args, *g); };
 }

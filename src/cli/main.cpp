@@ -1,8 +1,12 @@
 // flopscope: how many FLOPs does training a transformer take, and how long on this GPU?
 // The CLI boundary: every error becomes one line on stderr and a non-zero exit
 // (2: bad input; 1: a failure while running).
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <map>
 
@@ -10,13 +14,38 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "backend/cpu/blas_core.hpp"
 #include "cli/commands.hpp"
 #include "util/error.hpp"
 #include "util/signals.hpp"
 #include "version.hpp"
 
+namespace {
+
+// OpenBLAS chose its kernels when the library loaded, before main(); when it took its SSE3
+// fallback on a CPU with AVX2 or AVX-512 (and OPENBLAS_CORETYPE is unset), start this binary
+// again with the same arguments and the variable set (src/backend/cpu/blas_core.hpp). This runs
+// before any thread of ours, any OpenBLAS call or any output. The guard variable stops a second
+// re-exec; when execv fails, the run goes on with OpenBLAS's kernels and the device line says why.
+void reexec_for_blas_core(char** argv) {
+  const auto core = flopscope::cpu::blas_core_reexec_target();
+  if (!core) return;
+  if (::setenv("OPENBLAS_CORETYPE", core->c_str(), 1) != 0 ||
+      ::setenv(flopscope::cpu::kBlasCoreGuard, core->c_str(), 1) != 0)
+    return flopscope::cpu::note_blas_core_reexec_failure(std::string("setenv: ") + std::strerror(errno));
+  ::execv("/proc/self/exe", argv);
+  const std::string why = std::string("execv /proc/self/exe: ") + std::strerror(errno);
+  // This process keeps the kernels it loaded with: the variable would misreport them.
+  ::unsetenv("OPENBLAS_CORETYPE");
+  ::unsetenv(flopscope::cpu::kBlasCoreGuard);
+  flopscope::cpu::note_blas_core_reexec_failure(why);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace flopscope;
+  reexec_for_blas_core(argv);
   // Logs go to stderr; results to stdout or the output file, never mixed.
   spdlog::set_default_logger(spdlog::stderr_color_mt("flopscope"));
   spdlog::set_pattern("[%l] %v");

@@ -48,14 +48,82 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
   app.add_option("--tokens", o.tokens, "training tokens, e.g. 300e9 (default: the model's, 300e9 for GPT-3)")->type_name("X");
 }
 
-ModelConfig resolve_model(const ModelOptions& o) {
+namespace {
+ModelOverrides flag_overrides(const ModelOptions& o);
+}  // namespace
+
+ModelConfig resolve_model(const ModelOptions& o, const job::Job* job) {
   if (!o.hf_config.empty() && !o.config.empty())
     throw UsageError("--hf-config and --config both give the model; choose one");
   if (!o.hf_config.empty() && o.model_option != nullptr && o.model_option->count() > 0)
     throw UsageError("--hf-config and --model both give the model; choose one");
+  if (job) {
+    ModelConfig from_job;
+    try {
+      from_job = apply_overrides(job->base, job->model);
+    } catch (const UsageError& e) {
+      throw UsageError(fmt::format("{}: {}", job->file, e.what()));
+    }
+    return apply_overrides(from_job, flag_overrides(o));
+  }
   ModelConfig base = !o.hf_config.empty() ? model_from_hf_file(o.hf_config)
                      : o.config.empty()   ? preset(o.model)
                                           : model_from_file(o.config);
+  return apply_overrides(base, flag_overrides(o));
+}
+
+void add_job_options(CLI::App& app, JobOptions& o) {
+  app.add_option("--job", o.file,
+                 "your training job as the input: a Megatron-LM launch script or command line (.sh, or any other "
+                 "name), a NeMo or Megatron-Bridge YAML recipe (.yaml), a torchtitan TOML (.toml); the model and the "
+                 "layout come from it, flags beside it override it, and the output lists where every value came from "
+                 "(docs/predict.md, \"Your own job\"). Read as data: nothing in it is run")->type_name("FILE");
+  app.add_option("--job-env", o.env,
+                 "a variable the job file reads from the environment (it sees no other), repeatable")
+      ->type_name("VAR=VALUE");
+  app.add_option("--job-ignore", o.ignore,
+                 "a key of the job file that flopscope does not know and that does not change the cost (it is then "
+                 "listed as ignored instead of stopping the run), repeatable")->type_name("KEY");
+}
+
+std::optional<job::Job> read_job_option(const JobOptions& o, const ModelOptions& m) {
+  if (o.file.empty()) {
+    if (!o.env.empty() || !o.ignore.empty()) throw UsageError("--job-env and --job-ignore need --job FILE");
+    return std::nullopt;
+  }
+  if (!m.hf_config.empty() || !m.config.empty() || (m.model_option != nullptr && m.model_option->count() > 0))
+    throw UsageError("--job gives the model; --model, --config and --hf-config cannot come with it (flags such as "
+                     "--layers override the job's values)");
+  job::ReadOptions ro;
+  for (const std::string& kv : o.env) {
+    const size_t eq = kv.find('=');
+    if (eq == 0 || eq == std::string::npos)
+      throw UsageError(fmt::format("--job-env: '{}' is not VAR=VALUE", kv));
+    ro.env[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  ro.ignore.insert(o.ignore.begin(), o.ignore.end());
+  return job::read_job(o.file, ro);
+}
+
+job::Flags model_flags(const ModelOptions& o) {
+  job::Flags f;
+  const std::pair<const char*, const std::string*> flags[] = {
+      {"--layers", &o.layers}, {"--d-model", &o.d_model}, {"--heads", &o.heads}, {"--kv-heads", &o.kv_heads},
+      {"--d-head", &o.d_head}, {"--seq", &o.seq}, {"--vocab", &o.vocab}, {"--ffn-mult", &o.ffn_mult},
+      {"--d-ff", &o.d_ff}, {"--norm", &o.norm}, {"--ffn", &o.ffn}, {"--position", &o.position},
+      {"--rope-theta", &o.rope_theta}, {"--bias", &o.bias}, {"--tie-embeddings", &o.tie_embeddings},
+      {"--tokens", &o.tokens}};
+  for (const auto& [flag, value] : flags) {
+    if (value->empty()) continue;
+    for (const auto& [name_flag, name] : job::model_flag_names())
+      if (name_flag == flag) f[name] = {flag, *value};
+  }
+  return f;
+}
+
+namespace {
+
+ModelOverrides flag_overrides(const ModelOptions& o) {
   ModelOverrides ov;
   const int64_t kMax = INT64_C(1) << 24;
   if (!o.layers.empty()) ov.n_layers = parse_count("--layers", o.layers, kMax);
@@ -78,8 +146,10 @@ ModelConfig resolve_model(const ModelOptions& o) {
     ov.tied_embeddings = o.tie_embeddings == "on";
   }
   if (!o.tokens.empty()) ov.train_tokens = parse_positive_real("--tokens", o.tokens, 1e21);
-  return apply_overrides(base, ov);
+  return ov;
 }
+
+}  // namespace
 
 void add_layer_options(CLI::App& app, LayerOptions& o, const std::string& width_default,
                        const std::string& precision_default) {

@@ -2,12 +2,15 @@
 // src/util/parse.hpp so every bad value gets one clear line naming its option.
 #pragma once
 
+#include <optional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "graph/graph.hpp"
+#include "job/job.hpp"
 #include "measure/run_point.hpp"
 #include "model/model.hpp"
 #include "report/result.hpp"
@@ -24,8 +27,22 @@ struct ModelOptions {
   const CLI::Option* model_option = nullptr;  // whether --model was given (it excludes --hf-config)
 };
 void add_model_options(CLI::App& app, ModelOptions& o);
-// The full model: preset, config file or Hugging Face config, then flag overrides.
-ModelConfig resolve_model(const ModelOptions& o);
+// The full model: the job's (when given), or a preset, config file or Hugging Face config;
+// then flag overrides.
+ModelConfig resolve_model(const ModelOptions& o, const job::Job* job = nullptr);
+
+// --job FILE: a Megatron-LM launch script, a NeMo / Megatron-Bridge YAML or a torchtitan TOML
+// (src/job); --job-env VAR=VALUE, the only environment it sees; --job-ignore KEY.
+struct JobOptions {
+  std::string file;
+  std::vector<std::string> env;
+  std::vector<std::string> ignore;
+};
+void add_job_options(CLI::App& app, JobOptions& o);
+// Reads the job (nullopt without --job); it excludes --model, --config and --hf-config.
+std::optional<job::Job> read_job_option(const JobOptions& o, const ModelOptions& m);
+// The model flags given, by flopscope value name (job::settle records them as from the flag).
+job::Flags model_flags(const ModelOptions& o);
 
 struct LayerOptions {
   std::string width;  // "" = the command's default

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "analytic/formulas.hpp"
+#include "job/log.hpp"
 #include "cli/commands.hpp"
 #include "predict/predict.hpp"
 #include "predict/search.hpp"
@@ -37,6 +38,9 @@ struct PredictArgs {
   bool search = false;
   std::string top = "5";
   bool validate = false;
+  JobOptions job;
+  std::string log, log_warmup;
+  const CLI::Option* gpus_option = nullptr;  // whether --gpus was given (beside --job)
 };
 
 bool parse_on_off(const std::string& option, const std::string& v) {
@@ -109,6 +113,45 @@ pr::LayoutChoices layout_choices(const PredictArgs& a) {
   return c;
 }
 
+// --job: the one seam between a job file and predict. The job's layout values (src/job) fill
+// the choices no flag gives; they then take the same defaulting path as flags (resolve_layout).
+// Returns the GPU count when --gpus is not given.
+std::optional<int64_t> apply_job(job::Job& j, const PredictArgs& a, pr::LayoutChoices& c) {
+  job::Flags f = model_flags(a.model);
+  const std::pair<const char*, const std::string*> layout_flags[] = {
+      {"--tp", &a.tp}, {"--pp", &a.pp}, {"--vpp", &a.vpp}, {"--cp", &a.cp}, {"--fsdp", &a.fsdp},
+      {"--micro-batch", &a.micro_batch}, {"--global-batch", &a.global_batch}, {"--precision", &a.precision},
+      {"--recompute", &a.recompute}, {"--sequence-parallel", &a.sequence_parallel}, {"--attention", &a.attention},
+      {"--distributed-optimizer", &a.distributed_optimizer}, {"--dp-overlap", &a.dp_overlap}};
+  for (const auto& [flag, value] : layout_flags) {
+    std::string name = std::string(flag).substr(2);
+    std::replace(name.begin(), name.end(), '-', '_');
+    if (!value->empty()) f[name] = {flag, *value};
+  }
+  const bool gpus_given = a.gpus_option != nullptr && a.gpus_option->count() > 0;
+  if (gpus_given) f["gpus"] = {"--gpus", a.gpus};
+  const job::JobLayout l = job::settle(j, f, parse_gpu_list(a.gpus).front()).layout;
+  auto take = [](auto& choice, const auto& value) {
+    if (!choice && value) choice = *value;
+  };
+  take(c.tp, l.tp);
+  take(c.pp, l.pp);
+  take(c.vpp, l.vpp);
+  take(c.cp, l.cp);
+  take(c.micro_batch, l.micro_batch);
+  take(c.global_batch, l.global_batch);
+  take(c.precision, l.precision);
+  take(c.sequence_parallel, l.sequence_parallel);
+  take(c.distributed_optimizer, l.distributed_optimizer);
+  take(c.dp_overlap, l.dp_overlap);
+  if (!c.fsdp && l.fsdp) c.fsdp = *l.fsdp > 1 ? *l.fsdp : 0;
+  // The sequence is the model's (--seq, or the job's): given, not a default.
+  if (!c.seq) c.seq = f.count("seq") ? parse_count("--seq", f.at("seq").text, INT64_C(1) << 24) : j.model.n_ctx;
+  if (!c.recompute && l.recompute) c.recompute = pr::parse_recompute(*l.recompute);
+  if (!c.attention && l.attention) c.attention = pr::parse_attention(*l.attention);
+  return gpus_given ? std::nullopt : l.gpus;
+}
+
 int run_predict(const PredictArgs& a, const GlobalOptions& global) {
   check_output(a.out);
   pr::SystemProfile sys = a.system.empty() ? pr::system_by_id(a.gpu) : pr::system_from_file(a.system);
@@ -121,7 +164,21 @@ int run_predict(const PredictArgs& a, const GlobalOptions& global) {
     return 0;
   }
 
-  const ModelConfig model = resolve_model(a.model);
+  std::optional<job::Job> jb = read_job_option(a.job, a.model);
+  // --log: the run's own step times, put beside the prediction at the end (read first: a bad log
+  // stops before any work).
+  std::optional<job::RunLog> run_log;
+  if (!a.log.empty()) run_log = job::read_log(a.log);
+  const int64_t log_warmup = a.log_warmup.empty() ? -1 : parse_nonnegative("--log-warmup", a.log_warmup, 1 << 20);
+  auto with_log = [&](json& result) {
+    if (run_log) result["run_log"] = job::log_vs_prediction(*run_log, result, log_warmup);
+  };
+  pr::LayoutChoices choices = layout_choices(a);
+  std::vector<int64_t> gpu_list = parse_gpu_list(a.gpus);
+  if (jb) {
+    if (const auto n = apply_job(*jb, a, choices)) gpu_list = {*n};
+  }
+  const ModelConfig model = resolve_model(a.model, jb ? &*jb : nullptr);
   pr::PredictInput in;
   in.model = model;
   in.system = sys;
@@ -132,13 +189,16 @@ int run_predict(const PredictArgs& a, const GlobalOptions& global) {
   }
   for (const auto& f : a.nccl_tests) in.nccl.push_back(pr::parse_nccl_tests(read_file(f), f, sys.gpus_per_node));
 
-  const std::vector<int64_t> gpu_list = parse_gpu_list(a.gpus);
-  const pr::LayoutChoices choices = layout_choices(a);
   const int64_t top = parse_count("--top", a.top, 1000);
   if (a.search && gpu_list.size() > 1) throw UsageError("--search: give one GPU count in --gpus");
 
   json r = base_result(global, "prediction");
   r["sources"] = sources_json();
+  if (jb) {
+    r["job"] = jb->to_json();
+    r["sources"]["layout"] = "your job file, the flags beside it, and the defaults: job.values and layout.defaults say "
+                             "which";
+  }
   r["model"] = model_to_json(model);
   r["parameters"] = parameter_count(model);
   r["system"] = pr::system_to_json(sys);
@@ -152,6 +212,7 @@ int run_predict(const PredictArgs& a, const GlobalOptions& global) {
                    {"best", rows}, {"space", found.space}};
     r["layout"] = pr::layout_to_json(found.best.front().layout);
     r["prediction"] = pr::prediction_json(found.best.front());
+    with_log(r);
     emit(r, a.out);
     return 0;
   }
@@ -161,6 +222,7 @@ int run_predict(const PredictArgs& a, const GlobalOptions& global) {
   const pr::Prediction p = pr::predict(in);
   r["layout"] = pr::layout_to_json(resolved);
   r["prediction"] = pr::prediction_json(p);
+  with_log(r);
   if (gpu_list.size() > 1) {
     json scaling = json::array();
     for (int64_t n : gpu_list) {
@@ -193,7 +255,8 @@ Runner add_predict(CLI::App& app, const GlobalOptions& global) {
       "predict",
       "Predict a parallel training run (tensor, pipeline, data parallel, sequence parallelism, recompute): step time "
       "and its breakdown, tokens/s, TFLOP/s and MFU per GPU, memory per GPU, training days. Runs nothing; checked "
-      "against Korthikanti et al. 2022 Table 5 (--validate). docs/predict.md has the model.");
+      "against Korthikanti et al. 2022 Table 5 (--validate). --job reads your own Megatron-LM, NeMo or torchtitan "
+      "job; --log puts its run's measured steps beside the prediction. docs/predict.md has the model.");
   add_model_options(*sub, a->model);
   std::string ids;
   for (const auto& i : pr::system_ids()) ids += (ids.empty() ? "" : ", ") + i;
@@ -206,8 +269,17 @@ Runner add_predict(CLI::App& app, const GlobalOptions& global) {
   sub->add_option("--nccl-tests", a->nccl_tests,
                   "output of NVIDIA nccl-tests (all_reduce_perf, reduce_scatter_perf, all_gather_perf, sendrecv_perf): "
                   "its bus bandwidth against message size replaces the profile's link figures")->type_name("FILE...");
-  sub->add_option("--gpus", a->gpus, "GPUs, or a comma-separated list (MFU against GPU count)")->type_name("N[,N...]")
-      ->capture_default_str();
+  add_job_options(*sub, a->job);
+  sub->add_option("--log", a->log,
+                  "the run's own training log (Megatron-LM, NeMo, torchtitan or MLPerf MLLOG lines): its steady-state "
+                  "step time, tokens/s and MFU beside the prediction, the difference, and which parts of the step "
+                  "could explain it")->type_name("FILE");
+  sub->add_option("--log-warmup", a->log_warmup,
+                  "step entries of --log skipped as warm-up (default: the first 10%, at least 1, with 3 or more)")
+      ->type_name("N");
+  a->gpus_option = sub->add_option("--gpus", a->gpus, "GPUs, or a comma-separated list (MFU against GPU count)")
+                       ->type_name("N[,N...]")
+                       ->capture_default_str();
   sub->add_option("--tp", a->tp, "tensor-parallel size (divides the heads, the kv heads and d_ff)")->type_name("N")
       ->default_str("1");
   sub->add_option("--pp", a->pp, "pipeline-parallel stages")->type_name("N")->default_str("1");

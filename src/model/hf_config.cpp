@@ -25,6 +25,8 @@ class Reader {
   Reader(const json& j, const std::string& origin, const std::string& type) : j_(j), origin_(origin), type_(type) {}
 
   bool has(const char* key) const { return j_.contains(key) && !j_.at(key).is_null(); }
+  // In the file at all, null included (null and absent can mean different defaults).
+  bool present(const char* key) const { return j_.contains(key); }
 
   [[noreturn]] void fail(const char* key, const std::string& why) const {
     throw UsageError(fmt::format("{}: '{}' {}", origin_, key, why));
@@ -84,7 +86,10 @@ void read_llama_style(const Reader& r, const std::string& type, ModelConfig& m) 
   m.n_layers = r.size("num_hidden_layers");
   m.d_model = r.size("hidden_size");
   m.n_heads = r.size("num_attention_heads");
-  m.n_kv_heads = r.size_or("num_key_value_heads", m.n_heads);  // transformers: None = multi-head
+  // Absent: the class's default (MistralConfig 8, LlamaConfig None); null (None): multi-head.
+  m.n_kv_heads = r.has("num_key_value_heads") ? r.size("num_key_value_heads")
+                 : type == "mistral" && !r.present("num_key_value_heads") ? 8
+                                                                           : m.n_heads;
   if (m.n_heads % m.n_kv_heads != 0)
     r.fail("num_key_value_heads", fmt::format("({}) must divide 'num_attention_heads' ({})", m.n_kv_heads, m.n_heads));
   m.d_head = r.has("head_dim") ? r.size("head_dim")
@@ -109,7 +114,9 @@ void read_llama_style(const Reader& r, const std::string& type, ModelConfig& m) 
     if (r.flag_or("use_sliding_window", false)) m.sliding_window = r.size_or("sliding_window", 0);
   } else {  // mistral
     m.biases = LinearBiases{false, false, false};
-    m.sliding_window = r.size_or("sliding_window", 0);
+    // transformers' MistralConfig: sliding_window defaults to 4096 when the key is absent;
+    // null (None, as Mistral v0.2 and later write it) is full causal attention.
+    m.sliding_window = r.has("sliding_window") ? r.size("sliding_window") : r.present("sliding_window") ? 0 : 4096;
   }
 }
 

@@ -35,6 +35,10 @@ std::string render_csv(const nlohmann::json& result);
 std::string model_line(const nlohmann::json& model);
 Section formulas_section(const nlohmann::json& formulas, const nlohmann::json& cluster, const std::string& heading);
 Section seed_section(const nlohmann::json& seed);
+// A --job result's values and where each came from (render_job.cpp).
+Section job_section(const nlohmann::json& job);
+// predict --log: the run's measured steps beside the prediction (render_job.cpp).
+Section run_log_section(const nlohmann::json& run_log);
 // A CSV field, quoted when needed.
 std::string csv_field(const std::string& s);
 

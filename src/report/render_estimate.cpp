@@ -154,6 +154,7 @@ Document estimate_document(const json& r) {
   model.before.push_back(model_line(m));
   model.before.push_back(parameters_line(r));
   d.sections.push_back(model);
+  if (r.contains("job")) d.sections.push_back(job_section(r.at("job")));
   d.sections.push_back(formulas_section(r.at("formulas"), r.at("cluster"), "Training FLOPs, every analytic formula"));
   d.sections.push_back(seed_section(r.at("seed_check")));
 

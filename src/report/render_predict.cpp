@@ -96,6 +96,7 @@ detail::Document prediction_document(const json& r) {
     for (const auto& x : r.at("layout").at("defaults")) run.before.push_back("default: " + x.get<std::string>());
   run.before.push_back(fmt::format("per-op compute: {}", p.at("compute_source").get<std::string>()));
   d.sections.push_back(std::move(run));
+  if (r.contains("job")) d.sections.push_back(detail::job_section(r.at("job")));
 
   detail::Section step;
   const double total = num(p, "step_time_s");
@@ -116,6 +117,7 @@ detail::Document prediction_document(const json& r) {
                                    fmt_duration_days(num(p, "training_days"))));
   for (const auto& n : p.at("notes")) step.after.push_back(n.get<std::string>());
   d.sections.push_back(std::move(step));
+  if (r.contains("run_log")) d.sections.push_back(detail::run_log_section(r.at("run_log")));
 
   const auto& m = p.at("memory");
   detail::Section mem;

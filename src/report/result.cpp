@@ -72,12 +72,12 @@ json layer_json(const LayerGraph& g, const ModelConfig& lm, const std::string& w
           {"name", lm.name}};
 }
 
-json formulas_json(const ModelConfig& m, const ClusterAssumption& c) {
+json formulas_json(const ModelConfig& m, const ClusterAssumption& c, int64_t megatron_vocab_multiple) {
   const GpuPeaks& gpu = gpu_by_id(c.gpu);
   const auto peak = peak_tflops(gpu, c.dtype);
   const double six_nd = formula_6nd(m).total_flops;
   json list = json::array();
-  for (const auto& f : all_formulas(m)) {
+  for (const auto& f : all_formulas(m, megatron_vocab_multiple)) {
     json j = {{"id", f.id},
               {"title", f.title},
               {"flops_per_token", f.flops_per_token},
@@ -140,7 +140,7 @@ json seed_check_json(const ModelConfig& m) {
 }
 
 json estimate_result(const ModelConfig& model, const ModelConfig& layer_model, const std::string& width,
-                     const LayerGraph& g, const ClusterAssumption& c) {
+                     const LayerGraph& g, const ClusterAssumption& c, int64_t megatron_vocab_multiple) {
   json ops = json::array();
   for (const auto& op : g.ops) ops.push_back(op_json(op));
   return {{"schema", kSchema},
@@ -154,7 +154,7 @@ json estimate_result(const ModelConfig& model, const ModelConfig& layer_model, c
           {"parameter_breakdown", parameter_breakdown_json(model)},
           {"layer", layer_json(g, layer_model, width)},
           {"cluster", cluster_json(c)},
-          {"formulas", formulas_json(model, c)},
+          {"formulas", formulas_json(model, c, megatron_vocab_multiple)},
           {"ops", ops},
           {"seed_check", seed_check_json(model)}};
 }

@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "analytic/formulas.hpp"
 #include "analytic/hardware.hpp"
 #include "graph/graph.hpp"
 #include "model/model.hpp"
@@ -37,14 +38,16 @@ nlohmann::json tool_json();  // version, git commit
 // One op's analytic fields: name, phase, group, kind, impl, shape, dims, dtype, flops, model_flops, min_bytes.
 nlohmann::json op_json(const Op& op);
 nlohmann::json layer_json(const LayerGraph& g, const ModelConfig& layer_model, const std::string& width);
-nlohmann::json formulas_json(const ModelConfig& m, const ClusterAssumption& c);
+nlohmann::json formulas_json(const ModelConfig& m, const ClusterAssumption& c,
+                             int64_t megatron_vocab_multiple = kMegatronVocabDivisibleBy);
 nlohmann::json cluster_json(const ClusterAssumption& c);
 nlohmann::json seed_check_json(const ModelConfig& m);
 // N by group (parameter_breakdown), with the total and Kaplan's non-embedding count.
 nlohmann::json parameter_breakdown_json(const ModelConfig& m);
 
 nlohmann::json estimate_result(const ModelConfig& model, const ModelConfig& layer_model, const std::string& width,
-                               const LayerGraph& g, const ClusterAssumption& c);
+                               const LayerGraph& g, const ClusterAssumption& c,
+                               int64_t megatron_vocab_multiple = kMegatronVocabDivisibleBy);
 
 // Renders a result (from `estimate`, `measure`, `sweep`, `compare` or `predict`) in a format. Throws UsageError when the
 // document is not a flopscope result of this schema or is missing fields.

@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "backend/cpu/blas_core.hpp"
 #include "backend/cpu/fast_ops.hpp"
 #include "backend/cpu/parallel.hpp"
 #include "util/error.hpp"
@@ -65,17 +66,6 @@ int blas_int(int64_t v, const Op& op, const char* what) {
   if (v < 0 || v > INT_MAX)
     throw Error(fmt::format("{}: {} = {} exceeds OpenBLAS's 32-bit integer dimensions", op.name, what, v));
   return static_cast<int>(v);
-}
-
-// OpenBLAS 0.3.21 does not know CPUs newer than it and falls back to its SSE3 (Prescott)
-// kernels, several times slower than the CPU's own; the variable that fixes it is read when the
-// library loads, so flopscope can only say so: the hint for the device line, or "".
-std::string blas_core_hint() {
-  if (std::string(openblas_get_corename()) != "Prescott" || !__builtin_cpu_supports("avx2")) return "";
-  return fmt::format(" (its SSE3 fallback on this AVX2{} CPU: set OPENBLAS_CORETYPE={} before starting flopscope, as "
-                     "scripts/run.sh does)",
-                     __builtin_cpu_supports("avx512f") ? "/AVX-512" : "",
-                     __builtin_cpu_supports("avx512f") ? "SkylakeX" : "Haswell");
 }
 
 // One product C = alpha op(A) op(B) + beta C of row-major operands, in F.
@@ -131,20 +121,20 @@ void pooled_gemm(const GemmSpec& g, const F* A, const F* B, F* C, double beta) {
 }  // namespace
 
 nlohmann::json cpu_info_json() {
-  return {{"kind", "cpu"},
+  nlohmann::json j = {{"kind", "cpu"},
           {"name", read_cpu_model()},
           {"hardware_threads", std::thread::hardware_concurrency()},
           {"blas", "OpenBLAS"},
           {"blas_config", openblas_get_config()},
-          {"blas_core", openblas_get_corename()},
           {"blas_threads", openblas_get_num_threads()},
           {"gemm_threads", cpu::gemms_on_pool() ? "pool: bands of C, OpenBLAS single-threaded in each (the default)"
                                         : "blas: OpenBLAS's own threads (FLOPSCOPE_CPU_GEMM_THREADS=blas)"},
-          {"blas_coretype_env", std::getenv("OPENBLAS_CORETYPE") ? nlohmann::json(std::getenv("OPENBLAS_CORETYPE")) : nlohmann::json(nullptr)},
           {"threads", cpu::cpu_threads()},
           {"threads_source", cpu::cpu_threads_source()},
           {"vector_isa", cpu::fast_ops_isa()},
           {"memory_available_bytes", mem_available_bytes()}};
+  cpu::add_blas_core_json(j);  // blas_core, blas_coretype_env, blas_core_set_by, blas_core_note
+  return j;
 }
 
 template <typename F>
@@ -165,8 +155,8 @@ std::string CpuBackend<F>::device_line() const {
   const std::string gemms = cpu::gemms_on_pool() ? fmt::format("GEMMs in bands on {} pool threads, OpenBLAS single-threaded in each",
                                                        cpu::cpu_threads())
                                          : fmt::format("GEMMs on OpenBLAS's {} threads", openblas_get_num_threads());
-  return fmt::format("cpu: {} ({} hardware threads), {}, OpenBLAS core {}{}", read_cpu_model(),
-                     std::thread::hardware_concurrency(), gemms, openblas_get_corename(), blas_core_hint());
+  return fmt::format("cpu: {} ({} hardware threads), {}, {}", read_cpu_model(), std::thread::hardware_concurrency(),
+                     gemms, cpu::blas_core_line());
 }
 
 template <typename F>
