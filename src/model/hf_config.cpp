@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "model/fields.hpp"
 #include "util/error.hpp"
 
 namespace flopscope {
@@ -49,6 +50,33 @@ class Reader {
     if (!v.is_boolean()) fail(key, fmt::format("must be true or false (got {})", v.dump()));
     return v.get<bool>();
   }
+  // Reads each key present (or required) as its field's type (fields.hpp) into that field;
+  // an optional key that is absent leaves the field as it is.
+  struct Key {
+    const char* hf;     // the config.json key
+    const char* field;  // the field's JSON key in the table
+    bool required;      // a size the cost depends on, with no default in transformers
+  };
+  void read(ModelConfig& m, std::initializer_list<Key> keys) const {
+    for (const Key& k : keys) {
+      if (!k.required && !has(k.hf)) continue;
+      std::visit(
+          [&](const auto& slot) {
+            using T = std::remove_cvref_t<decltype(m.*(slot.config))>;
+            if constexpr (std::is_same_v<T, int64_t>) {
+              m.*(slot.config) = size(k.hf);
+            } else if constexpr (std::is_same_v<T, double>) {
+              m.*(slot.config) = real_or(k.hf, 0.0);
+            } else if constexpr (std::is_same_v<T, bool>) {
+              m.*(slot.config) = flag_or(k.hf, false);
+            } else {
+              throw Error(fmt::format("{}: field '{}' is not read from a config.json", k.hf, k.field));
+            }
+          },
+          model_field(k.field).slot);
+    }
+  }
+
   std::string text_or(const char* key, const std::string& fallback) const {
     if (!has(key)) return fallback;
     const auto& v = j_.at(key);
@@ -81,26 +109,30 @@ int64_t head_size(const Reader& r, const char* d_key, int64_t d, const char* h_k
 
 // Llama, Mistral and Qwen2: RMSNorm, SwiGLU, RoPE, grouped-query attention.
 void read_llama_style(const Reader& r, const std::string& type, ModelConfig& m) {
-  m.n_layers = r.size("num_hidden_layers");
-  m.d_model = r.size("hidden_size");
-  m.n_heads = r.size("num_attention_heads");
-  m.n_kv_heads = r.size_or("num_key_value_heads", m.n_heads);  // transformers: None = multi-head
+  r.read(m, {{"num_hidden_layers", "n_layers", true},
+             {"hidden_size", "d_model", true},
+             {"num_attention_heads", "n_heads", true},
+             {"intermediate_size", "d_ff", true},
+             {"vocab_size", "vocab", true},
+             {"max_position_embeddings", "n_ctx", true}});
+  // transformers' defaults: num_key_value_heads None = multi-head; head_dim = hidden / heads;
+  // rope_theta 10000; every one of the three classes unties the embeddings.
+  m.n_kv_heads = m.n_heads;
+  m.d_head = r.has("head_dim") ? 0 : head_size(r, "hidden_size", m.d_model, "num_attention_heads", m.n_heads);
+  m.rope_theta = 10000.0;
+  m.tied_embeddings = false;
+  r.read(m, {{"num_key_value_heads", "n_kv_heads", false},
+             {"head_dim", "d_head", false},
+             {"rope_theta", "rope_theta", false},
+             {"tie_word_embeddings", "tied_embeddings", false}});
   if (m.n_heads % m.n_kv_heads != 0)
     r.fail("num_key_value_heads", fmt::format("({}) must divide 'num_attention_heads' ({})", m.n_kv_heads, m.n_heads));
-  m.d_head = r.has("head_dim") ? r.size("head_dim")
-                               : head_size(r, "hidden_size", m.d_model, "num_attention_heads", m.n_heads);
-  m.d_ff_explicit = r.size("intermediate_size");
-  m.vocab = r.size("vocab_size");
-  m.n_ctx = r.size("max_position_embeddings");
   const std::string act = r.text_or("hidden_act", "silu");
   if (act != "silu")
     r.fail("hidden_act", fmt::format("is '{}': model_type {} is read as SwiGLU, which needs silu", act, type));
   m.norm = NormKind::rmsnorm;
   m.ffn = FfnKind::swiglu;
   m.position = PositionKind::rope;
-  m.rope_theta = r.real_or("rope_theta", 10000.0);
-  // Every one of the three classes defaults to untied embeddings.
-  m.tied_embeddings = r.flag_or("tie_word_embeddings", false);
   if (type == "llama") {
     const bool attn = r.flag_or("attention_bias", false);  // q, k, v and o projections
     m.biases = LinearBiases{attn, attn, r.flag_or("mlp_bias", false)};
@@ -114,14 +146,14 @@ void read_llama_style(const Reader& r, const std::string& type, ModelConfig& m) 
 }
 
 void read_gpt2(const Reader& r, ModelConfig& m) {
-  m.n_layers = r.size("n_layer");
-  m.d_model = r.size("n_embd");
-  m.n_heads = r.size("n_head");
+  r.read(m, {{"n_layer", "n_layers", true},
+             {"n_embd", "d_model", true},
+             {"n_head", "n_heads", true},
+             {"n_positions", "n_positions", true},
+             {"vocab_size", "vocab", true},
+             {"n_inner", "d_ff", false}});  // null = 4 x n_embd
   m.d_head = head_size(r, "n_embd", m.d_model, "n_head", m.n_heads);
-  m.n_positions = r.size("n_positions");
   m.n_ctx = m.n_positions;
-  m.vocab = r.size("vocab_size");
-  if (r.has("n_inner")) m.d_ff_explicit = r.size("n_inner");  // null = 4 x n_embd
   const std::string act = r.text_or("activation_function", "gelu_new");
   if (act == "relu") {
     m.ffn = FfnKind::relu;
@@ -137,13 +169,13 @@ void read_gpt2(const Reader& r, ModelConfig& m) {
 }
 
 void read_opt(const Reader& r, ModelConfig& m) {
-  m.n_layers = r.size("num_hidden_layers");
-  m.d_model = r.size("hidden_size");
-  m.n_heads = r.size("num_attention_heads");
+  r.read(m, {{"num_hidden_layers", "n_layers", true},
+             {"hidden_size", "d_model", true},
+             {"num_attention_heads", "n_heads", true},
+             {"ffn_dim", "d_ff", true},
+             {"vocab_size", "vocab", true},
+             {"max_position_embeddings", "n_ctx", true}});
   m.d_head = head_size(r, "hidden_size", m.d_model, "num_attention_heads", m.n_heads);
-  m.d_ff_explicit = r.size("ffn_dim");
-  m.vocab = r.size("vocab_size");
-  m.n_ctx = r.size("max_position_embeddings");
   m.n_positions = m.n_ctx + 2;  // OPTLearnedPositionalEmbedding: an offset of 2 rows
   const std::string act = r.text_or("activation_function", "relu");
   if (act == "relu") {

@@ -3,12 +3,12 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
-#include <set>
 #include <sstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "model/fields.hpp"
 #include "util/error.hpp"
 
 namespace flopscope {
@@ -218,34 +218,8 @@ ModelConfig preset(const std::string& name) {
 
 ModelConfig apply_overrides(ModelConfig m, const ModelOverrides& o) {
   bool custom = false;
-  auto set = [&](auto& field, const auto& value) {
-    if (value) {
-      field = *value;
-      custom = true;
-    }
-  };
-  set(m.n_layers, o.n_layers);
-  set(m.d_model, o.d_model);
-  set(m.n_heads, o.n_heads);
-  set(m.n_ctx, o.n_ctx);
-  set(m.vocab, o.vocab);
-  set(m.ffn_mult, o.ffn_mult);
-  set(m.train_tokens, o.train_tokens);
-  set(m.batch_tokens, o.batch_tokens);
-  set(m.n_kv_heads, o.n_kv_heads);
-  set(m.d_ff_explicit, o.d_ff);
-  set(m.sliding_window, o.sliding_window);
-  set(m.n_positions, o.n_positions);
-  set(m.norm, o.norm);
-  set(m.ffn, o.ffn);
-  set(m.position, o.position);
-  set(m.rope_theta, o.rope_theta);
-  set(m.biases, o.biases);
-  set(m.tied_embeddings, o.tied_embeddings);
-  set(m.count_final_norm, o.count_final_norm);
-  if (o.d_head) {
-    set(m.d_head, o.d_head);
-  } else if (o.d_model || o.n_heads) {
+  for (const auto& f : model_fields()) custom |= field_apply(f, o, m);
+  if (!o.d_head && (o.d_model || o.n_heads)) {
     if (m.n_heads <= 0) throw UsageError(fmt::format("heads must be at least 1 (got {})", m.n_heads));
     if (m.d_model % m.n_heads != 0)
       throw UsageError(fmt::format("heads ({}) must divide d_model ({})", m.n_heads, m.d_model));
@@ -262,47 +236,12 @@ ModelConfig apply_overrides(ModelConfig m, const ModelOverrides& o) {
 
 ModelConfig model_from_json(const nlohmann::json& j, const std::string& origin) {
   if (!j.is_object()) throw UsageError(fmt::format("{}: a model config must be a JSON object", origin));
-  static const std::set<std::string> known = {
-      "name",     "base",       "n_layers", "d_model",    "n_heads",         "n_kv_heads",     "d_head",
-      "n_ctx",    "vocab",      "ffn_mult", "d_ff",       "norm",            "ffn",            "position",
-      "rope_theta", "biases",   "tied_embeddings", "sliding_window", "n_positions", "count_final_norm",
-      "train_tokens", "batch_tokens"};
   for (const auto& [key, value] : j.items()) {
-    if (!known.count(key)) throw UsageError(fmt::format("{}: unknown key '{}'", origin, key));
+    if (key == "name" || key == "base") continue;
+    bool known = false;
+    for (const auto& f : model_fields()) known |= f.key == key;
+    if (!known) throw UsageError(fmt::format("{}: unknown key '{}'", origin, key));
   }
-  auto get_int = [&](const char* key) -> std::optional<int64_t> {
-    if (!j.contains(key)) return std::nullopt;
-    const auto& v = j.at(key);
-    if (!v.is_number()) throw UsageError(fmt::format("{}: '{}' must be a number", origin, key));
-    // Range and wholeness on the double, before any conversion (casting 1e30 is undefined).
-    const double d = v.get<double>();
-    if (!(d >= 1 && d <= static_cast<double>(kMaxDim)))
-      throw UsageError(fmt::format("{}: '{}' must be in [1, {}]", origin, key, kMaxDim));
-    if (d != std::floor(d)) throw UsageError(fmt::format("{}: '{}' must be a whole number", origin, key));
-    return static_cast<int64_t>(d);
-  };
-  auto get_real = [&](const char* key) -> std::optional<double> {
-    if (!j.contains(key)) return std::nullopt;
-    const auto& v = j.at(key);
-    if (!v.is_number()) throw UsageError(fmt::format("{}: '{}' must be a number", origin, key));
-    return v.get<double>();
-  };
-  // Like get_int, but 0 is allowed (sliding_window, n_positions: 0 = none / n_ctx).
-  auto get_int0 = [&](const char* key) -> std::optional<int64_t> {
-    if (j.contains(key) && j.at(key).is_number() && j.at(key).get<double>() == 0) return 0;
-    return get_int(key);
-  };
-  auto get_bool = [&](const char* key) -> std::optional<bool> {
-    if (!j.contains(key)) return std::nullopt;
-    if (!j.at(key).is_boolean()) throw UsageError(fmt::format("{}: '{}' must be true or false", origin, key));
-    return j.at(key).get<bool>();
-  };
-  auto get_string = [&](const char* key) -> std::optional<std::string> {
-    if (!j.contains(key)) return std::nullopt;
-    if (!j.at(key).is_string()) throw UsageError(fmt::format("{}: '{}' must be a string", origin, key));
-    return j.at(key).get<std::string>();
-  };
-  auto what = [&](const char* key) { return fmt::format("{}: '{}'", origin, key); };
   ModelConfig base;
   bool has_base = j.contains("base");
   if (has_base) {
@@ -320,26 +259,8 @@ ModelConfig model_from_json(const nlohmann::json& j, const std::string& origin) 
     base.name = "custom";
   }
   ModelOverrides o;
-  o.n_layers = get_int("n_layers");
-  o.d_model = get_int("d_model");
-  o.n_heads = get_int("n_heads");
-  o.n_ctx = get_int("n_ctx");
-  o.vocab = get_int("vocab");
-  o.ffn_mult = get_int("ffn_mult");
-  o.train_tokens = get_real("train_tokens");
-  o.batch_tokens = get_real("batch_tokens");
-  o.n_kv_heads = get_int("n_kv_heads");
-  o.d_head = get_int("d_head");
-  o.d_ff = get_int("d_ff");
-  o.sliding_window = get_int0("sliding_window");
-  o.n_positions = get_int0("n_positions");
-  o.rope_theta = get_real("rope_theta");
-  o.tied_embeddings = get_bool("tied_embeddings");
-  o.count_final_norm = get_bool("count_final_norm");
-  if (auto v = get_string("norm")) o.norm = parse_norm(what("norm"), *v);
-  if (auto v = get_string("ffn")) o.ffn = parse_ffn(what("ffn"), *v);
-  if (auto v = get_string("position")) o.position = parse_position(what("position"), *v);
-  if (auto v = get_string("biases")) o.biases = parse_biases(what("biases"), *v);
+  for (const auto& f : model_fields())
+    if (j.contains(f.key)) field_from_json(f, j.at(f.key), origin, o);
   if (j.contains("name")) {
     if (!j.at("name").is_string()) throw UsageError(fmt::format("{}: 'name' must be a string", origin));
     o.name = j.at("name").get<std::string>();
@@ -365,27 +286,9 @@ ModelConfig model_from_file(const std::string& path) {
 }
 
 nlohmann::json model_to_json(const ModelConfig& m) {
-  return {{"name", m.name},
-          {"n_layers", m.n_layers},
-          {"d_model", m.d_model},
-          {"n_heads", m.n_heads},
-          {"d_head", m.d_head},
-          {"n_kv_heads", m.kv_heads()},
-          {"n_ctx", m.n_ctx},
-          {"vocab", m.vocab},
-          {"ffn_mult", m.ffn_mult},
-          {"d_ff", m.d_ff()},
-          {"norm", to_string(m.norm)},
-          {"ffn", to_string(m.ffn)},
-          {"position", to_string(m.position)},
-          {"rope_theta", m.rope_theta},
-          {"biases", to_string(m.biases)},
-          {"tied_embeddings", m.tied_embeddings},
-          {"sliding_window", m.sliding_window},
-          {"n_positions", m.n_positions},
-          {"count_final_norm", m.count_final_norm},
-          {"batch_tokens", m.batch_tokens},
-          {"train_tokens", m.train_tokens}};
+  nlohmann::json j = {{"name", m.name}};
+  for (const auto& f : model_fields()) j[std::string(f.key)] = field_to_json(f, m);
+  return j;
 }
 
 ModelConfig scale_width(const ModelConfig& m, const Fraction& width) {

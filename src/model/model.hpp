@@ -81,6 +81,7 @@ const std::vector<std::string>& preset_names();
 ModelConfig preset(const std::string& name);
 
 // Overrides given on the command line (or read from a JSON file); unset fields keep the base.
+// Each member is the override of one row of the field table (model/fields.hpp).
 struct ModelOverrides {
   std::optional<int64_t> n_layers, d_model, n_heads, n_ctx, vocab, ffn_mult;
   std::optional<int64_t> n_kv_heads, d_head, d_ff, sliding_window, n_positions;
@@ -101,10 +102,10 @@ struct ModelOverrides {
 ModelConfig apply_overrides(ModelConfig base, const ModelOverrides& o);
 
 // Reads a model config JSON: either a full model or {"base": "<preset>", ...overrides}.
-// Keys: name, base, n_layers, d_model, n_heads, n_kv_heads, d_head, n_ctx, vocab, ffn_mult,
-// d_ff, norm, ffn, position, rope_theta, biases, tied_embeddings, sliding_window,
-// n_positions, count_final_norm, train_tokens, batch_tokens (model_to_json writes them all,
-// so a result's model reads back). Unknown keys, wrong types and missing fields are UsageErrors.
+// Keys: name, base and every key of the field table (model/fields.hpp: n_layers, d_model,
+// n_heads, n_kv_heads, d_head, n_ctx, vocab, ffn_mult, d_ff, norm, ffn, position, ...);
+// model_to_json writes them all, so a result's model reads back. Unknown keys, wrong types
+// and missing fields are UsageErrors.
 ModelConfig model_from_json(const nlohmann::json& j, const std::string& origin);
 ModelConfig model_from_file(const std::string& path);
 nlohmann::json model_to_json(const ModelConfig& m);
