@@ -341,5 +341,24 @@ TEST(ModelToJson, CarriesEveryField) {
   EXPECT_DOUBLE_EQ(j.at("batch_tokens").get<double>(), 2e6);
 }
 
+// A model is a schedule of layers (issue 18); every dense preset is one kind of layer, its
+// count the model's layers, so estimate, the extrapolation and predict weigh it by L as before.
+TEST(LayerSchedule, EveryDensePresetIsOneKind) {
+  for (const auto& name : preset_names()) {
+    SCOPED_TRACE(name);
+    const ModelConfig m = preset(name);
+    const auto layers = m.schedule();
+    ASSERT_EQ(static_cast<int64_t>(layers.size()), m.n_layers);
+    const auto kinds = m.layer_kinds();
+    ASSERT_EQ(kinds.size(), 1u);
+    EXPECT_EQ(kinds[0].count, m.n_layers);
+    EXPECT_EQ(kinds[0].first, 0);
+    EXPECT_FALSE(kinds[0].spec.moe);
+    EXPECT_EQ(kinds[0].spec.window, m.sliding_window);  // Mistral: 4096 on every layer
+  }
+  EXPECT_EQ(to_string(preset("mistral-7b").layer_kinds()[0].spec), "dense, window 4096");
+  EXPECT_EQ(to_string(preset("gpt3-175b").layer_kinds()[0].spec), "dense");
+}
+
 }  // namespace
 }  // namespace flopscope

@@ -140,17 +140,27 @@ Formula formula_chinchilla(const ModelConfig& m) {
 }
 
 Formula formula_graph(const ModelConfig& m, bool model_flops) {
-  const LayerGraph g = full_graph(m);
-  double layer = 0, head = 0;
-  for (const auto& op : g.ops) {
-    const double f = model_flops ? op.model_flops : op.flops;
-    (op.group == Group::layer ? layer : head) += f;
+  // Each kind of layer in the model's schedule built once at full width and weighted by its
+  // count; the head once (it is the same in every kind's graph: the first kind's is used).
+  const std::vector<LayerKind> kinds = m.layer_kinds();
+  double layers = 0, head = 0, tokens = 0;
+  for (size_t k = 0; k < kinds.size(); ++k) {
+    GraphOptions o;
+    o.include_head = k == 0;
+    const LayerGraph g = build_layer_graph(layer_shape(m, 1, m.n_ctx, k), o);
+    double layer = 0;
+    for (const auto& op : g.ops) {
+      const double f = model_flops ? op.model_flops : op.flops;
+      (op.group == Group::layer ? layer : head) += f;
+    }
+    layers += D(kinds[k].count) * layer;
+    tokens = D(g.shape.tokens());
   }
-  const double per_token = (D(m.n_layers) * layer + head) / D(g.shape.tokens());
+  const double per_token = (layers + head) / tokens;
   return make(model_flops ? "graph_model" : "graph",
               model_flops ? "layer graph x layers + LM head, model FLOPs (causal square halved)"
                           : "layer graph x layers + LM head, executed FLOPs",
-              per_token, m, "flopscope's layer graph (src/graph/graph.cpp): every op, forward + backward");
+              per_token, m, "flopscope's layer graph (src/graph): every op of each kind of layer, forward + backward");
 }
 
 std::vector<Formula> all_formulas(const ModelConfig& m) {

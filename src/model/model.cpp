@@ -123,6 +123,29 @@ LinearBiases parse_biases(std::string_view what, std::string_view text) {
   return b;
 }
 
+std::string to_string(const LayerSpec& l) {
+  std::string s = l.moe ? "moe" : "dense";
+  if (l.window > 0) s += fmt::format(", window {}", l.window);
+  return s;
+}
+
+std::vector<LayerSpec> ModelConfig::schedule() const {
+  LayerSpec every;
+  every.window = sliding_window;
+  return std::vector<LayerSpec>(static_cast<size_t>(std::max<int64_t>(n_layers, 0)), every);
+}
+
+std::vector<LayerKind> ModelConfig::layer_kinds() const {
+  std::vector<LayerKind> kinds;
+  const std::vector<LayerSpec> layers = schedule();
+  for (size_t i = 0; i < layers.size(); ++i) {
+    auto k = std::find_if(kinds.begin(), kinds.end(), [&](const LayerKind& x) { return x.spec == layers[i]; });
+    if (k == kinds.end()) kinds.push_back({layers[i], 1, static_cast<int64_t>(i)});
+    else ++k->count;
+  }
+  return kinds;
+}
+
 void ModelConfig::validate() const {
   auto positive = [](const char* what, int64_t v, int64_t max = kMaxDim) {
     if (v <= 0) throw UsageError(fmt::format("{} must be at least 1 (got {})", what, v));

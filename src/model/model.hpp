@@ -39,6 +39,23 @@ struct LinearBiases {
 std::string to_string(const LinearBiases& b);
 LinearBiases parse_biases(std::string_view what, std::string_view text);
 
+// What makes one layer of a model differ from another: a model is a schedule of layers, one
+// LayerSpec each (ModelConfig::schedule), and each distinct kind is built once and weighted
+// by its count (ModelConfig::layer_kinds). A dense GPT or Llama has one kind.
+struct LayerSpec {
+  bool moe = false;    // routed experts in place of the dense FFN
+  int64_t window = 0;  // sliding-window attention over this many tokens; 0 = full causal
+  bool operator==(const LayerSpec&) const = default;
+};
+// "dense", "moe", with ", window W" when the layer has one.
+std::string to_string(const LayerSpec& l);
+
+struct LayerKind {
+  LayerSpec spec;
+  int64_t count = 0;  // layers of this kind
+  int64_t first = 0;  // index of its first layer
+};
+
 struct ModelConfig {
   std::string name;
   int64_t n_layers = 0;
@@ -71,6 +88,10 @@ struct ModelConfig {
   int64_t q_dim() const { return n_heads * d_head; }      // width of Q (and of the attention output)
   int64_t kv_dim() const { return kv_heads() * d_head; }  // width of K and of V
   int64_t position_rows() const { return n_positions > 0 ? n_positions : n_ctx; }
+  // The layer at each index 0 .. n_layers - 1.
+  std::vector<LayerSpec> schedule() const;
+  // The distinct kinds of layer, in the order of their first layer; counts sum to n_layers.
+  std::vector<LayerKind> layer_kinds() const;
   // Throws UsageError when the numbers do not describe a transformer.
   void validate() const;
 };
