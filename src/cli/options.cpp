@@ -17,8 +17,9 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
   for (const auto& p : preset_names()) presets += (presets.empty() ? "" : ", ") + p;
   std::string hf_types;
   for (const auto& t : hf_model_types()) hf_types += (hf_types.empty() ? "" : ", ") + t;
-  o.model_option = app.add_option("--model", o.model, "preset (GPT-3: the GPT-3 paper's Table 2.1; Llama 2, Llama 3.1, Mistral: "
-                                                    "their papers and configs, docs/method.md): " + presets)
+  o.model_option = app.add_option("--model", o.model, "preset (GPT-3: the GPT-3 paper's Table 2.1; Llama 2, Llama 3.1, Mistral and the "
+                                                    "mixtures of experts Mixtral, Qwen3, DeepSeek-V3, Llama 4, gpt-oss: their "
+                                                    "papers, model cards and configs, docs/method.md): " + presets)
                     ->type_name("NAME")->capture_default_str();
   std::string keys = "name, base";
   for (const auto& f : model_fields()) keys += ", " + std::string(f.key);

@@ -70,6 +70,47 @@ std::vector<ModelField> make_fields() {
       row("train_tokens", slot(&M::train_tokens, &O::train_tokens), false, "--tokens", "X",
        "training tokens, e.g. 300e9 (default: the model's, 300e9 for GPT-3)", 1e21),
       row("batch_tokens", slot(&M::batch_tokens, &O::batch_tokens), false),
+      // Mixtures of experts (docs/method.md, "Mixtures of experts").
+      row("n_experts", slot(&M::n_experts, &O::n_experts), true, "--experts", "N",
+          "routed experts of the MoE layers; 0: a dense model (HF num_local_experts, n_routed_experts)", 65536),
+      row("top_k", slot(&M::top_k, &O::top_k), true, "--top-k", "N",
+          "routed experts per token (HF num_experts_per_tok, Megatron --moe-router-topk)", 65536),
+      row("d_ff_expert", slot(&M::d_ff_expert, &O::d_ff_expert), true, "--d-ff-expert", "N",
+          "each routed expert's FFN width (HF moe_intermediate_size, Megatron --moe-ffn-hidden-size)", kCount),
+      row("n_shared_experts", slot(&M::n_shared_experts, &O::n_shared_experts), true, "--shared-experts", "N",
+          "shared experts, every token through each (DeepSeek, Qwen2-MoE, Llama 4)", 1024),
+      row("d_ff_shared", slot(&M::d_ff_shared, &O::d_ff_shared), true, "--d-ff-shared", "N",
+          "each shared expert's FFN width", kCount),
+      row("shared_expert_gate", slot(&M::shared_expert_gate, &O::shared_expert_gate), false),
+      row("router_score", slot(&M::router_score, &O::router_score), false),
+      row("router_topk_first", slot(&M::router_topk_first, &O::router_topk_first), false),
+      row("router_norm_topk", slot(&M::router_norm_topk, &O::router_norm_topk), false),
+      row("router_bias", slot(&M::router_bias, &O::router_bias), false),
+      row("expert_bias", slot(&M::expert_bias, &O::expert_bias), false),
+      row("n_group", slot(&M::n_group, &O::n_group), true),
+      row("topk_group", slot(&M::topk_group, &O::topk_group), true),
+      row("first_dense", slot(&M::first_dense, &O::first_dense), true, "--first-dense", "N",
+          "the first N layers keep the dense FFN (HF first_k_dense_replace)", kCount),
+      row("moe_layer_step", slot(&M::moe_layer_step, &O::moe_layer_step), false, "--moe-step", "N",
+          "layers i with (i + 1) % N == 0 are MoE, the others dense (HF interleave_moe_layer_step, "
+          "decoder_sparse_step; default 1: every layer)",
+          kCount),
+      row("capacity_factor", slot(&M::capacity_factor, &O::capacity_factor), false, "--capacity-factor", "X",
+          "tokens an expert takes, x top-k x tokens / experts (Megatron --moe-expert-capacity-factor); default: no "
+          "limit, no token dropped",
+          1024),
+      row("aux_loss_coef", slot(&M::aux_loss_coef, &O::aux_loss_coef), false),
+      // Attention variants.
+      row("q_lora_rank", slot(&M::q_lora_rank, &O::q_lora_rank), true),
+      row("kv_lora_rank", slot(&M::kv_lora_rank, &O::kv_lora_rank), true),
+      row("qk_nope_head_dim", slot(&M::qk_nope_head_dim, &O::qk_nope_head_dim), true),
+      row("qk_rope_head_dim", slot(&M::qk_rope_head_dim, &O::qk_rope_head_dim), true),
+      row("v_head_dim", slot(&M::v_head_dim, &O::v_head_dim), true),
+      row("qk_norm", slot(&M::qk_norm, &O::qk_norm), false),
+      row("sliding_window_step", slot(&M::sliding_window_step, &O::sliding_window_step), false),
+      row("attention_sinks", slot(&M::attention_sinks, &O::attention_sinks), false),
+      row("attention_chunk", slot(&M::attention_chunk, &O::attention_chunk), true),
+      row("nope_layer_step", slot(&M::nope_layer_step, &O::nope_layer_step), true),
   };
 }
 
@@ -78,10 +119,14 @@ std::string kind_name(NormKind k) { return std::string(to_string(k)); }
 std::string kind_name(FfnKind k) { return std::string(to_string(k)); }
 std::string kind_name(PositionKind k) { return std::string(to_string(k)); }
 std::string kind_name(const LinearBiases& b) { return to_string(b); }
+std::string kind_name(RouterScore k) { return std::string(to_string(k)); }
+std::string kind_name(QkNorm k) { return std::string(to_string(k)); }
 void parse_kind(std::string_view what, std::string_view text, NormKind& out) { out = parse_norm(what, text); }
 void parse_kind(std::string_view what, std::string_view text, FfnKind& out) { out = parse_ffn(what, text); }
 void parse_kind(std::string_view what, std::string_view text, PositionKind& out) { out = parse_position(what, text); }
 void parse_kind(std::string_view what, std::string_view text, LinearBiases& out) { out = parse_biases(what, text); }
+void parse_kind(std::string_view what, std::string_view text, RouterScore& out) { out = parse_router_score(what, text); }
+void parse_kind(std::string_view what, std::string_view text, QkNorm& out) { out = parse_qk_norm(what, text); }
 
 }  // namespace
 
@@ -150,7 +195,8 @@ void field_from_flag(const ModelField& f, const std::string& text, ModelOverride
       [&](const auto& s) {
         using T = typename std::remove_cvref_t<decltype(o.*(s.override))>::value_type;
         if constexpr (std::is_same_v<T, int64_t>) {
-          o.*(s.override) = parse_count(flag, text, static_cast<int64_t>(f.flag_max));
+          const auto max = static_cast<int64_t>(f.flag_max);
+          o.*(s.override) = f.zero_allowed ? parse_nonnegative(flag, text, max) : parse_count(flag, text, max);
         } else if constexpr (std::is_same_v<T, double>) {
           o.*(s.override) = parse_positive_real(flag, text, f.flag_max);
         } else if constexpr (std::is_same_v<T, bool>) {

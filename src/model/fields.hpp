@@ -30,7 +30,8 @@ struct FieldSlot {
   int64_t (ModelConfig::*written)() const = nullptr;
 };
 using AnyFieldSlot = std::variant<FieldSlot<int64_t>, FieldSlot<double>, FieldSlot<bool>, FieldSlot<NormKind>,
-                                  FieldSlot<FfnKind>, FieldSlot<PositionKind>, FieldSlot<LinearBiases>>;
+                                  FieldSlot<FfnKind>, FieldSlot<PositionKind>, FieldSlot<LinearBiases>,
+                                  FieldSlot<RouterScore>, FieldSlot<QkNorm>>;
 
 struct ModelField {
   std::string_view key;  // JSON key (config files, results)
