@@ -56,17 +56,22 @@ TEST(Presets, MatchTable21) {
   }
 }
 
-// Every preset must describe a transformer: heads x d_head = d_model, so that the CLI (which
-// validates every model) and the layer graph accept it. (gpt3-xl once copied the paper's 24
-// heads of 128 with d_model 2048 and was rejected by every command.)
+// Every preset must describe a transformer, so that the CLI (which validates every model) and
+// the layer graph accept it: for the dense ones heads x d_head = d_model. (gpt3-xl once copied
+// the paper's 24 heads of 128 with d_model 2048 and was rejected by every command.) Qwen3,
+// gpt-oss and DeepSeek-V3 have heads x d_head != d_model in their released configs.
 TEST(Presets, EveryPresetIsAValidTransformer) {
   for (const auto& name : preset_names()) {
     SCOPED_TRACE(name);
     const ModelConfig m = preset(name);
-    EXPECT_EQ(m.n_heads * m.d_head, m.d_model);
+    if (!m.moe()) {
+      EXPECT_EQ(m.n_heads * m.d_head, m.d_model);
+    }
     EXPECT_NO_THROW(m.validate());
     EXPECT_NO_THROW(apply_overrides(m, ModelOverrides{}));  // what the CLI does with --model
-    EXPECT_NO_THROW(build_layer_graph(layer_shape(m, 1, m.n_ctx), GraphOptions{}));
+    if (!m.moe() && !m.mla()) {
+      EXPECT_NO_THROW(build_layer_graph(layer_shape(m, 1, m.n_ctx), GraphOptions{}));
+    }
   }
 }
 
@@ -339,6 +344,83 @@ TEST(ModelToJson, CarriesEveryField) {
   EXPECT_EQ(j.at("ffn_mult"), 4);
   EXPECT_DOUBLE_EQ(j.at("train_tokens").get<double>(), 300e9);
   EXPECT_DOUBLE_EQ(j.at("batch_tokens").get<double>(), 2e6);
+}
+
+// A model is a schedule of layers (issue 18); every dense preset is one kind of layer, its
+// count the model's layers, so estimate, the extrapolation and predict weigh it by L as before.
+TEST(LayerSchedule, EveryDensePresetIsOneKind) {
+  for (const auto& name : preset_names()) {
+    SCOPED_TRACE(name);
+    const ModelConfig m = preset(name);
+    if (m.moe()) continue;  // the mixtures of experts: tests/test_hf_config.cpp, MoePresets.Schedules
+    const auto layers = m.schedule();
+    ASSERT_EQ(static_cast<int64_t>(layers.size()), m.n_layers);
+    const auto kinds = m.layer_kinds();
+    ASSERT_EQ(kinds.size(), 1u);
+    EXPECT_EQ(kinds[0].count, m.n_layers);
+    EXPECT_EQ(kinds[0].first, 0);
+    EXPECT_FALSE(kinds[0].spec.moe);
+    EXPECT_EQ(kinds[0].spec.window, m.sliding_window);  // Mistral: 4096 on every layer
+  }
+  EXPECT_EQ(to_string(preset("mistral-7b").layer_kinds()[0].spec), "dense, window 4096");
+  EXPECT_EQ(to_string(preset("gpt3-175b").layer_kinds()[0].spec), "dense");
+}
+
+// Mixtures of experts from a config JSON: the schedule follows first_dense and moe_layer_step,
+// and input that is not a mixture of experts is one UsageError naming the file.
+TEST(LayerSchedule, MoeFieldsFromJson) {
+  const ModelConfig m = model_from_json(json{{"base", "deepseek-v3"}, {"n_layers", 5}, {"first_dense", 1},
+                                             {"moe_layer_step", 2}},
+                                        "moe.json");
+  std::string layers;
+  for (const auto& l : m.schedule()) layers += l.moe ? "M" : "D";
+  EXPECT_EQ(layers, "DMDMD");  // layer 0 dense (first_dense), then (i + 1) % 2 == 0
+  const auto kinds = m.layer_kinds();
+  ASSERT_EQ(kinds.size(), 2u);
+  EXPECT_EQ(kinds[0].count, 3);
+  EXPECT_EQ(kinds[1].count, 2);
+  EXPECT_EQ(kinds[1].first, 1);
+  const std::vector<std::pair<const char*, json>> bad = {
+      {"top-k larger than the experts", json{{"base", "mixtral-8x7b"}, {"top_k", 9}}},
+      {"experts zero with top-k", json{{"base", "mixtral-8x7b"}, {"n_experts", 0}}},
+      {"groups that do not divide", json{{"base", "deepseek-v3"}, {"n_group", 7}}},
+      {"top-k beyond the groups", json{{"base", "deepseek-v3"}, {"topk_group", 1}, {"top_k", 64}}},
+      {"shared experts without a width", json{{"base", "mixtral-8x7b"}, {"n_shared_experts", 1}}},
+      {"MLA head dims without the latent", json{{"base", "llama3.1-8b"}, {"qk_rope_head_dim", 64}}},
+      {"odd rope head dim", json{{"base", "deepseek-v3"}, {"qk_rope_head_dim", 63}}},
+      {"negative capacity", json{{"base", "mixtral-8x7b"}, {"capacity_factor", -1}}},
+      {"unknown router score", json{{"base", "mixtral-8x7b"}, {"router_score", "relu"}}},
+      {"unknown qk norm", json{{"base", "mixtral-8x7b"}, {"qk_norm", "layernorm"}}},
+      {"moe step zero", json{{"base", "mixtral-8x7b"}, {"moe_layer_step", 0}}},
+  };
+  for (const auto& [why, j] : bad) {
+    SCOPED_TRACE(why);
+    try {
+      model_from_json(j, "moe.json");
+      ADD_FAILURE() << "accepted: " << j.dump();
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find("moe.json"), std::string::npos) << e.what();
+    }
+  }
+}
+
+// --width on a mixture of experts: experts (and expert groups) divided like the heads, the
+// experts' widths and MLA's latent ranks scaled like d_ff and d_model.
+TEST(ScaleWidth, DividesTheExperts) {
+  const ModelConfig v3 = scale_width(preset("deepseek-v3"), Fraction{1, 2});
+  EXPECT_EQ(v3.n_heads, 64);
+  EXPECT_EQ(v3.n_experts, 128);
+  EXPECT_EQ(v3.n_group, 4);
+  EXPECT_EQ(v3.topk_group, 2);
+  EXPECT_EQ(v3.top_k, 8);
+  EXPECT_EQ(v3.d_ff_expert, 1024);
+  EXPECT_EQ(v3.d_ff_shared, 1024);
+  EXPECT_EQ(v3.kv_lora_rank, 256);
+  EXPECT_EQ(v3.q_lora_rank, 768);
+  EXPECT_EQ(v3.qk_head_dim(), 192);  // head dims kept
+  EXPECT_THROW(scale_width(preset("deepseek-v3"), Fraction{1, 16}), UsageError);  // half a top-k group
+  EXPECT_THROW(scale_width(preset("mixtral-8x7b"), Fraction{1, 8}), UsageError);  // 1 expert < top-2
+  EXPECT_EQ(scale_width(preset("mixtral-8x7b"), Fraction{1, 2}).n_experts, 4);
 }
 
 }  // namespace

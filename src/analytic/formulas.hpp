@@ -17,22 +17,57 @@ namespace flopscope {
 // d for RMSNorm). Once: token embeddings V d, the learned position table (rows x d), the final
 // norm (when count_final_norm; GPT-3's presets leave it out, see ModelConfig), and the LM
 // head V d when untied. GPT-3 175B: 174.6B; Llama 3.1 405B: 405,853,388,800.
+// One layer of one kind (LayerSpec): its parameters by group. MoE layers: the routed experts
+// (all E, with their biases), the active ones (top-k of them), the shared experts (with
+// Qwen2-MoE's gate) and the router (E x d, plus its bias); the dense FFN is 0. MLA: Q's
+// down/up projections (or Q straight from d), K and V's joint down projection and up
+// projection, the output; its latent norms are in attention_extra with QK-norm's weights
+// and the attention sinks.
+struct LayerParameters {
+  double attention = 0;         // weight matrices of Q, K, V and output (MLA: its projections)
+  double attention_biases = 0;
+  double attention_extra = 0;   // QK-norm weights, MLA's latent norms, attention sinks
+  double ffn = 0;               // the dense FFN's up (and gate) and down weights
+  double ffn_biases = 0;
+  double norms = 0;             // the two norms
+  double routed_experts = 0;    // every routed expert, weights and biases
+  double active_experts = 0;    // top-k of them
+  double shared_experts = 0;    // and the shared experts' gate
+  double router = 0;
+  double total() const {
+    return attention + attention_biases + ffn + ffn_biases + norms + attention_extra + routed_experts + shared_experts +
+           router;
+  }
+  // What one token runs through: every weight but the routed experts it is not sent to.
+  double active() const { return total() - routed_experts + active_experts; }
+};
+LayerParameters layer_parameters(const ModelConfig& m, const LayerSpec& l);
+
 struct ParameterBreakdown {
   double embeddings = 0;        // token embedding table, V d
   double positions = 0;         // learned position table (0 with RoPE)
-  double attention = 0;         // per layer: Q, K, V and output weights
-  double attention_biases = 0;  // per layer
-  double ffn = 0;               // per layer: up (and gate) and down weights
-  double ffn_biases = 0;        // per layer
-  double norms = 0;             // per layer: the two norms
+  // Per layer of the model's first kind of layer (a dense model's only one): the groups below.
+  double attention = 0;         // Q, K, V and output weights
+  double attention_biases = 0;
+  double ffn = 0;               // up (and gate) and down weights
+  double ffn_biases = 0;
+  double norms = 0;             // the two norms
   double final_norm = 0;        // once, after the last layer
   double lm_head = 0;           // untied LM head, V d (0 when tied)
   double n_layers = 0;
+  // Each kind of layer of the schedule with its count.
+  std::vector<std::pair<LayerKind, LayerParameters>> kinds;
   double per_layer() const { return attention + attention_biases + ffn + ffn_biases + norms; }
-  double total() const { return embeddings + positions + n_layers * per_layer() + final_norm + lm_head; }
+  double layers() const;         // sum over the kinds: count x LayerParameters::total
+  double active_layers() const;  // count x LayerParameters::active
+  double total() const { return embeddings + positions + layers() + final_norm + lm_head; }
+  // Active per token (convention stated in docs/method.md): embeddings, LM head, norms,
+  // attention, router, shared experts and top-k routed experts. A dense model: total().
+  double active() const { return embeddings + positions + active_layers() + final_norm + lm_head; }
 };
 ParameterBreakdown parameter_breakdown(const ModelConfig& m);
 double parameter_count(const ModelConfig& m);  // parameter_breakdown(m).total()
+double active_parameter_count(const ModelConfig& m);  // parameter_breakdown(m).active()
 // Kaplan et al.'s non-embedding count, the layers' weight matrices only (no biases, norms or
 // embeddings): 2 L d (2 d_attn + d_ff) = 12 L d^2 for GPT-3; L (d dq + 2 d dkv + dq d + c d d_ff)
 // in general.
@@ -63,7 +98,8 @@ struct Formula {
 // Each formula for one model. `seed`: 10 d^2 per layer per token forward, backward = forward.
 Formula formula_seed(const ModelConfig& m);
 // GPT-3 paper / Kaplan et al. 2020: 6 N D with N the total parameter count from the
-// architecture (embeddings included), as the Llama 3 paper's 3.8e25 = 6 x 405B x 15.6T does.
+// architecture (embeddings included), as the Llama 3 paper's 3.8e25 = 6 x 405B x 15.6T does;
+// for a mixture of experts N is the active count (6 N_active D).
 Formula formula_6nd(const ModelConfig& m);
 // Kaplan et al. 2020 (Table 1): 6 N + 6 L s d_attn per token, N non-embedding, d_attn = dq.
 Formula formula_kaplan(const ModelConfig& m);

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "model/fields.hpp"
 #include "model/hf_config.hpp"
 #include "util/atomic_file.hpp"
 #include "util/error.hpp"
@@ -16,36 +17,24 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
   for (const auto& p : preset_names()) presets += (presets.empty() ? "" : ", ") + p;
   std::string hf_types;
   for (const auto& t : hf_model_types()) hf_types += (hf_types.empty() ? "" : ", ") + t;
-  o.model_option = app.add_option("--model", o.model, "preset (GPT-3: the GPT-3 paper's Table 2.1; Llama 2, Llama 3.1, Mistral: "
-                                                    "their papers and configs, docs/method.md): " + presets)
+  o.model_option = app.add_option("--model", o.model, "preset (GPT-3: the GPT-3 paper's Table 2.1; Llama 2, Llama 3.1, Mistral and the "
+                                                    "mixtures of experts Mixtral, Qwen3, DeepSeek-V3, Llama 4, gpt-oss: their "
+                                                    "papers, model cards and configs, docs/method.md): " + presets)
                     ->type_name("NAME")->capture_default_str();
+  std::string keys = "name, base";
+  for (const auto& f : model_fields()) keys += ", " + std::string(f.key);
   app.add_option("--config", o.config,
                  "model config JSON: {\"base\": preset, ...} or a full model with n_layers, d_model, n_heads "
-                 "(keys: name, base, n_layers, d_model, n_heads, n_kv_heads, d_head, n_ctx, vocab, ffn_mult, d_ff, norm, "
-                 "ffn, position, rope_theta, biases, tied_embeddings, sliding_window, n_positions, count_final_norm, "
-                 "train_tokens, batch_tokens)")->type_name("FILE");
+                 "(keys: " + keys + ")")->type_name("FILE");
   app.add_option("--hf-config", o.hf_config,
                  "a Hugging Face config.json (model_type " + hf_types + "), instead of a preset or a config; n_ctx "
                  "defaults to its max_position_embeddings (gpt2: n_positions), the training tokens to 300e9; the flags "
                  "below override it")->type_name("FILE");
-  app.add_option("--layers", o.layers, "number of layers (default: the model's)")->type_name("N");
-  app.add_option("--d-model", o.d_model, "model width d_model; d_head = d_model / heads unless --d-head (default: the model's)")->type_name("N");
-  app.add_option("--heads", o.heads, "attention (query) heads; must divide d_model unless --d-head (default: the model's)")->type_name("N");
-  app.add_option("--kv-heads", o.kv_heads, "key/value heads: = heads (multi-head), a divisor of heads (grouped-query), 1 (multi-query) "
-                 "(HF num_key_value_heads, Megatron --num-query-groups; default: the model's)")->type_name("N");
-  app.add_option("--d-head", o.d_head, "head size, may differ from d_model / heads (HF head_dim, Megatron --kv-channels; default: the model's)")->type_name("N");
-  app.add_option("--seq", o.seq, "sequence length n_ctx (default: the model's, 2048 for GPT-3)")->type_name("N");
-  app.add_option("--vocab", o.vocab, "vocabulary size (default: the model's, 50257 for GPT-3)")->type_name("N");
-  app.add_option("--ffn-mult", o.ffn_mult, "d_ff = ffn-mult x d_model (default: 4)")->type_name("N");
-  app.add_option("--d-ff", o.d_ff, "FFN width d_ff, replacing ffn-mult x d_model (HF intermediate_size, Megatron --ffn-hidden-size)")->type_name("N");
-  app.add_option("--norm", o.norm, "norm: layernorm (with bias; GPT, OPT) or rmsnorm (weight only; Llama)")->type_name("KIND");
-  app.add_option("--ffn", o.ffn, "FFN: gelu (GPT), relu (OPT) or swiglu (gate, up, down; Llama)")->type_name("KIND");
-  app.add_option("--position", o.position, "positions: learned (a table, no FLOPs; GPT, OPT) or rope (rotary on Q and K; Llama)")->type_name("KIND");
-  app.add_option("--rope-theta", o.rope_theta, "RoPE base theta (default: the model's; 10000, Llama 3.1: 500000)")->type_name("X");
-  app.add_option("--bias", o.bias, "biases of the linear layers: all (GPT, OPT), none (Llama), qkv (Qwen2), or groups joined by '+' "
-                 "from qkv, attn_out, ffn")->type_name("GROUPS");
-  app.add_option("--tie-embeddings", o.tie_embeddings, "on: the LM head is the token embedding (counted once in N); off: untied")->type_name("on|off");
-  app.add_option("--tokens", o.tokens, "training tokens, e.g. 300e9 (default: the model's, 300e9 for GPT-3)")->type_name("X");
+  // One flag per field of the table that has one, in the table's order.
+  for (const auto& f : model_fields())
+    if (!f.flag.empty())
+      app.add_option(std::string(f.flag), o.fields[std::string(f.key)], std::string(f.help))
+          ->type_name(std::string(f.type_name));
 }
 
 namespace {
@@ -107,16 +96,12 @@ std::optional<job::Job> read_job_option(const JobOptions& o, const ModelOptions&
 
 job::Flags model_flags(const ModelOptions& o) {
   job::Flags f;
-  const std::pair<const char*, const std::string*> flags[] = {
-      {"--layers", &o.layers}, {"--d-model", &o.d_model}, {"--heads", &o.heads}, {"--kv-heads", &o.kv_heads},
-      {"--d-head", &o.d_head}, {"--seq", &o.seq}, {"--vocab", &o.vocab}, {"--ffn-mult", &o.ffn_mult},
-      {"--d-ff", &o.d_ff}, {"--norm", &o.norm}, {"--ffn", &o.ffn}, {"--position", &o.position},
-      {"--rope-theta", &o.rope_theta}, {"--bias", &o.bias}, {"--tie-embeddings", &o.tie_embeddings},
-      {"--tokens", &o.tokens}};
-  for (const auto& [flag, value] : flags) {
-    if (value->empty()) continue;
+  for (const auto& field : model_fields()) {
+    if (field.flag.empty()) continue;
+    const auto it = o.fields.find(std::string(field.key));
+    if (it == o.fields.end() || it->second.empty()) continue;
     for (const auto& [name_flag, name] : job::model_flag_names())
-      if (name_flag == flag) f[name] = {flag, *value};
+      if (name_flag == field.flag) f[name] = {name_flag, it->second};
   }
   return f;
 }
@@ -125,27 +110,10 @@ namespace {
 
 ModelOverrides flag_overrides(const ModelOptions& o) {
   ModelOverrides ov;
-  const int64_t kMax = INT64_C(1) << 24;
-  if (!o.layers.empty()) ov.n_layers = parse_count("--layers", o.layers, kMax);
-  if (!o.d_model.empty()) ov.d_model = parse_count("--d-model", o.d_model, kMax);
-  if (!o.heads.empty()) ov.n_heads = parse_count("--heads", o.heads, kMax);
-  if (!o.kv_heads.empty()) ov.n_kv_heads = parse_count("--kv-heads", o.kv_heads, kMax);
-  if (!o.d_head.empty()) ov.d_head = parse_count("--d-head", o.d_head, kMax);
-  if (!o.seq.empty()) ov.n_ctx = parse_count("--seq", o.seq, kMax);
-  if (!o.vocab.empty()) ov.vocab = parse_count("--vocab", o.vocab, kMax);
-  if (!o.ffn_mult.empty()) ov.ffn_mult = parse_count("--ffn-mult", o.ffn_mult, 1024);
-  if (!o.d_ff.empty()) ov.d_ff = parse_count("--d-ff", o.d_ff, kMax);
-  if (!o.norm.empty()) ov.norm = parse_norm("--norm", o.norm);
-  if (!o.ffn.empty()) ov.ffn = parse_ffn("--ffn", o.ffn);
-  if (!o.position.empty()) ov.position = parse_position("--position", o.position);
-  if (!o.rope_theta.empty()) ov.rope_theta = parse_positive_real("--rope-theta", o.rope_theta, 1e12);
-  if (!o.bias.empty()) ov.biases = parse_biases("--bias", o.bias);
-  if (!o.tie_embeddings.empty()) {
-    if (o.tie_embeddings != "on" && o.tie_embeddings != "off")
-      throw UsageError(fmt::format("--tie-embeddings: unknown value '{}'; choose on or off", o.tie_embeddings));
-    ov.tied_embeddings = o.tie_embeddings == "on";
+  for (const auto& f : model_fields()) {
+    const auto it = o.fields.find(std::string(f.key));
+    if (it != o.fields.end() && !it->second.empty()) field_from_flag(f, it->second, ov);
   }
-  if (!o.tokens.empty()) ov.train_tokens = parse_positive_real("--tokens", o.tokens, 1e21);
   return ov;
 }
 

@@ -2,6 +2,7 @@
 // src/util/parse.hpp so every bad value gets one clear line naming its option.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -21,9 +22,8 @@ struct ModelOptions {
   std::string model = "gpt3-175b";
   std::string config;     // JSON file
   std::string hf_config;  // Hugging Face config.json
-  std::string layers, d_model, heads, seq, vocab, ffn_mult, tokens;
-  // The architecture (src/model/model.hpp); "" = the model's.
-  std::string kv_heads, d_head, d_ff, norm, ffn, position, rope_theta, bias, tie_embeddings;
+  // The text of each field's flag (src/model/fields.hpp), by the field's JSON key; absent = the model's.
+  std::map<std::string, std::string> fields;
   const CLI::Option* model_option = nullptr;  // whether --model was given (it excludes --hf-config)
 };
 void add_model_options(CLI::App& app, ModelOptions& o);

@@ -148,8 +148,15 @@ std::string Op::shape_str() const {
   return batch > 1 ? fmt::format("{}x[{}]", batch, rc) : rc;
 }
 
-LayerShape layer_shape(const ModelConfig& m, int64_t batch, int64_t seq) {
+LayerShape layer_shape(const ModelConfig& m, int64_t batch, int64_t seq, size_t kind) {
+  const std::vector<LayerKind> kinds = m.layer_kinds();
+  FLOPSCOPE_CHECK(kind < kinds.size(), fmt::format("the model has {} kinds of layer, not {}", kinds.size(), kind + 1));
+  if (kinds[kind].spec.moe || m.mla())
+    throw UsageError(fmt::format("{}: the layer graph has no MoE or MLA block yet (parameters and 6 N_active D are "
+                                 "counted; the graph's FLOPs are not)",
+                                 m.name));
   LayerShape s;
+  s.layer = kinds[kind].spec;
   s.batch = batch;
   s.seq = seq;
   s.d_model = m.d_model;

@@ -165,10 +165,13 @@ struct LayerShape {
   double rope_theta = 10000.0;
   LinearBiases biases;
   bool tied_embeddings = true;
+  LayerSpec layer;  // which of the model's kinds of layer this is (model/model.hpp)
   int64_t tokens() const { return batch * seq; }
   int64_t kv_heads() const { return n_kv_heads > 0 ? n_kv_heads : n_heads; }
 };
-LayerShape layer_shape(const ModelConfig& m, int64_t batch, int64_t seq);
+// The shape of the model's kind of layer `kind` (an index into m.layer_kinds(); 0: the kind of
+// its first layer, the only one of a dense model).
+LayerShape layer_shape(const ModelConfig& m, int64_t batch, int64_t seq, size_t kind = 0);
 // A shape from its parts: d_model = heads * d_head, d_ff = ffn_mult * d_model.
 LayerShape layer_shape(int64_t batch, int64_t seq, int64_t heads, int64_t d_head, int64_t vocab, int64_t ffn_mult = 4);
 

@@ -61,9 +61,17 @@ json extrapolate(const ModelConfig& model, const LayerGraph& g, const MeasureRun
                  const json& device) {
   GraphOptions full_opts = g.options;
   full_opts.include_head = true;
-  const LayerGraph full = build_layer_graph(layer_shape(model, g.shape.batch, g.shape.seq), full_opts);
+  // The kind of layer that ran (a model's schedule has one kind per distinct layer; a dense
+  // model has one): its ops scale to full width; every other kind is the graph's analytic
+  // FLOPs at full width, its time at the measured layer's throughput.
+  const std::vector<LayerKind> kinds = model.layer_kinds();
+  size_t ran = 0;
+  while (ran < kinds.size() && !(kinds[ran].spec == g.shape.layer)) ++ran;
+  if (ran == kinds.size())
+    throw Error(fmt::format("the measured layer ({}) is not one of {}'s kinds of layer", to_string(g.shape.layer),
+                            model.name));
+  const LayerGraph full = build_layer_graph(layer_shape(model, g.shape.batch, g.shape.seq, ran), full_opts);
   const double T = static_cast<double>(g.shape.tokens());
-  const double L = static_cast<double>(model.n_layers);
   const ExecutedFlops ex = executed_flops(g, run);
 
   double layer_flops = 0, layer_ms = 0, head_flops = 0, head_ms = 0, run_layer_flops = 0, run_layer_ms = 0;
@@ -92,9 +100,35 @@ json extrapolate(const ModelConfig& model, const LayerGraph& g, const MeasureRun
     head_ms = layer_ms > 0 ? head_flops / (layer_flops / layer_ms) : 0;
     head_source = "analytic (the head did not run: add --include-head); time assumes the layer's measured throughput";
   }
+  // Sum over the schedule.
+  double layers_flops = 0, layers_ms = 0;
+  json kinds_json = json::array();
+  for (size_t k = 0; k < kinds.size(); ++k) {
+    double f = layer_flops, ms = layer_ms;
+    std::string source = "measured layer";
+    if (k != ran) {
+      GraphOptions o = g.options;
+      o.include_head = false;
+      const LayerGraph other = build_layer_graph(layer_shape(model, g.shape.batch, g.shape.seq, k), o);
+      f = 0;
+      for (const auto& op : other.ops)
+        if (op.group == Group::layer) f += op.flops;
+      ms = layer_ms > 0 ? f / (layer_flops / layer_ms) : 0;
+      source = "analytic (not the kind that ran); time assumes the measured layer's throughput";
+    }
+    const double count = static_cast<double>(kinds[k].count);
+    layers_flops += count * f;
+    layers_ms += count * ms;
+    kinds_json.push_back({{"layer", to_string(kinds[k].spec)},
+                          {"count", kinds[k].count},
+                          {"first", kinds[k].first},
+                          {"layer_flops_full_width", f},
+                          {"layer_ms_full_width", ms},
+                          {"source", source}});
+  }
 
-  const double per_token_flops = (L * layer_flops + head_flops) / T;
-  const double per_token_s = (L * layer_ms + head_ms) / 1000.0 / T;
+  const double per_token_flops = (layers_flops + head_flops) / T;
+  const double per_token_s = (layers_ms + head_ms) / 1000.0 / T;
   const double total_flops = per_token_flops * model.train_tokens;
   const double total_s = per_token_s * model.train_tokens;
   const double days_one = total_s / 86400.0;
@@ -117,6 +151,7 @@ json extrapolate(const ModelConfig& model, const LayerGraph& g, const MeasureRun
       {"head_flops_full_width", head_flops},
       {"head_ms_full_width", head_ms},
       {"head_source", head_source},
+      {"layer_kinds", kinds_json},
       {"flops_per_token", per_token_flops},
       {"training_tokens", model.train_tokens},
       {"training_flops", total_flops},

@@ -3,12 +3,13 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
-#include <set>
 #include <sstream>
+#include <tuple>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "model/fields.hpp"
 #include "util/error.hpp"
 
 namespace flopscope {
@@ -55,6 +56,112 @@ constexpr ModernRow kModern[] = {
     {"mistral-7b", 32, 4096, 32, 8, 14336, 32000, 8192, 1e4, 300e9, 0, 4096},
 };
 
+// Mixtures of experts, each from its released config.json (../shared/data/hf, SOURCES.md) and
+// its paper or model card; docs/method.md ("Mixtures of experts") gives every source, the
+// published total and active parameters and the training tokens where published (else
+// GPT-3's 300e9 is kept: set --tokens). n_ctx is the pre-training sequence length where
+// published, else stated there.
+ModelConfig llama_style(const char* name, int64_t layers, int64_t d, int64_t heads, int64_t kv, int64_t d_head,
+                        int64_t vocab, int64_t ctx, double theta) {
+  ModelConfig m;
+  m.name = name;
+  m.n_layers = layers;
+  m.d_model = d;
+  m.n_heads = heads;
+  m.n_kv_heads = kv;
+  m.d_head = d_head;
+  m.vocab = vocab;
+  m.n_ctx = ctx;
+  m.norm = NormKind::rmsnorm;
+  m.ffn = FfnKind::swiglu;
+  m.position = PositionKind::rope;
+  m.rope_theta = theta;
+  m.biases = LinearBiases{false, false, false};
+  m.tied_embeddings = false;
+  m.count_final_norm = true;
+  return m;
+}
+
+std::vector<ModelConfig> moe_presets() {
+  std::vector<ModelConfig> v;
+  // Mixtral (Jiang et al. 2024): 8 experts, top-2, softmax then top-2 renormalised; context 32k.
+  for (auto [name, L, d, h, f, ctx, aux] : {std::tuple{"mixtral-8x7b", 32, 4096, 32, 14336, 32768, 0.02},
+                                            std::tuple{"mixtral-8x22b", 56, 6144, 48, 16384, 65536, 0.001}}) {
+    ModelConfig m = llama_style(name, L, d, h, 8, 128, 32000, ctx, 1e6);
+    m.d_ff_explicit = f;
+    m.n_experts = 8, m.top_k = 2, m.d_ff_expert = f;
+    m.router_norm_topk = true;
+    m.aux_loss_coef = aux;
+    v.push_back(m);
+  }
+  // Qwen3 MoE (Qwen3 Technical Report, Yang et al. 2025): 128 experts, top-8, QK-norm, no
+  // shared experts; 36T tokens, the first (and longest) stage at sequence length 4096.
+  for (auto [name, L, d, h, f, fe] : {std::tuple{"qwen3-30b-a3b", 48, 2048, 32, 6144, 768},
+                                      std::tuple{"qwen3-235b-a22b", 94, 4096, 64, 12288, 1536}}) {
+    ModelConfig m = llama_style(name, L, d, h, 4, 128, 151936, 4096, 1e6);
+    m.d_ff_explicit = f;
+    m.n_experts = 128, m.top_k = 8, m.d_ff_expert = fe;
+    m.router_norm_topk = true;
+    m.aux_loss_coef = 0.001;
+    m.qk_norm = QkNorm::rmsnorm;
+    m.train_tokens = 36e12;
+    v.push_back(m);
+  }
+  {
+    // DeepSeek-V3 (DeepSeek-AI 2024): MLA, 3 dense layers then 58 MoE layers of 256 routed
+    // experts (top-8 of 4 of 8 groups, sigmoid scores, renormalised) and 1 shared; 14.8T
+    // tokens at sequence length 4K. Its multi-token-prediction module is not counted (transformers
+    // does not build it). The load balancing is auxiliary-loss-free (a bias per expert) with a
+    // sequence-wise loss of weight 1e-4.
+    ModelConfig m = llama_style("deepseek-v3", 61, 7168, 128, 128, 192, 129280, 4096, 1e4);  // d_head: nope + rope
+    m.d_ff_explicit = 18432;
+    m.n_experts = 256, m.top_k = 8, m.d_ff_expert = 2048, m.n_shared_experts = 1, m.d_ff_shared = 2048;
+    m.router_score = RouterScore::sigmoid;
+    m.router_norm_topk = true;
+    m.n_group = 8, m.topk_group = 4, m.first_dense = 3;
+    m.aux_loss_coef = 1e-4;
+    m.q_lora_rank = 1536, m.kv_lora_rank = 512, m.qk_nope_head_dim = 128, m.qk_rope_head_dim = 64, m.v_head_dim = 128;
+    m.train_tokens = 14.8e12;
+    v.push_back(m);
+  }
+  // Llama 4 (Meta's model card): 16 or 128 routed experts, top-1 (top-k, then sigmoid) and one
+  // shared expert; Maverick alternates dense and MoE layers; every 4th layer NoPE, the others
+  // chunked attention (8192) with an unweighted QK-norm (Scout). Text model only. Scout ~40T
+  // tokens, Maverick ~22T; the pre-training sequence length is not published (8192 assumed:
+  // the chunk, and Scout's rope_scaling original_max_position_embeddings).
+  for (auto [name, E, step, qk, tokens] : {std::tuple{"llama4-scout", 16, 1, true, 40e12},
+                                           std::tuple{"llama4-maverick", 128, 2, false, 22e12}}) {
+    ModelConfig m = llama_style(name, 48, 5120, 40, 8, 128, 202048, 8192, 5e5);
+    m.d_ff_explicit = 16384;
+    m.n_experts = E, m.top_k = 1, m.d_ff_expert = 8192, m.n_shared_experts = 1, m.d_ff_shared = 8192;
+    m.router_score = RouterScore::sigmoid;
+    m.router_topk_first = true;
+    m.moe_layer_step = step;
+    m.aux_loss_coef = 0.001;
+    m.qk_norm = qk ? QkNorm::l2 : QkNorm::none;
+    m.attention_chunk = 8192;
+    m.nope_layer_step = 4;
+    m.train_tokens = tokens;
+    v.push_back(m);
+  }
+  // gpt-oss (OpenAI's model card): 32 or 128 experts with biases, top-4 (top-k, then softmax),
+  // a router with a bias, attention biases and sinks, sliding window 128 on every other layer;
+  // context 4096 in pre-training (initial_context_length). Training tokens not published.
+  for (auto [name, L, E] : {std::tuple{"gpt-oss-20b", 24, 32}, std::tuple{"gpt-oss-120b", 36, 128}}) {
+    ModelConfig m = llama_style(name, L, 2880, 64, 8, 64, 201088, 4096, 150000);
+    m.biases = LinearBiases{true, true, false};
+    m.d_ff_explicit = 2880;
+    m.n_experts = E, m.top_k = 4, m.d_ff_expert = 2880;
+    m.router_topk_first = true;
+    m.router_bias = true, m.expert_bias = true;
+    m.aux_loss_coef = 0.9;
+    m.attention_sinks = true;
+    m.sliding_window = 128, m.sliding_window_step = 2;
+    v.push_back(m);
+  }
+  return v;
+}
+
 constexpr int64_t kMaxDim = INT64_C(1) << 24;  // 16.7M: far beyond any real width
 constexpr int64_t kMaxWidth = INT64_C(1) << 26;  // derived widths (heads x d_head, d_ff)
 
@@ -70,6 +177,15 @@ std::string_view to_string(FfnKind k) {
   return "?";
 }
 std::string_view to_string(PositionKind k) { return k == PositionKind::learned ? "learned" : "rope"; }
+std::string_view to_string(RouterScore k) { return k == RouterScore::softmax ? "softmax" : "sigmoid"; }
+std::string_view to_string(QkNorm k) {
+  switch (k) {
+    case QkNorm::none: return "none";
+    case QkNorm::rmsnorm: return "rmsnorm";
+    case QkNorm::l2: return "l2";
+  }
+  return "?";
+}
 
 namespace {
 template <typename Kind>
@@ -91,6 +207,12 @@ FfnKind parse_ffn(std::string_view what, std::string_view text) {
 }
 PositionKind parse_position(std::string_view what, std::string_view text) {
   return parse_kind(what, text, {PositionKind::learned, PositionKind::rope});
+}
+RouterScore parse_router_score(std::string_view what, std::string_view text) {
+  return parse_kind(what, text, {RouterScore::softmax, RouterScore::sigmoid});
+}
+QkNorm parse_qk_norm(std::string_view what, std::string_view text) {
+  return parse_kind(what, text, {QkNorm::none, QkNorm::rmsnorm, QkNorm::l2});
 }
 
 std::string to_string(const LinearBiases& b) {
@@ -121,6 +243,40 @@ LinearBiases parse_biases(std::string_view what, std::string_view text) {
     start = end + 1;
   }
   return b;
+}
+
+std::string to_string(const LayerSpec& l) {
+  std::string s = l.moe ? "moe" : "dense";
+  if (l.window > 0) s += fmt::format(", window {}", l.window);
+  if (l.chunk > 0) s += fmt::format(", chunk {}", l.chunk);
+  if (l.nope) s += ", NoPE";
+  return s;
+}
+
+std::vector<LayerSpec> ModelConfig::schedule() const {
+  std::vector<LayerSpec> layers;
+  for (int64_t i = 0; i < n_layers; ++i) {
+    LayerSpec l;
+    // transformers: Qwen2/3-MoE (i + 1) % decoder_sparse_step == 0, Llama 4's moe_layers
+    // range(step - 1, L, step), DeepSeek i >= first_k_dense_replace.
+    l.moe = moe() && i >= first_dense && (i + 1) % moe_layer_step == 0;
+    l.nope = position == PositionKind::rope && nope_layer_step > 0 && (i + 1) % nope_layer_step == 0;
+    l.window = sliding_window > 0 && i % sliding_window_step == 0 ? sliding_window : 0;
+    l.chunk = attention_chunk > 0 && !l.nope ? attention_chunk : 0;  // Llama 4: chunked on the RoPE layers
+    layers.push_back(l);
+  }
+  return layers;
+}
+
+std::vector<LayerKind> ModelConfig::layer_kinds() const {
+  std::vector<LayerKind> kinds;
+  const std::vector<LayerSpec> layers = schedule();
+  for (size_t i = 0; i < layers.size(); ++i) {
+    auto k = std::find_if(kinds.begin(), kinds.end(), [&](const LayerKind& x) { return x.spec == layers[i]; });
+    if (k == kinds.end()) kinds.push_back({layers[i], 1, static_cast<int64_t>(i)});
+    else ++k->count;
+  }
+  return kinds;
 }
 
 void ModelConfig::validate() const {
@@ -157,6 +313,61 @@ void ModelConfig::validate() const {
     throw UsageError(fmt::format("position rows must be in [0, {}] (got {})", kMaxDim + 2, n_positions));
   if (position == PositionKind::learned && position_rows() < n_ctx)
     throw UsageError(fmt::format("seq (n_ctx) {} exceeds the learned position table's {} rows", n_ctx, position_rows()));
+  // Mixtures of experts.
+  auto count = [](const char* what, int64_t v, int64_t max = kMaxDim) {
+    if (v < 0 || v > max) throw UsageError(fmt::format("{} must be in [0, {}] (got {})", what, max, v));
+  };
+  count("experts", n_experts, INT64_C(1) << 16);
+  count("top-k", top_k, INT64_C(1) << 16);
+  count("expert d_ff", d_ff_expert, kMaxWidth);
+  count("shared experts", n_shared_experts, 1024);
+  count("shared expert d_ff", d_ff_shared, kMaxWidth);
+  count("expert groups", n_group, INT64_C(1) << 16);
+  count("top-k groups", topk_group, INT64_C(1) << 16);
+  count("dense first layers", first_dense, n_layers);
+  if (moe_layer_step < 1 || moe_layer_step > n_layers)
+    throw UsageError(fmt::format("MoE layer step must be in [1, layers {}] (got {})", n_layers, moe_layer_step));
+  if (moe()) {
+    if (top_k < 1) throw UsageError(fmt::format("top-k must be at least 1 with {} experts", n_experts));
+    if (top_k > n_experts) throw UsageError(fmt::format("top-k ({}) is larger than the experts ({})", top_k, n_experts));
+    if (d_ff_expert < 1) throw UsageError("an MoE model needs the experts' d_ff (d_ff_expert)");
+    if (n_group > 0) {
+      if (n_experts % n_group != 0)
+        throw UsageError(fmt::format("expert groups ({}) must divide the experts ({})", n_group, n_experts));
+      if (topk_group < 1 || topk_group > n_group)
+        throw UsageError(fmt::format("top-k groups must be in [1, groups {}] (got {})", n_group, topk_group));
+      if (top_k > topk_group * (n_experts / n_group))
+        throw UsageError(fmt::format("top-k ({}) is larger than the experts of {} groups of {}", top_k, topk_group,
+                                     n_experts / n_group));
+    }
+  } else if (top_k > 0 || d_ff_expert > 0 || n_shared_experts > 0 || n_group > 0) {
+    throw UsageError("top-k, expert d_ff, shared experts and expert groups need routed experts (n_experts)");
+  }
+  if (n_shared_experts > 0 && d_ff_shared < 1)
+    throw UsageError(fmt::format("{} shared experts need their d_ff (d_ff_shared)", n_shared_experts));
+  if (!(capacity_factor >= 0) || capacity_factor > 1024)
+    throw UsageError(fmt::format("capacity factor must be in [0, 1024] (got {:g}; 0 = no limit)", capacity_factor));
+  if (!(aux_loss_coef >= 0) || aux_loss_coef > 1e3)
+    throw UsageError(fmt::format("aux loss coefficient must be in [0, 1000] (got {:g})", aux_loss_coef));
+  // Multi-head latent attention.
+  count("q LoRA rank", q_lora_rank);
+  count("kv LoRA rank", kv_lora_rank);
+  count("qk nope head dim", qk_nope_head_dim);
+  count("qk rope head dim", qk_rope_head_dim);
+  count("v head dim", v_head_dim);
+  if (mla()) {
+    if (qk_nope_head_dim + qk_rope_head_dim < 1 || v_head_dim < 1)
+      throw UsageError("multi-head latent attention needs qk_nope_head_dim + qk_rope_head_dim and v_head_dim");
+    if (position == PositionKind::rope && qk_rope_head_dim % 2 != 0)
+      throw UsageError(fmt::format("RoPE needs an even qk_rope_head_dim (got {})", qk_rope_head_dim));
+    if (qk_norm != QkNorm::none) throw UsageError("QK-norm with multi-head latent attention is not modelled");
+  } else if (q_lora_rank > 0 || qk_nope_head_dim > 0 || qk_rope_head_dim > 0 || v_head_dim > 0) {
+    throw UsageError("q_lora_rank and the MLA head dims need kv_lora_rank (multi-head latent attention)");
+  }
+  if (sliding_window_step < 1 || sliding_window_step > kMaxDim)
+    throw UsageError(fmt::format("sliding window step must be at least 1 (got {})", sliding_window_step));
+  count("attention chunk", attention_chunk);
+  count("NoPE layer step", nope_layer_step);
   if (!(train_tokens > 0) || train_tokens > 1e21)
     throw UsageError(fmt::format("tokens must be in (0, 1e21] (got {:g})", train_tokens));
   if (!(batch_tokens >= 0) || batch_tokens > 1e15)
@@ -168,6 +379,7 @@ const std::vector<std::string>& preset_names() {
     std::vector<std::string> v;
     for (const auto& p : kPresets) v.emplace_back(p.name);
     for (const auto& p : kModern) v.emplace_back(p.name);
+    for (const auto& m : moe_presets()) v.push_back(m.name);
     return v;
   }();
   return names;
@@ -211,6 +423,8 @@ ModelConfig preset(const std::string& name) {
       return m;
     }
   }
+  for (const auto& m : moe_presets())
+    if (m.name == name) return m;
   std::string list;
   for (const auto& n : preset_names()) list += (list.empty() ? "" : ", ") + n;
   throw UsageError(fmt::format("unknown model '{}'; presets: {}", name, list));
@@ -218,34 +432,8 @@ ModelConfig preset(const std::string& name) {
 
 ModelConfig apply_overrides(ModelConfig m, const ModelOverrides& o) {
   bool custom = false;
-  auto set = [&](auto& field, const auto& value) {
-    if (value) {
-      field = *value;
-      custom = true;
-    }
-  };
-  set(m.n_layers, o.n_layers);
-  set(m.d_model, o.d_model);
-  set(m.n_heads, o.n_heads);
-  set(m.n_ctx, o.n_ctx);
-  set(m.vocab, o.vocab);
-  set(m.ffn_mult, o.ffn_mult);
-  set(m.train_tokens, o.train_tokens);
-  set(m.batch_tokens, o.batch_tokens);
-  set(m.n_kv_heads, o.n_kv_heads);
-  set(m.d_ff_explicit, o.d_ff);
-  set(m.sliding_window, o.sliding_window);
-  set(m.n_positions, o.n_positions);
-  set(m.norm, o.norm);
-  set(m.ffn, o.ffn);
-  set(m.position, o.position);
-  set(m.rope_theta, o.rope_theta);
-  set(m.biases, o.biases);
-  set(m.tied_embeddings, o.tied_embeddings);
-  set(m.count_final_norm, o.count_final_norm);
-  if (o.d_head) {
-    set(m.d_head, o.d_head);
-  } else if (o.d_model || o.n_heads) {
+  for (const auto& f : model_fields()) custom |= field_apply(f, o, m);
+  if (!o.d_head && (o.d_model || o.n_heads)) {
     if (m.n_heads <= 0) throw UsageError(fmt::format("heads must be at least 1 (got {})", m.n_heads));
     if (m.d_model % m.n_heads != 0)
       throw UsageError(fmt::format("heads ({}) must divide d_model ({})", m.n_heads, m.d_model));
@@ -262,47 +450,12 @@ ModelConfig apply_overrides(ModelConfig m, const ModelOverrides& o) {
 
 ModelConfig model_from_json(const nlohmann::json& j, const std::string& origin) {
   if (!j.is_object()) throw UsageError(fmt::format("{}: a model config must be a JSON object", origin));
-  static const std::set<std::string> known = {
-      "name",     "base",       "n_layers", "d_model",    "n_heads",         "n_kv_heads",     "d_head",
-      "n_ctx",    "vocab",      "ffn_mult", "d_ff",       "norm",            "ffn",            "position",
-      "rope_theta", "biases",   "tied_embeddings", "sliding_window", "n_positions", "count_final_norm",
-      "train_tokens", "batch_tokens"};
   for (const auto& [key, value] : j.items()) {
-    if (!known.count(key)) throw UsageError(fmt::format("{}: unknown key '{}'", origin, key));
+    if (key == "name" || key == "base") continue;
+    bool known = false;
+    for (const auto& f : model_fields()) known |= f.key == key;
+    if (!known) throw UsageError(fmt::format("{}: unknown key '{}'", origin, key));
   }
-  auto get_int = [&](const char* key) -> std::optional<int64_t> {
-    if (!j.contains(key)) return std::nullopt;
-    const auto& v = j.at(key);
-    if (!v.is_number()) throw UsageError(fmt::format("{}: '{}' must be a number", origin, key));
-    // Range and wholeness on the double, before any conversion (casting 1e30 is undefined).
-    const double d = v.get<double>();
-    if (!(d >= 1 && d <= static_cast<double>(kMaxDim)))
-      throw UsageError(fmt::format("{}: '{}' must be in [1, {}]", origin, key, kMaxDim));
-    if (d != std::floor(d)) throw UsageError(fmt::format("{}: '{}' must be a whole number", origin, key));
-    return static_cast<int64_t>(d);
-  };
-  auto get_real = [&](const char* key) -> std::optional<double> {
-    if (!j.contains(key)) return std::nullopt;
-    const auto& v = j.at(key);
-    if (!v.is_number()) throw UsageError(fmt::format("{}: '{}' must be a number", origin, key));
-    return v.get<double>();
-  };
-  // Like get_int, but 0 is allowed (sliding_window, n_positions: 0 = none / n_ctx).
-  auto get_int0 = [&](const char* key) -> std::optional<int64_t> {
-    if (j.contains(key) && j.at(key).is_number() && j.at(key).get<double>() == 0) return 0;
-    return get_int(key);
-  };
-  auto get_bool = [&](const char* key) -> std::optional<bool> {
-    if (!j.contains(key)) return std::nullopt;
-    if (!j.at(key).is_boolean()) throw UsageError(fmt::format("{}: '{}' must be true or false", origin, key));
-    return j.at(key).get<bool>();
-  };
-  auto get_string = [&](const char* key) -> std::optional<std::string> {
-    if (!j.contains(key)) return std::nullopt;
-    if (!j.at(key).is_string()) throw UsageError(fmt::format("{}: '{}' must be a string", origin, key));
-    return j.at(key).get<std::string>();
-  };
-  auto what = [&](const char* key) { return fmt::format("{}: '{}'", origin, key); };
   ModelConfig base;
   bool has_base = j.contains("base");
   if (has_base) {
@@ -320,26 +473,8 @@ ModelConfig model_from_json(const nlohmann::json& j, const std::string& origin) 
     base.name = "custom";
   }
   ModelOverrides o;
-  o.n_layers = get_int("n_layers");
-  o.d_model = get_int("d_model");
-  o.n_heads = get_int("n_heads");
-  o.n_ctx = get_int("n_ctx");
-  o.vocab = get_int("vocab");
-  o.ffn_mult = get_int("ffn_mult");
-  o.train_tokens = get_real("train_tokens");
-  o.batch_tokens = get_real("batch_tokens");
-  o.n_kv_heads = get_int("n_kv_heads");
-  o.d_head = get_int("d_head");
-  o.d_ff = get_int("d_ff");
-  o.sliding_window = get_int0("sliding_window");
-  o.n_positions = get_int0("n_positions");
-  o.rope_theta = get_real("rope_theta");
-  o.tied_embeddings = get_bool("tied_embeddings");
-  o.count_final_norm = get_bool("count_final_norm");
-  if (auto v = get_string("norm")) o.norm = parse_norm(what("norm"), *v);
-  if (auto v = get_string("ffn")) o.ffn = parse_ffn(what("ffn"), *v);
-  if (auto v = get_string("position")) o.position = parse_position(what("position"), *v);
-  if (auto v = get_string("biases")) o.biases = parse_biases(what("biases"), *v);
+  for (const auto& f : model_fields())
+    if (j.contains(f.key)) field_from_json(f, j.at(f.key), origin, o);
   if (j.contains("name")) {
     if (!j.at("name").is_string()) throw UsageError(fmt::format("{}: 'name' must be a string", origin));
     o.name = j.at("name").get<std::string>();
@@ -365,27 +500,9 @@ ModelConfig model_from_file(const std::string& path) {
 }
 
 nlohmann::json model_to_json(const ModelConfig& m) {
-  return {{"name", m.name},
-          {"n_layers", m.n_layers},
-          {"d_model", m.d_model},
-          {"n_heads", m.n_heads},
-          {"d_head", m.d_head},
-          {"n_kv_heads", m.kv_heads()},
-          {"n_ctx", m.n_ctx},
-          {"vocab", m.vocab},
-          {"ffn_mult", m.ffn_mult},
-          {"d_ff", m.d_ff()},
-          {"norm", to_string(m.norm)},
-          {"ffn", to_string(m.ffn)},
-          {"position", to_string(m.position)},
-          {"rope_theta", m.rope_theta},
-          {"biases", to_string(m.biases)},
-          {"tied_embeddings", m.tied_embeddings},
-          {"sliding_window", m.sliding_window},
-          {"n_positions", m.n_positions},
-          {"count_final_norm", m.count_final_norm},
-          {"batch_tokens", m.batch_tokens},
-          {"train_tokens", m.train_tokens}};
+  nlohmann::json j = {{"name", m.name}};
+  for (const auto& f : model_fields()) j[std::string(f.key)] = field_to_json(f, m);
+  return j;
 }
 
 ModelConfig scale_width(const ModelConfig& m, const Fraction& width) {
@@ -413,6 +530,26 @@ ModelConfig scale_width(const ModelConfig& m, const Fraction& width) {
   };
   s.d_model = m.d_model == m.n_heads * m.d_head ? s.n_heads * m.d_head : scaled("d_model", m.d_model);
   if (m.d_ff_explicit > 0) s.d_ff_explicit = scaled("d_ff", m.d_ff_explicit);
+  // Mixtures of experts: the experts (and their groups) divided like the heads, their widths
+  // and MLA's latent ranks scaled like d_ff and d_model, so every op keeps the model's share.
+  if (m.moe()) {
+    s.n_experts = scaled("number of experts", m.n_experts);
+    if (s.n_experts < m.top_k)
+      throw UsageError(fmt::format("width {} leaves {} experts, fewer than top-k {}; choose a wider width", width.str(),
+                                   s.n_experts, m.top_k));
+    if (m.n_group > 0) {
+      // The groups a token may use scale with them (DeepSeek-V3: 4 of 8 groups; at 1/2, 2 of 4).
+      s.n_group = scaled("number of expert groups", m.n_group);
+      s.topk_group = scaled("number of top-k expert groups", m.topk_group);
+      if (s.top_k > s.topk_group * (s.n_experts / s.n_group))
+        throw UsageError(fmt::format("width {} leaves {} groups of {} experts for top-k {}; choose a wider width",
+                                     width.str(), s.topk_group, s.n_experts / s.n_group, s.top_k));
+    }
+    s.d_ff_expert = scaled("expert d_ff", m.d_ff_expert);
+    if (m.d_ff_shared > 0) s.d_ff_shared = scaled("shared expert d_ff", m.d_ff_shared);
+  }
+  if (m.q_lora_rank > 0) s.q_lora_rank = scaled("q LoRA rank", m.q_lora_rank);
+  if (m.kv_lora_rank > 0) s.kv_lora_rank = scaled("kv LoRA rank", m.kv_lora_rank);
   if (width.num != width.den) s.name = fmt::format("{} @ width {}", m.name, width.str());
   s.validate();
   return s;

@@ -124,13 +124,14 @@ MeasuredOps measured_ops_from_file(const std::string& path) {
   return m;
 }
 
-LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile& s, const MeasuredOps* measured) {
+LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile& s, const MeasuredOps* measured,
+                     size_t kind) {
   const bool flash = l.attention == Attention::flash;
   GraphOptions go;
   go.precision = Precision::bf16;  // 2-byte activations; fp8 changes the linear GEMMs' peak below
   go.include_head = true;
   go.recompute = l.recompute != Recompute::none;
-  const LayerGraph g = build_layer_graph(layer_shape(m, l.micro_batch, l.seq), go);
+  const LayerGraph g = build_layer_graph(layer_shape(m, l.micro_batch, l.seq, kind), go);
   const LayerShape& shape = g.shape;
   const double peak16 = s.peak_tflops(l.precision == "fp8" ? "bf16" : l.precision) * 1e12;
   const double peak_linear = s.peak_tflops(l.precision) * 1e12;

@@ -70,8 +70,10 @@ struct LayerCost {
   int64_t measured_ops = 0, modelled_ops = 0;
 };
 
-// The cost of one layer and of the LM head for one micro-batch on one GPU.
-LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile& s, const MeasuredOps* measured);
+// The cost of one layer (of the model's kind of layer `kind`, an index into m.layer_kinds())
+// and of the LM head for one micro-batch on one GPU.
+LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile& s, const MeasuredOps* measured,
+                     size_t kind = 0);
 
 // GEMM efficiency from tile and wave quantisation alone (the factor e_q above), in (0, 1].
 double quantisation_efficiency(int64_t m, int64_t n, int64_t batch, const SystemProfile& s);

@@ -38,16 +38,21 @@ ParamCount params_per_gpu(const LayerGraph& g, int64_t tp) {
 }  // namespace
 
 double model_flops_per_step(const ModelConfig& m, const Layout& l) {
-  GraphOptions go;
-  go.include_head = true;
-  const LayerGraph g = build_layer_graph(layer_shape(m, l.micro_batch, l.seq), go);
-  double layer = 0, head = 0;
-  for (const auto& op : g.ops) {
-    if (op.impl != OpImpl::gemm || op.phase == Phase::recompute) continue;
-    (op.group == Group::head ? head : layer) += op.flops;
+  // Each kind of layer in the model's schedule, weighted by its count.
+  double layers = 0, head = 0;
+  for (size_t k = 0; k < m.layer_kinds().size(); ++k) {
+    GraphOptions go;
+    go.include_head = k == 0;
+    const LayerGraph g = build_layer_graph(layer_shape(m, l.micro_batch, l.seq, k), go);
+    double layer = 0;
+    for (const auto& op : g.ops) {
+      if (op.impl != OpImpl::gemm || op.phase == Phase::recompute) continue;
+      (op.group == Group::head ? head : layer) += op.flops;
+    }
+    layers += layer * static_cast<double>(m.layer_kinds()[k].count);
   }
   const double micro_batches = static_cast<double>(l.global_batch) / static_cast<double>(l.micro_batch);
-  return micro_batches * (layer * static_cast<double>(m.n_layers) + head);
+  return micro_batches * (layers + head);
 }
 
 Prediction predict(const PredictInput& in) {
@@ -91,13 +96,38 @@ Prediction predict(const PredictInput& in) {
   const double tp_last = l.tp > 1 ? (sp ? 2 : 1) * one_collective : 0;
 
   p.split = layer_split(in.model.n_layers, l.pp);
-  const double layer_compute = c.layer_forward_s + c.layer_backward_s + c.layer_recompute_s;
+  // The schedule: each kind of layer costed once (kind 0 is p.cost); a stage's compute sums
+  // its layers' kinds (stage i holds the next p.split[i] layers).
+  const std::vector<LayerKind> kinds = in.model.layer_kinds();
+  const std::vector<LayerSpec> schedule = in.model.schedule();
+  std::vector<double> kind_compute, kind_backward;
+  for (size_t k = 0; k < kinds.size(); ++k) {
+    const LayerCost kc = k == 0 ? c : layer_cost(in.model, l, s, in.measured, k);
+    kind_compute.push_back(kc.layer_forward_s + kc.layer_backward_s + kc.layer_recompute_s);
+    kind_backward.push_back(kc.layer_backward_s + kc.layer_recompute_s);
+  }
+  // How many layers of each kind the n layers from `from` on hold.
+  auto kinds_in = [&](int64_t from, int64_t n) {
+    std::vector<double> count(kinds.size(), 0.0);
+    for (int64_t j = from; j < from + n; ++j) {
+      size_t k = 0;
+      while (!(kinds[k].spec == schedule[static_cast<size_t>(j)])) ++k;
+      count[k] += 1;
+    }
+    return count;
+  };
   const double head_compute = c.head_forward_s + c.head_backward_s;
-  double worst = -1, worst_compute = 0, worst_tp = 0;
-  int64_t worst_layers = 0;
+  double worst = -1, worst_compute = 0, worst_tp = 0, worst_backward = 0;
+  int64_t first_layer = 0;
   for (size_t i = 0; i < p.split.size(); ++i) {
     const double layers = static_cast<double>(p.split[i]);
-    double compute = layers * layer_compute, tp = layers * tp_layer;
+    const std::vector<double> per_kind = kinds_in(first_layer, p.split[i]);
+    first_layer += p.split[i];
+    double compute = 0, backward = 0, tp = layers * tp_layer;
+    for (size_t k = 0; k < kinds.size(); ++k) {
+      compute += per_kind[k] * kind_compute[k];
+      backward += per_kind[k] * kind_backward[k];
+    }
     if (i == 0) tp += tp_first;
     if (i + 1 == p.split.size()) {
       compute += head_compute;
@@ -107,7 +137,7 @@ Prediction predict(const PredictInput& in) {
       worst = compute + tp;
       worst_compute = compute;
       worst_tp = tp;
-      worst_layers = p.split[i];
+      worst_backward = backward;
     }
   }
   // Pipeline: each micro-batch crosses each of a stage's vpp chunk boundaries forward and
@@ -129,12 +159,21 @@ Prediction predict(const PredictInput& in) {
   go.include_head = true;
   const LayerGraph g = build_layer_graph(layer_shape(in.model, 1, l.seq), go);
   const ParamCount pc = params_per_gpu(g, l.tp);
+  std::vector<double> kind_params = {pc.layer};
+  for (size_t k = 1; k < kinds.size(); ++k)
+    kind_params.push_back(params_per_gpu(build_layer_graph(layer_shape(in.model, 1, l.seq, k), GraphOptions{}), l.tp).layer);
+  auto stage_params = [&](int64_t from, int64_t n) {
+    const std::vector<double> count = kinds_in(from, n);
+    double sum = 0;
+    for (size_t k = 0; k < kinds.size(); ++k) sum += count[k] * kind_params[k];
+    return sum;
+  };
   const double position = in.model.position == PositionKind::learned
                               ? static_cast<double>(in.model.n_ctx) * static_cast<double>(in.model.d_model)
                               : 0;
-  const double first = static_cast<double>(p.split.front()) * pc.layer + pc.vocab_matrix + position +
+  const double first = stage_params(0, p.split.front()) + pc.vocab_matrix + position +
                        (l.pp == 1 ? pc.head_norm + (in.model.tied_embeddings ? 0 : pc.vocab_matrix) : 0);
-  const double last = static_cast<double>(p.split.back()) * pc.layer + pc.head_norm + pc.vocab_matrix +
+  const double last = stage_params(in.model.n_layers - p.split.back(), p.split.back()) + pc.head_norm + pc.vocab_matrix +
                       (l.pp == 1 ? position : 0);
   const double available = s.hbm_bytes - s.memory_reserved_bytes;
   const MemoryBreakdown mem_first = memory_per_gpu(first, p.split.front(), in.model, l, available);
@@ -149,7 +188,7 @@ Prediction predict(const PredictInput& in) {
   b.dp_comm_total_s = l.distributed_optimizer ? net.time(Collective::reduce_scatter, grad_bytes, dp, dp_inter) +
                                                     net.time(Collective::all_gather, grad_bytes, dp, dp_inter)
                                               : net.time(Collective::all_reduce, grad_bytes, dp, dp_inter);
-  const double hidden = l.dp_overlap ? static_cast<double>(worst_layers) * (c.layer_backward_s + c.layer_recompute_s) : 0;
+  const double hidden = l.dp_overlap ? worst_backward : 0;
   b.dp_comm_s = std::max(0.0, b.dp_comm_total_s - hidden);
   const double opt_params = l.distributed_optimizer ? params_gpu / static_cast<double>(dp) : params_gpu;
   b.optimizer_s = opt_params * kOptimizerBytesPerParameter / (s.hbm_bytes_per_s * s.memory_efficiency);
@@ -162,20 +201,23 @@ Prediction predict(const PredictInput& in) {
   // attention core; flash: its backward's recomputed scores).
   GraphOptions gr;
   gr.recompute = true;
-  const LayerGraph gfull = build_layer_graph(layer_shape(in.model, l.micro_batch, l.seq), gr);
-  double extra = 0;
-  for (const auto& op : gfull.ops) {
-    if (op.impl != OpImpl::gemm) continue;
-    const bool core = op.name.find(".attn.") != std::string::npos;
-    if (l.attention == Attention::flash) {
-      if (op.name == "fwd.attn.scores") extra += op.flops;  // recomputed in flash's backward
-      if (op.phase == Phase::recompute && l.recompute == Recompute::full) extra += op.flops;
-    } else if (op.phase == Phase::recompute) {
-      if (l.recompute == Recompute::full || (l.recompute == Recompute::selective && core)) extra += op.flops;
+  double extras = 0;  // over the schedule
+  for (size_t k = 0; k < kinds.size(); ++k) {
+    const LayerGraph gfull = build_layer_graph(layer_shape(in.model, l.micro_batch, l.seq, k), gr);
+    double extra = 0;
+    for (const auto& op : gfull.ops) {
+      if (op.impl != OpImpl::gemm) continue;
+      const bool core = op.name.find(".attn.") != std::string::npos;
+      if (l.attention == Attention::flash) {
+        if (op.name == "fwd.attn.scores") extra += op.flops;  // recomputed in flash's backward
+        if (op.phase == Phase::recompute && l.recompute == Recompute::full) extra += op.flops;
+      } else if (op.phase == Phase::recompute) {
+        if (l.recompute == Recompute::full || (l.recompute == Recompute::selective && core)) extra += op.flops;
+      }
     }
+    extras += extra * static_cast<double>(kinds[k].count);
   }
-  p.hardware_flops = p.model_flops + extra * static_cast<double>(in.model.n_layers) *
-                                         static_cast<double>(l.global_batch) / static_cast<double>(l.micro_batch);
+  p.hardware_flops = p.model_flops + extras * static_cast<double>(l.global_batch) / static_cast<double>(l.micro_batch);
   const double gpus = static_cast<double>(l.gpus);
   p.model_tflops_per_gpu = p.model_flops / p.step_time_s / gpus / 1e12;
   p.hardware_tflops_per_gpu = p.hardware_flops / p.step_time_s / gpus / 1e12;

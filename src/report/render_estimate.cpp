@@ -74,12 +74,13 @@ std::string exact_count(double v) {
   return out;
 }
 
-// N and its breakdown, one line (analytic).
-std::string parameters_line(const json& r) {
+// N and its breakdown, one line (analytic); a model of several kinds of layer, or a mixture of
+// experts, adds a line each for its kinds and its active N.
+std::vector<std::string> parameters_lines(const json& r) {
   const double total = r.at("parameters").get<double>();
   std::string line =
       fmt::format("parameters N (analytic, from the architecture): {} ({})", exact_count(total), fmt_count(total));
-  if (!r.contains("parameter_breakdown")) return line;
+  if (!r.contains("parameter_breakdown")) return {line};
   const auto& p = r.at("parameter_breakdown");
   auto n = [&](const char* key) { return fmt_count(p.at(key).get<double>()); };
   line += fmt::format(" = embeddings {} + positions {} + layers {} (per layer: attention {} + biases {}, FFN {} + biases {}, "
@@ -87,7 +88,22 @@ std::string parameters_line(const json& r) {
                       n("embeddings"), n("positions"), n("layers"), n("attention_per_layer"),
                       n("attention_biases_per_layer"), n("ffn_per_layer"), n("ffn_biases_per_layer"),
                       n("norms_per_layer"), n("final_norm"), n("lm_head"), n("non_embedding"));
-  return line;
+  std::vector<std::string> lines = {line};
+  if (r.contains("layer_kinds") && r.at("layer_kinds").size() > 1) {
+    std::string kinds;
+    for (const auto& k : r.at("layer_kinds"))
+      kinds += fmt::format("{}{} x {} ({} each, {} active)", kinds.empty() ? "" : " + ", k.at("count").get<int64_t>(),
+                           k.at("layer").get<std::string>(), fmt_count(k.at("parameters").at("total").get<double>()),
+                           fmt_count(k.at("parameters").at("active").get<double>()));
+    lines.push_back("layers by kind: " + kinds);
+  }
+  if (r.contains("active_parameters") && r.at("active_parameters").get<double>() != total) {
+    const double active = r.at("active_parameters").get<double>();
+    lines.push_back(fmt::format("active parameters per token N_active (analytic): {} ({}): embeddings, LM head, "
+                                "norms, attention, router, shared experts and the top-k routed experts",
+                                exact_count(active), fmt_count(active)));
+  }
+  return lines;
 }
 
 Section formulas_section(const json& formulas, const json& c, const std::string& heading) {
@@ -152,7 +168,7 @@ Document estimate_document(const json& r) {
   Section model;
   model.heading = "Model";
   model.before.push_back(model_line(m));
-  model.before.push_back(parameters_line(r));
+  for (auto& l : parameters_lines(r)) model.before.push_back(std::move(l));
   d.sections.push_back(model);
   if (r.contains("job")) d.sections.push_back(job_section(r.at("job")));
   d.sections.push_back(formulas_section(r.at("formulas"), r.at("cluster"), "Training FLOPs, every analytic formula"));

@@ -112,11 +112,34 @@ json parameter_breakdown_json(const ModelConfig& m) {
           {"ffn_per_layer", p.ffn},
           {"ffn_biases_per_layer", p.ffn_biases},
           {"norms_per_layer", p.norms},
-          {"layers", p.n_layers * p.per_layer()},
+          {"layers", p.layers()},
           {"final_norm", p.final_norm},
           {"lm_head", p.lm_head},
           {"total", p.total()},
+          {"active", p.active()},
           {"non_embedding", non_embedding_parameters(m)}};
+}
+
+json layer_kinds_json(const ModelConfig& m) {
+  json kinds = json::array();
+  for (const auto& [k, p] : parameter_breakdown(m).kinds)
+    kinds.push_back({{"layer", to_string(k.spec)},
+                     {"count", k.count},
+                     {"first", k.first},
+                     {"parameters",
+                      {{"attention", p.attention},
+                       {"attention_biases", p.attention_biases},
+                       {"attention_extra", p.attention_extra},
+                       {"ffn", p.ffn},
+                       {"ffn_biases", p.ffn_biases},
+                       {"norms", p.norms},
+                       {"routed_experts", p.routed_experts},
+                       {"active_experts", p.active_experts},
+                       {"shared_experts", p.shared_experts},
+                       {"router", p.router},
+                       {"total", p.total()},
+                       {"active", p.active()}}}});
+  return kinds;
 }
 
 json seed_check_json(const ModelConfig& m) {
@@ -151,7 +174,9 @@ json estimate_result(const ModelConfig& model, const ModelConfig& layer_model, c
             {"seed_check", "analytic"}, {"cluster", "assumed"}}},
           {"model", model_to_json(model)},
           {"parameters", parameter_count(model)},
+          {"active_parameters", active_parameter_count(model)},
           {"parameter_breakdown", parameter_breakdown_json(model)},
+          {"layer_kinds", layer_kinds_json(model)},
           {"layer", layer_json(g, layer_model, width)},
           {"cluster", cluster_json(c)},
           {"formulas", formulas_json(model, c, megatron_vocab_multiple)},

@@ -44,6 +44,8 @@ nlohmann::json cluster_json(const ClusterAssumption& c);
 nlohmann::json seed_check_json(const ModelConfig& m);
 // N by group (parameter_breakdown), with the total and Kaplan's non-embedding count.
 nlohmann::json parameter_breakdown_json(const ModelConfig& m);
+// Each kind of layer of the model's schedule: its spec, count, first layer and parameters.
+nlohmann::json layer_kinds_json(const ModelConfig& m);
 
 nlohmann::json estimate_result(const ModelConfig& model, const ModelConfig& layer_model, const std::string& width,
                                const LayerGraph& g, const ClusterAssumption& c,
