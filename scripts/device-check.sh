@@ -31,11 +31,14 @@
 #    3. devices: `flopscope --version`; `flopscope devices` lists a GPU
 #       (if libraries or devices failed, every later step is skipped: nothing can run)
 #    4. measure-175b: the headline. `measure --model gpt3-175b --width 1` in bf16 with
-#       hardware counters (--counters auto), verification and the 8192^3 GEMM ceiling
+#       hardware counters (--counters auto), verification and the 8192^3 GEMM ceiling; if that
+#       run leaves no result within two thirds of the step, the layer is measured again with
+#       --counters off (timing and verification still come back; the step reads failed)
 #    5. counters: the counters' own check. The GpuCounters suite (a 1536^3 bf16 GEMM reads 2 m n
 #       k padded by its tiles; every op of a small layer measured), and the 175B run's
-#       counters: dropped metrics are a warning; the step fails only when the run's own dtype
-#       (bf16) lost every FLOP term, or counters were unavailable (the reason is the result)
+#       counters: dropped metrics are a warning; the step fails when counters were unavailable
+#       (the reason is the result) or a GEMM was not measured, lost its bf16 figure, or read
+#       outside 0.999-1.5 of its analytic FLOPs
 #    6. ncu-crosscheck: scripts/ncu-crosscheck.sh --gemm-candidates 1 on width 1/96, seq 256:
 #       flopscope's counters against Nsight Compute's, op by op
 #    7. measure-1_8-fp8: `measure --width 1/8` in fp8, verification (compute capability 8.9+)
@@ -77,8 +80,10 @@ later_suites="GpuGemm GpuLayer GpuFp8 GpuMeasure GpuGraph"
 non_kernel_suites=" $later_suites GpuCounters "
 
 time_scale=${FLOPSCOPE_CHECK_TIME_SCALE:-1}
-[[ $time_scale =~ ^[0-9]*\.?[0-9]+$ ]] || { echo "device-check: FLOPSCOPE_CHECK_TIME_SCALE must be a positive number" >&2; exit 2; }
-scaled() { awk -v s="$time_scale" -v v="$1" 'BEGIN { r = int(v * s + 0.5); print (r < 1 ? 1 : r) }'; }
+[[ $time_scale =~ ^[0-9]*\.?[0-9]+$ ]] && awk -v s="$time_scale" 'BEGIN { exit !(s > 0) }' ||
+  { echo "device-check: FLOPSCOPE_CHECK_TIME_SCALE must be a positive number" >&2; exit 2; }
+# Scaled limits keep 4 s at least: a step's own process starts take a second on a loaded machine.
+scaled() { awk -v s="$time_scale" -v v="$1" 'BEGIN { r = int(v * s + 0.5); print (r < 4 && s != 1 ? 4 : r) }'; }
 
 # ---------------------------------------------------------------------------------------------
 # Steps. Each runs as its own process (this script with --step NAME, under timeout), with
@@ -128,9 +133,11 @@ PY
 }
 
 # The counters of the measure JSON at $1 for the run's dtype $2, judged: prints one line and
-# exits 0 when the dtype kept a FLOP term (dropped metrics are a warning), 1 when it lost every
-# one or counters were not measured.
+# exits 0 when every GEMM was measured, complete, with a $2 figure, at 0.999-1.5 times its
+# analytic FLOPs (its tiles' padding; exactly the chosen tile's within 0.1% where it is named);
+# dropped metrics are a warning. Exits 1 otherwise, or when counters were not measured.
 judge_counters() {
+  command -v python3 >/dev/null || { echo "python3 missing: the counters were not judged"; return 1; }
   python3 - "$1" "$2" <<'PY'
 import json, sys
 path, dtype = sys.argv[1], sys.argv[2]
@@ -143,42 +150,81 @@ hw = hw.get("hardware", hw)
 if hw.get("status") != "measured":
     print(f"counters {hw.get('status')}: {hw.get('reason')}"); sys.exit(1)
 dropped = [m.get("name") for m in hw.get("dropped_metrics") or []]
-lost, bases, splits = set(), set(), []
-for o in d.get("ops", []):
-    m = o.get("measured") or {}
-    for nc in m.get("not_counted_dtypes") or []:
-        if nc.get("dtype") == dtype: lost.add(o.get("name"))
+bad, bases, splits, ratios = [], set(), [], []
+gemms = [o for o in d.get("ops", []) if o.get("kind") in ("gemm", "batched_gemm")]
+for o in gemms:
+    name, m = o.get("name"), o.get("measured")
+    if not isinstance(m, dict):
+        bad.append(f"{name}: not measured"); continue
+    if any(nc.get("dtype") == dtype for nc in m.get("not_counted_dtypes") or []):
+        bad.append(f"{name}: every {dtype} term refused"); continue
+    if not m.get("complete") or not isinstance((m.get("tensor_flops_by_dtype") or {}).get(dtype), (int, float)):
+        bad.append(f"{name}: {dtype} figure missing (missing: {', '.join(m.get('missing') or []) or '-'})"); continue
     b = ((m.get("formula") or {}).get("tensor_basis") or {}).get(dtype)
     if b: bases.add(b)
     s = ((m.get("checks") or {}).get("hopper_split") or {}).get(dtype, {}).get("split_over_dense")
     if isinstance(s, (int, float)): splits.append(s)
+    r = o.get("measured_over_analytic")
+    if not isinstance(r, (int, float)):
+        bad.append(f"{name}: no measured/analytic"); continue
+    ratios.append(r)
+    tile = (o.get("padding") or {}).get("tile_padded_over_useful")
+    if not 0.999 <= r <= 1.5:
+        bad.append(f"{name}: measured/analytic {r:.4f} outside 0.999-1.5")
+    elif isinstance(tile, (int, float)) and abs(r / tile - 1) > 1e-3:
+        bad.append(f"{name}: measured/analytic {r:.4f}, its tile's padding predicts {tile:.4f}")
+if not gemms: bad.append("no GEMM ops in the result")
 parts = [f"{hw.get('chip')} {hw.get('arch')}, {hw.get('passes')} passes"]
 parts.append(f"{dtype} read as {', '.join(sorted(bases)) or 'nothing'}")
+if ratios: parts.append(f"GEMMs measured/analytic {min(ratios):.4f}..{max(ratios):.4f}")
 if splits: parts.append(f"hgmma+hmma over dense {min(splits):.4f}..{max(splits):.4f}")
 if dropped: parts.append(f"warning: {len(dropped)} metric(s) dropped: {', '.join(dropped)}")
-if lost:
-    parts.append(f"FAILED: every {dtype} FLOP term was refused ({len(lost)} ops not counted)")
+if bad: parts.append(f"FAILED: {len(bad)} GEMM(s): {'; '.join(bad[:4])}")
 print("; ".join(parts))
-sys.exit(1 if lost else 0)
+sys.exit(1 if bad else 0)
 PY
 }
 
-# measure NAME ARGS...: flopscope measure into $work/NAME.json, summarised; fails unless verified.
+# The last line of a failed flopscope run's log that says why ("flopscope: error: ...").
+last_error() { grep -E 'error|Error' "$1" 2>/dev/null | tail -n1 | cut -c1-300; }
+
+# measure NAME [--limit S] ARGS...: flopscope measure into $work/NAME.json, summarised; fails
+# unless the run's verification passed. --limit: a timeout for this run inside the step.
 run_measure() {
   local name=$1
   shift
-  "${flopscope_cmd[@]}" measure --backend cuda --format json -o "$work/$name.json" "$@"
+  local -a limit=()
+  if [[ ${1:-} == --limit ]]; then
+    limit=(timeout -k 2 "$2")
+    shift 2
+  fi
+  "${limit[@]}" "${flopscope_cmd[@]}" measure --backend cuda --format json -o "$work/$name.json" "$@"
   local rc=$?
+  if [[ ! -f "$work/$name.json" ]]; then
+    local why
+    why=$(last_error "$work/$step_name.log")
+    ((rc == 124 || rc == 137)) && why="killed at its time limit${why:+; $why}"
+    result "no result JSON (rc=$rc${why:+: $why})"
+    return $((rc == 0 ? 1 : rc))
+  fi
   result "$(summarize_measure "$work/$name.json")"
   # The CUPTI profiler's refusal, in its words, when the run had counters.
-  python3 - "$work/$name.json" >>"$work/$step_name.refused" 2>/dev/null <<'PY'
+  command -v python3 >/dev/null && python3 - "$work/$name.json" >>"$work/$step_name.refused" 2>/dev/null <<'PY'
 import json, sys
 hw = (json.load(open(sys.argv[1])).get("counters") or {})
 hw = hw.get("hardware", hw)
 if hw.get("status") == "unavailable": print(f"CUPTI Range Profiler: {hw.get('reason')}")
 PY
   ((rc == 0)) || return "$rc"
-  grep -q '"passed": true' "$work/$name.json"
+  verified "$work/$name.json"
+}
+
+# Whether the measure JSON at $1 says its verification passed (the top-level verification.passed).
+# Without python3, the exit status alone says it: measure writes no result for a layer that
+# failed verification.
+verified() {
+  command -v python3 >/dev/null || return 0
+  python3 -c 'import json, sys; sys.exit(0 if (json.load(open(sys.argv[1])).get("verification") or {}).get("passed") is True else 1)' "$1"
 }
 
 # Gpu*/Cuda* suites of the test binary, by their gtest name ("GpuFill", "GpuShapes/GpuGemm"):
@@ -307,6 +353,16 @@ step_devices() {
   "${flopscope_cmd[@]}" devices
   # GPUs seen, the first one's name and compute capability ("9.0" -> 90, for the fp8 steps).
   local line
+  if ! command -v python3 >/dev/null; then
+    # Without python3: the first GPU's compute capability, from the JSON's text.
+    local cc
+    cc=$(tr -d '\n' <"$work/devices.json" | grep -oE '"gpus": *\[ *\{[^]]*"compute_capability": *"[0-9]+\.[0-9]+"' |
+      grep -oE '[0-9]+\.[0-9]+"$' | tr -d '"')
+    [[ -n "$cc" ]] || { result "flopscope sees no GPU (devices.json lists none; python3 missing to say more)"; return 1; }
+    echo "$cc" | tr -d . >"$work/state/cc"
+    result "a GPU of compute capability $cc (python3 missing: see devices.json)"
+    return 0
+  fi
   line=$(python3 - "$work/devices.json" "$work/state" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
@@ -329,8 +385,24 @@ PY
   return "$rc"
 }
 
+# The headline. If the run with counters leaves no result (CUPTI failing, crashing or hanging,
+# as a VM may make it), the layer is measured again without counters, so timing and
+# verification still come back; the counters' failure goes into the summary's refusals.
 step_measure-175b() {
-  run_measure measure-175b --model gpt3-175b --width 1 --precision bf16 --counters auto
+  # A third of the step's time is kept for that second run (about 36 s of 110).
+  local left
+  left=$(left_s)
+  run_measure measure-175b --limit "$((left - left / 3))" --model gpt3-175b --width 1 --precision bf16 --counters auto
+  local rc=$?
+  [[ -f "$work/measure-175b.json" ]] && return "$rc"
+  local first
+  first=$(cat "$work/$step_name.result")
+  refused "CUPTI Range Profiler (measure --counters auto): $first"
+  run_measure measure-175b --limit "$(($(left_s) > 2 ? $(left_s) - 1 : 1))" --model gpt3-175b --width 1 --precision bf16 --counters off \
+    --no-ceiling
+  rc=$?
+  result "with counters: $first; again without counters: $(cat "$work/$step_name.result")"
+  return $((rc == 0 ? 1 : rc))  # the counters run failed: not ok, whatever the second run says
 }
 
 step_counters() {
@@ -356,15 +428,23 @@ step_ncu-crosscheck() {
   local ncu
   ncu=$(flopscope_find_tool ncu) || { result "ncu (Nsight Compute) not found (set NCU)"; return 1; }
   echo "ncu: $ncu"
-  NCU=$ncu bash "$here/ncu-crosscheck.sh" --out "$work/ncu-crosscheck" --gemm-candidates 1 --width 1/96 --seq 256
+  # The library path the libraries step found (libnvperf's folder among it) goes along.
+  FLOPSCOPE_LD_PATH=$FLOPSCOPE_LD_PATH NCU=$ncu bash "$here/ncu-crosscheck.sh" --out "$work/ncu-crosscheck" \
+    --gemm-candidates 1 --width 1/96 --seq 256
   local rc=$?
   if [[ -f "$work/ncu-crosscheck/table.txt" ]]; then
     result "$(tail -n1 "$work/ncu-crosscheck/table.txt")"
+  elif [[ ! -f "$work/ncu-crosscheck/ncu.log" ]]; then
+    # Its first run, flopscope's own counters (--counters required), failed: CUPTI's words.
+    local line
+    line=$(last_error "$work/ncu-crosscheck/flopscope.log")
+    result "rc=$rc: flopscope --counters required failed before ncu ran${line:+: $line}"
+    refused "CUPTI Range Profiler (ncu-crosscheck's own run): ${line:-rc=$rc}"
   else
     # ncu's own words: LibraryNotLoaded, ERR_NVGPUCTRPERM, ...
     local line
-    line=$(grep -h -m1 -E '==ERROR==|ERR_|LibraryNotLoaded|not supported' "$work/ncu-crosscheck"/*.log "$work/$step_name.log" \
-      2>/dev/null | head -n1 | cut -c1-300)
+    line=$(grep -h -m1 -E '==ERROR==|ERR_|LibraryNotLoaded|not supported' "$work/ncu-crosscheck/ncu.log" \
+      "$work/ncu-crosscheck/ncu-export.log" 2>/dev/null | head -n1 | cut -c1-300)
     result "rc=$rc, no table${line:+: $line}"
     refused "ncu: ${line:-rc=$rc, no table}"
   fi
@@ -412,7 +492,9 @@ while (($#)); do
       deadline=$2; shift 2 ;;
     --out) [[ -n ${2:-} ]] || { echo "device-check: --out takes a folder" >&2; exit 2; }; dest=$2; shift 2 ;;
     --part) echo "device-check: --part is gone: the check is one call now (see --plan)" >&2; exit 2 ;;
-    --step) step_name=${2:-}; shift 2 ;;  # internal: run one step (this script calls itself)
+    --step)  # internal: run one step (this script calls itself)
+      [[ -n ${2:-} ]] || { echo "device-check: --step takes a step name" >&2; exit 2; }
+      step_name=$2; shift 2 ;;
     -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$self"; exit 0 ;;
     *) echo "device-check: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -535,6 +617,15 @@ write_summary() {
   local -a pack=(-C "$(dirname "$work")" --transform "s,^$(basename "$work"),device-check," "$(basename "$work")")
   tar -czf "$dest/device-check.tgz.tmp" "${pack[@]}" 2>/dev/null
   if (($(stat -c %s "$dest/device-check.tgz.tmp" 2>/dev/null || echo 0) > 15 * 1024 * 1024)); then
+    tar -czf "$dest/device-check.tgz.tmp" --exclude='*.ncu-rep' "${pack[@]}" 2>/dev/null
+  fi
+  # Still too large: every log over 1 MiB keeps its last 1 MiB (where the errors are).
+  if (($(stat -c %s "$dest/device-check.tgz.tmp" 2>/dev/null || echo 0) > 15 * 1024 * 1024)); then
+    local f
+    while IFS= read -r f; do
+      tail -c 1048576 "$f" >"$f.tail" && { echo "[... truncated to its last 1 MiB to fit the 16 MiB a file may bring back]"; cat "$f.tail"; } >"$f"
+      rm -f "$f.tail"
+    done < <(find "$work" -name '*.log' -size +1M)
     tar -czf "$dest/device-check.tgz.tmp" --exclude='*.ncu-rep' "${pack[@]}" 2>/dev/null
   fi
   mv -f "$dest/device-check.tgz.tmp" "$dest/device-check.tgz"

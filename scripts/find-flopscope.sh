@@ -172,8 +172,11 @@ flopscope_find_tool() {
     return 1
   fi
   c=$(command -v "$name" 2>/dev/null) && { echo "$c"; return 0; }
-  for c in ${CUDA_HOME:+"$CUDA_HOME/bin/$name"} /usr/local/cuda/bin/"$name" /usr/local/cuda-*/bin/"$name" \
-    /usr/local/cuda*/compute-sanitizer/"$name" /opt/nvidia/nsight-compute/*/"$name"; do
+  # The newest toolkit and Nsight Compute first (version-sorted, highest first).
+  local -a found=()
+  mapfile -t found < <(printf '%s\n' /usr/local/cuda-*/bin/"$name" /usr/local/cuda*/compute-sanitizer/"$name" \
+    /opt/nvidia/nsight-compute/*/"$name" | sort -rV)
+  for c in ${CUDA_HOME:+"$CUDA_HOME/bin/$name"} /usr/local/cuda/bin/"$name" "${found[@]}"; do
     [[ -f "$c" ]] && { echo "$c"; return 0; }
   done
   return 1

@@ -188,7 +188,8 @@ def same_algo(op):
     a, b = algos_fs.get(op), algos_ncu.get(op)
     if a is None or b is None:
         return "-"
-    return "same" if a.get("best_index") == b.get("best_index") else "DIFFERS"
+    keys = ("algo_id", "tile_id", "stages_id", "split_k", "cluster_shape_id")
+    return "same" if all(a.get(k) == b.get(k) for k in keys) else "DIFFERS"
 
 fmt = lambda v: "n/a" if v is None else f"{v:.6g}"
 pct = lambda d: "inf" if d == math.inf else f"{100 * d:.4f}%"

@@ -199,8 +199,10 @@ TEST(CounterFlops, MetricsTheChipRefusedAreNotCountedAndBf16StaysMeasured) {
   const json f = flops_from_metrics(in.raw, in.arch, collected);
   EXPECT_EQ(num(f, "tensor_flops"), 2 * m * n * k);
   EXPECT_EQ(f.at("tensor_flops_by_dtype").at("bf16").get<double>(), 2 * m * n * k);
-  EXPECT_EQ(f.at("tensor_flops_by_dtype").at("fp16").get<double>(), 0.0);  // its fp32-accumulate term remains
-  EXPECT_EQ(f.at("tensor_flops_by_dtype").at("fp8").get<double>(), 0.0);   // from its total
+  // fp16's dense way lost a term, so it is read from the HGMMA + HMMA split; fp8 from its total.
+  EXPECT_EQ(f.at("tensor_flops_by_dtype").at("fp16").get<double>(), 0.0);
+  EXPECT_EQ(f.at("formula").at("tensor_basis").at("fp16"), "hgmma+hmma");
+  EXPECT_EQ(f.at("tensor_flops_by_dtype").at("fp8").get<double>(), 0.0);
   EXPECT_EQ(f.at("formula").at("tensor_basis").at("fp8"), "total (dense+sparse)");
   EXPECT_EQ(f.at("formula").at("tensor_basis").at("bf16"), "dense");
   EXPECT_EQ(num(f, "flops"), 2 * m * n * k + m * n);
@@ -299,8 +301,9 @@ TEST(CounterFlops, TensorDtypesInUseFollowTheGraphsGemms) {
   EXPECT_TRUE(tensor_dtypes_in_use(build_layer_graph(s, o)).empty());
 }
 
-// A CUDA-core precision whose every term was refused is left out (not null); on Turing (no
-// sparsity split) a refused total is left out of its dtype's sum like any other term.
+// A CUDA-core precision whose every term was refused is left out (not null); one with only
+// some refused is null; on Turing (no sparsity split) a dtype with one of its totals refused
+// is not counted.
 TEST(CounterFlops, ARefusedPrecisionIsLeftOutNotNull) {
   const Input in = load("hopper_cuda_core_weights.json");
   std::vector<std::string> collected;
@@ -311,13 +314,43 @@ TEST(CounterFlops, ARefusedPrecisionIsLeftOutNotNull) {
   EXPECT_EQ(num(f, "cuda_core_flops"), 25.0 + 180.0);
   EXPECT_EQ(f.at("not_counted").size(), 3u);
 
+  // Part of a precision refused: what is left would understate it (fp32 without its FFMA), so null.
+  std::vector<std::string> no_ffma;
+  for (const auto& name : metrics_for(90))
+    if (name != "smsp__sass_thread_inst_executed_op_ffma_pred_on.sum") no_ffma.push_back(name);
+  const json h = flops_from_metrics(in.raw, in.arch, no_ffma);
+  EXPECT_TRUE(h.at("cuda_core_flops_by_precision").at("fp32").is_null());
+  EXPECT_TRUE(h.at("cuda_core_flops").is_null());
+  EXPECT_FALSE(h.at("complete").get<bool>());
+
+  // Turing, one of fp16's two totals refused: the other alone would read the fp32-accumulate
+  // work as 0, so fp16 is not counted (null), never 1000.
   const Input t = load("turing_fp16_totals.json");
   const json g = flops_from_metrics(t.raw, t.arch, {"sm__ops_path_tensor_src_fp16_dst_fp16.sum"});
-  EXPECT_EQ(g.at("tensor_flops_by_dtype").at("fp16").get<double>(), 1000.0);
-  EXPECT_EQ(num(g, "tensor_flops"), 1000.0);
+  EXPECT_TRUE(g.at("tensor_flops_by_dtype").at("fp16").is_null());
+  EXPECT_TRUE(g.at("tensor_flops").is_null());
+  EXPECT_FALSE(g.at("complete").get<bool>());
+  ASSERT_EQ(g.at("not_counted_dtypes").size(), 1u);
+  EXPECT_EQ(g.at("not_counted_dtypes")[0].at("dtype"), "fp16");
   const auto nc_turing = g.at("not_counted").get<std::vector<std::string>>();
   EXPECT_TRUE(std::find(nc_turing.begin(), nc_turing.end(), "sm__ops_path_tensor_src_fp16_dst_fp32.sum") !=
               nc_turing.end());
+}
+
+// A way with one of its metrics refused is not taken: the HGMMA half of the split alone would
+// read the HMMA work as 0. With the dense aggregate and HMMA refused, bf16 comes from its total.
+TEST(CounterFlops, AWayWithARefusedTermIsNotTaken) {
+  const Input in = load("hopper_bf16_gemm_aligned.json");
+  std::vector<std::string> collected;
+  for (const auto& name : metrics_for(90))
+    if (name != "sm__ops_path_tensor_src_bf16_dst_fp32_sparsity_off.sum" &&
+        name != "sm__ops_path_tensor_op_hmma_src_bf16_dst_fp32_sparsity_off.sum")
+      collected.push_back(name);
+  const json f = flops_from_metrics(in.raw, in.arch, collected);
+  EXPECT_EQ(f.at("formula").at("tensor_basis").at("bf16"), "total (dense+sparse)");
+  EXPECT_FALSE(f.at("formula").at("tensor_flops").contains("sm__ops_path_tensor_op_hgmma_src_bf16_dst_fp32_sparsity_off.sum"));
+  // The split is checked against the dense aggregate only, here refused: no ratio of 1 by construction.
+  EXPECT_TRUE(f.at("checks").at("hopper_split").at("bf16").at("split_over_dense").is_null());
 }
 
 TEST(CounterFlops, NothingAtAllIsNull) {

@@ -4,7 +4,7 @@
 // nearest fp16, subnormals included; statistics kept as floats, as the CUDA backend keeps
 // them). dq and dk come out near 1e-6, fp16 subnormals, where rounding alone reads about 2e-2
 // of max |ref| against the 5e-3 GEMM tolerance: with the floor the layer passes, and an error
-// of 1% is still caught.
+// of 3% in an op with normal-range outputs is still caught.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -42,7 +42,7 @@ class Fp16Storage : public testing_util::WrappedCpuBackendOf<double> {
   }
   void run(const Op& op) override {
     inner.run(op);
-    const double factor = op.name == wrong_op_ ? 1.01 : 1.0;
+    const double factor = op.name == wrong_op_ ? 1.03 : 1.0;
     if (op.impl == OpImpl::gemm) {
       round(op.gemm.c, factor);
     } else {
@@ -113,7 +113,9 @@ TEST(VerificationFloor, TheFp64LayerRoundedToFp16PassesWithTheLmHead) {
   std::printf("VerificationFloor: ops passing by the fp16 floor alone: %s\n", which.c_str());
 }
 
-TEST(VerificationFloor, AnErrorOfOnePercentIsStillCaughtInFp16) {
+// 3%: past every fp16 tolerance (5e-3 for GEMMs, 1e-2 for other ops) by more than fp16's
+// rounding of the wrong values (2^-11 relative), so whichever way they round it is caught.
+TEST(VerificationFloor, AnErrorOfThreePercentIsStillCaughtInFp16) {
   const LayerGraph g = fp16_layer();
   for (const char* op : {"fwd.qkv", "fwd.attn.scores", "bwd.ffn.up.wgrad", "fwd.ln1"}) {
     SCOPED_TRACE(op);

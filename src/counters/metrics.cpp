@@ -80,9 +80,9 @@ struct Term {
 // and newer: its dense (_sparsity_off) aggregate; on Hopper, if the chip refuses that, the same
 // dense work as the HGMMA + HMMA families; then its total (dense + sparse: equal to the dense
 // count when no 2:4 sparse MMA ran, which flopscope never issues). On a chip whose counters have
-// no sparsity split (Turing) its totals. The first way with a collected metric is the one read
-// (a collected metric that reads absent makes the figure null; it never falls through to the
-// next way: a total may hold sparse work the dense count would not).
+// no sparsity split (Turing) its totals. The first way whose every metric was collected is the
+// one read (a collected metric that reads absent makes the figure null; it never falls through
+// to the next way: a total may hold sparse work the dense count would not).
 struct TensorWay {
   const char* basis;  // what the figure is: "dense", "hgmma+hmma", "total (dense+sparse)"
   std::vector<Term> terms;
@@ -273,8 +273,10 @@ json flops_from_metrics(const std::map<std::string, double>& raw, const std::str
     for (const TensorWay& w : ways) {
       for (const Term& t : w.terms) of_this_arch = of_this_arch || contains(requested, t.metric) || contains(refused, t.metric);
       if (way) continue;
+      // A way counts only with every one of its terms collected: a refused term would read as
+      // 0 work (fp16's fp32-accumulate half of its dense count, the HMMA half of the split).
       terms = collected_terms(w.terms);
-      if (!terms.empty()) way = &w;
+      if (!terms.empty() && terms.size() == w.terms.size()) way = &w;
     }
     if (!of_this_arch) continue;  // e.g. fp8 before Ada, bf16 on Turing
     any_dtype = true;
@@ -295,8 +297,9 @@ json flops_from_metrics(const std::map<std::string, double>& raw, const std::str
     if (!present(v)) continue;
     basis[d.dtype] = way->basis;
     for (const Term& t : terms) formula_tensor[t.metric] = t.weight;
-    if (has_sparsity_split(cc) && std::string_view(way->basis).find("total") == std::string_view::npos)
-      dense[d.dtype] = v;
+    // The checks compare against the dense aggregate only: the split checked against itself
+    // would read 1 by construction, and a total holds the sparse work too.
+    if (has_sparsity_split(cc) && std::string_view(way->basis) == "dense") dense[d.dtype] = v;
   }
   if (!any_dtype) tensor = kAbsent;
 
@@ -308,7 +311,8 @@ json flops_from_metrics(const std::map<std::string, double>& raw, const std::str
     const std::vector<Term> terms = collected_terms(p.terms);
     if (terms.empty()) continue;  // the chip refused all of them: not counted
     any_precision = true;
-    const double v = sum_terms(terms);
+    // Some refused: the rest would understate the work (an FFMA-less fp32 count), so null.
+    const double v = terms.size() == p.terms.size() ? sum_terms(terms) : kAbsent;
     by_precision[p.precision] = or_null(v);
     if (present(v))
       for (const Term& t : terms) formula_core[t.metric] = t.weight;
