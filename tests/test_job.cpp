@@ -190,9 +190,62 @@ TEST(JobMegatron, FlagsReplaceTheFilesValuesAndTheDerivedOnesFollow) {
   EXPECT_EQ(s.vocab_multiple, 1024);
 }
 
-TEST(JobMegatron, MixtureOfExpertsIsTheClearLine) {
+TEST(JobMegatron, AMixtureOfExpertsIsReadButPredictStopsWithOneLine) {
   Job j = read_job(data("megatron-moe.sh"), {});
-  expect_usage([&] { settle(j, {}, 8); }, {"mixture-of-experts (--num-experts 8, line 4) is not modelled yet"});
+  const ModelConfig m = apply_overrides(j.base, j.model);
+  EXPECT_EQ(m.n_experts, 8);
+  EXPECT_EQ(m.top_k, 2);
+  EXPECT_EQ(m.d_ff_expert, 2048);  // moe_ffn_hidden_size None: the ffn_hidden_size, 4 x 512
+  EXPECT_EQ(value(j, "d_ff_expert").from, From::framework_default);
+  EXPECT_EQ(m.n_shared_experts, 0);
+  EXPECT_EQ(m.moe_layer_step, 1);
+  EXPECT_EQ(m.router_score, RouterScore::softmax);
+  EXPECT_TRUE(m.router_topk_first);  // Megatron Core: top-k of the logits, then their softmax
+  EXPECT_FALSE(m.router_norm_topk);
+  EXPECT_EQ(m.aux_loss_coef, 0.0);   // TransformerConfig's moe_aux_loss_coeff default
+  EXPECT_EQ(j.layout.ep, 8);
+  EXPECT_EQ(value(j, "experts").where, "line 4: --num-experts 8");
+  // estimate reads it (the layout is not checked) ...
+  Job e = read_job(data("megatron-moe.sh"), {});
+  EXPECT_NO_THROW(settle(e, {}, 8, false));
+  // ... predict says what it does not model yet.
+  expect_usage([&] { settle(j, {}, 8); }, {"a mixture of experts (8 experts, line 4: --num-experts 8)",
+                                           "predict does not model expert parallelism"});
+}
+
+TEST(JobMegatron, MegatronCoresMoeSettings) {
+  Job j = read_job(data("megatron-moe-full.sh"), {});
+  const ModelConfig m = apply_overrides(j.base, j.model);
+  EXPECT_EQ(m.n_experts, 64);
+  EXPECT_EQ(m.top_k, 6);
+  EXPECT_EQ(m.d_ff_expert, 1408);
+  EXPECT_EQ(m.n_shared_experts, 1);  // one MLP of the total shared width
+  EXPECT_EQ(m.d_ff_shared, 2816);
+  EXPECT_EQ(m.first_dense, 1);       // ([0]*1+[1]*3)
+  EXPECT_EQ(m.moe_layer_step, 1);
+  EXPECT_EQ(m.router_score, RouterScore::sigmoid);
+  EXPECT_FALSE(m.router_topk_first);
+  EXPECT_TRUE(m.router_norm_topk);   // sigmoid, k > 1
+  EXPECT_EQ(m.n_group, 8);
+  EXPECT_EQ(m.topk_group, 4);
+  EXPECT_DOUBLE_EQ(m.aux_loss_coef, 1e-3);
+  EXPECT_DOUBLE_EQ(m.capacity_factor, 1.0);
+  EXPECT_EQ(j.layout.etp, 1);
+  int kernels = 0;
+  for (const Ignored& i : j.ignored) kernels += i.key == "--moe-grouped-gemm" || i.key == "--moe-token-dispatcher-type";
+  EXPECT_EQ(kernels, 2);
+}
+
+TEST(JobMegatron, MoeLayerFrequencyForms) {
+  // Every second layer from an integer: Megatron's layer 0 is MoE, which flopscope's step does
+  // not count from: the clear line.
+  Job a = read_job(data("megatron-moe-freq2.sh"), {});
+  expect_usage([&] { settle(a, {}, 8, false); }, {"line 6: --moe-layer-freq 2", "this pattern of MoE layers"});
+  // The same as a list counting from layer 1 is flopscope's step 2; --moe-step replaces it.
+  Job b = read_job(data("megatron-moe-list.sh"), {});
+  EXPECT_EQ(apply_overrides(b.base, b.model).moe_layer_step, 2);
+  Job c = read_job(data("megatron-moe-freq2.sh"), {});
+  EXPECT_NO_THROW(settle(c, {{"moe_step", {"--moe-step", "2"}}}, 8, false));
 }
 
 TEST(JobMegatron, AFileThatContradictsItselfNamesBothSides) {

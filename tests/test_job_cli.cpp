@@ -143,7 +143,7 @@ TEST(CliJob, BadJobsAreOneLineAndExitTwo) {
   const std::string file = out / "p.json";
   const std::vector<BadCase> cases = {
       {"mixture of experts", {"predict", "--job", data("megatron-moe.sh"), "-o", file},
-       "mixture-of-experts (--num-experts 8, line 4) is not modelled yet"},
+       "predict does not model expert parallelism and the all-to-all yet"},
       {"more model parallelism than GPUs", {"predict", "--job", data("megatron-contradiction.sh"), "-o", file},
        "tp x pp x cp = 8 x 4 x 1 = 32"},
       {"an unknown cost-relevant key", {"predict", "--job", data("nemo-unknown-key.yaml"), "-o", file}, "--job-ignore"},

@@ -46,7 +46,7 @@ void Job::problem(const std::string& message, std::set<std::string> settled_by) 
 }
 
 const std::set<std::string>& layout_names() {
-  static const std::set<std::string> names = {"gpus", "tp", "pp", "vpp", "cp", "ep", "fsdp", "micro_batch",
+  static const std::set<std::string> names = {"gpus", "tp", "pp", "vpp", "cp", "ep", "etp", "fsdp", "micro_batch",
                                               "global_batch", "precision", "recompute", "sequence_parallel",
                                               "attention", "distributed_optimizer", "dp_overlap"};
   return names;
@@ -97,7 +97,10 @@ const std::vector<std::pair<std::string, std::string>>& model_flag_names() {
       {"--vocab", "vocab"},       {"--ffn-mult", "d_ff"},     {"--d-ff", "d_ff"},
       {"--norm", "norm"},         {"--ffn", "ffn"},           {"--position", "position"},
       {"--rope-theta", "rope_theta"}, {"--bias", "bias"},     {"--tie-embeddings", "tie_embeddings"},
-      {"--tokens", "tokens"}};
+      {"--tokens", "tokens"},
+      {"--experts", "experts"},   {"--top-k", "top_k"},       {"--d-ff-expert", "d_ff_expert"},
+      {"--shared-experts", "shared_experts"}, {"--d-ff-shared", "d_ff_shared"},
+      {"--first-dense", "first_dense"}, {"--moe-step", "moe_step"}, {"--capacity-factor", "capacity_factor"}};
   return names;
 }
 

@@ -59,7 +59,7 @@ struct Problem {
 
 // The layout values a job gives (all optional; the CLI's defaulting path fills the rest).
 struct JobLayout {
-  std::optional<int64_t> gpus, tp, pp, vpp, cp, ep, micro_batch, global_batch;
+  std::optional<int64_t> gpus, tp, pp, vpp, cp, ep, etp, micro_batch, global_batch;  // ep, etp: expert (tensor) parallel
   // Sequences a data-parallel rank takes a step when the file gives no global batch (Megatron:
   // the micro-batch; torchtitan: local_batch_size): global batch = this x dp.
   std::optional<int64_t> batch_per_dp_rank;

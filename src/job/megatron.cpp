@@ -477,16 +477,45 @@ class MegatronReader {
 
     read_vocab();
 
-    if (const Arg* e = arg("--num-experts")) {
-      j_.problem(fmt::format("mixture-of-experts ({} {}, line {}) is not modelled yet", e->name,
-                             e->values.empty() || !e->values.front().known ? "?" : e->values.front().text, e->line));
-    } else {
+    read_moe();
+  }
+
+  // Mixture of experts: Megatron Core's settings (moe.cpp), a flag each; --moe-* flags without
+  // --num-experts do nothing (a dense model).
+  void read_moe() {
+    MoeGiven given;
+    const bool moe = arg("--num-experts") != nullptr;
+    for (const MoeKey& k : megatron_core_moe_keys()) {
+      const Arg* a = arg(k.flag);
+      if (!a) continue;
+      if (!moe) continue;
+      if (!k.ignored_why.empty()) {
+        j_.ignored.push_back({k.flag, fmt::format("line {}", a->line), k.ignored_why});
+        continue;
+      }
+      std::string t = "true";  // a flag without a value (--moe-router-pre-softmax)
+      if (!a->values.empty()) {
+        if (!a->values.front().known) {
+          j_.problem(fmt::format("{} (line {}) has no known value: {}", k.flag, a->line, a->values.front().why));
+          continue;
+        }
+        t = a->values.front().text;
+        for (size_t i = 1; i < a->values.size(); ++i) t += " " + a->values[i].text;
+      }
+      given[k.name] = {t, where(*a)};
+    }
+    if (!moe) {
       for (const auto& name : order_)
         if (name.rfind("--moe-", 0) == 0) used_.insert(name);
     }
+    read_megatron_core_moe(j_, given, j_.model.n_layers.value_or(0), j_.model.d_ff);
     if (const auto ep = count("--expert-model-parallel-size"); ep) {
       j_.layout.ep = *ep;
       j_.record("ep", *ep, From::file, where(*arg("--expert-model-parallel-size")));
+    }
+    if (const auto etp = count("--expert-tensor-parallel-size"); etp) {
+      j_.layout.etp = *etp;
+      j_.record("etp", *etp, From::file, where(*arg("--expert-tensor-parallel-size")));
     }
   }
 

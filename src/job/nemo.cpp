@@ -425,11 +425,27 @@ class NemoReader {
 
     read_vocab();
 
+    read_moe();
+  }
+
+  // Mixture of experts: Megatron Core's settings (moe.cpp) as model.<name>; without
+  // model.num_moe_experts (or with 1) the model.moe_* keys do nothing (a dense model).
+  void read_moe() {
     const Resolved ex = value({"model.num_moe_experts"}, "");
-    if (const auto e = count(ex); e && *e > 1) {
-      j_.problem(fmt::format("mixture-of-experts (model.num_moe_experts {}, line {}) is not modelled yet", *e, ex.line));
-      j_.record("experts", *e, From::file, where(ex));
+    const bool moe = ex.present && !ex.null && count(ex).value_or(1) > 1;
+    MoeGiven given;
+    for (const MoeKey& k : megatron_core_moe_keys()) {
+      const std::string path = "model." + k.name;
+      const Resolved r = value({path.c_str()}, "");
+      if (!r.present) continue;
+      if (!moe) continue;
+      if (!k.ignored_why.empty()) {
+        j_.ignored.push_back({path, fmt::format("line {}", r.line), k.ignored_why});
+        continue;
+      }
+      given[k.name] = {r.null ? "null" : r.text, where(r)};
     }
+    read_megatron_core_moe(j_, given, j_.model.n_layers.value_or(0), j_.model.d_ff);
   }
 
   void read_vocab() {
@@ -505,6 +521,7 @@ class NemoReader {
     layout_count({"model.virtual_pipeline_model_parallel_size"}, &JobLayout::vpp, "vpp", 1);
     layout_count({"model.context_parallel_size"}, &JobLayout::cp, "cp", 1);
     layout_count({"model.expert_model_parallel_size"}, &JobLayout::ep, "ep", 1);
+    layout_count({"model.expert_tensor_parallel_size"}, &JobLayout::etp, "etp", std::nullopt);  // default: tp
     const char* mb = bridge_ ? "train.micro_batch_size" : "model.micro_batch_size";
     const char* gb = bridge_ ? "train.global_batch_size" : "model.global_batch_size";
     layout_count({mb}, &JobLayout::micro_batch, "micro_batch", std::nullopt);

@@ -1,8 +1,10 @@
 // The three readers behind read_job (job.hpp), and what they share.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "job/job.hpp"
 
@@ -23,5 +25,28 @@ void set_model(Job& j, std::optional<T> ModelOverrides::*field, const std::strin
   j.model.*field = static_cast<T>(value);
   j.record(name, shown, from, where);
 }
+
+// Megatron Core's mixture-of-experts settings (moe.cpp), which Megatron-LM's flags and NeMo's
+// model keys both pass to TransformerConfig: by TransformerConfig's name, the flag that gives it
+// and, for one that does not change the cost, why (empty: read).
+struct MoeKey {
+  std::string name;  // num_moe_experts, moe_router_topk, ...: NeMo's model.<name>
+  std::string flag;  // --num-experts, --moe-router-topk, ...: Megatron-LM's
+  std::string ignored_why;
+};
+const std::vector<MoeKey>& megatron_core_moe_keys();
+
+// A setting as the file gives it: its text ("true" for a flag without a value) and where.
+struct MoeSetting {
+  std::string text;
+  std::string where;
+};
+using MoeGiven = std::map<std::string, MoeSetting>;  // by MoeKey::name
+
+// Sets the job's experts, router, MoE layers, aux loss and capacity from the settings given
+// (nothing when num_moe_experts is absent, null or 1), each recorded with where it came from
+// or as TransformerConfig's default. `layers`: the model's (0: not known); `d_ff`: the dense
+// FFN's width, the experts' when moe_ffn_hidden_size is not given.
+void read_megatron_core_moe(Job& j, const MoeGiven& given, int64_t layers, std::optional<int64_t> d_ff);
 
 }  // namespace flopscope::job

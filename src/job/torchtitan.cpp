@@ -24,7 +24,8 @@ constexpr const char* kConfig = "torchtitan torchtitan/config/job_config.py";
 //           vocab_size 128256 from torchtitan/models/llama3/model/args.py
 //   llama2: torchtitan/models/llama/__init__.py, llama2_configs (@ 6a6f755, the 2024 layout);
 //           vocab_size from the tokenizer (train.py: model_config.vocab_size = tokenizer.n_words)
-//   llama4: torchtitan/models/llama4/__init__.py (@ 238fa99): mixture-of-experts flavors
+//   llama4: torchtitan/models/llama4/__init__.py (@ 238fa99): mixture-of-experts flavors;
+//           vocab_size 202048 from torchtitan/models/llama4/model/args.py
 struct Flavor {
   const char* model;
   const char* flavor;
@@ -35,6 +36,11 @@ struct Flavor {
   int64_t vocab;    // 0: the tokenizer's
   int64_t experts;  // > 0: mixture-of-experts
   const char* source;
+  // Llama 4 (torchtitan/models/llama4): layers i with (i + 1) % moe_step == 0 MoE
+  // (interleave_moe_layer_step, default 2), with (i + 1) % nope_step == 0 without RoPE
+  // (every_n_layers_nope), the others attending within blocks of attn_block tokens
+  // (fixed_attn_block_size).
+  int64_t moe_step = 0, nope_step = 0, attn_block = 0;
 };
 
 constexpr const char* kLlama3 = "torchtitan/models/llama3/__init__.py (pytorch/torchtitan @ 238fa99)";
@@ -53,8 +59,8 @@ constexpr Flavor kFlavors[] = {
     {"llama2", "13B", 5120, 40, 40, 0, 0, 256, 10000, 0, 0, kLlama2},
     {"llama2", "26B", 5120, 80, 40, 0, 0, 256, 10000, 0, 0, kLlama2},
     {"llama2", "70B", 8192, 80, 64, 8, 1.3, 4096, 10000, 0, 0, kLlama2},
-    {"llama4", "17bx16e", 5120, 48, 40, 8, 1.2, 2048, 500000, 0, 16, kLlama4},
-    {"llama4", "17bx128e", 5120, 48, 40, 8, 1.2, 2048, 500000, 0, 128, kLlama4},
+    {"llama4", "17bx16e", 5120, 48, 40, 8, 1.2, 2048, 500000, 202048, 16, kLlama4, 1, 4, 8192},
+    {"llama4", "17bx128e", 5120, 48, 40, 8, 1.2, 2048, 500000, 202048, 128, kLlama4, 2, 4, 8192},
 };
 
 // torchtitan's FeedForward: hidden = int(2 x 4 dim / 3), x ffn_dim_multiplier (int), rounded up
@@ -62,6 +68,17 @@ constexpr Flavor kFlavors[] = {
 int64_t ffn_hidden(const Flavor& f) {
   int64_t hidden = static_cast<int64_t>(2.0 * static_cast<double>(4 * f.dim) / 3.0);
   if (f.ffn_dim_multiplier > 0) hidden = static_cast<int64_t>(f.ffn_dim_multiplier * static_cast<double>(hidden));
+  return f.multiple_of * ((hidden + f.multiple_of - 1) / f.multiple_of);
+}
+
+// Llama 4's routed (and shared) expert width, compute_moe_hidden_dim: int(2 x 4 dim / 3), x
+// ffn_dim_multiplier (int), / (top_k + shared experts) (int; auto_scale_hidden_dim), rounded
+// up to a multiple of multiple_of. 17bx128e: 8192, as Maverick's config.json intermediate_size.
+constexpr int64_t kLlama4TopK = 1, kLlama4Shared = 1;  // MoE.Config(top_k=1, num_shared_experts=1)
+int64_t moe_hidden(const Flavor& f) {
+  int64_t hidden = static_cast<int64_t>(2.0 * static_cast<double>(4 * f.dim) / 3.0);
+  if (f.ffn_dim_multiplier > 0) hidden = static_cast<int64_t>(f.ffn_dim_multiplier * static_cast<double>(hidden));
+  hidden /= kLlama4TopK + kLlama4Shared;
   return f.multiple_of * ((hidden + f.multiple_of - 1) / f.multiple_of);
 }
 
@@ -146,10 +163,7 @@ class TitanReader {
     const std::string src = fmt::format("[model] {}/{} ({}; {}): {}", n, f,
                                         name.present ? fmt::format("line {}", name.line) : "default",
                                         flavor.present ? fmt::format("line {}", flavor.line) : "default", fl->source);
-    if (fl->experts > 0) {
-      j_.problem(fmt::format("mixture-of-experts ({} experts: {}) is not modelled yet", fl->experts, src));
-      j_.record("experts", fl->experts, From::file, src);
-    }
+    if (fl->experts > 0) read_llama4_moe(*fl, src);
     set_model(j_, &ModelOverrides::n_layers, "layers", fl->n_layers, fl->n_layers, From::file, src + ": n_layers");
     set_model(j_, &ModelOverrides::d_model, "d_model", fl->dim, fl->dim, From::file, src + ": dim");
     set_model(j_, &ModelOverrides::n_heads, "heads", fl->n_heads, fl->n_heads, From::file, src + ": n_heads");
@@ -178,7 +192,9 @@ class TitanReader {
     j_.model.count_final_norm = true;
     if (fl->vocab > 0) {
       set_model(j_, &ModelOverrides::vocab, "vocab", fl->vocab, fl->vocab, From::framework_default,
-                src + (fl->vocab == 128256 ? "; vocab_size 128256 (torchtitan/models/llama3/model/args.py)" : ": vocab_size"));
+                src + (fl->vocab == 128256   ? "; vocab_size 128256 (torchtitan/models/llama3/model/args.py)"
+                     : fl->vocab == 202048 ? "; vocab_size 202048 (torchtitan/models/llama4/model/args.py)"
+                                           : ": vocab_size"));
     } else {
       const Got tok = get({"model.tokenizer_path", "model.hf_assets_path"});
       j_.problem(fmt::format("the vocabulary: torchtitan takes {}'s from its tokenizer ({}), which a job file does not "
@@ -186,6 +202,36 @@ class TitanReader {
                              n, tok.present ? where(tok) : "not named"),
                  {"vocab"});
     }
+  }
+
+  // Llama 4's experts, router and layers as torchtitan builds them (its TokenChoiceTopKRouter:
+  // sigmoid scores of the top-k, not renormalised; no load-balancing loss, the experts balanced
+  // by a bias on their scores instead; one shared expert of the routed width).
+  void read_llama4_moe(const Flavor& fl, const std::string& src) {
+    set_model(j_, &ModelOverrides::n_experts, "experts", fl.experts, fl.experts, From::file, src + ": num_experts");
+    set_model(j_, &ModelOverrides::top_k, "top_k", kLlama4TopK, kLlama4TopK, From::file, src + ": top_k");
+    const int64_t w = moe_hidden(fl);
+    const std::string how = fmt::format(": compute_moe_hidden_dim from dim {}, ffn_dim_multiplier {}, multiple_of {}, "
+                                        "top_k {}, num_shared_experts {}",
+                                        fl.dim, fl.ffn_dim_multiplier, fl.multiple_of, kLlama4TopK, kLlama4Shared);
+    set_model(j_, &ModelOverrides::d_ff_expert, "d_ff_expert", w, w, From::derived, src + how);
+    set_model(j_, &ModelOverrides::n_shared_experts, "shared_experts", kLlama4Shared, kLlama4Shared, From::file,
+              src + ": num_shared_experts");
+    set_model(j_, &ModelOverrides::d_ff_shared, "d_ff_shared", w, w, From::derived, src + how);
+    set_model(j_, &ModelOverrides::router_score, "router_score", RouterScore::sigmoid, "sigmoid", From::framework_default,
+              src + ": MoEArgs score_func sigmoid");
+    set_model(j_, &ModelOverrides::router_topk_first, "router_topk_first", true, true, From::derived,
+              src + ": the top-k of sigmoid scores are those of the logits");
+    set_model(j_, &ModelOverrides::router_norm_topk, "router_norm_topk", false, false, From::framework_default,
+              src + ": MoEArgs route_norm False");
+    set_model(j_, &ModelOverrides::aux_loss_coef, "aux_loss_coef", 0.0, 0.0, From::framework_default,
+              src + ": no load-balancing loss (load_balance_coeff updates the expert bias)");
+    set_model(j_, &ModelOverrides::moe_layer_step, "moe_step", fl.moe_step, fl.moe_step, From::file,
+              src + ": interleave_moe_layer_step");
+    set_model(j_, &ModelOverrides::nope_layer_step, "nope_step", fl.nope_step, fl.nope_step, From::file,
+              src + ": every_n_layers_nope");
+    set_model(j_, &ModelOverrides::attention_chunk, "attention_chunk", fl.attn_block, fl.attn_block, From::framework_default,
+              src + ": fixed_attn_block_size on the RoPE layers");
   }
 
   void count_value(std::initializer_list<const char*> paths, std::optional<int64_t> JobLayout::*field,
@@ -210,7 +256,14 @@ class TitanReader {
     count_value({legacy_ ? "experimental.context_parallel_degree" : "parallelism.context_parallel_degree"}, &JobLayout::cp,
                 "cp", 1);
     if (!legacy_) count_value({"parallelism.expert_parallel_degree"}, &JobLayout::ep, "ep", 1);
-    used_.insert("parallelism.expert_tensor_parallel_degree");
+    if (!legacy_) {
+      const Got etp = get({"parallelism.expert_tensor_parallel_degree"});
+      if (const auto v = integer(etp)) {
+        if (*v < 1) throw UsageError(fmt::format("{}: {}: must be at least 1", j_.file, where(etp)));
+        j_.layout.etp = *v;
+        j_.record("etp", *v, From::file, where(etp));
+      }
+    }
     const Got rep = get({fmt::format("{}.data_parallel_replicate_degree", par).c_str()});
     const Got shard = get({fmt::format("{}.data_parallel_shard_degree", par).c_str()});
     used_.insert(std::string(par) + ".data_parallel_replicate_degree");
