@@ -169,7 +169,8 @@ LayerShape mla(int64_t q_lora, bool biases) {
 }
 
 TEST(GradCheckMla, BackwardMatchesCentralDifferences) {
-  for (const Case& c : {Case{"mla_q_lora", mla(4, false), false, false}, Case{"mla_no_q_lora", mla(0, false), false, false},
+  for (const Case& c : {Case{"mla_q_lora", mla(4, false), false, false},
+                        Case{"mla_no_q_lora", mla(0, false), false, false},
                         Case{"mla_biases_recompute", mla(4, true), false, true},
                         Case{"mla_head", mla(4, false), true, false, 1e-4}}) {
     const LayerGraph g = build_layer_graph(c.shape, fp64_options(c));
@@ -178,7 +179,11 @@ TEST(GradCheckMla, BackwardMatchesCentralDifferences) {
     const size_t mla_weights = (c.shape.q_lora_rank > 0 ? 3 : 1) + 5;
     const size_t biases = c.shape.biases.qkv ? (c.shape.q_lora_rank > 0 ? 4 : 3) : 0;
     ASSERT_EQ(parameters(g).size(), 1 + 2 + mla_weights + biases + 3 + (c.include_head ? 2 : 0)) << c.label;
-    for (const auto& [p, err] : gradient_errors(g, c.step)) EXPECT_LT(err, 1e-6) << c.label << ": gradient of " << p;
+    // 1e-4, not 1e-6: the latents' RMSNorms (over 4 elements of products of two small random
+    // matrices, mean squares not far above eps) curve sharply, and the central differences reach
+    // 1e-5 there at every step tried (1e-6 rounding-bound, 1e-4 truncation-bound). A wrong
+    // gradient is far off: k_rope's gradient from one head only gives 0.7 to 1.4 on w.k_rope (tried by hand).
+    for (const auto& [p, err] : gradient_errors(g, c.step)) EXPECT_LT(err, 1e-4) << c.label << ": gradient of " << p;
   }
 }
 
