@@ -80,6 +80,18 @@ cudaError_t rope_forward(DType t, void* qkv, int64_t rows, int64_t batch, int64_
                          int64_t d_head, double theta, cudaStream_t stream);
 cudaError_t rope_backward(DType t, void* dqkv, int64_t rows, int64_t batch, int64_t kv_heads, int64_t group,
                           int64_t d_head, double theta, cudaStream_t stream);
+// RoPE on any layout of graph.hpp's RopeSpec: x (rows, blocks x block), in each block `rotated`
+// heads of d_head from `offset` rotate (MLA: the rope part of each q head; k_rope).
+cudaError_t rope_layout(DType t, void* x, int64_t rows, int64_t batch, int64_t blocks, int64_t rotated, int64_t block,
+                        int64_t offset, int64_t d_head, double theta, bool backward, cudaStream_t stream);
+
+// Multi-head latent attention's assembly (kernels/mla_qkv.cu): qkv (rows, heads (2 (nope + rope)
+// + v)), per head [q_h, k_nope_h, k_rope, v_h], from q (rows, heads (nope + rope)), kv_b (rows,
+// heads (nope + v)) and k_rope (rows, rope); backward: the slots back, dk_rope the sum over heads.
+cudaError_t mla_qkv_forward(DType t, const void* q, const void* kv_b, const void* k_rope, void* qkv, int64_t rows,
+                            int64_t heads, int64_t nope, int64_t rope, int64_t v, cudaStream_t stream);
+cudaError_t mla_qkv_backward(DType t, const void* dqkv, void* dq, void* dkv_b, void* dk_rope, int64_t rows,
+                             int64_t heads, int64_t nope, int64_t rope, int64_t v, cudaStream_t stream);
 
 // SwiGLU over n elements: h = silu(gate) * up; backward: dup = dh * silu(gate),
 // dgate = dh * up * sigmoid(gate) * (1 + gate * (1 - sigmoid(gate))).

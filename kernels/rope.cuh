@@ -19,20 +19,31 @@ struct RopePair {
   double cos, sin;
 };
 
-__host__ __device__ inline RopePair rope_pair(int64_t i, int64_t batch, int64_t kv_heads, int64_t group, int64_t d_head,
-                                              double theta, bool backward) {
-  const int64_t half = d_head / 2, rotated = group + 1, cols = kv_heads * (group + 2) * d_head;
+// The general layout (graph.hpp, RopeSpec): pair i of rows x blocks x rotated x d_head/2 in a
+// tensor of `cols` per row, rotated head hd of block grp at grp * block + offset + hd * d_head
+// (MLA's rope parts of q and k_rope).
+__host__ __device__ inline RopePair rope_pair(int64_t i, int64_t batch, int64_t blocks, int64_t rotated, int64_t block,
+                                              int64_t offset, int64_t cols, int64_t d_head, double theta,
+                                              bool backward) {
+  const int64_t half = d_head / 2;
   const int64_t j = i % half;
   int64_t q = i / half;
   const int64_t hd = q % rotated;
   q /= rotated;
-  const int64_t grp = q % kv_heads;
-  const int64_t t = q / kv_heads;
+  const int64_t grp = q % blocks;
+  const int64_t t = q / blocks;
   const double ang = static_cast<double>(t / batch) * pow(theta, -2.0 * static_cast<double>(j) / static_cast<double>(d_head));
   double s = 0, c = 0;
   sincos(ang, &s, &c);
-  const int64_t head = t * cols + (grp * (group + 2) + hd) * d_head;
+  const int64_t head = t * cols + grp * block + offset + hd * d_head;
   return {head + j, head + j + half, c, backward ? -s : s};
+}
+
+// The fused QKV layout: kv_heads blocks of (group + 2) heads, the first group + 1 rotated.
+__host__ __device__ inline RopePair rope_pair(int64_t i, int64_t batch, int64_t kv_heads, int64_t group, int64_t d_head,
+                                              double theta, bool backward) {
+  const int64_t block = (group + 2) * d_head;
+  return rope_pair(i, batch, kv_heads, group + 1, block, 0, kv_heads * block, d_head, theta, backward);
 }
 
 // (a, b) -> (a cos - b sin, b cos + a sin) in the accumulator type A.

@@ -185,6 +185,38 @@ TEST(CliModels, MeasureRunsATinyLlamaFromItsHfConfig) {
   for (const char* op : {"fwd.gelu", "fwd.qkv.bias", "fwd.proj.bias", "bwd.ffn.up.bias"}) EXPECT_FALSE(names.count(op)) << op;
 }
 
+// Multi-head latent attention end to end: a tiny DeepSeek-V3-style config with every layer dense
+// (first_k_dense_replace = num_hidden_layers). estimate builds its graph (N 64,144 by hand, the
+// MLA ops in the graph's count); measure runs it on the CPU, verified and counted exactly.
+TEST(CliModels, EstimateAndMeasureATinyDenseDeepseek) {
+  const json e = estimate_json({"--hf-config", hf("tiny-deepseek-v3-dense.json")});
+  EXPECT_EQ(e.at("parameters").get<double>(), 64144.0);
+  EXPECT_GT(formula(e, "graph"), 0);
+  TempDir cwd;
+  const Outcome r = run({"measure", "--backend", "cpu", "--hf-config", hf("tiny-deepseek-v3-dense.json"),
+                         "--include-head", "--recompute", "--repeats", "1", "--warmup", "0", "--format", "json", "-o",
+                         "m.json"},
+                        cwd.path());
+  ASSERT_EQ(r.rc, 0) << describe(r);
+  const json j = json::parse(slurp(cwd / "m.json"));
+  EXPECT_EQ(j.at("model").at("kv_lora_rank"), 16);
+  EXPECT_TRUE(j.at("verification").at("passed").get<bool>()) << j.at("verification").at("failures").dump();
+  std::set<std::string> names;
+  double q_a = 0;
+  for (const auto& o : j.at("ops")) {
+    names.insert(o.at("name").get<std::string>());
+    ASSERT_TRUE(o.contains("counted_flops")) << o.at("name");
+    EXPECT_EQ(o.at("counted_flops"), o.at("flops")) << o.at("name");
+    if (o.at("name") == "fwd.q_a") q_a = o.at("flops").get<double>();
+  }
+  // T = 32 tokens (seq 32, batch 1): 2 T d q_lora.
+  EXPECT_EQ(q_a, 2.0 * 32 * 64 * 24);
+  for (const char* op : {"fwd.q_a.norm", "fwd.q_b", "fwd.kv_a", "fwd.k_rope", "fwd.kv_b", "fwd.attn.rope.k",
+                         "fwd.attn.mla_qkv", "bwd.attn.mla_qkv", "rec.kv_b", "bwd.q_a.wgrad"})
+    EXPECT_TRUE(names.count(op)) << op;
+  EXPECT_FALSE(names.count("fwd.qkv"));
+}
+
 TEST(CliModels, BadHfConfigs) {
   TempDir cwd, empty;
   auto file = [&](const std::string& name, const std::string& text) {

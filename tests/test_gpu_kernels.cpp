@@ -905,6 +905,54 @@ TEST(GpuRope, ForwardAndBackwardMatchReferenceOnGroupedQkv) {
   }
 }
 
+// MLA (src/graph/mla.cpp): RoPE on the rope part of each q head and on k_rope (rope_layout),
+// and the assembly of qkv with its backward (kernels/mla_qkv.cu), against the reference.
+TEST(GpuMla, RopeLayoutAndAssemblyMatchReference) {
+  REQUIRE_GPU();
+  const int64_t rows = 10, batch = 2;
+  const MlaSpec m{4, 8, 4, 6};
+  for (DType t : kAllTypes) {
+    SCOPED_TRACE(label(t, rows, m.qkv_width(), 0));
+    // q: 4 heads of 12, the last 4 of each rotated; k_rope: one head of 4.
+    for (const RopeSpec& spec : {RopeSpec{batch, m.heads, 1, m.rope, 100.0, 1, m.qk(), m.nope},
+                                 RopeSpec{batch, 1, 1, m.rope, 100.0, 1, m.rope, 0}}) {
+      const int64_t cols = spec.kv_heads * spec.block_width(), n = rows * cols;
+      const std::vector<double> x = random_values(t, n, 83, 1.0);
+      for (bool backward : {false, true}) {
+        DeviceTensor d_x(t, n);
+        d_x.upload(x);
+        LAUNCH_AND_SYNC(kern::rope_layout(t, d_x.ptr(), rows, spec.batch, spec.kv_heads, spec.rotated_heads(),
+                                          spec.block_width(), spec.offset, spec.d_head, spec.theta, backward, nullptr));
+        std::vector<double> want = x;
+        ref::rope(want.data(), rows, cols, spec, backward);
+        EXPECT_TRUE(close("rope", d_x.download(), want, tolerance(t)));
+      }
+    }
+    const std::vector<double> q = random_values(t, rows * m.q_width(), 84, 1.0),
+                              kv = random_values(t, rows * m.kv_b_width(), 85, 1.0),
+                              k = random_values(t, rows * m.rope, 86, 1.0),
+                              g = random_values(t, rows * m.qkv_width(), 87, 1.0);
+    DeviceTensor d_q(t, rows * m.q_width()), d_kv(t, rows * m.kv_b_width()), d_k(t, rows * m.rope),
+        d_qkv(t, rows * m.qkv_width()), d_g(t, rows * m.qkv_width()), d_dq(t, rows * m.q_width()),
+        d_dkv(t, rows * m.kv_b_width()), d_dk(t, rows * m.rope);
+    d_q.upload(q);
+    d_kv.upload(kv);
+    d_k.upload(k);
+    d_g.upload(g);
+    LAUNCH_AND_SYNC(kern::mla_qkv_forward(t, d_q.ptr(), d_kv.ptr(), d_k.ptr(), d_qkv.ptr(), rows, m.heads, m.nope,
+                                          m.rope, m.v, nullptr));
+    LAUNCH_AND_SYNC(kern::mla_qkv_backward(t, d_g.ptr(), d_dq.ptr(), d_dkv.ptr(), d_dk.ptr(), rows, m.heads, m.nope,
+                                           m.rope, m.v, nullptr));
+    std::vector<double> qkv(g.size()), dq(q.size()), dkv(kv.size()), dk(k.size());
+    ref::mla_qkv_forward(q.data(), kv.data(), k.data(), qkv.data(), rows, m);
+    ref::mla_qkv_backward(g.data(), dq.data(), dkv.data(), dk.data(), rows, m);
+    EXPECT_TRUE(close("qkv", d_qkv.download(), qkv, tolerance(t)));
+    EXPECT_TRUE(close("dq", d_dq.download(), dq, tolerance(t)));
+    EXPECT_TRUE(close("dkv_b", d_dkv.download(), dkv, tolerance(t)));
+    EXPECT_TRUE(close("dk_rope", d_dk.download(), dk, tolerance(t)));
+  }
+}
+
 TEST(GpuSwiglu, ForwardAndBackwardMatchReference) {
   REQUIRE_GPU();
   for (DType t : kAllTypes) {
@@ -971,6 +1019,10 @@ TEST(KernelArguments, LlamaFamilyLaunchersRejectBadArgumentsAndAcceptEmptyTensor
   EXPECT_EQ(kern::relu_forward(t, buf, reinterpret_cast<unsigned char*>(buf) + 1, 4, nullptr), bad);  // misaligned
   EXPECT_EQ(kern::rmsnorm_forward(t, nullptr, nullptr, nullptr, nullptr, 0, 8, nullptr), cudaSuccess);
   EXPECT_EQ(kern::rope_forward(t, nullptr, 0, 1, 1, 1, 4, 1e4, nullptr), cudaSuccess);
+  EXPECT_EQ(kern::rope_layout(t, p, 2, 1, 1, 1, 4, 2, 4, 1e4, false, nullptr), bad);  // offset 2 + 4 past block 4
+  EXPECT_EQ(kern::mla_qkv_forward(t, p, p, p, nullptr, 2, 1, 1, 2, 1, nullptr), bad);
+  EXPECT_EQ(kern::mla_qkv_backward(t, p, p, p, p, 2, 1, 1, 0, 1, nullptr), bad);  // no rope part
+  EXPECT_EQ(kern::mla_qkv_forward(t, nullptr, nullptr, nullptr, nullptr, 0, 1, 1, 2, 1, nullptr), cudaSuccess);
   EXPECT_EQ(kern::swiglu_backward(t, nullptr, nullptr, nullptr, nullptr, nullptr, 0, nullptr), cudaSuccess);
   EXPECT_EQ(kern::relu_forward(t, nullptr, nullptr, 0, nullptr), cudaSuccess);
 }

@@ -20,9 +20,13 @@ template <typename A>
 std::vector<double> emulate_rope(const std::vector<double>& x, int64_t rows, const RopeSpec& r, bool backward,
                                  std::set<int64_t>* touched) {
   std::vector<A> v(x.begin(), x.end());
-  const int64_t pairs = rows * r.kv_heads * (r.group + 1) * (r.d_head / 2);
+  const int64_t pairs = rows * r.kv_heads * r.rotated_heads() * (r.d_head / 2);
+  const bool general = r.rotated > 0 || r.block > 0 || r.offset > 0;  // the MLA layouts' overload
   for (int64_t i = 0; i < pairs; ++i) {
-    const auto p = kernels::detail::rope_pair(i, r.batch, r.kv_heads, r.group, r.d_head, r.theta, backward);
+    const auto p = general ? kernels::detail::rope_pair(i, r.batch, r.kv_heads, r.rotated_heads(), r.block_width(),
+                                                        r.offset, r.kv_heads * r.block_width(), r.d_head, r.theta,
+                                                        backward)
+                           : kernels::detail::rope_pair(i, r.batch, r.kv_heads, r.group, r.d_head, r.theta, backward);
     A a = v[static_cast<size_t>(p.first)], b = v[static_cast<size_t>(p.second)];
     kernels::detail::rope_rotate(a, b, static_cast<A>(p.cos), static_cast<A>(p.sin));
     v[static_cast<size_t>(p.first)] = a;
@@ -63,6 +67,29 @@ TEST(KernelEmulation, RopeIndexMapAndRotationMatchTheReference) {
       }
       EXPECT_LT(err64, 1e-14);
       EXPECT_LT(err32, 1e-6);  // |x| <= 1: a few float ulps
+    }
+  }
+}
+
+// MLA's layouts (src/graph/mla.cpp): the rope part (last 4 of 12) of each of 4 q heads, and the
+// one k_rope head; exactly those elements rotate, each once, as the reference rotates them.
+TEST(KernelEmulation, RopeOnMlaLayoutsMatchesTheReference) {
+  const int64_t rows = 9;
+  for (const RopeSpec& r : {RopeSpec{3, 4, 1, 4, 100.0, 1, 12, 8}, RopeSpec{3, 1, 1, 4, 100.0, 1, 4, 0}}) {
+    const int64_t cols = r.kv_heads * r.block_width();
+    std::vector<double> x(static_cast<size_t>(rows * cols));
+    for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(std::sin(0.37 * static_cast<double>(i)));
+    for (bool backward : {false, true}) {
+      std::vector<double> want = x;
+      ref::rope(want.data(), rows, cols, r, backward);
+      std::set<int64_t> touched;
+      const std::vector<double> f64 = emulate_rope<double>(x, rows, r, backward, &touched);
+      EXPECT_EQ(static_cast<int64_t>(touched.size()), rows * r.kv_heads * r.d_head);
+      for (int64_t e : touched) EXPECT_GE((e % cols) % r.block_width(), r.offset) << "a nope element rotated";
+      double err = 0;
+      for (size_t i = 0; i < x.size(); ++i) err = std::max(err, std::fabs(f64[i] - want[i]));
+      EXPECT_LT(err, 1e-14);
+      EXPECT_NE(want, x);  // something turned
     }
   }
 }

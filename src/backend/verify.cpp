@@ -197,6 +197,10 @@ json check_rows(Backend& b, const Op& op, double tol) {
       case OpImpl::swiglu_bwd:
         pre[k] = {row(b, in[0], r, cols), row(b, in[1], r, cols), row(b, in[2], r, cols)};
         break;
+      case OpImpl::mla_qkv_fwd:  // the token's rows of q, kv_b and k_rope
+        pre[k] = {row(b, in[0], r, op.mla.q_width()), row(b, in[1], r, op.mla.kv_b_width()),
+                  row(b, in[2], r, op.mla.rope)};
+        break;
       default:
         pre[k].push_back(row(b, in[0], r, cols));
         if (in.size() > 1 && op.impl != OpImpl::bias_add && op.impl != OpImpl::layernorm_fwd &&
@@ -337,6 +341,19 @@ json check_rows(Backend& b, const Op& op, double tol) {
         ref::relu_backward(p[0].data(), p[1].data(), ref.data(), cols);
         c.compare(row(b, out[0], r, cols), ref);
         break;
+      case OpImpl::mla_qkv_fwd:
+        ref::mla_qkv_forward_row(p[0].data(), p[1].data(), p[2].data(), ref.data(), op.mla);
+        c.compare(row(b, out[0], r, cols), ref);
+        break;
+      case OpImpl::mla_qkv_bwd: {
+        std::vector<double> dq(static_cast<size_t>(op.mla.q_width())), dkv(static_cast<size_t>(op.mla.kv_b_width())),
+            dk(static_cast<size_t>(op.mla.rope));
+        ref::mla_qkv_backward_row(p[0].data(), dq.data(), dkv.data(), dk.data(), op.mla);
+        c.compare(row(b, out[0], r, op.mla.q_width()), dq);
+        c.compare(row(b, out[1], r, op.mla.kv_b_width()), dkv);
+        c.compare(row(b, out[2], r, op.mla.rope), dk);
+        break;
+      }
       case OpImpl::bias_grad:
       case OpImpl::gemm: break;
     }

@@ -1,6 +1,6 @@
 // The blocks a layer graph is built from, one file each: norm.cpp (LayerNorm | RMSNorm),
 // attention.cpp (the QKV and output projections, RoPE, and the attention core every variant
-// shares), mlp.cpp (GeLU | ReLU | SwiGLU), head.cpp (final norm, logits, cross-entropy),
+// shares), mla.cpp (multi-head latent attention), mlp.cpp (GeLU | ReLU | SwiGLU), head.cpp (final norm, logits, cross-entropy),
 // fp8.cpp (the FP8 lowering of the linear GEMMs). layer.cpp assembles a decoder layer from them.
 //
 // Each block is a value naming its tensors and giving its sizes, so one block serves every
@@ -74,6 +74,27 @@ void attention_forward_tensors(Builder& B, const AttentionBlock& a);   // qkv, t
 void attention_backward_tensors(Builder& B, const AttentionBlock& a);  // the core's, d.qkv, d_in
 void attention_fwd(Builder& B, const AttentionBlock& a, const std::string& prefix, Phase phase);
 void attention_bwd(Builder& B, const AttentionBlock& a);
+
+// ---- multi-head latent attention (mla.cpp) -----------------------------------------------------
+// in (rows, d) -> Q (directly, or down to q_lora, RMSNorm, up), the KV latent (down to kv_lora,
+// RMSNorm, up to h (nope + v)) and the shared k_rope (d -> rope), RoPE on the rope parts, the
+// parts assembled into the core's qkv (mla_qkv_fwd), the core (group 1, d_qk = nope + rope,
+// d_v = v), output projection -> out (rows, d). The gradient of `out` is d_out, of `in` d_in.
+struct MlaBlock {
+  AttentionCore core;  // kv_groups = heads, group 1
+  int64_t rows = 0, d = 0, q_lora = 0, kv_lora = 0, nope = 0, rope = 0;
+  bool in_bias = false, out_bias = false, rope_on = true;  // in_bias: q_a, kv_a and k_rope
+  double rope_theta = 10000.0;
+  NormBlock q_norm, kv_norm;  // RMSNorm (rows, q_lora) and (rows, kv_lora); q_norm unused without q_lora
+  std::string in, out, d_in, d_out;
+  std::string q_a, q, kv_a, k_rope, kv_b;  // activations: (rows, q_lora), (rows, h (nope + rope)), ...
+  std::string w_q_a, b_q_a, w_q, w_kv_a, b_kv_a, w_k_rope, b_k_rope, w_kv_b, w_proj, b_proj;  // w_q: q_b with q_lora
+};
+void mla_weights(const MlaBlock& a, TensorList& weights);
+void mla_forward_tensors(Builder& B, const MlaBlock& a);   // the parts, qkv, the core's, out
+void mla_backward_tensors(Builder& B, const MlaBlock& a);  // the core's, d.qkv, the parts' gradients, d_in
+void mla_fwd(Builder& B, const MlaBlock& a, const std::string& prefix, Phase phase);
+void mla_bwd(Builder& B, const MlaBlock& a);
 
 // ---- MLP (mlp.cpp) -----------------------------------------------------------------------------
 // in (rows, d) -> up (and gate with SwiGLU) (+ biases) -> activation -> down (+ bias) -> out.

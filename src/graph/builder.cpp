@@ -14,8 +14,11 @@ Builder::Builder(const LayerShape& s, const GraphOptions& o)
   g_.shape = s;
   g_.options = o;
   int64_t t = checked_mul(s.batch, s.seq, "batch x seq");
-  const int64_t qkv_width =
+  const int64_t fused_width =
       checked_mul(checked_mul(s.kv_heads(), s.n_heads / s.kv_heads() + 2, "QKV width"), s.d_head, "QKV width");
+  // MLA's assembled qkv: h (2 (nope + rope) + v).
+  const int64_t qkv_width =
+      s.mla() ? std::max(fused_width, checked_mul(s.n_heads, 2 * s.d_head + s.v_head, "MLA QKV width")) : fused_width;
   checked_mul(t, std::max({s.d_ff, 3 * s.d_model, s.vocab, qkv_width}), "tokens x width");
   checked_mul(checked_mul(s.batch * s.n_heads, s.seq, "attention scores"), s.seq, "attention scores");
   checked_mul(s.d_model, std::max({s.d_ff, s.vocab, qkv_width}), "weight size");

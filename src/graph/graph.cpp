@@ -85,6 +85,8 @@ std::string_view to_string(OpImpl i) {
     case OpImpl::swiglu_bwd: return "swiglu_bwd";
     case OpImpl::relu_fwd: return "relu_fwd";
     case OpImpl::relu_bwd: return "relu_bwd";
+    case OpImpl::mla_qkv_fwd: return "mla_qkv_fwd";
+    case OpImpl::mla_qkv_bwd: return "mla_qkv_bwd";
   }
   return "?";
 }
@@ -151,8 +153,8 @@ std::string Op::shape_str() const {
 LayerShape layer_shape(const ModelConfig& m, int64_t batch, int64_t seq, size_t kind) {
   const std::vector<LayerKind> kinds = m.layer_kinds();
   FLOPSCOPE_CHECK(kind < kinds.size(), fmt::format("the model has {} kinds of layer, not {}", kinds.size(), kind + 1));
-  if (kinds[kind].spec.moe || m.mla())
-    throw UsageError(fmt::format("{}: the layer graph has no MoE or MLA block yet (parameters and 6 N_active D are "
+  if (kinds[kind].spec.moe)
+    throw UsageError(fmt::format("{}: the layer graph has no MoE block yet (parameters and 6 N_active D are "
                                  "counted; the graph's FLOPs are not)",
                                  m.name));
   LayerShape s;
@@ -171,6 +173,15 @@ LayerShape layer_shape(const ModelConfig& m, int64_t batch, int64_t seq, size_t 
   s.rope_theta = m.rope_theta;
   s.biases = m.biases;
   s.tied_embeddings = m.tied_embeddings;
+  if (m.mla()) {
+    s.n_kv_heads = m.n_heads;  // K and V per head, from the latent
+    s.d_head = m.qk_head_dim();
+    s.q_lora_rank = m.q_lora_rank;
+    s.kv_lora_rank = m.kv_lora_rank;
+    s.qk_nope = m.qk_nope_head_dim;
+    s.qk_rope = m.qk_rope_head_dim;
+    s.v_head = m.v_head_dim;
+  }
   return s;
 }
 

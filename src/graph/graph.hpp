@@ -58,6 +58,9 @@ enum class OpImpl {
   swiglu_bwd,          // in {gate, up, dh} out {dgate, dup}
   relu_fwd,            // in {x} out {y}
   relu_bwd,            // in {x, dy} out {dx}
+  // multi-head latent attention
+  mla_qkv_fwd,  // in {q, kv_b, k_rope} out {qkv}: per head [q_h, k_nope_h, k_rope, v_h] (op.mla); copies only
+  mla_qkv_bwd,  // in {dqkv} out {dq, dkv_b, dk_rope}: the slices back, dk_rope summed over the heads
 };
 
 std::string_view to_string(Phase p);
@@ -124,9 +127,30 @@ struct GemmSpec {
 // of (group + 2) heads of d_head (group query heads, K, V); the first group + 1 of each are
 // rotated. Pair (j, j + d_head/2) of a head at position si turns by the angle
 // si * theta^(-2j / d_head), j < d_head/2 (Hugging Face Llama's "rotate half").
+// Other layouts (MLA's decoupled RoPE parts): `rotated` heads of d_head per block (0: group + 1,
+// the group's queries and its K), blocks `block` elements apart (0: (group + 2) d_head), the
+// first rotated element `offset` into its block. MLA's q (rows of h heads of nope + rope):
+// kv_heads h, rotated 1, block nope + rope, offset nope, d_head rope; its k_rope (rows of rope):
+// kv_heads 1, rotated 1, block rope.
 struct RopeSpec {
   int64_t batch = 1, kv_heads = 0, group = 1, d_head = 0;
   double theta = 10000.0;
+  int64_t rotated = 0, block = 0, offset = 0;
+  int64_t rotated_heads() const { return rotated > 0 ? rotated : group + 1; }
+  int64_t block_width() const { return block > 0 ? block : (group + 2) * d_head; }
+  // Element offset of rotated head hd of block grp in a row.
+  int64_t head_at(int64_t grp, int64_t hd) const { return grp * block_width() + offset + hd * d_head; }
+};
+
+// MLA's assembly of the attention core's qkv from its parts (mla_qkv_fwd, mla_qkv_bwd): rows of
+// q (heads x (nope + rope)), kv_b (heads x (nope + v)) and k_rope (rope, shared by the heads)
+// into rows of qkv (heads x [q (nope + rope), k_nope, k_rope, v]).
+struct MlaSpec {
+  int64_t heads = 0, nope = 0, rope = 0, v = 0;
+  int64_t qk() const { return nope + rope; }
+  int64_t q_width() const { return heads * qk(); }
+  int64_t kv_b_width() const { return heads * (nope + v); }
+  int64_t qkv_width() const { return heads * (2 * qk() + v); }
 };
 
 struct Op {
@@ -142,6 +166,7 @@ struct Op {
   int64_t batch = 1, rows = 0, cols = 0;  // shape the non-GEMM op works on
   bool transpose = false;                 // cast_fp8: the copy is (cols, rows)
   RopeSpec rope;                          // rope_fwd, rope_bwd: rows x cols is the whole qkv tensor
+  MlaSpec mla;                            // mla_qkv_fwd, mla_qkv_bwd: rows x cols is qkv
   double flops = 0;        // analytic FLOPs as executed (causal attention: the full square, or its row blocks)
   double model_flops = 0;  // Megatron-LM convention: causal attention GEMMs halved
   double min_bytes = 0;    // every operand read once and every result written once
@@ -166,6 +191,10 @@ struct LayerShape {
   LinearBiases biases;
   bool tied_embeddings = true;
   LayerSpec layer;  // which of the model's kinds of layer this is (model/model.hpp)
+  // Multi-head latent attention (DeepSeek-V2/V3) when kv_lora_rank > 0: n_kv_heads = n_heads,
+  // d_head = qk_nope + qk_rope; q_lora_rank 0: Q straight from d.
+  int64_t q_lora_rank = 0, kv_lora_rank = 0, qk_nope = 0, qk_rope = 0, v_head = 0;
+  bool mla() const { return kv_lora_rank > 0; }
   int64_t tokens() const { return batch * seq; }
   int64_t kv_heads() const { return n_kv_heads > 0 ? n_kv_heads : n_heads; }
 };
@@ -235,6 +264,9 @@ inline constexpr double kSwigluFwd = 5;    // sigmoid 3 (exp, add, reciprocal); 
 inline constexpr double kSwigluBwd = 11;   // sigmoid 3; silu 1; dup 1; silu' = s (1 + g (1 - s)) 4; dgate 2
 inline constexpr double kReluFwd = 1;      // max(x, 0)
 inline constexpr double kReluBwd = 1;      // dy where x > 0
+// MLA: the gradient of the shared k_rope is the sum over the heads of their k_rope slots,
+// heads - 1 adds per element of k_rope (the assembly itself copies: no FLOPs).
+inline constexpr double kMlaRopeSum = 1;
 }  // namespace flop_convention
 
 }  // namespace flopscope

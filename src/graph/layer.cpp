@@ -18,6 +18,8 @@ using namespace graph_detail;
 struct Layer {
   NormBlock ln1, ln2;
   AttentionBlock attention;
+  MlaBlock mla;  // in place of `attention` when the shape is MLA (LayerShape::mla)
+  bool use_mla = false;
   MlpBlock mlp;
   HeadBlock head;
 };
@@ -50,6 +52,25 @@ Layer dense_layer(const LayerShape& s) {
   a.in = "ln1.out", a.out = "proj.out", a.d_in = "d.ln1.out", a.d_out = "d.x1";
   a.w_qkv = "w.qkv", a.b_qkv = "b.qkv", a.w_proj = "w.proj", a.b_proj = "b.proj";
 
+  if (s.mla()) {
+    l.use_mla = true;
+    MlaBlock& q = l.mla;
+    q.core = {D.b, D.S, D.h, 1, s.qk_nope + s.qk_rope, s.v_head, "qkv", "att.scores", "att.probs", "ctx"};
+    q.rows = D.T, q.d = D.d, q.q_lora = s.q_lora_rank, q.kv_lora = s.kv_lora_rank, q.nope = s.qk_nope, q.rope = s.qk_rope;
+    q.in_bias = s.biases.qkv;
+    q.out_bias = s.biases.attn_out;
+    q.rope_on = s.position == PositionKind::rope;
+    q.rope_theta = s.rope_theta;
+    // DeepseekV3RMSNorm on both latents, whatever the layer's norm.
+    q.q_norm = norm_block(NormKind::rmsnorm, D.T, s.q_lora_rank, "q_a_norm", "q_a.ln");
+    q.kv_norm = norm_block(NormKind::rmsnorm, D.T, s.kv_lora_rank, "kv_a_norm", "kv_a.ln");
+    q.in = "ln1.out", q.out = "proj.out", q.d_in = "d.ln1.out", q.d_out = "d.x1";
+    q.q_a = "q_a.out", q.q = "q", q.kv_a = "kv_a.out", q.k_rope = "k_rope", q.kv_b = "kv_b.out";
+    q.w_q_a = "w.q_a", q.b_q_a = "b.q_a", q.w_q = s.q_lora_rank > 0 ? "w.q_b" : "w.q", q.w_kv_a = "w.kv_a";
+    q.b_kv_a = "b.kv_a", q.w_k_rope = "w.k_rope", q.b_k_rope = "b.k_rope", q.w_kv_b = "w.kv_b", q.w_proj = "w.proj";
+    q.b_proj = "b.proj";
+  }
+
   MlpBlock& m = l.mlp;
   m.kind = s.ffn;
   m.bias = s.biases.ffn;
@@ -77,7 +98,10 @@ void residual(Builder& B, const std::string& name, Phase phase, const std::strin
 void forward_ops(Builder& B, const Layer& l, const std::string& prefix, Phase phase) {
   const int64_t T = l.mlp.rows, d = l.mlp.d;
   norm_fwd(B, l.ln1, prefix + ".ln1", phase, Group::layer, "x");
-  attention_fwd(B, l.attention, prefix, phase);
+  if (l.use_mla)
+    mla_fwd(B, l.mla, prefix, phase);
+  else
+    attention_fwd(B, l.attention, prefix, phase);
   residual(B, prefix + ".residual1", phase, "x", l.attention.out, "x1", T, d);
   norm_fwd(B, l.ln2, prefix + ".ln2", phase, Group::layer, "x1");
   mlp_fwd(B, l.mlp, prefix, phase);
@@ -92,8 +116,14 @@ LayerGraph build_layer_graph(const LayerShape& s, const GraphOptions& o) {
   FLOPSCOPE_CHECK(s.n_kv_heads >= 0 && s.n_heads % s.kv_heads() == 0,
                   fmt::format("{} key/value heads do not divide {} query heads", s.kv_heads(), s.n_heads));
   // RoPE rotates pairs (j, j + d_head/2) of each head (the "rotate half" of Hugging Face's Llama).
-  FLOPSCOPE_CHECK(s.position != PositionKind::rope || s.d_head % 2 == 0,
-                  fmt::format("RoPE needs an even d_head, not {}", s.d_head));
+  // MLA rotates only the qk_rope part of each head.
+  const int64_t rotated = s.mla() ? s.qk_rope : s.d_head;
+  FLOPSCOPE_CHECK(s.position != PositionKind::rope || rotated % 2 == 0,
+                  fmt::format("RoPE needs an even {}, not {}", s.mla() ? "qk_rope" : "d_head", rotated));
+  FLOPSCOPE_CHECK(!s.mla() || (s.n_heads == s.kv_heads() && s.d_head == s.qk_nope + s.qk_rope && s.qk_rope > 0 &&
+                               s.v_head > 0 && s.q_lora_rank >= 0),
+                  "multi-head latent attention needs n_kv_heads = n_heads, d_head = qk_nope + qk_rope, qk_rope > 0 "
+                  "and v_head > 0");
   FLOPSCOPE_CHECK(s.position != PositionKind::rope || s.rope_theta > 0, "RoPE needs theta > 0");
   FLOPSCOPE_CHECK(o.input_sets >= 1, "input sets must be at least 1");
   FLOPSCOPE_CHECK(o.causal_block >= 0, "the causal block must be 0 (the full square) or a row count");
@@ -108,12 +138,18 @@ LayerGraph build_layer_graph(const LayerShape& s, const GraphOptions& o) {
   TensorList weights;
   norm_weights(l.ln1, weights);
   norm_weights(l.ln2, weights);
-  attention_weights(l.attention, weights);
+  if (l.use_mla)
+    mla_weights(l.mla, weights);
+  else
+    attention_weights(l.attention, weights);
   mlp_weights(l.mlp, weights);
   for (const auto& [name, shape] : weights) B.tensor(name, R::weight, shape);
   for (const auto& [name, shape] : weights) B.tensor("d." + name, R::weight_grad, shape);
   norm_forward_tensors(B, l.ln1);
-  attention_forward_tensors(B, l.attention);
+  if (l.use_mla)
+    mla_forward_tensors(B, l.mla);
+  else
+    attention_forward_tensors(B, l.attention);
   B.tensor("x1", R::activation, {T, d});
   norm_forward_tensors(B, l.ln2);
   mlp_forward_tensors(B, l.mlp);
@@ -123,7 +159,10 @@ LayerGraph build_layer_graph(const LayerShape& s, const GraphOptions& o) {
   mlp_backward_tensors(B, l.mlp);
   B.tensor("d.x1.ln", R::gradient, {T, d});  // through ln2 only
   B.tensor("d.x1", R::gradient, {T, d});     // ln2 path + residual
-  attention_backward_tensors(B, l.attention);
+  if (l.use_mla)
+    mla_backward_tensors(B, l.mla);
+  else
+    attention_backward_tensors(B, l.attention);
   B.tensor("d.x.ln", R::gradient, {T, d});  // through ln1 only
   B.tensor("d.x", R::gradient, {T, d});     // ln1 path + residual: the layer's input gradient
   if (o.include_head) head_tensors(B, l.head);
@@ -141,7 +180,10 @@ LayerGraph build_layer_graph(const LayerShape& s, const GraphOptions& o) {
   mlp_bwd(B, l.mlp);
   norm_bwd(B, l.ln2, "bwd.ln2", Group::layer, l.mlp.d_in, "x1", "d.x1.ln");
   residual(B, "bwd.residual2", BW, "d.y", "d.x1.ln", "d.x1", T, d);
-  attention_bwd(B, l.attention);
+  if (l.use_mla)
+    mla_bwd(B, l.mla);
+  else
+    attention_bwd(B, l.attention);
   norm_bwd(B, l.ln1, "bwd.ln1", Group::layer, l.attention.d_in, "x", "d.x.ln");
   residual(B, "bwd.residual1", BW, "d.x1", "d.x.ln", "d.x", T, d);
 

@@ -355,6 +355,8 @@ void CpuBackend<F>::run(const Op& op) {
     case OpImpl::swiglu_bwd: flops = cpu::swiglu_backward(in(0), in(1), in(2), out(0), out(1), n); break;
     case OpImpl::relu_fwd: flops = cpu::relu_forward(in(0), out(0), n); break;
     case OpImpl::relu_bwd: flops = cpu::relu_backward(in(0), in(1), out(0), n); break;
+    case OpImpl::mla_qkv_fwd: flops = cpu::mla_qkv_forward(in(0), in(1), in(2), out(0), op.rows, op.mla); break;
+    case OpImpl::mla_qkv_bwd: flops = cpu::mla_qkv_backward(in(0), out(0), out(1), out(2), op.rows, op.mla); break;
     case OpImpl::gemm: break;
   }
   counted_[op.name] += flops;

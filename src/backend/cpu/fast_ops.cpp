@@ -393,8 +393,8 @@ FS_INLINE void rope_cos_sin(int64_t pos, const double* inv_freq, F* cs, F* sn, i
 // (scratch, d_head/2 each). The backward rotates by the negative angle.
 template <typename F>
 FS_INLINE void rope_body(F* x, const double* inv_freq, F* cs, F* sn, int64_t r0, int64_t r1, int64_t cols,
-                         int64_t batch, int64_t kv_heads, int64_t group, int64_t d_head, bool backward) {
-  const int64_t half = d_head / 2;
+                         const RopeSpec& r, bool backward) {
+  const int64_t batch = r.batch, half = r.d_head / 2;
   int64_t at = -1;  // the position cs, sn hold
   for (int64_t t = r0; t < r1; ++t) {
     const int64_t pos = t / batch;
@@ -403,9 +403,9 @@ FS_INLINE void rope_body(F* x, const double* inv_freq, F* cs, F* sn, int64_t r0,
       at = pos;
     }
     F* row = x + t * cols;
-    for (int64_t grp = 0; grp < kv_heads; ++grp)
-      for (int64_t hd = 0; hd <= group; ++hd) {  // the group's queries and its K; V (hd = group + 1) stays
-        F* __restrict lo = row + (grp * (group + 2) + hd) * d_head;  // x_j,          j < d_head/2
+    for (int64_t grp = 0; grp < r.kv_heads; ++grp)
+      for (int64_t hd = 0; hd < r.rotated_heads(); ++hd) {  // the group's queries and its K; V stays
+        F* __restrict lo = row + r.head_at(grp, hd);  // x_j,          j < d_head/2
         F* __restrict hi = lo + half;                                 // x_{j+d_head/2}
         for (int64_t j = 0; j < half; ++j) {
           const F a = lo[j], b = hi[j];
@@ -515,9 +515,9 @@ FS_KERNEL(rms_bwd,
            int64_t r1, int64_t c),
           (dy, x, g, rs, dx, dg, r0, r1, c))
 FS_KERNEL(rope,
-          (float* x, const double* f, float* cs, float* sn, int64_t r0, int64_t r1, int64_t c, int64_t b, int64_t kv,
-           int64_t g, int64_t d, bool bwd),
-          (x, f, cs, sn, r0, r1, c, b, kv, g, d, bwd))
+          (float* x, const double* f, float* cs, float* sn, int64_t r0, int64_t r1, int64_t c, const RopeSpec& r,
+           bool bwd),
+          (x, f, cs, sn, r0, r1, c, r, bwd))
 FS_KERNEL(swiglu_fwd, (const float* g, const float* u, float* h, int64_t n), (g, u, h, n))
 FS_KERNEL(swiglu_bwd, (const float* g, const float* u, const float* dh, float* dg, float* du, int64_t n),
           (g, u, dh, dg, du, n))
@@ -681,7 +681,7 @@ template <typename F>
 double rope(F* x, int64_t rows, int64_t cols, const RopeSpec& r, bool backward) {
   const int64_t half = r.d_head / 2;
   const double flops =
-      fc::kRope * static_cast<double>(rows) * static_cast<double>(r.kv_heads * (r.group + 1) * r.d_head);
+      fc::kRope * static_cast<double>(rows) * static_cast<double>(r.kv_heads * r.rotated_heads() * r.d_head);
   if (half == 0) return flops;
   std::vector<double> inv_freq(static_cast<size_t>(half));  // theta^(-2j/d_head), as ref::rope_angle has it
   for (int64_t j = 0; j < half; ++j) {
@@ -692,8 +692,7 @@ double rope(F* x, int64_t rows, int64_t cols, const RopeSpec& r, bool backward) 
       rows,
       [&](int64_t r0, int64_t r1) {
         std::vector<F> cs(static_cast<size_t>(half)), sn(cs.size());
-        FS_CALL(F, rope, x, inv_freq.data(), cs.data(), sn.data(), r0, r1, cols, r.batch, r.kv_heads, r.group, r.d_head,
-                backward);
+        FS_CALL(F, rope, x, inv_freq.data(), cs.data(), sn.data(), r0, r1, cols, r, backward);
       },
       row_grain(cols));
   return flops;
@@ -755,6 +754,32 @@ float cast_fp8(const F* x, F* y, int64_t rows, int64_t cols, bool transpose, flo
   return std::bit_cast<float>(*std::max_element(amax.begin(), amax.end()));
 }
 
+// MLA's assembly and its backward: copies (and the k_rope sum), the reference's row code
+// threaded over rows.
+template <typename F>
+double mla_qkv_forward(const F* q, const F* kv_b, const F* k_rope, F* qkv, int64_t rows, const MlaSpec& m) {
+  parallel_for(
+      rows,
+      [&](int64_t r0, int64_t r1) {
+        ref::mla_qkv_forward(q + r0 * m.q_width(), kv_b + r0 * m.kv_b_width(), k_rope + r0 * m.rope,
+                             qkv + r0 * m.qkv_width(), r1 - r0, m);
+      },
+      row_grain(m.qkv_width()));
+  return 0;
+}
+
+template <typename F>
+double mla_qkv_backward(const F* dqkv, F* dq, F* dkv_b, F* dk_rope, int64_t rows, const MlaSpec& m) {
+  parallel_for(
+      rows,
+      [&](int64_t r0, int64_t r1) {
+        ref::mla_qkv_backward(dqkv + r0 * m.qkv_width(), dq + r0 * m.q_width(), dkv_b + r0 * m.kv_b_width(),
+                              dk_rope + r0 * m.rope, r1 - r0, m);
+      },
+      row_grain(m.qkv_width()));
+  return fc::kMlaRopeSum * static_cast<double>(rows) * static_cast<double>(m.rope * (m.heads - 1));
+}
+
 #define FS_INSTANTIATE(F)                                                                                              \
   template double layernorm_forward<F>(const F*, const F*, const F*, F*, F*, F*, int64_t, int64_t);                   \
   template double layernorm_backward<F>(const F*, const F*, const F*, const F*, const F*, F*, F*, F*, int64_t,        \
@@ -775,7 +800,9 @@ float cast_fp8(const F* x, F* y, int64_t rows, int64_t cols, bool transpose, flo
   template double swiglu_forward<F>(const F*, const F*, F*, int64_t);                                                  \
   template double swiglu_backward<F>(const F*, const F*, const F*, F*, F*, int64_t);                                   \
   template double relu_forward<F>(const F*, F*, int64_t);                                                              \
-  template double relu_backward<F>(const F*, const F*, F*, int64_t);
+  template double relu_backward<F>(const F*, const F*, F*, int64_t);                                                 \
+  template double mla_qkv_forward<F>(const F*, const F*, const F*, F*, int64_t, const MlaSpec&);                       \
+  template double mla_qkv_backward<F>(const F*, F*, F*, F*, int64_t, const MlaSpec&);
 FS_INSTANTIATE(float)
 FS_INSTANTIATE(double)
 #undef FS_INSTANTIATE

@@ -23,6 +23,7 @@
 
 namespace flopscope {
 struct RopeSpec;  // graph/graph.hpp
+struct MlaSpec;   // graph/graph.hpp
 }
 
 namespace flopscope::cpu {
@@ -73,6 +74,13 @@ template <typename F>
 double relu_forward(const F* x, F* y, int64_t n);
 template <typename F>
 double relu_backward(const F* x, const F* dy, F* dx, int64_t n);
+
+// Multi-head latent attention: qkv (rows, MlaSpec::qkv_width) from q, kv_b and k_rope, and back
+// (dk_rope summed over the heads); rows threaded.
+template <typename F>
+double mla_qkv_forward(const F* q, const F* kv_b, const F* k_rope, F* qkv, int64_t rows, const MlaSpec& m);
+template <typename F>
+double mla_qkv_backward(const F* dqkv, F* dq, F* dkv_b, F* dk_rope, int64_t rows, const MlaSpec& m);
 
 // fp8 emulation: y = e4m3(x * scale) / scale over a (rows, cols) x, y (rows, cols) or, with
 // transpose, (cols, rows). Returns the largest |x| seen (for delayed scaling).

@@ -262,7 +262,8 @@ double rmsnorm_backward(const F* dy, const F* x, const F* gamma, const F* rstd, 
 //   forward:  (a, b) -> (a cos - b sin, b cos + a sin)
 //   backward: (da, db) -> (da cos + db sin, db cos - da sin)   (the transpose: rotation by -angle)
 // One row of a qkv-shaped tensor at position p: kv_heads groups of (group + 2) heads; the first
-// group + 1 heads of each (queries and K) rotate, V does not. In place.
+// group + 1 heads of each (queries and K) rotate, V does not (or the layout RopeSpec names:
+// MLA's rope parts). In place.
 inline double rope_angle(int64_t position, int64_t j, int64_t d_head, double theta) {
   return static_cast<double>(position) * std::pow(theta, -2.0 * static_cast<double>(j) / static_cast<double>(d_head));
 }
@@ -273,19 +274,66 @@ void rope_row(F* row, int64_t position, const RopeSpec& r, bool backward) {
     const double ang = rope_angle(position, j, r.d_head, r.theta);
     const double c = std::cos(ang), s = backward ? -std::sin(ang) : std::sin(ang);
     for (int64_t grp = 0; grp < r.kv_heads; ++grp)
-      for (int64_t hd = 0; hd <= r.group; ++hd) {
-        F* x = row + (grp * (r.group + 2) + hd) * r.d_head;
+      for (int64_t hd = 0; hd < r.rotated_heads(); ++hd) {
+        F* x = row + r.head_at(grp, hd);
         const double a = x[j], b = x[j + half];
         x[j] = static_cast<F>(a * c - b * s);
         x[j + half] = static_cast<F>(b * c + a * s);
       }
   }
 }
-// x: (rows, cols) with cols = kv_heads (group + 2) d_head; row t at position t / batch.
+// x: (rows, cols) with cols = kv_heads x the block width (RopeSpec); row t at position t / batch.
 template <typename F>
 double rope(F* x, int64_t rows, int64_t cols, const RopeSpec& r, bool backward) {
   for (int64_t t = 0; t < rows; ++t) rope_row(x + t * cols, t / r.batch, r, backward);
-  return fc::kRope * static_cast<double>(rows) * static_cast<double>(r.kv_heads * (r.group + 1) * r.d_head);
+  return fc::kRope * static_cast<double>(rows) * static_cast<double>(r.kv_heads * r.rotated_heads() * r.d_head);
+}
+
+// MLA's assembly (graph.hpp, MlaSpec): one token's row of qkv from its rows of q, kv_b and
+// k_rope, per head h: [q_h (nope + rope), k_nope_h (nope), k_rope (rope), v_h (v)]. Copies only.
+template <typename F>
+void mla_qkv_forward_row(const F* q, const F* kv_b, const F* k_rope, F* qkv, const MlaSpec& m) {
+  const int64_t qk = m.qk(), w = 2 * qk + m.v;
+  for (int64_t h = 0; h < m.heads; ++h) {
+    F* o = qkv + h * w;
+    const F* kv = kv_b + h * (m.nope + m.v);
+    for (int64_t j = 0; j < qk; ++j) o[j] = q[h * qk + j];
+    for (int64_t j = 0; j < m.nope; ++j) o[qk + j] = kv[j];
+    for (int64_t j = 0; j < m.rope; ++j) o[qk + m.nope + j] = k_rope[j];
+    for (int64_t j = 0; j < m.v; ++j) o[2 * qk + j] = kv[m.nope + j];
+  }
+}
+// Its backward: the slots of d.qkv back into dq, dkv_b, and dk_rope = the sum over the heads
+// of their k_rope slots (heads - 1 adds an element).
+template <typename F>
+void mla_qkv_backward_row(const F* dqkv, F* dq, F* dkv_b, F* dk_rope, const MlaSpec& m) {
+  const int64_t qk = m.qk(), w = 2 * qk + m.v;
+  for (int64_t j = 0; j < m.rope; ++j) {
+    F s = dqkv[qk + m.nope + j];
+    for (int64_t h = 1; h < m.heads; ++h) s += dqkv[h * w + qk + m.nope + j];
+    dk_rope[j] = s;
+  }
+  for (int64_t h = 0; h < m.heads; ++h) {
+    const F* g = dqkv + h * w;
+    F* dkv = dkv_b + h * (m.nope + m.v);
+    for (int64_t j = 0; j < qk; ++j) dq[h * qk + j] = g[j];
+    for (int64_t j = 0; j < m.nope; ++j) dkv[j] = g[qk + j];
+    for (int64_t j = 0; j < m.v; ++j) dkv[m.nope + j] = g[2 * qk + j];
+  }
+}
+template <typename F>
+double mla_qkv_forward(const F* q, const F* kv_b, const F* k_rope, F* qkv, int64_t rows, const MlaSpec& m) {
+  for (int64_t t = 0; t < rows; ++t)
+    mla_qkv_forward_row(q + t * m.q_width(), kv_b + t * m.kv_b_width(), k_rope + t * m.rope, qkv + t * m.qkv_width(),
+                        m);
+  return 0;
+}
+template <typename F>
+double mla_qkv_backward(const F* dqkv, F* dq, F* dkv_b, F* dk_rope, int64_t rows, const MlaSpec& m) {
+  for (int64_t t = 0; t < rows; ++t)
+    mla_qkv_backward_row(dqkv + t * m.qkv_width(), dq + t * m.q_width(), dkv_b + t * m.kv_b_width(),
+                         dk_rope + t * m.rope, m);
+  return fc::kMlaRopeSum * static_cast<double>(rows) * static_cast<double>(m.rope * (m.heads - 1));
 }
 
 // SwiGLU: h = silu(g) * u, silu(g) = g * sigmoid(g), sigmoid(g) = 1 / (1 + exp(-g)).

@@ -320,14 +320,22 @@ class CudaBackend final : public Backend {
         break;
       case OpImpl::rope_fwd:
       case OpImpl::rope_bwd:
-        e = (op.impl == OpImpl::rope_fwd ? k::rope_forward : k::rope_backward)(
-            dtype_, out(0), op.rows, op.rope.batch, op.rope.kv_heads, op.rope.group, op.rope.d_head, op.rope.theta,
-            stream_);
+        e = k::rope_layout(dtype_, out(0), op.rows, op.rope.batch, op.rope.kv_heads, op.rope.rotated_heads(),
+                           op.rope.block_width(), op.rope.offset, op.rope.d_head, op.rope.theta,
+                           op.impl == OpImpl::rope_bwd, stream_);
         break;
       case OpImpl::swiglu_fwd: e = k::swiglu_forward(dtype_, in(0), in(1), out(0), n, stream_); break;
       case OpImpl::swiglu_bwd: e = k::swiglu_backward(dtype_, in(0), in(1), in(2), out(0), out(1), n, stream_); break;
       case OpImpl::relu_fwd: e = k::relu_forward(dtype_, in(0), out(0), n, stream_); break;
       case OpImpl::relu_bwd: e = k::relu_backward(dtype_, in(0), in(1), out(0), n, stream_); break;
+      case OpImpl::mla_qkv_fwd:
+        e = k::mla_qkv_forward(dtype_, in(0), in(1), in(2), out(0), op.rows, op.mla.heads, op.mla.nope, op.mla.rope,
+                               op.mla.v, stream_);
+        break;
+      case OpImpl::mla_qkv_bwd:
+        e = k::mla_qkv_backward(dtype_, in(0), out(0), out(1), out(2), op.rows, op.mla.heads, op.mla.nope,
+                                op.mla.rope, op.mla.v, stream_);
+        break;
       case OpImpl::gemm: break;
     }
     CUDA_CALL(e, fmt::format("{} ({}, {})", op.name, to_string(op.impl), op.shape_str()));
