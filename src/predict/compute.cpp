@@ -127,14 +127,18 @@ MeasuredOps measured_ops_from_file(const std::string& path) {
 LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile& s, const MeasuredOps* measured,
                      size_t kind) {
   const bool flash = l.attention == Attention::flash;
+  const bool fp8 = l.precision == "fp8";
   GraphOptions go;
-  go.precision = Precision::bf16;  // 2-byte activations; fp8 changes the linear GEMMs' peak below
+  // 2-byte activations; fp8: the graph's fp8 lowering (src/graph/fp8.cpp) gives the layer's
+  // linear GEMMs fp8 operands and the cast_fp8 ops that make them, as Transformer Engine runs
+  // them; the attention core and the LM head stay bf16.
+  go.precision = fp8 ? Precision::fp8 : Precision::bf16;
   go.include_head = true;
   go.recompute = l.recompute != Recompute::none;
   const LayerGraph g = build_layer_graph(layer_shape(m, l.micro_batch, l.seq, kind), go);
   const LayerShape& shape = g.shape;
-  const double peak16 = s.peak_tflops(l.precision == "fp8" ? "bf16" : l.precision) * 1e12;
-  const double peak_linear = s.peak_tflops(l.precision) * 1e12;
+  const double peak16 = s.peak_tflops(fp8 ? "bf16" : l.precision) * 1e12;
+  const double peak8 = s.peak_tflops("fp8") * 1e12;
   const double tp = static_cast<double>(l.tp);
 
   LayerCost out;
@@ -142,7 +146,8 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
     if (c.source == "measured") ++out.measured_ops;
     else ++out.modelled_ops;
     const double t = c.time_s;
-    if (c.head) (c.phase == Phase::forward ? out.head_forward_s : out.head_backward_s) += t;
+    if (c.per_step) out.weight_cast_s += t;
+    else if (c.head) (c.phase == Phase::forward ? out.head_forward_s : out.head_backward_s) += t;
     else if (c.phase == Phase::forward) out.layer_forward_s += t;
     else if (c.phase == Phase::backward) out.layer_backward_s += t;
     else out.layer_recompute_s += t;
@@ -205,15 +210,22 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
       const Sharded sh = shard_gemm(op, l.tp);
       fraction = sh.fraction;
       c.flops = op.flops * fraction;
-      c.bytes = (static_cast<double>(sh.m) * sh.k + static_cast<double>(sh.k) * sh.n +
-                 static_cast<double>(sh.m) * sh.n * (op.gemm.beta != 0 ? 2 : 1)) *
-                static_cast<double>(sh.batch) * kBytes16;
+      // fp8 GEMMs read 1-byte operands and write a 16-bit output.
+      const bool gemm8 = op.precision == Precision::fp8;
+      const double operand_bytes = gemm8 ? 1 : kBytes16;
+      c.bytes = ((static_cast<double>(sh.m) * sh.k + static_cast<double>(sh.k) * sh.n) * operand_bytes +
+                 static_cast<double>(sh.m) * sh.n * (op.gemm.beta != 0 ? 2 : 1) * kBytes16) *
+                static_cast<double>(sh.batch);
       c.shape = sh.batch > 1 ? fmt::format("{}x[{}x{}x{}]", sh.batch, sh.m, sh.n, sh.k) : fmt::format("{}x{}x{}", sh.m, sh.n, sh.k);
-      const bool linear = op.gemm.linear && !head;
-      const double eff = s.gemm_efficiency * quantisation_efficiency(sh.m, sh.n, sh.batch, s);
-      c.time_s = gemm_time(c.flops, c.bytes, linear ? peak_linear : peak16, eff, s, c.bound);
+      if (gemm8) c.shape += " fp8";
+      const double eff = (gemm8 ? s.fp8_gemm_efficiency : s.gemm_efficiency) * quantisation_efficiency(sh.m, sh.n, sh.batch, s);
+      c.time_s = gemm_time(c.flops, c.bytes, gemm8 ? peak8 : peak16, eff, s, c.bound);
     } else {
-      fraction = shard_fraction(op, shape, l);
+      // A weight's fp8 copy is of this GPU's shard; Transformer Engine makes it once a step (on
+      // the first micro-batch, Megatron-LM's is_first_microbatch) and keeps it.
+      const bool weight_cast = op.impl == OpImpl::cast_fp8 && starts_with(op.inputs.at(0), "w.");
+      fraction = weight_cast ? 1 / tp : shard_fraction(op, shape, l);
+      c.per_step = weight_cast;
       c.flops = op.flops * fraction;
       c.bytes = op.min_bytes * fraction;
       c.shape = op.shape_str() + (fraction < 1 ? fmt::format(" / {}", l.tp) : "");
@@ -263,7 +275,7 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
 json op_cost_json(const OpCost& c) {
   return {{"name", c.name},   {"phase", to_string(c.phase)}, {"head", c.head},     {"shape", c.shape},
           {"flops", c.flops}, {"bytes", c.bytes},            {"time_s", c.time_s}, {"bound", c.bound},
-          {"source", c.source}};
+          {"source", c.source}, {"per_step", c.per_step}};
 }
 
 }  // namespace flopscope::predict
