@@ -135,7 +135,10 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
   go.precision = fp8 ? Precision::fp8 : Precision::bf16;
   go.include_head = true;
   go.recompute = l.recompute != Recompute::none;
-  const LayerGraph g = build_layer_graph(layer_shape(m, l.micro_batch, l.seq, kind), go);
+  // Context parallel: this GPU's seq / cp tokens of each sequence (the linear layers, norms and
+  // head); its share of the attention square is set below.
+  const LayerGraph g = build_layer_graph(layer_shape(m, l.micro_batch, l.seq / l.cp, kind), go);
+  const double cp = static_cast<double>(l.cp);
   const LayerShape& shape = g.shape;
   const double peak16 = s.peak_tflops(fp8 ? "bf16" : l.precision) * 1e12;
   const double peak8 = s.peak_tflops("fp8") * 1e12;
@@ -160,17 +163,22 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
   if (flash) {
     for (const auto& op : g.ops) {
       if (!is_attention_core(op) || op.impl != OpImpl::gemm) continue;
+      // Ring attention balances the causal square (rank i holds chunks i and 2 cp - 1 - i): each
+      // rank does 1 / cp of the full square, cp times the causal square of its own seq / cp tokens.
       if (op.phase == Phase::forward) {
-        flash_fwd_flops += op.model_flops / tp;
-        if (op.name == "fwd.attn.scores") flash_bwd_flops += op.model_flops / tp;  // recomputed in the backward
+        flash_fwd_flops += op.model_flops * cp / tp;
+        if (op.name == "fwd.attn.scores") flash_bwd_flops += op.model_flops * cp / tp;  // recomputed in the backward
       } else if (op.phase == Phase::backward) {
-        flash_bwd_flops += op.model_flops / tp;
+        flash_bwd_flops += op.model_flops * cp / tp;
       }
     }
   }
   // The fused kernel's bytes: Q, K and V (the graph's qkv tensor, (T, (g + 2) h_kv d_head): under
   // grouped-query attention narrower than 3 d) read, the context (T, h d_head) written; backward
   // reads Q, K, V, the context and its gradient and writes the gradients of Q, K and V.
+  // With cp > 1 the kernel also reads the cp - 1 K and V chunks the ring brings (backward: and
+  // their gradients).
+  const double kv_w = 2 * static_cast<double>(m.kv_dim()) * (cp - 1);
   const double T = static_cast<double>(shape.tokens()), qkv_w = static_cast<double>(g.tensor("qkv").shape.at(1)),
                d = static_cast<double>(g.tensor("ctx").shape.at(1));
   auto flash_op = [&](const std::string& name, Phase phase, double flops, double elems) {
@@ -192,13 +200,13 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
     }
     if (flash && is_attention_core(op)) {
       // The fused kernel stands in once, where the core's first op was.
-      if (op.name == "fwd.attn.scores") add(flash_op("fwd.attn.flash", Phase::forward, flash_fwd_flops, T * (qkv_w + d)));
+      if (op.name == "fwd.attn.scores") add(flash_op("fwd.attn.flash", Phase::forward, flash_fwd_flops, T * (qkv_w + d + kv_w)));
       if (op.name == "rec.attn.scores") {
-        OpCost c = flash_op("rec.attn.flash", Phase::recompute, flash_fwd_flops, T * (qkv_w + d));
+        OpCost c = flash_op("rec.attn.flash", Phase::recompute, flash_fwd_flops, T * (qkv_w + d + kv_w));
         add(c);
       }
       if (op.name == "bwd.attn.context.dprobs")
-        add(flash_op("bwd.attn.flash", Phase::backward, flash_bwd_flops, T * (2 * qkv_w + 2 * d)));
+        add(flash_op("bwd.attn.flash", Phase::backward, flash_bwd_flops, T * (2 * qkv_w + 2 * d + 2 * kv_w)));
       continue;
     }
     OpCost c;

@@ -59,8 +59,7 @@ double model_flops_per_step(const ModelConfig& m, const Layout& l) {
 
 Prediction predict(const PredictInput& in) {
   validate(in.layout, in.model);
-  if (in.layout.cp > 1 || in.layout.fsdp_on())
-    throw UsageError("predict: context parallelism (--cp) and FSDP (--fsdp) are in the layout but not modelled yet");
+  if (in.layout.fsdp_on()) throw UsageError("predict: FSDP (--fsdp) is in the layout but not modelled yet");
   Prediction p;
   p.model = in.model;
   p.system = in.system;
