@@ -473,7 +473,9 @@ TEST(PredictFp8, LinearGemmsAtTheFp8PeakCastsAtTheirBytes) {
       EXPECT_TRUE(o.per_step);
       ++seen;
     }
-    if (o.name == "fwd.attn.flash" || o.head) EXPECT_EQ(o.shape.find("fp8"), std::string::npos) << o.name;
+    if (o.name == "fwd.attn.flash" || o.head) {
+      EXPECT_EQ(o.shape.find("fp8"), std::string::npos) << o.name;
+    }
   }
   EXPECT_EQ(seen, 3);
   EXPECT_GT(c.weight_cast_s, 0);
