@@ -439,3 +439,47 @@ TEST(PredictSystem, H200IsTheH100WithMoreMemoryAndBandwidth) {
 
 }  // namespace
 }  // namespace flopscope::predict
+
+namespace flopscope::predict {
+namespace {
+
+TEST(PredictFp8, LinearGemmsAtTheFp8PeakCastsAtTheirBytes) {
+  // GPT-3 13B layer (d 5120, d_ff 20480), one sequence of 2048 tokens, tp 1 on the H100:
+  // fwd.ffn.up is 2048 x 20480 x 5120 in fp8: 2 m n k FLOPs at 1978.9 TFLOP/s x 0.72 x e_q,
+  // with 1-byte operands; its input's fp8 copy is a cast of 2048 x 5120 elements, 3 bytes each
+  // (2 read, 1 written), memory bound. The attention core and the LM head stay bf16.
+  const ModelConfig m = preset("gpt3-13b");
+  Layout l;
+  l.gpus = 1, l.global_batch = 1, l.precision = "fp8", l.attention = Attention::flash;
+  const SystemProfile s = system_by_id("h100");
+  const LayerCost c = layer_cost(m, l, s, nullptr);
+  int seen = 0;
+  for (const auto& o : c.ops) {
+    if (o.name == "fwd.ffn.up") {
+      const double flops = 2.0 * 2048 * 20480 * 5120;
+      EXPECT_DOUBLE_EQ(o.flops, flops);
+      EXPECT_DOUBLE_EQ(o.bytes, (2048.0 * 5120 + 5120.0 * 20480) * 1 + 2048.0 * 20480 * 2);
+      EXPECT_NEAR(o.time_s, flops / (1978.9e12 * 0.72 * quantisation_efficiency(2048, 20480, 1, s)), 1e-15);
+      ++seen;
+    }
+    if (o.name == "fwd.ffn.up.cast_a") {
+      EXPECT_DOUBLE_EQ(o.bytes, 2048.0 * 5120 * 3);
+      EXPECT_NEAR(o.time_s, o.bytes / (3.35e12 * 0.8), 1e-15);
+      EXPECT_FALSE(o.per_step);
+      ++seen;
+    }
+    if (o.name == "fwd.ffn.up.cast_b") {  // the weight's copy: once a step
+      EXPECT_DOUBLE_EQ(o.bytes, 5120.0 * 20480 * 3);
+      EXPECT_TRUE(o.per_step);
+      ++seen;
+    }
+    if (o.name == "fwd.attn.flash" || o.head) {
+      EXPECT_EQ(o.shape.find("fp8"), std::string::npos) << o.name;
+    }
+  }
+  EXPECT_EQ(seen, 3);
+  EXPECT_GT(c.weight_cast_s, 0);
+}
+
+}  // namespace
+}  // namespace flopscope::predict

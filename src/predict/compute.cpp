@@ -127,14 +127,21 @@ MeasuredOps measured_ops_from_file(const std::string& path) {
 LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile& s, const MeasuredOps* measured,
                      size_t kind) {
   const bool flash = l.attention == Attention::flash;
+  const bool fp8 = l.precision == "fp8";
   GraphOptions go;
-  go.precision = Precision::bf16;  // 2-byte activations; fp8 changes the linear GEMMs' peak below
+  // 2-byte activations; fp8: the graph's fp8 lowering (src/graph/fp8.cpp) gives the layer's
+  // linear GEMMs fp8 operands and the cast_fp8 ops that make them, as Transformer Engine runs
+  // them; the attention core and the LM head stay bf16.
+  go.precision = fp8 ? Precision::fp8 : Precision::bf16;
   go.include_head = true;
   go.recompute = l.recompute != Recompute::none;
-  const LayerGraph g = build_layer_graph(layer_shape(m, l.micro_batch, l.seq, kind), go);
+  // Context parallel: this GPU's seq / cp tokens of each sequence (the linear layers, norms and
+  // head); its share of the attention square is set below.
+  const LayerGraph g = build_layer_graph(layer_shape(m, l.micro_batch, l.seq / l.cp, kind), go);
+  const double cp = static_cast<double>(l.cp);
   const LayerShape& shape = g.shape;
-  const double peak16 = s.peak_tflops(l.precision == "fp8" ? "bf16" : l.precision) * 1e12;
-  const double peak_linear = s.peak_tflops(l.precision) * 1e12;
+  const double peak16 = s.peak_tflops(fp8 ? "bf16" : l.precision) * 1e12;
+  const double peak8 = s.peak_tflops("fp8") * 1e12;
   const double tp = static_cast<double>(l.tp);
 
   LayerCost out;
@@ -142,7 +149,8 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
     if (c.source == "measured") ++out.measured_ops;
     else ++out.modelled_ops;
     const double t = c.time_s;
-    if (c.head) (c.phase == Phase::forward ? out.head_forward_s : out.head_backward_s) += t;
+    if (c.per_step) out.weight_cast_s += t;
+    else if (c.head) (c.phase == Phase::forward ? out.head_forward_s : out.head_backward_s) += t;
     else if (c.phase == Phase::forward) out.layer_forward_s += t;
     else if (c.phase == Phase::backward) out.layer_backward_s += t;
     else out.layer_recompute_s += t;
@@ -155,17 +163,22 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
   if (flash) {
     for (const auto& op : g.ops) {
       if (!is_attention_core(op) || op.impl != OpImpl::gemm) continue;
+      // Ring attention balances the causal square (rank i holds chunks i and 2 cp - 1 - i): each
+      // rank does 1 / cp of the full square, cp times the causal square of its own seq / cp tokens.
       if (op.phase == Phase::forward) {
-        flash_fwd_flops += op.model_flops / tp;
-        if (op.name == "fwd.attn.scores") flash_bwd_flops += op.model_flops / tp;  // recomputed in the backward
+        flash_fwd_flops += op.model_flops * cp / tp;
+        if (op.name == "fwd.attn.scores") flash_bwd_flops += op.model_flops * cp / tp;  // recomputed in the backward
       } else if (op.phase == Phase::backward) {
-        flash_bwd_flops += op.model_flops / tp;
+        flash_bwd_flops += op.model_flops * cp / tp;
       }
     }
   }
   // The fused kernel's bytes: Q, K and V (the graph's qkv tensor, (T, (g + 2) h_kv d_head): under
   // grouped-query attention narrower than 3 d) read, the context (T, h d_head) written; backward
   // reads Q, K, V, the context and its gradient and writes the gradients of Q, K and V.
+  // With cp > 1 the kernel also reads the cp - 1 K and V chunks the ring brings (backward: and
+  // their gradients).
+  const double kv_w = 2 * static_cast<double>(m.kv_dim()) * (cp - 1);
   const double T = static_cast<double>(shape.tokens()), qkv_w = static_cast<double>(g.tensor("qkv").shape.at(1)),
                d = static_cast<double>(g.tensor("ctx").shape.at(1));
   auto flash_op = [&](const std::string& name, Phase phase, double flops, double elems) {
@@ -187,13 +200,13 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
     }
     if (flash && is_attention_core(op)) {
       // The fused kernel stands in once, where the core's first op was.
-      if (op.name == "fwd.attn.scores") add(flash_op("fwd.attn.flash", Phase::forward, flash_fwd_flops, T * (qkv_w + d)));
+      if (op.name == "fwd.attn.scores") add(flash_op("fwd.attn.flash", Phase::forward, flash_fwd_flops, T * (qkv_w + d + kv_w)));
       if (op.name == "rec.attn.scores") {
-        OpCost c = flash_op("rec.attn.flash", Phase::recompute, flash_fwd_flops, T * (qkv_w + d));
+        OpCost c = flash_op("rec.attn.flash", Phase::recompute, flash_fwd_flops, T * (qkv_w + d + kv_w));
         add(c);
       }
       if (op.name == "bwd.attn.context.dprobs")
-        add(flash_op("bwd.attn.flash", Phase::backward, flash_bwd_flops, T * (2 * qkv_w + 2 * d)));
+        add(flash_op("bwd.attn.flash", Phase::backward, flash_bwd_flops, T * (2 * qkv_w + 2 * d + 2 * kv_w)));
       continue;
     }
     OpCost c;
@@ -205,15 +218,22 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
       const Sharded sh = shard_gemm(op, l.tp);
       fraction = sh.fraction;
       c.flops = op.flops * fraction;
-      c.bytes = (static_cast<double>(sh.m) * sh.k + static_cast<double>(sh.k) * sh.n +
-                 static_cast<double>(sh.m) * sh.n * (op.gemm.beta != 0 ? 2 : 1)) *
-                static_cast<double>(sh.batch) * kBytes16;
+      // fp8 GEMMs read 1-byte operands and write a 16-bit output.
+      const bool gemm8 = op.precision == Precision::fp8;
+      const double operand_bytes = gemm8 ? 1 : kBytes16;
+      c.bytes = ((static_cast<double>(sh.m) * sh.k + static_cast<double>(sh.k) * sh.n) * operand_bytes +
+                 static_cast<double>(sh.m) * sh.n * (op.gemm.beta != 0 ? 2 : 1) * kBytes16) *
+                static_cast<double>(sh.batch);
       c.shape = sh.batch > 1 ? fmt::format("{}x[{}x{}x{}]", sh.batch, sh.m, sh.n, sh.k) : fmt::format("{}x{}x{}", sh.m, sh.n, sh.k);
-      const bool linear = op.gemm.linear && !head;
-      const double eff = s.gemm_efficiency * quantisation_efficiency(sh.m, sh.n, sh.batch, s);
-      c.time_s = gemm_time(c.flops, c.bytes, linear ? peak_linear : peak16, eff, s, c.bound);
+      if (gemm8) c.shape += " fp8";
+      const double eff = (gemm8 ? s.fp8_gemm_efficiency : s.gemm_efficiency) * quantisation_efficiency(sh.m, sh.n, sh.batch, s);
+      c.time_s = gemm_time(c.flops, c.bytes, gemm8 ? peak8 : peak16, eff, s, c.bound);
     } else {
-      fraction = shard_fraction(op, shape, l);
+      // A weight's fp8 copy is of this GPU's shard; Transformer Engine makes it once a step (on
+      // the first micro-batch, Megatron-LM's is_first_microbatch) and keeps it.
+      const bool weight_cast = op.impl == OpImpl::cast_fp8 && starts_with(op.inputs.at(0), "w.");
+      fraction = weight_cast ? 1 / tp : shard_fraction(op, shape, l);
+      c.per_step = weight_cast;
       c.flops = op.flops * fraction;
       c.bytes = op.min_bytes * fraction;
       c.shape = op.shape_str() + (fraction < 1 ? fmt::format(" / {}", l.tp) : "");
@@ -263,7 +283,7 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
 json op_cost_json(const OpCost& c) {
   return {{"name", c.name},   {"phase", to_string(c.phase)}, {"head", c.head},     {"shape", c.shape},
           {"flops", c.flops}, {"bytes", c.bytes},            {"time_s", c.time_s}, {"bound", c.bound},
-          {"source", c.source}};
+          {"source", c.source}, {"per_step", c.per_step}};
 }
 
 }  // namespace flopscope::predict

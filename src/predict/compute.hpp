@@ -18,6 +18,11 @@
 // Flash attention: the scores, softmax and context ops become one kernel at the GEMM
 // efficiency on the causal half of the square (masked tiles skipped); no s x s tensor is
 // read or written; its backward recomputes the scores.
+// fp8 (Transformer Engine): the linear layers' GEMMs (forward, dgrad, wgrad) at the fp8 peak x
+// fp8_gemm_efficiency with 1-byte operands; each operand's fp8 copy (in the K-major layout
+// Hopper's fp8 tensor cores read) made by a cast_fp8 op of the graph, memory bound at its bytes
+// (2 read + 1 written an element; the amax is taken in the same pass, as TE's cast kernels do);
+// the weights' copies once a step; the attention core and the LM head in bf16.
 #pragma once
 
 #include <map>
@@ -58,6 +63,9 @@ struct OpCost {
   double time_s = 0;
   std::string bound;     // compute | memory | fused
   std::string source;    // modelled | measured
+  // Once a step, not once a micro-batch: the fp8 copies of the weights (cast_fp8 of a w.*),
+  // which Transformer Engine makes on the first micro-batch and keeps.
+  bool per_step = false;
 };
 
 struct LayerCost {
@@ -65,6 +73,8 @@ struct LayerCost {
   // Seconds on one GPU for one micro-batch.
   double layer_forward_s = 0, layer_backward_s = 0, layer_recompute_s = 0;
   double head_forward_s = 0, head_backward_s = 0;
+  // fp8: the casts of this layer's weights to their fp8 copies, seconds a step (not per micro-batch).
+  double weight_cast_s = 0;
   // Executed FLOPs on one GPU per layer per micro-batch (every op, recompute included).
   double layer_flops = 0, head_flops = 0;
   int64_t measured_ops = 0, modelled_ops = 0;

@@ -15,23 +15,33 @@ double activation_bytes_per_layer(double s, double b, double h, double a, double
 }
 
 MemoryBreakdown memory_per_gpu(double parameters, int64_t layers, const ModelConfig& m, const Layout& l,
-                               double available_bytes) {
+                               double available_bytes, double fp8_copy_elements, double unsharded_parameters) {
   MemoryBreakdown mem;
-  const double dp = static_cast<double>(l.dp());
+  const double dp = static_cast<double>(l.dp()), cp = static_cast<double>(l.cp);
   mem.parameters = parameters;
-  mem.weights_bytes = 2 * parameters;
-  mem.gradients_bytes = 2 * parameters;
-  mem.optimizer_bytes = 12 * parameters / (l.distributed_optimizer ? dp : 1.0);
+  if (l.fsdp_on()) {
+    const double shard = static_cast<double>(l.fsdp) * cp;
+    mem.weights_bytes = 4 * parameters / shard;
+    mem.gradients_bytes = 4 * parameters / shard;
+    mem.optimizer_bytes = 8 * parameters / shard;
+    mem.fsdp_unsharded_bytes = 4 * unsharded_parameters;
+  } else {
+    mem.weights_bytes = 2 * parameters;
+    mem.gradients_bytes = 2 * parameters;
+    mem.optimizer_bytes = 12 * parameters / (l.distributed_optimizer ? dp * cp : 1.0);
+  }
+  mem.fp8_weight_copies_bytes = fp8_copy_elements;
   const bool sp = l.sequence_parallel && l.tp > 1;
   mem.activation_per_layer_bytes =
-      activation_bytes_per_layer(static_cast<double>(l.seq), static_cast<double>(l.micro_batch),
+      activation_bytes_per_layer(static_cast<double>(l.seq) / cp, static_cast<double>(l.micro_batch),
                                  static_cast<double>(m.d_model), static_cast<double>(m.n_heads),
                                  static_cast<double>(l.tp), sp, l.recompute, l.attention);
   double in_flight = static_cast<double>(std::min(l.pp, l.micro_batches()));
   if (l.vpp > 1) in_flight *= 1 + static_cast<double>(l.pp - 1) / static_cast<double>(l.pp * l.vpp);
   mem.layers_in_flight = static_cast<double>(layers) * in_flight;
   mem.activations_bytes = mem.activation_per_layer_bytes * mem.layers_in_flight;
-  mem.total_bytes = mem.weights_bytes + mem.gradients_bytes + mem.optimizer_bytes + mem.activations_bytes;
+  mem.total_bytes = mem.weights_bytes + mem.gradients_bytes + mem.optimizer_bytes + mem.activations_bytes +
+                    mem.fp8_weight_copies_bytes + mem.fsdp_unsharded_bytes;
   mem.available_bytes = available_bytes;
   mem.fits = mem.total_bytes <= available_bytes;
   return mem;
@@ -43,6 +53,8 @@ nlohmann::json memory_json(const MemoryBreakdown& m) {
           {"gradients_bytes", m.gradients_bytes},
           {"optimizer_bytes", m.optimizer_bytes},
           {"activations_bytes", m.activations_bytes},
+          {"fp8_weight_copies_bytes", m.fp8_weight_copies_bytes},
+          {"fsdp_unsharded_bytes", m.fsdp_unsharded_bytes},
           {"activation_per_layer_bytes", m.activation_per_layer_bytes},
           {"layers_in_flight", m.layers_in_flight},
           {"total_bytes", m.total_bytes},

@@ -14,6 +14,11 @@
 //   selective, seq. parallel     s b h 34 / t
 //   full                         2 s b h        (the layer's input; / t with sequence parallelism)
 // Flash attention stores no s x s tensor: the 5 a s / h term goes (as with selective).
+// Context parallelism: s is each GPU's seq / cp tokens. The distributed optimizer splits the 12
+// over dp x cp. fp8 (Transformer Engine): each linear weight's fp8 copies (both layouts, 1 byte
+// each) are kept beside it. FSDP (torchtitan / FSDP2): fp32 parameters (4), fp32 gradients (4)
+// and Adam's moments (8), 16 bytes a parameter, / (fsdp x cp); plus the unsharded working set
+// (bf16 parameters and their bf16 gradients, 4 bytes a parameter) of the units gathered.
 // The first pipeline stage keeps min(pp, m) micro-batches in flight under 1F1B, times
 // 1 + (pp - 1) / (pp vpp) with the interleaved schedule (the paper, section 4.2.3).
 #pragma once
@@ -33,6 +38,8 @@ double activation_bytes_per_layer(double s, double b, double h, double a, double
 struct MemoryBreakdown {
   double parameters = 0;        // on this GPU
   double weights_bytes = 0, gradients_bytes = 0, optimizer_bytes = 0, activations_bytes = 0;
+  double fp8_weight_copies_bytes = 0;
+  double fsdp_unsharded_bytes = 0;
   double activation_per_layer_bytes = 0;
   double layers_in_flight = 0;  // layers x micro-batches whose activations are kept
   double total_bytes = 0;
@@ -40,9 +47,11 @@ struct MemoryBreakdown {
   bool fits = false;
 };
 
-// `parameters`: on this GPU; `layers`: on this stage.
+// `parameters`: on this GPU (its tp and pp share, before any FSDP sharding); `layers`: on this
+// stage; `fp8_copy_elements`: of the fp8 weight copies kept; `unsharded_parameters`: FSDP's
+// gathered working set.
 MemoryBreakdown memory_per_gpu(double parameters, int64_t layers, const ModelConfig& m, const Layout& l,
-                               double available_bytes);
+                               double available_bytes, double fp8_copy_elements = 0, double unsharded_parameters = 0);
 
 nlohmann::json memory_json(const MemoryBreakdown& mem);
 

@@ -20,10 +20,12 @@ constexpr double kBytes16 = 2;
 // vectors over d (layernorms, row-parallel biases) are repeated, everything else split.
 struct ParamCount {
   double layer = 0, head_norm = 0, vocab_matrix = 0;
+  double fp8_copies = 0;  // elements of the layer's fp8 weight copies (both layouts), 1 byte each
 };
 ParamCount params_per_gpu(const LayerGraph& g, int64_t tp) {
   ParamCount p;
   for (const auto& t : g.tensors) {
+    if (t.role == TensorRole::fp8_copy && t.name.rfind("w.", 0) == 0) p.fp8_copies += static_cast<double>(t.numel()) / static_cast<double>(tp);
     if (t.role != TensorRole::weight) continue;
     const double n = static_cast<double>(t.numel());
     const bool repeated = t.shape.size() == 1 && t.shape[0] == g.shape.d_model;
@@ -57,8 +59,7 @@ double model_flops_per_step(const ModelConfig& m, const Layout& l) {
 
 Prediction predict(const PredictInput& in) {
   validate(in.layout, in.model);
-  if (in.layout.cp > 1 || in.layout.fsdp_on())
-    throw UsageError("predict: context parallelism (--cp) and FSDP (--fsdp) are in the layout but not modelled yet");
+  if (in.layout.fsdp_on()) throw UsageError("predict: FSDP (--fsdp) is in the layout but not modelled yet");
   Prediction p;
   p.model = in.model;
   p.system = in.system;
@@ -71,6 +72,8 @@ Prediction predict(const PredictInput& in) {
   const int64_t node = s.gpus_per_node;
   const int64_t dp = l.dp(), m = l.micro_batches();
   const bool sp = l.sequence_parallel && l.tp > 1;
+  // Context parallel: each GPU holds seq / cp tokens of every sequence (layer_cost costs them).
+  const double local_seq = static_cast<double>(l.seq) / static_cast<double>(l.cp);
 
   p.cost = layer_cost(in.model, l, s, in.measured);
   const LayerCost& c = p.cost;
@@ -82,7 +85,7 @@ Prediction predict(const PredictInput& in) {
   // Tensor parallel: the [s, b, h] activation, 16-bit, reduced twice forward and twice backward a
   // layer (and twice more in a full recompute's forward); with sequence parallelism each
   // all-reduce is a reduce-scatter and an all-gather.
-  const double act_bytes = static_cast<double>(l.seq) * static_cast<double>(l.micro_batch) *
+  const double act_bytes = local_seq * static_cast<double>(l.micro_batch) *
                            static_cast<double>(in.model.d_model) * kBytes16;
   const bool tp_inter = l.tp > node;
   const double one_collective = sp ? net.time(Collective::reduce_scatter, act_bytes, l.tp, tp_inter) +
@@ -96,16 +99,8 @@ Prediction predict(const PredictInput& in) {
   const double tp_last = l.tp > 1 ? (sp ? 2 : 1) * one_collective : 0;
 
   p.split = layer_split(in.model.n_layers, l.pp);
-  // The schedule: each kind of layer costed once (kind 0 is p.cost); a stage's compute sums
-  // its layers' kinds (stage i holds the next p.split[i] layers).
   const std::vector<LayerKind> kinds = in.model.layer_kinds();
   const std::vector<LayerSpec> schedule = in.model.schedule();
-  std::vector<double> kind_compute, kind_backward;
-  for (size_t k = 0; k < kinds.size(); ++k) {
-    const LayerCost kc = k == 0 ? c : layer_cost(in.model, l, s, in.measured, k);
-    kind_compute.push_back(kc.layer_forward_s + kc.layer_backward_s + kc.layer_recompute_s);
-    kind_backward.push_back(kc.layer_backward_s + kc.layer_recompute_s);
-  }
   // How many layers of each kind the n layers from `from` on hold.
   auto kinds_in = [&](int64_t from, int64_t n) {
     std::vector<double> count(kinds.size(), 0.0);
@@ -116,52 +111,27 @@ Prediction predict(const PredictInput& in) {
     }
     return count;
   };
-  const double head_compute = c.head_forward_s + c.head_backward_s;
-  double worst = -1, worst_compute = 0, worst_tp = 0, worst_backward = 0;
-  int64_t first_layer = 0;
-  for (size_t i = 0; i < p.split.size(); ++i) {
-    const double layers = static_cast<double>(p.split[i]);
-    const std::vector<double> per_kind = kinds_in(first_layer, p.split[i]);
-    first_layer += p.split[i];
-    double compute = 0, backward = 0, tp = layers * tp_layer;
-    for (size_t k = 0; k < kinds.size(); ++k) {
-      compute += per_kind[k] * kind_compute[k];
-      backward += per_kind[k] * kind_backward[k];
-    }
-    if (i == 0) tp += tp_first;
-    if (i + 1 == p.split.size()) {
-      compute += head_compute;
-      tp += tp_last;
-    }
-    if (compute + tp > worst) {
-      worst = compute + tp;
-      worst_compute = compute;
-      worst_tp = tp;
-      worst_backward = backward;
-    }
-  }
-  // Pipeline: each micro-batch crosses each of a stage's vpp chunk boundaries forward and
-  // backward; the activation goes split over the tp ranks (Megatron-LM's scatter-gather).
-  const bool pp_inter = l.gpus > node;
-  const double p2p = l.pp > 1 ? 2 * static_cast<double>(l.vpp) *
-                                    net.time(Collective::send_recv, act_bytes / static_cast<double>(l.tp), 2, pp_inter)
-                              : 0;
-  p.stage_time_s = worst + p2p;
-  Breakdown& b = p.breakdown;
-  const double md = static_cast<double>(m);
-  b.compute_s = md * worst_compute;
-  b.tp_comm_s = md * worst_tp;
-  b.pp_comm_s = md * p2p;
-  b.bubble_s = static_cast<double>(l.pp - 1) / static_cast<double>(l.vpp) * p.stage_time_s;
-
-  // Parameters and memory on the first and last stages; the larger is reported.
+  // Parameters on one GPU of each kind of layer and of the first and last stages.
   GraphOptions go;
   go.include_head = true;
-  const LayerGraph g = build_layer_graph(layer_shape(in.model, 1, l.seq), go);
+  if (l.precision == "fp8") go.precision = Precision::fp8;  // with the fp8 weight copies
+  const int64_t param_seq = l.seq / l.cp;  // any legal shape: parameters do not depend on it
+  const LayerGraph g = build_layer_graph(layer_shape(in.model, 1, param_seq), go);
   const ParamCount pc = params_per_gpu(g, l.tp);
-  std::vector<double> kind_params = {pc.layer};
-  for (size_t k = 1; k < kinds.size(); ++k)
-    kind_params.push_back(params_per_gpu(build_layer_graph(layer_shape(in.model, 1, l.seq, k), GraphOptions{}), l.tp).layer);
+  std::vector<double> kind_params = {pc.layer}, kind_fp8 = {pc.fp8_copies};
+  for (size_t k = 1; k < kinds.size(); ++k) {
+    GraphOptions gk;
+    gk.precision = go.precision;
+    const ParamCount pk = params_per_gpu(build_layer_graph(layer_shape(in.model, 1, param_seq, k), gk), l.tp);
+    kind_params.push_back(pk.layer);
+    kind_fp8.push_back(pk.fp8_copies);
+  }
+  auto stage_fp8 = [&](int64_t from, int64_t n) {
+    const std::vector<double> count = kinds_in(from, n);
+    double sum = 0;
+    for (size_t k = 0; k < kinds.size(); ++k) sum += count[k] * kind_fp8[k];
+    return sum;
+  };
   auto stage_params = [&](int64_t from, int64_t n) {
     const std::vector<double> count = kinds_in(from, n);
     double sum = 0;
@@ -175,25 +145,188 @@ Prediction predict(const PredictInput& in) {
                        (l.pp == 1 ? pc.head_norm + (in.model.tied_embeddings ? 0 : pc.vocab_matrix) : 0);
   const double last = stage_params(in.model.n_layers - p.split.back(), p.split.back()) + pc.head_norm + pc.vocab_matrix +
                       (l.pp == 1 ? position : 0);
+
+  // The schedule: each kind of layer costed once (kind 0 is p.cost); a stage's compute sums
+  // its layers' kinds (stage i holds the next p.split[i] layers).
+  // Context parallel (Megatron-LM's ring attention): each of the cp - 1 ring steps sends this
+  // GPU's K and V chunk (seq / cp tokens of kv_dim / tp, 16-bit) to the next rank of the cp group
+  // while the attention of the chunk in hand is computed (1 / cp of the fused kernel's time); the
+  // backward sends K, V and their gradients. Only what a step's send exceeds its compute is exposed.
+  // cp ranks are tp apart (Megatron-LM's order tp-cp-dp-pp).
+  const bool cp_inter = l.tp * l.cp > node;
+  const double kv_chunk_bytes = 2 * local_seq * static_cast<double>(l.micro_batch) *
+                                static_cast<double>(in.model.kv_dim()) / static_cast<double>(l.tp) * kBytes16;
+  auto ring_exposed = [&](const LayerCost& kc, double* total) {
+    if (l.cp < 2) return 0.0;
+    const double steps = static_cast<double>(l.cp - 1), cp = static_cast<double>(l.cp);
+    const double send_fwd = net.time(Collective::send_recv, kv_chunk_bytes, 2, cp_inter);
+    const double send_bwd = net.time(Collective::send_recv, 2 * kv_chunk_bytes, 2, cp_inter);
+    double exposed = 0;
+    for (const auto& o : kc.ops) {
+      if (o.name.find("attn.flash") == std::string::npos || o.head) continue;
+      const double send = o.phase == Phase::backward ? send_bwd : send_fwd;
+      exposed += steps * std::max(0.0, send - o.time_s / cp);
+      if (total) *total += steps * send;
+    }
+    return exposed;
+  };
+  // FSDP (torchtitan / PyTorch FSDP2): each layer is a unit whose parameters (bf16) are
+  // all-gathered over the shard group (fsdp x cp GPUs: torchtitan shards over dp_shard x cp)
+  // before its forward and again before its backward, and whose gradients are reduce-scattered
+  // in fp32 (torchtitan's mixed_precision_reduce) after it; the next unit's all-gather is
+  // prefetched during this one's compute, so a layer exposes only what its communication
+  // exceeds its compute. The shard group's ranks are tp apart (torchtitan's mesh: tp innermost).
+  const int64_t shard = l.fsdp_on() ? l.fsdp * l.cp : 1;
+  const bool fsdp_inter = l.tp * shard > node;
+  auto gather = [&](double params) { return net.time(Collective::all_gather, params * kBytes16, shard, fsdp_inter); };
+  auto scatter = [&](double params) { return net.time(Collective::reduce_scatter, params * 4, shard, fsdp_inter); };
+  std::vector<double> kind_compute, kind_backward, kind_forward, kind_ring, kind_cast;
+  double ring_total_layer = 0;
+  for (size_t k = 0; k < kinds.size(); ++k) {
+    const LayerCost kc = k == 0 ? c : layer_cost(in.model, l, s, in.measured, k);
+    kind_compute.push_back(kc.layer_forward_s + kc.layer_backward_s + kc.layer_recompute_s);
+    kind_forward.push_back(kc.layer_forward_s);
+    kind_backward.push_back(kc.layer_backward_s + kc.layer_recompute_s);
+    kind_ring.push_back(ring_exposed(kc, k == 0 ? &ring_total_layer : nullptr));
+    kind_cast.push_back(kc.weight_cast_s);
+  }
+  const double head_compute = c.head_forward_s + c.head_backward_s;
+  double worst_key = -1, worst = 0, worst_compute = 0, worst_tp = 0, worst_backward = 0, worst_forward = 0, worst_ring = 0;
+  double worst_fsdp = 0, worst_cast = 0, worst_params = 0, worst_first_layer_params = 0;
+  int64_t first_layer = 0;
+  for (size_t i = 0; i < p.split.size(); ++i) {
+    const double layers = static_cast<double>(p.split[i]);
+    const std::vector<double> per_kind = kinds_in(first_layer, p.split[i]);
+    first_layer += p.split[i];
+    double compute = 0, backward = 0, forward = 0, ring = 0, cast = 0, params = 0, tp = layers * tp_layer;
+    // FSDP without pipelining: every micro-batch gathers and scatters each unit (exposed part).
+    double fsdp = 0;
+    for (size_t k = 0; k < kinds.size(); ++k) {
+      compute += per_kind[k] * kind_compute[k];
+      backward += per_kind[k] * kind_backward[k];
+      forward += per_kind[k] * kind_forward[k];
+      ring += per_kind[k] * kind_ring[k];
+      cast += per_kind[k] * kind_cast[k];
+      params += per_kind[k] * kind_params[k];
+      if (l.fsdp_on())
+        fsdp += per_kind[k] * (std::max(0.0, gather(kind_params[k]) - kind_forward[k]) +
+                               std::max(0.0, gather(kind_params[k]) + scatter(kind_params[k]) - kind_backward[k]));
+    }
+    const size_t first_kind = [&] {
+      size_t k = 0;
+      while (!(kinds[k].spec == schedule[static_cast<size_t>(first_layer - p.split[i])])) ++k;
+      return k;
+    }();
+    if (i == 0) tp += tp_first;
+    if (i + 1 == p.split.size()) {
+      compute += head_compute;
+      tp += tp_last;
+      if (l.fsdp_on()) {  // the final norm and the LM head: one more unit
+        const double head_params = pc.head_norm + pc.vocab_matrix;
+        fsdp += std::max(0.0, gather(head_params) - c.head_forward_s) +
+                std::max(0.0, gather(head_params) + scatter(head_params) - c.head_backward_s);
+      }
+    }
+    if (l.fsdp_on()) {
+      // The first unit's gather has nothing to hide behind; the embedding is its own unit.
+      const double emb = i == 0 ? pc.vocab_matrix + position : 0;
+      fsdp += gather(emb > 0 ? emb : kind_params[first_kind]) + scatter(emb);
+      params += emb + (i + 1 == p.split.size() ? pc.head_norm + pc.vocab_matrix : 0);
+    }
+    tp += ring;
+    const double per_micro_batch_fsdp = l.pp == 1 ? fsdp : 0;
+    // fp8 weight casts: once a step with Megatron-LM / TE (cached copies); FSDP gathers bf16
+    // weights every micro-batch and casts them again.
+    const double cast_mb = l.fsdp_on() ? cast : 0;
+    if (compute + cast_mb + tp + per_micro_batch_fsdp > worst_key) {
+      worst_key = compute + cast_mb + tp + per_micro_batch_fsdp;
+      worst = compute + cast_mb + tp;
+      worst_compute = compute + cast_mb;
+      worst_tp = tp;
+      worst_backward = backward;
+      worst_forward = forward;
+      worst_ring = ring;
+      worst_fsdp = per_micro_batch_fsdp;
+      worst_cast = l.fsdp_on() ? 0 : cast;
+      worst_params = params;
+      worst_first_layer_params = kind_params[first_kind];
+    }
+  }
+  // Pipeline: each micro-batch crosses each of a stage's vpp chunk boundaries forward and
+  // backward; the activation goes split over the tp ranks (Megatron-LM's scatter-gather).
+  const bool pp_inter = l.gpus > node;
+  const double p2p = l.pp > 1 ? 2 * static_cast<double>(l.vpp) *
+                                    net.time(Collective::send_recv, act_bytes / static_cast<double>(l.tp), 2, pp_inter)
+                              : 0;
+  p.stage_time_s = worst + p2p;
+  Breakdown& b = p.breakdown;
+  const double md = static_cast<double>(m);
+  b.compute_s = md * worst_compute + worst_cast;
+  b.fp8_weight_cast_s = worst_cast;
+  b.tp_comm_s = md * worst_tp;  // with the ring's exposed part
+  b.cp_comm_s = md * worst_ring;
+  b.cp_comm_total_s = md * ring_total_layer * static_cast<double>(p.split.front());
+  b.pp_comm_s = md * p2p;
+  b.bubble_s = static_cast<double>(l.pp - 1) / static_cast<double>(l.vpp) * p.stage_time_s;
+
   const double available = s.hbm_bytes - s.memory_reserved_bytes;
-  const MemoryBreakdown mem_first = memory_per_gpu(first, p.split.front(), in.model, l, available);
-  const MemoryBreakdown mem_last = memory_per_gpu(last, p.split.back(), in.model, l, available);
+  // FSDP's unsharded working set: without pipelining the unit in use and the one prefetched
+  // (the largest kind twice); with pipelining torchtitan keeps the stage unsharded through the
+  // step (reshard_after_forward off, gradients reduced after the last micro-batch).
+  const double largest_kind = *std::max_element(kind_params.begin(), kind_params.end());
+  auto unsharded = [&](double stage) { return !l.fsdp_on() ? 0.0 : l.pp > 1 ? stage : 2 * largest_kind; };
+  // Megatron-LM / TE keep each weight's fp8 copies; FSDP gathers bf16 and casts on the fly.
+  auto fp8_kept = [&](int64_t from, int64_t n) { return l.fsdp_on() ? 0.0 : stage_fp8(from, n); };
+  const MemoryBreakdown mem_first = memory_per_gpu(first, p.split.front(), in.model, l, available,
+                                                   fp8_kept(0, p.split.front()), unsharded(first));
+  const MemoryBreakdown mem_last =
+      memory_per_gpu(last, p.split.back(), in.model, l, available,
+                     fp8_kept(in.model.n_layers - p.split.back(), p.split.back()), unsharded(last));
   p.memory = mem_first.total_bytes >= mem_last.total_bytes ? mem_first : mem_last;
   const double params_gpu = std::max(first, last);
 
   // Data parallel: the 16-bit gradients all-reduced (reduce-scattered, then the weights
-  // all-gathered, with the distributed optimizer); dp ranks are tp apart in Megatron-LM's order.
-  const bool dp_inter = l.tp * dp > node;
+  // all-gathered, with the distributed optimizer) over dp x cp GPUs (context-parallel ranks hold
+  // different tokens of the same sequences: their gradients are summed too); the group's ranks
+  // are tp apart in Megatron-LM's order, so it spans tp x cp x dp GPUs.
+  const int64_t dp_group = dp * l.cp;
+  const bool dp_inter = l.tp * dp_group > node;
   const double grad_bytes = params_gpu * kBytes16;
-  b.dp_comm_total_s = l.distributed_optimizer ? net.time(Collective::reduce_scatter, grad_bytes, dp, dp_inter) +
-                                                    net.time(Collective::all_gather, grad_bytes, dp, dp_inter)
-                                              : net.time(Collective::all_reduce, grad_bytes, dp, dp_inter);
   const double hidden = l.dp_overlap ? worst_backward : 0;
-  b.dp_comm_s = std::max(0.0, b.dp_comm_total_s - hidden);
-  const double opt_params = l.distributed_optimizer ? params_gpu / static_cast<double>(dp) : params_gpu;
+  if (!l.fsdp_on()) {
+    b.dp_comm_total_s = l.distributed_optimizer
+                            ? net.time(Collective::reduce_scatter, grad_bytes, dp_group, dp_inter) +
+                                  net.time(Collective::all_gather, grad_bytes, dp_group, dp_inter)
+                            : net.time(Collective::all_reduce, grad_bytes, dp_group, dp_inter);
+    b.dp_comm_s = std::max(0.0, b.dp_comm_total_s - hidden);
+  } else {
+    // FSDP: the gathers and scatters of every unit. Without pipelining, each micro-batch's
+    // (exposed part in the stage time above); with it, once a step: the stage gathered before the
+    // first micro-batch (the first layer exposed, the rest behind that micro-batch's forward) and
+    // its gradients scattered after the last (behind that backward). HSDP (fsdp < dp): the
+    // shards' gradients then all-reduced over the dp / fsdp replicas (fp32, across nodes).
+    const double all_gathers = gather(worst_params), scatters = scatter(worst_params);
+    const double replicas = static_cast<double>(dp / l.fsdp);
+    const double hsdp = net.time(Collective::all_reduce, worst_params * 4 / static_cast<double>(shard),
+                                 static_cast<int64_t>(replicas), l.tp * l.cp * dp > node);
+    if (l.pp == 1) {
+      b.dp_comm_total_s = md * (2 * all_gathers + scatters) + hsdp;
+      b.dp_comm_s = md * worst_fsdp + std::max(0.0, hsdp - hidden);
+    } else {
+      const double first_gather = gather(worst_first_layer_params);
+      b.dp_comm_total_s = all_gathers + scatters + hsdp;
+      b.dp_comm_s = first_gather + std::max(0.0, all_gathers - first_gather - worst_forward) +
+                    std::max(0.0, scatters + hsdp - hidden);
+    }
+  }
+  // The optimizer's share of the parameters: FSDP shards, the distributed optimizer splits over dp x cp.
+  const double opt_params = l.fsdp_on()                  ? params_gpu / static_cast<double>(shard)
+                            : l.distributed_optimizer ? params_gpu / static_cast<double>(dp_group)
+                                                      : params_gpu;
   b.optimizer_s = opt_params * kOptimizerBytesPerParameter / (s.hbm_bytes_per_s * s.memory_efficiency);
 
-  p.step_time_s = md * p.stage_time_s + b.bubble_s + b.dp_comm_s + b.optimizer_s;
+  p.step_time_s = md * p.stage_time_s + b.bubble_s + b.dp_comm_s + b.optimizer_s + worst_cast;
+
   const double tokens = static_cast<double>(l.global_batch) * static_cast<double>(l.seq);
   p.tokens_per_s = tokens / p.step_time_s;
   p.model_flops = model_flops_per_step(in.model, l);
@@ -283,7 +416,10 @@ json prediction_json(const Prediction& p) {
             {"bubble_s", b.bubble_s},
             {"dp_comm_s", b.dp_comm_s},
             {"dp_comm_total_s", b.dp_comm_total_s},
-            {"optimizer_s", b.optimizer_s}}},
+            {"optimizer_s", b.optimizer_s},
+            {"cp_comm_s", b.cp_comm_s},
+            {"cp_comm_total_s", b.cp_comm_total_s},
+            {"fp8_weight_cast_s", b.fp8_weight_cast_s}}},
           {"layer",
            {{"forward_s", p.cost.layer_forward_s},
             {"backward_s", p.cost.layer_backward_s},

@@ -30,6 +30,10 @@ struct SystemProfile {
   double network_latency_s = 0;     // alpha of one ring step between nodes
   // Efficiencies (fractions of the figures above reached in practice).
   double gemm_efficiency = 0;       // a large GEMM's fraction of the dense peak, before tile/wave quantisation
+  // The same for an fp8 GEMM of the fp8 peak (Transformer Engine's linear layers): fp8 reaches a
+  // smaller share of its doubled peak than bf16 does. Optional in a --system file without a
+  // base (then gemm_efficiency).
+  double fp8_gemm_efficiency = 0;
   int64_t gemm_tile_m = 128, gemm_tile_n = 256;  // output tile of one thread block (quantisation)
   double memory_efficiency = 0;     // memory-bound kernels' fraction of the HBM bandwidth
   double nvlink_efficiency = 0;     // ring collectives' bus bandwidth / NVLink bandwidth
