@@ -246,6 +246,9 @@ TEST(JobMegatron, MoeLayerFrequencyForms) {
   EXPECT_EQ(apply_overrides(b.base, b.model).moe_layer_step, 2);
   Job c = read_job(data("megatron-moe-freq2.sh"), {});
   EXPECT_NO_THROW(settle(c, {{"moe_step", {"--moe-step", "2"}}}, 8, false));
+  // Past any integer: the same one line, not an out-of-range exception.
+  expect_usage([&] { read_job(data("megatron-moe-freq-huge.sh"), {}); },
+               {"--moe-layer-freq 99999999999999999999999", "not an integer or a list of 0s and 1s"});
 }
 
 TEST(JobMegatron, AFileThatContradictsItselfNamesBothSides) {

@@ -1,6 +1,7 @@
 #include "job/job.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -43,6 +44,26 @@ void Job::problem(const std::string& message, std::set<std::string> settled_by) 
   for (const Problem& p : problems)
     if (p.message == message) return;
   problems.push_back({message, std::move(settled_by)});
+}
+
+std::optional<int64_t> positive_whole(const std::string& text) {
+  try {
+    size_t used = 0;
+    const long long v = std::stoll(text, &used);
+    if (used == text.size() && v >= 1) return v;
+  } catch (const std::exception&) {  // not a number, or out of range
+  }
+  return std::nullopt;
+}
+
+std::optional<double> finite_number(const std::string& text) {
+  try {
+    size_t used = 0;
+    const double v = std::stod(text, &used);
+    if (used == text.size() && std::isfinite(v)) return v;
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;
 }
 
 const std::set<std::string>& layout_names() {

@@ -211,24 +211,14 @@ class MegatronReader {
   std::optional<int64_t> count(const std::string& name, const std::string& settled_by = "") {
     const auto t = text(name, settled_by);
     if (!t) return std::nullopt;
-    try {
-      size_t used = 0;
-      const long long v = std::stoll(*t, &used);
-      if (used == t->size() && v >= 1) return v;
-    } catch (const std::exception&) {
-    }
+    if (const auto v = positive_whole(*t)) return v;
     throw UsageError(fmt::format("{}: {}: '{}' is not a positive whole number", j_.file, where(*arg(name)), *t));
   }
 
   std::optional<double> real(const std::string& name) {
     const auto t = text(name);
     if (!t) return std::nullopt;
-    try {
-      size_t used = 0;
-      const double v = std::stod(*t, &used);
-      if (used == t->size() && std::isfinite(v)) return v;
-    } catch (const std::exception&) {
-    }
+    if (const auto v = finite_number(*t)) return v;
     throw UsageError(fmt::format("{}: {}: '{}' is not a number", j_.file, where(*arg(name)), *t));
   }
 
@@ -486,9 +476,8 @@ class MegatronReader {
     MoeGiven given;
     const bool moe = arg("--num-experts") != nullptr;
     for (const MoeKey& k : megatron_core_moe_keys()) {
-      const Arg* a = arg(k.flag);
+      const Arg* a = moe ? arg(k.flag) : nullptr;
       if (!a) continue;
-      if (!moe) continue;
       if (!k.ignored_why.empty()) {
         j_.ignored.push_back({k.flag, fmt::format("line {}", a->line), k.ignored_why});
         continue;

@@ -4,7 +4,6 @@
 // are TransformerConfig's (megatron/core/transformer/transformer_config.py), which
 // Megatron-LM's arguments.py and NeMo pass through.
 #include <algorithm>
-#include <cmath>
 #include <optional>
 #include <vector>
 
@@ -35,23 +34,13 @@ std::string where_of(const MoeGiven& g, const std::string& key) {
 
 int64_t positive(const Job& j, const MoeGiven& g, const std::string& key) {
   const std::string& t = *text_of(g, key);
-  try {
-    size_t used = 0;
-    const long long v = std::stoll(t, &used);
-    if (used == t.size() && v >= 1) return v;
-  } catch (const std::exception&) {
-  }
+  if (const auto v = positive_whole(t)) return *v;
   throw UsageError(fmt::format("{}: {}: '{}' is not a positive whole number", j.file, where_of(g, key), t));
 }
 
 double real(const Job& j, const MoeGiven& g, const std::string& key) {
   const std::string& t = *text_of(g, key);
-  try {
-    size_t used = 0;
-    const double v = std::stod(t, &used);
-    if (used == t.size() && std::isfinite(v) && v >= 0) return v;
-  } catch (const std::exception&) {
-  }
+  if (const auto v = finite_number(t); v && *v >= 0) return *v;
   throw UsageError(fmt::format("{}: {}: '{}' is not a number at least 0", j.file, where_of(g, key), t));
 }
 
@@ -73,10 +62,10 @@ std::optional<std::vector<int>> layer_pattern(const std::string& text, int64_t l
     if (c != ' ' && c != '"' && c != '\'') s += c;
   if (s.empty()) return std::nullopt;
   if (std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-    const long long n = std::stoll(s);
-    if (n < 1 || layers < 1) return std::nullopt;
+    const auto n = positive_whole(s);
+    if (!n || layers < 1) return std::nullopt;
     std::vector<int> p(static_cast<size_t>(layers));
-    for (int64_t i = 0; i < layers; ++i) p[static_cast<size_t>(i)] = i % n == 0;
+    for (int64_t i = 0; i < layers; ++i) p[static_cast<size_t>(i)] = i % *n == 0;
     return p;
   }
   while (s.size() >= 2 && s.front() == '(' && s.back() == ')') s = s.substr(1, s.size() - 2);

@@ -265,12 +265,7 @@ class NemoReader {
 
   std::optional<int64_t> count(const Resolved& r) {
     if (!r.present || r.null) return std::nullopt;
-    try {
-      size_t used = 0;
-      const long long v = std::stoll(r.text, &used);
-      if (used == r.text.size() && v >= 1) return v;
-    } catch (const std::exception&) {
-    }
+    if (const auto v = positive_whole(r.text)) return v;
     throw UsageError(fmt::format("{}: {}: '{}' is not a positive whole number", j_.file, where(r), r.text));
   }
 
@@ -436,9 +431,8 @@ class NemoReader {
     MoeGiven given;
     for (const MoeKey& k : megatron_core_moe_keys()) {
       const std::string path = "model." + k.name;
-      const Resolved r = value({path.c_str()}, "");
-      if (!r.present) continue;
-      if (!moe) continue;
+      const Resolved r = value({path.c_str()}, "");  // read even in a dense model: not listed as unknown
+      if (!r.present || !moe) continue;
       if (!k.ignored_why.empty()) {
         j_.ignored.push_back({path, fmt::format("line {}", r.line), k.ignored_why});
         continue;

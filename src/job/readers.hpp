@@ -1,6 +1,7 @@
 // The three readers behind read_job (job.hpp), and what they share.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -35,6 +36,11 @@ struct MoeKey {
   std::string ignored_why;
 };
 const std::vector<MoeKey>& megatron_core_moe_keys();
+
+// The text, whole, as a whole number of at least 1 / as a finite number; nullopt when it is not
+// one (the readers' own messages name where it stands).
+std::optional<int64_t> positive_whole(const std::string& text);
+std::optional<double> finite_number(const std::string& text);
 
 // A setting as the file gives it: its text ("true" for a flag without a value) and where.
 struct MoeSetting {
