@@ -205,7 +205,7 @@ TEST(JobMegatron, AMixtureOfExpertsIsReadButPredictStopsWithOneLine) {
   EXPECT_EQ(m.aux_loss_coef, 0.0);   // TransformerConfig's moe_aux_loss_coeff default
   EXPECT_EQ(j.layout.ep, 8);
   EXPECT_EQ(value(j, "experts").where, "line 4: --num-experts 8");
-  // estimate reads it (the layout is not checked) ...
+  // Settled for estimate (the layout not checked), nothing stops it ...
   Job e = read_job(data("megatron-moe.sh"), {});
   EXPECT_NO_THROW(settle(e, {}, 8, false));
   // ... predict says what it does not model yet.

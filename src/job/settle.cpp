@@ -78,7 +78,7 @@ Settled settle(Job& j, const Flags& flags, int64_t fallback_gpus, bool layout) {
               {"cp"});
   if (layout && j.find("experts"))
     j.problem(fmt::format("a mixture of experts ({} experts, {}): predict does not model expert parallelism and the "
-                          "all-to-all yet; `estimate --job` reads the model",
+                          "all-to-all yet",
                           j.find("experts")->value.dump(), where_of(j, "experts")));
   if (l.ep && *l.ep > 1 && !j.find("experts"))
     j.problem(fmt::format("expert parallelism (ep {}, {}) without experts: Megatron-LM requires --num-experts", *l.ep,
