@@ -3,6 +3,15 @@
 // A backend allocates the layer's tensors from the graph's shapes, fills inputs and weights
 // with seeded random values (never zeros), executes one op at a time, synchronises, reports
 // the memory it allocated, and marks points on its timeline so the caller can time ops.
+//
+// Mixtures of experts: the routed experts' grouped GEMMs (GemmSpec::grouped) have per-expert row
+// counts that only the router's run knows, written to the graph's counts tensor. The cpu backend
+// reads the counts before each grouped GEMM and runs one OpenBLAS product per expert. The cuda
+// backend refuses such a layer in allocate() for now; the plan it is built to: the counts stay
+// on the device, the expert GEMMs run as one grouped launch whose problem sizes are read on the
+// device (so a captured CUDA graph replays with whatever counts the router writes), the cuBLASLt
+// algorithm chosen once for the balanced shape (k T / E rows an expert), and no host
+// synchronisation inside the layer; the per-expert counts are read back after the timed runs.
 #pragma once
 
 #include <cstdint>

@@ -77,7 +77,10 @@ json extrapolate(const ModelConfig& model, const LayerGraph& g, const MeasureRun
   double layer_flops = 0, layer_ms = 0, head_flops = 0, head_ms = 0, run_layer_flops = 0, run_layer_ms = 0;
   for (size_t i = 0; i < g.ops.size(); ++i) {
     const Op& op = g.ops[i];
-    const double scale = full.op(op.name).flops / op.flops;  // analytic ratio, full width / run width
+    // Analytic ratio, full width / run width: of FLOPs, or of bytes for the ops that move data
+    // without FLOPs (a mixture of experts' dispatch, MLA's assembly).
+    const Op& wide = full.op(op.name);
+    const double scale = op.flops > 0 ? wide.flops / op.flops : op.min_bytes > 0 ? wide.min_bytes / op.min_bytes : 1.0;
     const double f = ex.flops[i] * scale;
     const double ms = run.op_ms[i].median() * scale;
     if (op.group == Group::layer) {
@@ -186,6 +189,42 @@ json extrapolate(const ModelConfig& model, const LayerGraph& g, const MeasureRun
       std::string(to_string(g.options.precision)), static_cast<int64_t>(c.gpus));
   return j;
 }
+
+namespace {
+
+// A mixture of experts' layer: how the router spread this run's tokens over the experts (the
+// counts tensor its last run wrote), and the imbalance max/mean; the slowest expert sets the
+// grouped GEMMs' time, while the analytic FLOPs assume a balanced router. null for a dense layer.
+json experts_json(const LayerGraph& g, Backend& b) {
+  if (!g.shape.moe()) return nullptr;
+  const int64_t E = g.shape.n_experts, k = g.shape.top_k, routed = g.shape.tokens() * k;
+  const std::vector<double> counts = b.read("moe.counts", 0, E);
+  double mx = 0, sum = 0;
+  int64_t idle = 0;
+  for (double v : counts) {
+    mx = std::max(mx, v);
+    sum += v;
+    idle += v == 0 ? 1 : 0;
+  }
+  const double mean = static_cast<double>(routed) / static_cast<double>(E);
+  std::vector<int64_t> tokens;
+  for (double v : counts) tokens.push_back(static_cast<int64_t>(v));
+  return {{"experts", E},
+          {"top_k", k},
+          {"shared_experts", g.shape.n_shared},
+          {"routed_rows", routed},
+          {"routed_rows_counted", sum},
+          {"tokens_per_expert", tokens},
+          {"mean_tokens_per_expert", mean},
+          {"max_tokens_per_expert", mx},
+          {"experts_without_tokens", idle},
+          {"imbalance_max_over_mean", mean > 0 ? mx / mean : 0.0},
+          {"source", "counted: the router's last run on this run's seeded weights and inputs"},
+          {"note", "analytic FLOPs assume a balanced router (k T / E rows an expert); with no token dropped the "
+                   "grouped GEMMs execute the same total whatever the spread, but the slowest expert sets their time"}};
+}
+
+}  // namespace
 
 json measure_result(const MeasureContext& c) {
   const LayerGraph& g = c.graph;
@@ -316,6 +355,7 @@ json measure_result(const MeasureContext& c) {
           {"model", model_to_json(c.model)},
           {"parameters", parameter_count(c.model)},
           {"layer", layer_json(g, c.layer_model, c.width)},
+          {"experts", experts_json(g, c.backend)},
           {"backend", {{"name", c.backend.name()}, {"reason", c.choice.reason}, {"device_line", c.backend.device_line()}}},
           {"device", device},
           {"host", host_facts(device)},

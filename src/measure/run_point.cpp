@@ -29,7 +29,16 @@ Fraction auto_width(const ModelConfig& m, const BackendChoice& choice, Backend& 
     // Whole groups of query heads per kv head, so the kv heads stay whole (grouped-query
     // attention; a group is one head for multi-head attention): llama3.1-8b gets one group of 4.
     const int64_t group = m.n_heads / m.kv_heads();
-    const int64_t heads = std::clamp<int64_t>(kCpuAutoDModel / m.d_head / group, 1, m.kv_heads()) * group;
+    int64_t heads = std::clamp<int64_t>(kCpuAutoDModel / m.d_head / group, 1, m.kv_heads()) * group;
+    // A mixture of experts keeps whole experts, at least top-k of them (scale_width): the
+    // narrowest width from there up that does.
+    for (; heads < m.n_heads; heads += group) {
+      try {
+        scale_width(m, Fraction{heads, m.n_heads});
+        break;
+      } catch (const UsageError&) {
+      }
+    }
     return Fraction{heads, m.n_heads};
   }
   const Fraction w = widest_fitting(m, batch, m.n_ctx, go, backend.available_bytes() * Preflight{}.usable_fraction);
@@ -77,7 +86,7 @@ nlohmann::json run_point(const PointRequest& r) {
   const ModelConfig layer_model = scale_width(model, width);
   const Preflight pf = preflight(model, width, batch, model.n_ctx, go, backend->available_bytes());
   if (!pf.fits) throw UsageError(pf.message);
-  const LayerGraph g = build_layer_graph(layer_shape(layer_model, batch, model.n_ctx), go);
+  const LayerGraph g = build_layer_graph(layer_shape(layer_model, batch, model.n_ctx, main_layer_kind(layer_model)), go);
   spdlog::info("layer: {} (d_model {}, {} heads x {}), batch {}, seq {}, {}; tensors {:.3g} GiB of {:.3g} GiB "
                "available",
                layer_model.name, layer_model.d_model, layer_model.n_heads, layer_model.d_head, batch, model.n_ctx,

@@ -59,6 +59,10 @@ double model_flops_per_step(const ModelConfig& m, const Layout& l) {
 
 Prediction predict(const PredictInput& in) {
   validate(in.layout, in.model);
+  if (in.model.moe())
+    throw UsageError(fmt::format("predict: {} is a mixture of experts; predict does not model expert parallelism "
+                                 "(--ep, --etp) and the all-to-all yet (estimate and measure --backend cpu run its layer)",
+                                 in.model.name));
   if (in.layout.fsdp_on()) throw UsageError("predict: FSDP (--fsdp) is in the layout but not modelled yet");
   Prediction p;
   p.model = in.model;

@@ -66,6 +66,16 @@ Document measure_document(const json& r) {
         return fmt::format("; attention products in causal row blocks of {} (executed FLOPs below the full square's)",
                            block);
       }()));
+  if (r.contains("experts") && r.at("experts").is_object()) {
+    const auto& x = r.at("experts");
+    std::string spread;
+    for (const auto& n : x.at("tokens_per_expert")) spread += (spread.empty() ? "" : " ") + std::to_string(n.get<int64_t>());
+    run.before.push_back(fmt::format(
+        "experts: {} routed, top-{}, {} shared; tokens per expert (counted, this run's router): [{}]; imbalance max/mean "
+        "{} (analytic FLOPs assume a balanced router; the slowest expert sets the grouped GEMMs' time)",
+        x.at("experts").get<int64_t>(), x.at("top_k").get<int64_t>(), x.at("shared_experts").get<int64_t>(), spread,
+        fmt_fixed(x.at("imbalance_max_over_mean").get<double>(), 3)));
+  }
   const auto& mem = r.at("memory");
   run.before.push_back(fmt::format("memory: {} needed (analytic), {} allocated (counted), {} available",
                                    fmt_bytes(mem.at("required_bytes").get<double>()),
