@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <memory>
 #include <cmath>
 #include <numeric>
 #include <string>
@@ -130,7 +131,7 @@ TEST(MoeGraph, BadShapesAreRefused) {
   s = tiny_moe();
   GraphOptions fp8;
   fp8.precision = Precision::fp8;
-  EXPECT_THROW(build_layer_graph(s, fp8), UsageError);
+  EXPECT_THROW(build_layer_graph(s, fp8), UsageError);  // expert width 12: FP8 GEMMs need multiples of 16
 }
 
 // Runs the graph's ops once through verification on the CPU backend.
@@ -173,6 +174,33 @@ TEST(MoeCpu, TinyMixtralVerifiesCountsExactlyAndRoutesToTheTopLogits) {
   }
   // Every dispatched row is some token's, once.
   EXPECT_TRUE(std::all_of(seen.begin(), seen.end(), [](int s) { return s == 1; }));
+}
+
+// --precision fp8 as Transformer Engine runs an MoE layer: the experts' grouped GEMMs (and the
+// other linear layers) on FP8 copies, each expert's weights cast to its own K-major copy; the
+// router in bf16. The CPU emulation verifies it and counts it exactly.
+TEST(MoeCpu, Fp8GroupedGemmsVerifyOnTheirCopies) {
+  const ModelConfig m = model_from_hf_file(path("tiny-mixtral.json"));
+  GraphOptions o;
+  o.precision = Precision::fp8;
+  const LayerGraph g = build_layer_graph(layer_shape(m, 1, m.n_ctx, main_layer_kind(m)), o);
+  EXPECT_EQ(g.op("fwd.moe.router").precision, Precision::bf16);
+  EXPECT_EQ(g.op("bwd.moe.router.wgrad").precision, Precision::bf16);
+  for (const char* op : {"fwd.experts.up", "bwd.experts.down.dgrad", "bwd.experts.gate.wgrad"}) {
+    EXPECT_EQ(g.op(op).precision, Precision::fp8) << op;
+    EXPECT_TRUE(g.op(op).gemm.trans_b && !g.op(op).gemm.trans_a) << op;  // both K-major
+  }
+  // The experts' up weights (4, 64, 96), each transposed on its own: one cast of 4 members.
+  const Op& cast = g.op("fwd.experts.up.cast_b");
+  EXPECT_EQ(cast.batch, 4);
+  EXPECT_TRUE(cast.transpose);
+  EXPECT_EQ(g.tensor("w.experts.up.e4m3t").shape, (std::vector<int64_t>{4 * 96, 64}));
+  std::unique_ptr<Backend> be = make_cpu_backend(Precision::fp8);
+  be->allocate(g);
+  be->fill(3);
+  const auto v = verification_run(*be, g);
+  EXPECT_TRUE(v.at("passed").get<bool>()) << v.at("failures").dump();
+  for (const auto& op : g.ops) EXPECT_EQ(be->counted_flops(op.name), op.flops) << op.name;
 }
 
 // MLA, a shared expert, a dense first layer, sigmoid scores and grouped top-k: the MoE kind runs.

@@ -299,7 +299,9 @@ json check_rows(Backend& b, const Op& op, double tol) {
         const auto scale = static_cast<float>(b.fp8_scale(out[0]));
         for (size_t j = 0; j < ref.size(); ++j)
           ref[j] = static_cast<double>(fp8::e4m3_quantize(static_cast<float>(p[0][j]), scale)) / scale;
-        c.compare(op.transpose ? b.read(out[0], r, cols, rows) : row(b, out[0], r, cols), ref);
+        // Member r / op.rows of a batch of (op.rows, cols) casts; its row r % op.rows.
+        const int64_t member = r / op.rows, rr = r % op.rows, base = member * op.rows * cols;
+        c.compare(op.transpose ? b.read(out[0], base + rr, cols, op.rows) : row(b, out[0], r, cols), ref);
         break;
       }
       case OpImpl::rmsnorm_fwd: {
@@ -433,18 +435,26 @@ json check_grouped_gemm(Backend& b, const Op& op, double tol) {
     Sample x{0, pick(1, g.m), pick(2, g.n), {}, {}};
     if (s == 0) x.i = 0, x.j = 0;
     if (s == 1) x.i = g.m - 1, x.j = g.n - 1;
+    // Row i of op(A) (over `len` of the k dimension from its start a0) and column j of op(B).
+    auto a_row = [&](int64_t a0, int64_t i, int64_t len) {
+      return g.trans_a ? b.read(g.a, a0 + i, len, g.lda) : b.read(g.a, a0 + i * g.lda, len, 1);
+    };
+    auto b_col = [&](int64_t b0, int64_t j, int64_t len) {
+      return g.trans_b ? b.read(g.b, b0 + j * g.ldb, len, 1) : b.read(g.b, b0 + j, len, g.ldb);
+    };
     if (m_rows) {  // row i of the stacked rows: its expert
       while (x.e + 1 < g.batch && er.off[static_cast<size_t>(x.e + 1)] <= x.i) ++x.e;
-      const int64_t a0 = g.a_offset + x.i * g.lda, b0 = g.b_offset + x.e * g.stride_b;
-      x.a = b.read(g.a, a0, g.k, 1);
-      x.b = g.trans_b ? b.read(g.b, b0 + x.j * g.ldb, g.k, 1) : b.read(g.b, b0 + x.j, g.k, g.ldb);
+      const GemmSpec::Part at = g.group_part(x.e, 0);
+      x.a = a_row(g.a_offset, x.i, g.k);
+      x.b = b_col(g.b_offset + at.b, x.j, g.k);
       x.c_index = g.c_offset + x.i * g.ldc + x.j;
     } else {  // expert e's own C, summed over its rows
       x.e = s == 1 ? g.batch - 1 : pick(0, g.batch);
-      const int64_t rows = er.n[static_cast<size_t>(x.e)], r0 = er.off[static_cast<size_t>(x.e)];
-      x.a = b.read(g.a, g.a_offset + r0 * g.lda + x.i, rows, g.lda);
-      x.b = b.read(g.b, g.b_offset + r0 * g.ldb + x.j, rows, g.ldb);
-      x.c_index = g.c_offset + x.e * g.stride_c + x.i * g.ldc + x.j;
+      const int64_t rows = er.n[static_cast<size_t>(x.e)];
+      const GemmSpec::Part at = g.group_part(x.e, er.off[static_cast<size_t>(x.e)]);
+      x.a = a_row(g.a_offset + at.a, x.i, rows);
+      x.b = b_col(g.b_offset + at.b, x.j, rows);
+      x.c_index = g.c_offset + at.c + x.i * g.ldc + x.j;
     }
     if (g.beta != 0) x.c_prev = b.read(g.c, x.c_index, 1)[0];
     samples.push_back(std::move(x));

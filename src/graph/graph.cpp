@@ -149,6 +149,11 @@ double GemmSpec::flops() const {
   return 2.0 * square * other * static_cast<double>(batch) * static_cast<double>(repeat);
 }
 
+GemmSpec::Part GemmSpec::group_part(int64_t e, int64_t first) const {
+  if (grouped == Grouped::m_rows) return {trans_a ? first : first * lda, e * stride_b, first * ldc};
+  return {trans_a ? first * lda : first, trans_b ? first : first * ldb, e * stride_c};
+}
+
 std::string Op::shape_str() const {
   if (impl == OpImpl::gemm) {
     auto mnk = fmt::format("{}x{}x{}", gemm.m, gemm.n, gemm.k);

@@ -132,6 +132,15 @@ struct GemmSpec {
   int64_t causal_block = 0;
   Grouped grouped = Grouped::none;
   std::string group_counts = {};  // grouped: the tensor of per-problem row counts
+  // Where problem e, whose rows start at row `first` of the stacked operands, begins in A, B
+  // and C (element offsets from a_offset, b_offset, c_offset), for either transpose of each.
+  struct Part {
+    int64_t a, b, c;
+  };
+  Part group_part(int64_t e, int64_t first) const;
+  // Under --precision fp8, stays in the layer's other precision (a mixture of experts' router,
+  // which Transformer Engine leaves out of fp8).
+  bool keep_precision = false;
   // The part of the product that row block [r0, r1) of C executes: columns [0, n_end) of C
   // and the k range [k0, k1).
   struct Block {

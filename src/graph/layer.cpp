@@ -168,9 +168,6 @@ LayerGraph build_layer_graph(const LayerShape& s, const GraphOptions& o) {
                               "({}) and expert groups that divide the experts and hold top-k experts (n_group {}, "
                               "topk_group {})",
                               s.top_k, s.n_experts, s.d_ff_expert, s.router.n_group, s.router.topk_group));
-  if (s.moe() && o.precision == Precision::fp8)
-    throw UsageError("--precision fp8: the layer graph lowers a dense layer's linear GEMMs to FP8, not yet a mixture "
-                     "of experts' grouped GEMMs; use bf16 (or fp32 on the cpu)");
   FLOPSCOPE_CHECK(o.input_sets >= 1, "input sets must be at least 1");
   FLOPSCOPE_CHECK(o.causal_block >= 0, "the causal block must be 0 (the full square) or a row count");
   Builder B(s, o);

@@ -67,6 +67,7 @@ void moe_fwd(Builder& B, const MoeBlock& m, const std::string& prefix, Phase pha
   const double Td = D(T) * D(m.d), kTd = D(k) * Td, Tk = D(T) * D(k), TE = D(T) * D(E);
   auto n = [&](const std::string& op) { return prefix + "." + op; };
   B.linear(n("moe.router"), phase, Group::layer, T, E, m.d, false, false, m.in, m.w_router, m.logits);
+  B.last().gemm.keep_precision = true;  // the router stays out of fp8 (Transformer Engine's)
   if (m.router_bias)
     B.pointwise(n("moe.router.bias"), phase, Group::layer, OpKind::elementwise, OpImpl::bias_add, {m.logits, m.b_router},
                 {m.logits}, 1, T, E, fc::kBiasAdd * TE, 2 * TE + D(E));
@@ -104,7 +105,9 @@ void moe_bwd(Builder& B, const MoeBlock& m) {
                 {"d." + m.b_router}, 1, T, E, fc::kBiasGrad * TE, TE + D(E));
   B.linear("bwd.moe.router.dgrad", BW, Group::layer, T, m.d, E, false, true, "d." + m.logits, m.w_router, routed_d_in,
            1.0);
+  B.last().gemm.keep_precision = true;
   B.linear("bwd.moe.router.wgrad", BW, Group::layer, m.d, E, T, true, false, m.in, "d." + m.logits, "d." + m.w_router);
+  B.last().gemm.keep_precision = true;
   if (m.has_shared) add(B, "bwd.moe.shared_add", BW, m.routed_d_in, m.shared.d_in, m.d_in, T, m.d);
 }
 

@@ -295,8 +295,7 @@ template <typename F>
 double CpuBackend<F>::gemm_grouped(const Op& op) {
   const GemmSpec& g = op.gemm;
   const int64_t total = g.grouped == Grouped::m_rows ? g.m : g.k;
-  FLOPSCOPE_CHECK(g.repeat == 1 && !g.trans_a == (g.grouped == Grouped::m_rows) && (g.grouped == Grouped::m_rows || !g.trans_b),
-                  op.name + ": grouped GEMMs are forward/dgrad (rows of A and C) or wgrad (A^T B)");
+  FLOPSCOPE_CHECK(g.repeat == 1, op.name + ": grouped GEMMs have no repeats");
   const std::vector<F>& counts = data(g.group_counts);
   FLOPSCOPE_CHECK(static_cast<int64_t>(counts.size()) == g.batch, op.name + ": one count per expert");
   std::vector<int64_t> n(static_cast<size_t>(g.batch));
@@ -319,14 +318,15 @@ double CpuBackend<F>::gemm_grouped(const Op& op) {
     GemmSpec one = g;
     one.batch = 1;
     one.grouped = Grouped::none;
+    const GemmSpec::Part at = g.group_part(e, off);
     if (g.grouped == Grouped::m_rows) {
       one.m = rows;
-      if (rows > 0) pooled_gemm<F>(one, A + off * g.lda, B + e * g.stride_b, C + off * g.ldc, g.beta);
+      if (rows > 0) pooled_gemm<F>(one, A + at.a, B + at.b, C + at.c, g.beta);
     } else {
       one.k = rows;
-      F* Ce = C + e * g.stride_c;
+      F* Ce = C + at.c;
       if (rows > 0) {
-        pooled_gemm<F>(one, A + off * g.lda, B + off * g.ldb, Ce, g.beta);
+        pooled_gemm<F>(one, A + at.a, B + at.b, Ce, g.beta);
       } else {  // an expert no token reached: its gradient is beta C (0)
         for (int64_t i = 0; i < g.m; ++i)
           for (int64_t j = 0; j < g.n; ++j) Ce[i * g.ldc + j] = g.beta == 0 ? F(0) : static_cast<F>(g.beta) * Ce[i * g.ldc + j];
@@ -396,9 +396,14 @@ void CpuBackend<F>::run(const Op& op) {
       flops = cpu::cross_entropy_backward(in(0), in(1), out(0), op.rows, op.cols);
       break;
     case OpImpl::cast_fp8: {
+      // A batch of (rows, cols) members, each cast (and transposed) on its own: a mixture of
+      // experts' per-expert weights.
       auto& st = fp8_[op.outputs.at(0)];
-      st.amax = std::max(st.amax, cpu::cast_fp8(in(0), out(0), op.rows, op.cols, op.transpose, st.scale));
-      flops = flop_convention::kCastFp8 * static_cast<double>(op.rows * op.cols);
+      const int64_t member = op.rows * op.cols;
+      for (int64_t b = 0; b < op.batch; ++b)
+        st.amax = std::max(st.amax, cpu::cast_fp8(in(0) + b * member, out(0) + b * member, op.rows, op.cols,
+                                                  op.transpose, st.scale));
+      flops = flop_convention::kCastFp8 * static_cast<double>(op.batch * member);
       break;
     }
     case OpImpl::rmsnorm_fwd: flops = cpu::rmsnorm_forward(in(0), in(1), out(0), out(1), op.rows, op.cols); break;
