@@ -34,6 +34,11 @@ void Builder::tensor(std::string name, TensorRole role, std::vector<int64_t> sha
   g_.tensors.push_back({std::move(name), role, std::move(shape)});
 }
 
+void Builder::mark_expert(const std::string& name) {
+  for (auto& t : g_.tensors)
+    if (t.name == name) t.expert = true;
+}
+
 void Builder::linear(std::string name, Phase phase, Group group, int64_t m, int64_t n, int64_t k, bool ta, bool tb,
                      std::string a, std::string b, std::string c, double beta) {
   GemmSpec gs;

@@ -27,6 +27,7 @@ class Builder {
   Builder(const LayerShape& s, const GraphOptions& o);
 
   void tensor(std::string name, TensorRole role, std::vector<int64_t> shape);
+  void mark_expert(const std::string& name);  // TensorSpec::expert
 
   // A linear layer's GEMM (or its dgrad/wgrad): plain row-major, contiguous operands.
   void linear(std::string name, Phase phase, Group group, int64_t m, int64_t n, int64_t k, bool ta, bool tb,

@@ -50,9 +50,11 @@ void lower_linear_gemms_to_fp8(LayerGraph& g) {
         if (!valid.count(name)) {
           bool exists = false;
           for (const auto& t : g.tensors) exists |= t.name == name;
-          if (!exists)
+          if (!exists) {
             g.tensors.push_back({name, TensorRole::fp8_copy, transpose ? std::vector<int64_t>{batch * cols, rows}
                                                                          : std::vector<int64_t>{batch * rows, cols}});
+            g.tensors.back().expert = g.tensor(src).expert;  // an expert's weights' copy is split as they are
+          }
           Op c;
           c.name = op.name + "." + which;
           c.phase = op.phase;

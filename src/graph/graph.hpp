@@ -86,6 +86,9 @@ struct TensorSpec {
   std::string name;
   TensorRole role;
   std::vector<int64_t> shape;  // row-major
+  // A routed expert's weight (or its gradient), (E, ., .): split over expert parallelism (the
+  // experts) and expert tensor parallelism, not over tp as the layer's other weights.
+  bool expert = false;
   int64_t numel() const;
 };
 

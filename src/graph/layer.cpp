@@ -191,6 +191,14 @@ LayerGraph build_layer_graph(const LayerShape& s, const GraphOptions& o) {
     mlp_weights(l.mlp, weights);
   for (const auto& [name, shape] : weights) B.tensor(name, R::weight, shape);
   for (const auto& [name, shape] : weights) B.tensor("d." + name, R::weight_grad, shape);
+  if (l.use_moe) {  // the routed experts' weights and gradients
+    TensorList experts;
+    mlp_weights(l.moe.experts, experts);
+    for (const auto& [name, shape] : experts) {
+      B.mark_expert(name);
+      B.mark_expert("d." + name);
+    }
+  }
   norm_forward_tensors(B, l.ln1);
   if (l.use_mla)
     mla_forward_tensors(B, l.mla);
