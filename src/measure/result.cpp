@@ -265,13 +265,14 @@ json measure_result(const MeasureContext& c) {
     o["executed_flops_source"] = ex.source[i];
     if (counted) {
       o["counted_flops"] = run.counted_flops[i];
-      o["counted_over_analytic"] = run.counted_flops[i] / op.flops;
+      // An op without FLOPs (a mixture of experts' dispatch, MLA's assembly) has no ratio.
+      if (op.flops > 0) o["counted_over_analytic"] = run.counted_flops[i] / op.flops;
     }
     const json& hw = run.hardware_counters;
     const json* algo = algos && algos->contains(op.name) ? &algos->at(op.name) : nullptr;
     if (hw.is_object() && hw.value("status", "") == "measured" && hw.contains("ops") && hw.at("ops").contains(op.name)) {
       o["measured"] = hw.at("ops").at(op.name);  // tensor and CUDA-core FLOPs, DRAM bytes, time, raw counters
-      if (ex.source[i] == "measured") {
+      if (ex.source[i] == "measured" && op.flops > 0) {
         o["measured_over_analytic"] = executed / op.flops;
         // Executed against useful work: what the hardware ran beyond the analytic FLOPs (a
         // GEMM's tiles padded past the matrix edge), beside what the chosen tile predicts.
