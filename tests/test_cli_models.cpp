@@ -238,6 +238,18 @@ TEST(CliModels, MixturesOfExpertsEndToEnd) {
     EXPECT_EQ(x.at("routed_rows").get<int64_t>(), j.at("layer").at("tokens").get<int64_t>() * x.at("top_k").get<int64_t>());
     EXPECT_GE(x.at("imbalance_max_over_mean").get<double>(), 1.0);
     EXPECT_EQ(j.at("layer").at("layer_kind"), "moe") << config;
+    // Every other kind of layer ran too (tiny DeepSeek-V3's dense first layer), verified, and the
+    // extrapolation sums the measured times of both.
+    const bool deepseek = std::string(config) == "tiny-deepseek-v3.json";
+    ASSERT_EQ(j.at("other_layer_kinds").size(), deepseek ? 1u : 0u) << config;
+    for (const auto& k : j.at("other_layer_kinds")) {
+      EXPECT_EQ(k.at("layer_kind"), "dense");
+      EXPECT_TRUE(k.at("verification_passed").get<bool>());
+      EXPECT_EQ(k.at("executed_flops"), k.at("flops"));  // counted = analytic
+      EXPECT_GT(k.at("time_ms").at("median").get<double>(), 0);
+    }
+    for (const auto& k : j.at("extrapolation").at("layer_kinds"))
+      EXPECT_EQ(k.at("source").get<std::string>().rfind("measured layer", 0), 0u) << k.dump();
     const Outcome table = run({"report", "m.json"}, cwd.path());
     ASSERT_EQ(table.rc, 0) << describe(table);
     EXPECT_NE(table.out.find("tokens per expert (counted, this run's router)"), std::string::npos) << table.out;

@@ -58,7 +58,7 @@ std::string timing_method(const MeasureContext& c) {
 }  // namespace
 
 json extrapolate(const ModelConfig& model, const LayerGraph& g, const MeasureRun& run, const ClusterAssumption& c,
-                 const json& device) {
+                 const json& device, const std::vector<KindRun>& others) {
   GraphOptions full_opts = g.options;
   full_opts.include_head = true;
   // The kind of layer that ran (a model's schedule has one kind per distinct layer; a dense
@@ -109,7 +109,24 @@ json extrapolate(const ModelConfig& model, const LayerGraph& g, const MeasureRun
   for (size_t k = 0; k < kinds.size(); ++k) {
     double f = layer_flops, ms = layer_ms;
     std::string source = "measured layer";
-    if (k != ran) {
+    const KindRun* ran_too = nullptr;
+    for (const auto& o : others)
+      if (o.kind == k) ran_too = &o;
+    if (k != ran && ran_too) {
+      // This kind ran too: its ops' executed FLOPs and times, scaled to full width as the main's.
+      const LayerGraph wide = build_layer_graph(layer_shape(model, g.shape.batch, g.shape.seq, k), full_opts);
+      const ExecutedFlops ox = executed_flops(ran_too->graph, ran_too->run);
+      f = 0, ms = 0;
+      for (size_t i = 0; i < ran_too->graph.ops.size(); ++i) {
+        const Op& op = ran_too->graph.ops[i];
+        if (op.group != Group::layer) continue;
+        const Op& w = wide.op(op.name);
+        const double scale = op.flops > 0 ? w.flops / op.flops : op.min_bytes > 0 ? w.min_bytes / op.min_bytes : 1.0;
+        f += ox.flops[i] * scale;
+        ms += ran_too->run.op_ms[i].median() * scale;
+      }
+      source = "measured layer (this kind ran too)";
+    } else if (k != ran) {
       GraphOptions o = g.options;
       o.include_head = false;
       const LayerGraph other = build_layer_graph(layer_shape(model, g.shape.batch, g.shape.seq, k), o);
@@ -190,8 +207,6 @@ json extrapolate(const ModelConfig& model, const LayerGraph& g, const MeasureRun
   return j;
 }
 
-namespace {
-
 // A mixture of experts' layer: how the router spread this run's tokens over the experts (the
 // counts tensor its last run wrote), and the imbalance max/mean; the slowest expert sets the
 // grouped GEMMs' time, while the analytic FLOPs assume a balanced router. null for a dense layer.
@@ -223,8 +238,6 @@ json experts_json(const LayerGraph& g, Backend& b) {
           {"note", "analytic FLOPs assume a balanced router (k T / E rows an expert); with no token dropped the "
                    "grouped GEMMs execute the same total whatever the spread, but the slowest expert sets their time"}};
 }
-
-}  // namespace
 
 json measure_result(const MeasureContext& c) {
   const LayerGraph& g = c.graph;
@@ -328,7 +341,27 @@ json measure_result(const MeasureContext& c) {
                        {"flops_source", ex.overall},
                        {"time_source", "timed"}};
 
-  const json extrapolation = extrapolate(c.model, g, run, c.cluster, device);
+  static const std::vector<KindRun> none;
+  const std::vector<KindRun>& others = c.other_kinds ? *c.other_kinds : none;
+  const json extrapolation = extrapolate(c.model, g, run, c.cluster, device, others);
+  // The other kinds that ran: each verified (run_measure throws otherwise), with its own totals.
+  json kinds_run = json::array();
+  for (const auto& o : others) {
+    const ExecutedFlops ox = executed_flops(o.graph, o.run);
+    double flops = 0, executed = 0;
+    for (size_t i = 0; i < o.graph.ops.size(); ++i) {
+      flops += o.graph.ops[i].flops;
+      executed += ox.flops[i];
+    }
+    kinds_run.push_back({{"layer_kind", to_string(o.graph.shape.layer)},
+                         {"ops", o.graph.ops.size()},
+                         {"verification_passed", o.run.verification.at("passed")},
+                         {"flops", flops},
+                         {"executed_flops", executed},
+                         {"executed_flops_source", ox.overall},
+                         {"time_ms", o.run.total_ms.json()},
+                         {"experts", o.experts}});
+  }
   // Every formula's total, and the days it would take on N of this device at the throughput
   // measured here (timed), instead of a datasheet assumption.
   json formulas = formulas_json(c.model, c.cluster);
@@ -356,14 +389,15 @@ json measure_result(const MeasureContext& c) {
           {"model", model_to_json(c.model)},
           {"parameters", parameter_count(c.model)},
           {"layer", layer_json(g, c.layer_model, c.width)},
-          {"experts", experts_json(g, c.backend)},
+          {"experts", c.experts.is_null() ? experts_json(g, c.backend) : c.experts},
+          {"other_layer_kinds", kinds_run},
           {"backend", {{"name", c.backend.name()}, {"reason", c.choice.reason}, {"device_line", c.backend.device_line()}}},
           {"device", device},
           {"host", host_facts(device)},
           {"memory",
            {{"required_bytes", c.preflight.required_bytes},
             {"available_bytes", c.preflight.available_bytes},
-            {"allocated_bytes", c.backend.allocated_bytes()},
+            {"allocated_bytes", c.allocated_bytes >= 0 ? c.allocated_bytes : c.backend.allocated_bytes()},
             {"source", "required: analytic (graph); allocated: counted by the backend"}}},
           {"settings",
            {{"warmup", c.settings.warmup},

@@ -109,6 +109,33 @@ nlohmann::json run_point(const PointRequest& r) {
   ceiling = hold_ceiling(*backend, g, run, ceiling);  // an op that beats the ceiling: remeasure, or say why
   MeasureContext ctx{model,     layer_model, width.str(),    g,         choice, *backend, pf, r.settings, run,
                      r.cluster, ceiling,     r.command_line, r.nsight};
+  ctx.experts = experts_json(g, *backend);
+  ctx.allocated_bytes = backend->allocated_bytes();
+  // Every other kind of layer in the model's schedule (DeepSeek-V3's dense first layers, Llama 4
+  // Maverick's dense ones, ...) runs too, verified and timed the same way, where it fits.
+  std::vector<KindRun> others;
+  const std::vector<LayerKind> kinds = layer_model.layer_kinds();
+  const size_t main = main_layer_kind(layer_model);
+  others.reserve(kinds.size());  // in place: the backend keeps a pointer to the graph it runs
+  for (size_t k = 0; k < kinds.size(); ++k) {
+    if (k == main) continue;
+    KindRun& o = others.emplace_back();
+    o.kind = k;
+    o.graph = build_layer_graph(layer_shape(layer_model, batch, model.n_ctx, k), go);
+    if (o.graph.tensor_bytes() > pf.available_bytes * Preflight{}.usable_fraction) {
+      spdlog::warn("layer kind '{}' ({} layers) needs {:.3g} GiB, more than the {:.3g} GiB usable here; its time is "
+                   "the analytic estimate at the measured layer's throughput",
+                   to_string(kinds[k].spec), kinds[k].count, o.graph.tensor_bytes() / (1 << 30),
+                   pf.available_bytes * Preflight{}.usable_fraction / (1 << 30));
+      others.pop_back();
+      continue;
+    }
+    spdlog::info("layer kind '{}' ({} of {} layers): measuring it too", to_string(kinds[k].spec), kinds[k].count,
+                 layer_model.n_layers);
+    o.run = run_measure(*backend, o.graph, r.settings);
+    o.experts = experts_json(o.graph, *backend);
+  }
+  ctx.other_kinds = &others;
   return measure_result(ctx);
 }
 
