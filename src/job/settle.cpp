@@ -76,10 +76,6 @@ Settled settle(Job& j, const Flags& flags, int64_t fallback_gpus, bool layout) {
     j.problem(fmt::format("context parallelism (cp {}, {}) is not modelled yet; pass --cp 1 to predict the job without it",
                           cp, where_of(j, "cp")),
               {"cp"});
-  if (layout && j.find("experts"))
-    j.problem(fmt::format("a mixture of experts ({} experts, {}): predict does not model expert parallelism and the "
-                          "all-to-all yet",
-                          j.find("experts")->value.dump(), where_of(j, "experts")));
   if (l.ep && *l.ep > 1 && !j.find("experts"))
     j.problem(fmt::format("expert parallelism (ep {}, {}) without experts: Megatron-LM requires --num-experts", *l.ep,
                           where_of(j, "ep")),

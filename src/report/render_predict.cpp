@@ -43,7 +43,12 @@ std::string layout_line(const json& l) {
                               l.at("gpus").get<int64_t>(), l.at("tp").get<int64_t>(), l.at("pp").get<int64_t>(),
                               l.at("vpp").get<int64_t>() > 1 ? fmt::format(" (vpp {})", l.at("vpp").get<int64_t>()) : "",
                               cp > 1 ? fmt::format(" x cp {}", cp) : "", l.at("dp").get<int64_t>(),
-                              fsdp > 1 ? fmt::format(" (FSDP over {})", fsdp) : "", l.at("micro_batch").get<int64_t>(),
+                              fsdp > 1                   ? fmt::format(" (FSDP over {})", fsdp)
+                              : l.value("ep", INT64_C(1)) > 1 ? fmt::format(" (experts: ep {}, etp {}, edp {})",
+                                                                          l.at("ep").get<int64_t>(), l.at("etp").get<int64_t>(),
+                                                                          l.at("edp").get<int64_t>())
+                                                              : "",
+                              l.at("micro_batch").get<int64_t>(),
                               l.at("global_batch").get<int64_t>(), l.at("micro_batches").get<int64_t>(),
                               l.at("seq").get<int64_t>(), l.at("precision").get<std::string>(),
                               l.at("recompute").get<std::string>(), l.at("sequence_parallel").get<bool>() ? "on" : "off",
