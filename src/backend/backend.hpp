@@ -7,11 +7,13 @@
 // Mixtures of experts: the routed experts' grouped GEMMs (GemmSpec::grouped) have per-expert row
 // counts that only the router's run knows, written to the graph's counts tensor. The cpu backend
 // reads the counts before each grouped GEMM and runs one OpenBLAS product per expert. The cuda
-// backend refuses such a layer in allocate() for now; the plan it is built to: the counts stay
-// on the device, the expert GEMMs run as one grouped launch whose problem sizes are read on the
-// device (so a captured CUDA graph replays with whatever counts the router writes), the cuBLASLt
-// algorithm chosen once for the balanced shape (k T / E rows an expert), and no host
-// synchronisation inside the layer; the per-expert counts are read back after the timed runs.
+// backend (first version, not yet run on a GPU) copies the counts to the host inside the grouped
+// op (a stream synchronisation in its timed range) and runs one cuBLASLt GEMM per expert with
+// rows, each shape's plan made when first seen with the heuristic's first algorithm (prepare()
+// cannot choose: the shapes are not known before the router runs); a captured CUDA graph cannot
+// hold the host read, so --cuda-graph is refused on such a layer. Where this is to go: the counts
+// kept on the device and one grouped launch reading its problem sizes there (capturable), the
+// algorithm chosen for the balanced shape (k T / E rows an expert).
 #pragma once
 
 #include <cstdint>
