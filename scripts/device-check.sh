@@ -42,11 +42,14 @@
 #    6. ncu-crosscheck: scripts/ncu-crosscheck.sh --gemm-candidates 1 on width 1/96, seq 256:
 #       flopscope's counters against Nsight Compute's, op by op
 #    7. measure-1_8-fp8: `measure --width 1/8` in fp8, verification (compute capability 8.9+)
-#    8. gpu-suites: the kernel suites, then GpuGemm, GpuLayer, GpuFp8, GpuMeasure, GpuGraph,
+#    8. measure-moe: `measure --model qwen3-30b-a3b --width 8/32 --seq 1024` in bf16: a mixture
+#       of experts on the GPU (32 experts, top-8: the router's kernels, dispatch and combine, the
+#       grouped GEMMs from the router's counts), verified against the fp64 host reference
+#    9. gpu-suites: the kernel suites, then GpuGemm, GpuLayer, GpuFp8, GpuMeasure, GpuGraph,
 #       one process each, until the step's limit
-#    9. graph-replay: `measure --width 1/8 --cuda-graph --input-sets 2`: replay against the sum
+#   10. graph-replay: `measure --width 1/8 --cuda-graph --input-sets 2`: replay against the sum
 #       of op times
-#   10. memcheck: compute-sanitizer memcheck on a width-1/96, seq-128 fp8 layer with
+#   11. memcheck: compute-sanitizer memcheck on a width-1/96, seq-128 fp8 layer with
 #       --cuda-graph (bf16 where there is no fp8) and --counters off (CUPTI stays out of it)
 #
 # The tools: ncu and compute-sanitizer from $NCU / $COMPUTE_SANITIZER when set, else PATH,
@@ -69,7 +72,8 @@ plan_table=(
   "counters        50 GpuCounters suite; the 175B run's counters (dropped metrics warn)"
   "ncu-crosscheck  100 scripts/ncu-crosscheck.sh --gemm-candidates 1, width 1/96, seq 256"
   "measure-1_8-fp8 35 measure --width 1/8 fp8, verification (compute capability 8.9+)"
-  "gpu-suites      90 kernel, GEMM, layer, fp8 and end-to-end suites, one process each"
+  "measure-moe     20 measure a mixture of experts (qwen3-30b-a3b, width 8/32, seq 1024) bf16: router, grouped GEMMs"
+  "gpu-suites      70 kernel, GEMM, layer, fp8 and end-to-end suites, one process each"
   "graph-replay    35 measure --width 1/8 --cuda-graph: replay vs the sum of op times"
   "memcheck        50 compute-sanitizer memcheck, width 1/96, seq 128, fp8 + --cuda-graph, --counters off"
 )
@@ -457,6 +461,10 @@ step_measure-1_8-fp8() {
     return 3
   fi
   run_measure measure-1_8-fp8 --model gpt3-175b --width 1/8 --precision fp8 --no-ceiling --counters off
+}
+
+step_measure-moe() {
+  run_measure measure-moe --model qwen3-30b-a3b --width 8/32 --seq 1024 --precision bf16 --no-ceiling --counters off
 }
 
 step_gpu-suites() {

@@ -149,8 +149,8 @@ TEST(CliDeviceCheck, ThePlanIsOneCallWithTheHeadlineFirst) {
   EXPECT_EQ(p.steps.at(1).first, "libraries");
   EXPECT_EQ(p.steps.at(2).first, "devices");
   EXPECT_EQ(p.steps.at(3).first, "measure-175b");
-  const std::vector<std::string> order = {"measure-175b", "counters",    "ncu-crosscheck", "measure-1_8-fp8",
-                                          "gpu-suites",   "graph-replay", "memcheck"};
+  const std::vector<std::string> order = {"measure-175b", "counters",   "ncu-crosscheck", "measure-1_8-fp8",
+                                          "measure-moe",  "gpu-suites", "graph-replay",   "memcheck"};
   for (size_t i = 1; i < order.size(); ++i) EXPECT_LT(p.index(order[i - 1]), p.index(order[i])) << order[i];
   // The time scale (for tests) scales every limit.
   const Plan tenth = plan_of({{"FLOPSCOPE_CHECK_TIME_SCALE", "0.1"}});
@@ -298,8 +298,8 @@ exit 0
   EXPECT_EQ(st.at("ncu-crosscheck"), "failed") << summary;
   EXPECT_TRUE(contains(summary, "ncu: ==ERROR== LibraryNotLoaded")) << "ncu's own words\n" << summary;
   // A step runs only when its limit fits the time left at its turn; some step here did not fit
-  // (gpu-suites could not, even were every other step instant: 3 + 4.4 + 0.4 + 4 + 1.6 s of
-  // sleeps and timeouts leave 6.6 s of 20 against its 9).
+  // (gpu-suites could not, even were every other step instant: 3 + 4.4 + 0.4 + 4 + 1.6 + 1.6 s of
+  // sleeps and timeouts leave 5 s of 20 against its 7).
   int no_time = 0;
   for (const auto& [name, limit] : plan.steps) {
     const std::string& row = rows.at(name);
