@@ -71,11 +71,8 @@ Settled settle(Job& j, const Flags& flags, int64_t fallback_gpus, bool layout) {
   }
   const int64_t dp = std::max<int64_t>(1, gpus / group);
 
-  // What predict does not model yet: the flag that settles each predicts the job without it.
-  if (cp > 1 && !given.count("cp"))
-    j.problem(fmt::format("context parallelism (cp {}, {}) is not modelled yet; pass --cp 1 to predict the job without it",
-                          cp, where_of(j, "cp")),
-              {"cp"});
+  // What predict does not model yet. (Context parallelism and FSDP it does: the job's cp and
+  // fsdp go to predict as they are.)
   if (layout && j.find("experts"))
     j.problem(fmt::format("a mixture of experts ({} experts, {}): predict does not model expert parallelism and the "
                           "all-to-all yet",
@@ -104,11 +101,6 @@ Settled settle(Job& j, const Flags& flags, int64_t fallback_gpus, bool layout) {
                                    j.file, shard, rep, where_of(j, "fsdp"), dp, gpus, group));
     }
     l.fsdp = shard;
-    if (shard > 1)
-      j.problem(fmt::format("FSDP ({}-way sharding over the data-parallel GPUs, {}) is not modelled yet; pass --fsdp "
-                            "off to predict the job as plain data parallelism",
-                            shard, where_of(j, "fsdp")),
-                {"fsdp"});
   }
 
   // The global batch a data-parallel rank implies.
