@@ -1,9 +1,11 @@
 // The cluster model (src/predict): Korthikanti et al. 2022 Table 5, the activation memory of
 // its Table 2, mixed-precision Adam's bytes, model FLOPs against Megatron-LM's formula, GEMM
 // quantisation, ring collectives, nccl-tests parsing, system profiles and layout checks.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <set>
+#include <stdexcept>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -479,6 +481,116 @@ TEST(PredictFp8, LinearGemmsAtTheFp8PeakCastsAtTheirBytes) {
   }
   EXPECT_EQ(seen, 3);
   EXPECT_GT(c.weight_cast_s, 0);
+}
+
+}  // namespace
+}  // namespace flopscope::predict
+
+namespace flopscope::predict {
+namespace {
+
+// A small GPT for hand-worked cases: 4 layers of d 1024, 16 heads of 64, seq 8192, vocab 32000.
+ModelConfig small_gpt() {
+  ModelConfig m = preset("gpt3-175b");
+  m.name = "small";
+  m.n_layers = 4, m.d_model = 1024, m.n_heads = 16, m.d_head = 64, m.n_ctx = 8192, m.vocab = 32000;
+  m.validate();
+  return m;
+}
+
+const OpCost& op_named(const Prediction& p, const std::string& name) {
+  for (const auto& o : p.cost.ops)
+    if (o.name == name) return o;
+  throw std::runtime_error("no op " + name);
+}
+
+TEST(PredictContextParallel, HandWorkedRing) {
+  // 16 H100s: tp 2 x cp 2 x dp 4, one stage, seq 8192, micro-batch 1, 16 sequences (m = 4),
+  // flash, selective recompute (nothing left to recompute with flash), SP, distributed optimizer.
+  PredictInput in;
+  in.model = small_gpt();
+  in.system = system_by_id("h100");
+  Layout& l = in.layout;
+  l.gpus = 16, l.tp = 2, l.cp = 2, l.micro_batch = 1, l.global_batch = 16, l.seq = 8192;
+  l.attention = Attention::flash, l.recompute = Recompute::selective, l.sequence_parallel = true;
+  l.distributed_optimizer = true, l.precision = "bf16";
+  const Prediction p = predict(in);
+  const nlohmann::json j = prediction_json(p);
+  const double S = 8192, cp = 2, tp = 2, b = 1, d = 1024, a = 16, dh = 64, L = 4, m = 4;
+  const double local = S / cp;  // tokens of each sequence on this GPU
+
+  // The layer's linear GEMMs on seq / cp tokens: fwd.qkv is (4096 x 3072 / tp x 1024).
+  EXPECT_DOUBLE_EQ(op_named(p, "fwd.qkv").flops, 2 * local * b * d * 3 * d / tp);
+  // The load-balanced causal square: cp x the causal square of the local chunk, i.e. 1 / cp of
+  // the whole causal square: forward Q K^T and P V, 2 a s^2 dh / cp (causal-halved), over tp.
+  const double fwd_flash_flops = 2 * b * a * S * S * dh / cp / tp;
+  const double bwd_flash_flops = 5 * b * a * S * S * dh / cp / tp;  // 4 GEMMs + the recomputed scores
+  const OpCost& ff = op_named(p, "fwd.attn.flash");
+  const OpCost& bf = op_named(p, "bwd.attn.flash");
+  EXPECT_DOUBLE_EQ(ff.flops, fwd_flash_flops);
+  EXPECT_DOUBLE_EQ(bf.flops, bwd_flash_flops);
+  // Its bytes: Q, K, V and the context of the local tokens, plus the cp - 1 K and V chunks the
+  // ring brings (backward: each twice); 2 bytes, over tp.
+  const double kv_in = 2 * d * (cp - 1);
+  EXPECT_DOUBLE_EQ(ff.bytes, local * (3 * d + d + kv_in) * 2 / tp);
+  EXPECT_DOUBLE_EQ(bf.bytes, local * (6 * d + 2 * d + 2 * kv_in) * 2 / tp);
+  const double peak = 989.4e12 * 0.77, hbm = 3.35e12 * 0.8;
+  const double t_ff = std::max(fwd_flash_flops / peak, ff.bytes / hbm), t_bf = std::max(bwd_flash_flops / peak, bf.bytes / hbm);
+  EXPECT_NEAR(ff.time_s, t_ff, 1e-15);
+  EXPECT_NEAR(bf.time_s, t_bf, 1e-15);
+
+  // The ring: cp - 1 steps a direction, each sending this GPU's K and V chunk (local x kv_dim /
+  // tp x 2 bytes, twice: K and V; backward also their gradients) to the next cp rank over
+  // NVLink (tp x cp = 4 GPUs, one node), overlapped with 1 / cp of the flash kernel.
+  const double kv_chunk = 2 * local * b * d / tp * 2;
+  const double nvlink = 450e9 * 0.8, alpha = 5e-6;
+  const double send_f = kv_chunk / nvlink + alpha, send_b = 2 * kv_chunk / nvlink + alpha;
+  const double exposed_layer = (cp - 1) * (std::max(0.0, send_f - t_ff / cp) + std::max(0.0, send_b - t_bf / cp));
+  // This layout is chosen so the forward step's send exceeds its compute and the backward's does not.
+  ASSERT_GT(send_f, t_ff / cp);
+  ASSERT_LT(send_b, t_bf / cp);
+  const auto& br = j.at("breakdown");
+  EXPECT_NEAR(br.at("cp_comm_s").get<double>(), m * L * exposed_layer, 1e-12);
+  EXPECT_NEAR(br.at("cp_comm_total_s").get<double>(), m * L * (cp - 1) * (send_f + send_b), 1e-12);
+  // The exposed part is in tp_comm_s beside the TP collectives: with SP each of the 4 a layer
+  // (and the embedding's 1, the head's 2) a reduce-scatter + all-gather of local x d x 2 bytes over tp.
+  const double act = local * b * d * 2;
+  const double one = 2 * ((tp - 1) / tp * act / nvlink + (tp - 1) * alpha);
+  EXPECT_NEAR(br.at("tp_comm_s").get<double>(), m * ((4 * L + 1 + 2) * one + L * exposed_layer), 1e-12);
+
+  // Activations / cp: Table 2's selective + SP 34 s b h / t on the local tokens.
+  EXPECT_DOUBLE_EQ(j.at("memory").at("activation_per_layer_bytes").get<double>(), 34 * local * b * d / tp);
+  // Gradients over dp x cp = 8 GPUs, tp apart: the group spans 16 GPUs, two nodes (network):
+  // reduce-scatter + all-gather of the 16-bit gradients; Adam's 12 bytes split over the 8.
+  const double params = j.at("memory").at("parameters").get<double>();
+  const double net = 50e9 * 0.9, alpha_net = 10e-6, grad = 2 * params;
+  EXPECT_NEAR(br.at("dp_comm_total_s").get<double>(), 2 * (7.0 / 8 * grad / net + 7 * alpha_net), 1e-12);
+  EXPECT_DOUBLE_EQ(j.at("memory").at("optimizer_bytes").get<double>(), 12 * params / 8);
+  EXPECT_GT(j.at("step_time_s").get<double>(), 0);
+}
+
+TEST(PredictContextParallel, BadCombinationsAreOneClearLine) {
+  PredictInput in;
+  in.model = small_gpt();
+  in.system = system_by_id("h100");
+  in.layout.gpus = 16, in.layout.tp = 2, in.layout.cp = 2, in.layout.global_batch = 16, in.layout.seq = 8192;
+  in.layout.attention = Attention::unfused;
+  auto message = [&] {
+    try {
+      predict(in);
+    } catch (const UsageError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  std::string e = message();
+  EXPECT_NE(e.find("--cp 2 needs --attention flash"), std::string::npos) << e;
+  EXPECT_EQ(e.find('\n'), std::string::npos) << e;
+  in.layout.attention = Attention::flash;
+  in.layout.cp = 3, in.layout.tp = 1, in.layout.gpus = 24, in.layout.global_batch = 24;  // 8192 is not 6 equal chunks
+  e = message();
+  EXPECT_NE(e.find("--cp 3 needs the sequence 8192 to split into 2 x cp = 6 equal chunks"), std::string::npos) << e;
+  EXPECT_EQ(e.find('\n'), std::string::npos) << e;
 }
 
 }  // namespace
