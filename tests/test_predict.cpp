@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -591,6 +592,143 @@ TEST(PredictContextParallel, BadCombinationsAreOneClearLine) {
   e = message();
   EXPECT_NE(e.find("--cp 3 needs the sequence 8192 to split into 2 x cp = 6 equal chunks"), std::string::npos) << e;
   EXPECT_EQ(e.find('\n'), std::string::npos) << e;
+}
+
+}  // namespace
+}  // namespace flopscope::predict
+
+namespace flopscope::predict {
+namespace {
+
+// FSDP, hand-worked: small_gpt (4 layers of d 1024, tied embeddings, learned positions) on 16
+// H100s, tp 1, pp 1, micro-batch 1, 32 sequences (m = 2 per rank), flash, selective recompute.
+struct FsdpCase {
+  Prediction p;
+  nlohmann::json j;
+};
+FsdpCase fsdp_case(int64_t fsdp) {
+  PredictInput in;
+  in.model = small_gpt();
+  in.system = system_by_id("h100");
+  Layout& l = in.layout;
+  l.gpus = 16, l.fsdp = fsdp, l.micro_batch = 1, l.global_batch = 32, l.seq = 8192;
+  l.attention = Attention::flash, l.recompute = Recompute::selective, l.distributed_optimizer = true;
+  FsdpCase c{predict(in), {}};
+  c.j = prediction_json(c.p);
+  return c;
+}
+
+// The exposed and total FSDP seconds of one micro-batch, from the stated order: root and block 0
+// gathered with nothing to hide behind; block j's gather behind block j-1's forward; in backward
+// block L-1 kept unsharded, block j's window holding block j-1's gather and block j+1's
+// reduce-scatter; block 0's and the root's reduce-scatters after the last backward.
+std::pair<double, double> fsdp_by_hand(double g_root, double g, double s_root, double s, double fwd, double bwd, int L) {
+  double exposed = g_root + g, total = g_root + g;
+  for (int j = 1; j < L; ++j) exposed += std::max(0.0, g - fwd), total += g;
+  for (int j = L - 1; j >= 0; --j) {
+    const double comm = (j > 0 ? g : 0) + (j + 1 < L ? s : 0);
+    exposed += std::max(0.0, comm - bwd), total += comm;
+  }
+  return {exposed + s + s_root, total + s + s_root};
+}
+
+TEST(PredictFsdp, HandWorkedFullShardingOverTwoNodes) {
+  const FsdpCase c = fsdp_case(16);  // every parameter sharded over 16 GPUs: the ring crosses nodes
+  const double d = 1024, V = 32000, n_ctx = 8192, L = 4, m = 2, n = 16;
+  const double P = 12 * d * d + 13 * d;     // a block: QKV, projection, FFN and their biases, two layernorms
+  const double R = V * d + n_ctx * d + 2 * d;  // the root: embedding (tied: also the head), positions, final norm
+  const double N = L * P + R;
+  EXPECT_DOUBLE_EQ(c.j.at("memory").at("parameters").get<double>(), N);
+  // Ring over the network: (n-1)/n x bytes / (50 GB/s x 0.9) + (n-1) x 10 us; gathers of bf16
+  // parameters (2 bytes), reduce-scatters of fp32 gradients (4 bytes).
+  const double B = 50e9 * 0.9, alpha = 10e-6;
+  auto ring = [&](double bytes) { return (n - 1) / n * bytes / B + (n - 1) * alpha; };
+  const double fwd = c.j.at("layer").at("forward_s").get<double>();
+  const double bwd = c.j.at("layer").at("backward_s").get<double>() + c.j.at("layer").at("recompute_s").get<double>();
+  const auto [exposed, total] = fsdp_by_hand(ring(2 * R), ring(2 * P), ring(4 * R), ring(4 * P), fwd, bwd, 4);
+  const auto& br = c.j.at("breakdown");
+  EXPECT_NEAR(br.at("dp_comm_total_s").get<double>(), m * total, 1e-12);
+  EXPECT_NEAR(br.at("dp_comm_s").get<double>(), m * exposed, 1e-12);
+  // Gathered for forward and again for backward: 2L - 1 block gathers a micro-batch (the last
+  // block is kept), L block reduce-scatters, one gather and one reduce-scatter of the root.
+  EXPECT_NEAR(total, ring(2 * R) + 7 * ring(2 * P) + 4 * ring(4 * P) + ring(4 * R), 1e-15);
+  EXPECT_GT(exposed, 0);
+  EXPECT_LT(exposed, total);  // the prefetch hides part of it
+  // The step: m x the stage (compute, no TP, no PP) + the exposed FSDP time + the optimizer over
+  // this GPU's shard (32 bytes a parameter at the HBM bandwidth x 0.8).
+  EXPECT_NEAR(br.at("optimizer_s").get<double>(), N / n * 32 / (3.35e12 * 0.8), 1e-15);
+  EXPECT_NEAR(c.j.at("step_time_s").get<double>(),
+              m * c.j.at("stage_time_s").get<double>() + m * exposed + br.at("optimizer_s").get<double>(), 1e-12);
+  // Memory: fp32 parameters, fp32 gradients and Adam's two moments, 16 bytes a parameter / 16;
+  // the unsharded working set: the root and two blocks, bf16 parameters and gradients (4 bytes);
+  // Table 2's selective activations (34 s b h, tp 1) of the 4 layers, one micro-batch in flight.
+  const auto& mem = c.j.at("memory");
+  EXPECT_DOUBLE_EQ(mem.at("weights_bytes").get<double>(), 4 * N / n);
+  EXPECT_DOUBLE_EQ(mem.at("gradients_bytes").get<double>(), 4 * N / n);
+  EXPECT_DOUBLE_EQ(mem.at("optimizer_bytes").get<double>(), 8 * N / n);
+  EXPECT_DOUBLE_EQ(mem.at("fsdp_unsharded_bytes").get<double>(), 4 * (R + 2 * P));
+  EXPECT_DOUBLE_EQ(mem.at("activations_bytes").get<double>(), 34 * 8192 * d * L);
+  EXPECT_DOUBLE_EQ(mem.at("total_bytes").get<double>(), 16 * N / n + 4 * (R + 2 * P) + 34 * 8192 * d * L);
+}
+
+TEST(PredictFsdp, HandWorkedHybridShardingInANode) {
+  // fsdp 8 of dp 16: shards inside a node (NVLink), each shard's gradients all-reduced over the
+  // 2 replicas across nodes (fp32 shard: 4 P / 8 bytes; all-reduce 2 (r-1)/r S / B + 2 (r-1) alpha).
+  const FsdpCase c = fsdp_case(8);
+  const double d = 1024, V = 32000, n_ctx = 8192, m = 2, n = 8;
+  const double P = 12 * d * d + 13 * d, R = V * d + n_ctx * d + 2 * d;
+  const double nv = 450e9 * 0.8, a_nv = 5e-6, net = 50e9 * 0.9, a_net = 10e-6;
+  auto ring = [&](double bytes) { return (n - 1) / n * bytes / nv + (n - 1) * a_nv; };
+  auto replicas = [&](double bytes) { return 2 * 0.5 * bytes / net + 2 * a_net; };
+  const double fwd = c.j.at("layer").at("forward_s").get<double>();
+  const double bwd = c.j.at("layer").at("backward_s").get<double>() + c.j.at("layer").at("recompute_s").get<double>();
+  const double sP = ring(4 * P) + replicas(4 * P / n), sR = ring(4 * R) + replicas(4 * R / n);
+  const auto [exposed, total] = fsdp_by_hand(ring(2 * R), ring(2 * P), sR, sP, fwd, bwd, 4);
+  // Over NVLink a block's gather hides behind the block before it.
+  ASSERT_LT(ring(2 * P), fwd);
+  EXPECT_NEAR(c.j.at("breakdown").at("dp_comm_total_s").get<double>(), m * total, 1e-12);
+  EXPECT_NEAR(c.j.at("breakdown").at("dp_comm_s").get<double>(), m * exposed, 1e-12);
+  EXPECT_DOUBLE_EQ(c.j.at("memory").at("optimizer_bytes").get<double>(), 8 * (4 * P + R) / n);
+}
+
+TEST(PredictFsdp, PipelinedStagesGatherOnceAStep) {
+  // pp 2 x fsdp 8: torchtitan keeps each stage unsharded through the step and reduces once, in
+  // the last micro-batch's backward: the total is one gather and one reduce-scatter of the
+  // stage's units, not m of them; the working set is the stage's bf16 parameters and fp32
+  // accumulated gradients (6 bytes a parameter).
+  PredictInput in;
+  in.model = small_gpt();
+  in.system = system_by_id("h100");
+  Layout& l = in.layout;
+  l.gpus = 16, l.pp = 2, l.fsdp = 8, l.micro_batch = 1, l.global_batch = 32, l.seq = 8192;  // m = 4
+  l.attention = Attention::flash, l.distributed_optimizer = true;
+  const Prediction p = predict(in);
+  const double d = 1024, P = 12 * d * d + 13 * d, n = 8;
+  const double first = 2 * P + 32000 * d + 8192 * d;  // 2 blocks, embedding, positions
+  auto ring = [&](double bytes) { return (n - 1) / n * bytes / (450e9 * 0.8) + (n - 1) * 5e-6; };
+  EXPECT_NEAR(p.breakdown.dp_comm_total_s,
+              ring(2 * (first - 2 * P)) + 2 * ring(2 * P) + 2 * ring(4 * P) + ring(4 * (first - 2 * P)), 1e-12);
+  EXPECT_DOUBLE_EQ(p.memory.fsdp_unsharded_bytes, 6 * p.memory.parameters);
+}
+
+TEST(PredictFsdp, BadInputIsOneClearLine) {
+  PredictInput in;
+  in.model = small_gpt();
+  in.system = system_by_id("h100");
+  in.layout.gpus = 16, in.layout.global_batch = 16, in.layout.seq = 8192, in.layout.attention = Attention::flash;
+  for (int64_t bad : {1, 3, 32, -2}) {
+    in.layout.fsdp = bad;
+    try {
+      predict(in);
+      ADD_FAILURE() << "--fsdp " << bad << " predicted";
+    } catch (const UsageError& e) {
+      const std::string w = e.what();
+      EXPECT_NE(w.find(fmt::format("--fsdp {} must be 0 (off) or a divisor of data parallel 16", bad)), std::string::npos) << w;
+      EXPECT_EQ(w.find('\n'), std::string::npos) << w;
+    }
+  }
+  in.layout.fsdp = 16;
+  EXPECT_NO_THROW(predict(in));
 }
 
 }  // namespace
