@@ -733,3 +733,33 @@ TEST(PredictFsdp, BadInputIsOneClearLine) {
 
 }  // namespace
 }  // namespace flopscope::predict
+
+namespace flopscope::predict {
+namespace {
+
+TEST(PredictFsdp, SelectiveIsTorchtitansOpLevelCheckpointing) {
+  // Llama 3.1 8B block: torchtitan's mms wq 1, wk 2, wv 3, wo 4, w1 5, w3 6, w2 7; the even ones
+  // (wk, wo, w3) are recomputed, with the norms, SwiGLU and the first residual add; flash's output
+  // and the block's last residual add are not. wk is 1024 of the fused QKV's 4096 + 2 x 1024.
+  const ModelConfig m = preset("llama3.1-8b");
+  Layout l;
+  l.gpus = 8, l.fsdp = 8, l.global_batch = 8, l.seq = 8192, l.attention = Attention::flash;
+  l.recompute = Recompute::selective;
+  const LayerCost c = layer_cost(m, l, system_by_id("h100"), nullptr);
+  std::set<std::string> rec;
+  double qkv = 0, fwd_qkv = 0;
+  for (const auto& o : c.ops) {
+    if (o.phase == Phase::recompute) rec.insert(o.name);
+    if (o.name == "rec.qkv") qkv = o.flops;
+    if (o.name == "fwd.qkv") fwd_qkv = o.flops;
+  }
+  EXPECT_EQ(rec, (std::set<std::string>{"rec.ln1", "rec.qkv", "rec.proj", "rec.residual1", "rec.ln2", "rec.ffn.up",
+                                        "rec.ffn.swiglu"}));
+  EXPECT_NEAR(qkv / fwd_qkv, 1024.0 / 6144, 1e-12);
+  // Without FSDP selective stays Megatron-LM's: with flash nothing is recomputed.
+  l.fsdp = 0;
+  EXPECT_EQ(layer_cost(m, l, system_by_id("h100"), nullptr).layer_recompute_s, 0.0);
+}
+
+}  // namespace
+}  // namespace flopscope::predict

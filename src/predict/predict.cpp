@@ -368,8 +368,14 @@ Prediction predict(const PredictInput& in) {
   for (size_t k = 0; k < kinds.size(); ++k) {
     const LayerGraph gfull = build_layer_graph(layer_shape(in.model, l.micro_batch, l.seq, k), gr);
     double extra = 0;
-    for (const auto& op : gfull.ops) {
+    // Selective with FSDP: torchtitan's op-level checkpointing re-runs every second mm.
+    const bool op_sac = l.fsdp_on() && l.recompute == Recompute::selective;
+    const std::vector<double> sac = op_sac ? torchtitan_op_sac(gfull, in.model, l.attention == Attention::flash)
+                                           : std::vector<double>{};
+    for (size_t oi = 0; oi < gfull.ops.size(); ++oi) {
+      const Op& op = gfull.ops[oi];
       if (op.impl != OpImpl::gemm) continue;
+      if (op_sac && op.phase == Phase::recompute && op.gemm.linear) extra += sac[oi] * op.flops;
       const bool core = op.name.find(".attn.") != std::string::npos;
       if (l.attention == Attention::flash) {
         if (op.name == "fwd.attn.scores") extra += op.flops;  // recomputed in flash's backward
