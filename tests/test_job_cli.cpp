@@ -152,6 +152,23 @@ TEST(CliJob, AJobWithContextParallelismPredicts) {
   EXPECT_GT(j.at("prediction").at("step_time_s").get<double>(), 0);
 }
 
+TEST(CliJob, ATorchtitanJobWithFsdpPredicts) {
+  // titan-fsdp.toml: data_parallel_shard_degree -1 over run_train.sh's 8 GPUs: FSDP 8 reaches
+  // predict, its gathers and reduce-scatters in the breakdown and its shards in the memory.
+  TempDir cwd;
+  const Outcome r = run({"predict", "--job", data("titan-fsdp.toml"), "--gpu", "h100", "--format", "json"}, cwd.path());
+  ASSERT_EQ(r.rc, 0) << describe(r);
+  const json j = json::parse(r.out);
+  EXPECT_EQ(j.at("layout").at("fsdp"), 8);
+  EXPECT_EQ(j.at("layout").at("global_batch"), 16);  // local 2 x dp 8
+  const json& p = j.at("prediction");
+  EXPECT_GT(p.at("breakdown").at("dp_comm_total_s").get<double>(), p.at("breakdown").at("dp_comm_s").get<double>());
+  EXPECT_GT(p.at("memory").at("fsdp_unsharded_bytes").get<double>(), 0);
+  bool noted = false;
+  for (const auto& n : p.at("notes")) noted = noted || contains(n.get<std::string>(), "FSDP (torchtitan / FSDP2)");
+  EXPECT_TRUE(noted);
+}
+
 TEST(CliJob, BadJobsAreOneLineAndExitTwo) {
   TempDir cwd, out;
   const std::string file = out / "p.json";
