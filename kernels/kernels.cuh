@@ -18,6 +18,8 @@
 
 #include <cuda_runtime.h>
 
+#include "moe.cuh"
+
 namespace flopscope::kernels {
 
 // e4m3: FP8 E4M3 (1 byte; src/util/fp8.hpp) is a storage type only: cast_e4m3 writes it and
@@ -92,6 +94,23 @@ cudaError_t mla_qkv_forward(DType t, const void* q, const void* kv_b, const void
                             int64_t heads, int64_t nope, int64_t rope, int64_t v, cudaStream_t stream);
 cudaError_t mla_qkv_backward(DType t, const void* dqkv, void* dq, void* dkv_b, void* dk_rope, int64_t rows,
                              int64_t heads, int64_t nope, int64_t rope, int64_t v, cudaStream_t stream);
+
+// A mixture of experts' router and token movement (kernels/moe.cu; the rule: moe.cuh). Expert
+// ids, slots and counts are float (statistics storage); the rest of type `t`. route_forward
+// writes experts, weights (rows, k), slots (rows, k) and counts (E); experts <= 512, k <= 32.
+cudaError_t moe_route_forward(DType t, const void* logits, float* experts, void* weights, float* slots, float* counts,
+                              int64_t rows, const detail::MoeRule& m, cudaStream_t stream);
+cudaError_t moe_route_backward(DType t, const void* logits, const float* experts, const void* weights,
+                               const void* dweights, const float* counts, void* dlogits, int64_t rows,
+                               const detail::MoeRule& m, cudaStream_t stream);
+cudaError_t moe_dispatch_forward(DType t, const void* x, const float* slots, void* xe, int64_t rows, int64_t d, int k,
+                                 cudaStream_t stream);
+cudaError_t moe_dispatch_backward(DType t, const void* dxe, const float* slots, void* dx, int64_t rows, int64_t d, int k,
+                                  cudaStream_t stream);
+cudaError_t moe_combine_forward(DType t, const void* ye, const void* w, const float* slots, void* y, int64_t rows,
+                                int64_t d, int k, cudaStream_t stream);
+cudaError_t moe_combine_backward(DType t, const void* dy, const void* ye, const void* w, const float* slots, void* dye,
+                                 void* dw, int64_t rows, int64_t d, int k, cudaStream_t stream);
 
 // SwiGLU over n elements: h = silu(gate) * up; backward: dup = dh * silu(gate),
 // dgate = dh * up * sigmoid(gate) * (1 + gate * (1 - sigmoid(gate))).

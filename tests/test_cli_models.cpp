@@ -217,6 +217,63 @@ TEST(CliModels, EstimateAndMeasureATinyDenseDeepseek) {
   EXPECT_FALSE(names.count("fwd.qkv"));
 }
 
+// Mixtures of experts end to end. measure runs a tiny Mixtral and a tiny DeepSeek-V3 (MLA, a
+// shared expert, a dense first layer: its MoE kind runs) on the CPU: verified, counted exactly,
+// each expert's tokens in the JSON and the table; estimate answers for Llama 4 Maverick and
+// DeepSeek-V3 with total and active N and the graph's training FLOPs; predict needs --ep right.
+TEST(CliModels, MixturesOfExpertsEndToEnd) {
+  for (const char* config : {"tiny-mixtral.json", "tiny-deepseek-v3.json"}) {
+    TempDir cwd;
+    const Outcome r = run({"measure", "--backend", "cpu", "--hf-config", hf(config), "--repeats", "1", "--warmup", "0",
+                           "--format", "json", "-o", "m.json"},
+                          cwd.path());
+    ASSERT_EQ(r.rc, 0) << describe(r);
+    const json j = json::parse(slurp(cwd / "m.json"));
+    EXPECT_TRUE(j.at("verification").at("passed").get<bool>()) << j.at("verification").at("failures").dump();
+    for (const auto& o : j.at("ops")) EXPECT_EQ(o.at("counted_flops"), o.at("flops")) << config << " " << o.at("name");
+    const json& x = j.at("experts");
+    int64_t sum = 0;
+    for (const auto& n : x.at("tokens_per_expert")) sum += n.get<int64_t>();
+    EXPECT_EQ(sum, x.at("routed_rows").get<int64_t>()) << config;
+    EXPECT_EQ(x.at("routed_rows").get<int64_t>(), j.at("layer").at("tokens").get<int64_t>() * x.at("top_k").get<int64_t>());
+    EXPECT_GE(x.at("imbalance_max_over_mean").get<double>(), 1.0);
+    EXPECT_EQ(j.at("layer").at("layer_kind"), "moe") << config;
+    // Every other kind of layer ran too (tiny DeepSeek-V3's dense first layer), verified, and the
+    // extrapolation sums the measured times of both.
+    const bool deepseek = std::string(config) == "tiny-deepseek-v3.json";
+    ASSERT_EQ(j.at("other_layer_kinds").size(), deepseek ? 1u : 0u) << config;
+    for (const auto& k : j.at("other_layer_kinds")) {
+      EXPECT_EQ(k.at("layer_kind"), "dense");
+      EXPECT_TRUE(k.at("verification_passed").get<bool>());
+      EXPECT_EQ(k.at("executed_flops"), k.at("flops"));  // counted = analytic
+      EXPECT_GT(k.at("time_ms").at("median").get<double>(), 0);
+    }
+    for (const auto& k : j.at("extrapolation").at("layer_kinds"))
+      EXPECT_EQ(k.at("source").get<std::string>().rfind("measured layer", 0), 0u) << k.dump();
+    const Outcome table = run({"report", "m.json"}, cwd.path());
+    ASSERT_EQ(table.rc, 0) << describe(table);
+    EXPECT_NE(table.out.find("tokens per expert (counted, this run's router)"), std::string::npos) << table.out;
+  }
+  TempDir here;
+  for (const char* model : {"llama4-maverick", "deepseek-v3"}) {
+    const Outcome r = run({"estimate", "--model", model}, here.path());
+    ASSERT_EQ(r.rc, 0) << describe(r);
+    for (const char* says : {"parameters N (analytic", "active parameters per token N_active", "graph ", "fwd.experts.up",
+                             "grouped("})
+      EXPECT_NE(r.out.find(says), std::string::npos) << model << ": " << says;
+    const json e = estimate_json({"--model", model});
+    EXPECT_GT(formula(e, "graph"), formula(e, "6nd")) << model;
+  }
+  const Outcome bad =
+      run({"predict", "--model", "mixtral-8x7b", "--gpu", "h100-sxm", "--gpus", "8", "--ep", "3"}, here.path());
+  EXPECT_EQ(bad.rc, 2);
+  EXPECT_NE(bad.err.find("--ep 3 does not divide the 8 experts"), std::string::npos) << bad.err;
+  const Outcome dense =
+      run({"predict", "--model", "llama3.1-8b", "--gpu", "h100-sxm", "--gpus", "8", "--ep", "2"}, here.path());
+  EXPECT_EQ(dense.rc, 2);
+  EXPECT_NE(dense.err.find("is not a mixture of experts"), std::string::npos) << dense.err;
+}
+
 TEST(CliModels, BadHfConfigs) {
   TempDir cwd, empty;
   auto file = [&](const std::string& name, const std::string& text) {

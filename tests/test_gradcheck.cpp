@@ -187,6 +187,59 @@ TEST(GradCheckMla, BackwardMatchesCentralDifferences) {
   }
 }
 
+// Mixtures of experts (src/graph/moe.cpp): the router GEMM, the route's weights (softmax or
+// sigmoid scores, top-k before or after them, renormalised or not, grouped top-k), dispatch,
+// the grouped expert GEMMs, combine and the shared experts. The routing itself is piecewise
+// constant, so a step of 1e-5 never moves a token to another expert on these seeds (each
+// case's choice is stable: the check would fail loudly if it did). The aux loss is not part of
+// the loss differentiated here (its gradient has a test of its own, MoeRoute), so its weight is 0.
+struct MoeCase {
+  const char* label;
+  bool sigmoid, topk_first, norm_topk;
+  int64_t top_k, n_group, topk_group, shared;
+  bool router_bias, recompute;
+};
+
+LayerShape moe_shape(const MoeCase& c) {
+  LayerShape x = llama(2, 4, 2, 1, 4, 8, 6, 7);
+  x.layer.moe = true;
+  x.n_experts = 4, x.top_k = c.top_k, x.d_ff_expert = 5, x.n_shared = c.shared > 0 ? 1 : 0, x.d_ff_shared = c.shared;
+  x.router_bias = c.router_bias;
+  x.router.experts = 4, x.router.top_k = c.top_k, x.router.sigmoid = c.sigmoid, x.router.topk_first = c.topk_first;
+  x.router.norm_topk = c.norm_topk, x.router.n_group = c.n_group, x.router.topk_group = c.topk_group;
+  return x;
+}
+
+TEST(GradCheckMoe, BackwardMatchesCentralDifferences) {
+  for (const MoeCase& c : {MoeCase{"mixtral", false, false, true, 2, 0, 0, 0, false, false},
+                           MoeCase{"qwen2_moe_unnormalised_shared", false, false, false, 2, 0, 0, 3, false, false},
+                           MoeCase{"deepseek_v3_sigmoid_grouped_shared", true, false, true, 2, 2, 1, 3, false, false},
+                           MoeCase{"gpt_oss_topk_first_router_bias", false, true, false, 2, 0, 0, 0, true, false},
+                           MoeCase{"llama4_top1_sigmoid_shared_recompute", true, true, false, 1, 0, 0, 4, false, true},
+                           MoeCase{"top3_recompute", false, false, true, 3, 0, 0, 0, false, true}}) {
+    Case base{c.label, moe_shape(c), false, c.recompute};
+    const LayerGraph g = build_layer_graph(base.shape, fp64_options(base));
+    size_t expert_params = 0;
+    for (const auto& [p, dp] : parameters(g)) expert_params += p.rfind("w.experts.", 0) == 0 || p == "w.router" ? 1 : 0;
+    ASSERT_EQ(expert_params, 4u) << c.label;  // the router, gate, up, down
+    for (const auto& [p, err] : gradient_errors(g)) EXPECT_LT(err, 1e-6) << c.label << ": gradient of " << p;
+  }
+}
+
+// A backward that forgets the renormalisation's gradient (the route's backward run as if the k
+// weights were not renormalised) passes the per-op verification of a graph that says so, but
+// not this check.
+TEST(GradCheckMoe, AMissingRenormalisationGradientIsCaught) {
+  const MoeCase c{"mixtral", false, false, true, 2, 0, 0, 0, false, false};
+  Case base{c.label, moe_shape(c), false, false};
+  LayerGraph g = build_layer_graph(base.shape, fp64_options(base));
+  for (auto& op : g.ops)
+    if (op.name == "bwd.moe.route") op.moe.norm_topk = false;
+  double worst = 0;
+  for (const auto& [p, err] : gradient_errors(g)) worst = std::max(worst, err);
+  EXPECT_GT(worst, 1e-2);
+}
+
 }  // namespace
 }  // namespace flopscope
 

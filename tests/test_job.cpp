@@ -205,12 +205,12 @@ TEST(JobMegatron, AMixtureOfExpertsIsReadButPredictStopsWithOneLine) {
   EXPECT_EQ(m.aux_loss_coef, 0.0);   // TransformerConfig's moe_aux_loss_coeff default
   EXPECT_EQ(j.layout.ep, 8);
   EXPECT_EQ(value(j, "experts").where, "line 4: --num-experts 8");
-  // Settled for estimate (the layout not checked), nothing stops it ...
+  // Settled for estimate (the layout not checked) and for predict (which models expert
+  // parallelism: the file's ep goes to it), nothing stops it.
   Job e = read_job(data("megatron-moe.sh"), {});
   EXPECT_NO_THROW(settle(e, {}, 8, false));
-  // ... predict says what it does not model yet.
-  expect_usage([&] { settle(j, {}, 8); }, {"a mixture of experts (8 experts, line 4: --num-experts 8)",
-                                           "predict does not model expert parallelism"});
+  const Settled s = settle(j, {}, 8);
+  EXPECT_EQ(s.layout.ep, 8);
 }
 
 TEST(JobMegatron, MegatronCoresMoeSettings) {

@@ -169,12 +169,21 @@ TEST(CliJob, ATorchtitanJobWithFsdpPredicts) {
   EXPECT_TRUE(noted);
 }
 
+// A mixture of experts' job predicts with the file's expert parallelism.
+TEST(CliJob, AMixtureOfExpertsJobPredictsWithItsEp) {
+  TempDir cwd;
+  const Outcome r = run({"predict", "--job", data("megatron-moe.sh"), "--format", "json"}, cwd.path());
+  ASSERT_EQ(r.rc, 0) << describe(r);
+  const json j = json::parse(r.out);
+  EXPECT_EQ(j.at("layout").at("ep"), 8);
+  EXPECT_EQ(j.at("layout").at("edp"), 1);
+  EXPECT_GT(j.at("prediction").at("breakdown").at("ep_comm_s").get<double>(), 0);
+}
+
 TEST(CliJob, BadJobsAreOneLineAndExitTwo) {
   TempDir cwd, out;
   const std::string file = out / "p.json";
   const std::vector<BadCase> cases = {
-      {"mixture of experts", {"predict", "--job", data("megatron-moe.sh"), "-o", file},
-       "predict does not model expert parallelism and the all-to-all yet"},
       {"more model parallelism than GPUs", {"predict", "--job", data("megatron-contradiction.sh"), "-o", file},
        "tp x pp x cp = 8 x 4 x 1 = 32"},
       {"an unknown cost-relevant key", {"predict", "--job", data("nemo-unknown-key.yaml"), "-o", file}, "--job-ignore"},

@@ -135,10 +135,9 @@ void expect_same_moe(const ModelConfig& m, const std::string& preset_name) {
 
 TEST_F(JobShared, MegatronMixtral8x7b) {
   // The Llama 2 tokenizer's vocabulary is not in the file; the model is.
+  // predict models expert parallelism: the experts settle, with the file's ep (checked below).
   const std::string e = error_of(read("megatron-mixtral-8x7b.sh"), {{"vocab", {"--vocab", "32000"}}});
-  EXPECT_TRUE(has(e, "a mixture of experts (8 experts, line 51: --num-experts 8)") &&
-              has(e, "predict does not model expert parallelism"))
-      << e;
+  EXPECT_FALSE(has(e, "mixture of experts")) << e;
   Job j = read("megatron-mixtral-8x7b.sh");
   const Settled s = settle(j, {{"vocab", {"--vocab", "32000"}}}, 8, false);
   const ModelConfig m = model_of(j, 32000);
@@ -208,7 +207,7 @@ TEST_F(JobShared, NemoLlama3_1_405b) {
 
 TEST_F(JobShared, NemoMixtral8x7b) {
   const std::string e = error_of(read("nemo-mixtral-8x7b.yaml"), {{"vocab", {"--vocab", "32000"}}});
-  EXPECT_TRUE(has(e, "a mixture of experts (8 experts, line 92: model.num_moe_experts: 8)")) << e;
+  EXPECT_FALSE(has(e, "mixture of experts")) << e;
   Job j = read("nemo-mixtral-8x7b.yaml");
   const Settled s = settle(j, {{"vocab", {"--vocab", "32000"}}}, 8, false);
   const ModelConfig m = model_of(j, 32000);
@@ -269,7 +268,7 @@ TEST_F(JobShared, TorchtitanLlama3_405b) {
 TEST_F(JobShared, TorchtitanLlama4) {
   // tp 8 x pp 4 needs 32 GPUs (run_train.sh's default is 8).
   const std::string e = error_of(read("torchtitan-llama4-17bx128e.toml"), {{"gpus", {"--gpus", "32"}}});
-  EXPECT_TRUE(has(e, "a mixture of experts (128 experts") && has(e, "llama4/17bx128e")) << e;
+  EXPECT_FALSE(has(e, "mixture of experts")) << e;
   Job j = read("torchtitan-llama4-17bx128e.toml");
   const Settled s = settle(j, {}, 8, false);
   const ModelConfig m = model_of(j);

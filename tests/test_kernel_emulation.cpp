@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "backend/cpu/reference_ops.hpp"
+#include "moe.cuh"
 #include "rope.cuh"
 
 namespace flopscope {
@@ -90,6 +91,58 @@ TEST(KernelEmulation, RopeOnMlaLayoutsMatchesTheReference) {
       for (size_t i = 0; i < x.size(); ++i) err = std::max(err, std::fabs(f64[i] - want[i]));
       EXPECT_LT(err, 1e-14);
       EXPECT_NE(want, x);  // something turned
+    }
+  }
+}
+
+// The router's kernels (kernels/moe.cu) run moe.cuh's rule per token: here on the CPU, for
+// every router variant, against ref::moe_route_row and ref::moe_route_backward_row (the
+// reference verification uses) on 200 random tokens each: the same experts, in the same order,
+// and the same weights and logits' gradients to rounding.
+TEST(KernelEmulation, MoeRouteMatchesTheReference) {
+  struct Case {
+    int experts, top_k, n_group, topk_group;
+    bool sigmoid, topk_first, norm_topk;
+    double aux;
+  };
+  const Case cases[] = {{8, 2, 0, 0, false, false, true, 0.02},    // Mixtral (aux loss)
+                        {64, 8, 0, 0, false, false, false, 0.0},   // Qwen2-MoE, unnormalised
+                        {256, 8, 8, 4, true, false, true, 1e-4},   // DeepSeek-V3, grouped
+                        {128, 4, 0, 0, false, true, false, 0.0},   // gpt-oss
+                        {16, 1, 0, 0, true, true, false, 0.0}};    // Llama 4
+  uint64_t state = 12345;
+  auto uniform = [&] {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return static_cast<double>(state >> 11) / 9007199254740992.0 * 4 - 2;
+  };
+  for (const Case& c : cases) {
+    MoeSpec spec;
+    spec.experts = c.experts, spec.top_k = c.top_k, spec.n_group = c.n_group, spec.topk_group = c.topk_group;
+    spec.sigmoid = c.sigmoid, spec.topk_first = c.topk_first, spec.norm_topk = c.norm_topk, spec.aux_coef = c.aux;
+    kernels::detail::MoeRule rule;
+    rule.experts = c.experts, rule.top_k = c.top_k, rule.n_group = c.n_group, rule.topk_group = c.topk_group;
+    rule.sigmoid = c.sigmoid, rule.topk_first = c.topk_first, rule.norm_topk = c.norm_topk, rule.aux_coef = c.aux;
+    std::vector<double> counts(static_cast<size_t>(c.experts));
+    for (auto& n : counts) n = std::floor((uniform() + 2) * 10);
+    for (int t = 0; t < 200; ++t) {
+      std::vector<double> z(static_cast<size_t>(c.experts)), s(z.size()), dz(z.size()), want_dz(z.size());
+      for (auto& v : z) v = uniform();
+      std::vector<unsigned char> allowed(z.size());
+      std::vector<int> ex(static_cast<size_t>(c.top_k));
+      std::vector<int64_t> want_ex(ex.size());
+      std::vector<double> w(ex.size()), want_w(ex.size()), dw(ex.size());
+      for (auto& v : dw) v = uniform();
+      kernels::detail::moe_route_row(z.data(), rule, s.data(), allowed.data(), ex.data(), w.data());
+      ref::moe_route_row(z.data(), spec, want_ex.data(), want_w.data());
+      for (int j = 0; j < c.top_k; ++j) {
+        ASSERT_EQ(ex[j], want_ex[j]) << c.experts << " experts, token " << t;
+        EXPECT_NEAR(w[j], want_w[j], 1e-14);
+      }
+      kernels::detail::moe_route_backward_row(z.data(), ex.data(), w.data(), dw.data(), counts.data(), 200, rule,
+                                              s.data(), dz.data());
+      ref::moe_route_backward_row(z.data(), want_ex.data(), w.data(), dw.data(), counts.data(), 200, spec,
+                                  want_dz.data());
+      for (int e = 0; e < c.experts; ++e) EXPECT_NEAR(dz[e], want_dz[e], 1e-13) << c.experts << " experts";
     }
   }
 }

@@ -3,6 +3,17 @@
 // A backend allocates the layer's tensors from the graph's shapes, fills inputs and weights
 // with seeded random values (never zeros), executes one op at a time, synchronises, reports
 // the memory it allocated, and marks points on its timeline so the caller can time ops.
+//
+// Mixtures of experts: the routed experts' grouped GEMMs (GemmSpec::grouped) have per-expert row
+// counts that only the router's run knows, written to the graph's counts tensor. The cpu backend
+// reads the counts before each grouped GEMM and runs one OpenBLAS product per expert. The cuda
+// backend (first version, not yet run on a GPU) copies the counts to the host inside the grouped
+// op (a stream synchronisation in its timed range) and runs one cuBLASLt GEMM per expert with
+// rows, each shape's plan made when first seen with the heuristic's first algorithm (prepare()
+// cannot choose: the shapes are not known before the router runs); a captured CUDA graph cannot
+// hold the host read, so --cuda-graph is refused on such a layer. Where this is to go: the counts
+// kept on the device and one grouped launch reading its problem sizes there (capturable), the
+// algorithm chosen for the balanced shape (k T / E rows an expert).
 #pragma once
 
 #include <cstdint>

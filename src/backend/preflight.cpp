@@ -23,7 +23,7 @@ bool scaled_at(const ModelConfig& full, int64_t groups, ModelConfig& out) {
 }
 
 double layer_bytes(const ModelConfig& m, int64_t batch, int64_t seq, const GraphOptions& o) {
-  return build_layer_graph(layer_shape(m, batch, seq), o).tensor_bytes();
+  return build_layer_graph(layer_shape(m, batch, seq, main_layer_kind(m)), o).tensor_bytes();
 }
 
 }  // namespace

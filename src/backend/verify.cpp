@@ -299,7 +299,9 @@ json check_rows(Backend& b, const Op& op, double tol) {
         const auto scale = static_cast<float>(b.fp8_scale(out[0]));
         for (size_t j = 0; j < ref.size(); ++j)
           ref[j] = static_cast<double>(fp8::e4m3_quantize(static_cast<float>(p[0][j]), scale)) / scale;
-        c.compare(op.transpose ? b.read(out[0], r, cols, rows) : row(b, out[0], r, cols), ref);
+        // Member r / op.rows of a batch of (op.rows, cols) casts; its row r % op.rows.
+        const int64_t member = r / op.rows, rr = r % op.rows, base = member * op.rows * cols;
+        c.compare(op.transpose ? b.read(out[0], base + rr, cols, op.rows) : row(b, out[0], r, cols), ref);
         break;
       }
       case OpImpl::rmsnorm_fwd: {
@@ -354,6 +356,12 @@ json check_rows(Backend& b, const Op& op, double tol) {
         c.compare(row(b, out[2], r, op.mla.rope), dk);
         break;
       }
+      case OpImpl::moe_route_fwd:
+      case OpImpl::moe_route_bwd:
+      case OpImpl::moe_dispatch_fwd:
+      case OpImpl::moe_dispatch_bwd:
+      case OpImpl::moe_combine_fwd:
+      case OpImpl::moe_combine_bwd:  // check_moe
       case OpImpl::bias_grad:
       case OpImpl::gemm: break;
     }
@@ -386,6 +394,193 @@ json check_rows(Backend& b, const Op& op, double tol) {
   return c.result(op, tol);
 }
 
+// Each expert's rows from the backend's counts tensor (written by the router op), and their
+// prefix sums; throws when the counts are not whole numbers summing to `total`.
+struct ExpertRows {
+  std::vector<int64_t> n, off;
+};
+ExpertRows expert_rows(Backend& b, const std::string& counts, int64_t experts, int64_t total, const std::string& op) {
+  ExpertRows r;
+  const std::vector<double> c = b.read(counts, 0, experts);
+  int64_t sum = 0;
+  for (double v : c) {
+    if (!(v >= 0 && v <= static_cast<double>(total) && v == std::floor(v)))
+      throw Error(fmt::format("{}: an expert's row count {} is not a whole number of the {} rows", op, v, total));
+    r.off.push_back(sum);
+    r.n.push_back(static_cast<int64_t>(v));
+    sum += r.n.back();
+  }
+  if (sum != total) throw Error(fmt::format("{}: the experts' rows sum to {}, not {}", op, sum, total));
+  return r;
+}
+
+// A grouped GEMM (GemmSpec::grouped): 16 sampled outputs, each against the fp64 dot of its
+// expert's rows, the experts' rows read from the counts the router wrote.
+json check_grouped_gemm(Backend& b, const Op& op, double tol) {
+  const GemmSpec& g = op.gemm;
+  const bool m_rows = g.grouped == Grouped::m_rows;
+  const ExpertRows er = expert_rows(b, g.group_counts, g.batch, m_rows ? g.m : g.k, op.name);
+  struct Sample {
+    int64_t e, i, j;
+    std::vector<double> a, b;
+    double c_prev = 0;
+    int64_t c_index = 0;
+  };
+  const uint64_t stream = stream_id(op.name);
+  std::vector<Sample> samples;
+  for (uint64_t s = 0; s < 16; ++s) {
+    auto pick = [&](uint64_t k, int64_t n) {
+      return std::min<int64_t>(n - 1, static_cast<int64_t>((uniform_pm1(99, stream, 3 * s + k) + 1) / 2 * static_cast<double>(n)));
+    };
+    Sample x{0, pick(1, g.m), pick(2, g.n), {}, {}};
+    if (s == 0) x.i = 0, x.j = 0;
+    if (s == 1) x.i = g.m - 1, x.j = g.n - 1;
+    // Row i of op(A) (over `len` of the k dimension from its start a0) and column j of op(B).
+    auto a_row = [&](int64_t a0, int64_t i, int64_t len) {
+      return g.trans_a ? b.read(g.a, a0 + i, len, g.lda) : b.read(g.a, a0 + i * g.lda, len, 1);
+    };
+    auto b_col = [&](int64_t b0, int64_t j, int64_t len) {
+      return g.trans_b ? b.read(g.b, b0 + j * g.ldb, len, 1) : b.read(g.b, b0 + j, len, g.ldb);
+    };
+    if (m_rows) {  // row i of the stacked rows: its expert
+      while (x.e + 1 < g.batch && er.off[static_cast<size_t>(x.e + 1)] <= x.i) ++x.e;
+      const GemmSpec::Part at = g.group_part(x.e, 0);
+      x.a = a_row(g.a_offset, x.i, g.k);
+      x.b = b_col(g.b_offset + at.b, x.j, g.k);
+      x.c_index = g.c_offset + x.i * g.ldc + x.j;
+    } else {  // expert e's own C, summed over its rows
+      x.e = s == 1 ? g.batch - 1 : pick(0, g.batch);
+      const int64_t rows = er.n[static_cast<size_t>(x.e)];
+      const GemmSpec::Part at = g.group_part(x.e, er.off[static_cast<size_t>(x.e)]);
+      x.a = a_row(g.a_offset + at.a, x.i, rows);
+      x.b = b_col(g.b_offset + at.b, x.j, rows);
+      x.c_index = g.c_offset + at.c + x.i * g.ldc + x.j;
+    }
+    if (g.beta != 0) x.c_prev = b.read(g.c, x.c_index, 1)[0];
+    samples.push_back(std::move(x));
+  }
+  b.run(op);
+  b.synchronize();
+  std::vector<double> out, ref;
+  for (const auto& x : samples) {
+    double dot = 0;
+    for (size_t q = 0; q < x.a.size(); ++q) dot += x.a[q] * x.b[q];
+    ref.push_back(g.alpha * dot + (g.beta != 0 ? g.beta * x.c_prev : 0.0));
+    out.push_back(b.read(g.c, x.c_index, 1)[0]);
+  }
+  Check c(verify_abs_floor(op.precision));
+  c.compare(out, ref);
+  return c.result(op, tol);
+}
+
+// A mixture of experts' router and token movement against the fp64 reference (reference_ops.hpp)
+// from the same inputs. The route: every token (experts chosen, weights), and the slots and
+// counts recomputed from the reference's choice, so a token sent to another expert fails. The
+// others: the first, middle and last tokens, each with its k rows.
+json check_moe(Backend& b, const Op& op, double tol) {
+  const MoeSpec& m = op.moe;
+  const int64_t T = op.rows, k = m.top_k, E = m.experts, d = op.cols;
+  const auto& in = op.inputs;
+  const auto& out = op.outputs;
+  Check c(verify_abs_floor(op.precision));
+  auto ids = [](const std::vector<double>& v) {
+    std::vector<int64_t> r;
+    for (double x : v) r.push_back(static_cast<int64_t>(x));
+    return r;
+  };
+  if (op.impl == OpImpl::moe_route_fwd) {
+    const std::vector<double> z = b.read(in[0], 0, T * E);
+    b.run(op);
+    b.synchronize();
+    std::vector<int64_t> ex(static_cast<size_t>(T * k));
+    std::vector<double> w(static_cast<size_t>(T * k)), slots(static_cast<size_t>(T * k)), counts(static_cast<size_t>(E));
+    for (int64_t t = 0; t < T; ++t) ref::moe_route_row(z.data() + t * E, m, ex.data() + t * k, w.data() + t * k);
+    ref::moe_slots(ex.data(), T, m, slots.data(), counts.data());
+    std::vector<double> exd(ex.begin(), ex.end());
+    c.compare(b.read(out[0], 0, T * k), exd);
+    c.compare(b.read(out[1], 0, T * k), w);
+    c.compare(b.read(out[2], 0, T * k), slots);
+    c.compare(b.read(out[3], 0, E), counts);
+    return c.result(op, tol);
+  }
+  const std::vector<int64_t> rs = sample_rows(T);
+  const std::string& slots_name = op.impl == OpImpl::moe_combine_fwd ? in[2] : op.impl == OpImpl::moe_combine_bwd ? in[3] : in[1];
+  std::vector<std::vector<int64_t>> slot(rs.size());
+  std::vector<std::vector<std::vector<double>>> pre(rs.size());
+  std::vector<double> counts;
+  if (op.impl == OpImpl::moe_route_bwd) counts = b.read(in[4], 0, E);
+  for (size_t q = 0; q < rs.size(); ++q) {
+    const int64_t t = rs[q];
+    if (op.impl == OpImpl::moe_route_bwd) {
+      pre[q] = {row(b, in[0], t, E), row(b, in[1], t, k), row(b, in[2], t, k), row(b, in[3], t, k)};
+      continue;
+    }
+    slot[q] = ids(row(b, slots_name, t, k));
+    switch (op.impl) {
+      case OpImpl::moe_dispatch_fwd: pre[q] = {row(b, in[0], t, d)}; break;
+      case OpImpl::moe_dispatch_bwd:
+        for (int64_t j = 0; j < k; ++j) pre[q].push_back(row(b, in[0], slot[q][j], d));
+        break;
+      case OpImpl::moe_combine_fwd:
+        pre[q] = {row(b, in[1], t, k)};
+        for (int64_t j = 0; j < k; ++j) pre[q].push_back(row(b, in[0], slot[q][j], d));
+        break;
+      case OpImpl::moe_combine_bwd:
+        pre[q] = {row(b, in[2], t, k), row(b, in[0], t, d)};
+        for (int64_t j = 0; j < k; ++j) pre[q].push_back(row(b, in[1], slot[q][j], d));
+        break;
+      default: break;
+    }
+  }
+  b.run(op);
+  b.synchronize();
+  for (size_t q = 0; q < rs.size(); ++q) {
+    const int64_t t = rs[q];
+    const auto& p = pre[q];
+    switch (op.impl) {
+      case OpImpl::moe_route_bwd: {
+        std::vector<double> dz(static_cast<size_t>(E));
+        const std::vector<int64_t> ex = ids(p[1]);
+        ref::moe_route_backward_row(p[0].data(), ex.data(), p[2].data(), p[3].data(), counts.data(), T, m, dz.data());
+        c.compare(row(b, out[0], t, E), dz);
+        break;
+      }
+      case OpImpl::moe_dispatch_fwd:
+        for (int64_t j = 0; j < k; ++j) c.compare(row(b, out[0], slot[q][j], d), p[0]);
+        break;
+      case OpImpl::moe_dispatch_bwd: {
+        std::vector<double> s(static_cast<size_t>(d), 0.0);
+        for (int64_t j = 0; j < k; ++j)
+          for (int64_t x = 0; x < d; ++x) s[x] += p[j][x];
+        c.compare(row(b, out[0], t, d), s);
+        break;
+      }
+      case OpImpl::moe_combine_fwd: {
+        std::vector<double> s(static_cast<size_t>(d), 0.0);
+        for (int64_t j = 0; j < k; ++j)
+          for (int64_t x = 0; x < d; ++x) s[x] += p[0][j] * p[1 + j][x];
+        c.compare(row(b, out[0], t, d), s);
+        break;
+      }
+      case OpImpl::moe_combine_bwd: {
+        std::vector<double> dw(static_cast<size_t>(k), 0.0);
+        for (int64_t j = 0; j < k; ++j) {
+          std::vector<double> dye(static_cast<size_t>(d));
+          for (int64_t x = 0; x < d; ++x) {
+            dye[x] = p[0][j] * p[1][x];
+            dw[j] += p[1][x] * p[2 + j][x];
+          }
+          c.compare(row(b, out[0], slot[q][j], d), dye);
+        }
+        c.compare(row(b, out[1], t, k), dw);
+        break;
+      }
+      default: break;
+    }
+  }
+  return c.result(op, tol);
+}
+
 }  // namespace
 
 json verification_run(Backend& b, const LayerGraph& g) {
@@ -393,8 +588,14 @@ json verification_run(Backend& b, const LayerGraph& g) {
   for (const auto& op : g.ops) {
     check_interrupted();
     const bool gemm = op.impl == OpImpl::gemm;
-    json r = gemm ? check_gemm(b, op, verify_tolerance(op.precision, true))
-                  : check_rows(b, op, verify_tolerance(op.precision, false));
+    const bool moe = op.impl == OpImpl::moe_route_fwd || op.impl == OpImpl::moe_route_bwd ||
+                     op.impl == OpImpl::moe_dispatch_fwd || op.impl == OpImpl::moe_dispatch_bwd ||
+                     op.impl == OpImpl::moe_combine_fwd || op.impl == OpImpl::moe_combine_bwd;
+    const double tol = verify_tolerance(op.precision, gemm);
+    json r = gemm && op.gemm.grouped != Grouped::none ? check_grouped_gemm(b, op, tol)
+             : gemm                                    ? check_gemm(b, op, tol)
+             : moe                                     ? check_moe(b, op, tol)
+                                                       : check_rows(b, op, tol);
     if (!r.at("passed").get<bool>()) failures.push_back(r);
     ops.push_back(std::move(r));
   }

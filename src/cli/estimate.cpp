@@ -44,7 +44,7 @@ int run_estimate(const EstimateArgs& a, const GlobalOptions& global) {
   go.recompute = a.layer.recompute;
   go.include_head = a.layer.include_head;
   const int64_t batch = parse_count("--batch", a.layer.batch, INT64_C(1) << 20);
-  const LayerGraph g = build_layer_graph(layer_shape(layer_model, batch, model.n_ctx), go);
+  const LayerGraph g = build_layer_graph(layer_shape(layer_model, batch, model.n_ctx, main_layer_kind(layer_model)), go);
 
   ClusterAssumption c;
   c.gpu = gpu_by_id(a.gpu).id;

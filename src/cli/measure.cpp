@@ -48,7 +48,7 @@ Runner add_measure(CLI::App& app, const GlobalOptions& global) {
       "compare with the analytic FLOPs and extrapolate to the whole training run.");
   add_model_options(*sub, args->model);
   add_layer_options(*sub, args->layer,
-                    "auto (cpu: the model's ratios at d_model <= 384 in whole kv-head groups, 1/32 for gpt3-175b; cuda: the widest that fits)",
+                    "auto (cpu: the model's ratios at d_model <= 384 in whole kv-head groups (wider where a mixture of experts needs at least top-k whole experts), 1/32 for gpt3-175b; cuda: the widest that fits)",
                     "fp32 on the cpu, bf16 on a GPU");
   add_output_options(*sub, args->out);
   add_run_options(*sub, args->run, "");

@@ -35,6 +35,7 @@ struct PredictArgs {
   // The layout: "" = not given (src/predict/layout.hpp's defaults apply).
   std::string tp, pp, vpp, cp, fsdp, micro_batch, global_batch, precision, recompute, sequence_parallel, attention,
       distributed_optimizer, dp_overlap;
+  std::string ep, etp, moe_imbalance;  // a mixture of experts' layout
   bool search = false;
   std::string top = "5";
   bool validate = false;
@@ -102,6 +103,9 @@ pr::LayoutChoices layout_choices(const PredictArgs& a) {
   c.cp = count("--cp", a.cp, 1 << 20);
   if (a.fsdp == "off" || a.fsdp == "0") c.fsdp = 0;
   else c.fsdp = count("--fsdp", a.fsdp, INT64_C(1) << 24);
+  c.ep = count("--ep", a.ep, 1 << 20);
+  c.etp = count("--etp", a.etp, 1 << 20);
+  if (!a.moe_imbalance.empty()) c.moe_imbalance = parse_positive_real("--moe-imbalance", a.moe_imbalance, 100.0);
   c.micro_batch = count("--micro-batch", a.micro_batch, 1 << 20);
   c.global_batch = count("--global-batch", a.global_batch, INT64_C(1) << 30);
   if (!a.precision.empty()) c.precision = a.precision;
@@ -119,7 +123,8 @@ pr::LayoutChoices layout_choices(const PredictArgs& a) {
 std::optional<int64_t> apply_job(job::Job& j, const PredictArgs& a, pr::LayoutChoices& c) {
   job::Flags f = model_flags(a.model);
   const std::pair<const char*, const std::string*> layout_flags[] = {
-      {"--tp", &a.tp}, {"--pp", &a.pp}, {"--vpp", &a.vpp}, {"--cp", &a.cp}, {"--fsdp", &a.fsdp},
+      {"--tp", &a.tp}, {"--pp", &a.pp}, {"--vpp", &a.vpp}, {"--cp", &a.cp}, {"--fsdp", &a.fsdp}, {"--ep", &a.ep},
+      {"--etp", &a.etp},
       {"--micro-batch", &a.micro_batch}, {"--global-batch", &a.global_batch}, {"--precision", &a.precision},
       {"--recompute", &a.recompute}, {"--sequence-parallel", &a.sequence_parallel}, {"--attention", &a.attention},
       {"--distributed-optimizer", &a.distributed_optimizer}, {"--dp-overlap", &a.dp_overlap}};
@@ -138,6 +143,8 @@ std::optional<int64_t> apply_job(job::Job& j, const PredictArgs& a, pr::LayoutCh
   take(c.pp, l.pp);
   take(c.vpp, l.vpp);
   take(c.cp, l.cp);
+  take(c.ep, l.ep);
+  take(c.etp, l.etp);
   take(c.micro_batch, l.micro_batch);
   take(c.global_batch, l.global_batch);
   take(c.precision, l.precision);
@@ -291,6 +298,19 @@ Runner add_predict(CLI::App& app, const GlobalOptions& global) {
                   "FSDP (PyTorch FSDP2, as torchtitan runs it): weights, gradients and optimizer states sharded over N "
                   "of the data-parallel ranks (N divides dp; replicated over dp / N); 0 or off: none")
       ->type_name("N|off")->default_str("off");
+  sub->add_option("--ep", a->ep,
+                  "expert-parallel size of a mixture of experts: the routed experts split over N GPUs of a stage's tp x "
+                  "cp x dp (Megatron Core's; N divides the experts), tokens exchanged by an all-to-all")
+      ->type_name("N")->default_str("1");
+  sub->add_option("--etp", a->etp,
+                  "expert tensor-parallel size: each expert's FFN width split over N GPUs (default: --tp, as Megatron "
+                  "Core defaults it)")
+      ->type_name("N");
+  sub->add_option("--moe-imbalance", a->moe_imbalance,
+                  "a mixture of experts' load imbalance: the busiest expert's tokens over the mean, which sets the "
+                  "expert GEMMs' time (default 1: balanced, as the published runs force it; measure --backend cpu "
+                  "reports a seeded router's)")
+      ->type_name("X");
   sub->add_option("--micro-batch", a->micro_batch, "sequences per micro-batch")->type_name("N")->default_str("1");
   sub->add_option("--global-batch", a->global_batch,
                   "sequences per step over all data-parallel ranks (default: the model's published tokens per batch, "

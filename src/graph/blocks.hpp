@@ -108,12 +108,42 @@ struct MlpBlock {
   std::string in, out, d_in, d_out;
   std::string w_gate, w_up, w_down, b_gate, b_up, b_down;
   std::string gate_out, up_out, act_out;  // (rows, f)
+  // Routed experts: `experts` problems over the dispatched rows (rows = k T), each GEMM grouped
+  // by `counts` (GemmSpec::grouped); 0: a plain MLP.
+  int64_t experts = 0;
+  std::string counts;
 };
 void mlp_weights(const MlpBlock& m, TensorList& weights);
 void mlp_forward_tensors(Builder& B, const MlpBlock& m);   // gate_out, up_out, act_out, out
 void mlp_backward_tensors(Builder& B, const MlpBlock& m);  // d.act_out, d.gate_out, d.up_out, d_in
 void mlp_fwd(Builder& B, const MlpBlock& m, const std::string& prefix, Phase phase);
 void mlp_bwd(Builder& B, const MlpBlock& m);
+
+// ---- mixture of experts (moe.cpp) --------------------------------------------------------------
+// in (T, d) -> router logits (T, E) = in W_router (+ bias) -> route (scores, top-k, weights; the
+// slots of each token's k copies in the dispatched rows, experts in order; tokens per expert)
+// -> dispatch (k T, d) -> the routed experts (an MlpBlock of `experts` grouped GEMMs) -> combine
+// (T, d), the weighted sum of each token's k rows; + the shared experts (a plain MlpBlock on in)
+// -> out. Backward: combine (rows' and weights' gradients), the experts, dispatch (each token's
+// k rows summed), route (through the weights and the aux loss to the logits), the router's
+// dgrad (added) and wgrad, then the shared experts' input gradient added. Analytic FLOPs assume
+// what the grouped GEMMs compute with no token dropped: k T rows in all, however they spread.
+struct MoeBlock {
+  MoeSpec spec;
+  int64_t rows = 0, d = 0;  // T tokens
+  bool router_bias = false;
+  MlpBlock experts;  // rows k T, experts E, counts
+  MlpBlock shared;   // rows T; used when has_shared
+  bool has_shared = false;
+  std::string in, out, d_in, d_out;
+  std::string w_router, b_router, logits, experts_of, weights, slots, counts;
+  std::string routed_out, routed_d_in;  // combine's output and dispatch's gradient (out and d_in without shared experts)
+};
+void moe_weights(const MoeBlock& m, TensorList& weights);
+void moe_forward_tensors(Builder& B, const MoeBlock& m);
+void moe_backward_tensors(Builder& B, const MoeBlock& m);
+void moe_fwd(Builder& B, const MoeBlock& m, const std::string& prefix, Phase phase);
+void moe_bwd(Builder& B, const MoeBlock& m);
 
 // ---- LM head (head.cpp) ------------------------------------------------------------------------
 // in (rows, d) -> final norm -> logits = (rows, d) x w_vocab (d, V) -> softmax cross-entropy

@@ -22,10 +22,21 @@ Builder::Builder(const LayerShape& s, const GraphOptions& o)
   checked_mul(t, std::max({s.d_ff, 3 * s.d_model, s.vocab, qkv_width}), "tokens x width");
   checked_mul(checked_mul(s.batch * s.n_heads, s.seq, "attention scores"), s.seq, "attention scores");
   checked_mul(s.d_model, std::max({s.d_ff, s.vocab, qkv_width}), "weight size");
+  if (s.moe()) {
+    const int64_t routed = checked_mul(t, s.top_k, "tokens x top-k");
+    checked_mul(routed, std::max({s.d_model, s.d_ff_expert}), "routed rows x width");
+    checked_mul(t, std::max(s.n_experts, checked_mul(s.n_shared, s.d_ff_shared, "shared experts' width")), "tokens x experts");
+    checked_mul(checked_mul(s.n_experts, s.d_model, "experts' weights"), s.d_ff_expert, "experts' weights");
+  }
 }
 
 void Builder::tensor(std::string name, TensorRole role, std::vector<int64_t> shape) {
   g_.tensors.push_back({std::move(name), role, std::move(shape)});
+}
+
+void Builder::mark_expert(const std::string& name) {
+  for (auto& t : g_.tensors)
+    if (t.name == name) t.expert = true;
 }
 
 void Builder::linear(std::string name, Phase phase, Group group, int64_t m, int64_t n, int64_t k, bool ta, bool tb,
@@ -42,6 +53,35 @@ void Builder::linear(std::string name, Phase phase, Group group, int64_t m, int6
   gs.lda = ta ? m : k;
   gs.ldb = tb ? k : n;
   gs.ldc = n;
+  gs.beta = beta;
+  gs.linear = true;
+  add_gemm(std::move(name), phase, group, OpKind::gemm, gs, false);
+}
+
+void Builder::grouped_linear(std::string name, Phase phase, Group group, Grouped grouped, int64_t experts, int64_t m,
+                             int64_t n, int64_t k, bool ta, bool tb, std::string a, std::string b, std::string c,
+                             std::string counts, double beta) {
+  GemmSpec gs;
+  gs.m = m;
+  gs.n = n;
+  gs.k = k;
+  gs.batch = experts;
+  gs.trans_a = ta;
+  gs.trans_b = tb;
+  gs.a = std::move(a);
+  gs.b = std::move(b);
+  gs.c = std::move(c);
+  // Stacked operands hold the grouped rows; each expert's own (B for m_rows, C for k_rows) is
+  // one (k, n) or (m, n) matrix, so the leading dimensions are the plain ones.
+  gs.lda = ta ? m : k;
+  gs.ldb = tb ? k : n;
+  gs.ldc = n;
+  if (grouped == Grouped::m_rows)
+    gs.stride_b = k * n;
+  else
+    gs.stride_c = m * n;
+  gs.grouped = grouped;
+  gs.group_counts = std::move(counts);
   gs.beta = beta;
   gs.linear = true;
   add_gemm(std::move(name), phase, group, OpKind::gemm, gs, false);
@@ -76,10 +116,15 @@ void Builder::add_gemm(std::string name, Phase phase, Group group, OpKind kind, 
   const auto distinct = [&](int64_t repeat_stride) {
     return repeat_stride != 0 ? static_cast<double>(op.gemm.repeat) : 1.0;
   };
-  op.min_bytes = batch *
-                 (m * k * distinct(op.gemm.repeat_a) * a_part + k * n * distinct(op.gemm.repeat_b) +
-                  m * n * distinct(op.gemm.repeat_c) * (op.gemm.beta != 0 ? 2 : 1) * c_part) *
-                 eb_;
+  if (op.gemm.grouped == Grouped::m_rows)  // the stacked A and C once, every expert's B
+    op.min_bytes = (m * k + batch * k * n + m * n * (op.gemm.beta != 0 ? 2 : 1)) * eb_;
+  else if (op.gemm.grouped == Grouped::k_rows)  // the stacked A and B once, every expert's C
+    op.min_bytes = (m * k + k * n + batch * m * n * (op.gemm.beta != 0 ? 2 : 1)) * eb_;
+  else
+    op.min_bytes = batch *
+                   (m * k * distinct(op.gemm.repeat_a) * a_part + k * n * distinct(op.gemm.repeat_b) +
+                    m * n * distinct(op.gemm.repeat_c) * (op.gemm.beta != 0 ? 2 : 1) * c_part) *
+                   eb_;
   g_.ops.push_back(std::move(op));
 }
 

@@ -27,10 +27,17 @@ class Builder {
   Builder(const LayerShape& s, const GraphOptions& o);
 
   void tensor(std::string name, TensorRole role, std::vector<int64_t> shape);
+  void mark_expert(const std::string& name);  // TensorSpec::expert
 
   // A linear layer's GEMM (or its dgrad/wgrad): plain row-major, contiguous operands.
   void linear(std::string name, Phase phase, Group group, int64_t m, int64_t n, int64_t k, bool ta, bool tb,
               std::string a, std::string b, std::string c, double beta = 0.0);
+
+  // A grouped GEMM over `experts` problems (GemmSpec::grouped): m_rows (forward, dgrad: m the
+  // stacked rows of all experts, B per expert) or k_rows (wgrad: k the stacked rows, C per
+  // expert); `counts` the tensor of each expert's rows.
+  void grouped_linear(std::string name, Phase phase, Group group, Grouped grouped, int64_t experts, int64_t m, int64_t n,
+                      int64_t k, bool ta, bool tb, std::string a, std::string b, std::string c, std::string counts, double beta = 0.0);
 
   void add_gemm(std::string name, Phase phase, Group group, OpKind kind, GemmSpec gs, bool causal_square);
 

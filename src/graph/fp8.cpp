@@ -25,6 +25,10 @@ void lower_linear_gemms_to_fp8(LayerGraph& g) {
     throw UsageError(fmt::format("--precision fp8: cuBLASLt's FP8 GEMMs need the query width (heads x d_head) and the "
                                  "key/value width (kv heads x d_head) to be multiples of 16; this layer has {} and {}",
                                  dq, dkv));
+  if (s.moe() && (s.d_ff_expert % 16 != 0 || (s.n_shared * s.d_ff_shared) % 16 != 0))
+    throw UsageError(fmt::format("--precision fp8: cuBLASLt's FP8 GEMMs need the expert width (and the shared experts' "
+                                 "width) to be multiples of 16; this layer has {} and {}",
+                                 s.d_ff_expert, s.n_shared * s.d_ff_shared));
   const double eb = static_cast<double>(element_bytes(Precision::bf16));
   std::vector<Op> out;
   std::set<std::string> valid;  // copies whose source has not been written since they were made
@@ -33,18 +37,24 @@ void lower_linear_gemms_to_fp8(LayerGraph& g) {
     valid.erase(t + ".e4m3t");
   };
   for (Op op : g.ops) {
-    if (op.impl == OpImpl::gemm && op.gemm.linear && op.group == Group::layer) {
+    if (op.impl == OpImpl::gemm && op.gemm.linear && op.group == Group::layer && !op.gemm.keep_precision) {
       GemmSpec& gs = op.gemm;
-      FLOPSCOPE_CHECK(gs.batch == 1 && gs.repeat == 1 && gs.a_offset == 0 && gs.b_offset == 0, op.name + ": linear GEMMs are plain");
-      // Operand `src` stored (rows, cols); K-major when its columns are k.
-      auto copy = [&](const std::string& src, int64_t rows, int64_t cols, bool transpose, const char* which) {
+      const bool grouped = gs.grouped != Grouped::none;
+      FLOPSCOPE_CHECK((gs.batch == 1 || grouped) && gs.repeat == 1 && gs.a_offset == 0 && gs.b_offset == 0,
+                      op.name + ": linear GEMMs are plain or grouped");
+      // Operand `src` stored (rows, cols), or `batch` such matrices one after another (each
+      // transposed on its own); K-major when its columns are k.
+      auto copy = [&](const std::string& src, int64_t rows, int64_t cols, bool transpose, const char* which,
+                      int64_t batch = 1) {
         const std::string name = src + (transpose ? ".e4m3t" : ".e4m3");
         if (!valid.count(name)) {
           bool exists = false;
           for (const auto& t : g.tensors) exists |= t.name == name;
-          if (!exists)
-            g.tensors.push_back({name, TensorRole::fp8_copy, transpose ? std::vector<int64_t>{cols, rows}
-                                                                         : std::vector<int64_t>{rows, cols}});
+          if (!exists) {
+            g.tensors.push_back({name, TensorRole::fp8_copy, transpose ? std::vector<int64_t>{batch * cols, rows}
+                                                                         : std::vector<int64_t>{batch * rows, cols}});
+            g.tensors.back().expert = g.tensor(src).expert;  // an expert's weights' copy is split as they are
+          }
           Op c;
           c.name = op.name + "." + which;
           c.phase = op.phase;
@@ -54,10 +64,11 @@ void lower_linear_gemms_to_fp8(LayerGraph& g) {
           c.precision = Precision::fp8;
           c.inputs = {src};
           c.outputs = {name};
+          c.batch = batch;
           c.rows = rows;
           c.cols = cols;
           c.transpose = transpose;
-          const double n = static_cast<double>(rows) * static_cast<double>(cols);
+          const double n = static_cast<double>(batch) * static_cast<double>(rows) * static_cast<double>(cols);
           c.flops = c.model_flops = flop_convention::kCastFp8 * n;
           c.min_bytes = n * (eb + 1);
           out.push_back(std::move(c));
@@ -66,15 +77,23 @@ void lower_linear_gemms_to_fp8(LayerGraph& g) {
         return name;
       };
       // A: (m, k) as stored unless trans_a (stored (k, m)); B: (n, k) when trans_b, else stored (k, n).
+      // Grouped (the routed experts): the stacked operands are cast whole (m or k the rows of all
+      // experts); the experts' own weights (m_rows: B, E of them) each in its K-major layout.
+      const int64_t experts = gs.grouped == Grouped::m_rows ? gs.batch : 1;
       gs.a = gs.trans_a ? copy(gs.a, gs.k, gs.m, true, "cast_a") : copy(gs.a, gs.m, gs.k, false, "cast_a");
-      gs.b = gs.trans_b ? copy(gs.b, gs.n, gs.k, false, "cast_b") : copy(gs.b, gs.k, gs.n, true, "cast_b");
+      gs.b = gs.trans_b ? copy(gs.b, experts * gs.n, gs.k, false, "cast_b")
+                        : copy(gs.b, gs.k, gs.n, true, "cast_b", experts);
       gs.trans_a = false;
       gs.trans_b = true;
       gs.lda = gs.k;
       gs.ldb = gs.k;
       op.precision = Precision::fp8;
       const double m = static_cast<double>(gs.m), n = static_cast<double>(gs.n), k = static_cast<double>(gs.k);
-      op.min_bytes = (m * k + n * k) * 1 + m * n * eb * (gs.beta != 0 ? 2 : 1);
+      const double members = grouped ? static_cast<double>(gs.batch) : 1.0;
+      op.min_bytes = gs.grouped == Grouped::m_rows ? (m * k + members * n * k) + m * n * eb * (gs.beta != 0 ? 2 : 1)
+                     : gs.grouped == Grouped::k_rows
+                         ? (m * k + n * k) + members * m * n * eb * (gs.beta != 0 ? 2 : 1)
+                         : (m * k + n * k) * 1 + m * n * eb * (gs.beta != 0 ? 2 : 1);
     } else {
       op.precision = Precision::bf16;
     }

@@ -87,6 +87,12 @@ std::string_view to_string(OpImpl i) {
     case OpImpl::relu_bwd: return "relu_bwd";
     case OpImpl::mla_qkv_fwd: return "mla_qkv_fwd";
     case OpImpl::mla_qkv_bwd: return "mla_qkv_bwd";
+    case OpImpl::moe_route_fwd: return "moe_route_fwd";
+    case OpImpl::moe_route_bwd: return "moe_route_bwd";
+    case OpImpl::moe_dispatch_fwd: return "moe_dispatch_fwd";
+    case OpImpl::moe_dispatch_bwd: return "moe_dispatch_bwd";
+    case OpImpl::moe_combine_fwd: return "moe_combine_fwd";
+    case OpImpl::moe_combine_bwd: return "moe_combine_bwd";
   }
   return "?";
 }
@@ -123,6 +129,9 @@ GemmSpec::Block GemmSpec::block(int64_t r0, int64_t r1) const {
 }
 
 double GemmSpec::full_flops() const {
+  // Grouped: the grouped dimension already holds the total over the problems.
+  if (grouped != Grouped::none)
+    return 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) * static_cast<double>(repeat);
   return 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) * static_cast<double>(batch) *
          static_cast<double>(repeat);
 }
@@ -140,9 +149,15 @@ double GemmSpec::flops() const {
   return 2.0 * square * other * static_cast<double>(batch) * static_cast<double>(repeat);
 }
 
+GemmSpec::Part GemmSpec::group_part(int64_t e, int64_t first) const {
+  if (grouped == Grouped::m_rows) return {trans_a ? first : first * lda, e * stride_b, first * ldc};
+  return {trans_a ? first * lda : first, trans_b ? first : first * ldb, e * stride_c};
+}
+
 std::string Op::shape_str() const {
   if (impl == OpImpl::gemm) {
     auto mnk = fmt::format("{}x{}x{}", gemm.m, gemm.n, gemm.k);
+    if (gemm.grouped != Grouped::none) return fmt::format("grouped({}):{}", gemm.batch, mnk);
     if (gemm.repeat > 1) return fmt::format("{}x{}x[{}]", gemm.repeat, gemm.batch, mnk);
     return gemm.batch > 1 ? fmt::format("{}x[{}]", gemm.batch, mnk) : mnk;
   }
@@ -150,13 +165,43 @@ std::string Op::shape_str() const {
   return batch > 1 ? fmt::format("{}x[{}]", batch, rc) : rc;
 }
 
+namespace flop_convention {
+
+double moe_route_fwd(const MoeSpec& m, int64_t rows) {
+  const double E = static_cast<double>(m.experts), k = static_cast<double>(m.top_k);
+  const double score = m.sigmoid ? 3 : 4;
+  double per = m.topk_first ? score * k : score * E + static_cast<double>(m.n_group);
+  if (m.norm_topk && !(m.topk_first && !m.sigmoid)) per += 2 * k;  // a softmax over the k sums to 1 already
+  if (m.aux_coef > 0) per += (m.topk_first || m.sigmoid ? 4 * E : 0) + E;
+  return per * static_cast<double>(rows);
+}
+
+double moe_route_bwd(const MoeSpec& m, int64_t rows) {
+  const double E = static_cast<double>(m.experts), k = static_cast<double>(m.top_k);
+  double per = 0;
+  if (m.norm_topk && !(m.topk_first && !m.sigmoid)) per += 4 * k;
+  if (m.sigmoid)
+    per += 3 * k;
+  else
+    per += m.topk_first ? 4 * k : 2 * E + 2 * k;
+  if (m.aux_coef > 0) per += 4 * E;
+  return per * static_cast<double>(rows);
+}
+
+}  // namespace flop_convention
+
+// The kind a model's layer is run and shown as when one is: its first MoE kind (the one the
+// experts' costs are in), else its first.
+size_t main_layer_kind(const ModelConfig& m) {
+  const std::vector<LayerKind> kinds = m.layer_kinds();
+  for (size_t k = 0; k < kinds.size(); ++k)
+    if (kinds[k].spec.moe) return k;
+  return 0;
+}
+
 LayerShape layer_shape(const ModelConfig& m, int64_t batch, int64_t seq, size_t kind) {
   const std::vector<LayerKind> kinds = m.layer_kinds();
   FLOPSCOPE_CHECK(kind < kinds.size(), fmt::format("the model has {} kinds of layer, not {}", kinds.size(), kind + 1));
-  if (kinds[kind].spec.moe)
-    throw UsageError(fmt::format("{}: the layer graph has no MoE block yet (parameters and 6 N_active D are "
-                                 "counted; the graph's FLOPs are not)",
-                                 m.name));
   LayerShape s;
   s.layer = kinds[kind].spec;
   s.batch = batch;
@@ -181,6 +226,23 @@ LayerShape layer_shape(const ModelConfig& m, int64_t batch, int64_t seq, size_t 
     s.qk_nope = m.qk_nope_head_dim;
     s.qk_rope = m.qk_rope_head_dim;
     s.v_head = m.v_head_dim;
+  }
+  if (s.layer.moe && m.moe()) {
+    s.n_experts = m.n_experts;
+    s.top_k = m.top_k;
+    s.d_ff_expert = m.d_ff_expert;
+    s.n_shared = m.n_shared_experts;
+    s.d_ff_shared = m.d_ff_shared;
+    s.expert_bias = m.expert_bias;
+    s.router_bias = m.router_bias;
+    s.router.experts = m.n_experts;
+    s.router.top_k = m.top_k;
+    s.router.n_group = m.n_group;
+    s.router.topk_group = m.topk_group;
+    s.router.sigmoid = m.router_score == RouterScore::sigmoid;
+    s.router.topk_first = m.router_topk_first;
+    s.router.norm_topk = m.router_norm_topk;
+    s.router.aux_coef = m.aux_loss_coef;
   }
   return s;
 }

@@ -61,6 +61,13 @@ enum class OpImpl {
   // multi-head latent attention
   mla_qkv_fwd,  // in {q, kv_b, k_rope} out {qkv}: per head [q_h, k_nope_h, k_rope, v_h] (op.mla); copies only
   mla_qkv_bwd,  // in {dqkv} out {dq, dkv_b, dk_rope}: the slices back, dk_rope summed over the heads
+  // mixture of experts (op.moe; rows = tokens T, cols = d except where said)
+  moe_route_fwd,     // in {logits (T, E)} out {experts (T, k), weights (T, k), slots (T, k), counts (E)}
+  moe_route_bwd,     // in {logits, experts, weights, dweights, counts} out {dlogits (T, E)} (aux loss included)
+  moe_dispatch_fwd,  // in {x (T, d), slots} out {xe (k T, d)}: xe[slots[t, j]] = x[t]
+  moe_dispatch_bwd,  // in {dxe (k T, d), slots} out {dx (T, d)}: dx[t] = sum_j dxe[slots[t, j]]
+  moe_combine_fwd,   // in {ye (k T, d), weights, slots} out {y (T, d)}: y[t] = sum_j w[t, j] ye[slots[t, j]]
+  moe_combine_bwd,   // in {dy (T, d), ye, weights, slots} out {dye (k T, d), dweights (T, k)}
 };
 
 std::string_view to_string(Phase p);
@@ -79,6 +86,9 @@ struct TensorSpec {
   std::string name;
   TensorRole role;
   std::vector<int64_t> shape;  // row-major
+  // A routed expert's weight (or its gradient), (E, ., .): split over expert parallelism (the
+  // experts) and expert tensor parallelism, not over tp as the layer's other weights.
+  bool expert = false;
   int64_t numel() const;
 };
 
@@ -90,6 +100,17 @@ struct TensorSpec {
 // is used), a_lower (O = P V, dQ = dS K: op(A) is zero above the diagonal), a_upper
 // (dV = P^T dO, dK = dS^T Q: op(A) is zero below it). Each has m = the square's side.
 enum class Triangle { none, c_lower, a_lower, a_upper };
+
+// A grouped GEMM (a mixture of experts' routed experts): `batch` problems, one per expert, whose
+// row counts are known only when the layer runs (GemmSpec::group_counts, a tensor of batch
+// values written by the router). m_rows: problem e has counts[e] rows of A and C, rows of all
+// problems stacked in expert order (A and C row offsets are the counts' prefix sums), B the
+// expert's own (stride_b apart): the forward and dgrad GEMMs. k_rows: problem e sums over
+// counts[e] rows of A and B (stacked likewise), C the expert's own (stride_c apart): the wgrad
+// GEMMs. The grouped dimension (m or k) holds the total over the problems (k T), so the
+// analytic FLOPs 2 m n k are those of a balanced router, and equal what runs when no token is
+// dropped whatever the spread.
+enum class Grouped { none, m_rows, k_rows };
 
 struct GemmSpec {
   int64_t m = 0, n = 0, k = 0, batch = 1;
@@ -112,6 +133,17 @@ struct GemmSpec {
   // the part its triangle makes zero or unused (GraphOptions::causal_block); c_lower writes 0
   // to the part of C it skips. 0: the whole m x n x k product.
   int64_t causal_block = 0;
+  Grouped grouped = Grouped::none;
+  std::string group_counts = {};  // grouped: the tensor of per-problem row counts
+  // Where problem e, whose rows start at row `first` of the stacked operands, begins in A, B
+  // and C (element offsets from a_offset, b_offset, c_offset), for either transpose of each.
+  struct Part {
+    int64_t a, b, c;
+  };
+  Part group_part(int64_t e, int64_t first) const;
+  // Under --precision fp8, stays in the layer's other precision (a mixture of experts' router,
+  // which Transformer Engine leaves out of fp8).
+  bool keep_precision = false;
   // The part of the product that row block [r0, r1) of C executes: columns [0, n_end) of C
   // and the k range [k0, k1).
   struct Block {
@@ -153,6 +185,20 @@ struct MlaSpec {
   int64_t qkv_width() const { return heads * (2 * qk() + v); }
 };
 
+// A mixture of experts' router and token movement (the moe_* ops): E experts, top-k per token.
+// Scores: softmax over the E logits, or sigmoid of each; topk_first: the top k of the logits
+// first, then the scores of those k (softmax over the k; gpt-oss, Llama 4), else the scores of
+// all E, then their top k. norm_topk: the k weights renormalised to sum to 1. Grouped top-k
+// (n_group > 0): the E experts in n_group groups, each group scored by the sum of its two best
+// scores, the best topk_group groups kept, the top k among their experts (DeepSeek-V3's rule).
+// aux_coef > 0: the load-balancing loss coef E sum_e (count_e / T) mean_t p_te, p = softmax of
+// the logits (Hugging Face's load_balancing_loss_func), its gradient added in moe_route_bwd.
+struct MoeSpec {
+  int64_t experts = 0, top_k = 0, n_group = 0, topk_group = 0;
+  bool sigmoid = false, topk_first = false, norm_topk = false;
+  double aux_coef = 0;
+};
+
 struct Op {
   std::string name;
   Phase phase = Phase::forward;
@@ -167,6 +213,7 @@ struct Op {
   bool transpose = false;                 // cast_fp8: the copy is (cols, rows)
   RopeSpec rope;                          // rope_fwd, rope_bwd: rows x cols is the whole qkv tensor
   MlaSpec mla;                            // mla_qkv_fwd, mla_qkv_bwd: rows x cols is qkv
+  MoeSpec moe;                            // moe_*: rows tokens
   double flops = 0;        // analytic FLOPs as executed (causal attention: the full square, or its row blocks)
   double model_flops = 0;  // Megatron-LM convention: causal attention GEMMs halved
   double min_bytes = 0;    // every operand read once and every result written once
@@ -195,12 +242,21 @@ struct LayerShape {
   // d_head = qk_nope + qk_rope; q_lora_rank 0: Q straight from d.
   int64_t q_lora_rank = 0, kv_lora_rank = 0, qk_nope = 0, qk_rope = 0, v_head = 0;
   bool mla() const { return kv_lora_rank > 0; }
+  // A mixture of experts' layer (LayerSpec::moe): the routed experts (SwiGLU, or GeLU/ReLU as
+  // ffn says, of d_ff_expert each), top-k per token, the shared experts as one MLP of
+  // n_shared x d_ff_shared, the router's settings (MoeSpec). d_ff stays the dense layers' width.
+  int64_t n_experts = 0, top_k = 0, d_ff_expert = 0, n_shared = 0, d_ff_shared = 0;
+  bool expert_bias = false, router_bias = false;
+  MoeSpec router;
+  bool moe() const { return layer.moe && n_experts > 0; }
   int64_t tokens() const { return batch * seq; }
   int64_t kv_heads() const { return n_kv_heads > 0 ? n_kv_heads : n_heads; }
 };
 // The shape of the model's kind of layer `kind` (an index into m.layer_kinds(); 0: the kind of
 // its first layer, the only one of a dense model).
 LayerShape layer_shape(const ModelConfig& m, int64_t batch, int64_t seq, size_t kind = 0);
+// The kind measure runs and estimate shows: the model's first MoE kind, else its first (0).
+size_t main_layer_kind(const ModelConfig& m);
 // A shape from its parts: d_model = heads * d_head, d_ff = ffn_mult * d_model.
 LayerShape layer_shape(int64_t batch, int64_t seq, int64_t heads, int64_t d_head, int64_t vocab, int64_t ffn_mult = 4);
 
@@ -267,6 +323,22 @@ inline constexpr double kReluBwd = 1;      // dy where x > 0
 // MLA: the gradient of the shared k_rope is the sum over the heads of their k_rope slots,
 // heads - 1 adds per element of k_rope (the assembly itself copies: no FLOPs).
 inline constexpr double kMlaRopeSum = 1;
+// Mixture of experts (docs/method.md, "Mixtures of experts"): the router's scores, per element
+// scored: softmax 4 (sub max, exp, add, scale), sigmoid 3 (exp, add, reciprocal); the k weights
+// renormalised 2 each (add, divide); grouped top-k 1 per group (its two best added); the aux
+// loss's softmax over all E (4 each, unless the scores are that softmax already) and mean 1 per
+// logit. Choosing the top k compares and is not counted. Backward: softmax 2 per logit plus 2 per
+// chosen expert (the dot over the k, then s (ds - dot)); sigmoid 3 per chosen expert; the
+// renormalisation 4 per chosen expert; the softmax over the k chosen 4 each; the aux loss 4 per
+// logit. These two functions are the whole convention, per layer of `rows` tokens.
+double moe_route_fwd(const MoeSpec& m, int64_t rows);
+double moe_route_bwd(const MoeSpec& m, int64_t rows);
+// dispatch: copies (no FLOPs); its backward k - 1 adds per element of a token's row; combine:
+// a multiply and an add per element of each of the k rows; its backward a multiply (the rows'
+// gradients) and a multiply-add (the weights' gradients, a dot) per element of each.
+inline constexpr double kMoeDispatchBwd = 1;  // x (k - 1) T d
+inline constexpr double kMoeCombineFwd = 2;   // x k T d
+inline constexpr double kMoeCombineBwd = 3;   // x k T d
 }  // namespace flop_convention
 
 }  // namespace flopscope

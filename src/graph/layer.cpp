@@ -21,6 +21,8 @@ struct Layer {
   MlaBlock mla;  // in place of `attention` when the shape is MLA (LayerShape::mla)
   bool use_mla = false;
   MlpBlock mlp;
+  MoeBlock moe;  // in place of `mlp` in a mixture of experts' layer (LayerShape::moe)
+  bool use_moe = false;
   HeadBlock head;
 };
 
@@ -80,6 +82,36 @@ Layer dense_layer(const LayerShape& s) {
   m.w_gate = "w.gate", m.w_up = "w.up", m.w_down = "w.down", m.b_gate = "b.gate", m.b_up = "b.up", m.b_down = "b.down";
   m.gate_out = "gate.out", m.up_out = "up.out", m.act_out = activation_out(s.ffn);
 
+  if (s.moe()) {
+    l.use_moe = true;
+    MoeBlock& e = l.moe;
+    e.spec = s.router;
+    e.rows = D.T, e.d = D.d, e.router_bias = s.router_bias;
+    e.in = "ln2.out", e.out = "down.out", e.d_in = "d.ln2.out", e.d_out = "d.y";
+    e.w_router = "w.router", e.b_router = "b.router", e.logits = "router.logits", e.experts_of = "moe.experts";
+    e.weights = "moe.weights", e.slots = "moe.slots", e.counts = "moe.counts";
+    e.routed_out = "moe.out", e.routed_d_in = "d.moe.x";
+    // The same MLP block, once for the routed experts (grouped) and once for the shared ones.
+    auto ffn = [&](const std::string& tag, int64_t rows, int64_t f) {
+      MlpBlock b;
+      b.kind = s.ffn;
+      b.rows = rows, b.d = D.d, b.f = f;
+      b.gate_op = tag + ".gate", b.up_op = tag + ".up", b.down_op = tag + ".down";
+      b.act_op = tag + "." + std::string(s.ffn == FfnKind::swiglu ? "swiglu" : to_string(s.ffn));
+      b.w_gate = "w." + tag + ".gate", b.w_up = "w." + tag + ".up", b.w_down = "w." + tag + ".down";
+      b.gate_out = tag + ".gate.out", b.up_out = tag + ".up.out", b.act_out = tag + ".act.out";
+      return b;
+    };
+    e.experts = ffn("experts", D.T * s.top_k, s.d_ff_expert);
+    e.experts.experts = s.n_experts, e.experts.counts = e.counts;
+    e.experts.in = "moe.in", e.experts.out = "moe.ye", e.experts.d_in = "d.moe.in", e.experts.d_out = "d.moe.ye";
+    e.has_shared = s.n_shared > 0 && s.d_ff_shared > 0;
+    if (e.has_shared) {
+      e.shared = ffn("shared", D.T, s.n_shared * s.d_ff_shared);
+      e.shared.in = e.in, e.shared.out = "shared.out", e.shared.d_in = "d.shared.in", e.shared.d_out = e.d_out;
+    }
+  }
+
   HeadBlock& h = l.head;
   h.norm = norm_block(s.norm, D.T, D.d, "head", "head.ln");
   h.rows = D.T, h.d = D.d, h.vocab = D.V;
@@ -104,7 +136,10 @@ void forward_ops(Builder& B, const Layer& l, const std::string& prefix, Phase ph
     attention_fwd(B, l.attention, prefix, phase);
   residual(B, prefix + ".residual1", phase, "x", l.attention.out, "x1", T, d);
   norm_fwd(B, l.ln2, prefix + ".ln2", phase, Group::layer, "x1");
-  mlp_fwd(B, l.mlp, prefix, phase);
+  if (l.use_moe)
+    moe_fwd(B, l.moe, prefix, phase);
+  else
+    mlp_fwd(B, l.mlp, prefix, phase);
   residual(B, prefix + ".residual2", phase, "x1", l.mlp.out, "y", T, d);
 }
 
@@ -125,6 +160,14 @@ LayerGraph build_layer_graph(const LayerShape& s, const GraphOptions& o) {
                   "multi-head latent attention needs n_kv_heads = n_heads, d_head = qk_nope + qk_rope, qk_rope > 0 "
                   "and v_head > 0");
   FLOPSCOPE_CHECK(s.position != PositionKind::rope || s.rope_theta > 0, "RoPE needs theta > 0");
+  FLOPSCOPE_CHECK(!s.moe() || (s.top_k >= 1 && s.top_k <= s.n_experts && s.d_ff_expert > 0 && s.n_shared >= 0 &&
+                               (s.router.n_group == 0 || (s.n_experts % s.router.n_group == 0 &&
+                                                          s.router.topk_group >= 1 && s.router.topk_group <= s.router.n_group &&
+                                                          s.top_k <= s.router.topk_group * (s.n_experts / s.router.n_group)))),
+                  fmt::format("a mixture of experts' layer needs 1 <= top-k ({}) <= experts ({}), an expert width > 0 "
+                              "({}) and expert groups that divide the experts and hold top-k experts (n_group {}, "
+                              "topk_group {})",
+                              s.top_k, s.n_experts, s.d_ff_expert, s.router.n_group, s.router.topk_group));
   FLOPSCOPE_CHECK(o.input_sets >= 1, "input sets must be at least 1");
   FLOPSCOPE_CHECK(o.causal_block >= 0, "the causal block must be 0 (the full square) or a row count");
   Builder B(s, o);
@@ -142,9 +185,20 @@ LayerGraph build_layer_graph(const LayerShape& s, const GraphOptions& o) {
     mla_weights(l.mla, weights);
   else
     attention_weights(l.attention, weights);
-  mlp_weights(l.mlp, weights);
+  if (l.use_moe)
+    moe_weights(l.moe, weights);
+  else
+    mlp_weights(l.mlp, weights);
   for (const auto& [name, shape] : weights) B.tensor(name, R::weight, shape);
   for (const auto& [name, shape] : weights) B.tensor("d." + name, R::weight_grad, shape);
+  if (l.use_moe) {  // the routed experts' weights and gradients
+    TensorList experts;
+    mlp_weights(l.moe.experts, experts);
+    for (const auto& [name, shape] : experts) {
+      B.mark_expert(name);
+      B.mark_expert("d." + name);
+    }
+  }
   norm_forward_tensors(B, l.ln1);
   if (l.use_mla)
     mla_forward_tensors(B, l.mla);
@@ -152,11 +206,17 @@ LayerGraph build_layer_graph(const LayerShape& s, const GraphOptions& o) {
     attention_forward_tensors(B, l.attention);
   B.tensor("x1", R::activation, {T, d});
   norm_forward_tensors(B, l.ln2);
-  mlp_forward_tensors(B, l.mlp);
+  if (l.use_moe)
+    moe_forward_tensors(B, l.moe);
+  else
+    mlp_forward_tensors(B, l.mlp);
   B.tensor("y", R::activation, {T, d});
   // Gradients. Without the head, d.y is the incoming gradient (an input filled at random).
   B.tensor("d.y", o.include_head ? R::gradient : R::input, {T, d});
-  mlp_backward_tensors(B, l.mlp);
+  if (l.use_moe)
+    moe_backward_tensors(B, l.moe);
+  else
+    mlp_backward_tensors(B, l.mlp);
   B.tensor("d.x1.ln", R::gradient, {T, d});  // through ln2 only
   B.tensor("d.x1", R::gradient, {T, d});     // ln2 path + residual
   if (l.use_mla)
@@ -177,7 +237,10 @@ LayerGraph build_layer_graph(const LayerShape& s, const GraphOptions& o) {
   // ---- backward -------------------------------------------------------------------------
   if (o.recompute) forward_ops(B, l, "rec", Phase::recompute);
   const Phase BW = Phase::backward;
-  mlp_bwd(B, l.mlp);
+  if (l.use_moe)
+    moe_bwd(B, l.moe);
+  else
+    mlp_bwd(B, l.mlp);
   norm_bwd(B, l.ln2, "bwd.ln2", Group::layer, l.mlp.d_in, "x1", "d.x1.ln");
   residual(B, "bwd.residual2", BW, "d.y", "d.x1.ln", "d.x1", T, d);
   if (l.use_mla)

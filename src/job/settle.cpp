@@ -71,12 +71,8 @@ Settled settle(Job& j, const Flags& flags, int64_t fallback_gpus, bool layout) {
   }
   const int64_t dp = std::max<int64_t>(1, gpus / group);
 
-  // What predict does not model yet. (Context parallelism and FSDP it does: the job's cp and
-  // fsdp go to predict as they are.)
-  if (layout && j.find("experts"))
-    j.problem(fmt::format("a mixture of experts ({} experts, {}): predict does not model expert parallelism and the "
-                          "all-to-all yet",
-                          j.find("experts")->value.dump(), where_of(j, "experts")));
+  // Context parallelism, FSDP and mixtures of experts predict models: the job's cp, fsdp, ep
+  // and etp go to it as they are.
   if (l.ep && *l.ep > 1 && !j.find("experts"))
     j.problem(fmt::format("expert parallelism (ep {}, {}) without experts: Megatron-LM requires --num-experts", *l.ep,
                           where_of(j, "ep")),

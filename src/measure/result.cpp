@@ -58,7 +58,7 @@ std::string timing_method(const MeasureContext& c) {
 }  // namespace
 
 json extrapolate(const ModelConfig& model, const LayerGraph& g, const MeasureRun& run, const ClusterAssumption& c,
-                 const json& device) {
+                 const json& device, const std::vector<KindRun>& others) {
   GraphOptions full_opts = g.options;
   full_opts.include_head = true;
   // The kind of layer that ran (a model's schedule has one kind per distinct layer; a dense
@@ -77,7 +77,10 @@ json extrapolate(const ModelConfig& model, const LayerGraph& g, const MeasureRun
   double layer_flops = 0, layer_ms = 0, head_flops = 0, head_ms = 0, run_layer_flops = 0, run_layer_ms = 0;
   for (size_t i = 0; i < g.ops.size(); ++i) {
     const Op& op = g.ops[i];
-    const double scale = full.op(op.name).flops / op.flops;  // analytic ratio, full width / run width
+    // Analytic ratio, full width / run width: of FLOPs, or of bytes for the ops that move data
+    // without FLOPs (a mixture of experts' dispatch, MLA's assembly).
+    const Op& wide = full.op(op.name);
+    const double scale = op.flops > 0 ? wide.flops / op.flops : op.min_bytes > 0 ? wide.min_bytes / op.min_bytes : 1.0;
     const double f = ex.flops[i] * scale;
     const double ms = run.op_ms[i].median() * scale;
     if (op.group == Group::layer) {
@@ -106,7 +109,24 @@ json extrapolate(const ModelConfig& model, const LayerGraph& g, const MeasureRun
   for (size_t k = 0; k < kinds.size(); ++k) {
     double f = layer_flops, ms = layer_ms;
     std::string source = "measured layer";
-    if (k != ran) {
+    const KindRun* ran_too = nullptr;
+    for (const auto& o : others)
+      if (o.kind == k) ran_too = &o;
+    if (k != ran && ran_too) {
+      // This kind ran too: its ops' executed FLOPs and times, scaled to full width as the main's.
+      const LayerGraph wide = build_layer_graph(layer_shape(model, g.shape.batch, g.shape.seq, k), full_opts);
+      const ExecutedFlops ox = executed_flops(ran_too->graph, ran_too->run);
+      f = 0, ms = 0;
+      for (size_t i = 0; i < ran_too->graph.ops.size(); ++i) {
+        const Op& op = ran_too->graph.ops[i];
+        if (op.group != Group::layer) continue;
+        const Op& w = wide.op(op.name);
+        const double scale = op.flops > 0 ? w.flops / op.flops : op.min_bytes > 0 ? w.min_bytes / op.min_bytes : 1.0;
+        f += ox.flops[i] * scale;
+        ms += ran_too->run.op_ms[i].median() * scale;
+      }
+      source = "measured layer (this kind ran too)";
+    } else if (k != ran) {
       GraphOptions o = g.options;
       o.include_head = false;
       const LayerGraph other = build_layer_graph(layer_shape(model, g.shape.batch, g.shape.seq, k), o);
@@ -187,6 +207,38 @@ json extrapolate(const ModelConfig& model, const LayerGraph& g, const MeasureRun
   return j;
 }
 
+// A mixture of experts' layer: how the router spread this run's tokens over the experts (the
+// counts tensor its last run wrote), and the imbalance max/mean; the slowest expert sets the
+// grouped GEMMs' time, while the analytic FLOPs assume a balanced router. null for a dense layer.
+json experts_json(const LayerGraph& g, Backend& b) {
+  if (!g.shape.moe()) return nullptr;
+  const int64_t E = g.shape.n_experts, k = g.shape.top_k, routed = g.shape.tokens() * k;
+  const std::vector<double> counts = b.read("moe.counts", 0, E);
+  double mx = 0, sum = 0;
+  int64_t idle = 0;
+  for (double v : counts) {
+    mx = std::max(mx, v);
+    sum += v;
+    idle += v == 0 ? 1 : 0;
+  }
+  const double mean = static_cast<double>(routed) / static_cast<double>(E);
+  std::vector<int64_t> tokens;
+  for (double v : counts) tokens.push_back(static_cast<int64_t>(v));
+  return {{"experts", E},
+          {"top_k", k},
+          {"shared_experts", g.shape.n_shared},
+          {"routed_rows", routed},
+          {"routed_rows_counted", sum},
+          {"tokens_per_expert", tokens},
+          {"mean_tokens_per_expert", mean},
+          {"max_tokens_per_expert", mx},
+          {"experts_without_tokens", idle},
+          {"imbalance_max_over_mean", mean > 0 ? mx / mean : 0.0},
+          {"source", "counted: the router's last run on this run's seeded weights and inputs"},
+          {"note", "analytic FLOPs assume a balanced router (k T / E rows an expert); with no token dropped the "
+                   "grouped GEMMs execute the same total whatever the spread, but the slowest expert sets their time"}};
+}
+
 json measure_result(const MeasureContext& c) {
   const LayerGraph& g = c.graph;
   const MeasureRun& run = c.run;
@@ -226,13 +278,14 @@ json measure_result(const MeasureContext& c) {
     o["executed_flops_source"] = ex.source[i];
     if (counted) {
       o["counted_flops"] = run.counted_flops[i];
-      o["counted_over_analytic"] = run.counted_flops[i] / op.flops;
+      // An op without FLOPs (a mixture of experts' dispatch, MLA's assembly) has no ratio.
+      if (op.flops > 0) o["counted_over_analytic"] = run.counted_flops[i] / op.flops;
     }
     const json& hw = run.hardware_counters;
     const json* algo = algos && algos->contains(op.name) ? &algos->at(op.name) : nullptr;
     if (hw.is_object() && hw.value("status", "") == "measured" && hw.contains("ops") && hw.at("ops").contains(op.name)) {
       o["measured"] = hw.at("ops").at(op.name);  // tensor and CUDA-core FLOPs, DRAM bytes, time, raw counters
-      if (ex.source[i] == "measured") {
+      if (ex.source[i] == "measured" && op.flops > 0) {
         o["measured_over_analytic"] = executed / op.flops;
         // Executed against useful work: what the hardware ran beyond the analytic FLOPs (a
         // GEMM's tiles padded past the matrix edge), beside what the chosen tile predicts.
@@ -288,7 +341,27 @@ json measure_result(const MeasureContext& c) {
                        {"flops_source", ex.overall},
                        {"time_source", "timed"}};
 
-  const json extrapolation = extrapolate(c.model, g, run, c.cluster, device);
+  static const std::vector<KindRun> none;
+  const std::vector<KindRun>& others = c.other_kinds ? *c.other_kinds : none;
+  const json extrapolation = extrapolate(c.model, g, run, c.cluster, device, others);
+  // The other kinds that ran: each verified (run_measure throws otherwise), with its own totals.
+  json kinds_run = json::array();
+  for (const auto& o : others) {
+    const ExecutedFlops ox = executed_flops(o.graph, o.run);
+    double flops = 0, executed = 0;
+    for (size_t i = 0; i < o.graph.ops.size(); ++i) {
+      flops += o.graph.ops[i].flops;
+      executed += ox.flops[i];
+    }
+    kinds_run.push_back({{"layer_kind", to_string(o.graph.shape.layer)},
+                         {"ops", o.graph.ops.size()},
+                         {"verification_passed", o.run.verification.at("passed")},
+                         {"flops", flops},
+                         {"executed_flops", executed},
+                         {"executed_flops_source", ox.overall},
+                         {"time_ms", o.run.total_ms.json()},
+                         {"experts", o.experts}});
+  }
   // Every formula's total, and the days it would take on N of this device at the throughput
   // measured here (timed), instead of a datasheet assumption.
   json formulas = formulas_json(c.model, c.cluster);
@@ -316,13 +389,15 @@ json measure_result(const MeasureContext& c) {
           {"model", model_to_json(c.model)},
           {"parameters", parameter_count(c.model)},
           {"layer", layer_json(g, c.layer_model, c.width)},
+          {"experts", c.experts.is_null() ? experts_json(g, c.backend) : c.experts},
+          {"other_layer_kinds", kinds_run},
           {"backend", {{"name", c.backend.name()}, {"reason", c.choice.reason}, {"device_line", c.backend.device_line()}}},
           {"device", device},
           {"host", host_facts(device)},
           {"memory",
            {{"required_bytes", c.preflight.required_bytes},
             {"available_bytes", c.preflight.available_bytes},
-            {"allocated_bytes", c.backend.allocated_bytes()},
+            {"allocated_bytes", c.allocated_bytes >= 0 ? c.allocated_bytes : c.backend.allocated_bytes()},
             {"source", "required: analytic (graph); allocated: counted by the backend"}}},
           {"settings",
            {{"warmup", c.settings.warmup},

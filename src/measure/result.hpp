@@ -16,6 +16,15 @@
 
 namespace flopscope {
 
+// Another kind of the model's layer (ModelConfig::layer_kinds), measured after the main one:
+// every distinct kind runs, verified and timed, and the extrapolation sums their measured times.
+struct KindRun {
+  size_t kind = 0;
+  LayerGraph graph;
+  MeasureRun run;
+  nlohmann::json experts = nullptr;  // experts_json of its run
+};
+
 struct MeasureContext {
   const ModelConfig& model;        // full width
   const ModelConfig& layer_model;  // as run
@@ -30,7 +39,14 @@ struct MeasureContext {
   nlohmann::json ceiling;  // backend.gemm_ceiling(), or null when skipped
   std::string command_line;
   bool nsight = false;
+  const std::vector<KindRun>* other_kinds = nullptr;  // the model's other kinds of layer, as they ran
+  nlohmann::json experts = nullptr;                   // experts_json of the main run (before the others ran)
+  double allocated_bytes = -1;                        // the main run's (before the others ran); < 0: ask the backend
 };
+
+// A mixture of experts' layer: the tokens each expert got in the backend's last run of `g`
+// (its counts tensor) and the imbalance max/mean; null for a dense layer.
+nlohmann::json experts_json(const LayerGraph& g, Backend& b);
 
 nlohmann::json measure_result(const MeasureContext& c);
 
@@ -45,7 +61,10 @@ ExecutedFlops executed_flops(const LayerGraph& g, const MeasureRun& run);
 
 // The extrapolation alone: this layer's counted FLOPs and times, each op scaled to full width
 // by the graph's analytic ratio, x layers + LM head, x training tokens.
+// `others`: the model's other kinds of layer that ran too (their measured times replace the
+// analytic estimate at the main layer's throughput).
 nlohmann::json extrapolate(const ModelConfig& model, const LayerGraph& run_graph, const MeasureRun& run,
-                           const ClusterAssumption& cluster, const nlohmann::json& device);
+                           const ClusterAssumption& cluster, const nlohmann::json& device,
+                           const std::vector<KindRun>& others = {});
 
 }  // namespace flopscope

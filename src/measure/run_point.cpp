@@ -29,7 +29,16 @@ Fraction auto_width(const ModelConfig& m, const BackendChoice& choice, Backend& 
     // Whole groups of query heads per kv head, so the kv heads stay whole (grouped-query
     // attention; a group is one head for multi-head attention): llama3.1-8b gets one group of 4.
     const int64_t group = m.n_heads / m.kv_heads();
-    const int64_t heads = std::clamp<int64_t>(kCpuAutoDModel / m.d_head / group, 1, m.kv_heads()) * group;
+    int64_t heads = std::clamp<int64_t>(kCpuAutoDModel / m.d_head / group, 1, m.kv_heads()) * group;
+    // A mixture of experts keeps whole experts, at least top-k of them (scale_width): the
+    // narrowest width from there up that does.
+    for (; heads < m.n_heads; heads += group) {
+      try {
+        scale_width(m, Fraction{heads, m.n_heads});
+        break;
+      } catch (const UsageError&) {
+      }
+    }
     return Fraction{heads, m.n_heads};
   }
   const Fraction w = widest_fitting(m, batch, m.n_ctx, go, backend.available_bytes() * Preflight{}.usable_fraction);
@@ -77,7 +86,7 @@ nlohmann::json run_point(const PointRequest& r) {
   const ModelConfig layer_model = scale_width(model, width);
   const Preflight pf = preflight(model, width, batch, model.n_ctx, go, backend->available_bytes());
   if (!pf.fits) throw UsageError(pf.message);
-  const LayerGraph g = build_layer_graph(layer_shape(layer_model, batch, model.n_ctx), go);
+  const LayerGraph g = build_layer_graph(layer_shape(layer_model, batch, model.n_ctx, main_layer_kind(layer_model)), go);
   spdlog::info("layer: {} (d_model {}, {} heads x {}), batch {}, seq {}, {}; tensors {:.3g} GiB of {:.3g} GiB "
                "available",
                layer_model.name, layer_model.d_model, layer_model.n_heads, layer_model.d_head, batch, model.n_ctx,
@@ -100,6 +109,33 @@ nlohmann::json run_point(const PointRequest& r) {
   ceiling = hold_ceiling(*backend, g, run, ceiling);  // an op that beats the ceiling: remeasure, or say why
   MeasureContext ctx{model,     layer_model, width.str(),    g,         choice, *backend, pf, r.settings, run,
                      r.cluster, ceiling,     r.command_line, r.nsight};
+  ctx.experts = experts_json(g, *backend);
+  ctx.allocated_bytes = backend->allocated_bytes();
+  // Every other kind of layer in the model's schedule (DeepSeek-V3's dense first layers, Llama 4
+  // Maverick's dense ones, ...) runs too, verified and timed the same way, where it fits.
+  std::vector<KindRun> others;
+  const std::vector<LayerKind> kinds = layer_model.layer_kinds();
+  const size_t main = main_layer_kind(layer_model);
+  others.reserve(kinds.size());  // in place: the backend keeps a pointer to the graph it runs
+  for (size_t k = 0; k < kinds.size(); ++k) {
+    if (k == main) continue;
+    KindRun& o = others.emplace_back();
+    o.kind = k;
+    o.graph = build_layer_graph(layer_shape(layer_model, batch, model.n_ctx, k), go);
+    if (o.graph.tensor_bytes() > pf.available_bytes * Preflight{}.usable_fraction) {
+      spdlog::warn("layer kind '{}' ({} layers) needs {:.3g} GiB, more than the {:.3g} GiB usable here; its time is "
+                   "the analytic estimate at the measured layer's throughput",
+                   to_string(kinds[k].spec), kinds[k].count, o.graph.tensor_bytes() / (1 << 30),
+                   pf.available_bytes * Preflight{}.usable_fraction / (1 << 30));
+      others.pop_back();
+      continue;
+    }
+    spdlog::info("layer kind '{}' ({} of {} layers): measuring it too", to_string(kinds[k].spec), kinds[k].count,
+                 layer_model.n_layers);
+    o.run = run_measure(*backend, o.graph, r.settings);
+    o.experts = experts_json(o.graph, *backend);
+  }
+  ctx.other_kinds = &others;
   return measure_result(ctx);
 }
 

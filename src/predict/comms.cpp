@@ -16,6 +16,7 @@ std::string_view to_string(Collective c) {
     case Collective::reduce_scatter: return "reduce_scatter";
     case Collective::all_gather: return "all_gather";
     case Collective::send_recv: return "send_recv";
+    case Collective::all_to_all: return "all_to_all";
   }
   return "?";
 }
@@ -44,6 +45,9 @@ BusBandwidthCurve parse_nccl_tests(const std::string& text, const std::string& f
       c.op = Collective::reduce_scatter;
     else if (s.find("all_gather") != std::string::npos || s.find("AllGather") != std::string::npos) c.op = Collective::all_gather;
     else if (s.find("sendrecv") != std::string::npos || s.find("SendRecv") != std::string::npos) c.op = Collective::send_recv;
+    else if (s.find("alltoall") != std::string::npos || s.find("AlltoAll") != std::string::npos ||
+             s.find("AllToAll") != std::string::npos)
+      c.op = Collective::all_to_all;
     else return false;
     return true;
   };
@@ -70,7 +74,7 @@ BusBandwidthCurve parse_nccl_tests(const std::string& text, const std::string& f
   }
   if (!named && !name_from(file))
     throw UsageError(fmt::format("--nccl-tests {}: cannot tell the collective (no '# Collective test starting' line and "
-                                 "the file name names none of all_reduce, reduce_scatter, all_gather, sendrecv)", file));
+                                 "the file name names none of all_reduce, reduce_scatter, all_gather, sendrecv, alltoall)", file));
   if (c.points.empty())
     throw UsageError(fmt::format("--nccl-tests {}: no rows of size, count, type, redop, root, time, algbw, busbw", file));
   std::sort(c.points.begin(), c.points.end());
@@ -89,10 +93,24 @@ double Network::time(Collective c, double bytes, int64_t n, bool inter_node) con
   switch (c) {
     case Collective::all_reduce: return 2 * (nn - 1) / nn * bytes / bus + 2 * (nn - 1) * alpha;
     case Collective::reduce_scatter:
-    case Collective::all_gather: return (nn - 1) / nn * bytes / bus + (nn - 1) * alpha;
+    case Collective::all_gather:
+    case Collective::all_to_all: return (nn - 1) / nn * bytes / bus + (nn - 1) * alpha;
     case Collective::send_recv: return bytes / bus + alpha;
   }
   return 0;
+}
+
+double Network::all_to_all(double bytes, int64_t n, int64_t per_node) const {
+  if (bytes <= 0 || n <= 1) return 0;
+  if (n <= per_node) return time(Collective::all_to_all, bytes, n, false);
+  for (const auto& m : measured)  // nccl-tests' bus bandwidth over nodes: (n - 1) / n of the bytes
+    if (m.op == Collective::all_to_all && m.inter_node) return time(Collective::all_to_all, bytes, n, true);
+  const double nn = static_cast<double>(n), local = static_cast<double>(per_node), remote = nn - local;
+  const double over_network = remote / nn * bytes / (system.network_bytes_per_s * system.network_efficiency) +
+                              remote * system.network_latency_s;
+  const double over_nvlink = (local - 1) / nn * bytes / (system.nvlink_bytes_per_s * system.nvlink_efficiency) +
+                             (local - 1) * system.nvlink_latency_s;
+  return std::max(over_network, over_nvlink);
 }
 
 std::string Network::source(Collective c, bool inter_node) const {

@@ -5,6 +5,9 @@
 //   reduce-scatter    (n-1)/n S / B +   (n-1) alpha   (S: the whole, unsharded message)
 //   all-gather        (n-1)/n S / B +   (n-1) alpha
 //   send/recv                 S / B +         alpha
+//   all-to-all        (n-1)/n S / B +   (n-1) alpha   (S: what one GPU sends to the group, its own share included);
+//                     a group over nodes: the share to other nodes over the network and the
+//                     rest over NVLink at once, the slower of the two (Network::all_to_all)
 // --nccl-tests replaces B by the bus bandwidth nccl-tests measured at the nearest message size.
 #pragma once
 
@@ -18,7 +21,7 @@
 
 namespace flopscope::predict {
 
-enum class Collective { all_reduce, reduce_scatter, all_gather, send_recv };
+enum class Collective { all_reduce, reduce_scatter, all_gather, send_recv, all_to_all };
 std::string_view to_string(Collective c);
 
 // Bus bandwidth against message size, as NVIDIA's nccl-tests print it (one table a file).
@@ -30,7 +33,7 @@ struct BusBandwidthCurve {
   // Bus bandwidth at `bytes`: interpolated in log size, clamped to the ends.
   double at(double bytes) const;
 };
-// Parses the output of all_reduce_perf, reduce_scatter_perf, all_gather_perf or sendrecv_perf:
+// Parses the output of all_reduce_perf, reduce_scatter_perf, all_gather_perf, sendrecv_perf or alltoall_perf:
 // the collective from the "# Collective test starting: NAME" line (or the file name), the GPU
 // count from the "#  Rank" lines (more than gpus_per_node: between nodes), then the rows of
 // size, count, type, redop, root, then out-of-place time, algbw, busbw (GB/s), ...
@@ -43,6 +46,9 @@ struct Network {
   // Seconds for collective `c` of a message of `bytes` (the whole tensor) over `n` GPUs;
   // `inter_node`: the group spans nodes.
   double time(Collective c, double bytes, int64_t n, bool inter_node) const;
+  // An all-to-all over n GPUs, per_node of them in each node (n <= per_node: one node), each
+  // sending `bytes` in all (a mixture of experts' dispatch or combine).
+  double all_to_all(double bytes, int64_t n, int64_t per_node) const;
   // Where the bandwidth comes from: "profile" or the nccl-tests file.
   std::string source(Collective c, bool inter_node) const;
 };

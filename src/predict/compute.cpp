@@ -35,6 +35,27 @@ struct Sharded {
   double fraction = 1;                     // of the op's work done by one GPU
 };
 
+// One GPU's share of a routed experts' grouped GEMM (Megatron Core's expert parallelism): the
+// E / ep experts it holds, each of d_ff_expert / etp, each with the rows the ep group's
+// all-to-all brings it, k T ep etp / (tp E) on average (T this GPU's tokens of a tp group's
+// micro-batch), so its work is the op's / tp as every other GEMM's. The grouped dimension
+// (m: forward, dgrad; k: wgrad) is those rows; the expert width is split over etp.
+Sharded shard_grouped(const Op& op, const LayerShape& shape, const Layout& l) {
+  const GemmSpec& gs = op.gemm;
+  const int64_t ep = l.ep, etp = l.expert_tp(), E = gs.batch;
+  const int64_t total = gs.grouped == Grouped::m_rows ? gs.m : gs.k;
+  const int64_t rows = std::max<int64_t>(1, total * ep * etp / (l.tp * E));
+  Sharded s{gs.m, gs.n, gs.k, E / ep, 1.0 / static_cast<double>(l.tp)};
+  int64_t* grouped = gs.grouped == Grouped::m_rows ? &s.m : &s.k;
+  *grouped = rows;
+  for (int64_t* dim : {&s.m, &s.n, &s.k})
+    if (dim != grouped && *dim == shape.d_ff_expert) {
+      *dim /= etp;
+      break;
+    }
+  return s;
+}
+
 // One GPU's share of a GEMM of the full-width graph.
 Sharded shard_gemm(const Op& op, int64_t tp) {
   const GemmSpec& gs = op.gemm;
@@ -256,8 +277,13 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
     c.phase = op.phase;
     c.head = head;
     double fraction = 1;
+    // A mixture of experts' routed experts: their GEMMs and the ops on the dispatched rows wait for
+    // the busiest expert-parallel rank (Layout::moe_imbalance).
+    const bool routed = (op.impl == OpImpl::gemm && op.gemm.grouped != Grouped::none) ||
+                        (shape.moe() && op.impl != OpImpl::gemm && op.rows == shape.tokens() * shape.top_k);
+    const double imbalance = routed ? l.moe_imbalance : 1.0;
     if (op.impl == OpImpl::gemm) {
-      const Sharded sh = shard_gemm(op, l.tp);
+      const Sharded sh = op.gemm.grouped != Grouped::none ? shard_grouped(op, shape, l) : shard_gemm(op, l.tp);
       fraction = sh.fraction;
       c.flops = op.flops * fraction;
       // fp8 GEMMs read 1-byte operands and write a 16-bit output.
@@ -267,14 +293,18 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
                  static_cast<double>(sh.m) * sh.n * (op.gemm.beta != 0 ? 2 : 1) * kBytes16) *
                 static_cast<double>(sh.batch);
       c.shape = sh.batch > 1 ? fmt::format("{}x[{}x{}x{}]", sh.batch, sh.m, sh.n, sh.k) : fmt::format("{}x{}x{}", sh.m, sh.n, sh.k);
+      if (op.gemm.grouped != Grouped::none) c.shape = fmt::format("grouped({}):{}x{}x{}", sh.batch, sh.m, sh.n, sh.k);
       if (gemm8) c.shape += " fp8";
       const double eff = (gemm8 ? s.fp8_gemm_efficiency : s.gemm_efficiency) * quantisation_efficiency(sh.m, sh.n, sh.batch, s);
-      c.time_s = gemm_time(c.flops, c.bytes, gemm8 ? peak8 : peak16, eff, s, c.bound);
+      c.time_s = gemm_time(c.flops, c.bytes, gemm8 ? peak8 : peak16, eff, s, c.bound) * imbalance;
     } else {
       // A weight's fp8 copy is of this GPU's shard; Transformer Engine makes it once a step (on
       // the first micro-batch, Megatron-LM's is_first_microbatch) and keeps it.
       const bool weight_cast = op.impl == OpImpl::cast_fp8 && starts_with(op.inputs.at(0), "w.");
-      fraction = weight_cast ? 1 / tp : shard_fraction(op, shape, l);
+      const bool expert_cast = weight_cast && g.tensor(op.inputs.at(0)).expert;
+      fraction = expert_cast  ? 1 / static_cast<double>(l.ep * l.expert_tp())
+                 : weight_cast ? 1 / tp
+                               : shard_fraction(op, shape, l);
       c.per_step = weight_cast;
       c.flops = op.flops * fraction;
       c.bytes = op.min_bytes * fraction;
@@ -284,7 +314,7 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
         c.time_s = 0;
       } else {
         c.bound = "memory";
-        c.time_s = c.bytes / (s.hbm_bytes_per_s * s.memory_efficiency);
+        c.time_s = c.bytes / (s.hbm_bytes_per_s * s.memory_efficiency) * imbalance;
       }
     }
     c.source = "modelled";
@@ -297,7 +327,7 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
         const double full = op.impl == OpImpl::gemm ? op.flops : op.min_bytes;  // this op, unsharded
         const double ours = full * fraction;
         const double theirs = e.gemm ? e.flops : e.bytes;
-        c.time_s = e.time_s * ours / theirs;
+        c.time_s = e.time_s * ours / theirs * imbalance;
         c.source = "measured";
         c.bound = e.gemm ? "measured, scaled by FLOPs" : "measured, scaled by bytes";
       }

@@ -1,6 +1,7 @@
 #include "predict/layout.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -59,6 +60,9 @@ ResolvedLayout resolve_layout(const LayoutChoices& c, const ModelConfig& m, cons
   l.vpp = c.vpp.value_or(1);
   l.cp = c.cp.value_or(1);
   l.fsdp = c.fsdp.value_or(0);
+  l.ep = c.ep.value_or(1);
+  l.etp = c.etp.value_or(0);
+  l.moe_imbalance = c.moe_imbalance.value_or(1.0);
   l.micro_batch = c.micro_batch.value_or(1);
   l.seq = c.seq.value_or(m.n_ctx);
   l.precision = c.precision.value_or("bf16");
@@ -116,6 +120,23 @@ void validate(const Layout& l, const ModelConfig& m) {
                                    "over K and V chunks; an unfused s x s square does not split)", l.cp));
   }
   const int64_t dp = l.dp();
+  if (!m.moe() && (l.ep != 1 || (l.etp != 0 && l.etp != l.tp)))
+    throw UsageError(fmt::format("layout: --ep {} / --etp {}: {} is not a mixture of experts (it has no experts to split)",
+                                 l.ep, l.expert_tp(), m.name));
+  if (m.moe()) {
+    const int64_t etp = l.expert_tp();
+    if (l.ep < 1 || m.n_experts % l.ep != 0)
+      throw UsageError(fmt::format("layout: --ep {} does not divide the {} experts", l.ep, m.n_experts));
+    if (etp < 1 || m.d_ff_expert % etp != 0)
+      throw UsageError(fmt::format("layout: --etp {} does not divide the expert width {}", etp, m.d_ff_expert));
+    if ((l.tp * l.cp * dp) % (etp * l.ep) != 0)
+      throw UsageError(fmt::format("layout: etp x ep = {} x {} = {} does not divide the tp x cp x dp = {} x {} x {} = {} "
+                                   "GPUs of a pipeline stage, which the experts are split over",
+                                   etp, l.ep, etp * l.ep, l.tp, l.cp, dp, l.tp * l.cp * dp));
+    if (!(l.moe_imbalance >= 1.0) || !std::isfinite(l.moe_imbalance))
+      throw UsageError(fmt::format("layout: --moe-imbalance {} must be at least 1 (the busiest expert's tokens over the "
+                                   "mean)", l.moe_imbalance));
+  }
   if (l.fsdp < 0 || l.fsdp == 1 || (l.fsdp > 1 && dp % l.fsdp != 0))
     throw UsageError(fmt::format("layout: --fsdp {} must be 0 (off) or a divisor of data parallel {} above 1 (the GPUs "
                                  "each shard is split over)", l.fsdp, dp));
@@ -149,6 +170,10 @@ nlohmann::json layout_to_json(const Layout& l) {
           {"cp", l.cp},
           {"dp", l.dp()},
           {"fsdp", l.fsdp},
+          {"ep", l.ep},
+          {"etp", l.expert_tp()},
+          {"edp", l.edp()},
+          {"moe_imbalance", l.moe_imbalance},
           {"micro_batch", l.micro_batch},
           {"global_batch", l.global_batch},
           {"micro_batches", l.micro_batches()},

@@ -35,6 +35,13 @@ struct Layout {
   int64_t tp = 1, pp = 1, vpp = 1;
   int64_t cp = 1;             // context parallel: each GPU holds seq / cp of every sequence
   int64_t fsdp = 0;           // FSDP shard group (ZeRO-3: weights, gradients, optimizer): 0 = off, else divides dp
+  // A mixture of experts (Megatron Core's MoE layout): the routed experts split over ep GPUs
+  // (expert parallel) and each expert's FFN width over etp (expert tensor parallel; 0 = tp, as
+  // Megatron Core defaults it), carved out of the tp x cp x dp GPUs of a stage, which leaves
+  // edp = tp cp dp / (etp ep) expert-data-parallel replicas. moe_imbalance: the busiest
+  // expert's tokens over the mean (1: a balanced router, as the published runs force it).
+  int64_t ep = 1, etp = 0;
+  double moe_imbalance = 1.0;
   int64_t micro_batch = 1;    // sequences per micro-batch
   int64_t global_batch = 1;   // sequences per step, over all data-parallel ranks
   int64_t seq = 2048;
@@ -48,11 +55,14 @@ struct Layout {
   int64_t dp() const { return gpus / (tp * pp * cp); }
   int64_t micro_batches() const { return global_batch / (micro_batch * dp()); }  // m, per pipeline
   bool fsdp_on() const { return fsdp > 1; }
+  int64_t expert_tp() const { return etp > 0 ? etp : tp; }
+  int64_t edp() const { return tp * cp * dp() / (expert_tp() * ep); }
 };
 
 // What a user gave, from flags or a job file; every unset field takes resolve_layout's default.
 struct LayoutChoices {
-  std::optional<int64_t> tp, pp, vpp, cp, fsdp, micro_batch, global_batch, seq;
+  std::optional<int64_t> tp, pp, vpp, cp, fsdp, micro_batch, global_batch, seq, ep, etp;
+  std::optional<double> moe_imbalance;
   std::optional<std::string> precision;
   std::optional<Recompute> recompute;
   std::optional<Attention> attention;
@@ -90,7 +100,9 @@ int64_t default_global_batch(const ModelConfig& m, const Layout& l, std::string*
 // heads (or the kv heads, or d_ff), gpus not divisible by tp pp cp, cp not dividing the
 // sequence (in 2 cp chunks, for the causal load balance) or with unfused attention, fsdp not
 // dividing dp, a global batch not divisible by micro-batch x dp, more stages than layers, vpp
-// with layers not dividing pp vpp, or interleaving with a micro-batch count not a multiple of pp.
+// with layers not dividing pp vpp, or interleaving with a micro-batch count not a multiple of pp;
+// for a mixture of experts, ep not dividing the experts, etp not dividing the expert width, or
+// etp x ep not dividing the tp x cp x dp GPUs of a stage (and ep or etp on a dense model).
 void validate(const Layout& l, const ModelConfig& m);
 
 // How the layers are split over the stages: stage i holds split[i] layers (the first stages

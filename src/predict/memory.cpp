@@ -15,7 +15,8 @@ double activation_bytes_per_layer(double s, double b, double h, double a, double
 }
 
 MemoryBreakdown memory_per_gpu(double parameters, int64_t layers, const ModelConfig& m, const Layout& l,
-                               double available_bytes, double fp8_copy_elements, double fsdp_unsharded_bytes) {
+                               double available_bytes, double fp8_copy_elements, double fsdp_unsharded_bytes,
+                               double expert_parameters) {
   MemoryBreakdown mem;
   const double dp = static_cast<double>(l.dp()), cp = static_cast<double>(l.cp);
   mem.parameters = parameters;
@@ -28,7 +29,9 @@ MemoryBreakdown memory_per_gpu(double parameters, int64_t layers, const ModelCon
   } else {
     mem.weights_bytes = 2 * parameters;
     mem.gradients_bytes = 2 * parameters;
-    mem.optimizer_bytes = 12 * parameters / (l.distributed_optimizer ? dp * cp : 1.0);
+    mem.optimizer_bytes = l.distributed_optimizer ? 12 * (parameters - expert_parameters) / (dp * cp) +
+                                                        12 * expert_parameters / static_cast<double>(l.edp())
+                                                  : 12 * parameters;
   }
   mem.fp8_weight_copies_bytes = fp8_copy_elements;
   const bool sp = l.sequence_parallel && l.tp > 1;

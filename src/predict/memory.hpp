@@ -49,9 +49,14 @@ struct MemoryBreakdown {
 
 // `parameters`: on this GPU (its tp and pp share, before any FSDP sharding); `layers`: on this
 // stage; `fp8_copy_elements`: of the fp8 weight copies kept; `fsdp_unsharded_bytes`: FSDP's
-// gathered working set (parameters and gradients), bytes.
+// gathered working set (parameters and gradients), bytes; `expert_parameters`: the part of
+// `parameters` that is a mixture of experts' routed experts (its ep x etp share), whose
+// distributed optimizer state is split over the expert-data-parallel edp ranks rather than
+// dp x cp. Activations are Korthikanti's dense form (a mixture of experts' dispatched rows are
+// not in it yet).
 MemoryBreakdown memory_per_gpu(double parameters, int64_t layers, const ModelConfig& m, const Layout& l,
-                               double available_bytes, double fp8_copy_elements = 0, double fsdp_unsharded_bytes = 0);
+                               double available_bytes, double fp8_copy_elements = 0, double fsdp_unsharded_bytes = 0,
+                               double expert_parameters = 0);
 
 nlohmann::json memory_json(const MemoryBreakdown& mem);
 

@@ -18,21 +18,27 @@ constexpr double kBytes16 = 2;
 
 // Parameters of one layer (and of the head's final layernorm) on one GPU of the tp group:
 // vectors over d (layernorms, row-parallel biases) are repeated, everything else split.
+// A mixture of experts' routed experts (TensorSpec::expert) are split over ep x etp instead of tp;
+// `expert` is their part of `layer`.
 struct ParamCount {
   double layer = 0, head_norm = 0, vocab_matrix = 0;
+  double expert = 0;
   double fp8_copies = 0;  // elements of the layer's fp8 weight copies (both layouts), 1 byte each
 };
-ParamCount params_per_gpu(const LayerGraph& g, int64_t tp) {
+ParamCount params_per_gpu(const LayerGraph& g, const Layout& l) {
   ParamCount p;
+  const double tp = static_cast<double>(l.tp), experts = static_cast<double>(l.ep * l.expert_tp());
   for (const auto& t : g.tensors) {
-    if (t.role == TensorRole::fp8_copy && t.name.rfind("w.", 0) == 0) p.fp8_copies += static_cast<double>(t.numel()) / static_cast<double>(tp);
+    if (t.role == TensorRole::fp8_copy && t.name.rfind("w.", 0) == 0)
+      p.fp8_copies += static_cast<double>(t.numel()) / (t.expert ? experts : tp);
     if (t.role != TensorRole::weight) continue;
     const double n = static_cast<double>(t.numel());
     const bool repeated = t.shape.size() == 1 && t.shape[0] == g.shape.d_model;
-    const double share = repeated ? n : n / static_cast<double>(tp);
+    const double share = t.expert ? n / experts : repeated ? n : n / tp;
     if (t.name == "w.vocab") p.vocab_matrix = share;
     else if (t.name.rfind("head.", 0) == 0) p.head_norm += share;
     else p.layer += share;
+    if (t.expert) p.expert += share;
   }
   return p;
 }
@@ -121,14 +127,15 @@ Prediction predict(const PredictInput& in) {
   if (l.precision == "fp8") go.precision = Precision::fp8;  // with the fp8 weight copies
   const int64_t param_seq = l.seq / l.cp;  // any legal shape: parameters do not depend on it
   const LayerGraph g = build_layer_graph(layer_shape(in.model, 1, param_seq), go);
-  const ParamCount pc = params_per_gpu(g, l.tp);
-  std::vector<double> kind_params = {pc.layer}, kind_fp8 = {pc.fp8_copies};
+  const ParamCount pc = params_per_gpu(g, l);
+  std::vector<double> kind_params = {pc.layer}, kind_fp8 = {pc.fp8_copies}, kind_expert = {pc.expert};
   for (size_t k = 1; k < kinds.size(); ++k) {
     GraphOptions gk;
     gk.precision = go.precision;
-    const ParamCount pk = params_per_gpu(build_layer_graph(layer_shape(in.model, 1, param_seq, k), gk), l.tp);
+    const ParamCount pk = params_per_gpu(build_layer_graph(layer_shape(in.model, 1, param_seq, k), gk), l);
     kind_params.push_back(pk.layer);
     kind_fp8.push_back(pk.fp8_copies);
+    kind_expert.push_back(pk.expert);
   }
   auto stage_fp8 = [&](int64_t from, int64_t n) {
     const std::vector<double> count = kinds_in(from, n);
@@ -140,6 +147,12 @@ Prediction predict(const PredictInput& in) {
     const std::vector<double> count = kinds_in(from, n);
     double sum = 0;
     for (size_t k = 0; k < kinds.size(); ++k) sum += count[k] * kind_params[k];
+    return sum;
+  };
+  auto stage_experts = [&](int64_t from, int64_t n) {
+    const std::vector<double> count = kinds_in(from, n);
+    double sum = 0;
+    for (size_t k = 0; k < kinds.size(); ++k) sum += count[k] * kind_expert[k];
     return sum;
   };
   const double position = in.model.position == PositionKind::learned
@@ -191,8 +204,19 @@ Prediction predict(const PredictInput& in) {
     return net.time(Collective::reduce_scatter, params * 4, shard, fsdp_inter) +
            net.time(Collective::all_reduce, params * 4 / static_cast<double>(shard), replicas, l.tp * shard * replicas > node);
   };
-  std::vector<double> kind_compute, kind_backward, kind_forward, kind_ring, kind_cast;
+  std::vector<double> kind_compute, kind_backward, kind_forward, kind_ring, kind_cast, kind_a2a;
   double ring_total_layer = 0;
+  // A mixture of experts (Megatron Core's alltoall token dispatcher): each MoE layer sends every
+  // routed copy of this GPU's tokens (k of them, 16-bit rows of d) to the expert-parallel group
+  // and back, forward (dispatch, combine) and backward (their gradients), twice more in a full
+  // recompute; not overlapped with compute. The ep ranks are etp apart (Megatron Core's expert
+  // order etp-ep-edp-pp): per_node of them share a node.
+  const double a2a_tokens = static_cast<double>(l.micro_batch) * local_seq / (sp ? static_cast<double>(l.tp) : 1.0);
+  const double a2a_bytes = static_cast<double>(std::max<int64_t>(in.model.top_k, 1)) * a2a_tokens *
+                           static_cast<double>(in.model.d_model) * kBytes16;
+  const int64_t a2a_per_node = std::max<int64_t>(1, node / l.expert_tp());
+  const double a2a_one = net.all_to_all(a2a_bytes, l.ep, a2a_per_node);
+  const double a2a_layer = (l.recompute == Recompute::full ? 6 : 4) * a2a_one;
   for (size_t k = 0; k < kinds.size(); ++k) {
     const LayerCost kc = k == 0 ? c : layer_cost(in.model, l, s, in.measured, k);
     kind_compute.push_back(kc.layer_forward_s + kc.layer_backward_s + kc.layer_recompute_s);
@@ -200,6 +224,7 @@ Prediction predict(const PredictInput& in) {
     kind_backward.push_back(kc.layer_backward_s + kc.layer_recompute_s);
     kind_ring.push_back(ring_exposed(kc, k == 0 ? &ring_total_layer : nullptr));
     kind_cast.push_back(kc.weight_cast_s);
+    kind_a2a.push_back(kinds[k].spec.moe && in.model.moe() ? a2a_layer : 0.0);
   }
   const double head_compute = c.head_forward_s + c.head_backward_s;
   auto kind_of = [&](int64_t j) {
@@ -249,17 +274,18 @@ Prediction predict(const PredictInput& in) {
     return t;
   };
   double worst_key = -1, worst = 0, worst_compute = 0, worst_tp = 0, worst_backward = 0, worst_ring = 0;
-  double worst_fsdp = 0, worst_cast = 0, fsdp_step_exposed = 0, fsdp_step_total = 0;
+  double worst_fsdp = 0, worst_cast = 0, fsdp_step_exposed = 0, fsdp_step_total = 0, worst_a2a = 0;
   int64_t first_layer = 0;
   for (size_t i = 0; i < p.split.size(); ++i) {
     const double layers = static_cast<double>(p.split[i]);
     const std::vector<double> per_kind = kinds_in(first_layer, p.split[i]);
     first_layer += p.split[i];
-    double compute = 0, backward = 0, ring = 0, cast = 0, tp = layers * tp_layer;
+    double compute = 0, backward = 0, ring = 0, cast = 0, tp = layers * tp_layer, a2a = 0;
     for (size_t k = 0; k < kinds.size(); ++k) {
       compute += per_kind[k] * kind_compute[k];
       backward += per_kind[k] * kind_backward[k];
       ring += per_kind[k] * kind_ring[k];
+      a2a += per_kind[k] * kind_a2a[k];
       cast += per_kind[k] * kind_cast[k];
     }
     if (i == 0) tp += tp_first;
@@ -267,7 +293,7 @@ Prediction predict(const PredictInput& in) {
       compute += head_compute;
       tp += tp_last;
     }
-    tp += ring;
+    tp += ring + a2a;
     // FSDP without pipelining: every micro-batch gathers and scatters each unit (its exposed part).
     const FsdpTime fsdp = l.fsdp_on() ? fsdp_exposed(i) : FsdpTime{};
     const double per_micro_batch_fsdp = l.pp == 1 ? fsdp.exposed_s : 0;
@@ -281,6 +307,7 @@ Prediction predict(const PredictInput& in) {
       worst_tp = tp;
       worst_backward = backward;
       worst_ring = ring;
+      worst_a2a = a2a;
       worst_fsdp = per_micro_batch_fsdp;
       worst_cast = l.fsdp_on() ? 0 : cast;
     }
@@ -298,7 +325,8 @@ Prediction predict(const PredictInput& in) {
   const double md = static_cast<double>(m);
   b.compute_s = md * worst_compute + worst_cast;
   b.fp8_weight_cast_s = worst_cast;
-  b.tp_comm_s = md * worst_tp;  // with the ring's exposed part
+  b.ep_comm_s = md * worst_a2a;
+  b.tp_comm_s = md * (worst_tp - worst_a2a);  // with the ring's exposed part
   b.cp_comm_s = md * worst_ring;
   b.cp_comm_total_s = md * ring_total_layer * static_cast<double>(p.split.front());
   b.pp_comm_s = md * p2p;
@@ -320,27 +348,38 @@ Prediction predict(const PredictInput& in) {
   };
   // Megatron-LM / TE keep each weight's fp8 copies; FSDP gathers bf16 and casts on the fly.
   auto fp8_kept = [&](int64_t from, int64_t n) { return l.fsdp_on() ? 0.0 : stage_fp8(from, n); };
+  const double first_experts = stage_experts(0, p.split.front()),
+               last_experts = stage_experts(in.model.n_layers - p.split.back(), p.split.back());
   const MemoryBreakdown mem_first = memory_per_gpu(first, p.split.front(), in.model, l, available,
-                                                   fp8_kept(0, p.split.front()), unsharded(first, 0));
+                                                   fp8_kept(0, p.split.front()), unsharded(first, 0), first_experts);
   const MemoryBreakdown mem_last =
       memory_per_gpu(last, p.split.back(), in.model, l, available,
-                     fp8_kept(in.model.n_layers - p.split.back(), p.split.back()), unsharded(last, p.split.size() - 1));
+                     fp8_kept(in.model.n_layers - p.split.back(), p.split.back()), unsharded(last, p.split.size() - 1),
+                     last_experts);
   p.memory = mem_first.total_bytes >= mem_last.total_bytes ? mem_first : mem_last;
   const double params_gpu = std::max(first, last);
+  const double experts_gpu = first >= last ? first_experts : last_experts;
 
   // Data parallel: the 16-bit gradients all-reduced (reduce-scattered, then the weights
   // all-gathered, with the distributed optimizer) over dp x cp GPUs (context-parallel ranks hold
   // different tokens of the same sequences: their gradients are summed too); the group's ranks
   // are tp apart in Megatron-LM's order, so it spans tp x cp x dp GPUs.
+  // A mixture of experts' routed experts are reduced over their edp expert-data-parallel ranks
+  // instead (etp ep apart: across the stage's tp x cp x dp GPUs), the rest as above.
   const int64_t dp_group = dp * l.cp;
   const bool dp_inter = l.tp * dp_group > node;
   const double grad_bytes = params_gpu * kBytes16;
+  const double dense_grad_bytes = (params_gpu - experts_gpu) * kBytes16, expert_grad_bytes = experts_gpu * kBytes16;
+  const int64_t edp = l.edp();
+  const bool edp_inter = l.tp * l.cp * dp > node;
   const double hidden = l.dp_overlap ? worst_backward : 0;
   if (!l.fsdp_on()) {
-    b.dp_comm_total_s = l.distributed_optimizer
-                            ? net.time(Collective::reduce_scatter, grad_bytes, dp_group, dp_inter) +
-                                  net.time(Collective::all_gather, grad_bytes, dp_group, dp_inter)
-                            : net.time(Collective::all_reduce, grad_bytes, dp_group, dp_inter);
+    auto reduce = [&](double bytes, int64_t n, bool inter) {
+      return l.distributed_optimizer
+                 ? net.time(Collective::reduce_scatter, bytes, n, inter) + net.time(Collective::all_gather, bytes, n, inter)
+                 : net.time(Collective::all_reduce, bytes, n, inter);
+    };
+    b.dp_comm_total_s = reduce(dense_grad_bytes, dp_group, dp_inter) + reduce(expert_grad_bytes, edp, edp_inter);
     b.dp_comm_s = std::max(0.0, b.dp_comm_total_s - hidden);
   } else {
     // FSDP (fsdp_exposed above): without pipelining every micro-batch's gathers and scatters
@@ -351,7 +390,8 @@ Prediction predict(const PredictInput& in) {
   }
   // The optimizer's share of the parameters: FSDP shards, the distributed optimizer splits over dp x cp.
   const double opt_params = l.fsdp_on()                  ? params_gpu / static_cast<double>(shard)
-                            : l.distributed_optimizer ? params_gpu / static_cast<double>(dp_group)
+                            : l.distributed_optimizer ? (params_gpu - experts_gpu) / static_cast<double>(dp_group) +
+                                                            experts_gpu / static_cast<double>(edp)
                                                       : params_gpu;
   b.optimizer_s = opt_params * kOptimizerBytesPerParameter / (s.hbm_bytes_per_s * s.memory_efficiency);
 
@@ -428,6 +468,14 @@ Prediction predict(const PredictInput& in) {
                                   grad_bytes / 1e9, l.distributed_optimizer ? "reduce-scatter + all-gather" : "all-reduce",
                                   dp, net.source(Collective::all_reduce, dp_inter),
                                   l.dp_overlap ? "overlapped with the last micro-batch's backward" : "not overlapped"));
+  if (in.model.moe())
+    p.notes.push_back(fmt::format(
+        "mixture of experts: {} experts over ep {} (etp {}, edp {}); each MoE layer's all-to-all of {:.3g} MB ({} of "
+        "this GPU's tokens x top-{}) {} times a micro-batch on {}, not overlapped; the expert GEMMs as grouped GEMMs of "
+        "{} local experts at the GEMM efficiency, x load imbalance {} (stated); expert gradients reduced over edp",
+        in.model.n_experts, l.ep, l.expert_tp(), edp, a2a_bytes / 1e6, a2a_tokens, in.model.top_k,
+        l.recompute == Recompute::full ? 6 : 4, l.ep * l.expert_tp() > node ? "NVLink and the network" : "NVLink",
+        in.model.n_experts / l.ep, l.moe_imbalance));
   p.notes.push_back(fmt::format("optimizer: Adam, {} bytes a parameter moved at the HBM bandwidth x {}",
                                 kOptimizerBytesPerParameter, s.memory_efficiency));
   return p;
@@ -461,6 +509,7 @@ json prediction_json(const Prediction& p) {
             {"dp_comm_s", b.dp_comm_s},
             {"dp_comm_total_s", b.dp_comm_total_s},
             {"optimizer_s", b.optimizer_s},
+            {"ep_comm_s", b.ep_comm_s},
             {"cp_comm_s", b.cp_comm_s},
             {"cp_comm_total_s", b.cp_comm_total_s},
             {"fp8_weight_cast_s", b.fp8_weight_cast_s}}},

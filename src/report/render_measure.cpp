@@ -66,6 +66,26 @@ Document measure_document(const json& r) {
         return fmt::format("; attention products in causal row blocks of {} (executed FLOPs below the full square's)",
                            block);
       }()));
+  if (r.contains("experts") && r.at("experts").is_object()) {
+    const auto& x = r.at("experts");
+    std::string spread;
+    for (const auto& n : x.at("tokens_per_expert")) spread += (spread.empty() ? "" : " ") + std::to_string(n.get<int64_t>());
+    run.before.push_back(fmt::format(
+        "experts: {} routed, top-{}, {} shared; tokens per expert (counted, this run's router): [{}]; imbalance max/mean "
+        "{} (analytic FLOPs assume a balanced router; the slowest expert sets the grouped GEMMs' time)",
+        x.at("experts").get<int64_t>(), x.at("top_k").get<int64_t>(), x.at("shared_experts").get<int64_t>(), spread,
+        fmt_fixed(x.at("imbalance_max_over_mean").get<double>(), 3)));
+  }
+  if (r.contains("other_layer_kinds"))  // absent in results before every kind ran
+    for (const auto& k : r.at("other_layer_kinds"))
+      run.before.push_back(fmt::format("layer kind {} also ran: {} ops, verification {}, {} FLOPs {} ({} analytic), "
+                                       "{} ms a run (timed, median)",
+                                       k.at("layer_kind").get<std::string>(), k.at("ops").get<int64_t>(),
+                                       k.at("verification_passed").get<bool>() ? "passed" : "FAILED",
+                                       fmt_flops(k.at("executed_flops").get<double>()),
+                                       k.at("executed_flops_source").get<std::string>(),
+                                       fmt_flops(k.at("flops").get<double>()),
+                                       fmt_sig(k.at("time_ms").at("median").get<double>(), 4)));
   const auto& mem = r.at("memory");
   run.before.push_back(fmt::format("memory: {} needed (analytic), {} allocated (counted), {} available",
                                    fmt_bytes(mem.at("required_bytes").get<double>()),

@@ -27,6 +27,7 @@ struct Part {
 const std::vector<Part>& parts() {
   static const std::vector<Part> p = {
       {"compute_s", "compute", "#4c72b0"},        {"tp_comm_s", "tensor-parallel comm", "#dd8452"},
+      {"ep_comm_s", "expert-parallel all-to-all", "#da8bc3"},
       {"pp_comm_s", "pipeline sends", "#937860"}, {"bubble_s", "pipeline bubble", "#8c8c8c"},
       {"dp_comm_s", "data-parallel comm (exposed)", "#c44e52"}, {"optimizer_s", "optimizer", "#55a868"},
   };
@@ -42,7 +43,12 @@ std::string layout_line(const json& l) {
                               l.at("gpus").get<int64_t>(), l.at("tp").get<int64_t>(), l.at("pp").get<int64_t>(),
                               l.at("vpp").get<int64_t>() > 1 ? fmt::format(" (vpp {})", l.at("vpp").get<int64_t>()) : "",
                               cp > 1 ? fmt::format(" x cp {}", cp) : "", l.at("dp").get<int64_t>(),
-                              fsdp > 1 ? fmt::format(" (FSDP over {})", fsdp) : "", l.at("micro_batch").get<int64_t>(),
+                              fsdp > 1                   ? fmt::format(" (FSDP over {})", fsdp)
+                              : l.value("ep", INT64_C(1)) > 1 ? fmt::format(" (experts: ep {}, etp {}, edp {})",
+                                                                          l.at("ep").get<int64_t>(), l.at("etp").get<int64_t>(),
+                                                                          l.at("edp").get<int64_t>())
+                                                              : "",
+                              l.at("micro_batch").get<int64_t>(),
                               l.at("global_batch").get<int64_t>(), l.at("micro_batches").get<int64_t>(),
                               l.at("seq").get<int64_t>(), l.at("precision").get<std::string>(),
                               l.at("recompute").get<std::string>(), l.at("sequence_parallel").get<bool>() ? "on" : "off",
@@ -103,7 +109,7 @@ detail::Document prediction_document(const json& r) {
   step.heading = "Step (modelled)";
   Table t({"<part", "seconds", "share"});
   for (const auto& part : parts()) {
-    const double v = num(p.at("breakdown"), part.key);
+    const double v = p.at("breakdown").value(part.key, 0.0);  // ep_comm_s: absent before it existed
     t.add_row({part.label, fmt_sig(v, 4), fmt_percent(v / total)});
   }
   t.add_row({"step", fmt_sig(total, 4), "100.0%"});
@@ -239,7 +245,7 @@ Figure breakdown_figure(const std::vector<std::string>& labels, const std::vecto
   double hi = 0;
   for (const auto* b : breakdowns) {
     double t = 0;
-    for (const auto& part : parts()) t += num(*b, part.key);
+    for (const auto& part : parts()) t += b->value(part.key, 0.0);
     hi = std::max(hi, t);
   }
   const svg::Scale x = svg::linear_scale(0, hi > 0 ? hi : 1, a.left, a.right());
@@ -255,9 +261,9 @@ Figure breakdown_figure(const std::vector<std::string>& labels, const std::vecto
       double start = 0;
       for (const auto& q : parts()) {
         if (std::string_view(q.key) == part.key) break;
-        start += num(*breakdowns[i], q.key);
+        start += breakdowns[i]->value(q.key, 0.0);
       }
-      const double v = num(*breakdowns[i], part.key);
+      const double v = breakdowns[i]->value(part.key, 0.0);
       c.bar(x(start), top + row * static_cast<double>(i) + 4, x(start + v) - x(start), row - 8, part.color, labels[i], v,
             fmt::format("{} {}: {} s (modelled)", labels[i], part.label, fmt_sig(v, 4)));
     }

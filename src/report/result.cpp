@@ -51,7 +51,7 @@ json op_json(const Op& op) {
 
 json layer_json(const LayerGraph& g, const ModelConfig& lm, const std::string& width) {
   const auto& s = g.shape;
-  return {{"width", width},
+  json j = {{"width", width},
           {"batch", s.batch},
           {"seq", s.seq},
           {"tokens", s.tokens()},
@@ -69,7 +69,16 @@ json layer_json(const LayerGraph& g, const ModelConfig& lm, const std::string& w
           {"causal_block", g.options.causal_block},
           {"include_head", g.options.include_head},
           {"tensor_bytes", g.tensor_bytes()},
-          {"name", lm.name}};
+          {"name", lm.name},
+          {"layer_kind", to_string(s.layer)}};  // which of the model's kinds of layer this is
+  if (s.moe()) {
+    j["n_experts"] = s.n_experts;
+    j["top_k"] = s.top_k;
+    j["d_ff_expert"] = s.d_ff_expert;
+    j["n_shared_experts"] = s.n_shared;
+    j["d_ff_shared"] = s.d_ff_shared;
+  }
+  return j;
 }
 
 json formulas_json(const ModelConfig& m, const ClusterAssumption& c, int64_t megatron_vocab_multiple) {

@@ -19,6 +19,7 @@
 #include "backend/cpu/blas_core.hpp"
 #include "backend/cpu/fast_ops.hpp"
 #include "backend/cpu/parallel.hpp"
+#include "backend/cpu/reference_ops.hpp"
 #include "util/error.hpp"
 #include "util/fp8.hpp"
 
@@ -286,6 +287,57 @@ double CpuBackend<F>::gemm_blocked(const Op& op) {
   return flops * static_cast<double>(g.repeat);
 }
 
+// A grouped GEMM (GemmSpec::grouped, a mixture of experts' routed experts): one product per
+// expert of the rows the router gave it (the counts tensor, written by moe_route_fwd), each on
+// the pool as pooled_gemm cuts it. Counted: 2 m n k of each product that ran, whose sum over the
+// experts is the graph's k T rows when every routed token ran (checked).
+template <typename F>
+double CpuBackend<F>::gemm_grouped(const Op& op) {
+  const GemmSpec& g = op.gemm;
+  const int64_t total = g.grouped == Grouped::m_rows ? g.m : g.k;
+  FLOPSCOPE_CHECK(g.repeat == 1, op.name + ": grouped GEMMs have no repeats");
+  const std::vector<F>& counts = data(g.group_counts);
+  FLOPSCOPE_CHECK(static_cast<int64_t>(counts.size()) == g.batch, op.name + ": one count per expert");
+  std::vector<int64_t> n(static_cast<size_t>(g.batch));
+  int64_t sum = 0;
+  for (int64_t e = 0; e < g.batch; ++e) {
+    const F c = counts[static_cast<size_t>(e)];
+    FLOPSCOPE_CHECK(std::isfinite(c) && c >= 0 && c <= static_cast<F>(total),
+                    fmt::format("{}: expert {}'s row count {} is not one the router wrote (run the route first)", op.name,
+                                e, static_cast<double>(c)));
+    sum += (n[static_cast<size_t>(e)] = static_cast<int64_t>(c));
+  }
+  FLOPSCOPE_CHECK(sum == total, fmt::format("{}: the experts' rows sum to {}, not the {} the graph routes", op.name, sum, total));
+  const F* A = ptr(g.a) + g.a_offset;
+  const F* B = ptr(g.b) + g.b_offset;
+  F* C = ptr(g.c) + g.c_offset;
+  double flops = 0;
+  int64_t off = 0;
+  for (int64_t e = 0; e < g.batch; ++e) {
+    const int64_t rows = n[static_cast<size_t>(e)];
+    GemmSpec one = g;
+    one.batch = 1;
+    one.grouped = Grouped::none;
+    const GemmSpec::Part at = g.group_part(e, off);
+    if (g.grouped == Grouped::m_rows) {
+      one.m = rows;
+      if (rows > 0) pooled_gemm<F>(one, A + at.a, B + at.b, C + at.c, g.beta);
+    } else {
+      one.k = rows;
+      F* Ce = C + at.c;
+      if (rows > 0) {
+        pooled_gemm<F>(one, A + at.a, B + at.b, Ce, g.beta);
+      } else {  // an expert no token reached: its gradient is beta C (0)
+        for (int64_t i = 0; i < g.m; ++i)
+          for (int64_t j = 0; j < g.n; ++j) Ce[i * g.ldc + j] = g.beta == 0 ? F(0) : static_cast<F>(g.beta) * Ce[i * g.ldc + j];
+      }
+    }
+    flops += 2.0 * static_cast<double>(one.m) * static_cast<double>(one.n) * static_cast<double>(one.k);
+    off += rows;
+  }
+  return flops;
+}
+
 template <typename F>
 void CpuBackend<F>::gemm(const Op& op) {
   const GemmSpec& g = op.gemm;
@@ -295,6 +347,10 @@ void CpuBackend<F>::gemm(const Op& op) {
     blas_int(v, op, what);
   if (g.blocked()) {
     counted_[op.name] += gemm_blocked(op);
+    return;
+  }
+  if (g.grouped != Grouped::none) {
+    counted_[op.name] += gemm_grouped(op);
     return;
   }
   // OpenBLAS 0.3.21 has no strided-batched call: pooled_gemm runs the members. The outer repeat
@@ -340,9 +396,14 @@ void CpuBackend<F>::run(const Op& op) {
       flops = cpu::cross_entropy_backward(in(0), in(1), out(0), op.rows, op.cols);
       break;
     case OpImpl::cast_fp8: {
+      // A batch of (rows, cols) members, each cast (and transposed) on its own: a mixture of
+      // experts' per-expert weights.
       auto& st = fp8_[op.outputs.at(0)];
-      st.amax = std::max(st.amax, cpu::cast_fp8(in(0), out(0), op.rows, op.cols, op.transpose, st.scale));
-      flops = flop_convention::kCastFp8 * static_cast<double>(op.rows * op.cols);
+      const int64_t member = op.rows * op.cols;
+      for (int64_t b = 0; b < op.batch; ++b)
+        st.amax = std::max(st.amax, cpu::cast_fp8(in(0) + b * member, out(0) + b * member, op.rows, op.cols,
+                                                  op.transpose, st.scale));
+      flops = flop_convention::kCastFp8 * static_cast<double>(op.batch * member);
       break;
     }
     case OpImpl::rmsnorm_fwd: flops = cpu::rmsnorm_forward(in(0), in(1), out(0), out(1), op.rows, op.cols); break;
@@ -357,6 +418,24 @@ void CpuBackend<F>::run(const Op& op) {
     case OpImpl::relu_bwd: flops = cpu::relu_backward(in(0), in(1), out(0), n); break;
     case OpImpl::mla_qkv_fwd: flops = cpu::mla_qkv_forward(in(0), in(1), in(2), out(0), op.rows, op.mla); break;
     case OpImpl::mla_qkv_bwd: flops = cpu::mla_qkv_backward(in(0), out(0), out(1), out(2), op.rows, op.mla); break;
+    // A mixture of experts' router and token movement: the reference loops (memory-bound, and
+    // the slots a sequential counting sort). Expert ids and slots are whole numbers kept in F.
+    case OpImpl::moe_route_fwd:
+      FLOPSCOPE_CHECK(static_cast<double>(op.rows * op.moe.top_k) < static_cast<double>(1 << 24) || sizeof(F) == 8,
+                      op.name + ": more routed rows than fp32 holds exactly as slot numbers; use --precision fp64");
+      flops = ref::moe_route_forward(in(0), out(0), out(1), out(2), out(3), op.rows, op.moe);
+      break;
+    case OpImpl::moe_route_bwd:
+      flops = ref::moe_route_backward(in(0), in(1), in(2), in(3), in(4), out(0), op.rows, op.moe);
+      break;
+    case OpImpl::moe_dispatch_fwd: flops = ref::moe_dispatch_forward(in(0), in(1), out(0), op.rows, op.cols, op.moe); break;
+    case OpImpl::moe_dispatch_bwd: flops = ref::moe_dispatch_backward(in(0), in(1), out(0), op.rows, op.cols, op.moe); break;
+    case OpImpl::moe_combine_fwd:
+      flops = ref::moe_combine_forward(in(0), in(1), in(2), out(0), op.rows, op.cols, op.moe);
+      break;
+    case OpImpl::moe_combine_bwd:
+      flops = ref::moe_combine_backward(in(0), in(1), in(2), in(3), out(0), out(1), op.rows, op.cols, op.moe);
+      break;
     case OpImpl::gemm: break;
   }
   counted_[op.name] += flops;

@@ -46,6 +46,7 @@ class CpuBackend final : public Backend {
  private:
   void gemm(const Op& op);
   double gemm_blocked(const Op& op);  // GemmSpec::blocked(): returns the FLOPs executed
+  double gemm_grouped(const Op& op);  // GemmSpec::grouped: likewise
   F* ptr(const std::string& tensor);
   void fill_tensor(const TensorSpec& t, uint64_t seed);
 

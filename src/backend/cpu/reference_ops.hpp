@@ -388,4 +388,231 @@ float cast_fp8(const F* x, F* y, int64_t rows, int64_t cols, bool transpose, flo
   return m;
 }
 
+// ---- mixture of experts (graph.hpp, MoeSpec and the moe_* ops) ---------------------------------
+// One token's route: logits z (E) -> its k experts, best first (ties to the lower index), and
+// their weights. Scores s = softmax(z) or sigmoid(z); topk_first: the k best logits, then the
+// softmax (or sigmoid) of those k; else the k best scores (grouped: within the topk_group
+// groups whose two best scores sum highest), weights their scores; norm_topk renormalises the
+// k weights (a softmax over the k is normalised already). In double.
+inline void moe_route_row(const double* z, const MoeSpec& m, int64_t* experts, double* weights) {
+  const int64_t E = m.experts, k = m.top_k;
+  std::vector<double> s(static_cast<size_t>(E));
+  if (!m.topk_first) {
+    if (m.sigmoid) {
+      for (int64_t e = 0; e < E; ++e) s[e] = 1.0 / (1.0 + std::exp(-z[e]));
+    } else {
+      double mx = z[0], sum = 0;
+      for (int64_t e = 1; e < E; ++e) mx = std::max(mx, z[e]);
+      for (int64_t e = 0; e < E; ++e) sum += (s[e] = std::exp(z[e] - mx));
+      for (int64_t e = 0; e < E; ++e) s[e] /= sum;
+    }
+  }
+  const double* sel = m.topk_first ? z : s.data();  // what the choice ranks
+  std::vector<char> allowed(static_cast<size_t>(E), 1);
+  if (m.n_group > 0 && !m.topk_first) {
+    const int64_t per = E / m.n_group;
+    std::vector<double> score(static_cast<size_t>(m.n_group));
+    for (int64_t gi = 0; gi < m.n_group; ++gi) {
+      double a = -HUGE_VAL, b = -HUGE_VAL;  // the group's two best
+      for (int64_t e = gi * per; e < (gi + 1) * per; ++e) {
+        if (sel[e] > a) {
+          b = a;
+          a = sel[e];
+        } else if (sel[e] > b) {
+          b = sel[e];
+        }
+      }
+      score[gi] = per > 1 ? a + b : a;
+    }
+    std::vector<char> keep(static_cast<size_t>(m.n_group), 0);
+    for (int64_t c = 0; c < m.topk_group; ++c) {
+      int64_t best = -1;
+      for (int64_t gi = 0; gi < m.n_group; ++gi)
+        if (!keep[gi] && (best < 0 || score[gi] > score[best])) best = gi;
+      keep[best] = 1;
+    }
+    for (int64_t e = 0; e < E; ++e) allowed[e] = keep[e / per];
+  }
+  for (int64_t j = 0; j < k; ++j) {
+    int64_t best = -1;
+    for (int64_t e = 0; e < E; ++e)
+      if (allowed[e] && (best < 0 || sel[e] > sel[best])) best = e;
+    experts[j] = best;
+    allowed[best] = 0;
+  }
+  if (m.topk_first) {
+    if (m.sigmoid) {
+      for (int64_t j = 0; j < k; ++j) weights[j] = 1.0 / (1.0 + std::exp(-z[experts[j]]));
+    } else {
+      double sum = 0;
+      const double mx = z[experts[0]];
+      for (int64_t j = 0; j < k; ++j) sum += (weights[j] = std::exp(z[experts[j]] - mx));
+      for (int64_t j = 0; j < k; ++j) weights[j] /= sum;
+      return;
+    }
+  } else {
+    for (int64_t j = 0; j < k; ++j) weights[j] = s[experts[j]];
+  }
+  if (m.norm_topk) {
+    double sum = 0;
+    for (int64_t j = 0; j < k; ++j) sum += weights[j];
+    for (int64_t j = 0; j < k; ++j) weights[j] /= sum;
+  }
+}
+
+// Each token's k copies in the dispatched rows: experts in order, within an expert tokens in
+// order (a stable counting sort). counts (E) and slots (rows, k) from the experts (rows, k).
+template <typename E, typename F>
+void moe_slots(const E* experts, int64_t rows, const MoeSpec& m, F* slots, F* counts) {
+  std::vector<int64_t> n(static_cast<size_t>(m.experts), 0), next(static_cast<size_t>(m.experts), 0);
+  for (int64_t i = 0; i < rows * m.top_k; ++i) ++n[static_cast<size_t>(experts[i])];
+  for (int64_t e = 1; e < m.experts; ++e) next[e] = next[e - 1] + n[e - 1];
+  for (int64_t i = 0; i < rows * m.top_k; ++i) slots[i] = static_cast<F>(next[static_cast<size_t>(experts[i])]++);
+  for (int64_t e = 0; e < m.experts; ++e) counts[e] = static_cast<F>(n[e]);
+}
+
+// moe_route_fwd over (rows, E) logits: experts, weights, slots (rows, k) and counts (E).
+template <typename F>
+double moe_route_forward(const F* logits, F* experts, F* weights, F* slots, F* counts, int64_t rows, const MoeSpec& m) {
+  const int64_t E = m.experts, k = m.top_k;
+  std::vector<double> z(static_cast<size_t>(E)), w(static_cast<size_t>(k));
+  std::vector<int64_t> ex(static_cast<size_t>(rows * k));
+  for (int64_t t = 0; t < rows; ++t) {
+    for (int64_t e = 0; e < E; ++e) z[e] = logits[t * E + e];
+    moe_route_row(z.data(), m, ex.data() + t * k, w.data());
+    for (int64_t j = 0; j < k; ++j) {
+      experts[t * k + j] = static_cast<F>(ex[t * k + j]);
+      weights[t * k + j] = static_cast<F>(w[j]);
+    }
+  }
+  moe_slots(ex.data(), rows, m, slots, counts);
+  return fc::moe_route_fwd(m, rows);
+}
+
+// moe_route_bwd for one token: dz (E) from its logits z, experts, weights w and their gradient
+// dw (k); counts (E) of all `rows` tokens for the aux loss's gradient coef E counts_e / rows^2
+// through p = softmax(z). In double.
+inline void moe_route_backward_row(const double* z, const int64_t* experts, const double* w, const double* dw,
+                                   const double* counts, int64_t rows, const MoeSpec& m, double* dz) {
+  const int64_t E = m.experts, k = m.top_k;
+  for (int64_t e = 0; e < E; ++e) dz[e] = 0;
+  const bool renorm = m.norm_topk && !(m.topk_first && !m.sigmoid);
+  // dp: the gradient of the k weights before renormalisation (w = p / sum p).
+  std::vector<double> dp(static_cast<size_t>(k));
+  double dot = 0;
+  for (int64_t j = 0; j < k; ++j) dot += dw[j] * w[j];
+  double psum = 1;
+  if (renorm) {
+    // p_j = w_j S with S = sum p; the p are the scores (or sigmoids) of the chosen.
+    psum = 0;
+    for (int64_t j = 0; j < k; ++j) {
+      const double zj = z[experts[j]];
+      psum += m.sigmoid ? 1.0 / (1.0 + std::exp(-zj)) : 0;
+    }
+  }
+  if (m.topk_first && !m.sigmoid) {  // softmax over the k chosen
+    for (int64_t j = 0; j < k; ++j) dz[experts[j]] += w[j] * (dw[j] - dot);
+  } else if (m.sigmoid) {
+    for (int64_t j = 0; j < k; ++j) {
+      const double sg = 1.0 / (1.0 + std::exp(-z[experts[j]]));
+      const double d = renorm ? (dw[j] - dot) / psum : dw[j];
+      dz[experts[j]] += d * sg * (1 - sg);
+    }
+  } else {  // softmax over all E, then the k chosen (renormalised)
+    double mx = z[0], sum = 0;
+    for (int64_t e = 1; e < E; ++e) mx = std::max(mx, z[e]);
+    std::vector<double> s(static_cast<size_t>(E));
+    for (int64_t e = 0; e < E; ++e) sum += (s[e] = std::exp(z[e] - mx));
+    for (int64_t e = 0; e < E; ++e) s[e] /= sum;
+    double ssum = 0;
+    for (int64_t j = 0; j < k; ++j) ssum += s[experts[j]];
+    std::vector<double> ds(static_cast<size_t>(E), 0.0);
+    for (int64_t j = 0; j < k; ++j) ds[experts[j]] = renorm ? (dw[j] - dot) / ssum : dw[j];
+    double sd = 0;
+    for (int64_t j = 0; j < k; ++j) sd += ds[experts[j]] * s[experts[j]];
+    for (int64_t e = 0; e < E; ++e) dz[e] += s[e] * (ds[e] - sd);
+  }
+  if (m.aux_coef > 0) {
+    double mx = z[0], sum = 0;
+    for (int64_t e = 1; e < E; ++e) mx = std::max(mx, z[e]);
+    std::vector<double> p(static_cast<size_t>(E));
+    for (int64_t e = 0; e < E; ++e) sum += (p[e] = std::exp(z[e] - mx));
+    const double R = static_cast<double>(rows), scale = m.aux_coef * static_cast<double>(E) / (R * R);
+    double gp = 0;
+    for (int64_t e = 0; e < E; ++e) gp += scale * counts[e] * (p[e] /= sum);
+    for (int64_t e = 0; e < E; ++e) dz[e] += p[e] * (scale * counts[e] - gp);
+  }
+}
+
+template <typename F>
+double moe_route_backward(const F* logits, const F* experts, const F* weights, const F* dweights, const F* counts,
+                          F* dlogits, int64_t rows, const MoeSpec& m) {
+  const int64_t E = m.experts, k = m.top_k;
+  std::vector<double> z(static_cast<size_t>(E)), dz(static_cast<size_t>(E)), w(static_cast<size_t>(k)),
+      dw(static_cast<size_t>(k)), c(static_cast<size_t>(E));
+  std::vector<int64_t> ex(static_cast<size_t>(k));
+  for (int64_t e = 0; e < E; ++e) c[e] = counts[e];
+  for (int64_t t = 0; t < rows; ++t) {
+    for (int64_t e = 0; e < E; ++e) z[e] = logits[t * E + e];
+    for (int64_t j = 0; j < k; ++j) {
+      ex[j] = static_cast<int64_t>(experts[t * k + j]);
+      w[j] = weights[t * k + j];
+      dw[j] = dweights[t * k + j];
+    }
+    moe_route_backward_row(z.data(), ex.data(), w.data(), dw.data(), c.data(), rows, m, dz.data());
+    for (int64_t e = 0; e < E; ++e) dlogits[t * E + e] = static_cast<F>(dz[e]);
+  }
+  return fc::moe_route_bwd(m, rows);
+}
+
+// dispatch: xe[slots[t, j]] = x[t]; its backward dx[t] = sum_j dxe[slots[t, j]]; combine
+// y[t] = sum_j w[t, j] ye[slots[t, j]]; its backward dye[slots[t, j]] = w[t, j] dy[t] and
+// dw[t, j] = dy[t] . ye[slots[t, j]]. Rows of d; one token t of `rows` per call of the _row forms.
+template <typename F>
+double moe_dispatch_forward(const F* x, const F* slots, F* xe, int64_t rows, int64_t d, const MoeSpec& m) {
+  for (int64_t t = 0; t < rows; ++t)
+    for (int64_t j = 0; j < m.top_k; ++j) {
+      F* o = xe + static_cast<int64_t>(slots[t * m.top_k + j]) * d;
+      for (int64_t c = 0; c < d; ++c) o[c] = x[t * d + c];
+    }
+  return 0;
+}
+template <typename F>
+double moe_dispatch_backward(const F* dxe, const F* slots, F* dx, int64_t rows, int64_t d, const MoeSpec& m) {
+  for (int64_t t = 0; t < rows; ++t)
+    for (int64_t c = 0; c < d; ++c) {
+      double s = 0;
+      for (int64_t j = 0; j < m.top_k; ++j) s += dxe[static_cast<int64_t>(slots[t * m.top_k + j]) * d + c];
+      dx[t * d + c] = static_cast<F>(s);
+    }
+  return fc::kMoeDispatchBwd * static_cast<double>(m.top_k - 1) * static_cast<double>(rows) * static_cast<double>(d);
+}
+template <typename F>
+double moe_combine_forward(const F* ye, const F* w, const F* slots, F* y, int64_t rows, int64_t d, const MoeSpec& m) {
+  for (int64_t t = 0; t < rows; ++t)
+    for (int64_t c = 0; c < d; ++c) {
+      double s = 0;
+      for (int64_t j = 0; j < m.top_k; ++j)
+        s += static_cast<double>(w[t * m.top_k + j]) * ye[static_cast<int64_t>(slots[t * m.top_k + j]) * d + c];
+      y[t * d + c] = static_cast<F>(s);
+    }
+  return fc::kMoeCombineFwd * static_cast<double>(m.top_k) * static_cast<double>(rows) * static_cast<double>(d);
+}
+template <typename F>
+double moe_combine_backward(const F* dy, const F* ye, const F* w, const F* slots, F* dye, F* dw, int64_t rows, int64_t d,
+                            const MoeSpec& m) {
+  for (int64_t t = 0; t < rows; ++t)
+    for (int64_t j = 0; j < m.top_k; ++j) {
+      const int64_t slot = static_cast<int64_t>(slots[t * m.top_k + j]);
+      const double wj = w[t * m.top_k + j];
+      double dot = 0;
+      for (int64_t c = 0; c < d; ++c) {
+        dot += static_cast<double>(dy[t * d + c]) * ye[slot * d + c];
+        dye[slot * d + c] = static_cast<F>(wj * dy[t * d + c]);
+      }
+      dw[t * m.top_k + j] = static_cast<F>(dot);
+    }
+  return fc::kMoeCombineBwd * static_cast<double>(m.top_k) * static_cast<double>(rows) * static_cast<double>(d);
+}
+
 }  // namespace flopscope::ref

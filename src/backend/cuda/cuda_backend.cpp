@@ -165,6 +165,13 @@ class CudaBackend final : public Backend {
   }
 
   void allocate(const LayerGraph& g) override {
+    // A mixture of experts' layer: the router's kernels (kernels/moe.cu) take at most 512 experts
+    // and top-32; the grouped expert GEMMs are planned when they run (run_grouped).
+    if (g.shape.moe() && (g.shape.n_experts > k::detail::kMoeMaxExperts || g.shape.top_k > k::detail::kMoeMaxTopK))
+      throw UsageError(fmt::format("the cuda backend's router kernels take at most {} experts and top-{}; this layer "
+                                   "has {} experts, top-{}: run it with --backend cpu",
+                                   k::detail::kMoeMaxExperts, k::detail::kMoeMaxTopK, g.shape.n_experts,
+                                   g.shape.top_k));
     FLOPSCOPE_CHECK(g.options.causal_block == 0,
                     "cuda backend: the attention products run as whole strided batches (causal block 0), not in row "
                     "blocks");
@@ -226,6 +233,12 @@ class CudaBackend final : public Backend {
     nlohmann::json chosen = nlohmann::json::object();
     for (const auto& op : g.ops) {
       if (op.impl != OpImpl::gemm) continue;
+      if (op.gemm.grouped != Grouped::none) {  // planned per expert shape when it runs (run_grouped)
+        chosen[op.name] = {{"grouped", true},
+                           {"note", "one cuBLASLt GEMM per expert with rows, the heuristic's first algorithm for each "
+                                    "shape (untimed), chosen when the router's counts are known"}};
+        continue;
+      }
       const bool fp8 = op.precision == Precision::fp8;
       // FP8 plans carry their operands' descale pointers, so they are not shared between ops.
       const std::string key =
@@ -273,6 +286,7 @@ class CudaBackend final : public Backend {
   }
 
   void run(const Op& op) override {
+    if (op.impl == OpImpl::gemm && op.gemm.grouped != Grouped::none) return run_grouped(op);
     if (op.impl == OpImpl::gemm) {
       auto it = gemms_.find(op.name);
       FLOPSCOPE_CHECK(it != gemms_.end(), op.name + ": no cuBLASLt plan (prepare() not called)");
@@ -309,8 +323,11 @@ class CudaBackend final : public Backend {
         e = k::cross_entropy_backward(dtype_, in(0), static_cast<const int32_t*>(in(1)), out(0), op.rows, op.cols, stream_);
         break;
       case OpImpl::cast_fp8:
-        e = k::cast_e4m3(dtype_, in(0), out(0), op.rows, op.cols, op.transpose, fp8_slot(op.outputs.at(0), 0),
-                         fp8_slot(op.outputs.at(0), 2), stream_);
+        // A batch of (rows, cols) members (a mixture of experts' per-expert weights), each cast on its own.
+        for (int64_t b = 0; b < op.batch && e == cudaSuccess; ++b)
+          e = k::cast_e4m3(dtype_, ptr(op.inputs.at(0), b * op.rows * op.cols), ptr(op.outputs.at(0), b * op.rows * op.cols),
+                           op.rows, op.cols, op.transpose, fp8_slot(op.outputs.at(0), 0), fp8_slot(op.outputs.at(0), 2),
+                           stream_);
         break;
       case OpImpl::rmsnorm_fwd:
         e = k::rmsnorm_forward(dtype_, in(0), in(1), out(0), out(1), op.rows, op.cols, stream_);
@@ -336,6 +353,30 @@ class CudaBackend final : public Backend {
         e = k::mla_qkv_backward(dtype_, in(0), out(0), out(1), out(2), op.rows, op.mla.heads, op.mla.nope,
                                 op.mla.rope, op.mla.v, stream_);
         break;
+      case OpImpl::moe_route_fwd:
+        e = k::moe_route_forward(dtype_, in(0), stat(op.outputs.at(0)), out(1), stat(op.outputs.at(2)),
+                                 stat(op.outputs.at(3)), op.rows, rule(op.moe), stream_);
+        break;
+      case OpImpl::moe_route_bwd:
+        e = k::moe_route_backward(dtype_, in(0), stat(op.inputs.at(1)), in(2), in(3), stat(op.inputs.at(4)), out(0),
+                                  op.rows, rule(op.moe), stream_);
+        break;
+      case OpImpl::moe_dispatch_fwd:
+        e = k::moe_dispatch_forward(dtype_, in(0), stat(op.inputs.at(1)), out(0), op.rows, op.cols,
+                                    static_cast<int>(op.moe.top_k), stream_);
+        break;
+      case OpImpl::moe_dispatch_bwd:
+        e = k::moe_dispatch_backward(dtype_, in(0), stat(op.inputs.at(1)), out(0), op.rows, op.cols,
+                                     static_cast<int>(op.moe.top_k), stream_);
+        break;
+      case OpImpl::moe_combine_fwd:
+        e = k::moe_combine_forward(dtype_, in(0), in(1), stat(op.inputs.at(2)), out(0), op.rows, op.cols,
+                                   static_cast<int>(op.moe.top_k), stream_);
+        break;
+      case OpImpl::moe_combine_bwd:
+        e = k::moe_combine_backward(dtype_, in(0), in(1), in(2), stat(op.inputs.at(3)), out(0), out(1), op.rows,
+                                    op.cols, static_cast<int>(op.moe.top_k), stream_);
+        break;
       case OpImpl::gemm: break;
     }
     CUDA_CALL(e, fmt::format("{} ({}, {})", op.name, to_string(op.impl), op.shape_str()));
@@ -349,6 +390,9 @@ class CudaBackend final : public Backend {
   }
 
   std::unique_ptr<Recording> capture(const std::function<void()>& body) override {
+    if (graph_ && graph_->shape.moe())
+      throw UsageError("--cuda-graph: a mixture of experts' grouped GEMMs read the router's per-expert counts on the "
+                       "host when they run, which a captured CUDA graph cannot; run without --cuda-graph");
     CUDA_CALL(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "begin CUDA graph capture");
     capturing_ = true;
     cudaGraph_t graph = nullptr;
@@ -646,6 +690,70 @@ class CudaBackend final : public Backend {
       plans_[key] = std::move(plan);
     }
     repeat_gemms_[op.name] = plans_.at(key).get();
+  }
+
+  float* stat(const std::string& name) {
+    FLOPSCOPE_CHECK(tensors_.at(name).storage == Storage::stat, "cuda backend: '" + name + "' is not float statistics");
+    return static_cast<float*>(ptr(name));
+  }
+
+  static k::detail::MoeRule rule(const MoeSpec& m) {
+    k::detail::MoeRule r;
+    r.experts = static_cast<int>(m.experts), r.top_k = static_cast<int>(m.top_k);
+    r.n_group = static_cast<int>(m.n_group), r.topk_group = static_cast<int>(m.topk_group);
+    r.sigmoid = m.sigmoid, r.topk_first = m.topk_first, r.norm_topk = m.norm_topk, r.aux_coef = m.aux_coef;
+    return r;
+  }
+
+  // A grouped GEMM (GemmSpec::grouped, the routed experts): the router's counts copied to the
+  // host (the stream synchronised: inside the op's timed range), then one cuBLASLt GEMM per expert
+  // with rows, each shape planned once with the heuristic's first algorithm (untimed: choosing by
+  // timing here would time inside the layer). An expert without rows: its wgrad C is zeroed.
+  void run_grouped(const Op& op) {
+    const GemmSpec& g = op.gemm;
+    FLOPSCOPE_CHECK(g.repeat == 1 && (g.beta == 0 || g.beta == 1), op.name + ": grouped GEMMs take beta 0 or 1");
+    std::vector<float> counts(static_cast<size_t>(g.batch));
+    CUDA_CALL(cudaMemcpyAsync(counts.data(), ptr(g.group_counts), counts.size() * sizeof(float), cudaMemcpyDeviceToHost,
+                              stream_),
+              op.name + ": the router's counts");
+    CUDA_CALL(cudaStreamSynchronize(stream_), op.name + ": the router's counts");
+    const int64_t total = g.grouped == Grouped::m_rows ? g.m : g.k;
+    int64_t off = 0;
+    const bool fp8 = op.precision == Precision::fp8;
+    const cuda::LtTypes types = cuda::lt_types(op.precision);
+    for (int64_t e = 0; e < g.batch; ++e) {
+      const float c = counts[static_cast<size_t>(e)];
+      FLOPSCOPE_CHECK(c >= 0 && c <= static_cast<float>(total) && c == std::floor(c),
+                      fmt::format("{}: expert {}'s row count {} is not one the router wrote", op.name, e, c));
+      const auto rows = static_cast<int64_t>(c);
+      GemmSpec one = g;
+      one.batch = 1;
+      one.grouped = Grouped::none;
+      one.stride_a = one.stride_b = one.stride_c = 0;
+      const GemmSpec::Part at = g.group_part(e, off);
+      one.a_offset = g.a_offset + at.a, one.b_offset = g.b_offset + at.b, one.c_offset = g.c_offset + at.c;
+      (g.grouped == Grouped::m_rows ? one.m : one.k) = rows;
+      off += rows;
+      if (rows == 0) {
+        if (g.grouped == Grouped::k_rows && g.beta == 0)
+          CUDA_CALL(cudaMemsetAsync(ptr(one.c, one.c_offset), 0,
+                                    static_cast<size_t>(one.m * one.ldc) * types.c_bytes, stream_),
+                    op.name + ": an expert without rows");
+        continue;
+      }
+      const std::string key = cuda::plan_key(one, types) + (fp8 ? ":" + one.a + "," + one.b : "");
+      auto it = plans_.find(key);
+      if (it == plans_.end()) {
+        auto plan = std::make_unique<cuda::LtGemm>(lt_, one, types, op.name, fp8 ? fp8_slot(one.a, 1) : nullptr,
+                                                   fp8 ? fp8_slot(one.b, 1) : nullptr);
+        plan->select(ptr(one.a, one.a_offset), ptr(one.b, one.b_offset), ptr(one.c, one.c_offset), gemm_ws_,
+                     opts_.gemm_workspace_bytes, stream_, 1);
+        it = plans_.emplace(key, std::move(plan)).first;
+      }
+      it->second->run(ptr(one.a, one.a_offset), ptr(one.b, one.b_offset), ptr(one.c, one.c_offset), gemm_ws_,
+                      opts_.gemm_workspace_bytes, stream_);
+    }
+    FLOPSCOPE_CHECK(off == total, fmt::format("{}: the experts' rows sum to {}, not {}", op.name, off, total));
   }
 
   void run_gemm_repeats(const Op& op) {

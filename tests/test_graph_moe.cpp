@@ -1,0 +1,320 @@
+// Mixtures of experts in the layer graph (src/graph/moe.cpp): the MoE layer's FLOPs counted by
+// hand, op by op; the graph's FFN equal to the active parameters' 2 N per token; the CPU
+// backend running the real router (each expert the tokens it is routed), verified against
+// fp64, counting exactly; the route's choice checked independently of the reference; the aux
+// loss's gradient against finite differences; bad shapes refused.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <memory>
+#include <cmath>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "analytic/formulas.hpp"
+#include "backend/cpu/cpu_backend.hpp"
+#include "backend/cpu/reference_ops.hpp"
+#include "backend/verify.hpp"
+#include "graph/graph.hpp"
+#include "model/hf_config.hpp"
+#include "model/model.hpp"
+#include "util/error.hpp"
+#include "wrapped_backend.hpp"
+
+#ifndef FLOPSCOPE_SOURCE_DIR
+#error "FLOPSCOPE_SOURCE_DIR (the repository root) is set by tests/CMakeLists.txt"
+#endif
+
+namespace flopscope {
+namespace {
+
+std::string path(const std::string& name) { return std::string(FLOPSCOPE_SOURCE_DIR) + "/tests/data/hf/" + name; }
+
+// b 2, s 8 (T 16), d 32, 4 heads of 8 (2 kv heads), 8 experts of 12, top-2, one shared of 20.
+LayerShape tiny_moe(bool shared = true) {
+  LayerShape x;
+  x.batch = 2, x.seq = 8, x.d_model = 32, x.n_heads = 4, x.n_kv_heads = 2, x.d_head = 8, x.d_ff = 48, x.vocab = 37;
+  x.norm = NormKind::rmsnorm;
+  x.ffn = FfnKind::swiglu;
+  x.position = PositionKind::rope;
+  x.biases = {false, false, false};
+  x.tied_embeddings = false;
+  x.layer.moe = true;
+  x.n_experts = 8, x.top_k = 2, x.d_ff_expert = 12, x.n_shared = shared ? 1 : 0, x.d_ff_shared = shared ? 20 : 0;
+  x.router.experts = 8, x.router.top_k = 2, x.router.norm_topk = true;
+  return x;
+}
+
+TEST(MoeGraph, HandCountedFlops) {
+  const LayerGraph g = build_layer_graph(tiny_moe(), GraphOptions{});
+  const double T = 16, kT = 32, d = 32, E = 8, fe = 12, fs = 20;
+  EXPECT_EQ(g.op("fwd.moe.router").flops, 2 * T * d * E);
+  // Grouped: the k T dispatched rows in all, whatever their spread.
+  for (const char* op : {"fwd.experts.gate", "fwd.experts.up", "fwd.experts.down", "bwd.experts.down.dgrad",
+                         "bwd.experts.down.wgrad", "bwd.experts.up.dgrad", "bwd.experts.up.wgrad",
+                         "bwd.experts.gate.dgrad", "bwd.experts.gate.wgrad"}) {
+    EXPECT_EQ(g.op(op).flops, 2 * kT * d * fe) << op;
+    EXPECT_EQ(g.op(op).model_flops, g.op(op).flops) << op;
+    EXPECT_EQ(g.op(op).gemm.batch, 8) << op;
+    EXPECT_EQ(g.op(op).gemm.group_counts, "moe.counts") << op;
+  }
+  EXPECT_EQ(g.op("fwd.experts.gate").gemm.grouped, Grouped::m_rows);
+  EXPECT_EQ(g.op("bwd.experts.up.wgrad").gemm.grouped, Grouped::k_rows);
+  EXPECT_EQ(g.op("fwd.experts.gate").shape_str(), "grouped(8):32x12x32");
+  EXPECT_EQ(g.op("fwd.shared.up").flops, 2 * T * d * fs);
+  EXPECT_EQ(g.op("fwd.experts.swiglu").flops, 5 * kT * fe);
+  EXPECT_EQ(g.op("fwd.moe.dispatch").flops, 0);
+  EXPECT_EQ(g.op("fwd.moe.combine").flops, 2 * kT * d);
+  EXPECT_EQ(g.op("bwd.moe.combine").flops, 3 * kT * d);
+  EXPECT_EQ(g.op("bwd.moe.dispatch").flops, T * d);  // k - 1 = 1 add an element
+  EXPECT_EQ(g.op("fwd.moe.shared_add").flops, T * d);
+  // Softmax scores over 8 (4 each), renormalised over 2 (2 each); backward 2 E + 2 k + 4 k.
+  EXPECT_EQ(g.op("fwd.moe.route").flops, T * (4 * E + 2 * 2));
+  EXPECT_EQ(g.op("bwd.moe.route").flops, T * (2 * E + 2 * 2 + 4 * 2));
+  EXPECT_EQ(g.op("bwd.moe.router.dgrad").gemm.beta, 1.0);  // added to dispatch's gradient
+  EXPECT_EQ(g.tensor("w.experts.up").shape, (std::vector<int64_t>{8, 32, 12}));
+  EXPECT_EQ(g.tensor("moe.in").shape, (std::vector<int64_t>{32, 32}));
+  // Without shared experts the combine writes the block's output and dispatch's gradient d_in.
+  const LayerGraph plain = build_layer_graph(tiny_moe(false), GraphOptions{});
+  EXPECT_EQ(plain.op("fwd.moe.combine").outputs.at(0), "down.out");
+  EXPECT_EQ(plain.op("bwd.moe.dispatch").outputs.at(0), "d.ln2.out");
+  EXPECT_THROW(plain.op("fwd.shared.up"), Error);
+}
+
+// The MoE layer's forward linear GEMMs are 2 x its active weights per token (Megatron-LM's
+// convention): attention, the router, the top-k routed and the shared experts.
+TEST(MoeGraph, ForwardGemmsAreTwiceTheActiveWeights) {
+  for (const char* name : {"mixtral-8x7b", "qwen3-30b-a3b", "deepseek-v3", "llama4-maverick", "gpt-oss-20b"}) {
+    const ModelConfig m = preset(name);
+    const size_t kind = main_layer_kind(m);
+    ASSERT_TRUE(m.layer_kinds()[kind].spec.moe) << name;
+    const LayerGraph g = build_layer_graph(layer_shape(m, 1, 128, kind), GraphOptions{});
+    double ffn = 0;
+    for (const auto& op : g.ops)
+      if (op.phase == Phase::forward && op.impl == OpImpl::gemm && op.gemm.linear &&
+          (op.name.rfind("fwd.moe.", 0) == 0 || op.name.rfind("fwd.experts.", 0) == 0 ||
+           op.name.rfind("fwd.shared.", 0) == 0))
+        ffn += op.flops;
+    const double d = static_cast<double>(m.d_model), E = static_cast<double>(m.n_experts);
+    const double active = 3 * d * (static_cast<double>(m.top_k * m.d_ff_expert) +
+                                   static_cast<double>(m.n_shared_experts * m.d_ff_shared)) + E * d;
+    EXPECT_DOUBLE_EQ(ffn, 2 * 128 * active) << name;
+  }
+}
+
+TEST(MoeGraph, EstimateCountsEveryKindOfLayer) {
+  // DeepSeek-V3: 3 dense layers, then 58 MoE; the graph's training FLOPs sum over both kinds.
+  const ModelConfig m = preset("deepseek-v3");
+  const auto kinds = m.layer_kinds();
+  ASSERT_EQ(kinds.size(), 2u);
+  EXPECT_EQ(main_layer_kind(m), 1u);
+  const Formula graph = formula_graph(m, false), six = formula_6nd(m);
+  EXPECT_GT(graph.total_flops, six.total_flops);  // attention's squares and the head on top of 6 N_active D
+  EXPECT_LT(graph.total_flops, 2 * six.total_flops);
+  GraphOptions o;
+  const LayerGraph dense = build_layer_graph(layer_shape(m, 1, m.n_ctx, 0), o);
+  const LayerGraph moe = build_layer_graph(layer_shape(m, 1, m.n_ctx, 1), o);
+  EXPECT_FALSE(dense.shape.moe());
+  EXPECT_TRUE(moe.shape.moe());
+  EXPECT_THROW(dense.op("fwd.moe.router"), Error);
+}
+
+TEST(MoeGraph, BadShapesAreRefused) {
+  LayerShape s = tiny_moe();
+  s.top_k = s.router.top_k = 9;  // more than the 8 experts
+  EXPECT_THROW(build_layer_graph(s, GraphOptions{}), Error);  // an internal check: ModelConfig::validate says it to users
+  s = tiny_moe();
+  s.router.n_group = 3;  // does not divide 8
+  s.router.topk_group = 1;
+  EXPECT_THROW(build_layer_graph(s, GraphOptions{}), Error);  // an internal check: ModelConfig::validate says it to users
+  s = tiny_moe();
+  GraphOptions fp8;
+  fp8.precision = Precision::fp8;
+  EXPECT_THROW(build_layer_graph(s, fp8), UsageError);  // expert width 12: FP8 GEMMs need multiples of 16
+}
+
+// Runs the graph's ops once through verification on the CPU backend.
+template <typename F>
+nlohmann::json verify_on_cpu(CpuBackend<F>& be, const LayerGraph& g) {
+  be.allocate(g);
+  be.fill(3);
+  return verification_run(be, g);
+}
+
+TEST(MoeCpu, TinyMixtralVerifiesCountsExactlyAndRoutesToTheTopLogits) {
+  const ModelConfig m = model_from_hf_file(path("tiny-mixtral.json"));
+  const LayerGraph g = build_layer_graph(layer_shape(m, 1, m.n_ctx, main_layer_kind(m)), GraphOptions{});
+  ASSERT_TRUE(g.shape.moe());
+  CpuBackend<float> be;
+  const auto v = verify_on_cpu(be, g);
+  EXPECT_TRUE(v.at("passed").get<bool>()) << v.at("failures").dump();
+  for (const auto& op : g.ops) EXPECT_EQ(be.counted_flops(op.name), op.flops) << op.name;
+  const int64_t T = g.shape.tokens(), E = m.n_experts, k = m.top_k;
+  const auto& counts = be.data("moe.counts");
+  EXPECT_EQ(std::accumulate(counts.begin(), counts.end(), 0.0), static_cast<double>(k * T));
+  // Independently of the reference: Mixtral's softmax is monotonic, so each token's experts are
+  // its k largest logits, best first, and the weights are their softmax renormalised over the k.
+  const auto& z = be.data("router.logits");
+  const auto& ex = be.data("moe.experts");
+  const auto& w = be.data("moe.weights");
+  const auto& slots = be.data("moe.slots");
+  std::vector<int> seen(static_cast<size_t>(k * T), 0);
+  for (int64_t t = 0; t < T; ++t) {
+    std::vector<int64_t> order(static_cast<size_t>(E));
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return z[t * E + a] > z[t * E + b]; });
+    double denom = 0;
+    for (int64_t j = 0; j < k; ++j) denom += std::exp(static_cast<double>(z[t * E + order[j]]));
+    for (int64_t j = 0; j < k; ++j) {
+      EXPECT_EQ(static_cast<int64_t>(ex[t * k + j]), order[j]) << "token " << t;
+      EXPECT_NEAR(w[t * k + j], std::exp(static_cast<double>(z[t * E + order[j]])) / denom, 1e-6);
+      ++seen[static_cast<size_t>(slots[t * k + j])];
+    }
+  }
+  // Every dispatched row is some token's, once.
+  EXPECT_TRUE(std::all_of(seen.begin(), seen.end(), [](int s) { return s == 1; }));
+}
+
+// --precision fp8 as Transformer Engine runs an MoE layer: the experts' grouped GEMMs (and the
+// other linear layers) on FP8 copies, each expert's weights cast to its own K-major copy; the
+// router in bf16. The CPU emulation verifies it and counts it exactly.
+TEST(MoeCpu, Fp8GroupedGemmsVerifyOnTheirCopies) {
+  const ModelConfig m = model_from_hf_file(path("tiny-mixtral.json"));
+  GraphOptions o;
+  o.precision = Precision::fp8;
+  const LayerGraph g = build_layer_graph(layer_shape(m, 1, m.n_ctx, main_layer_kind(m)), o);
+  EXPECT_EQ(g.op("fwd.moe.router").precision, Precision::bf16);
+  EXPECT_EQ(g.op("bwd.moe.router.wgrad").precision, Precision::bf16);
+  for (const char* op : {"fwd.experts.up", "bwd.experts.down.dgrad", "bwd.experts.gate.wgrad"}) {
+    EXPECT_EQ(g.op(op).precision, Precision::fp8) << op;
+    EXPECT_TRUE(g.op(op).gemm.trans_b && !g.op(op).gemm.trans_a) << op;  // both K-major
+  }
+  // The experts' up weights (4, 64, 96), each transposed on its own: one cast of 4 members.
+  const Op& cast = g.op("fwd.experts.up.cast_b");
+  EXPECT_EQ(cast.batch, 4);
+  EXPECT_TRUE(cast.transpose);
+  EXPECT_EQ(g.tensor("w.experts.up.e4m3t").shape, (std::vector<int64_t>{4 * 96, 64}));
+  std::unique_ptr<Backend> be = make_cpu_backend(Precision::fp8);
+  be->allocate(g);
+  be->fill(3);
+  const auto v = verification_run(*be, g);
+  EXPECT_TRUE(v.at("passed").get<bool>()) << v.at("failures").dump();
+  for (const auto& op : g.ops) EXPECT_EQ(be->counted_flops(op.name), op.flops) << op.name;
+}
+
+// MLA, a shared expert, a dense first layer, sigmoid scores and grouped top-k: the MoE kind runs.
+TEST(MoeCpu, TinyDeepseekV3MoeLayerVerifiesAndCountsExactly) {
+  const ModelConfig m = model_from_hf_file(path("tiny-deepseek-v3.json"));
+  ASSERT_EQ(m.layer_kinds().size(), 2u);
+  const size_t kind = main_layer_kind(m);
+  const LayerGraph g = build_layer_graph(layer_shape(m, 1, m.n_ctx, kind), GraphOptions{});
+  ASSERT_TRUE(g.shape.moe() && g.shape.mla() && g.shape.n_shared == 1);
+  EXPECT_TRUE(g.op("fwd.moe.route").moe.sigmoid);
+  EXPECT_EQ(g.op("fwd.moe.route").moe.n_group, 4);
+  CpuBackend<float> be;
+  const auto v = verify_on_cpu(be, g);
+  EXPECT_TRUE(v.at("passed").get<bool>()) << v.at("failures").dump();
+  for (const auto& op : g.ops) EXPECT_EQ(be.counted_flops(op.name), op.flops) << op.name;
+  // Grouped top-k: each token's 2 experts lie within topk_group = 2 of the 4 groups of 2.
+  const auto& ex = be.data("moe.experts");
+  for (int64_t t = 0; t < g.shape.tokens(); ++t) {
+    const int64_t a = static_cast<int64_t>(ex[t * 2]) / 2, b = static_cast<int64_t>(ex[t * 2 + 1]) / 2;
+    EXPECT_TRUE(a >= 0 && a < 4 && b >= 0 && b < 4);
+  }
+}
+
+// Verification catches a token sent to the wrong expert, an expert's rows run against another
+// expert's weights, and a combine that drops a token's second expert: each a backend that
+// computes something else than the op says.
+class MisroutingBackend : public testing_util::WrappedCpuBackendOf<double> {
+ public:
+  std::string broken;
+  void run(const Op& op) override {
+    inner.run(op);
+    if (op.name != broken) return;
+    if (op.impl == OpImpl::moe_route_fwd) {  // token 5's first expert swapped for the next one
+      auto& ex = inner.data("moe.experts");
+      ex[10] = static_cast<double>((static_cast<int64_t>(ex[10]) + 1) % 8);
+    } else if (op.impl == OpImpl::gemm) {  // expert 1's rows recomputed with expert 0's weights
+      Op wrong = op;
+      wrong.gemm.stride_b = 0;
+      inner.run(wrong);
+    } else if (op.impl == OpImpl::moe_combine_fwd) {  // only the first of each token's k rows
+      Op first = op;
+      first.moe.top_k = 1;
+      auto& w = inner.data("moe.weights");
+      std::vector<double> saved = w, firsts(w.size() / 2);
+      for (size_t t = 0; t < firsts.size(); ++t) firsts[t] = w[2 * t];
+      (void)saved;
+      auto& y = inner.data(op.outputs.at(0));
+      const auto& slots = inner.data("moe.slots");
+      const auto& ye = inner.data("moe.ye");
+      const int64_t d = op.cols;
+      for (int64_t t = 0; t < op.rows; ++t)
+        for (int64_t c = 0; c < d; ++c) y[t * d + c] = w[2 * t] * ye[static_cast<int64_t>(slots[2 * t]) * d + c];
+    }
+  }
+};
+
+TEST(MoeCpu, VerificationCatchesMisroutingAWrongExpertGemmAndADroppedExpert) {
+  const LayerGraph g = build_layer_graph(tiny_moe(), GraphOptions{});
+  {
+    MisroutingBackend clean;
+    clean.allocate(g);
+    clean.fill(3);
+    ASSERT_TRUE(verification_run(clean, g).at("passed").get<bool>());
+  }
+  for (const char* op : {"fwd.moe.route", "fwd.experts.up", "fwd.moe.combine"}) {
+    MisroutingBackend be;
+    be.broken = op;
+    be.allocate(g);
+    be.fill(3);
+    const auto v = verification_run(be, g);
+    EXPECT_FALSE(v.at("passed").get<bool>()) << op;
+    bool named = false;
+    for (const auto& f : v.at("failures")) named = named || f.value("name", "") == op;
+    EXPECT_TRUE(named) << op << ": " << v.at("failures").dump();
+  }
+}
+
+// The aux loss's gradient (moe_route_bwd with the weights' gradient 0) against central
+// differences of L = coef E sum_e (counts_e / T) mean_t softmax(z_t)_e, counts held fixed.
+TEST(MoeRoute, AuxLossGradientMatchesFiniteDifferences) {
+  MoeSpec m;
+  m.experts = 5, m.top_k = 2, m.norm_topk = true, m.aux_coef = 0.3;
+  const int64_t T = 3;
+  std::vector<double> z = {0.3, -1.2, 0.8, 0.1, -0.4, 1.1, 0.2, -0.7, 0.5, 0.9, -0.3, 0.6, 0.4, -1.0, 0.0};
+  const std::vector<double> counts = {2, 1, 1, 1, 1};  // sum k T = 6
+  auto aux = [&](const std::vector<double>& zz) {
+    double L = 0;
+    for (int64_t e = 0; e < 5; ++e) {
+      double P = 0;
+      for (int64_t t = 0; t < T; ++t) {
+        double mx = -1e300, s = 0;
+        for (int64_t f = 0; f < 5; ++f) mx = std::max(mx, zz[t * 5 + f]);
+        for (int64_t f = 0; f < 5; ++f) s += std::exp(zz[t * 5 + f] - mx);
+        P += std::exp(zz[t * 5 + e] - mx) / s / static_cast<double>(T);
+      }
+      L += m.aux_coef * 5 * counts[e] / static_cast<double>(T) * P;
+    }
+    return L;
+  };
+  for (int64_t t = 0; t < T; ++t) {
+    int64_t ex[2];
+    double w[2];
+    ref::moe_route_row(z.data() + t * 5, m, ex, w);
+    const double dw[2] = {0, 0};
+    double dz[5];
+    ref::moe_route_backward_row(z.data() + t * 5, ex, w, dw, counts.data(), T, m, dz);
+    for (int64_t e = 0; e < 5; ++e) {
+      std::vector<double> p = z, q = z;
+      p[t * 5 + e] += 1e-6;
+      q[t * 5 + e] -= 1e-6;
+      EXPECT_NEAR(dz[e], (aux(p) - aux(q)) / 2e-6, 1e-8) << "token " << t << " expert " << e;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace flopscope
