@@ -328,9 +328,15 @@ TEST(JobNemo, AnUnknownCostlyKeyAndATagAreProblemsNotGuesses) {
   EXPECT_FALSE(std::filesystem::exists("CREATED_BY_YAML_TAG"));
 }
 
-TEST(JobNemo, ContextParallelismIsTheClearLineUntilModelled) {
+TEST(JobNemo, ContextParallelismGoesToPredictAsItIs) {
+  // predict models context parallelism: the job's cp is settled like tp and pp, and a flag beside
+  // the job still wins.
   Job j = read_job(data("nemo-cp.yaml"), {});
-  expect_usage([&] { settle(j, {}, 8); }, {"context parallelism (cp 2, line 6: model.context_parallel_size: 2)", "--cp 1"});
+  const Settled s = settle(j, {}, 8);
+  EXPECT_EQ(s.layout.cp, 2);
+  EXPECT_EQ(s.layout.tp, 2);
+  EXPECT_EQ(s.layout.gpus, 16);  // 2 nodes x 8
+  EXPECT_EQ(value(j, "cp").where, "line 6: model.context_parallel_size: 2");
   Job k = read_job(data("nemo-cp.yaml"), {});
   EXPECT_EQ(settle(k, {{"cp", {"--cp", "1"}}}, 8).layout.cp, 1);
 }

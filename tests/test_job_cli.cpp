@@ -138,6 +138,37 @@ TEST(CliJob, TheEnvironmentIsReadOnlyThroughJobEnv) {
   EXPECT_EQ(json::parse(e.out).at("job").at("env").at("GPUS_PER_NODE"), "8");
 }
 
+TEST(CliJob, AJobWithContextParallelismPredicts) {
+  // nemo-cp.yaml: 2 nodes x 8 GPUs, tp 2, cp 2 (line 6), seq 8192, flash attention: the job's cp
+  // reaches predict (dp = 16 / (2 x 2) = 4) and the ring's sends are in the breakdown.
+  TempDir cwd;
+  const Outcome r = run({"predict", "--job", data("nemo-cp.yaml"), "--format", "json"}, cwd.path());
+  ASSERT_EQ(r.rc, 0) << describe(r);
+  const json j = json::parse(r.out);
+  EXPECT_EQ(j.at("layout").at("cp"), 2);
+  EXPECT_EQ(j.at("layout").at("dp"), 4);
+  EXPECT_EQ(value(j.at("job"), "cp").at("where"), "line 6: model.context_parallel_size: 2");
+  EXPECT_GT(j.at("prediction").at("breakdown").at("cp_comm_total_s").get<double>(), 0);
+  EXPECT_GT(j.at("prediction").at("step_time_s").get<double>(), 0);
+}
+
+TEST(CliJob, ATorchtitanJobWithFsdpPredicts) {
+  // titan-fsdp.toml: data_parallel_shard_degree -1 over run_train.sh's 8 GPUs: FSDP 8 reaches
+  // predict, its gathers and reduce-scatters in the breakdown and its shards in the memory.
+  TempDir cwd;
+  const Outcome r = run({"predict", "--job", data("titan-fsdp.toml"), "--gpu", "h100", "--format", "json"}, cwd.path());
+  ASSERT_EQ(r.rc, 0) << describe(r);
+  const json j = json::parse(r.out);
+  EXPECT_EQ(j.at("layout").at("fsdp"), 8);
+  EXPECT_EQ(j.at("layout").at("global_batch"), 16);  // local 2 x dp 8
+  const json& p = j.at("prediction");
+  EXPECT_GT(p.at("breakdown").at("dp_comm_total_s").get<double>(), p.at("breakdown").at("dp_comm_s").get<double>());
+  EXPECT_GT(p.at("memory").at("fsdp_unsharded_bytes").get<double>(), 0);
+  bool noted = false;
+  for (const auto& n : p.at("notes")) noted = noted || contains(n.get<std::string>(), "FSDP (torchtitan / FSDP2)");
+  EXPECT_TRUE(noted);
+}
+
 // A mixture of experts' job predicts with the file's expert parallelism.
 TEST(CliJob, AMixtureOfExpertsJobPredictsWithItsEp) {
   TempDir cwd;
@@ -157,7 +188,6 @@ TEST(CliJob, BadJobsAreOneLineAndExitTwo) {
        "tp x pp x cp = 8 x 4 x 1 = 32"},
       {"an unknown cost-relevant key", {"predict", "--job", data("nemo-unknown-key.yaml"), "-o", file}, "--job-ignore"},
       {"a YAML tag", {"predict", "--job", data("nemo-tag.yaml"), "-o", file}, "constructs nothing from tags"},
-      {"context parallelism", {"predict", "--job", data("nemo-cp.yaml"), "-o", file}, "pass --cp 1"},
       {"an unknown flavor", {"predict", "--job", data("titan-bad-flavor.toml"), "-o", file}, "flavor \"3B\""},
       {"broken TOML", {"predict", "--job", data("titan-broken.toml"), "-o", file}, "not valid TOML"},
       {"no such file", {"predict", "--job", out / "none.sh", "-o", file}, "none.sh"},

@@ -1,11 +1,14 @@
 // The cluster model (src/predict): Korthikanti et al. 2022 Table 5, the activation memory of
 // its Table 2, mixed-precision Adam's bytes, model FLOPs against Megatron-LM's formula, GEMM
 // quantisation, ring collectives, nccl-tests parsing, system profiles and layout checks.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <set>
+#include <stdexcept>
 #include <string>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -479,6 +482,283 @@ TEST(PredictFp8, LinearGemmsAtTheFp8PeakCastsAtTheirBytes) {
   }
   EXPECT_EQ(seen, 3);
   EXPECT_GT(c.weight_cast_s, 0);
+}
+
+}  // namespace
+}  // namespace flopscope::predict
+
+namespace flopscope::predict {
+namespace {
+
+// A small GPT for hand-worked cases: 4 layers of d 1024, 16 heads of 64, seq 8192, vocab 32000.
+ModelConfig small_gpt() {
+  ModelConfig m = preset("gpt3-175b");
+  m.name = "small";
+  m.n_layers = 4, m.d_model = 1024, m.n_heads = 16, m.d_head = 64, m.n_ctx = 8192, m.vocab = 32000;
+  m.validate();
+  return m;
+}
+
+const OpCost& op_named(const Prediction& p, const std::string& name) {
+  for (const auto& o : p.cost.ops)
+    if (o.name == name) return o;
+  throw std::runtime_error("no op " + name);
+}
+
+TEST(PredictContextParallel, HandWorkedRing) {
+  // 16 H100s: tp 2 x cp 2 x dp 4, one stage, seq 8192, micro-batch 1, 16 sequences (m = 4),
+  // flash, selective recompute (nothing left to recompute with flash), SP, distributed optimizer.
+  PredictInput in;
+  in.model = small_gpt();
+  in.system = system_by_id("h100");
+  Layout& l = in.layout;
+  l.gpus = 16, l.tp = 2, l.cp = 2, l.micro_batch = 1, l.global_batch = 16, l.seq = 8192;
+  l.attention = Attention::flash, l.recompute = Recompute::selective, l.sequence_parallel = true;
+  l.distributed_optimizer = true, l.precision = "bf16";
+  const Prediction p = predict(in);
+  const nlohmann::json j = prediction_json(p);
+  const double S = 8192, cp = 2, tp = 2, b = 1, d = 1024, a = 16, dh = 64, L = 4, m = 4;
+  const double local = S / cp;  // tokens of each sequence on this GPU
+
+  // The layer's linear GEMMs on seq / cp tokens: fwd.qkv is (4096 x 3072 / tp x 1024).
+  EXPECT_DOUBLE_EQ(op_named(p, "fwd.qkv").flops, 2 * local * b * d * 3 * d / tp);
+  // The load-balanced causal square: cp x the causal square of the local chunk, i.e. 1 / cp of
+  // the whole causal square: forward Q K^T and P V, 2 a s^2 dh / cp (causal-halved), over tp.
+  const double fwd_flash_flops = 2 * b * a * S * S * dh / cp / tp;
+  const double bwd_flash_flops = 5 * b * a * S * S * dh / cp / tp;  // 4 GEMMs + the recomputed scores
+  const OpCost& ff = op_named(p, "fwd.attn.flash");
+  const OpCost& bf = op_named(p, "bwd.attn.flash");
+  EXPECT_DOUBLE_EQ(ff.flops, fwd_flash_flops);
+  EXPECT_DOUBLE_EQ(bf.flops, bwd_flash_flops);
+  // Its bytes: Q, K, V and the context of the local tokens, plus the cp - 1 K and V chunks the
+  // ring brings (backward: each twice); 2 bytes, over tp.
+  const double kv_in = 2 * d * (cp - 1);
+  EXPECT_DOUBLE_EQ(ff.bytes, local * (3 * d + d + kv_in) * 2 / tp);
+  EXPECT_DOUBLE_EQ(bf.bytes, local * (6 * d + 2 * d + 2 * kv_in) * 2 / tp);
+  const double peak = 989.4e12 * 0.77, hbm = 3.35e12 * 0.8;
+  const double t_ff = std::max(fwd_flash_flops / peak, ff.bytes / hbm), t_bf = std::max(bwd_flash_flops / peak, bf.bytes / hbm);
+  EXPECT_NEAR(ff.time_s, t_ff, 1e-15);
+  EXPECT_NEAR(bf.time_s, t_bf, 1e-15);
+
+  // The ring: cp - 1 steps a direction, each sending this GPU's K and V chunk (local x kv_dim /
+  // tp x 2 bytes, twice: K and V; backward also their gradients) to the next cp rank over
+  // NVLink (tp x cp = 4 GPUs, one node), overlapped with 1 / cp of the flash kernel.
+  const double kv_chunk = 2 * local * b * d / tp * 2;
+  const double nvlink = 450e9 * 0.8, alpha = 5e-6;
+  const double send_f = kv_chunk / nvlink + alpha, send_b = 2 * kv_chunk / nvlink + alpha;
+  const double exposed_layer = (cp - 1) * (std::max(0.0, send_f - t_ff / cp) + std::max(0.0, send_b - t_bf / cp));
+  // This layout is chosen so the forward step's send exceeds its compute and the backward's does not.
+  ASSERT_GT(send_f, t_ff / cp);
+  ASSERT_LT(send_b, t_bf / cp);
+  const auto& br = j.at("breakdown");
+  EXPECT_NEAR(br.at("cp_comm_s").get<double>(), m * L * exposed_layer, 1e-12);
+  EXPECT_NEAR(br.at("cp_comm_total_s").get<double>(), m * L * (cp - 1) * (send_f + send_b), 1e-12);
+  // The exposed part is in tp_comm_s beside the TP collectives: with SP each of the 4 a layer
+  // (and the embedding's 1, the head's 2) a reduce-scatter + all-gather of local x d x 2 bytes over tp.
+  const double act = local * b * d * 2;
+  const double one = 2 * ((tp - 1) / tp * act / nvlink + (tp - 1) * alpha);
+  EXPECT_NEAR(br.at("tp_comm_s").get<double>(), m * ((4 * L + 1 + 2) * one + L * exposed_layer), 1e-12);
+
+  // Activations / cp: Table 2's selective + SP 34 s b h / t on the local tokens.
+  EXPECT_DOUBLE_EQ(j.at("memory").at("activation_per_layer_bytes").get<double>(), 34 * local * b * d / tp);
+  // Gradients over dp x cp = 8 GPUs, tp apart: the group spans 16 GPUs, two nodes (network):
+  // reduce-scatter + all-gather of the 16-bit gradients; Adam's 12 bytes split over the 8.
+  const double params = j.at("memory").at("parameters").get<double>();
+  const double net = 50e9 * 0.9, alpha_net = 10e-6, grad = 2 * params;
+  EXPECT_NEAR(br.at("dp_comm_total_s").get<double>(), 2 * (7.0 / 8 * grad / net + 7 * alpha_net), 1e-12);
+  EXPECT_DOUBLE_EQ(j.at("memory").at("optimizer_bytes").get<double>(), 12 * params / 8);
+  EXPECT_GT(j.at("step_time_s").get<double>(), 0);
+}
+
+TEST(PredictContextParallel, BadCombinationsAreOneClearLine) {
+  PredictInput in;
+  in.model = small_gpt();
+  in.system = system_by_id("h100");
+  in.layout.gpus = 16, in.layout.tp = 2, in.layout.cp = 2, in.layout.global_batch = 16, in.layout.seq = 8192;
+  in.layout.attention = Attention::unfused;
+  auto message = [&] {
+    try {
+      predict(in);
+    } catch (const UsageError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  std::string e = message();
+  EXPECT_NE(e.find("--cp 2 needs --attention flash"), std::string::npos) << e;
+  EXPECT_EQ(e.find('\n'), std::string::npos) << e;
+  in.layout.attention = Attention::flash;
+  in.layout.cp = 3, in.layout.tp = 1, in.layout.gpus = 24, in.layout.global_batch = 24;  // 8192 is not 6 equal chunks
+  e = message();
+  EXPECT_NE(e.find("--cp 3 needs the sequence 8192 to split into 2 x cp = 6 equal chunks"), std::string::npos) << e;
+  EXPECT_EQ(e.find('\n'), std::string::npos) << e;
+}
+
+}  // namespace
+}  // namespace flopscope::predict
+
+namespace flopscope::predict {
+namespace {
+
+// FSDP, hand-worked: small_gpt (4 layers of d 1024, tied embeddings, learned positions) on 16
+// H100s, tp 1, pp 1, micro-batch 1, 32 sequences (m = 2 per rank), flash, selective recompute.
+struct FsdpCase {
+  Prediction p;
+  nlohmann::json j;
+};
+FsdpCase fsdp_case(int64_t fsdp) {
+  PredictInput in;
+  in.model = small_gpt();
+  in.system = system_by_id("h100");
+  Layout& l = in.layout;
+  l.gpus = 16, l.fsdp = fsdp, l.micro_batch = 1, l.global_batch = 32, l.seq = 8192;
+  l.attention = Attention::flash, l.recompute = Recompute::selective, l.distributed_optimizer = true;
+  FsdpCase c{predict(in), {}};
+  c.j = prediction_json(c.p);
+  return c;
+}
+
+// The exposed and total FSDP seconds of one micro-batch, from the stated order: root and block 0
+// gathered with nothing to hide behind; block j's gather behind block j-1's forward; in backward
+// block L-1 kept unsharded, block j's window holding block j-1's gather and block j+1's
+// reduce-scatter; block 0's and the root's reduce-scatters after the last backward.
+std::pair<double, double> fsdp_by_hand(double g_root, double g, double s_root, double s, double fwd, double bwd, int L) {
+  double exposed = g_root + g, total = g_root + g;
+  for (int j = 1; j < L; ++j) exposed += std::max(0.0, g - fwd), total += g;
+  for (int j = L - 1; j >= 0; --j) {
+    const double comm = (j > 0 ? g : 0) + (j + 1 < L ? s : 0);
+    exposed += std::max(0.0, comm - bwd), total += comm;
+  }
+  return {exposed + s + s_root, total + s + s_root};
+}
+
+TEST(PredictFsdp, HandWorkedFullShardingOverTwoNodes) {
+  const FsdpCase c = fsdp_case(16);  // every parameter sharded over 16 GPUs: the ring crosses nodes
+  const double d = 1024, V = 32000, n_ctx = 8192, L = 4, m = 2, n = 16;
+  const double P = 12 * d * d + 13 * d;     // a block: QKV, projection, FFN and their biases, two layernorms
+  const double R = V * d + n_ctx * d + 2 * d;  // the root: embedding (tied: also the head), positions, final norm
+  const double N = L * P + R;
+  EXPECT_DOUBLE_EQ(c.j.at("memory").at("parameters").get<double>(), N);
+  // Ring over the network: (n-1)/n x bytes / (50 GB/s x 0.9) + (n-1) x 10 us; gathers of bf16
+  // parameters (2 bytes), reduce-scatters of fp32 gradients (4 bytes).
+  const double B = 50e9 * 0.9, alpha = 10e-6;
+  auto ring = [&](double bytes) { return (n - 1) / n * bytes / B + (n - 1) * alpha; };
+  const double fwd = c.j.at("layer").at("forward_s").get<double>();
+  const double bwd = c.j.at("layer").at("backward_s").get<double>() + c.j.at("layer").at("recompute_s").get<double>();
+  const auto [exposed, total] = fsdp_by_hand(ring(2 * R), ring(2 * P), ring(4 * R), ring(4 * P), fwd, bwd, 4);
+  const auto& br = c.j.at("breakdown");
+  EXPECT_NEAR(br.at("dp_comm_total_s").get<double>(), m * total, 1e-12);
+  EXPECT_NEAR(br.at("dp_comm_s").get<double>(), m * exposed, 1e-12);
+  // Gathered for forward and again for backward: 2L - 1 block gathers a micro-batch (the last
+  // block is kept), L block reduce-scatters, one gather and one reduce-scatter of the root.
+  EXPECT_NEAR(total, ring(2 * R) + 7 * ring(2 * P) + 4 * ring(4 * P) + ring(4 * R), 1e-15);
+  EXPECT_GT(exposed, 0);
+  EXPECT_LT(exposed, total);  // the prefetch hides part of it
+  // The step: m x the stage (compute, no TP, no PP) + the exposed FSDP time + the optimizer over
+  // this GPU's shard (32 bytes a parameter at the HBM bandwidth x 0.8).
+  EXPECT_NEAR(br.at("optimizer_s").get<double>(), N / n * 32 / (3.35e12 * 0.8), 1e-15);
+  EXPECT_NEAR(c.j.at("step_time_s").get<double>(),
+              m * c.j.at("stage_time_s").get<double>() + m * exposed + br.at("optimizer_s").get<double>(), 1e-12);
+  // Memory: fp32 parameters, fp32 gradients and Adam's two moments, 16 bytes a parameter / 16;
+  // the unsharded working set: the root and two blocks, bf16 parameters and gradients (4 bytes);
+  // Table 2's selective activations (34 s b h, tp 1) of the 4 layers, one micro-batch in flight.
+  const auto& mem = c.j.at("memory");
+  EXPECT_DOUBLE_EQ(mem.at("weights_bytes").get<double>(), 4 * N / n);
+  EXPECT_DOUBLE_EQ(mem.at("gradients_bytes").get<double>(), 4 * N / n);
+  EXPECT_DOUBLE_EQ(mem.at("optimizer_bytes").get<double>(), 8 * N / n);
+  EXPECT_DOUBLE_EQ(mem.at("fsdp_unsharded_bytes").get<double>(), 4 * (R + 2 * P));
+  EXPECT_DOUBLE_EQ(mem.at("activations_bytes").get<double>(), 34 * 8192 * d * L);
+  EXPECT_DOUBLE_EQ(mem.at("total_bytes").get<double>(), 16 * N / n + 4 * (R + 2 * P) + 34 * 8192 * d * L);
+}
+
+TEST(PredictFsdp, HandWorkedHybridShardingInANode) {
+  // fsdp 8 of dp 16: shards inside a node (NVLink), each shard's gradients all-reduced over the
+  // 2 replicas across nodes (fp32 shard: 4 P / 8 bytes; all-reduce 2 (r-1)/r S / B + 2 (r-1) alpha).
+  const FsdpCase c = fsdp_case(8);
+  const double d = 1024, V = 32000, n_ctx = 8192, m = 2, n = 8;
+  const double P = 12 * d * d + 13 * d, R = V * d + n_ctx * d + 2 * d;
+  const double nv = 450e9 * 0.8, a_nv = 5e-6, net = 50e9 * 0.9, a_net = 10e-6;
+  auto ring = [&](double bytes) { return (n - 1) / n * bytes / nv + (n - 1) * a_nv; };
+  auto replicas = [&](double bytes) { return 2 * 0.5 * bytes / net + 2 * a_net; };
+  const double fwd = c.j.at("layer").at("forward_s").get<double>();
+  const double bwd = c.j.at("layer").at("backward_s").get<double>() + c.j.at("layer").at("recompute_s").get<double>();
+  const double sP = ring(4 * P) + replicas(4 * P / n), sR = ring(4 * R) + replicas(4 * R / n);
+  const auto [exposed, total] = fsdp_by_hand(ring(2 * R), ring(2 * P), sR, sP, fwd, bwd, 4);
+  // Over NVLink a block's gather hides behind the block before it.
+  ASSERT_LT(ring(2 * P), fwd);
+  EXPECT_NEAR(c.j.at("breakdown").at("dp_comm_total_s").get<double>(), m * total, 1e-12);
+  EXPECT_NEAR(c.j.at("breakdown").at("dp_comm_s").get<double>(), m * exposed, 1e-12);
+  EXPECT_DOUBLE_EQ(c.j.at("memory").at("optimizer_bytes").get<double>(), 8 * (4 * P + R) / n);
+}
+
+TEST(PredictFsdp, PipelinedStagesGatherOnceAStep) {
+  // pp 2 x fsdp 8: torchtitan keeps each stage unsharded through the step and reduces once, in
+  // the last micro-batch's backward: the total is one gather and one reduce-scatter of the
+  // stage's units, not m of them; the working set is the stage's bf16 parameters and fp32
+  // accumulated gradients (6 bytes a parameter).
+  PredictInput in;
+  in.model = small_gpt();
+  in.system = system_by_id("h100");
+  Layout& l = in.layout;
+  l.gpus = 16, l.pp = 2, l.fsdp = 8, l.micro_batch = 1, l.global_batch = 32, l.seq = 8192;  // m = 4
+  l.attention = Attention::flash, l.distributed_optimizer = true;
+  const Prediction p = predict(in);
+  const double d = 1024, P = 12 * d * d + 13 * d, n = 8;
+  const double first = 2 * P + 32000 * d + 8192 * d;  // 2 blocks, embedding, positions
+  auto ring = [&](double bytes) { return (n - 1) / n * bytes / (450e9 * 0.8) + (n - 1) * 5e-6; };
+  EXPECT_NEAR(p.breakdown.dp_comm_total_s,
+              ring(2 * (first - 2 * P)) + 2 * ring(2 * P) + 2 * ring(4 * P) + ring(4 * (first - 2 * P)), 1e-12);
+  EXPECT_DOUBLE_EQ(p.memory.fsdp_unsharded_bytes, 6 * p.memory.parameters);
+}
+
+TEST(PredictFsdp, BadInputIsOneClearLine) {
+  PredictInput in;
+  in.model = small_gpt();
+  in.system = system_by_id("h100");
+  in.layout.gpus = 16, in.layout.global_batch = 16, in.layout.seq = 8192, in.layout.attention = Attention::flash;
+  for (int64_t bad : {1, 3, 32, -2}) {
+    in.layout.fsdp = bad;
+    try {
+      predict(in);
+      ADD_FAILURE() << "--fsdp " << bad << " predicted";
+    } catch (const UsageError& e) {
+      const std::string w = e.what();
+      EXPECT_NE(w.find(fmt::format("--fsdp {} must be 0 (off) or a divisor of data parallel 16", bad)), std::string::npos) << w;
+      EXPECT_EQ(w.find('\n'), std::string::npos) << w;
+    }
+  }
+  in.layout.fsdp = 16;
+  EXPECT_NO_THROW(predict(in));
+}
+
+}  // namespace
+}  // namespace flopscope::predict
+
+namespace flopscope::predict {
+namespace {
+
+TEST(PredictFsdp, SelectiveIsTorchtitansOpLevelCheckpointing) {
+  // Llama 3.1 8B block: torchtitan's mms wq 1, wk 2, wv 3, wo 4, w1 5, w3 6, w2 7; the even ones
+  // (wk, wo, w3) are recomputed, with the norms, SwiGLU and the first residual add; flash's output
+  // and the block's last residual add are not. wk is 1024 of the fused QKV's 4096 + 2 x 1024.
+  const ModelConfig m = preset("llama3.1-8b");
+  Layout l;
+  l.gpus = 8, l.fsdp = 8, l.global_batch = 8, l.seq = 8192, l.attention = Attention::flash;
+  l.recompute = Recompute::selective;
+  const LayerCost c = layer_cost(m, l, system_by_id("h100"), nullptr);
+  std::set<std::string> rec;
+  double qkv = 0, fwd_qkv = 0;
+  for (const auto& o : c.ops) {
+    if (o.phase == Phase::recompute) rec.insert(o.name);
+    if (o.name == "rec.qkv") qkv = o.flops;
+    if (o.name == "fwd.qkv") fwd_qkv = o.flops;
+  }
+  EXPECT_EQ(rec, (std::set<std::string>{"rec.ln1", "rec.qkv", "rec.proj", "rec.residual1", "rec.ln2", "rec.ffn.up",
+                                        "rec.ffn.swiglu"}));
+  EXPECT_NEAR(qkv / fwd_qkv, 1024.0 / 6144, 1e-12);
+  // Without FSDP selective stays Megatron-LM's: with flash nothing is recomputed.
+  l.fsdp = 0;
+  EXPECT_EQ(layer_cost(m, l, system_by_id("h100"), nullptr).layer_recompute_s, 0.0);
 }
 
 }  // namespace

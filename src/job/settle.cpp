@@ -71,11 +71,8 @@ Settled settle(Job& j, const Flags& flags, int64_t fallback_gpus, bool layout) {
   }
   const int64_t dp = std::max<int64_t>(1, gpus / group);
 
-  // What predict does not model yet: the flag that settles each predicts the job without it.
-  if (cp > 1 && !given.count("cp"))
-    j.problem(fmt::format("context parallelism (cp {}, {}) is not modelled yet; pass --cp 1 to predict the job without it",
-                          cp, where_of(j, "cp")),
-              {"cp"});
+  // Context parallelism, FSDP and mixtures of experts predict models: the job's cp, fsdp, ep
+  // and etp go to it as they are.
   if (l.ep && *l.ep > 1 && !j.find("experts"))
     j.problem(fmt::format("expert parallelism (ep {}, {}) without experts: Megatron-LM requires --num-experts", *l.ep,
                           where_of(j, "ep")),
@@ -100,11 +97,6 @@ Settled settle(Job& j, const Flags& flags, int64_t fallback_gpus, bool layout) {
                                    j.file, shard, rep, where_of(j, "fsdp"), dp, gpus, group));
     }
     l.fsdp = shard;
-    if (shard > 1)
-      j.problem(fmt::format("FSDP ({}-way sharding over the data-parallel GPUs, {}) is not modelled yet; pass --fsdp "
-                            "off to predict the job as plain data parallelism",
-                            shard, where_of(j, "fsdp")),
-                {"fsdp"});
   }
 
   // The global batch a data-parallel rank implies.

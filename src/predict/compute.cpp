@@ -100,6 +100,43 @@ double gemm_time(double flops, double bytes, double peak_flops, double eff, cons
 
 }  // namespace
 
+std::vector<double> torchtitan_op_sac(const LayerGraph& g, const ModelConfig& m, bool flash) {
+  std::vector<double> keep(g.ops.size(), 0.0);
+  int64_t mm = 0;              // torchtitan's forward mm count
+  size_t last_pointwise = g.ops.size();
+  for (size_t i = 0; i < g.ops.size(); ++i) {
+    const Op& op = g.ops[i];
+    if (op.phase != Phase::recompute || op.group != Group::layer) continue;
+    if (is_attention_core(op)) {
+      keep[i] = flash ? 0.0 : 1.0;  // flash's output is saved (in _save_list); an unfused core is recomputed
+      continue;
+    }
+    if (op.impl == OpImpl::gemm && op.gemm.linear) {
+      if (op.gemm.b == "w.qkv") {
+        // The graph's fused QKV is torchtitan's wq, wk, wv: three mms of widths q, kv, kv.
+        const double q = static_cast<double>(m.q_dim()), kv = static_cast<double>(m.kv_dim());
+        double again = 0;
+        for (double w : {q, kv, kv}) again += (++mm % 2 == 0) ? w : 0;
+        keep[i] = again / (q + 2 * kv);
+      } else {
+        keep[i] = (++mm % 2 == 0) ? 1.0 : 0.0;
+      }
+      continue;
+    }
+    keep[i] = 1.0;  // norms, activations, residual adds: not in _save_list
+    last_pointwise = i;
+  }
+  // The layer's last op (the residual add giving its output, the next checkpoint's input) is not
+  // needed by its own backward: not recomputed.
+  if (last_pointwise < g.ops.size() && g.ops[last_pointwise].impl != OpImpl::gemm) {
+    bool last = true;
+    for (size_t i = last_pointwise + 1; i < g.ops.size(); ++i)
+      last = last && !(g.ops[i].phase == Phase::recompute && g.ops[i].group == Group::layer);
+    if (last) keep[last_pointwise] = 0.0;
+  }
+  return keep;
+}
+
 double quantisation_efficiency(int64_t m, int64_t n, int64_t batch, const SystemProfile& s) {
   // The tile in either orientation (tm x tn or tn x tm), whichever wastes less: cuBLAS's
   // heuristics choose among both.
@@ -214,10 +251,15 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
     return c;
   };
 
-  for (const auto& op : g.ops) {
+  // Selective recompute with FSDP is torchtitan's op-level selective checkpointing.
+  const bool op_sac = l.fsdp_on() && l.recompute == Recompute::selective;
+  const std::vector<double> sac = op_sac ? torchtitan_op_sac(g, m, flash) : std::vector<double>{};
+  for (size_t oi = 0; oi < g.ops.size(); ++oi) {
+    const Op& op = g.ops[oi];
     const bool head = op.group == Group::head;
     if (op.phase == Phase::recompute) {
-      if (l.recompute == Recompute::selective && (flash || !is_attention_core(op))) continue;
+      if (op_sac && sac[oi] == 0) continue;
+      if (!op_sac && l.recompute == Recompute::selective && (flash || !is_attention_core(op))) continue;
     }
     if (flash && is_attention_core(op)) {
       // The fused kernel stands in once, where the core's first op was.
@@ -291,6 +333,12 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
       }
     }
     const bool softmax = op.impl == OpImpl::softmax_causal_fwd || op.impl == OpImpl::softmax_causal_bwd;
+    if (op_sac && op.phase == Phase::recompute && sac[oi] < 1) {  // torchtitan re-runs only wk of the fused QKV
+      c.flops *= sac[oi];
+      c.bytes *= sac[oi];
+      c.time_s *= sac[oi];
+      c.shape += fmt::format(" x {:.3g} (torchtitan's op-level checkpointing: the mms it does not save)", sac[oi]);
+    }
     add(std::move(c));
     // Megatron-LM's attention dropout on the probabilities (not an op of the layer graph, which
     // has no dropout): forward reads the probabilities (2 bytes an element) and writes the

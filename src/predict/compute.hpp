@@ -85,6 +85,15 @@ struct LayerCost {
 LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile& s, const MeasuredOps* measured,
                      size_t kind = 0);
 
+// torchtitan's selective activation checkpointing ("op" mode, torchtitan/models/llama3/
+// parallelize.py, _save_list and _custom_policy), which --recompute selective means with FSDP:
+// the outputs of the mms are saved except every second one (torchtitan's forward mm count: wq 1,
+// wk 2, wv 3, wo 4, w1 5, w3 6, w2 7 for a Llama block, so wk, wo and w3 are recomputed), and the
+// flash attention's output; every other op (norms, activations, residual adds) is recomputed
+// when backward needs its output. For each op of g, the fraction of it a recompute re-runs (0 for
+// all but the layer's recompute ops; the graph's fused QKV: the share of wk's width).
+std::vector<double> torchtitan_op_sac(const LayerGraph& g, const ModelConfig& m, bool flash);
+
 // GEMM efficiency from tile and wave quantisation alone (the factor e_q above), in (0, 1].
 double quantisation_efficiency(int64_t m, int64_t n, int64_t batch, const SystemProfile& s);
 

@@ -15,7 +15,7 @@ double activation_bytes_per_layer(double s, double b, double h, double a, double
 }
 
 MemoryBreakdown memory_per_gpu(double parameters, int64_t layers, const ModelConfig& m, const Layout& l,
-                               double available_bytes, double fp8_copy_elements, double unsharded_parameters,
+                               double available_bytes, double fp8_copy_elements, double fsdp_unsharded_bytes,
                                double expert_parameters) {
   MemoryBreakdown mem;
   const double dp = static_cast<double>(l.dp()), cp = static_cast<double>(l.cp);
@@ -25,7 +25,7 @@ MemoryBreakdown memory_per_gpu(double parameters, int64_t layers, const ModelCon
     mem.weights_bytes = 4 * parameters / shard;
     mem.gradients_bytes = 4 * parameters / shard;
     mem.optimizer_bytes = 8 * parameters / shard;
-    mem.fsdp_unsharded_bytes = 4 * unsharded_parameters;
+    mem.fsdp_unsharded_bytes = fsdp_unsharded_bytes;
   } else {
     mem.weights_bytes = 2 * parameters;
     mem.gradients_bytes = 2 * parameters;

@@ -17,8 +17,8 @@
 // Context parallelism: s is each GPU's seq / cp tokens. The distributed optimizer splits the 12
 // over dp x cp. fp8 (Transformer Engine): each linear weight's fp8 copies (both layouts, 1 byte
 // each) are kept beside it. FSDP (torchtitan / FSDP2): fp32 parameters (4), fp32 gradients (4)
-// and Adam's moments (8), 16 bytes a parameter, / (fsdp x cp); plus the unsharded working set
-// (bf16 parameters and their bf16 gradients, 4 bytes a parameter) of the units gathered.
+// and Adam's moments (8), 16 bytes a parameter, / (fsdp x cp); plus the unsharded working set of
+// the units gathered (bytes from predict.cpp: bf16 parameters and their unsharded gradients).
 // The first pipeline stage keeps min(pp, m) micro-batches in flight under 1F1B, times
 // 1 + (pp - 1) / (pp vpp) with the interleaved schedule (the paper, section 4.2.3).
 #pragma once
@@ -48,13 +48,14 @@ struct MemoryBreakdown {
 };
 
 // `parameters`: on this GPU (its tp and pp share, before any FSDP sharding); `layers`: on this
-// stage; `fp8_copy_elements`: of the fp8 weight copies kept; `unsharded_parameters`: FSDP's
-// gathered working set; `expert_parameters`: the part of `parameters` that is a mixture of
-// experts' routed experts (its ep x etp share), whose distributed optimizer state is split over
-// the expert-data-parallel edp ranks rather than dp x cp. Activations are Korthikanti's dense
-// form (a mixture of experts' dispatched rows are not in it yet).
+// stage; `fp8_copy_elements`: of the fp8 weight copies kept; `fsdp_unsharded_bytes`: FSDP's
+// gathered working set (parameters and gradients), bytes; `expert_parameters`: the part of
+// `parameters` that is a mixture of experts' routed experts (its ep x etp share), whose
+// distributed optimizer state is split over the expert-data-parallel edp ranks rather than
+// dp x cp. Activations are Korthikanti's dense form (a mixture of experts' dispatched rows are
+// not in it yet).
 MemoryBreakdown memory_per_gpu(double parameters, int64_t layers, const ModelConfig& m, const Layout& l,
-                               double available_bytes, double fp8_copy_elements = 0, double unsharded_parameters = 0,
+                               double available_bytes, double fp8_copy_elements = 0, double fsdp_unsharded_bytes = 0,
                                double expert_parameters = 0);
 
 nlohmann::json memory_json(const MemoryBreakdown& mem);

@@ -43,6 +43,11 @@ ParamCount params_per_gpu(const LayerGraph& g, const Layout& l) {
   return p;
 }
 
+// FSDP's collectives of one stage: the part not hidden behind compute, and all of them.
+struct FsdpTime {
+  double exposed_s = 0, total_s = 0;
+};
+
 }  // namespace
 
 double model_flops_per_step(const ModelConfig& m, const Layout& l) {
@@ -65,7 +70,6 @@ double model_flops_per_step(const ModelConfig& m, const Layout& l) {
 
 Prediction predict(const PredictInput& in) {
   validate(in.layout, in.model);
-  if (in.layout.fsdp_on()) throw UsageError("predict: FSDP (--fsdp) is in the layout but not modelled yet");
   Prediction p;
   p.model = in.model;
   p.system = in.system;
@@ -183,16 +187,23 @@ Prediction predict(const PredictInput& in) {
     }
     return exposed;
   };
-  // FSDP (torchtitan / PyTorch FSDP2): each layer is a unit whose parameters (bf16) are
-  // all-gathered over the shard group (fsdp x cp GPUs: torchtitan shards over dp_shard x cp)
-  // before its forward and again before its backward, and whose gradients are reduce-scattered
-  // in fp32 (torchtitan's mixed_precision_reduce) after it; the next unit's all-gather is
-  // prefetched during this one's compute, so a layer exposes only what its communication
-  // exceeds its compute. The shard group's ranks are tp apart (torchtitan's mesh: tp innermost).
+  // FSDP (torchtitan / PyTorch FSDP2): each layer is a unit (fully_shard per block) and the
+  // rest of a stage (embedding, final norm, LM head) the root unit (fully_shard(model)). A unit's
+  // bf16 parameters are all-gathered over the shard group (fsdp x cp GPUs: torchtitan shards over
+  // dp_shard x cp; its ranks tp apart, tp innermost in torchtitan's mesh) and its gradients
+  // reduce-scattered in fp32 (torchtitan's mixed_precision_reduce); with HSDP (fsdp < dp) each
+  // shard's gradients are then all-reduced over the dp / fsdp replicas. FSDP2 runs them on their
+  // own streams: the next unit's gather is prefetched during this unit's compute, and a unit's
+  // reduce-scatter runs during the next unit's backward; only what a unit's communication exceeds
+  // its compute is exposed (fsdp_exposed below).
   const int64_t shard = l.fsdp_on() ? l.fsdp * l.cp : 1;
   const bool fsdp_inter = l.tp * shard > node;
+  const int64_t replicas = l.fsdp_on() ? dp / l.fsdp : 1;
   auto gather = [&](double params) { return net.time(Collective::all_gather, params * kBytes16, shard, fsdp_inter); };
-  auto scatter = [&](double params) { return net.time(Collective::reduce_scatter, params * 4, shard, fsdp_inter); };
+  auto scatter = [&](double params) {
+    return net.time(Collective::reduce_scatter, params * 4, shard, fsdp_inter) +
+           net.time(Collective::all_reduce, params * 4 / static_cast<double>(shard), replicas, l.tp * shard * replicas > node);
+  };
   std::vector<double> kind_compute, kind_backward, kind_forward, kind_ring, kind_cast, kind_a2a;
   double ring_total_layer = 0;
   // A mixture of experts (Megatron Core's alltoall token dispatcher): each MoE layer sends every
@@ -216,51 +227,76 @@ Prediction predict(const PredictInput& in) {
     kind_a2a.push_back(kinds[k].spec.moe && in.model.moe() ? a2a_layer : 0.0);
   }
   const double head_compute = c.head_forward_s + c.head_backward_s;
-  double worst_key = -1, worst = 0, worst_compute = 0, worst_tp = 0, worst_backward = 0, worst_forward = 0, worst_ring = 0;
-  double worst_fsdp = 0, worst_cast = 0, worst_params = 0, worst_first_layer_params = 0, worst_a2a = 0;
+  auto kind_of = [&](int64_t j) {
+    size_t k = 0;
+    while (!(kinds[k].spec == schedule[static_cast<size_t>(j)])) ++k;
+    return k;
+  };
+  // The root unit of stage i: the embedding (and learned positions) on the first stage, the final
+  // norm and the LM head on the last (with pp 1 and tied embeddings the head is the embedding).
+  auto fsdp_root = [&](size_t i) {
+    const bool last_stage = i + 1 == p.split.size();
+    return (i == 0 ? pc.vocab_matrix + position : 0) +
+           (last_stage ? pc.head_norm + (l.pp == 1 && in.model.tied_embeddings ? 0 : pc.vocab_matrix) : 0);
+  };
+  // FSDP's collectives of stage i, in torchtitan's order (torchtitan/models/llama3/parallelize,
+  // apply_fsdp). Forward: the root's gather, then each block's; the root's and the first block's
+  // hide behind nothing (the embedding is a lookup), block j's is prefetched during block j-1's
+  // forward. Backward without pipelining: the root stays unsharded (FSDP2 does not reshard the
+  // root after forward) and so does the last block (torchtitan: reshard_after_forward off for
+  // it); during block j's backward the stream gathers block j-1 again and reduce-scatters block
+  // j+1's gradients; block 0's and the root's reduce-scatters come after the last backward. With
+  // pipelining torchtitan keeps every block unsharded through the step (reshard_after_forward
+  // off) and reduces the gradients once, in the last micro-batch's backward (gradient sync off
+  // for the others): the same order with no gathers in the backward, once a step.
+  auto fsdp_exposed = [&](size_t i) {
+    int64_t from = 0;
+    for (size_t q = 0; q < i; ++q) from += p.split[q];
+    const int64_t n = p.split[i];
+    auto kind = [&](int64_t j) { return kind_of(from + j); };
+    auto unit = [&](int64_t j) { return kind_params[kind(j)]; };
+    const double root = fsdp_root(i);
+    FsdpTime t;
+    t.exposed_s = gather(root) + gather(unit(0));
+    t.total_s = t.exposed_s;
+    for (int64_t j = 1; j < n; ++j) {
+      t.exposed_s += std::max(0.0, gather(unit(j)) - kind_forward[kind(j - 1)]);
+      t.total_s += gather(unit(j));
+    }
+    const bool regather = l.pp == 1;
+    for (int64_t j = n - 1; j >= 0; --j) {
+      const double comm = (regather && j > 0 ? gather(unit(j - 1)) : 0) + (j + 1 < n ? scatter(unit(j + 1)) : 0);
+      t.exposed_s += std::max(0.0, comm - kind_backward[kind(j)]);
+      t.total_s += comm;
+    }
+    t.exposed_s += scatter(unit(0)) + scatter(root);
+    t.total_s += scatter(unit(0)) + scatter(root);
+    return t;
+  };
+  double worst_key = -1, worst = 0, worst_compute = 0, worst_tp = 0, worst_backward = 0, worst_ring = 0;
+  double worst_fsdp = 0, worst_cast = 0, fsdp_step_exposed = 0, fsdp_step_total = 0, worst_a2a = 0;
   int64_t first_layer = 0;
   for (size_t i = 0; i < p.split.size(); ++i) {
     const double layers = static_cast<double>(p.split[i]);
     const std::vector<double> per_kind = kinds_in(first_layer, p.split[i]);
     first_layer += p.split[i];
-    double compute = 0, backward = 0, forward = 0, ring = 0, cast = 0, params = 0, tp = layers * tp_layer, a2a = 0;
-    // FSDP without pipelining: every micro-batch gathers and scatters each unit (exposed part).
-    double fsdp = 0;
+    double compute = 0, backward = 0, ring = 0, cast = 0, tp = layers * tp_layer, a2a = 0;
     for (size_t k = 0; k < kinds.size(); ++k) {
       compute += per_kind[k] * kind_compute[k];
       backward += per_kind[k] * kind_backward[k];
-      forward += per_kind[k] * kind_forward[k];
       ring += per_kind[k] * kind_ring[k];
       a2a += per_kind[k] * kind_a2a[k];
       cast += per_kind[k] * kind_cast[k];
-      params += per_kind[k] * kind_params[k];
-      if (l.fsdp_on())
-        fsdp += per_kind[k] * (std::max(0.0, gather(kind_params[k]) - kind_forward[k]) +
-                               std::max(0.0, gather(kind_params[k]) + scatter(kind_params[k]) - kind_backward[k]));
     }
-    const size_t first_kind = [&] {
-      size_t k = 0;
-      while (!(kinds[k].spec == schedule[static_cast<size_t>(first_layer - p.split[i])])) ++k;
-      return k;
-    }();
     if (i == 0) tp += tp_first;
     if (i + 1 == p.split.size()) {
       compute += head_compute;
       tp += tp_last;
-      if (l.fsdp_on()) {  // the final norm and the LM head: one more unit
-        const double head_params = pc.head_norm + pc.vocab_matrix;
-        fsdp += std::max(0.0, gather(head_params) - c.head_forward_s) +
-                std::max(0.0, gather(head_params) + scatter(head_params) - c.head_backward_s);
-      }
-    }
-    if (l.fsdp_on()) {
-      // The first unit's gather has nothing to hide behind; the embedding is its own unit.
-      const double emb = i == 0 ? pc.vocab_matrix + position : 0;
-      fsdp += gather(emb > 0 ? emb : kind_params[first_kind]) + scatter(emb);
-      params += emb + (i + 1 == p.split.size() ? pc.head_norm + pc.vocab_matrix : 0);
     }
     tp += ring + a2a;
-    const double per_micro_batch_fsdp = l.pp == 1 ? fsdp : 0;
+    // FSDP without pipelining: every micro-batch gathers and scatters each unit (its exposed part).
+    const FsdpTime fsdp = l.fsdp_on() ? fsdp_exposed(i) : FsdpTime{};
+    const double per_micro_batch_fsdp = l.pp == 1 ? fsdp.exposed_s : 0;
     // fp8 weight casts: once a step with Megatron-LM / TE (cached copies); FSDP gathers bf16
     // weights every micro-batch and casts them again.
     const double cast_mb = l.fsdp_on() ? cast : 0;
@@ -270,14 +306,13 @@ Prediction predict(const PredictInput& in) {
       worst_compute = compute + cast_mb;
       worst_tp = tp;
       worst_backward = backward;
-      worst_forward = forward;
       worst_ring = ring;
       worst_a2a = a2a;
       worst_fsdp = per_micro_batch_fsdp;
       worst_cast = l.fsdp_on() ? 0 : cast;
-      worst_params = params;
-      worst_first_layer_params = kind_params[first_kind];
     }
+    fsdp_step_exposed = std::max(fsdp_step_exposed, fsdp.exposed_s);
+    fsdp_step_total = std::max(fsdp_step_total, fsdp.total_s);
   }
   // Pipeline: each micro-batch crosses each of a stage's vpp chunk boundaries forward and
   // backward; the activation goes split over the tp ranks (Megatron-LM's scatter-gather).
@@ -298,20 +333,29 @@ Prediction predict(const PredictInput& in) {
   b.bubble_s = static_cast<double>(l.pp - 1) / static_cast<double>(l.vpp) * p.stage_time_s;
 
   const double available = s.hbm_bytes - s.memory_reserved_bytes;
-  // FSDP's unsharded working set: without pipelining the unit in use and the one prefetched
-  // (the largest kind twice); with pipelining torchtitan keeps the stage unsharded through the
-  // step (reshard_after_forward off, gradients reduced after the last micro-batch).
+  // FSDP's unsharded working set, bytes. Without pipelining: the root unit (never resharded
+  // after forward) and two blocks (the one in use and the one prefetched; the largest kind
+  // twice), each with its bf16 parameters and, in backward, its bf16 unsharded gradients before
+  // the reduce-scatter: 4 bytes a parameter. With pipelining torchtitan keeps the whole stage
+  // unsharded through the step: bf16 parameters (2) and the unsharded gradients, accumulated over
+  // the micro-batches without reduction in FSDP2's reduce dtype, fp32 (4; bf16, 2, with one
+  // micro-batch).
   const double largest_kind = *std::max_element(kind_params.begin(), kind_params.end());
-  auto unsharded = [&](double stage) { return !l.fsdp_on() ? 0.0 : l.pp > 1 ? stage : 2 * largest_kind; };
+  auto unsharded = [&](double on_stage, size_t stage) {
+    if (!l.fsdp_on()) return 0.0;
+    if (l.pp == 1) return 4 * (fsdp_root(stage) + 2 * largest_kind);
+    return on_stage * (2 + (m > 1 ? 4 : 2));
+  };
   // Megatron-LM / TE keep each weight's fp8 copies; FSDP gathers bf16 and casts on the fly.
   auto fp8_kept = [&](int64_t from, int64_t n) { return l.fsdp_on() ? 0.0 : stage_fp8(from, n); };
   const double first_experts = stage_experts(0, p.split.front()),
                last_experts = stage_experts(in.model.n_layers - p.split.back(), p.split.back());
   const MemoryBreakdown mem_first = memory_per_gpu(first, p.split.front(), in.model, l, available,
-                                                   fp8_kept(0, p.split.front()), unsharded(first), first_experts);
+                                                   fp8_kept(0, p.split.front()), unsharded(first, 0), first_experts);
   const MemoryBreakdown mem_last =
       memory_per_gpu(last, p.split.back(), in.model, l, available,
-                     fp8_kept(in.model.n_layers - p.split.back(), p.split.back()), unsharded(last), last_experts);
+                     fp8_kept(in.model.n_layers - p.split.back(), p.split.back()), unsharded(last, p.split.size() - 1),
+                     last_experts);
   p.memory = mem_first.total_bytes >= mem_last.total_bytes ? mem_first : mem_last;
   const double params_gpu = std::max(first, last);
   const double experts_gpu = first >= last ? first_experts : last_experts;
@@ -338,24 +382,11 @@ Prediction predict(const PredictInput& in) {
     b.dp_comm_total_s = reduce(dense_grad_bytes, dp_group, dp_inter) + reduce(expert_grad_bytes, edp, edp_inter);
     b.dp_comm_s = std::max(0.0, b.dp_comm_total_s - hidden);
   } else {
-    // FSDP: the gathers and scatters of every unit. Without pipelining, each micro-batch's
-    // (exposed part in the stage time above); with it, once a step: the stage gathered before the
-    // first micro-batch (the first layer exposed, the rest behind that micro-batch's forward) and
-    // its gradients scattered after the last (behind that backward). HSDP (fsdp < dp): the
-    // shards' gradients then all-reduced over the dp / fsdp replicas (fp32, across nodes).
-    const double all_gathers = gather(worst_params), scatters = scatter(worst_params);
-    const double replicas = static_cast<double>(dp / l.fsdp);
-    const double hsdp = net.time(Collective::all_reduce, worst_params * 4 / static_cast<double>(shard),
-                                 static_cast<int64_t>(replicas), l.tp * l.cp * dp > node);
-    if (l.pp == 1) {
-      b.dp_comm_total_s = md * (2 * all_gathers + scatters) + hsdp;
-      b.dp_comm_s = md * worst_fsdp + std::max(0.0, hsdp - hidden);
-    } else {
-      const double first_gather = gather(worst_first_layer_params);
-      b.dp_comm_total_s = all_gathers + scatters + hsdp;
-      b.dp_comm_s = first_gather + std::max(0.0, all_gathers - first_gather - worst_forward) +
-                    std::max(0.0, scatters + hsdp - hidden);
-    }
+    // FSDP (fsdp_exposed above): without pipelining every micro-batch's gathers and scatters
+    // (the exposed part a micro-batch, worst_fsdp); with pipelining once a step, the slowest
+    // stage's. HSDP's all-reduce over the replicas is in each unit's scatter.
+    b.dp_comm_total_s = l.pp == 1 ? md * fsdp_step_total : fsdp_step_total;
+    b.dp_comm_s = l.pp == 1 ? md * worst_fsdp : fsdp_step_exposed;
   }
   // The optimizer's share of the parameters: FSDP shards, the distributed optimizer splits over dp x cp.
   const double opt_params = l.fsdp_on()                  ? params_gpu / static_cast<double>(shard)
@@ -377,8 +408,14 @@ Prediction predict(const PredictInput& in) {
   for (size_t k = 0; k < kinds.size(); ++k) {
     const LayerGraph gfull = build_layer_graph(layer_shape(in.model, l.micro_batch, l.seq, k), gr);
     double extra = 0;
-    for (const auto& op : gfull.ops) {
+    // Selective with FSDP: torchtitan's op-level checkpointing re-runs every second mm.
+    const bool op_sac = l.fsdp_on() && l.recompute == Recompute::selective;
+    const std::vector<double> sac = op_sac ? torchtitan_op_sac(gfull, in.model, l.attention == Attention::flash)
+                                           : std::vector<double>{};
+    for (size_t oi = 0; oi < gfull.ops.size(); ++oi) {
+      const Op& op = gfull.ops[oi];
       if (op.impl != OpImpl::gemm) continue;
+      if (op_sac && op.phase == Phase::recompute && op.gemm.linear) extra += sac[oi] * op.flops;
       const bool core = op.name.find(".attn.") != std::string::npos;
       if (l.attention == Attention::flash) {
         if (op.name == "fwd.attn.scores") extra += op.flops;  // recomputed in flash's backward
@@ -418,7 +455,15 @@ Prediction predict(const PredictInput& in) {
                                   l.vpp > 1 ? " interleaved" : "",
                                   static_cast<double>(l.pp - 1) / static_cast<double>(l.vpp * m),
                                   act_bytes / static_cast<double>(l.tp) / 1e6, net.source(Collective::send_recv, pp_inter)));
-  if (dp > 1)
+  if (l.fsdp_on())
+    p.notes.push_back(fmt::format(
+        "FSDP (torchtitan / FSDP2): {:.3g} GB of bf16 parameters all-gathered and their fp32 gradients "
+        "reduce-scattered over {} GPUs on {}{}, {}; {:.3g} s of it, {:.3g} s exposed (prefetch behind each block's compute)",
+        params_gpu * kBytes16 / 1e9, shard, net.source(Collective::all_gather, fsdp_inter),
+        replicas > 1 ? fmt::format(", all-reduced over {} replicas (HSDP)", replicas) : "",
+        l.pp == 1 ? "gathered for forward and again for backward every micro-batch" : "once a step (pipelined: the stage kept unsharded)",
+        b.dp_comm_total_s, b.dp_comm_s));
+  else if (dp > 1)
     p.notes.push_back(fmt::format("data parallel: {:.3g} GB of gradients, {} over {} GPUs on {}; {}",
                                   grad_bytes / 1e9, l.distributed_optimizer ? "reduce-scatter + all-gather" : "all-reduce",
                                   dp, net.source(Collective::all_reduce, dp_inter),
