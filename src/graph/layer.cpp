@@ -49,7 +49,7 @@ Layer dense_layer(const LayerShape& s) {
   a.d = D.d;
   a.qkv_bias = s.biases.qkv;
   a.out_bias = s.biases.attn_out;
-  a.rope = s.position == PositionKind::rope;
+  a.rope = s.position == PositionKind::rope && !s.layer.nope;  // Llama 4's NoPE layers: no rotation
   a.rope_theta = s.rope_theta;
   a.in = "ln1.out", a.out = "proj.out", a.d_in = "d.ln1.out", a.d_out = "d.x1";
   a.w_qkv = "w.qkv", a.b_qkv = "b.qkv", a.w_proj = "w.proj", a.b_proj = "b.proj";
@@ -61,7 +61,7 @@ Layer dense_layer(const LayerShape& s) {
     q.rows = D.T, q.d = D.d, q.q_lora = s.q_lora_rank, q.kv_lora = s.kv_lora_rank, q.nope = s.qk_nope, q.rope = s.qk_rope;
     q.in_bias = s.biases.qkv;
     q.out_bias = s.biases.attn_out;
-    q.rope_on = s.position == PositionKind::rope;
+    q.rope_on = s.position == PositionKind::rope && !s.layer.nope;
     q.rope_theta = s.rope_theta;
     // DeepseekV3RMSNorm on both latents, whatever the layer's norm.
     q.q_norm = norm_block(NormKind::rmsnorm, D.T, s.q_lora_rank, "q_a_norm", "q_a.ln");
