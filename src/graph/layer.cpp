@@ -44,7 +44,8 @@ Layer dense_layer(const LayerShape& s) {
   l.ln2 = norm_block(s.norm, D.T, D.d, "ln2", "ln2");
 
   AttentionBlock& a = l.attention;
-  a.core = {D.b, D.S, D.hk, D.g, D.dh, D.dh, "qkv", "att.scores", "att.probs", "ctx"};
+  a.core = {D.b, D.S, D.hk, D.g, D.dh, D.dh, "qkv", "att.scores", "att.probs", "ctx", {}, false, "attn.sinks",
+            "att.sink_probs"};
   a.rows = D.T;
   a.d = D.d;
   a.qkv_bias = s.biases.qkv;
@@ -53,11 +54,22 @@ Layer dense_layer(const LayerShape& s) {
   a.rope_theta = s.rope_theta;
   a.in = "ln1.out", a.out = "proj.out", a.d_in = "d.ln1.out", a.d_out = "d.x1";
   a.w_qkv = "w.qkv", a.b_qkv = "b.qkv", a.w_proj = "w.proj", a.b_proj = "b.proj";
+  // QK-norm: Qwen3's weighted RMSNorm on every layer; Llama 4's unweighted one on its RoPE layers only.
+  a.qk_norm = s.qk_norm == QkNorm::l2 && !a.rope ? QkNorm::none : s.qk_norm;
+  a.qkv_raw = "qkv.raw", a.qk_rstd = "qk_norm.rstd", a.w_q_norm = "q_norm.gamma", a.w_k_norm = "k_norm.gamma";
+  // A window or chunk of the whole sequence or more masks nothing beyond causal.
+  AttentionMask mask;
+  mask.window = s.layer.window > 0 && s.layer.window < D.S ? s.layer.window : 0;
+  mask.chunk = s.layer.chunk > 0 && s.layer.chunk < D.S ? s.layer.chunk : 0;
+  a.core.mask = mask;
+  a.core.sinks = s.attention_sinks;
 
   if (s.mla()) {
     l.use_mla = true;
     MlaBlock& q = l.mla;
-    q.core = {D.b, D.S, D.h, 1, s.qk_nope + s.qk_rope, s.v_head, "qkv", "att.scores", "att.probs", "ctx"};
+    q.core = {D.b, D.S, D.h, 1, s.qk_nope + s.qk_rope, s.v_head, "qkv", "att.scores", "att.probs", "ctx", {}, false,
+              "", ""};
+    q.core.mask = mask;
     q.rows = D.T, q.d = D.d, q.q_lora = s.q_lora_rank, q.kv_lora = s.kv_lora_rank, q.nope = s.qk_nope, q.rope = s.qk_rope;
     q.in_bias = s.biases.qkv;
     q.out_bias = s.biases.attn_out;
@@ -171,6 +183,9 @@ LayerGraph build_layer_graph(const LayerShape& s, const GraphOptions& o) {
   if (s.moe() && o.precision == Precision::fp8)
     throw UsageError("--precision fp8: the layer graph lowers a dense layer's linear GEMMs to FP8, not yet a mixture "
                      "of experts' grouped GEMMs; use bf16 (or fp32 on the cpu)");
+  FLOPSCOPE_CHECK(!s.mla() || (s.qk_norm == QkNorm::none && !s.attention_sinks),
+                  "QK-norm and attention sinks are not modelled with multi-head latent attention");
+  FLOPSCOPE_CHECK(s.layer.window >= 0 && s.layer.chunk >= 0, "a window or chunk must be 0 (none) or a token count");
   FLOPSCOPE_CHECK(o.input_sets >= 1, "input sets must be at least 1");
   FLOPSCOPE_CHECK(o.causal_block >= 0, "the causal block must be 0 (the full square) or a row count");
   Builder B(s, o);

@@ -173,6 +173,15 @@ class CudaBackend final : public Backend {
       throw UsageError(fmt::format("the cuda backend has no mixture-of-experts kernels yet (router, dispatch, combine, "
                                    "grouped expert GEMMs); run this layer with --backend cpu ({} experts, top-{})",
                                    g.shape.n_experts, g.shape.top_k));
+    // QK-norm, a sliding window or chunks, attention sinks: CPU kernels only so far.
+    for (const auto& op : g.ops) {
+      const bool masked = (op.impl == OpImpl::softmax_causal_fwd || op.impl == OpImpl::softmax_causal_bwd) &&
+                          (op.mask.any() || op.sink_heads > 0);
+      if (op.impl == OpImpl::qk_norm_fwd || op.impl == OpImpl::qk_norm_bwd || masked)
+        throw UsageError(fmt::format("the cuda backend has no kernel yet for {} ({}: QK-norm, a sliding window, "
+                                     "chunked attention or attention sinks); run this layer with --backend cpu",
+                                     op.name, to_string(g.shape.layer)));
+    }
     FLOPSCOPE_CHECK(g.options.causal_block == 0,
                     "cuda backend: the attention products run as whole strided batches (causal block 0), not in row "
                     "blocks");
@@ -350,6 +359,8 @@ class CudaBackend final : public Backend {
       case OpImpl::moe_dispatch_bwd:
       case OpImpl::moe_combine_fwd:
       case OpImpl::moe_combine_bwd:  // refused in allocate()
+      case OpImpl::qk_norm_fwd:
+      case OpImpl::qk_norm_bwd:  // refused in allocate()
       case OpImpl::gemm: break;
     }
     CUDA_CALL(e, fmt::format("{} ({}, {})", op.name, to_string(op.impl), op.shape_str()));
