@@ -42,9 +42,10 @@
 #    6. ncu-crosscheck: scripts/ncu-crosscheck.sh --gemm-candidates 1 on width 1/96, seq 256:
 #       flopscope's counters against Nsight Compute's, op by op
 #    7. measure-1_8-fp8: `measure --width 1/8` in fp8, verification (compute capability 8.9+)
-#    8. measure-moe: `measure --model qwen3-30b-a3b --width 8/32 --seq 1024` in bf16: a mixture
-#       of experts on the GPU (32 experts, top-8: the router's kernels, dispatch and combine, the
-#       grouped GEMMs from the router's counts), verified against the fp64 host reference
+#    8. measure-moe: `measure --model mixtral-8x7b --experts 32 --top-k 4 --width 8/32 --seq 1024`
+#       in bf16: a mixture of experts on the GPU (8 experts at that width, top-4: the router's
+#       kernels, dispatch and combine, the grouped GEMMs from the router's counts), verified
+#       against the fp64 host reference (Mixtral: no QK-norm or window, which cuda refuses yet)
 #    9. gpu-suites: the kernel suites, then GpuGemm, GpuLayer, GpuFp8, GpuMeasure, GpuGraph,
 #       one process each, until the step's limit
 #   10. graph-replay: `measure --width 1/8 --cuda-graph --input-sets 2`: replay against the sum
@@ -72,7 +73,7 @@ plan_table=(
   "counters        50 GpuCounters suite; the 175B run's counters (dropped metrics warn)"
   "ncu-crosscheck  100 scripts/ncu-crosscheck.sh --gemm-candidates 1, width 1/96, seq 256"
   "measure-1_8-fp8 35 measure --width 1/8 fp8, verification (compute capability 8.9+)"
-  "measure-moe     20 measure a mixture of experts (qwen3-30b-a3b, width 8/32, seq 1024) bf16: router, grouped GEMMs"
+  "measure-moe     20 measure a mixture of experts (mixtral-8x7b with 32 experts top-4, width 8/32, seq 1024) bf16"
   "gpu-suites      70 kernel, GEMM, layer, fp8 and end-to-end suites, one process each"
   "graph-replay    35 measure --width 1/8 --cuda-graph: replay vs the sum of op times"
   "memcheck        50 compute-sanitizer memcheck, width 1/96, seq 128, fp8 + --cuda-graph, --counters off"
@@ -464,7 +465,8 @@ step_measure-1_8-fp8() {
 }
 
 step_measure-moe() {
-  run_measure measure-moe --model qwen3-30b-a3b --width 8/32 --seq 1024 --precision bf16 --no-ceiling --counters off
+  run_measure measure-moe --model mixtral-8x7b --experts 32 --top-k 4 --width 8/32 --seq 1024 --precision bf16 \
+    --no-ceiling --counters off
 }
 
 step_gpu-suites() {

@@ -2,7 +2,8 @@
 // compute for the input and for every weight and bias match central finite differences of
 // the forward pass's loss. This checks every dgrad/wgrad shape, transpose, offset and order,
 // for GPT-3 layers and for Llama-style ones (RMSNorm, RoPE, SwiGLU, grouped- and multi-query
-// attention, no biases), OPT's ReLU and Qwen2's QKV bias, with and without recompute and the head.
+// attention, no biases), OPT's ReLU and Qwen2's QKV bias, with and without recompute and the head;
+// and the attention variants: QK-norm, sliding window, chunks, sinks.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -184,6 +185,40 @@ TEST(GradCheckMla, BackwardMatchesCentralDifferences) {
     // 1e-5 there at every step tried (1e-6 rounding-bound, 1e-4 truncation-bound). A wrong
     // gradient is far off: k_rope's gradient from one head only gives 0.7 to 1.4 on w.k_rope (tried by hand).
     for (const auto& [p, err] : gradient_errors(g, c.step)) EXPECT_LT(err, 1e-4) << c.label << ": gradient of " << p;
+  }
+}
+
+// The attention variants (issue 18): QK-norm (Qwen3's weighted RMSNorm per head, Llama 4's
+// unweighted one), a sliding window, chunks and attention sinks, alone and together, run as the
+// whole square (causal block 0) and in row blocks that skip what the mask masks (block 2).
+struct VariantCase {
+  const char* label;
+  QkNorm qk_norm;
+  int64_t window, chunk, block;
+  bool sinks, recompute;
+};
+
+TEST(GradCheckAttentionVariants, BackwardMatchesCentralDifferences) {
+  for (const VariantCase& v : {VariantCase{"qk_rmsnorm", QkNorm::rmsnorm, 0, 0, 0, false, false},
+                               VariantCase{"qk_rmsnorm_recompute", QkNorm::rmsnorm, 0, 0, 0, false, true},
+                               VariantCase{"qk_l2", QkNorm::l2, 0, 0, 0, false, false},
+                               VariantCase{"window2", QkNorm::none, 2, 0, 0, false, false},
+                               VariantCase{"window3_blocked", QkNorm::none, 3, 0, 2, false, false},
+                               VariantCase{"chunk2_blocked", QkNorm::none, 0, 2, 2, false, false},
+                               VariantCase{"chunk3", QkNorm::none, 0, 3, 0, false, false},
+                               VariantCase{"sinks", QkNorm::none, 0, 0, 0, true, false},
+                               VariantCase{"sinks_window2_blocked_qk_rmsnorm_recompute", QkNorm::rmsnorm, 2, 0, 2, true, true}}) {
+    LayerShape shape = llama(2, 5, 4, 2, 4, 16, 12, 11);
+    shape.qk_norm = v.qk_norm;
+    shape.layer.window = v.window, shape.layer.chunk = v.chunk;
+    shape.attention_sinks = v.sinks;
+    GraphOptions o = fp64_options(Case{v.label, shape, false, v.recompute});
+    o.causal_block = v.block;
+    const LayerGraph g = build_layer_graph(shape, o);
+    const size_t extra = (v.qk_norm == QkNorm::rmsnorm ? 2 : 0) + (v.sinks ? 1 : 0);
+    ASSERT_EQ(parameters(g).size(), 1 + 2 + 5 + extra) << v.label;  // x, 2 gammas, qkv, proj, gate, up, down
+    // Seen: at most 1.3e-7 (the combined case's x), 2e-8 on the sink logits, 3.5e-8 on the QK-norm gammas.
+    for (const auto& [p, err] : gradient_errors(g)) EXPECT_LT(err, 1e-6) << v.label << ": gradient of " << p;
   }
 }
 

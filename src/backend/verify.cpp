@@ -140,7 +140,8 @@ json check_gemm(Backend& b, const Op& op, double tol) {
   auto skipped = [&](const Sample& s) {
     if (!g.blocked() || g.triangle != Triangle::c_lower) return false;
     const int64_t r0 = s.i / g.causal_block * g.causal_block;
-    return s.j >= g.block(r0, std::min(r0 + g.causal_block, g.m)).n_end;
+    const GemmSpec::Block bl = g.block(r0, std::min(r0 + g.causal_block, g.m));
+    return s.j >= bl.n_end || s.j < bl.n0;
   };
   for (const auto& s : samples) {
     if (skipped(s)) {
@@ -362,6 +363,8 @@ json check_rows(Backend& b, const Op& op, double tol) {
       case OpImpl::moe_dispatch_bwd:
       case OpImpl::moe_combine_fwd:
       case OpImpl::moe_combine_bwd:  // check_moe
+      case OpImpl::qk_norm_fwd:
+      case OpImpl::qk_norm_bwd:  // check_qk_norm
       case OpImpl::bias_grad:
       case OpImpl::gemm: break;
     }
@@ -391,6 +394,115 @@ json check_rows(Backend& b, const Op& op, double tol) {
       c.compare(b.read(out[0], j, 1), {s});
     }
   }
+  return c.result(op, tol);
+}
+
+// The causal softmax under a window or chunks, or with sinks (Op::mask, Op::sink_heads): the
+// first, middle and last rows against the fp64 reference, with the sink probabilities; backward,
+// each sampled head's sink gradient against the sum over all its rows.
+json check_softmax_masked(Backend& b, const Op& op, double tol) {
+  const int64_t n = op.cols, rows = op.batch * op.rows, heads = std::max<int64_t>(op.sink_heads, 1);
+  const bool sinks = op.sink_heads > 0, fwd = op.impl == OpImpl::softmax_causal_fwd;
+  const auto& in = op.inputs;
+  const auto& out = op.outputs;
+  const std::vector<int64_t> rs = sample_rows(rows);
+  std::vector<std::vector<double>> p0(rs.size()), p1(rs.size());
+  std::vector<double> sink_logits = sinks && fwd ? b.read(in[1], 0, heads) : std::vector<double>{};
+  std::vector<double> sp(rs.size());
+  for (size_t k = 0; k < rs.size(); ++k) {
+    p0[k] = row(b, in[0], rs[k], n);
+    if (!fwd) p1[k] = row(b, in[1], rs[k], n);
+  }
+  // Backward with sinks: every row of the sampled heads, for their sink gradients.
+  std::vector<int64_t> hs = sinks && !fwd ? sample_rows(heads) : std::vector<int64_t>{};
+  std::vector<double> dz(hs.size(), 0.0);
+  for (size_t q = 0; q < hs.size(); ++q)
+    for (int64_t m = hs[q]; m < op.batch; m += heads)
+      for (int64_t i = 0; i < op.rows; ++i) {
+        const int64_t r = m * op.rows + i;
+        const std::vector<double> p = row(b, in[0], r, n), dp = row(b, in[1], r, n);
+        std::vector<double> ds(static_cast<size_t>(n));
+        const double dot = ref::softmax_masked_row_backward(p.data(), dp.data(), ds.data(), i, n, op.mask);
+        dz[q] -= b.read(in[2], r, 1)[0] * dot;
+      }
+  b.run(op);
+  b.synchronize();
+  Check c(verify_abs_floor(op.precision));
+  for (size_t k = 0; k < rs.size(); ++k) {
+    const int64_t r = rs[k], i = r % op.rows, member = r / op.rows;
+    std::vector<double> ref(static_cast<size_t>(n));
+    if (fwd) {
+      double psink = 0;
+      ref::softmax_masked_row_forward(p0[k].data(), ref.data(), i, n, op.mask,
+                                      sinks ? &sink_logits[static_cast<size_t>(member % heads)] : nullptr,
+                                      sinks ? &psink : nullptr);
+      c.compare(row(b, out[0], r, n), ref);
+      if (sinks) c.compare(b.read(out[1], r, 1), {psink});
+    } else {
+      ref::softmax_masked_row_backward(p0[k].data(), p1[k].data(), ref.data(), i, n, op.mask);
+      c.compare(row(b, out[0], r, n), ref);
+    }
+  }
+  for (size_t q = 0; q < hs.size(); ++q) c.compare(b.read(out[1], hs[q], 1), {dz[q]});
+  return c.result(op, tol);
+}
+
+// QK-norm (QkNormSpec): the first, middle and last rows of y and rstd (forward) or dx (backward)
+// against the fp64 reference; backward, dgamma_q and dgamma_k at the first, middle and last of
+// their d_head elements against the sums over every row and head.
+json check_qk_norm(Backend& b, const Op& op, double tol) {
+  const QkNormSpec& q = op.qk_norm;
+  const int64_t w = op.cols, rows = op.rows, nh = q.normed_heads(), dh = q.d_head;
+  const bool fwd = op.impl == OpImpl::qk_norm_fwd;
+  const auto& in = op.inputs;
+  const auto& out = op.outputs;
+  const std::vector<int64_t> rs = sample_rows(rows);
+  std::vector<double> gq, gk;
+  if (q.weighted) gq = b.read(in[fwd ? 1 : 2], 0, dh), gk = b.read(in[fwd ? 2 : 3], 0, dh);
+  const std::string rstd = fwd ? std::string() : in[q.weighted ? 4 : 2];
+  std::vector<std::vector<double>> x(rs.size()), dy(rs.size()), st(rs.size());
+  for (size_t k = 0; k < rs.size(); ++k) {
+    x[k] = row(b, in[fwd ? 0 : 1], rs[k], w);
+    if (!fwd) dy[k] = row(b, in[0], rs[k], w), st[k] = row(b, rstd, rs[k], nh);
+  }
+  // dgamma at sampled j: sum over rows and heads of dy x rstd, read column by column.
+  const std::vector<int64_t> js = sample_rows(dh);
+  std::vector<double> dgq(js.size(), 0.0), dgk(js.size(), 0.0);
+  if (!fwd && q.weighted) {
+    for (int64_t grp = 0; grp < q.kv_heads; ++grp)
+      for (int64_t hd = 0; hd <= q.group; ++hd) {
+        const std::vector<double> r = col(b, rstd, grp * (q.group + 1) + hd, rows, nh);
+        for (size_t k = 0; k < js.size(); ++k) {
+          const int64_t at = (grp * (q.group + 2) + hd) * dh + js[k];
+          const std::vector<double> cd = col(b, in[0], at, rows, w), cx = col(b, in[1], at, rows, w);
+          double sum = 0;
+          for (size_t t = 0; t < cd.size(); ++t) sum += cd[t] * cx[t] * r[t];
+          (hd < q.group ? dgq : dgk)[k] += sum;
+        }
+      }
+  }
+  b.run(op);
+  b.synchronize();
+  Check c(verify_abs_floor(op.precision));
+  for (size_t k = 0; k < rs.size(); ++k) {
+    std::vector<double> ref(static_cast<size_t>(w)), rr(static_cast<size_t>(nh));
+    const double* g1 = q.weighted ? gq.data() : nullptr;
+    const double* g2 = q.weighted ? gk.data() : nullptr;
+    if (fwd) {
+      ref::qk_norm_row_forward(x[k].data(), g1, g2, ref.data(), rr.data(), q);
+      c.compare(row(b, out[0], rs[k], w), ref);
+      c.compare(row(b, out[1], rs[k], nh), rr);
+    } else {
+      std::vector<double> a1(static_cast<size_t>(dh)), a2(static_cast<size_t>(dh));
+      ref::qk_norm_row_backward(dy[k].data(), x[k].data(), g1, g2, st[k].data(), ref.data(), a1.data(), a2.data(), q);
+      c.compare(row(b, out[0], rs[k], w), ref);
+    }
+  }
+  if (!fwd && q.weighted)
+    for (size_t k = 0; k < js.size(); ++k) {
+      c.compare(b.read(out[1], js[k], 1), {dgq[k]});
+      c.compare(b.read(out[2], js[k], 1), {dgk[k]});
+    }
   return c.result(op, tol);
 }
 
@@ -592,9 +704,14 @@ json verification_run(Backend& b, const LayerGraph& g) {
                      op.impl == OpImpl::moe_dispatch_fwd || op.impl == OpImpl::moe_dispatch_bwd ||
                      op.impl == OpImpl::moe_combine_fwd || op.impl == OpImpl::moe_combine_bwd;
     const double tol = verify_tolerance(op.precision, gemm);
+    const bool masked_softmax = (op.impl == OpImpl::softmax_causal_fwd || op.impl == OpImpl::softmax_causal_bwd) &&
+                                (op.mask.any() || op.sink_heads > 0);
+    const bool qk_norm = op.impl == OpImpl::qk_norm_fwd || op.impl == OpImpl::qk_norm_bwd;
     json r = gemm && op.gemm.grouped != Grouped::none ? check_grouped_gemm(b, op, tol)
              : gemm                                    ? check_gemm(b, op, tol)
              : moe                                     ? check_moe(b, op, tol)
+             : masked_softmax                          ? check_softmax_masked(b, op, tol)
+             : qk_norm                                 ? check_qk_norm(b, op, tol)
                                                        : check_rows(b, op, tol);
     if (!r.at("passed").get<bool>()) failures.push_back(r);
     ops.push_back(std::move(r));

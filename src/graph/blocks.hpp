@@ -45,9 +45,15 @@ void norm_bwd(Builder& B, const NormBlock& n, const std::string& name, Group gro
 // The scores of query head j g + r are batch member i g + r of `scores`: stride g s^2 over i
 // and offset r s^2 per repeat. So each product is one strided batch over i, repeated g times
 // (GemmSpec::repeat), and K and V are never copied. MHA: group 1.
+// mask: a sliding window or chunks beyond causal (the products' row blocks skip what it masks,
+// the softmax masks it); sinks: a learned logit per head (`sinks`, (heads)) joined to each
+// softmax row, its probability saved in `sink_probs` (b h, s).
 struct AttentionCore {
   int64_t batch = 1, seq = 0, kv_groups = 0, group = 1, d_qk = 0, d_v = 0;
   std::string qkv, scores, probs, ctx;  // gradients "d." + each
+  AttentionMask mask;
+  bool sinks = false;
+  std::string sink_logits, sink_probs;  // gradient "d." + sink_logits
   int64_t heads() const { return kv_groups * group; }
   int64_t group_width() const { return group * d_qk + d_qk + d_v; }
   int64_t qkv_width() const { return kv_groups * group_width(); }  // one token's row of qkv
@@ -55,19 +61,25 @@ struct AttentionCore {
 };
 void core_forward_tensors(Builder& B, const AttentionCore& c);   // scores, probs, ctx
 void core_backward_tensors(Builder& B, const AttentionCore& c);  // d.ctx, d.probs, d.scores
+void core_weights(const AttentionCore& c, TensorList& weights);  // the sinks' logits, when sinks
 void core_fwd(Builder& B, const AttentionCore& c, const std::string& prefix, Phase phase);
 // From d.ctx to the Q, K and V slots of d.qkv (every slot written).
 void core_bwd(Builder& B, const AttentionCore& c);
 
 // ---- attention (attention.cpp) -----------------------------------------------------------------
-// in (rows, d) -> QKV projection (+ bias) -> RoPE on Q and K -> core -> output projection (+ bias)
-// -> out (rows, d). The gradient of `out` is d_out, of `in` d_in.
+// in (rows, d) -> QKV projection (+ bias) -> QK-norm -> RoPE on Q and K -> core -> output
+// projection (+ bias) -> out (rows, d). The gradient of `out` is d_out, of `in` d_in. With
+// QK-norm the projection writes qkv_raw and the norm (qk_norm_fwd) writes the core's qkv and
+// the per-head rstd qk_rstd; rmsnorm: weighted by w_q_norm, w_k_norm (d_head each); l2: unweighted.
 struct AttentionBlock {
   AttentionCore core;
   int64_t rows = 0, d = 0;
   bool qkv_bias = false, out_bias = false, rope = false;
   double rope_theta = 10000.0;
+  QkNorm qk_norm = QkNorm::none;
   std::string in, out, d_in, d_out, w_qkv, b_qkv, w_proj, b_proj;
+  std::string qkv_raw, qk_rstd, w_q_norm, w_k_norm;
+  const std::string& projected() const { return qk_norm == QkNorm::none ? core.qkv : qkv_raw; }  // the QKV GEMM's output
 };
 void attention_weights(const AttentionBlock& a, TensorList& weights);
 void attention_forward_tensors(Builder& B, const AttentionBlock& a);   // qkv, the core's, out

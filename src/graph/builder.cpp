@@ -103,7 +103,12 @@ void Builder::add_gemm(std::string name, Phase phase, Group group, OpKind kind, 
     op.gemm.causal_block = g_.options.causal_block;
   }
   op.flops = op.gemm.flops();
-  op.model_flops = causal_square ? op.gemm.full_flops() / 2 : op.flops;
+  // Model FLOPs of an attention product: the mask's area of its square (docs/method.md): half
+  // the square when causal (Megatron-LM), the band or the chunks' triangles under a mask.
+  const double side = static_cast<double>(op.gemm.m);
+  op.model_flops = !causal_square         ? op.flops
+                   : op.gemm.mask.any()   ? op.gemm.full_flops() * (op.gemm.mask.model_area(op.gemm.m) / (side * side))
+                                          : op.gemm.full_flops() / 2;
   op.causal_square = causal_square;
   // Blocked: the square operand (C for c_lower, A otherwise) is touched in the blocks only.
   const double touched = op.flops / op.gemm.full_flops();

@@ -93,6 +93,8 @@ std::string_view to_string(OpImpl i) {
     case OpImpl::moe_dispatch_bwd: return "moe_dispatch_bwd";
     case OpImpl::moe_combine_fwd: return "moe_combine_fwd";
     case OpImpl::moe_combine_bwd: return "moe_combine_bwd";
+    case OpImpl::qk_norm_fwd: return "qk_norm_fwd";
+    case OpImpl::qk_norm_bwd: return "qk_norm_bwd";
   }
   return "?";
 }
@@ -117,12 +119,45 @@ int64_t TensorSpec::numel() const {
   return n;
 }
 
+int64_t AttentionMask::first_key(int64_t i) const {
+  int64_t lo = 0;
+  if (window > 0) lo = std::max(lo, i - window + 1);
+  if (chunk > 0) lo = std::max(lo, i / chunk * chunk);
+  return lo;
+}
+
+int64_t AttentionMask::end_query(int64_t j, int64_t n) const {
+  int64_t hi = n;
+  if (window > 0) hi = std::min(hi, j + window);
+  if (chunk > 0) hi = std::min(hi, (j / chunk + 1) * chunk);
+  return hi;
+}
+
+double AttentionMask::attended(int64_t n) const {
+  double pairs = 0;
+  for (int64_t i = 0; i < n; ++i) pairs += static_cast<double>(i + 1 - first_key(i));
+  return pairs;
+}
+
+double AttentionMask::model_area(int64_t n) const {
+  // The causal triangle of side L, cut to a band of width w: L^2 / 2, or L w - w^2 / 2 when w < L.
+  auto band = [&](double L) {
+    const double w = static_cast<double>(window);
+    return window == 0 || w >= L ? L * L / 2 : L * w - w * w / 2;
+  };
+  if (chunk == 0 || chunk >= n) return band(static_cast<double>(n));
+  const int64_t q = n / chunk, r = n - q * chunk;
+  return static_cast<double>(q) * band(static_cast<double>(chunk)) + band(static_cast<double>(r));
+}
+
 GemmSpec::Block GemmSpec::block(int64_t r0, int64_t r1) const {
   if (!blocked()) return {n, 0, k};
+  // The mask's first key is nondecreasing in the query and its last query in the key, so a
+  // block's rows [r0, r1) need keys from first_key(r0) (queries up to end_query(r1 - 1)).
   switch (triangle) {
-    case Triangle::c_lower: return {std::min(r1, n), 0, k};
-    case Triangle::a_lower: return {n, 0, std::min(r1, k)};
-    case Triangle::a_upper: return {n, std::min(r0, k), k};
+    case Triangle::c_lower: return {std::min(r1, n), 0, k, std::min(mask.first_key(r0), n)};
+    case Triangle::a_lower: return {n, std::min(mask.first_key(r0), k), std::min(r1, k)};
+    case Triangle::a_upper: return {n, std::min(r0, k), mask.any() ? mask.end_query(r1 - 1, k) : k};
     case Triangle::none: break;
   }
   return {n, 0, k};
@@ -138,6 +173,16 @@ double GemmSpec::full_flops() const {
 
 double GemmSpec::flops() const {
   if (!blocked()) return full_flops();
+  if (mask.any()) {  // a window or chunks: the row blocks' products, summed
+    double per_member = 0;
+    for (int64_t r0 = 0; r0 < m; r0 += causal_block) {
+      const int64_t r1 = std::min(r0 + causal_block, m);
+      const Block bl = block(r0, r1);
+      per_member += 2.0 * static_cast<double>(r1 - r0) * static_cast<double>(bl.n_end - bl.n0) *
+                    static_cast<double>(bl.k1 - bl.k0);
+    }
+    return per_member * static_cast<double>(batch) * static_cast<double>(repeat);
+  }
   // q whole blocks of B rows and a last one of r rows, m = q B + r. Each triangle executes
   // B^2 q (q + 1) / 2 + r m elements of its square (c_lower: row block j reaches column
   // (j + 1) B; a_upper: it starts at j B, the same sum), times 2 x the other dimension.
@@ -218,6 +263,8 @@ LayerShape layer_shape(const ModelConfig& m, int64_t batch, int64_t seq, size_t 
   s.rope_theta = m.rope_theta;
   s.biases = m.biases;
   s.tied_embeddings = m.tied_embeddings;
+  s.qk_norm = m.qk_norm;
+  s.attention_sinks = m.attention_sinks;
   if (m.mla()) {
     s.n_kv_heads = m.n_heads;  // K and V per head, from the latent
     s.d_head = m.qk_head_dim();

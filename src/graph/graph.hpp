@@ -40,8 +40,8 @@ enum class OpImpl {
   gemm,                // C = alpha op(A) op(B) + beta C (strided batched when batch > 1)
   layernorm_fwd,       // in {x, gamma, beta} out {y, mean, rstd}
   layernorm_bwd,       // in {dy, x, gamma, mean, rstd} out {dx, dgamma, dbeta}
-  softmax_causal_fwd,  // in {scores} out {probs}; batch x [rows x cols], j > i masked
-  softmax_causal_bwd,  // in {probs, dprobs} out {dscores}
+  softmax_causal_fwd,  // in {scores[, sinks]} out {probs[, sink_probs]}; batch x [rows x cols], j > i masked (and op.mask)
+  softmax_causal_bwd,  // in {probs, dprobs[, sink_probs]} out {dscores[, dsinks]}
   gelu_fwd,            // in {x} out {y}
   gelu_bwd,            // in {x, dy} out {dx}
   bias_add,            // in {x, bias} out {x} (in place)
@@ -68,6 +68,9 @@ enum class OpImpl {
   moe_dispatch_bwd,  // in {dxe (k T, d), slots} out {dx (T, d)}: dx[t] = sum_j dxe[slots[t, j]]
   moe_combine_fwd,   // in {ye (k T, d), weights, slots} out {y (T, d)}: y[t] = sum_j w[t, j] ye[slots[t, j]]
   moe_combine_bwd,   // in {dy (T, d), ye, weights, slots} out {dye (k T, d), dweights (T, k)}
+  // QK-norm (op.qk_norm; rows x cols is the whole qkv tensor): an RMSNorm over each Q and K head
+  qk_norm_fwd,  // in {x[, gamma_q, gamma_k]} out {y, rstd (rows, normed heads)}: V copied
+  qk_norm_bwd,  // in {dy, x[, gamma_q, gamma_k], rstd} out {dx[, dgamma_q, dgamma_k]}: V's dy copied
 };
 
 std::string_view to_string(Phase p);
@@ -101,6 +104,24 @@ struct TensorSpec {
 // (dV = P^T dO, dK = dS^T Q: op(A) is zero below it). Each has m = the square's side.
 enum class Triangle { none, c_lower, a_lower, a_upper };
 
+// Which (query i, key j) pairs of a causal square attend, beyond j <= i: window > 0, the last
+// `window` keys (i - window < j, Mistral's and gpt-oss's sliding window); chunk > 0, the keys of
+// i's own chunk of `chunk` positions (j / chunk == i / chunk, Llama 4's chunked attention).
+// Both 0: the whole causal triangle.
+struct AttentionMask {
+  int64_t window = 0, chunk = 0;
+  bool any() const { return window > 0 || chunk > 0; }
+  // The first key row i sees, and one past the last query that sees key j (of n rows).
+  int64_t first_key(int64_t i) const;
+  int64_t end_query(int64_t j, int64_t n) const;
+  // Pairs attended over an n x n square: sum over i of (i + 1 - first_key(i)).
+  double attended(int64_t n) const;
+  // Model FLOPs' area of the mask (docs/method.md): n^2 / 2 for the causal triangle (Megatron-LM's
+  // halved square), n w - w^2 / 2 for a window w < n, n c / 2 for chunks of c < n (a last
+  // partial chunk r: (n - r) c / 2 + r^2 / 2).
+  double model_area(int64_t n) const;
+};
+
 // A grouped GEMM (a mixture of experts' routed experts): `batch` problems, one per expert, whose
 // row counts are known only when the layer runs (GemmSpec::group_counts, a tensor of batch
 // values written by the router). m_rows: problem e has counts[e] rows of A and C, rows of all
@@ -133,6 +154,7 @@ struct GemmSpec {
   // the part its triangle makes zero or unused (GraphOptions::causal_block); c_lower writes 0
   // to the part of C it skips. 0: the whole m x n x k product.
   int64_t causal_block = 0;
+  AttentionMask mask = {};  // a triangle's window or chunks: the blocks skip what it masks too
   Grouped grouped = Grouped::none;
   std::string group_counts = {};  // grouped: the tensor of per-problem row counts
   // Where problem e, whose rows start at row `first` of the stacked operands, begins in A, B
@@ -147,7 +169,7 @@ struct GemmSpec {
   // The part of the product that row block [r0, r1) of C executes: columns [0, n_end) of C
   // and the k range [k0, k1).
   struct Block {
-    int64_t n_end, k0, k1;
+    int64_t n_end, k0, k1, n0 = 0;  // c_lower with a mask: columns [n0, n_end)
   };
   Block block(int64_t r0, int64_t r1) const;
   bool blocked() const { return causal_block > 0 && triangle != Triangle::none; }
@@ -185,6 +207,18 @@ struct MlaSpec {
   int64_t qkv_width() const { return heads * (2 * qk() + v); }
 };
 
+// QK-norm on one qkv-shaped tensor (graph.hpp's layout): each row holds kv_heads groups of
+// (group + 2) heads of d_head; the first group + 1 of each (queries, K) are normalised,
+// y = x rstd (gamma), rstd = 1 / sqrt(mean over the head of x^2 + eps); V is copied. weighted:
+// gamma_q (d_head) for every query head, gamma_k (d_head) for every K head (Qwen3's q_norm,
+// k_norm); unweighted: Llama 4's L2Norm (the same with gamma 1). rstd: (rows, kv_heads (group + 1)).
+struct QkNormSpec {
+  int64_t kv_heads = 0, group = 1, d_head = 0;
+  bool weighted = true;
+  int64_t normed_heads() const { return kv_heads * (group + 1); }
+  int64_t width() const { return kv_heads * (group + 2) * d_head; }
+};
+
 // A mixture of experts' router and token movement (the moe_* ops): E experts, top-k per token.
 // Scores: softmax over the E logits, or sigmoid of each; topk_first: the top k of the logits
 // first, then the scores of those k (softmax over the k; gpt-oss, Llama 4), else the scores of
@@ -214,6 +248,9 @@ struct Op {
   RopeSpec rope;                          // rope_fwd, rope_bwd: rows x cols is the whole qkv tensor
   MlaSpec mla;                            // mla_qkv_fwd, mla_qkv_bwd: rows x cols is qkv
   MoeSpec moe;                            // moe_*: rows tokens
+  QkNormSpec qk_norm;                     // qk_norm_fwd, qk_norm_bwd
+  AttentionMask mask;                     // softmax_causal_*: the window or chunks beyond j <= i
+  int64_t sink_heads = 0;                 // softmax_causal_* with sinks: heads (member b of batch has sink b % heads)
   double flops = 0;        // analytic FLOPs as executed (causal attention: the full square, or its row blocks)
   double model_flops = 0;  // Megatron-LM convention: causal attention GEMMs halved
   double min_bytes = 0;    // every operand read once and every result written once
@@ -238,6 +275,8 @@ struct LayerShape {
   LinearBiases biases;
   bool tied_embeddings = true;
   LayerSpec layer;  // which of the model's kinds of layer this is (model/model.hpp)
+  QkNorm qk_norm = QkNorm::none;  // Qwen3's rmsnorm (every layer), Llama 4's l2 (its RoPE layers only)
+  bool attention_sinks = false;   // a learned logit per head joined to each softmax row (gpt-oss)
   // Multi-head latent attention (DeepSeek-V2/V3) when kv_lora_rank > 0: n_kv_heads = n_heads,
   // d_head = qk_nope + qk_rope; q_lora_rank 0: Q straight from d.
   int64_t q_lora_rank = 0, kv_lora_rank = 0, qk_nope = 0, qk_rope = 0, v_head = 0;
@@ -339,6 +378,17 @@ double moe_route_bwd(const MoeSpec& m, int64_t rows);
 inline constexpr double kMoeDispatchBwd = 1;  // x (k - 1) T d
 inline constexpr double kMoeCombineFwd = 2;   // x k T d
 inline constexpr double kMoeCombineBwd = 3;   // x k T d
+// QK-norm, per normalised element of Q and K: the RMSNorm's (kRmsNormFwd/Bwd) weighted; unweighted
+// (Llama 4's L2Norm) without the gamma multiply (forward) or g = dy gamma and dgamma (backward).
+inline constexpr double kQkNormFwd = kRmsNormFwd;  // 4
+inline constexpr double kQkNormBwd = kRmsNormBwd;  // 9
+inline constexpr double kQkL2NormFwd = 3;          // sum of squares 2; normalise 1
+inline constexpr double kQkL2NormBwd = 6;          // xhat 1; row sum of dy xhat 2; dx 3
+// Attention sinks, per softmax row: exp of the sink 1, added to the sum 1, its probability 1
+// (the max over the row and sink compares: not counted); backward: its logit's gradient
+// -p_sink * (sum_j p_j dp_j), the dot the row's softmax backward has, a multiply and an add.
+inline constexpr double kSinkFwd = 3;
+inline constexpr double kSinkBwd = 2;
 }  // namespace flop_convention
 
 }  // namespace flopscope

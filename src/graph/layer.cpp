@@ -44,24 +44,36 @@ Layer dense_layer(const LayerShape& s) {
   l.ln2 = norm_block(s.norm, D.T, D.d, "ln2", "ln2");
 
   AttentionBlock& a = l.attention;
-  a.core = {D.b, D.S, D.hk, D.g, D.dh, D.dh, "qkv", "att.scores", "att.probs", "ctx"};
+  a.core = {D.b, D.S, D.hk, D.g, D.dh, D.dh, "qkv", "att.scores", "att.probs", "ctx", {}, false, "attn.sinks",
+            "att.sink_probs"};
   a.rows = D.T;
   a.d = D.d;
   a.qkv_bias = s.biases.qkv;
   a.out_bias = s.biases.attn_out;
-  a.rope = s.position == PositionKind::rope;
+  a.rope = s.position == PositionKind::rope && !s.layer.nope;  // Llama 4's NoPE layers: no rotation
   a.rope_theta = s.rope_theta;
   a.in = "ln1.out", a.out = "proj.out", a.d_in = "d.ln1.out", a.d_out = "d.x1";
   a.w_qkv = "w.qkv", a.b_qkv = "b.qkv", a.w_proj = "w.proj", a.b_proj = "b.proj";
+  // QK-norm: Qwen3's weighted RMSNorm on every layer; Llama 4's unweighted one on its RoPE layers only.
+  a.qk_norm = s.qk_norm == QkNorm::l2 && !a.rope ? QkNorm::none : s.qk_norm;
+  a.qkv_raw = "qkv.raw", a.qk_rstd = "qk_norm.rstd", a.w_q_norm = "q_norm.gamma", a.w_k_norm = "k_norm.gamma";
+  // A window or chunk of the whole sequence or more masks nothing beyond causal.
+  AttentionMask mask;
+  mask.window = s.layer.window > 0 && s.layer.window < D.S ? s.layer.window : 0;
+  mask.chunk = s.layer.chunk > 0 && s.layer.chunk < D.S ? s.layer.chunk : 0;
+  a.core.mask = mask;
+  a.core.sinks = s.attention_sinks;
 
   if (s.mla()) {
     l.use_mla = true;
     MlaBlock& q = l.mla;
-    q.core = {D.b, D.S, D.h, 1, s.qk_nope + s.qk_rope, s.v_head, "qkv", "att.scores", "att.probs", "ctx"};
+    q.core = {D.b, D.S, D.h, 1, s.qk_nope + s.qk_rope, s.v_head, "qkv", "att.scores", "att.probs", "ctx", {}, false,
+              "", ""};
+    q.core.mask = mask;
     q.rows = D.T, q.d = D.d, q.q_lora = s.q_lora_rank, q.kv_lora = s.kv_lora_rank, q.nope = s.qk_nope, q.rope = s.qk_rope;
     q.in_bias = s.biases.qkv;
     q.out_bias = s.biases.attn_out;
-    q.rope_on = s.position == PositionKind::rope;
+    q.rope_on = s.position == PositionKind::rope && !s.layer.nope;
     q.rope_theta = s.rope_theta;
     // DeepseekV3RMSNorm on both latents, whatever the layer's norm.
     q.q_norm = norm_block(NormKind::rmsnorm, D.T, s.q_lora_rank, "q_a_norm", "q_a.ln");
@@ -168,6 +180,9 @@ LayerGraph build_layer_graph(const LayerShape& s, const GraphOptions& o) {
                               "({}) and expert groups that divide the experts and hold top-k experts (n_group {}, "
                               "topk_group {})",
                               s.top_k, s.n_experts, s.d_ff_expert, s.router.n_group, s.router.topk_group));
+  FLOPSCOPE_CHECK(!s.mla() || (s.qk_norm == QkNorm::none && !s.attention_sinks),
+                  "QK-norm and attention sinks are not modelled with multi-head latent attention");
+  FLOPSCOPE_CHECK(s.layer.window >= 0 && s.layer.chunk >= 0, "a window or chunk must be 0 (none) or a token count");
   FLOPSCOPE_CHECK(o.input_sets >= 1, "input sets must be at least 1");
   FLOPSCOPE_CHECK(o.causal_block >= 0, "the causal block must be 0 (the full square) or a row count");
   Builder B(s, o);

@@ -251,7 +251,7 @@ double CpuBackend<F>::gemm_blocked(const Op& op) {
   auto item_flops = [&](int64_t it) {
     const auto [r0, r1] = rows_of(it);
     const GemmSpec::Block bl = g.block(r0, r1);
-    return 2.0 * static_cast<double>(r1 - r0) * static_cast<double>(bl.n_end) * static_cast<double>(bl.k1 - bl.k0);
+    return 2.0 * static_cast<double>(r1 - r0) * static_cast<double>(bl.n_end - bl.n0) * static_cast<double>(bl.k1 - bl.k0);
   };
   const F* A0 = ptr(g.a) + g.a_offset;
   const F* B0 = ptr(g.b) + g.b_offset;
@@ -268,14 +268,16 @@ double CpuBackend<F>::gemm_blocked(const Op& op) {
         const F* A = A0 + r * g.repeat_a + member * g.stride_a;
         const F* Bm = B0 + r * g.repeat_b + member * g.stride_b;
         F* C = C0 + r * g.repeat_c + member * g.stride_c + r0 * g.ldc;
-        // op(A)[r0][k0] and op(B)[k0][0] in the stored, row-major matrices.
+        // op(A)[r0][k0] and op(B)[k0][n0] in the stored, row-major matrices.
         const F* a = g.trans_a ? A + bl.k0 * g.lda + r0 : A + r0 * g.lda + bl.k0;
-        const F* b = g.trans_b ? Bm + bl.k0 : Bm + bl.k0 * g.ldb;
-        blas_gemm<F>(g.trans_a, g.trans_b, r1 - r0, bl.n_end, bl.k1 - bl.k0, g.alpha, a, g.lda, b, g.ldb, beta, C,
-                     g.ldc);
+        const F* b = g.trans_b ? Bm + bl.n0 * g.ldb + bl.k0 : Bm + bl.k0 * g.ldb + bl.n0;
+        blas_gemm<F>(g.trans_a, g.trans_b, r1 - r0, bl.n_end - bl.n0, bl.k1 - bl.k0, g.alpha, a, g.lda, b, g.ldb, beta,
+                     C + bl.n0, g.ldc);
         if (bl.n_end < g.n)
           for (int64_t i = 0; i < r1 - r0; ++i)
             std::memset(C + i * g.ldc + bl.n_end, 0, static_cast<size_t>(g.n - bl.n_end) * sizeof(F));
+        if (bl.n0 > 0)  // a window's or chunk's keys before the block's first
+          for (int64_t i = 0; i < r1 - r0; ++i) std::memset(C + i * g.ldc, 0, static_cast<size_t>(bl.n0) * sizeof(F));
       }
     };
     if (cpu::gemms_on_pool()) {
@@ -379,10 +381,21 @@ void CpuBackend<F>::run(const Op& op) {
       break;
     case OpImpl::softmax_causal_fwd:
       FLOPSCOPE_CHECK(op.rows == op.cols, op.name + ": causal softmax needs square slices");
-      flops = cpu::softmax_causal_forward(in(0), out(0), op.batch, op.rows);
+      // A window, chunks or sinks: the reference loop (it keeps only the mask's pairs).
+      if (op.mask.any() || op.sink_heads > 0)
+        flops = ref::softmax_masked_forward(in(0), op.sink_heads > 0 ? in(1) : nullptr, out(0),
+                                            op.sink_heads > 0 ? out(1) : nullptr, op.batch, op.rows, op.mask,
+                                            std::max<int64_t>(op.sink_heads, 1));
+      else
+        flops = cpu::softmax_causal_forward(in(0), out(0), op.batch, op.rows);
       break;
     case OpImpl::softmax_causal_bwd:
-      flops = cpu::softmax_causal_backward(in(0), in(1), out(0), op.batch, op.rows);
+      if (op.mask.any() || op.sink_heads > 0)
+        flops = ref::softmax_masked_backward(in(0), in(1), op.sink_heads > 0 ? in(2) : nullptr, out(0),
+                                             op.sink_heads > 0 ? out(1) : nullptr, op.batch, op.rows, op.mask,
+                                             std::max<int64_t>(op.sink_heads, 1));
+      else
+        flops = cpu::softmax_causal_backward(in(0), in(1), out(0), op.batch, op.rows);
       break;
     case OpImpl::gelu_fwd: flops = cpu::gelu_forward(in(0), out(0), n); break;
     case OpImpl::gelu_bwd: flops = cpu::gelu_backward(in(0), in(1), out(0), n); break;
@@ -436,6 +449,18 @@ void CpuBackend<F>::run(const Op& op) {
     case OpImpl::moe_combine_bwd:
       flops = ref::moe_combine_backward(in(0), in(1), in(2), in(3), out(0), out(1), op.rows, op.cols, op.moe);
       break;
+    // QK-norm: the reference loops (rows of a few heads of d_head each).
+    case OpImpl::qk_norm_fwd: {
+      const bool w = op.qk_norm.weighted;
+      flops = ref::qk_norm_forward(in(0), w ? in(1) : nullptr, w ? in(2) : nullptr, out(0), out(1), op.rows, op.qk_norm);
+      break;
+    }
+    case OpImpl::qk_norm_bwd: {
+      const bool w = op.qk_norm.weighted;
+      flops = ref::qk_norm_backward(in(0), in(1), w ? in(2) : nullptr, w ? in(3) : nullptr, in(w ? 4 : 2), out(0),
+                                    w ? out(1) : nullptr, w ? out(2) : nullptr, op.rows, op.qk_norm);
+      break;
+    }
     case OpImpl::gemm: break;
   }
   counted_[op.name] += flops;

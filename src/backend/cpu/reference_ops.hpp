@@ -122,6 +122,73 @@ double softmax_causal_backward(const F* probs, const F* dprobs, F* dscores, int6
   return fc::kSoftmaxBwd * static_cast<double>(batch) * static_cast<double>(n) * static_cast<double>(n + 1) / 2;
 }
 
+// The causal softmax under a mask (AttentionMask: a window or chunks) and with an optional sink
+// logit: row i keeps columns lo = mask.first_key(i) .. i, and with a sink z (the row's head's)
+//   m = max(max_{lo<=k<=i} s_ik, z);  Z = sum_{lo<=k<=i} exp(s_ik - m) + exp(z - m)
+//   p_ij = exp(s_ij - m) / Z (0 outside lo..i);  p_sink = exp(z - m) / Z (saved for backward)
+// Without a sink, Z has no sink term. Counts the kept elements (kSoftmaxFwd) and, with a sink,
+// kSinkFwd per row.
+template <typename F>
+void softmax_masked_row_forward(const F* s, F* p, int64_t i, int64_t n, const AttentionMask& mask, const F* sink,
+                                F* sink_p) {
+  const int64_t lo = mask.first_key(i);
+  double mx = s[lo];
+  for (int64_t j = lo + 1; j <= i; ++j) mx = std::max(mx, static_cast<double>(s[j]));
+  if (sink) mx = std::max(mx, static_cast<double>(*sink));
+  double sum = 0;
+  for (int64_t j = lo; j <= i; ++j) sum += std::exp(static_cast<double>(s[j]) - mx);
+  const double es = sink ? std::exp(static_cast<double>(*sink) - mx) : 0.0;
+  sum += es;
+  for (int64_t j = 0; j < lo; ++j) p[j] = F(0);
+  for (int64_t j = lo; j <= i; ++j) p[j] = static_cast<F>(std::exp(static_cast<double>(s[j]) - mx) / sum);
+  for (int64_t j = i + 1; j < n; ++j) p[j] = F(0);
+  if (sink_p) *sink_p = static_cast<F>(es / sum);
+}
+
+// sinks: (heads) logits, member b's head b % heads (nullptr: none); sink_probs (batch, n).
+template <typename F>
+double softmax_masked_forward(const F* scores, const F* sinks, F* probs, F* sink_probs, int64_t batch, int64_t n,
+                              const AttentionMask& mask, int64_t heads) {
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t off = (b * n + i) * n;
+      softmax_masked_row_forward(scores + off, probs + off, i, n, mask, sinks ? sinks + b % heads : nullptr,
+                                 sinks ? sink_probs + b * n + i : nullptr);
+    }
+  return fc::kSoftmaxFwd * static_cast<double>(batch) * mask.attended(n) +
+         (sinks ? fc::kSinkFwd * static_cast<double>(batch) * static_cast<double>(n) : 0.0);
+}
+
+// Its backward: ds_ij = p_ij (dp_ij - dot), dot = sum_{lo<=k<=i} p_ik dp_ik, 0 outside lo..i;
+// the sink's probability gets no gradient from P (O = P V uses the keys' only), so its logit's is
+// p_sink (0 - dot). Returns dot.
+template <typename F>
+double softmax_masked_row_backward(const F* p, const F* dp, F* ds, int64_t i, int64_t n, const AttentionMask& mask) {
+  const int64_t lo = mask.first_key(i);
+  double dot = 0;
+  for (int64_t j = lo; j <= i; ++j) dot += static_cast<double>(p[j]) * dp[j];
+  for (int64_t j = 0; j < lo; ++j) ds[j] = F(0);
+  for (int64_t j = lo; j <= i; ++j) ds[j] = static_cast<F>(p[j] * (dp[j] - dot));
+  for (int64_t j = i + 1; j < n; ++j) ds[j] = F(0);
+  return dot;
+}
+
+// dsinks (heads, overwritten): dsink_h = -sum over the members of head h and their rows of p_sink dot.
+template <typename F>
+double softmax_masked_backward(const F* probs, const F* dprobs, const F* sink_probs, F* dscores, F* dsinks,
+                               int64_t batch, int64_t n, const AttentionMask& mask, int64_t heads) {
+  std::vector<double> dz(static_cast<size_t>(sink_probs ? heads : 0), 0.0);
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t off = (b * n + i) * n;
+      const double dot = softmax_masked_row_backward(probs + off, dprobs + off, dscores + off, i, n, mask);
+      if (sink_probs) dz[static_cast<size_t>(b % heads)] -= static_cast<double>(sink_probs[b * n + i]) * dot;
+    }
+  for (size_t h = 0; h < dz.size(); ++h) dsinks[h] = static_cast<F>(dz[h]);
+  return fc::kSoftmaxBwd * static_cast<double>(batch) * mask.attended(n) +
+         (sink_probs ? fc::kSinkBwd * static_cast<double>(batch) * static_cast<double>(n) : 0.0);
+}
+
 // GeLU, the tanh approximation GPT-2/3 use:
 //   gelu(x) = 0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3)
 //   gelu'(x) = 0.5 (1 + tanh(u)) + 0.5 x (1 - tanh(u)^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
@@ -255,6 +322,83 @@ double rmsnorm_backward(const F* dy, const F* x, const F* gamma, const F* rstd, 
   }
   for (int64_t j = 0; j < cols; ++j) dgamma[j] = static_cast<F>(dg[static_cast<size_t>(j)]);
   return fc::kRmsNormBwd * static_cast<double>(rows) * static_cast<double>(cols);
+}
+
+// QK-norm (graph.hpp, QkNormSpec) on one row of a qkv-shaped tensor: each Q and K head x of
+// d_head elements is RMS-normalised, y = x rstd g, rstd = 1 / sqrt(mean(x^2) + eps) (g = gamma_q
+// for query heads, gamma_k for K heads; 1 when unweighted); V is copied. rstd: the row's
+// normed_heads() values, group by group (its query heads, then K).
+template <typename F>
+void qk_norm_row_forward(const F* x, const F* gq, const F* gk, F* y, F* rstd, const QkNormSpec& q) {
+  const int64_t dh = q.d_head;
+  for (int64_t grp = 0; grp < q.kv_heads; ++grp)
+    for (int64_t hd = 0; hd < q.group + 2; ++hd) {
+      const int64_t off = (grp * (q.group + 2) + hd) * dh;
+      if (hd == q.group + 1) {  // V
+        for (int64_t j = 0; j < dh; ++j) y[off + j] = x[off + j];
+        continue;
+      }
+      const F* g = q.weighted ? (hd < q.group ? gq : gk) : nullptr;
+      double sq = 0;
+      for (int64_t j = 0; j < dh; ++j) sq += static_cast<double>(x[off + j]) * x[off + j];
+      const double rs = 1.0 / std::sqrt(sq / static_cast<double>(dh) + kRmsNormEps);
+      for (int64_t j = 0; j < dh; ++j) y[off + j] = static_cast<F>(x[off + j] * rs * (g ? static_cast<double>(g[j]) : 1.0));
+      rstd[grp * (q.group + 1) + hd] = static_cast<F>(rs);
+    }
+}
+template <typename F>
+double qk_norm_forward(const F* x, const F* gq, const F* gk, F* y, F* rstd, int64_t rows, const QkNormSpec& q) {
+  const int64_t w = q.width();
+  for (int64_t r = 0; r < rows; ++r) qk_norm_row_forward(x + r * w, gq, gk, y + r * w, rstd + r * q.normed_heads(), q);
+  return (q.weighted ? fc::kQkNormFwd : fc::kQkL2NormFwd) * static_cast<double>(rows) *
+         static_cast<double>(q.normed_heads() * q.d_head);
+}
+
+// Its backward per head, xhat = x rstd, u = dy g: dx = rstd (u - xhat mean(u xhat)); V's dy
+// copied; dgamma_q (dgamma_k) += dy xhat over every query (K) head of the row, into dgq, dgk
+// (doubles, d_head each, accumulated; nullptr when unweighted).
+template <typename F>
+void qk_norm_row_backward(const F* dy, const F* x, const F* gq, const F* gk, const F* rstd, F* dx, double* dgq,
+                          double* dgk, const QkNormSpec& q) {
+  const int64_t dh = q.d_head;
+  for (int64_t grp = 0; grp < q.kv_heads; ++grp)
+    for (int64_t hd = 0; hd < q.group + 2; ++hd) {
+      const int64_t off = (grp * (q.group + 2) + hd) * dh;
+      if (hd == q.group + 1) {
+        for (int64_t j = 0; j < dh; ++j) dx[off + j] = dy[off + j];
+        continue;
+      }
+      const F* g = q.weighted ? (hd < q.group ? gq : gk) : nullptr;
+      double* dg = q.weighted ? (hd < q.group ? dgq : dgk) : nullptr;
+      const double rs = rstd[grp * (q.group + 1) + hd];
+      double sum_ux = 0;
+      for (int64_t j = 0; j < dh; ++j) {
+        const double xhat = x[off + j] * rs;
+        sum_ux += static_cast<double>(dy[off + j]) * (g ? static_cast<double>(g[j]) : 1.0) * xhat;
+        if (dg) dg[j] += static_cast<double>(dy[off + j]) * xhat;
+      }
+      const double m = sum_ux / static_cast<double>(dh);
+      for (int64_t j = 0; j < dh; ++j) {
+        const double xhat = x[off + j] * rs;
+        dx[off + j] = static_cast<F>(rs * (static_cast<double>(dy[off + j]) * (g ? static_cast<double>(g[j]) : 1.0) - xhat * m));
+      }
+    }
+}
+// dgq, dgk (d_head each) overwritten; nullptr when unweighted.
+template <typename F>
+double qk_norm_backward(const F* dy, const F* x, const F* gq, const F* gk, const F* rstd, F* dx, F* dgq, F* dgk,
+                        int64_t rows, const QkNormSpec& q) {
+  const int64_t w = q.width(), dh = q.d_head;
+  std::vector<double> aq(static_cast<size_t>(dh), 0.0), ak(static_cast<size_t>(dh), 0.0);
+  for (int64_t r = 0; r < rows; ++r)
+    qk_norm_row_backward(dy + r * w, x + r * w, gq, gk, rstd + r * q.normed_heads(), dx + r * w, aq.data(), ak.data(), q);
+  if (q.weighted)
+    for (int64_t j = 0; j < dh; ++j) {
+      dgq[j] = static_cast<F>(aq[static_cast<size_t>(j)]);
+      dgk[j] = static_cast<F>(ak[static_cast<size_t>(j)]);
+    }
+  return (q.weighted ? fc::kQkNormBwd : fc::kQkL2NormBwd) * static_cast<double>(rows) *
+         static_cast<double>(q.normed_heads() * q.d_head);
 }
 
 // RoPE ("rotate half", Hugging Face Llama): in each rotated head of d_head elements, pair

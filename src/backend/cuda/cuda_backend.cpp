@@ -172,6 +172,15 @@ class CudaBackend final : public Backend {
                                    "has {} experts, top-{}: run it with --backend cpu",
                                    k::detail::kMoeMaxExperts, k::detail::kMoeMaxTopK, g.shape.n_experts,
                                    g.shape.top_k));
+    // QK-norm, a sliding window or chunks, attention sinks: CPU kernels only so far.
+    for (const auto& op : g.ops) {
+      const bool masked = (op.impl == OpImpl::softmax_causal_fwd || op.impl == OpImpl::softmax_causal_bwd) &&
+                          (op.mask.any() || op.sink_heads > 0);
+      if (op.impl == OpImpl::qk_norm_fwd || op.impl == OpImpl::qk_norm_bwd || masked)
+        throw UsageError(fmt::format("the cuda backend has no kernel yet for {} ({}: QK-norm, a sliding window, "
+                                     "chunked attention or attention sinks); run this layer with --backend cpu",
+                                     op.name, to_string(g.shape.layer)));
+    }
     FLOPSCOPE_CHECK(g.options.causal_block == 0,
                     "cuda backend: the attention products run as whole strided batches (causal block 0), not in row "
                     "blocks");
@@ -377,6 +386,8 @@ class CudaBackend final : public Backend {
         e = k::moe_combine_backward(dtype_, in(0), in(1), in(2), stat(op.inputs.at(3)), out(0), out(1), op.rows,
                                     op.cols, static_cast<int>(op.moe.top_k), stream_);
         break;
+      case OpImpl::qk_norm_fwd:
+      case OpImpl::qk_norm_bwd:  // refused in allocate()
       case OpImpl::gemm: break;
     }
     CUDA_CALL(e, fmt::format("{} ({}, {})", op.name, to_string(op.impl), op.shape_str()));
