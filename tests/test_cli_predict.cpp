@@ -1,5 +1,9 @@
 // `flopscope predict` as a process: its JSON keys, report / compare / plot on a prediction,
 // --search, --validate, --from-measure, --nccl-tests, and bad layouts and files (exit 2).
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -220,6 +224,45 @@ TEST(CliPredict, BadInputIsOneLineExitTwo) {
     expect_usage_error({std::string("compare ") + f, {"compare", d / "p.json", d / f, "-o", o}, f}, d.path(), empty.path());
     expect_usage_error({std::string("plot ") + f, {"plot", d / f, "--out-dir", empty.path()}, f}, d.path(), empty.path());
   }
+}
+
+// The FSDP rows of ../shared/data/published-runs.json (torchtitan's Llama 3.1 benchmarks; rows
+// that "need" fsdp), each run through `flopscope predict` with its own args, unchanged. Every
+// row must run; the errors are printed, per row and per group (step time; memory), not asserted:
+// they are modelled, nothing is fitted on them, and docs/predict.md gives them and why they are
+// off. Skipped when ../shared/data is absent.
+TEST(CliPredict, PublishedFsdpRowsRun) {
+  const std::string data = std::string(FLOPSCOPE_SOURCE_DIR) + "/../shared/data";
+  std::ifstream f(data + "/published-runs.json");
+  if (!f) GTEST_SKIP() << data << " is absent";
+  const json runs = json::parse(f);
+  TempDir d;
+  int rows = 0;
+  double sum[2] = {0, 0}, worst[2] = {0, 0};
+  int count[2] = {0, 0};
+  for (const auto& r : runs.at("rows")) {
+    if (r.value("needs", "") != "fsdp") continue;
+    ++rows;
+    std::vector<std::string> args = {"predict"};
+    for (const auto& a : r.at("args")) args.push_back(a.get<std::string>());
+    args.insert(args.end(), {"--format", "json"});
+    const Outcome o = run(args, d.path());
+    ASSERT_EQ(o.rc, 0) << r.at("id") << ": " << describe(o);
+    const json p = json::parse(o.out).at("prediction");
+    const std::string key = r.at("key");
+    const double predicted = p.at(key).get<double>(), published = r.at("published").get<double>();
+    ASSERT_TRUE(std::isfinite(predicted) && predicted > 0) << r.at("id");
+    const double err = predicted / published - 1;
+    const int g = key == "memory_per_gpu_bytes" ? 1 : 0;
+    sum[g] += std::abs(err), worst[g] = std::max(worst[g], std::abs(err)), ++count[g];
+    std::printf("  %-50s %-20s predicted %10.4g published %10.4g error %+6.1f%% (modelled)\n",
+                r.at("id").get<std::string>().c_str(), key.c_str(), predicted, published, 100 * err);
+  }
+  EXPECT_EQ(rows, 10);
+  for (int g = 0; g < 2; ++g)
+    if (count[g] > 0)
+      std::printf("  %s rows: %d, mean |error| %.1f%%, max %.1f%% (modelled, nothing fitted on them)\n",
+                  g == 0 ? "step-time" : "memory", count[g], 100 * sum[g] / count[g], 100 * worst[g]);
 }
 
 }  // namespace
