@@ -28,6 +28,17 @@
 # Sourcing resolves FLOPSCOPE_BIN's libraries; when one is found nowhere, or no binary is found,
 # it prints one line on stderr and returns 1 (a caller with set -e stops there).
 _fs_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# A bundle's larger libraries travel gzipped (scripts/device-bundle.sh, for the carry limit):
+# unpacked beside the .gz once, before anything looks for them.
+for _fs_z in "$_fs_here"/../lib/*.gz; do
+  [[ -f "$_fs_z" && ! -e "${_fs_z%.gz}" ]] || continue
+  if gzip -dc "$_fs_z" >"${_fs_z%.gz}.part" 2>/dev/null; then
+    mv -f "${_fs_z%.gz}.part" "${_fs_z%.gz}"
+  else
+    rm -f "${_fs_z%.gz}.part"
+    echo "find-flopscope: cannot unpack $_fs_z (gzip)" >&2
+  fi
+done
 _fs_bundle=""
 [[ -x "$_fs_here/../flopscope" && -d "$_fs_here/../lib" ]] && _fs_bundle=$(cd "$_fs_here/.." && pwd)
 

@@ -39,8 +39,12 @@ void Builder::mark_expert(const std::string& name) {
     if (t.name == name) t.expert = true;
 }
 
-void Builder::linear(std::string name, Phase phase, Group group, int64_t m, int64_t n, int64_t k, bool ta, bool tb,
-                     std::string a, std::string b, std::string c, double beta) {
+namespace {
+
+// A linear layer's product as stored: row-major, contiguous operands, leading dimensions the
+// plain ones.
+GemmSpec linear_spec(int64_t m, int64_t n, int64_t k, bool ta, bool tb, std::string a, std::string b, std::string c,
+                     double beta) {
   GemmSpec gs;
   gs.m = m;
   gs.n = n;
@@ -55,35 +59,30 @@ void Builder::linear(std::string name, Phase phase, Group group, int64_t m, int6
   gs.ldc = n;
   gs.beta = beta;
   gs.linear = true;
-  add_gemm(std::move(name), phase, group, OpKind::gemm, gs, false);
+  return gs;
+}
+
+}  // namespace
+
+void Builder::linear(std::string name, Phase phase, Group group, int64_t m, int64_t n, int64_t k, bool ta, bool tb,
+                     std::string a, std::string b, std::string c, double beta) {
+  add_gemm(std::move(name), phase, group, OpKind::gemm,
+           linear_spec(m, n, k, ta, tb, std::move(a), std::move(b), std::move(c), beta), false);
 }
 
 void Builder::grouped_linear(std::string name, Phase phase, Group group, Grouped grouped, int64_t experts, int64_t m,
                              int64_t n, int64_t k, bool ta, bool tb, std::string a, std::string b, std::string c,
                              std::string counts, double beta) {
-  GemmSpec gs;
-  gs.m = m;
-  gs.n = n;
-  gs.k = k;
-  gs.batch = experts;
-  gs.trans_a = ta;
-  gs.trans_b = tb;
-  gs.a = std::move(a);
-  gs.b = std::move(b);
-  gs.c = std::move(c);
   // Stacked operands hold the grouped rows; each expert's own (B for m_rows, C for k_rows) is
   // one (k, n) or (m, n) matrix, so the leading dimensions are the plain ones.
-  gs.lda = ta ? m : k;
-  gs.ldb = tb ? k : n;
-  gs.ldc = n;
+  GemmSpec gs = linear_spec(m, n, k, ta, tb, std::move(a), std::move(b), std::move(c), beta);
+  gs.batch = experts;
   if (grouped == Grouped::m_rows)
     gs.stride_b = k * n;
   else
     gs.stride_c = m * n;
   gs.grouped = grouped;
   gs.group_counts = std::move(counts);
-  gs.beta = beta;
-  gs.linear = true;
   add_gemm(std::move(name), phase, group, OpKind::gemm, gs, false);
 }
 
