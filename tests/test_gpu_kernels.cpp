@@ -878,6 +878,56 @@ TEST(GpuRmsNorm, ForwardAndBackwardMatchReferenceAndRepeat) {
   }
 }
 
+// QK-norm on grouped QKV rows (MHA, GQA, MQA), weighted (Qwen3) and not (Llama 4), against
+// the fp64 reference; backward twice (dgamma is overwritten).
+TEST(GpuQkNorm, ForwardAndBackwardMatchReference) {
+  REQUIRE_GPU();
+  struct QkCase {
+    int64_t rows;
+    QkNormSpec spec;
+  };
+  const QkCase cases[] = {{12, {3, 1, 16, true}}, {10, {2, 4, 8, true}}, {7, {1, 6, 128, true}}, {9, {2, 2, 16, false}}};
+  for (DType t : kAllTypes) {
+    for (const QkCase& c : cases) {
+      const QkNormSpec& q = c.spec;
+      SCOPED_TRACE(label(t, c.rows, q.width(), 0) + (q.weighted ? " weighted" : " l2"));
+      const int64_t n = c.rows * q.width(), nh = c.rows * q.normed_heads();
+      const std::vector<double> x = random_values(t, n, 81, 1.0, 0.2);
+      const std::vector<double> gq = random_values(t, q.d_head, 82, 0.1, 1.0), gk = random_values(t, q.d_head, 83, 0.1, 1.0);
+      const std::vector<double> dy = random_values(t, n, 84, 1.0);
+      DeviceTensor d_x(t, n, 0), d_gq(t, q.d_head, 0), d_gk(t, q.d_head, 0), d_y(t, n, 0), d_dy(t, n, 0), d_dx(t, n, 0),
+          d_dgq(t, q.d_head, 0), d_dgk(t, q.d_head, 0), d_rstd(stats_dtype(t), nh);
+      d_x.upload(x);
+      d_gq.upload(gq);
+      d_gk.upload(gk);
+      d_dy.upload(dy);
+      const void* g1 = q.weighted ? d_gq.ptr() : nullptr;
+      const void* g2 = q.weighted ? d_gk.ptr() : nullptr;
+      LAUNCH_AND_SYNC(kern::qk_norm_forward(t, d_x.ptr(), g1, g2, d_y.ptr(), d_rstd.ptr(), c.rows, q.kv_heads, q.group,
+                                            q.d_head, nullptr));
+      std::vector<double> y(static_cast<size_t>(n)), rstd(static_cast<size_t>(nh)), dx(y.size()),
+          dgq(static_cast<size_t>(q.d_head)), dgk(dgq.size());
+      ref::qk_norm_forward(x.data(), q.weighted ? gq.data() : nullptr, q.weighted ? gk.data() : nullptr, y.data(),
+                           rstd.data(), c.rows, q);
+      EXPECT_TRUE(close("y", d_y.download(), y, tolerance(t)));
+      EXPECT_TRUE(close("rstd", d_rstd.download(), rstd, tolerance(stats_dtype(t))));
+      const std::vector<double> rstd_gpu = d_rstd.download();
+      ref::qk_norm_backward(dy.data(), x.data(), q.weighted ? gq.data() : nullptr, q.weighted ? gk.data() : nullptr,
+                            rstd_gpu.data(), dx.data(), dgq.data(), dgk.data(), c.rows, q);
+      for (int rep = 0; rep < 2; ++rep) {
+        LAUNCH_AND_SYNC(kern::qk_norm_backward(t, d_dy.ptr(), d_x.ptr(), g1, g2, d_rstd.ptr(), d_dx.ptr(),
+                                               q.weighted ? d_dgq.ptr() : nullptr, q.weighted ? d_dgk.ptr() : nullptr,
+                                               c.rows, q.kv_heads, q.group, q.d_head, nullptr));
+        EXPECT_TRUE(close("dx", d_dx.download(), dx, tolerance(t)));
+        if (q.weighted) {
+          EXPECT_TRUE(close("dgamma_q", d_dgq.download(), dgq, tolerance(t)));
+          EXPECT_TRUE(close("dgamma_k", d_dgk.download(), dgk, tolerance(t)));
+        }
+      }
+    }
+  }
+}
+
 TEST(GpuRope, ForwardAndBackwardMatchReferenceOnGroupedQkv) {
   REQUIRE_GPU();
   struct RopeCase {

@@ -173,13 +173,13 @@ class CudaBackend final : public Backend {
       throw UsageError(fmt::format("the cuda backend has no mixture-of-experts kernels yet (router, dispatch, combine, "
                                    "grouped expert GEMMs); run this layer with --backend cpu ({} experts, top-{})",
                                    g.shape.n_experts, g.shape.top_k));
-    // QK-norm, a sliding window or chunks, attention sinks: CPU kernels only so far.
+    // A sliding window or chunks, attention sinks: no masked softmax kernel yet.
     for (const auto& op : g.ops) {
       const bool masked = (op.impl == OpImpl::softmax_causal_fwd || op.impl == OpImpl::softmax_causal_bwd) &&
                           (op.mask.any() || op.sink_heads > 0);
-      if (op.impl == OpImpl::qk_norm_fwd || op.impl == OpImpl::qk_norm_bwd || masked)
-        throw UsageError(fmt::format("the cuda backend has no kernel yet for {} ({}: QK-norm, a sliding window, "
-                                     "chunked attention or attention sinks); run this layer with --backend cpu",
+      if (masked)
+        throw UsageError(fmt::format("the cuda backend has no kernel yet for {} under a sliding window, chunks or "
+                                     "attention sinks ({}); run this layer with --backend cpu",
                                      op.name, to_string(g.shape.layer)));
     }
     FLOPSCOPE_CHECK(g.options.causal_block == 0,
@@ -359,8 +359,19 @@ class CudaBackend final : public Backend {
       case OpImpl::moe_dispatch_bwd:
       case OpImpl::moe_combine_fwd:
       case OpImpl::moe_combine_bwd:  // refused in allocate()
-      case OpImpl::qk_norm_fwd:
-      case OpImpl::qk_norm_bwd:  // refused in allocate()
+      case OpImpl::qk_norm_fwd: {
+        const QkNormSpec& q = op.qk_norm;
+        e = k::qk_norm_forward(dtype_, in(0), q.weighted ? in(1) : nullptr, q.weighted ? in(2) : nullptr, out(0),
+                               out(1), op.rows, q.kv_heads, q.group, q.d_head, stream_);
+        break;
+      }
+      case OpImpl::qk_norm_bwd: {
+        const QkNormSpec& q = op.qk_norm;
+        e = k::qk_norm_backward(dtype_, in(0), in(1), q.weighted ? in(2) : nullptr, q.weighted ? in(3) : nullptr,
+                                in(q.weighted ? 4 : 2), out(0), q.weighted ? out(1) : nullptr,
+                                q.weighted ? out(2) : nullptr, op.rows, q.kv_heads, q.group, q.d_head, stream_);
+        break;
+      }
       case OpImpl::gemm: break;
     }
     CUDA_CALL(e, fmt::format("{} ({}, {})", op.name, to_string(op.impl), op.shape_str()));
