@@ -173,15 +173,6 @@ class CudaBackend final : public Backend {
       throw UsageError(fmt::format("the cuda backend has no mixture-of-experts kernels yet (router, dispatch, combine, "
                                    "grouped expert GEMMs); run this layer with --backend cpu ({} experts, top-{})",
                                    g.shape.n_experts, g.shape.top_k));
-    // A sliding window or chunks, attention sinks: no masked softmax kernel yet.
-    for (const auto& op : g.ops) {
-      const bool masked = (op.impl == OpImpl::softmax_causal_fwd || op.impl == OpImpl::softmax_causal_bwd) &&
-                          (op.mask.any() || op.sink_heads > 0);
-      if (masked)
-        throw UsageError(fmt::format("the cuda backend has no kernel yet for {} under a sliding window, chunks or "
-                                     "attention sinks ({}); run this layer with --backend cpu",
-                                     op.name, to_string(g.shape.layer)));
-    }
     FLOPSCOPE_CHECK(g.options.causal_block == 0,
                     "cuda backend: the attention products run as whole strided batches (causal block 0), not in row "
                     "blocks");
@@ -310,9 +301,25 @@ class CudaBackend final : public Backend {
         e = k::layernorm_backward(dtype_, in(0), in(1), in(2), in(3), in(4), out(0), out(1), out(2), op.rows, op.cols,
                                   scratch_, stream_);
         break;
-      case OpImpl::softmax_causal_fwd: e = k::softmax_causal_forward(dtype_, in(0), out(0), op.batch, op.rows, stream_); break;
+      case OpImpl::softmax_causal_fwd:
+        if (op.mask.any() || op.sink_heads > 0) {  // a window, chunks or sinks (kernels/softmax_masked.cu)
+          const bool sinks = op.sink_heads > 0;
+          e = k::softmax_masked_forward(dtype_, in(0), sinks ? in(1) : nullptr, out(0), sinks ? out(1) : nullptr,
+                                        op.batch, op.rows, op.mask.window, op.mask.chunk,
+                                        std::max<int64_t>(op.sink_heads, 1), stream_);
+        } else {
+          e = k::softmax_causal_forward(dtype_, in(0), out(0), op.batch, op.rows, stream_);
+        }
+        break;
       case OpImpl::softmax_causal_bwd:
-        e = k::softmax_causal_backward(dtype_, in(0), in(1), out(0), op.batch, op.rows, stream_);
+        if (op.mask.any() || op.sink_heads > 0) {
+          const bool sinks = op.sink_heads > 0;
+          e = k::softmax_masked_backward(dtype_, in(0), in(1), sinks ? in(2) : nullptr, out(0),
+                                         sinks ? out(1) : nullptr, op.batch, op.rows, op.mask.window, op.mask.chunk,
+                                         std::max<int64_t>(op.sink_heads, 1), stream_);
+        } else {
+          e = k::softmax_causal_backward(dtype_, in(0), in(1), out(0), op.batch, op.rows, stream_);
+        }
         break;
       case OpImpl::gelu_fwd: e = k::gelu_forward(dtype_, in(0), out(0), n, stream_); break;
       case OpImpl::gelu_bwd: e = k::gelu_backward(dtype_, in(0), in(1), out(0), n, stream_); break;
