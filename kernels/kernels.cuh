@@ -76,6 +76,28 @@ cudaError_t rmsnorm_forward(DType t, const void* x, const void* gamma, void* y, 
 cudaError_t rmsnorm_backward(DType t, const void* dy, const void* x, const void* gamma, const void* rstd, void* dx,
                              void* dgamma, int64_t rows, int64_t cols, cudaStream_t stream);
 
+// The causal softmax under a sliding window (window > 0) or chunks (chunk > 0), with sinks
+// (sinks (heads) of dtype, slice b's head b % heads; sink_probs (batch, n) float, double for
+// f64; both null: none) (kernels/softmax_masked.cu). Backward: dscores, and with sinks dsinks
+// (heads, overwritten). NOT YET RUN ON A GPU.
+cudaError_t softmax_masked_forward(DType t, const void* scores, const void* sinks, void* probs, void* sink_probs,
+                                   int64_t batch, int64_t n, int64_t window, int64_t chunk, int64_t heads,
+                                   cudaStream_t stream);
+cudaError_t softmax_masked_backward(DType t, const void* probs, const void* dprobs, const void* sink_probs,
+                                    void* dscores, void* dsinks, int64_t batch, int64_t n, int64_t window,
+                                    int64_t chunk, int64_t heads, cudaStream_t stream);
+
+// QK-norm (kernels/qk_norm.cu): an RMSNorm over each Q and K head of a (rows, kv_heads x
+// (group + 2) x d_head) QKV tensor, gamma_q for the query heads and gamma_k for K (d_head each;
+// both null: unweighted, Llama 4's L2Norm); V copied. rstd: (rows, kv_heads (group + 1)) float
+// (double for f64). Backward: dx, and (weighted) dgamma_q, dgamma_k overwritten (null when
+// unweighted). NOT YET RUN ON A GPU.
+cudaError_t qk_norm_forward(DType t, const void* x, const void* gamma_q, const void* gamma_k, void* y, void* rstd,
+                            int64_t rows, int64_t kv_heads, int64_t group, int64_t d_head, cudaStream_t stream);
+cudaError_t qk_norm_backward(DType t, const void* dy, const void* x, const void* gamma_q, const void* gamma_k,
+                             const void* rstd, void* dx, void* dgamma_q, void* dgamma_k, int64_t rows, int64_t kv_heads,
+                             int64_t group, int64_t d_head, cudaStream_t stream);
+
 // RoPE in place on the Q and K heads of a (rows, kv_heads x (group + 2) x d_head) QKV tensor,
 // row t at position t / batch (kernels/rope.cu); backward rotates the gradients back.
 cudaError_t rope_forward(DType t, void* qkv, int64_t rows, int64_t batch, int64_t kv_heads, int64_t group,

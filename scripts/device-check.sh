@@ -45,7 +45,7 @@
 #    8. measure-moe: `measure --model mixtral-8x7b --experts 32 --top-k 4 --width 8/32 --seq 1024`
 #       in bf16: a mixture of experts on the GPU (8 experts at that width, top-4: the router's
 #       kernels, dispatch and combine, the grouped GEMMs from the router's counts), verified
-#       against the fp64 host reference (Mixtral: no QK-norm or window, which cuda refuses yet)
+#       against the fp64 host reference (Mixtral: the MoE path alone, no QK-norm or window)
 #    9. gpu-suites: the kernel suites, then GpuGemm, GpuLayer, GpuFp8, GpuMeasure, GpuGraph,
 #       one process each, until the step's limit
 #   10. graph-replay: `measure --width 1/8 --cuda-graph --input-sets 2`: replay against the sum

@@ -41,7 +41,7 @@ double sum_of_blocks(const GemmSpec& g) {
   for (int64_t r0 = 0; r0 < g.m; r0 += g.causal_block) {
     const int64_t r1 = std::min(r0 + g.causal_block, g.m);
     const GemmSpec::Block b = g.block(r0, r1);
-    s += 2.0 * static_cast<double>(r1 - r0) * static_cast<double>(b.n_end) * static_cast<double>(b.k1 - b.k0);
+    s += 2.0 * static_cast<double>(r1 - r0) * static_cast<double>(b.n_end - b.n0) * static_cast<double>(b.k1 - b.k0);
   }
   return s * static_cast<double>(g.batch * g.repeat);
 }

@@ -878,6 +878,104 @@ TEST(GpuRmsNorm, ForwardAndBackwardMatchReferenceAndRepeat) {
   }
 }
 
+// The masked softmax (a window, chunks) with and without sinks, against the fp64 reference;
+// backward from the kernel's own sink probabilities, twice (dsinks is overwritten).
+TEST(GpuSoftmaxMasked, ForwardAndBackwardMatchReference) {
+  REQUIRE_GPU();
+  struct MaskCase {
+    int64_t batch, n, window, chunk, heads;
+    bool sinks;
+  };
+  const MaskCase cases[] = {{4, 9, 3, 0, 2, false}, {6, 16, 0, 4, 3, true}, {2, 130, 128, 0, 2, true}, {3, 7, 2, 3, 1, true}};
+  for (DType t : kAllTypes) {
+    for (const MaskCase& c : cases) {
+      SCOPED_TRACE(label(t, c.batch, c.n, 0) + " window " + std::to_string(c.window) + " chunk " + std::to_string(c.chunk));
+      const int64_t n2 = c.batch * c.n * c.n, rows = c.batch * c.n;
+      const AttentionMask mask{c.window, c.chunk};
+      const std::vector<double> sc = random_values(t, n2, 91, 3.0), z = random_values(t, c.heads, 92, 2.0),
+                                dp = random_values(t, n2, 93, 1.0);
+      DeviceTensor d_s(t, n2, 0), d_z(t, c.heads, 0), d_p(t, n2, 0), d_sp(stats_dtype(t), rows), d_dp(t, n2, 0),
+          d_ds(t, n2, 0), d_dz(t, c.heads, 0);
+      d_s.upload(sc);
+      d_z.upload(z);
+      d_dp.upload(dp);
+      LAUNCH_AND_SYNC(kern::softmax_masked_forward(t, d_s.ptr(), c.sinks ? d_z.ptr() : nullptr, d_p.ptr(),
+                                                   c.sinks ? d_sp.ptr() : nullptr, c.batch, c.n, c.window, c.chunk,
+                                                   c.heads, nullptr));
+      std::vector<double> p(static_cast<size_t>(n2)), sp(static_cast<size_t>(rows)), ds(p.size()),
+          dz(static_cast<size_t>(c.heads));
+      ref::softmax_masked_forward(sc.data(), c.sinks ? z.data() : nullptr, p.data(), c.sinks ? sp.data() : nullptr,
+                                  c.batch, c.n, mask, c.heads);
+      EXPECT_TRUE(close("probs", d_p.download(), p, tolerance(t)));
+      if (c.sinks) {
+        EXPECT_TRUE(close("sink_probs", d_sp.download(), sp, tolerance(stats_dtype(t))));
+      }
+      const std::vector<double> p_gpu = d_p.download(), sp_gpu = c.sinks ? d_sp.download() : std::vector<double>{};
+      ref::softmax_masked_backward(p_gpu.data(), dp.data(), c.sinks ? sp_gpu.data() : nullptr, ds.data(), dz.data(),
+                                   c.batch, c.n, mask, c.heads);
+      for (int rep = 0; rep < 2; ++rep) {
+        LAUNCH_AND_SYNC(kern::softmax_masked_backward(t, d_p.ptr(), d_dp.ptr(), c.sinks ? d_sp.ptr() : nullptr,
+                                                      d_ds.ptr(), c.sinks ? d_dz.ptr() : nullptr, c.batch, c.n,
+                                                      c.window, c.chunk, c.heads, nullptr));
+        EXPECT_TRUE(close("dscores", d_ds.download(), ds, tolerance(t)));
+        if (c.sinks) {
+          EXPECT_TRUE(close("dsinks", d_dz.download(), dz, tolerance(t)));
+        }
+      }
+    }
+  }
+}
+
+// QK-norm on grouped QKV rows (MHA, GQA, MQA), weighted (Qwen3) and not (Llama 4), against
+// the fp64 reference; backward twice (dgamma is overwritten).
+TEST(GpuQkNorm, ForwardAndBackwardMatchReference) {
+  REQUIRE_GPU();
+  struct QkCase {
+    int64_t rows;
+    QkNormSpec spec;
+  };
+  const QkCase cases[] = {{12, {3, 1, 16, true}}, {10, {2, 4, 8, true}}, {7, {1, 6, 128, true}}, {9, {2, 2, 16, false}}};
+  for (DType t : kAllTypes) {
+    for (const QkCase& c : cases) {
+      const QkNormSpec& q = c.spec;
+      SCOPED_TRACE(label(t, c.rows, q.width(), 0) + (q.weighted ? " weighted" : " l2"));
+      const int64_t n = c.rows * q.width(), nh = c.rows * q.normed_heads();
+      const std::vector<double> x = random_values(t, n, 81, 1.0, 0.2);
+      const std::vector<double> gq = random_values(t, q.d_head, 82, 0.1, 1.0), gk = random_values(t, q.d_head, 83, 0.1, 1.0);
+      const std::vector<double> dy = random_values(t, n, 84, 1.0);
+      DeviceTensor d_x(t, n, 0), d_gq(t, q.d_head, 0), d_gk(t, q.d_head, 0), d_y(t, n, 0), d_dy(t, n, 0), d_dx(t, n, 0),
+          d_dgq(t, q.d_head, 0), d_dgk(t, q.d_head, 0), d_rstd(stats_dtype(t), nh);
+      d_x.upload(x);
+      d_gq.upload(gq);
+      d_gk.upload(gk);
+      d_dy.upload(dy);
+      const void* g1 = q.weighted ? d_gq.ptr() : nullptr;
+      const void* g2 = q.weighted ? d_gk.ptr() : nullptr;
+      LAUNCH_AND_SYNC(kern::qk_norm_forward(t, d_x.ptr(), g1, g2, d_y.ptr(), d_rstd.ptr(), c.rows, q.kv_heads, q.group,
+                                            q.d_head, nullptr));
+      std::vector<double> y(static_cast<size_t>(n)), rstd(static_cast<size_t>(nh)), dx(y.size()),
+          dgq(static_cast<size_t>(q.d_head)), dgk(dgq.size());
+      ref::qk_norm_forward(x.data(), q.weighted ? gq.data() : nullptr, q.weighted ? gk.data() : nullptr, y.data(),
+                           rstd.data(), c.rows, q);
+      EXPECT_TRUE(close("y", d_y.download(), y, tolerance(t)));
+      EXPECT_TRUE(close("rstd", d_rstd.download(), rstd, tolerance(stats_dtype(t))));
+      const std::vector<double> rstd_gpu = d_rstd.download();
+      ref::qk_norm_backward(dy.data(), x.data(), q.weighted ? gq.data() : nullptr, q.weighted ? gk.data() : nullptr,
+                            rstd_gpu.data(), dx.data(), dgq.data(), dgk.data(), c.rows, q);
+      for (int rep = 0; rep < 2; ++rep) {
+        LAUNCH_AND_SYNC(kern::qk_norm_backward(t, d_dy.ptr(), d_x.ptr(), g1, g2, d_rstd.ptr(), d_dx.ptr(),
+                                               q.weighted ? d_dgq.ptr() : nullptr, q.weighted ? d_dgk.ptr() : nullptr,
+                                               c.rows, q.kv_heads, q.group, q.d_head, nullptr));
+        EXPECT_TRUE(close("dx", d_dx.download(), dx, tolerance(t)));
+        if (q.weighted) {
+          EXPECT_TRUE(close("dgamma_q", d_dgq.download(), dgq, tolerance(t)));
+          EXPECT_TRUE(close("dgamma_k", d_dgk.download(), dgk, tolerance(t)));
+        }
+      }
+    }
+  }
+}
+
 TEST(GpuRope, ForwardAndBackwardMatchReferenceOnGroupedQkv) {
   REQUIRE_GPU();
   struct RopeCase {

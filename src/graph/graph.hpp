@@ -7,7 +7,10 @@
 // gradients where biases exist), an optional recompute of the forward inside backward, and an
 // optional LM head. It is built from blocks (norm: LayerNorm | RMSNorm; attention with
 // positions none | RoPE; MLP: GeLU | ReLU | SwiGLU), so a variant is a choice of blocks
-// (graph/blocks.hpp, one file a block; graph/layer.cpp assembles them).
+// (graph/blocks.hpp, one file a block; graph/layer.cpp assembles them). A kind of layer's
+// attention variant (LayerSpec, LayerShape) adds ops or masks to the attention block: NoPE (no
+// RoPE ops), QK-norm (qk_norm_fwd/bwd), a sliding window or chunks (AttentionMask on the softmax
+// and the causal products), attention sinks (a logit per head in the softmax).
 // Each op has a stable name (fwd.qkv, fwd.attn.rope, bwd.ffn.gate.wgrad, ...) shared by
 // backends, NVTX and CUPTI ranges, JSON and tests, its dimensions, and its analytic cost:
 // FLOPs at 2 per multiply-add (executed, and model FLOPs for causal attention) and the

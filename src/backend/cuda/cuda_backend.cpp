@@ -172,15 +172,6 @@ class CudaBackend final : public Backend {
                                    "has {} experts, top-{}: run it with --backend cpu",
                                    k::detail::kMoeMaxExperts, k::detail::kMoeMaxTopK, g.shape.n_experts,
                                    g.shape.top_k));
-    // QK-norm, a sliding window or chunks, attention sinks: CPU kernels only so far.
-    for (const auto& op : g.ops) {
-      const bool masked = (op.impl == OpImpl::softmax_causal_fwd || op.impl == OpImpl::softmax_causal_bwd) &&
-                          (op.mask.any() || op.sink_heads > 0);
-      if (op.impl == OpImpl::qk_norm_fwd || op.impl == OpImpl::qk_norm_bwd || masked)
-        throw UsageError(fmt::format("the cuda backend has no kernel yet for {} ({}: QK-norm, a sliding window, "
-                                     "chunked attention or attention sinks); run this layer with --backend cpu",
-                                     op.name, to_string(g.shape.layer)));
-    }
     FLOPSCOPE_CHECK(g.options.causal_block == 0,
                     "cuda backend: the attention products run as whole strided batches (causal block 0), not in row "
                     "blocks");
@@ -316,9 +307,25 @@ class CudaBackend final : public Backend {
         e = k::layernorm_backward(dtype_, in(0), in(1), in(2), in(3), in(4), out(0), out(1), out(2), op.rows, op.cols,
                                   scratch_, stream_);
         break;
-      case OpImpl::softmax_causal_fwd: e = k::softmax_causal_forward(dtype_, in(0), out(0), op.batch, op.rows, stream_); break;
+      case OpImpl::softmax_causal_fwd:
+        if (op.mask.any() || op.sink_heads > 0) {  // a window, chunks or sinks (kernels/softmax_masked.cu)
+          const bool sinks = op.sink_heads > 0;
+          e = k::softmax_masked_forward(dtype_, in(0), sinks ? in(1) : nullptr, out(0), sinks ? out(1) : nullptr,
+                                        op.batch, op.rows, op.mask.window, op.mask.chunk,
+                                        std::max<int64_t>(op.sink_heads, 1), stream_);
+        } else {
+          e = k::softmax_causal_forward(dtype_, in(0), out(0), op.batch, op.rows, stream_);
+        }
+        break;
       case OpImpl::softmax_causal_bwd:
-        e = k::softmax_causal_backward(dtype_, in(0), in(1), out(0), op.batch, op.rows, stream_);
+        if (op.mask.any() || op.sink_heads > 0) {
+          const bool sinks = op.sink_heads > 0;
+          e = k::softmax_masked_backward(dtype_, in(0), in(1), sinks ? in(2) : nullptr, out(0),
+                                         sinks ? out(1) : nullptr, op.batch, op.rows, op.mask.window, op.mask.chunk,
+                                         std::max<int64_t>(op.sink_heads, 1), stream_);
+        } else {
+          e = k::softmax_causal_backward(dtype_, in(0), in(1), out(0), op.batch, op.rows, stream_);
+        }
         break;
       case OpImpl::gelu_fwd: e = k::gelu_forward(dtype_, in(0), out(0), n, stream_); break;
       case OpImpl::gelu_bwd: e = k::gelu_backward(dtype_, in(0), in(1), out(0), n, stream_); break;
@@ -386,8 +393,19 @@ class CudaBackend final : public Backend {
         e = k::moe_combine_backward(dtype_, in(0), in(1), in(2), stat(op.inputs.at(3)), out(0), out(1), op.rows,
                                     op.cols, static_cast<int>(op.moe.top_k), stream_);
         break;
-      case OpImpl::qk_norm_fwd:
-      case OpImpl::qk_norm_bwd:  // refused in allocate()
+      case OpImpl::qk_norm_fwd: {
+        const QkNormSpec& q = op.qk_norm;
+        e = k::qk_norm_forward(dtype_, in(0), q.weighted ? in(1) : nullptr, q.weighted ? in(2) : nullptr, out(0),
+                               out(1), op.rows, q.kv_heads, q.group, q.d_head, stream_);
+        break;
+      }
+      case OpImpl::qk_norm_bwd: {
+        const QkNormSpec& q = op.qk_norm;
+        e = k::qk_norm_backward(dtype_, in(0), in(1), q.weighted ? in(2) : nullptr, q.weighted ? in(3) : nullptr,
+                                in(q.weighted ? 4 : 2), out(0), q.weighted ? out(1) : nullptr,
+                                q.weighted ? out(2) : nullptr, op.rows, q.kv_heads, q.group, q.d_head, stream_);
+        break;
+      }
       case OpImpl::gemm: break;
     }
     CUDA_CALL(e, fmt::format("{} ({}, {})", op.name, to_string(op.impl), op.shape_str()));
