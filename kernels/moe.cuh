@@ -33,9 +33,8 @@ __host__ __device__ inline void moe_softmax(const double* z, int E, double* s) {
 }
 
 // One token: z (E logits) -> experts (k, best first, ties to the lower index) and weights.
-// s: scratch of E; allowed: scratch of E. Not inlined: one copy a GPU architecture serves every
-// element type's kernel (the bundle carried to a GPU machine has a size limit).
-__host__ __device__ __noinline__ inline void moe_route_row(const double* z, const MoeRule& m, double* s, unsigned char* allowed,
+// s: scratch of E; allowed: scratch of E.
+__host__ __device__ inline void moe_route_row(const double* z, const MoeRule& m, double* s, unsigned char* allowed,
                                               int* experts, double* weights) {
   const int E = m.experts, k = m.top_k;
   if (!m.topk_first) {
@@ -101,7 +100,7 @@ __host__ __device__ __noinline__ inline void moe_route_row(const double* z, cons
 
 // One token's logits' gradient dz (E) from its logits z, experts, weights w and their gradient
 // dw (k), and the counts (E) of all `rows` tokens (the aux loss). s: scratch of E.
-__host__ __device__ __noinline__ inline void moe_route_backward_row(const double* z, const int* experts, const double* w,
+__host__ __device__ inline void moe_route_backward_row(const double* z, const int* experts, const double* w,
                                                        const double* dw, const double* counts, int64_t rows,
                                                        const MoeRule& m, double* s, double* dz) {
   const int E = m.experts, k = m.top_k;

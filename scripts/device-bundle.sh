@@ -70,7 +70,7 @@ ldd "$build/src/flopscope" "$build/tests/flopscope_tests" | awk '/=> \// {print 
     cp -L "$path" "$out/lib/$name"
   done
 for f in "$out"/lib/*; do
-  [[ -f "$f" ]] && (($(stat -c %s "$f") > 1048576)) && gzip -9 -n "$f"
+  if [[ -f "$f" ]] && (($(stat -c %s "$f") > 1048576)); then gzip -9 -n "$f"; fi
 done
 
 dirty=""
@@ -87,9 +87,12 @@ fi
   (cd "$out" && find . -type f ! -name MANIFEST.txt -printf '  %s %P\n' | sort -k2)
   if command -v objdump >/dev/null; then
     # What the GPU machine's own glibc and libstdc++ must provide (the newest version each needs).
+    unpacked=$(mktemp)
     for f in "$out/flopscope" "$out/flopscope_tests" "$out"/lib/*; do
-      objdump -T "$f" 2>/dev/null | grep -oE '(GLIBC|GLIBCXX)_[0-9.]+' | sort -u
+      if [[ $f == *.gz ]]; then gzip -dc "$f" >"$unpacked"; else cp "$f" "$unpacked"; fi
+      objdump -T "$unpacked" 2>/dev/null | grep -oE '(GLIBC|GLIBCXX)_[0-9.]+' | sort -u || true
     done | sort -uV | awk -F_ '{last[$1] = $0} END {printf "needs: glibc %s, libstdc++ %s\n", last["GLIBC"], last["GLIBCXX"]}'
+    rm -f "$unpacked"
   fi
 } >"$out/MANIFEST.txt"
 

@@ -95,11 +95,12 @@ TEST(CliModels, PlotAndReportOfALlamaEstimate) {
   EXPECT_TRUE(contains(r.out, "the seed check is GPT-3's") && contains(r.out, "n/a for llama3.1-8b")) << r.out;
 }
 
-TEST(CliModels, MistralSaysTheCountIsFullCausal) {
+TEST(CliModels, MistralSaysWhichCountsTheWindow) {
   TempDir cwd;
   const Outcome t = run({"estimate", "--model", "mistral-7b"}, cwd.path());
   ASSERT_EQ(t.rc, 0) << describe(t);
-  EXPECT_TRUE(contains(t.out, "sliding window 4096 recorded, every count is for full causal attention")) << t.out;
+  EXPECT_TRUE(contains(t.out, "sliding window 4096: the graph's model FLOPs count the window's area")) << t.out;
+  EXPECT_TRUE(contains(t.out, "the closed-form formulas full causal attention")) << t.out;
   EXPECT_TRUE(contains(t.out, "7,241,732,096")) << t.out;
 }
 

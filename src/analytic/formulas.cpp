@@ -276,7 +276,8 @@ Formula formula_graph(const ModelConfig& m, bool model_flops) {
   }
   const double per_token = (layers + head) / tokens;
   return make(model_flops ? "graph_model" : "graph",
-              model_flops ? "layer graph x layers + LM head, model FLOPs (causal square halved)"
+              model_flops ? "layer graph x layers + LM head, model FLOPs (causal square halved; a window or chunk: "
+                            "its area)"
                           : "layer graph x layers + LM head, executed FLOPs",
               per_token, m, "flopscope's layer graph (src/graph): every op of each kind of layer, forward + backward");
 }

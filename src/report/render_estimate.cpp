@@ -59,7 +59,9 @@ std::string model_line(const json& m) {
                         position == "rope" ? fmt::format(" (theta {:g})", m.at("rope_theta").get<double>()) : "",
                         m.at("biases").get<std::string>(), m.at("tied_embeddings").get<bool>() ? "tied" : "untied");
     if (const int64_t w = m.at("sliding_window").get<int64_t>(); w > 0)
-      line += fmt::format("; sliding window {} recorded, every count is for full causal attention", w);
+      line += fmt::format("; sliding window {}: the graph's model FLOPs count the window's area, its executed FLOPs "
+                          "the whole square (as cuBLASLt runs it), the closed-form formulas full causal attention",
+                          w);
   }
   return line;
 }
