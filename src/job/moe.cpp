@@ -135,7 +135,8 @@ const std::vector<MoeKey>& megatron_core_moe_keys() {
       {"moe_input_jitter_eps", "--moe-input-jitter-eps", "noise on the router's input: no FLOPs counted"},
       {"moe_per_layer_logging", "--moe-per-layer-logging", "logging"},
       {"moe_use_legacy_grouped_gemm", "--moe-use-legacy-grouped-gemm", kKernels},
-      {"moe_extended_tp", "--moe-extended-tp", "a layout of the experts' weights (predict does not model expert parallelism yet)"},
+      {"moe_extended_tp", "--moe-extended-tp",
+       "a layout of the experts' weights over tp (deprecated in Megatron Core; predict takes --ep and --etp)"},
   };
   return keys;
 }
