@@ -57,6 +57,16 @@ std::string timing_method(const MeasureContext& c) {
 
 }  // namespace
 
+namespace {
+
+// An op's analytic ratio, full width over run width: of FLOPs, or of bytes for the ops that
+// move data without FLOPs (a mixture of experts' dispatch, MLA's assembly).
+double width_scale(const Op& wide, const Op& op) {
+  return op.flops > 0 ? wide.flops / op.flops : op.min_bytes > 0 ? wide.min_bytes / op.min_bytes : 1.0;
+}
+
+}  // namespace
+
 json extrapolate(const ModelConfig& model, const LayerGraph& g, const MeasureRun& run, const ClusterAssumption& c,
                  const json& device, const std::vector<KindRun>& others) {
   GraphOptions full_opts = g.options;
@@ -77,10 +87,7 @@ json extrapolate(const ModelConfig& model, const LayerGraph& g, const MeasureRun
   double layer_flops = 0, layer_ms = 0, head_flops = 0, head_ms = 0, run_layer_flops = 0, run_layer_ms = 0;
   for (size_t i = 0; i < g.ops.size(); ++i) {
     const Op& op = g.ops[i];
-    // Analytic ratio, full width / run width: of FLOPs, or of bytes for the ops that move data
-    // without FLOPs (a mixture of experts' dispatch, MLA's assembly).
-    const Op& wide = full.op(op.name);
-    const double scale = op.flops > 0 ? wide.flops / op.flops : op.min_bytes > 0 ? wide.min_bytes / op.min_bytes : 1.0;
+    const double scale = width_scale(full.op(op.name), op);
     const double f = ex.flops[i] * scale;
     const double ms = run.op_ms[i].median() * scale;
     if (op.group == Group::layer) {
@@ -120,8 +127,7 @@ json extrapolate(const ModelConfig& model, const LayerGraph& g, const MeasureRun
       for (size_t i = 0; i < ran_too->graph.ops.size(); ++i) {
         const Op& op = ran_too->graph.ops[i];
         if (op.group != Group::layer) continue;
-        const Op& w = wide.op(op.name);
-        const double scale = op.flops > 0 ? w.flops / op.flops : op.min_bytes > 0 ? w.min_bytes / op.min_bytes : 1.0;
+        const double scale = width_scale(wide.op(op.name), op);
         f += ox.flops[i] * scale;
         ms += ran_too->run.op_ms[i].median() * scale;
       }

@@ -137,24 +137,16 @@ Prediction predict(const PredictInput& in) {
     kind_fp8.push_back(pk.fp8_copies);
     kind_expert.push_back(pk.expert);
   }
-  auto stage_fp8 = [&](int64_t from, int64_t n) {
+  // A per-kind figure summed over the layers from `from` on (n of them) by their kinds.
+  auto stage_sum = [&](const std::vector<double>& per_kind, int64_t from, int64_t n) {
     const std::vector<double> count = kinds_in(from, n);
     double sum = 0;
-    for (size_t k = 0; k < kinds.size(); ++k) sum += count[k] * kind_fp8[k];
+    for (size_t k = 0; k < kinds.size(); ++k) sum += count[k] * per_kind[k];
     return sum;
   };
-  auto stage_params = [&](int64_t from, int64_t n) {
-    const std::vector<double> count = kinds_in(from, n);
-    double sum = 0;
-    for (size_t k = 0; k < kinds.size(); ++k) sum += count[k] * kind_params[k];
-    return sum;
-  };
-  auto stage_experts = [&](int64_t from, int64_t n) {
-    const std::vector<double> count = kinds_in(from, n);
-    double sum = 0;
-    for (size_t k = 0; k < kinds.size(); ++k) sum += count[k] * kind_expert[k];
-    return sum;
-  };
+  auto stage_fp8 = [&](int64_t from, int64_t n) { return stage_sum(kind_fp8, from, n); };
+  auto stage_params = [&](int64_t from, int64_t n) { return stage_sum(kind_params, from, n); };
+  auto stage_experts = [&](int64_t from, int64_t n) { return stage_sum(kind_expert, from, n); };
   const double position = in.model.position == PositionKind::learned
                               ? static_cast<double>(in.model.n_ctx) * static_cast<double>(in.model.d_model)
                               : 0;
