@@ -82,7 +82,7 @@ void rope(Builder& B, const AttentionBlock& a, const std::string& name, Phase ph
           const std::string& t) {
   const AttentionCore& c = a.core;
   const double rotated = D(a.rows) * D(c.heads() * c.d_qk + c.kv_groups * c.d_qk);
-  B.pointwise(name, phase, Group::layer, OpKind::elementwise, impl, {t}, {t}, 1, a.rows, c.qkv_width(),
+  B.pointwise(name, phase, Group::layer, OpSplit::features, OpKind::elementwise, impl, {t}, {t}, 1, a.rows, c.qkv_width(),
               fc::kRope * rotated, 2 * rotated);
   Op& op = B.last();
   op.rope = {c.batch, c.kv_groups, c.group, c.d_qk, a.rope_theta};
@@ -91,7 +91,7 @@ void rope(Builder& B, const AttentionBlock& a, const std::string& name, Phase ph
 }  // namespace
 
 void core_weights(const AttentionCore& c, TensorList& weights) {
-  if (c.sinks) weights.push_back({c.sink_logits, {c.heads()}});
+  if (c.sinks) weights.push_back({c.sink_logits, {c.heads()}, WeightSplit::column});  // by head
 }
 
 void core_forward_tensors(Builder& B, const AttentionCore& c) {
@@ -113,6 +113,7 @@ void core_fwd(Builder& B, const AttentionCore& c, const std::string& prefix, Pha
   const Group L = Group::layer;
   const int64_t S = c.seq, bh = c.batch * c.heads();
   const double scale = 1.0 / std::sqrt(D(c.d_qk));
+  const size_t first = B.op_count();
   B.add_gemm(prefix + ".attn.scores", phase, L, OpKind::batched_gemm,
              attention_gemm(c, S, S, c.d_qk, false, true, q_of(c, c.qkv), k_of(c, c.qkv), square_of(c, c.scores), scale,
                             false, Triangle::c_lower),
@@ -121,19 +122,20 @@ void core_fwd(Builder& B, const AttentionCore& c, const std::string& prefix, Pha
     std::vector<std::string> in = {c.scores}, out = {c.probs};
     if (c.sinks) in.push_back(c.sink_logits), out.push_back(c.sink_probs);
     const double sink_rows = c.sinks ? D(bh) * D(S) : 0;
-    B.pointwise(prefix + ".attn.softmax", phase, L, OpKind::softmax, OpImpl::softmax_causal_fwd, in, out, bh, S, S,
+    B.pointwise(prefix + ".attn.softmax", phase, L, OpSplit::features, OpKind::softmax, OpImpl::softmax_causal_fwd, in, out, bh, S, S,
                 fc::kSoftmaxFwd * attended_elements(c) + fc::kSinkFwd * sink_rows,
                 2 * square_elements(c) + sink_rows + (c.sinks ? D(c.heads()) : 0));
     B.last().mask = c.mask;
     B.last().sink_heads = c.sinks ? c.heads() : 0;
   } else {
-    B.pointwise(prefix + ".attn.softmax", phase, L, OpKind::softmax, OpImpl::softmax_causal_fwd, {c.scores}, {c.probs},
+    B.pointwise(prefix + ".attn.softmax", phase, L, OpSplit::features, OpKind::softmax, OpImpl::softmax_causal_fwd, {c.scores}, {c.probs},
                 bh, S, S, fc::kSoftmaxFwd * causal_elements(c), 2 * square_elements(c));
   }
   B.add_gemm(prefix + ".attn.context", phase, L, OpKind::batched_gemm,
              attention_gemm(c, S, c.d_v, S, false, false, square_of(c, c.probs), v_of(c, c.qkv), ctx_of(c, c.ctx), 1.0,
                             false, Triangle::a_lower),
              true);
+  B.mark_attention_core(first);
 }
 
 void core_bwd(Builder& B, const AttentionCore& c) {
@@ -142,6 +144,7 @@ void core_bwd(Builder& B, const AttentionCore& c) {
   const int64_t S = c.seq, bh = c.batch * c.heads();
   const std::string dqkv = "d." + c.qkv, dctx = "d." + c.ctx, dprobs = "d." + c.probs, dscores = "d." + c.scores;
   // dP = dO V^T; dV = sum over the group of P^T dO, into d.qkv's V slots.
+  const size_t first = B.op_count();
   B.add_gemm("bwd.attn.context.dprobs", BW, L, OpKind::batched_gemm,
              attention_gemm(c, S, S, c.d_v, false, true, ctx_of(c, dctx), v_of(c, c.qkv), square_of(c, dprobs), 1.0,
                             false, Triangle::c_lower),
@@ -154,13 +157,13 @@ void core_bwd(Builder& B, const AttentionCore& c) {
     std::vector<std::string> in = {c.probs, dprobs}, out = {dscores};
     if (c.sinks) in.push_back(c.sink_probs), out.push_back("d." + c.sink_logits);
     const double sink_rows = c.sinks ? D(bh) * D(S) : 0;
-    B.pointwise("bwd.attn.softmax", BW, L, OpKind::softmax, OpImpl::softmax_causal_bwd, in, out, bh, S, S,
+    B.pointwise("bwd.attn.softmax", BW, L, OpSplit::features, OpKind::softmax, OpImpl::softmax_causal_bwd, in, out, bh, S, S,
                 fc::kSoftmaxBwd * attended_elements(c) + fc::kSinkBwd * sink_rows,
                 3 * square_elements(c) + sink_rows + (c.sinks ? D(c.heads()) : 0));
     B.last().mask = c.mask;
     B.last().sink_heads = c.sinks ? c.heads() : 0;
   } else {
-    B.pointwise("bwd.attn.softmax", BW, L, OpKind::softmax, OpImpl::softmax_causal_bwd, {c.probs, dprobs}, {dscores},
+    B.pointwise("bwd.attn.softmax", BW, L, OpSplit::features, OpKind::softmax, OpImpl::softmax_causal_bwd, {c.probs, dprobs}, {dscores},
                 bh, S, S, fc::kSoftmaxBwd * causal_elements(c), 3 * square_elements(c));
   }
   // dQ = alpha dS K per query head; dK = alpha sum over the group of dS^T Q.
@@ -173,17 +176,18 @@ void core_bwd(Builder& B, const AttentionCore& c) {
              attention_gemm(c, S, c.d_qk, S, true, false, square_of(c, dscores), q_of(c, c.qkv), k_of(c, dqkv), alpha,
                             true, Triangle::a_upper),
              true);
+  B.mark_attention_core(first);
 }
 
 void attention_weights(const AttentionBlock& a, TensorList& weights) {
   const int64_t w = a.core.qkv_width();
-  weights.push_back({a.w_qkv, {a.d, w}});  // (d, w), columns interleaved per kv group (h_kv, g + 2, dh)
-  if (a.qkv_bias) weights.push_back({a.b_qkv, {w}});
-  weights.push_back({a.w_proj, {a.core.ctx_width(), a.d}});
-  if (a.out_bias) weights.push_back({a.b_proj, {a.d}});
+  weights.push_back({a.w_qkv, {a.d, w}, WeightSplit::column});  // (d, w), columns interleaved per kv group (h_kv, g + 2, dh)
+  if (a.qkv_bias) weights.push_back({a.b_qkv, {w}, WeightSplit::column});
+  weights.push_back({a.w_proj, {a.core.ctx_width(), a.d}, WeightSplit::row});
+  if (a.out_bias) weights.push_back({a.b_proj, {a.d}, WeightSplit::replicated});
   if (a.qk_norm == QkNorm::rmsnorm) {  // Qwen3's q_norm, k_norm: RMSNorm(d_head) each
-    weights.push_back({a.w_q_norm, {a.core.d_qk}});
-    weights.push_back({a.w_k_norm, {a.core.d_qk}});
+    weights.push_back({a.w_q_norm, {a.core.d_qk}, WeightSplit::replicated});  // one d_head vector every head shares
+    weights.push_back({a.w_k_norm, {a.core.d_qk}, WeightSplit::replicated});
   }
   core_weights(a.core, weights);
 }
@@ -211,7 +215,7 @@ void attention_fwd(Builder& B, const AttentionBlock& a, const std::string& prefi
   const std::string& qkv = a.projected();
   B.linear(prefix + ".qkv", phase, L, a.rows, w, a.d, false, false, a.in, a.w_qkv, qkv);
   if (a.qkv_bias)
-    B.pointwise(prefix + ".qkv.bias", phase, L, OpKind::elementwise, OpImpl::bias_add, {qkv, a.b_qkv}, {qkv}, 1,
+    B.pointwise(prefix + ".qkv.bias", phase, L, OpSplit::features, OpKind::elementwise, OpImpl::bias_add, {qkv, a.b_qkv}, {qkv}, 1,
                 a.rows, w, fc::kBiasAdd * Tw, 2 * Tw + D(w));
   if (a.qk_norm != QkNorm::none) {
     // Before RoPE (Qwen3). Llama 4 applies its L2Norm after RoPE; an unweighted scale per head
@@ -220,7 +224,7 @@ void attention_fwd(Builder& B, const AttentionBlock& a, const std::string& prefi
     const double normed = D(a.rows) * D(q.normed_heads() * q.d_head);
     std::vector<std::string> in = {qkv};
     if (q.weighted) in.push_back(a.w_q_norm), in.push_back(a.w_k_norm);
-    B.pointwise(prefix + ".attn.qk_norm", phase, L, OpKind::norm, OpImpl::qk_norm_fwd, in, {c.qkv, a.qk_rstd}, 1,
+    B.pointwise(prefix + ".attn.qk_norm", phase, L, OpSplit::features, OpKind::norm, OpImpl::qk_norm_fwd, in, {c.qkv, a.qk_rstd}, 1,
                 a.rows, w, (q.weighted ? fc::kQkNormFwd : fc::kQkL2NormFwd) * normed,
                 2 * Tw + D(a.rows * q.normed_heads()) + (q.weighted ? 2 * D(q.d_head) : 0));
     B.last().qk_norm = q;
@@ -229,7 +233,7 @@ void attention_fwd(Builder& B, const AttentionBlock& a, const std::string& prefi
   core_fwd(B, c, prefix, phase);
   B.linear(prefix + ".proj", phase, L, a.rows, a.d, c.ctx_width(), false, false, c.ctx, a.w_proj, a.out);
   if (a.out_bias)
-    B.pointwise(prefix + ".proj.bias", phase, L, OpKind::elementwise, OpImpl::bias_add, {a.out, a.b_proj}, {a.out}, 1,
+    B.pointwise(prefix + ".proj.bias", phase, L, OpSplit::sequence, OpKind::elementwise, OpImpl::bias_add, {a.out, a.b_proj}, {a.out}, 1,
                 a.rows, a.d, fc::kBiasAdd * Td, 2 * Td + D(a.d));
 }
 
@@ -241,7 +245,7 @@ void attention_bwd(Builder& B, const AttentionBlock& a) {
   const double Td = D(a.rows) * D(a.d), Tw = D(a.rows) * D(w);
   const std::string dqkv = "d." + c.qkv, dctx = "d." + c.ctx;
   if (a.out_bias)
-    B.pointwise("bwd.proj.bias", BW, L, OpKind::reduction, OpImpl::bias_grad, {a.d_out}, {"d." + a.b_proj}, 1, a.rows,
+    B.pointwise("bwd.proj.bias", BW, L, OpSplit::sequence, OpKind::reduction, OpImpl::bias_grad, {a.d_out}, {"d." + a.b_proj}, 1, a.rows,
                 a.d, fc::kBiasGrad * Td, Td + D(a.d));
   B.linear("bwd.proj.dgrad", BW, L, a.rows, c.ctx_width(), a.d, false, true, a.d_out, a.w_proj, dctx);
   B.linear("bwd.proj.wgrad", BW, L, c.ctx_width(), a.d, a.rows, true, false, c.ctx, a.d_out, "d." + a.w_proj);
@@ -256,13 +260,13 @@ void attention_bwd(Builder& B, const AttentionBlock& a) {
     if (q.weighted) in.push_back(a.w_q_norm), in.push_back(a.w_k_norm);
     in.push_back(a.qk_rstd);
     if (q.weighted) out.push_back("d." + a.w_q_norm), out.push_back("d." + a.w_k_norm);
-    B.pointwise("bwd.attn.qk_norm", BW, L, OpKind::norm, OpImpl::qk_norm_bwd, in, out, 1, a.rows, w,
+    B.pointwise("bwd.attn.qk_norm", BW, L, OpSplit::features, OpKind::norm, OpImpl::qk_norm_bwd, in, out, 1, a.rows, w,
                 (q.weighted ? fc::kQkNormBwd : fc::kQkL2NormBwd) * normed,
                 3 * Tw + D(a.rows * q.normed_heads()) + (q.weighted ? 4 * D(q.d_head) : 0));
     B.last().qk_norm = q;
   }
   if (a.qkv_bias)
-    B.pointwise("bwd.qkv.bias", BW, L, OpKind::reduction, OpImpl::bias_grad, {dproj}, {"d." + a.b_qkv}, 1, a.rows, w,
+    B.pointwise("bwd.qkv.bias", BW, L, OpSplit::features, OpKind::reduction, OpImpl::bias_grad, {dproj}, {"d." + a.b_qkv}, 1, a.rows, w,
                 fc::kBiasGrad * Tw, Tw + D(w));
   B.linear("bwd.qkv.dgrad", BW, L, a.rows, a.d, w, false, true, dproj, a.w_qkv, a.d_in);
   B.linear("bwd.qkv.wgrad", BW, L, a.d, w, a.rows, true, false, a.in, dproj, "d." + a.w_qkv);

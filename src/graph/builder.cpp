@@ -34,9 +34,12 @@ void Builder::tensor(std::string name, TensorRole role, std::vector<int64_t> sha
   g_.tensors.push_back({std::move(name), role, std::move(shape)});
 }
 
-void Builder::mark_expert(const std::string& name) {
-  for (auto& t : g_.tensors)
-    if (t.name == name) t.expert = true;
+void Builder::weight(const WeightDecl& w) {
+  g_.tensors.push_back({w.name, TensorRole::weight, w.shape, w.split, w.expert});
+}
+
+void Builder::weight_grad(const WeightDecl& w) {
+  g_.tensors.push_back({"d." + w.name, TensorRole::weight_grad, w.shape, w.split, w.expert});
 }
 
 namespace {
@@ -132,13 +135,14 @@ void Builder::add_gemm(std::string name, Phase phase, Group group, OpKind kind, 
   g_.ops.push_back(std::move(op));
 }
 
-void Builder::pointwise(std::string name, Phase phase, Group group, OpKind kind, OpImpl impl,
+void Builder::pointwise(std::string name, Phase phase, Group group, OpSplit split, OpKind kind, OpImpl impl,
                         std::vector<std::string> in, std::vector<std::string> out, int64_t batch, int64_t rows,
                         int64_t cols, double flops, double bytes_elems) {
   Op op;
   op.name = std::move(name);
   op.phase = phase;
   op.group = group;
+  op.split = split;
   op.kind = kind;
   op.impl = impl;
   op.precision = g_.options.precision;

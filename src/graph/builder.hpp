@@ -15,9 +15,16 @@ namespace flopscope::graph_detail {
 
 namespace fc = flop_convention;
 
-// Weights a block owns, in declaration order: (name, shape). The layer declares them, then
-// their gradients "d." + name, so every weight comes before every weight gradient.
-using TensorList = std::vector<std::pair<std::string, std::vector<int64_t>>>;
+// Weights a block owns, in declaration order: name, shape and how a parallel layout splits it
+// (WeightSplit, always given). The layer declares them, then their gradients "d." + name
+// (split as the weight), so every weight comes before every weight gradient.
+struct WeightDecl {
+  std::string name;
+  std::vector<int64_t> shape;
+  WeightSplit split;
+  bool expert = false;  // a routed expert's (TensorSpec::expert)
+};
+using TensorList = std::vector<WeightDecl>;
 
 inline double D(int64_t v) { return static_cast<double>(v); }
 
@@ -27,7 +34,9 @@ class Builder {
   Builder(const LayerShape& s, const GraphOptions& o);
 
   void tensor(std::string name, TensorRole role, std::vector<int64_t> shape);
-  void mark_expert(const std::string& name);  // TensorSpec::expert
+  // A block's weight and its gradient "d." + name.
+  void weight(const WeightDecl& w);
+  void weight_grad(const WeightDecl& w);
 
   // A linear layer's GEMM (or its dgrad/wgrad): plain row-major, contiguous operands.
   void linear(std::string name, Phase phase, Group group, int64_t m, int64_t n, int64_t k, bool ta, bool tb,
@@ -41,14 +50,19 @@ class Builder {
 
   void add_gemm(std::string name, Phase phase, Group group, OpKind kind, GemmSpec gs, bool causal_square);
 
-  // A non-GEMM op. `elements` is what the FLOP convention multiplies; `bytes_elems` the
-  // elements read plus written.
-  void pointwise(std::string name, Phase phase, Group group, OpKind kind, OpImpl impl, std::vector<std::string> in,
+  // A non-GEMM op, split over tp as `split` says (Op::split). `elements` is what the FLOP
+  // convention multiplies; `bytes_elems` the elements read plus written.
+  void pointwise(std::string name, Phase phase, Group group, OpSplit split, OpKind kind, OpImpl impl, std::vector<std::string> in,
                  std::vector<std::string> out, int64_t batch, int64_t rows, int64_t cols, double flops,
                  double bytes_elems);
 
   LayerGraph take() { return std::move(g_); }
   Op& last() { return g_.ops.back(); }
+  size_t op_count() const { return g_.ops.size(); }
+  // Op::attention_core on every op appended since op_count() was `first`.
+  void mark_attention_core(size_t first) {
+    for (size_t i = first; i < g_.ops.size(); ++i) g_.ops[i].attention_core = true;
+  }
   const LayerShape& s() const { return s_; }
 
  private:

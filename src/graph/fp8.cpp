@@ -44,8 +44,19 @@ void lower_linear_gemms_to_fp8(LayerGraph& g) {
                       op.name + ": linear GEMMs are plain or grouped");
       // Operand `src` stored (rows, cols), or `batch` such matrices one after another (each
       // transposed on its own); K-major when its columns are k.
+      // A cast of one of the GEMM's operands splits over tp as the operand does: along a feature
+      // dimension where it spans the one the weight's split divides, else along the tokens
+      // (OpSplit); a weight's own cast as the weight.
+      using Dim = LayerGraph::Dim;
+      const Dim split = g.split_dim(gs);
+      const TensorSpec& weight = g.gemm_weight(gs);
+      auto operand_split = [&](const std::string& src, Dim d1, Dim d2) {
+        if (src == weight.name) return weight.split == WeightSplit::replicated ? OpSplit::replicated : OpSplit::features;
+        return split == d1 || split == d2 ? OpSplit::features : OpSplit::sequence;
+      };
+      const OpSplit a_split = operand_split(gs.a, Dim::m, Dim::k), b_split = operand_split(gs.b, Dim::k, Dim::n);
       auto copy = [&](const std::string& src, int64_t rows, int64_t cols, bool transpose, const char* which,
-                      int64_t batch = 1) {
+                      OpSplit cast_split, int64_t batch = 1) {
         const std::string name = src + (transpose ? ".e4m3t" : ".e4m3");
         if (!valid.count(name)) {
           bool exists = false;
@@ -53,7 +64,10 @@ void lower_linear_gemms_to_fp8(LayerGraph& g) {
           if (!exists) {
             g.tensors.push_back({name, TensorRole::fp8_copy, transpose ? std::vector<int64_t>{batch * cols, rows}
                                                                          : std::vector<int64_t>{batch * rows, cols}});
-            g.tensors.back().expert = g.tensor(src).expert;  // an expert's weights' copy is split as they are
+            // A copy is split as its source is.
+            const TensorSpec& from = g.tensor(src);
+            TensorSpec& to = g.tensors.back();
+            to.split = from.split, to.expert = from.expert, to.source = src, to.transposed = transpose;
           }
           Op c;
           c.name = op.name + "." + which;
@@ -61,6 +75,8 @@ void lower_linear_gemms_to_fp8(LayerGraph& g) {
           c.group = op.group;
           c.kind = OpKind::elementwise;
           c.impl = OpImpl::cast_fp8;
+          c.split = cast_split;
+          c.routed = op.routed && src != weight.name;  // the dispatched rows' casts, not the experts' weights'
           c.precision = Precision::fp8;
           c.inputs = {src};
           c.outputs = {name};
@@ -80,9 +96,9 @@ void lower_linear_gemms_to_fp8(LayerGraph& g) {
       // Grouped (the routed experts): the stacked operands are cast whole (m or k the rows of all
       // experts); the experts' own weights (m_rows: B, E of them) each in its K-major layout.
       const int64_t experts = gs.grouped == Grouped::m_rows ? gs.batch : 1;
-      gs.a = gs.trans_a ? copy(gs.a, gs.k, gs.m, true, "cast_a") : copy(gs.a, gs.m, gs.k, false, "cast_a");
-      gs.b = gs.trans_b ? copy(gs.b, experts * gs.n, gs.k, false, "cast_b")
-                        : copy(gs.b, gs.k, gs.n, true, "cast_b", experts);
+      gs.a = gs.trans_a ? copy(gs.a, gs.k, gs.m, true, "cast_a", a_split) : copy(gs.a, gs.m, gs.k, false, "cast_a", a_split);
+      gs.b = gs.trans_b ? copy(gs.b, experts * gs.n, gs.k, false, "cast_b", b_split)
+                        : copy(gs.b, gs.k, gs.n, true, "cast_b", b_split, experts);
       gs.trans_a = false;
       gs.trans_b = true;
       gs.lda = gs.k;

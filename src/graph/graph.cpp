@@ -113,6 +113,24 @@ std::string_view to_string(TensorRole r) {
   return "?";
 }
 
+std::string_view to_string(WeightSplit s) {
+  switch (s) {
+    case WeightSplit::replicated: return "replicated";
+    case WeightSplit::column: return "column";
+    case WeightSplit::row: return "row";
+  }
+  return "?";
+}
+
+std::string_view to_string(OpSplit s) {
+  switch (s) {
+    case OpSplit::features: return "features";
+    case OpSplit::sequence: return "sequence";
+    case OpSplit::replicated: return "replicated";
+  }
+  return "?";
+}
+
 int64_t TensorSpec::numel() const {
   int64_t n = 1;
   for (int64_t d : shape) n = checked_mul(n, d, fmt::format("tensor {}", name));
@@ -351,6 +369,31 @@ double LayerGraph::tensor_bytes() const {
     bytes += static_cast<double>(t.numel()) * static_cast<double>(b) * copies;
   }
   return bytes;
+}
+
+const TensorSpec& LayerGraph::gemm_weight(const GemmSpec& gs) const {
+  const TensorSpec* b = &tensor(gs.b);
+  if (b->role == TensorRole::fp8_copy) b = &tensor(b->source);
+  if (b->role == TensorRole::weight) return *b;
+  const TensorSpec& c = tensor(gs.c);
+  if (c.role == TensorRole::weight_grad) return c;
+  throw Error(fmt::format("GEMM {} x {} -> {} has no weight operand", gs.a, gs.b, gs.c));
+}
+
+LayerGraph::Dim LayerGraph::split_dim(const GemmSpec& gs) const {
+  const TensorSpec& w = gemm_weight(gs);
+  if (w.split == WeightSplit::replicated) return Dim::none;
+  const bool row = w.split == WeightSplit::row;  // the weight's dim 0 (its input features), else dim 1
+  if (w.role == TensorRole::weight_grad) return row ? Dim::m : Dim::n;  // C (m, n) as the weight is stored
+  // B is the weight stored (k, n), or (n, k) when trans_b (grouped: each expert's so); an fp8
+  // copy stored as the weight's transpose reverses that.
+  const TensorSpec& b = tensor(gs.b);
+  const bool weight_trans = gs.trans_b != (b.role == TensorRole::fp8_copy && b.transposed);
+  return row == weight_trans ? Dim::n : Dim::k;
+}
+
+LayerGraph::Dim LayerGraph::token_dim(const GemmSpec& gs) const {
+  return gemm_weight(gs).role == TensorRole::weight_grad ? Dim::k : Dim::m;
 }
 
 }  // namespace flopscope

@@ -88,13 +88,30 @@ std::string_view to_string(TensorRole r);
 // (every other tensor is written by an op). These are the tensors an input set copies.
 inline bool is_filled(TensorRole r) { return r == TensorRole::input || r == TensorRole::weight || r == TensorRole::index; }
 
+// How tensor parallelism (Megatron-LM) splits a weight: data the blocks give each weight, for
+// predict (the backends run the whole layer on one device and ignore it). Weights are stored
+// (in, out), a routed expert's (E, in, out):
+//   column      the output features split (dim 1; a 1-D weight along its one dim): QKV, up and
+//               gate, the LM head by vocabulary, column-parallel biases, the sinks by head
+//   row         the input features split (dim 0): the attention output and the FFN's down
+//               projections
+//   replicated  whole on every rank: norms' weights, row-parallel biases, the router, and MLA's
+//               down projections (Megatron-LM's "duplicated" TELinear), whose GEMMs split their
+//               tokens under sequence parallelism and are repeated on every rank without
+// A routed expert's weight (TensorSpec::expert) splits its experts (dim 0) over expert
+// parallelism and, as column or row says, each expert over expert tensor parallelism, never
+// over tp. A weight's gradient and its fp8 copies are split as it is.
+enum class WeightSplit { replicated, column, row };
+std::string_view to_string(WeightSplit s);
+
 struct TensorSpec {
   std::string name;
   TensorRole role;
   std::vector<int64_t> shape;  // row-major
-  // A routed expert's weight (or its gradient), (E, ., .): split over expert parallelism (the
-  // experts) and expert tensor parallelism, not over tp as the layer's other weights.
-  bool expert = false;
+  WeightSplit split = WeightSplit::replicated;  // weights, their gradients and fp8 copies
+  bool expert = false;                          // a routed expert's weight, gradient or fp8 copy
+  std::string source = {};                      // an fp8 copy: the tensor it copies
+  bool transposed = false;                      // ... stored as its transpose
   int64_t numel() const;
 };
 
@@ -236,6 +253,17 @@ struct MoeSpec {
   double aux_coef = 0;
 };
 
+// How a tensor-parallel group splits an op's work, for predict: data the blocks give each op.
+// A linear GEMM splits as its weight does (TensorSpec::split); every other op:
+//   features    split over tp: the op works per head (the attention squares, RoPE, QK-norm) or
+//               along a width tp splits (d_ff, the QKV width, the vocabulary)
+//   sequence    along the model width d or a replicated weight's output, which tp does not
+//               split: every rank repeats it, or under sequence parallelism does its s / tp tokens
+//   replicated  every rank does all of it, sequence parallel or not (MLA's shared k_rope, which
+//               Megatron-LM gathers along the sequence before its RoPE)
+enum class OpSplit { features, sequence, replicated };
+std::string_view to_string(OpSplit s);
+
 struct Op {
   std::string name;
   Phase phase = Phase::forward;
@@ -254,6 +282,13 @@ struct Op {
   QkNormSpec qk_norm;                     // qk_norm_fwd, qk_norm_bwd
   AttentionMask mask;                     // softmax_causal_*: the window or chunks beyond j <= i
   int64_t sink_heads = 0;                 // softmax_causal_* with sinks: heads (member b of batch has sink b % heads)
+  OpSplit split = OpSplit::features;  // see OpSplit; linear GEMMs split as their weight
+  // The attention core (the products with the scores and the probabilities, the softmax between
+  // them): what a fused attention kernel runs in one, and what selective recompute re-runs.
+  bool attention_core = false;
+  // On a mixture of experts' dispatched rows (the routed experts' GEMMs and activations, their
+  // fp8 casts): its time waits for the busiest expert (predict's --moe-imbalance).
+  bool routed = false;
   double flops = 0;        // analytic FLOPs as executed (causal attention: the full square, or its row blocks)
   double model_flops = 0;  // Megatron-LM convention: causal attention GEMMs halved
   double min_bytes = 0;    // every operand read once and every result written once
@@ -332,6 +367,15 @@ struct LayerGraph {
   double gemm_flops(Phase p, Group g = Group::layer) const;
   // Bytes of every tensor, as the backends allocate them (filled tensors once per input set).
   double tensor_bytes() const;
+  // A linear GEMM's weight: its B (forward, dgrad; or B's fp8 copy's source) or, in a wgrad, its
+  // C (the weight's gradient). Throws Error when neither operand is a weight or its gradient.
+  const TensorSpec& gemm_weight(const GemmSpec& gs) const;
+  // The dimension of a linear GEMM that its weight's split divides (over tp; a routed expert's
+  // over expert tensor parallelism), and the one that runs over the tokens (m when the weight
+  // is B, k when it is C), which sequence parallelism divides. none: a replicated weight.
+  enum class Dim { none, m, n, k };
+  Dim split_dim(const GemmSpec& gs) const;
+  Dim token_dim(const GemmSpec& gs) const;
 };
 
 // Builds the graph. Throws UsageError on shapes that overflow.

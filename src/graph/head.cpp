@@ -11,9 +11,9 @@ void head_tensors(Builder& B, const HeadBlock& h) {
   using R = TensorRole;
   TensorList weights;
   norm_weights(h.norm, weights);
-  weights.push_back({h.w_vocab, {h.d, h.vocab}});
-  for (const auto& [name, shape] : weights) B.tensor(name, R::weight, shape);
-  for (const auto& [name, shape] : weights) B.tensor("d." + name, R::weight_grad, shape);
+  weights.push_back({h.w_vocab, {h.d, h.vocab}, WeightSplit::column});  // by vocabulary
+  for (const auto& w : weights) B.weight(w);
+  for (const auto& w : weights) B.weight_grad(w);
   norm_forward_tensors(B, h.norm);
   B.tensor(h.logits, R::activation, {h.rows, h.vocab});
   B.tensor(h.targets, R::index, {h.rows});
@@ -28,7 +28,7 @@ void head_fwd(Builder& B, const HeadBlock& h) {
   const double TV = D(h.rows) * D(h.vocab);
   norm_fwd(B, h.norm, "fwd.head.ln", F, H, h.in);
   B.linear("fwd.head.logits", F, H, h.rows, h.vocab, h.d, false, false, h.norm.out, h.w_vocab, h.logits);
-  B.pointwise("fwd.head.loss", F, H, OpKind::softmax, OpImpl::cross_entropy_fwd, {h.logits, h.targets}, {h.loss}, 1,
+  B.pointwise("fwd.head.loss", F, H, OpSplit::features, OpKind::softmax, OpImpl::cross_entropy_fwd, {h.logits, h.targets}, {h.loss}, 1,
               h.rows, h.vocab, fc::kCrossEntropyFwd * TV, TV + 2.0 * D(h.rows));
 }
 
@@ -37,7 +37,7 @@ void head_bwd(Builder& B, const HeadBlock& h) {
   const Phase BW = Phase::backward;
   const double TV = D(h.rows) * D(h.vocab);
   const std::string d_logits = "d." + h.logits, d_norm = "d." + h.norm.out;
-  B.pointwise("bwd.head.loss", BW, H, OpKind::softmax, OpImpl::cross_entropy_bwd, {h.logits, h.targets}, {d_logits}, 1,
+  B.pointwise("bwd.head.loss", BW, H, OpSplit::features, OpKind::softmax, OpImpl::cross_entropy_bwd, {h.logits, h.targets}, {d_logits}, 1,
               h.rows, h.vocab, fc::kCrossEntropyBwd * TV, 2 * TV + D(h.rows));
   B.linear("bwd.head.logits.dgrad", BW, H, h.rows, h.d, h.vocab, false, true, d_logits, h.w_vocab, d_norm);
   B.linear("bwd.head.logits.wgrad", BW, H, h.d, h.vocab, h.rows, true, false, h.norm.out, d_logits, "d." + h.w_vocab);

@@ -134,7 +134,7 @@ Layer dense_layer(const LayerShape& s) {
 void residual(Builder& B, const std::string& name, Phase phase, const std::string& a, const std::string& b,
               const std::string& out, int64_t rows, int64_t width) {
   const double elems = D(rows) * D(width);
-  B.pointwise(name, phase, Group::layer, OpKind::elementwise, OpImpl::residual_add, {a, b}, {out}, 1, rows, width,
+  B.pointwise(name, phase, Group::layer, OpSplit::sequence, OpKind::elementwise, OpImpl::residual_add, {a, b}, {out}, 1, rows, width,
               fc::kResidualAdd * elems, 3 * elems);
 }
 
@@ -204,16 +204,8 @@ LayerGraph build_layer_graph(const LayerShape& s, const GraphOptions& o) {
     moe_weights(l.moe, weights);
   else
     mlp_weights(l.mlp, weights);
-  for (const auto& [name, shape] : weights) B.tensor(name, R::weight, shape);
-  for (const auto& [name, shape] : weights) B.tensor("d." + name, R::weight_grad, shape);
-  if (l.use_moe) {  // the routed experts' weights and gradients
-    TensorList experts;
-    mlp_weights(l.moe.experts, experts);
-    for (const auto& [name, shape] : experts) {
-      B.mark_expert(name);
-      B.mark_expert("d." + name);
-    }
-  }
+  for (const auto& w : weights) B.weight(w);
+  for (const auto& w : weights) B.weight_grad(w);
   norm_forward_tensors(B, l.ln1);
   if (l.use_mla)
     mla_forward_tensors(B, l.mla);

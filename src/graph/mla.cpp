@@ -24,14 +24,14 @@ namespace {
 void bias_fwd(Builder& B, const std::string& name, Phase phase, const std::string& t, const std::string& bias,
               int64_t rows, int64_t cols) {
   const double e = D(rows) * D(cols);
-  B.pointwise(name, phase, Group::layer, OpKind::elementwise, OpImpl::bias_add, {t, bias}, {t}, 1, rows, cols,
+  B.pointwise(name, phase, Group::layer, OpSplit::sequence, OpKind::elementwise, OpImpl::bias_add, {t, bias}, {t}, 1, rows, cols,
               fc::kBiasAdd * e, 2 * e + D(cols));
 }
 
 void bias_bwd(Builder& B, const std::string& name, const std::string& dt, const std::string& bias, int64_t rows,
               int64_t cols) {
   const double e = D(rows) * D(cols);
-  B.pointwise(name, Phase::backward, Group::layer, OpKind::reduction, OpImpl::bias_grad, {dt}, {"d." + bias}, 1, rows,
+  B.pointwise(name, Phase::backward, Group::layer, OpSplit::sequence, OpKind::reduction, OpImpl::bias_grad, {dt}, {"d." + bias}, 1, rows,
               cols, fc::kBiasGrad * e, e + D(cols));
 }
 
@@ -40,7 +40,9 @@ void bias_bwd(Builder& B, const std::string& name, const std::string& dt, const 
 void rope_part(Builder& B, const MlaBlock& a, const std::string& name, Phase phase, OpImpl impl, const std::string& t,
                int64_t heads, int64_t block, int64_t offset) {
   const double rotated = D(a.rows) * D(heads * a.rope);
-  B.pointwise(name, phase, Group::layer, OpKind::elementwise, impl, {t}, {t}, 1, a.rows, heads * block,
+  // The shared k_rope (heads = 1) is gathered along the sequence first (Megatron-LM's MLA): every
+  // rank rotates all of it; the q heads split over tp.
+  B.pointwise(name, phase, Group::layer, heads == 1 ? OpSplit::replicated : OpSplit::features, OpKind::elementwise, impl, {t}, {t}, 1, a.rows, heads * block,
               fc::kRope * rotated, 2 * rotated);
   Op& op = B.last();
   op.rope = {a.core.batch, heads, 1, a.rope, a.rope_theta, 1, block, offset};
@@ -52,22 +54,26 @@ MlaSpec spec_of(const MlaBlock& a) { return {a.core.heads(), a.nope, a.rope, a.c
 
 void mla_weights(const MlaBlock& a, TensorList& weights) {
   const MlaSpec m = spec_of(a);
+  // The down projections (q_a, kv_a and k_rope: Megatron-LM's linear_q_down_proj and
+  // linear_kv_down_proj) are whole on every tp rank (TELinear, parallel_mode "duplicated"); the
+  // up projections column-parallel, the output projection row-parallel.
+  const WeightSplit R = WeightSplit::replicated;
   if (a.q_lora > 0) {
-    weights.push_back({a.w_q_a, {a.d, a.q_lora}});
-    if (a.in_bias) weights.push_back({a.b_q_a, {a.q_lora}});
+    weights.push_back({a.w_q_a, {a.d, a.q_lora}, R});
+    if (a.in_bias) weights.push_back({a.b_q_a, {a.q_lora}, R});
     norm_weights(a.q_norm, weights);
-    weights.push_back({a.w_q, {a.q_lora, m.q_width()}});  // q_b_proj, columns (h, n + p)
+    weights.push_back({a.w_q, {a.q_lora, m.q_width()}, WeightSplit::column});  // q_b_proj, columns (h, n + p)
   } else {
-    weights.push_back({a.w_q, {a.d, m.q_width()}});
+    weights.push_back({a.w_q, {a.d, m.q_width()}, WeightSplit::column});
   }
-  weights.push_back({a.w_kv_a, {a.d, a.kv_lora}});
-  if (a.in_bias) weights.push_back({a.b_kv_a, {a.kv_lora}});
-  weights.push_back({a.w_k_rope, {a.d, a.rope}});
-  if (a.in_bias) weights.push_back({a.b_k_rope, {a.rope}});
+  weights.push_back({a.w_kv_a, {a.d, a.kv_lora}, R});
+  if (a.in_bias) weights.push_back({a.b_kv_a, {a.kv_lora}, R});
+  weights.push_back({a.w_k_rope, {a.d, a.rope}, R});
+  if (a.in_bias) weights.push_back({a.b_k_rope, {a.rope}, R});
   norm_weights(a.kv_norm, weights);
-  weights.push_back({a.w_kv_b, {a.kv_lora, m.kv_b_width()}});  // columns (h, n + v)
-  weights.push_back({a.w_proj, {a.core.ctx_width(), a.d}});
-  if (a.out_bias) weights.push_back({a.b_proj, {a.d}});
+  weights.push_back({a.w_kv_b, {a.kv_lora, m.kv_b_width()}, WeightSplit::column});  // columns (h, n + v)
+  weights.push_back({a.w_proj, {a.core.ctx_width(), a.d}, WeightSplit::row});
+  if (a.out_bias) weights.push_back({a.b_proj, {a.d}, R});
 }
 
 void mla_forward_tensors(Builder& B, const MlaBlock& a) {
@@ -129,7 +135,7 @@ void mla_fwd(Builder& B, const MlaBlock& a, const std::string& prefix, Phase pha
     rope_part(B, a, prefix + ".attn.rope.k", phase, OpImpl::rope_fwd, a.k_rope, 1, a.rope, 0);
   }
   const double moved = D(T) * D(m.q_width() + m.kv_b_width() + a.rope + m.qkv_width());
-  B.pointwise(prefix + ".attn.mla_qkv", phase, L, OpKind::elementwise, OpImpl::mla_qkv_fwd, {a.q, a.kv_b, a.k_rope},
+  B.pointwise(prefix + ".attn.mla_qkv", phase, L, OpSplit::features, OpKind::elementwise, OpImpl::mla_qkv_fwd, {a.q, a.kv_b, a.k_rope},
               {a.core.qkv}, 1, T, m.qkv_width(), 0, moved);
   B.last().mla = m;
   core_fwd(B, a.core, prefix, phase);
@@ -148,7 +154,7 @@ void mla_bwd(Builder& B, const MlaBlock& a) {
   B.linear("bwd.proj.wgrad", BW, L, a.core.ctx_width(), a.d, T, true, false, a.core.ctx, a.d_out, "d." + a.w_proj);
   core_bwd(B, a.core);
   const double moved = D(T) * D(m.q_width() + m.kv_b_width() + a.rope + m.qkv_width());
-  B.pointwise("bwd.attn.mla_qkv", BW, L, OpKind::elementwise, OpImpl::mla_qkv_bwd, {"d." + a.core.qkv},
+  B.pointwise("bwd.attn.mla_qkv", BW, L, OpSplit::features, OpKind::elementwise, OpImpl::mla_qkv_bwd, {"d." + a.core.qkv},
               {dq, dkv_b, dk_rope}, 1, T, m.qkv_width(), fc::kMlaRopeSum * D(T) * D(a.rope) * D(m.heads - 1), moved);
   B.last().mla = m;
   if (a.rope_on) {

@@ -21,6 +21,16 @@ void project(Builder& B, const MlpBlock& m, const std::string& name, Phase phase
   if (m.experts == 0) return B.linear(name, phase, Group::layer, M, N, K, ta, tb, a, b, c, beta);
   B.grouped_linear(name, phase, Group::layer, ta ? Grouped::k_rows : Grouped::m_rows, m.experts, M, N, K, ta, tb, a, b,
                    c, m.counts, beta);
+  B.last().routed = true;
+}
+
+// A non-GEMM op of the block (Op::routed for the routed experts').
+void pointwise(Builder& B, const MlpBlock& m, std::string name, Phase phase, OpSplit split, OpKind kind, OpImpl impl,
+               std::vector<std::string> in, std::vector<std::string> out, double flops, double bytes_elems,
+               int64_t cols) {
+  B.pointwise(std::move(name), phase, Group::layer, split, kind, impl, std::move(in), std::move(out), 1, m.rows, cols,
+              flops, bytes_elems);
+  B.last().routed = m.experts > 0;
 }
 
 std::vector<int64_t> weight_shape(const MlpBlock& m, int64_t r, int64_t c) {
@@ -33,13 +43,13 @@ std::vector<int64_t> weight_shape(const MlpBlock& m, int64_t r, int64_t c) {
 void mlp_weights(const MlpBlock& m, TensorList& weights) {
   FLOPSCOPE_CHECK(m.experts == 0 || !m.bias, "routed experts' MLP blocks have no biases in the graph");
   if (m.kind == FfnKind::swiglu) {
-    weights.push_back({m.w_gate, weight_shape(m, m.d, m.f)});
-    if (m.bias) weights.push_back({m.b_gate, {m.f}});
+    weights.push_back({m.w_gate, weight_shape(m, m.d, m.f), WeightSplit::column, m.experts > 0});
+    if (m.bias) weights.push_back({m.b_gate, {m.f}, WeightSplit::column});
   }
-  weights.push_back({m.w_up, weight_shape(m, m.d, m.f)});
-  if (m.bias) weights.push_back({m.b_up, {m.f}});
-  weights.push_back({m.w_down, weight_shape(m, m.f, m.d)});
-  if (m.bias) weights.push_back({m.b_down, {m.d}});
+  weights.push_back({m.w_up, weight_shape(m, m.d, m.f), WeightSplit::column, m.experts > 0});
+  if (m.bias) weights.push_back({m.b_up, {m.f}, WeightSplit::column});
+  weights.push_back({m.w_down, weight_shape(m, m.f, m.d), WeightSplit::row, m.experts > 0});
+  if (m.bias) weights.push_back({m.b_down, {m.d}, WeightSplit::replicated});
 }
 
 void mlp_forward_tensors(Builder& B, const MlpBlock& m) {
@@ -57,69 +67,67 @@ void mlp_backward_tensors(Builder& B, const MlpBlock& m) {
 }
 
 void mlp_fwd(Builder& B, const MlpBlock& m, const std::string& prefix, Phase phase) {
-  const Group L = Group::layer;
   auto n = [&](const std::string& op) { return prefix + "." + op; };
   const double Tf = D(m.rows) * D(m.f), Td = D(m.rows) * D(m.d);
   auto projection = [&](const std::string& op, const std::string& weight, const std::string& bias,
                         const std::string& out) {
     project(B, m, n(op), phase, m.rows, m.f, m.d, false, false, m.in, weight, out);
     if (m.bias)
-      B.pointwise(n(op + ".bias"), phase, L, OpKind::elementwise, OpImpl::bias_add, {out, bias}, {out}, 1, m.rows, m.f,
-                  fc::kBiasAdd * Tf, 2 * Tf + D(m.f));
+      pointwise(B, m, n(op + ".bias"), phase, OpSplit::features, OpKind::elementwise, OpImpl::bias_add, {out, bias}, {out},
+                fc::kBiasAdd * Tf, 2 * Tf + D(m.f), m.f);
   };
   if (m.kind == FfnKind::swiglu) projection(m.gate_op, m.w_gate, m.b_gate, m.gate_out);
   projection(m.up_op, m.w_up, m.b_up, m.up_out);
   switch (m.kind) {
     case FfnKind::gelu:
-      B.pointwise(n(m.act_op), phase, L, OpKind::elementwise, OpImpl::gelu_fwd, {m.up_out}, {m.act_out}, 1, m.rows, m.f,
-                  fc::kGeluFwd * Tf, 2 * Tf);
+      pointwise(B, m, n(m.act_op), phase, OpSplit::features, OpKind::elementwise, OpImpl::gelu_fwd, {m.up_out},
+                {m.act_out}, fc::kGeluFwd * Tf, 2 * Tf, m.f);
       break;
     case FfnKind::relu:
-      B.pointwise(n(m.act_op), phase, L, OpKind::elementwise, OpImpl::relu_fwd, {m.up_out}, {m.act_out}, 1, m.rows, m.f,
-                  fc::kReluFwd * Tf, 2 * Tf);
+      pointwise(B, m, n(m.act_op), phase, OpSplit::features, OpKind::elementwise, OpImpl::relu_fwd, {m.up_out},
+                {m.act_out}, fc::kReluFwd * Tf, 2 * Tf, m.f);
       break;
     case FfnKind::swiglu:
-      B.pointwise(n(m.act_op), phase, L, OpKind::elementwise, OpImpl::swiglu_fwd, {m.gate_out, m.up_out}, {m.act_out},
-                  1, m.rows, m.f, fc::kSwigluFwd * Tf, 3 * Tf);
+      pointwise(B, m, n(m.act_op), phase, OpSplit::features, OpKind::elementwise, OpImpl::swiglu_fwd,
+                {m.gate_out, m.up_out}, {m.act_out}, fc::kSwigluFwd * Tf, 3 * Tf, m.f);
       break;
   }
   project(B, m, n(m.down_op), phase, m.rows, m.d, m.f, false, false, m.act_out, m.w_down, m.out);
   if (m.bias)
-    B.pointwise(n(m.down_op + ".bias"), phase, L, OpKind::elementwise, OpImpl::bias_add, {m.out, m.b_down}, {m.out}, 1,
-                m.rows, m.d, fc::kBiasAdd * Td, 2 * Td + D(m.d));
+    pointwise(B, m, n(m.down_op + ".bias"), phase, OpSplit::sequence, OpKind::elementwise, OpImpl::bias_add,
+              {m.out, m.b_down}, {m.out}, fc::kBiasAdd * Td, 2 * Td + D(m.d), m.d);
 }
 
 void mlp_bwd(Builder& B, const MlpBlock& m) {
-  const Group L = Group::layer;
   const Phase BW = Phase::backward;
   auto n = [&](const std::string& op) { return "bwd." + op; };
   const double Tf = D(m.rows) * D(m.f), Td = D(m.rows) * D(m.d);
   const std::string d_act = "d." + m.act_out, d_up = "d." + m.up_out, d_gate = "d." + m.gate_out;
   if (m.bias)
-    B.pointwise(n(m.down_op + ".bias"), BW, L, OpKind::reduction, OpImpl::bias_grad, {m.d_out}, {"d." + m.b_down}, 1,
-                m.rows, m.d, fc::kBiasGrad * Td, Td + D(m.d));
+    pointwise(B, m, n(m.down_op + ".bias"), BW, OpSplit::sequence, OpKind::reduction, OpImpl::bias_grad, {m.d_out},
+              {"d." + m.b_down}, fc::kBiasGrad * Td, Td + D(m.d), m.d);
   project(B, m, n(m.down_op + ".dgrad"), BW, m.rows, m.f, m.d, false, true, m.d_out, m.w_down, d_act);
   project(B, m, n(m.down_op + ".wgrad"), BW, m.f, m.d, m.rows, true, false, m.act_out, m.d_out, "d." + m.w_down);
   switch (m.kind) {
     case FfnKind::gelu:
-      B.pointwise(n(m.act_op), BW, L, OpKind::elementwise, OpImpl::gelu_bwd, {m.up_out, d_act}, {d_up}, 1, m.rows, m.f,
-                  fc::kGeluBwd * Tf, 3 * Tf);
+      pointwise(B, m, n(m.act_op), BW, OpSplit::features, OpKind::elementwise, OpImpl::gelu_bwd, {m.up_out, d_act},
+                {d_up}, fc::kGeluBwd * Tf, 3 * Tf, m.f);
       break;
     case FfnKind::relu:
-      B.pointwise(n(m.act_op), BW, L, OpKind::elementwise, OpImpl::relu_bwd, {m.up_out, d_act}, {d_up}, 1, m.rows, m.f,
-                  fc::kReluBwd * Tf, 3 * Tf);
+      pointwise(B, m, n(m.act_op), BW, OpSplit::features, OpKind::elementwise, OpImpl::relu_bwd, {m.up_out, d_act},
+                {d_up}, fc::kReluBwd * Tf, 3 * Tf, m.f);
       break;
     case FfnKind::swiglu:
-      B.pointwise(n(m.act_op), BW, L, OpKind::elementwise, OpImpl::swiglu_bwd, {m.gate_out, m.up_out, d_act},
-                  {d_gate, d_up}, 1, m.rows, m.f, fc::kSwigluBwd * Tf, 5 * Tf);
+      pointwise(B, m, n(m.act_op), BW, OpSplit::features, OpKind::elementwise, OpImpl::swiglu_bwd,
+                {m.gate_out, m.up_out, d_act}, {d_gate, d_up}, fc::kSwigluBwd * Tf, 5 * Tf, m.f);
       break;
   }
   // Up (then gate, whose dgrad adds into d_in: beta = 1).
   auto projection = [&](const std::string& op, const std::string& w, const std::string& bias, const std::string& dout,
                         double beta) {
     if (m.bias)
-      B.pointwise(n(op + ".bias"), BW, L, OpKind::reduction, OpImpl::bias_grad, {dout}, {"d." + bias}, 1, m.rows, m.f,
-                  fc::kBiasGrad * Tf, Tf + D(m.f));
+      pointwise(B, m, n(op + ".bias"), BW, OpSplit::features, OpKind::reduction, OpImpl::bias_grad, {dout},
+                {"d." + bias}, fc::kBiasGrad * Tf, Tf + D(m.f), m.f);
     project(B, m, n(op + ".dgrad"), BW, m.rows, m.d, m.f, false, true, dout, w, m.d_in, beta);
     project(B, m, n(op + ".wgrad"), BW, m.d, m.f, m.rows, true, false, m.in, dout, "d." + w);
   };

@@ -8,8 +8,8 @@
 namespace flopscope::graph_detail {
 
 void moe_weights(const MoeBlock& m, TensorList& weights) {
-  weights.push_back({m.w_router, {m.d, m.spec.experts}});
-  if (m.router_bias) weights.push_back({m.b_router, {m.spec.experts}});
+  weights.push_back({m.w_router, {m.d, m.spec.experts}, WeightSplit::replicated});  // Megatron-LM's TopKRouter: whole on each rank
+  if (m.router_bias) weights.push_back({m.b_router, {m.spec.experts}, WeightSplit::replicated});
   mlp_weights(m.experts, weights);
   if (m.has_shared) mlp_weights(m.shared, weights);
 }
@@ -48,7 +48,7 @@ namespace {
 
 void moe_op(Builder& B, const MoeBlock& m, const std::string& name, Phase phase, OpKind kind, OpImpl impl,
             std::vector<std::string> in, std::vector<std::string> out, int64_t cols, double flops, double bytes_elems) {
-  B.pointwise(name, phase, Group::layer, kind, impl, std::move(in), std::move(out), 1, m.rows, cols, flops,
+  B.pointwise(name, phase, Group::layer, OpSplit::sequence, kind, impl, std::move(in), std::move(out), 1, m.rows, cols, flops,
               bytes_elems);
   B.last().moe = m.spec;
 }
@@ -56,7 +56,7 @@ void moe_op(Builder& B, const MoeBlock& m, const std::string& name, Phase phase,
 void add(Builder& B, const std::string& name, Phase phase, const std::string& a, const std::string& b,
          const std::string& out, int64_t rows, int64_t width) {
   const double elems = D(rows) * D(width);
-  B.pointwise(name, phase, Group::layer, OpKind::elementwise, OpImpl::residual_add, {a, b}, {out}, 1, rows, width,
+  B.pointwise(name, phase, Group::layer, OpSplit::sequence, OpKind::elementwise, OpImpl::residual_add, {a, b}, {out}, 1, rows, width,
               fc::kResidualAdd * elems, 3 * elems);
 }
 
@@ -69,7 +69,7 @@ void moe_fwd(Builder& B, const MoeBlock& m, const std::string& prefix, Phase pha
   B.linear(n("moe.router"), phase, Group::layer, T, E, m.d, false, false, m.in, m.w_router, m.logits);
   B.last().gemm.keep_precision = true;  // the router stays out of fp8 (Transformer Engine's)
   if (m.router_bias)
-    B.pointwise(n("moe.router.bias"), phase, Group::layer, OpKind::elementwise, OpImpl::bias_add, {m.logits, m.b_router},
+    B.pointwise(n("moe.router.bias"), phase, Group::layer, OpSplit::sequence, OpKind::elementwise, OpImpl::bias_add, {m.logits, m.b_router},
                 {m.logits}, 1, T, E, fc::kBiasAdd * TE, 2 * TE + D(E));
   moe_op(B, m, n("moe.route"), phase, OpKind::reduction, OpImpl::moe_route_fwd, {m.logits},
          {m.experts_of, m.weights, m.slots, m.counts}, E, fc::moe_route_fwd(m.spec, T), TE + 3 * Tk + D(E));
@@ -101,7 +101,7 @@ void moe_bwd(Builder& B, const MoeBlock& m) {
          {m.logits, m.experts_of, m.weights, "d." + m.weights, m.counts}, {"d." + m.logits}, E,
          fc::moe_route_bwd(m.spec, T), 2 * TE + 3 * Tk + D(E));
   if (m.router_bias)
-    B.pointwise("bwd.moe.router.bias", BW, Group::layer, OpKind::reduction, OpImpl::bias_grad, {"d." + m.logits},
+    B.pointwise("bwd.moe.router.bias", BW, Group::layer, OpSplit::sequence, OpKind::reduction, OpImpl::bias_grad, {"d." + m.logits},
                 {"d." + m.b_router}, 1, T, E, fc::kBiasGrad * TE, TE + D(E));
   B.linear("bwd.moe.router.dgrad", BW, Group::layer, T, m.d, E, false, true, "d." + m.logits, m.w_router, routed_d_in,
            1.0);

@@ -13,8 +13,8 @@ NormBlock norm_block(NormKind kind, int64_t rows, int64_t width, const std::stri
 }
 
 void norm_weights(const NormBlock& n, TensorList& weights) {
-  weights.push_back({n.gamma, {n.width}});
-  if (n.kind == NormKind::layernorm) weights.push_back({n.beta, {n.width}});
+  weights.push_back({n.gamma, {n.width}, WeightSplit::replicated});
+  if (n.kind == NormKind::layernorm) weights.push_back({n.beta, {n.width}, WeightSplit::replicated});
 }
 
 void norm_forward_tensors(Builder& B, const NormBlock& n) {
@@ -26,10 +26,10 @@ void norm_forward_tensors(Builder& B, const NormBlock& n) {
 void norm_fwd(Builder& B, const NormBlock& n, const std::string& name, Phase phase, Group group, const std::string& x) {
   const double elems = D(n.rows) * D(n.width);
   if (n.kind == NormKind::layernorm) {
-    B.pointwise(name, phase, group, OpKind::norm, OpImpl::layernorm_fwd, {x, n.gamma, n.beta}, {n.out, n.mean, n.rstd},
+    B.pointwise(name, phase, group, OpSplit::sequence, OpKind::norm, OpImpl::layernorm_fwd, {x, n.gamma, n.beta}, {n.out, n.mean, n.rstd},
                 1, n.rows, n.width, fc::kLayerNormFwd * elems, 2 * elems + 2.0 * D(n.width));
   } else {
-    B.pointwise(name, phase, group, OpKind::norm, OpImpl::rmsnorm_fwd, {x, n.gamma}, {n.out, n.rstd}, 1, n.rows,
+    B.pointwise(name, phase, group, OpSplit::sequence, OpKind::norm, OpImpl::rmsnorm_fwd, {x, n.gamma}, {n.out, n.rstd}, 1, n.rows,
                 n.width, fc::kRmsNormFwd * elems, 2 * elems + D(n.width));
   }
 }
@@ -38,11 +38,11 @@ void norm_bwd(Builder& B, const NormBlock& n, const std::string& name, Group gro
               const std::string& x, const std::string& dx) {
   const double elems = D(n.rows) * D(n.width);
   if (n.kind == NormKind::layernorm) {
-    B.pointwise(name, Phase::backward, group, OpKind::norm, OpImpl::layernorm_bwd, {dy, x, n.gamma, n.mean, n.rstd},
+    B.pointwise(name, Phase::backward, group, OpSplit::sequence, OpKind::norm, OpImpl::layernorm_bwd, {dy, x, n.gamma, n.mean, n.rstd},
                 {dx, "d." + n.gamma, "d." + n.beta}, 1, n.rows, n.width, fc::kLayerNormBwd * elems,
                 3 * elems + 3.0 * D(n.width));
   } else {
-    B.pointwise(name, Phase::backward, group, OpKind::norm, OpImpl::rmsnorm_bwd, {dy, x, n.gamma, n.rstd},
+    B.pointwise(name, Phase::backward, group, OpSplit::sequence, OpKind::norm, OpImpl::rmsnorm_bwd, {dy, x, n.gamma, n.rstd},
                 {dx, "d." + n.gamma}, 1, n.rows, n.width, fc::kRmsNormBwd * elems, 3 * elems + 2.0 * D(n.width));
   }
 }

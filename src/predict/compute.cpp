@@ -19,16 +19,11 @@ constexpr double kBytes16 = 2;  // bf16 / fp16 activations and weights
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-bool starts_with(const std::string& s, std::string_view p) { return s.rfind(p, 0) == 0; }
+// The attention core (Op::attention_core): the ops flash attention fuses and selective
+// recompute re-runs.
+bool is_attention_core(const Op& op) { return op.attention_core && op.group == Group::layer; }
 
-// The attention core: the ops flash attention fuses and selective recompute re-runs.
-bool is_attention_core(const Op& op) {
-  return op.name.find(".attn.") != std::string::npos && op.group == Group::layer;
-}
-
-// Megatron-LM's row-parallel weights (input dimension split); every other weight matrix is
-// column-parallel (output dimension split; the LM head by vocabulary).
-bool row_parallel(const std::string& weight) { return weight == "w.proj" || weight == "w.down"; }
+using Dim = LayerGraph::Dim;
 
 struct Sharded {
   int64_t m = 0, n = 0, k = 0, batch = 1;  // GEMMs
@@ -39,56 +34,61 @@ struct Sharded {
 // E / ep experts it holds, each of d_ff_expert / etp, each with the rows the ep group's
 // all-to-all brings it, k T ep etp / (tp E) on average (T this GPU's tokens of a tp group's
 // micro-batch), so its work is the op's / tp as every other GEMM's. The grouped dimension
-// (m: forward, dgrad; k: wgrad) is those rows; the expert width is split over etp.
-Sharded shard_grouped(const Op& op, const LayerShape& shape, const Layout& l) {
+int64_t* dim_of(Sharded& s, Dim d) {
+  switch (d) {
+    case Dim::m: return &s.m;
+    case Dim::n: return &s.n;
+    case Dim::k: return &s.k;
+    case Dim::none: break;
+  }
+  return nullptr;
+}
+
+// (m: forward, dgrad; k: wgrad) is those rows; each expert's width (the dimension its weight's
+// split names, LayerGraph::split_dim) is split over etp.
+Sharded shard_grouped(const LayerGraph& g, const Op& op, const Layout& l) {
   const GemmSpec& gs = op.gemm;
   const int64_t ep = l.ep, etp = l.expert_tp(), E = gs.batch;
   const int64_t total = gs.grouped == Grouped::m_rows ? gs.m : gs.k;
   const int64_t rows = std::max<int64_t>(1, total * ep * etp / (l.tp * E));
   Sharded s{gs.m, gs.n, gs.k, E / ep, 1.0 / static_cast<double>(l.tp)};
-  int64_t* grouped = gs.grouped == Grouped::m_rows ? &s.m : &s.k;
-  *grouped = rows;
-  for (int64_t* dim : {&s.m, &s.n, &s.k})
-    if (dim != grouped && *dim == shape.d_ff_expert) {
-      *dim /= etp;
-      break;
-    }
+  *dim_of(s, gs.grouped == Grouped::m_rows ? Dim::m : Dim::k) = rows;
+  if (int64_t* width = dim_of(s, g.split_dim(gs))) *width = std::max<int64_t>(1, *width / etp);
   return s;
 }
 
-// One GPU's share of a GEMM of the full-width graph.
-Sharded shard_gemm(const Op& op, int64_t tp) {
+// One GPU's share of a GEMM of the full-width graph: the dimension its weight's split divides
+// (TensorSpec::split; a vocabulary smaller than tp: one column each), or for a replicated
+// weight the tokens under sequence parallelism and all of it without.
+Sharded shard_gemm(const LayerGraph& g, const Op& op, const Layout& l) {
   const GemmSpec& gs = op.gemm;
-  Sharded s{gs.m, gs.n, gs.k, gs.batch, 1.0 / static_cast<double>(tp)};
+  Sharded s{gs.m, gs.n, gs.k, gs.batch, 1.0 / static_cast<double>(l.tp)};
   if (!gs.linear) {
-    s.batch = gs.batch / tp;  // attention: (b heads) batches, heads split
+    s.batch = gs.batch / l.tp;  // attention: (b heads) batches, heads split
     return s;
   }
-  std::string weight;
-  int64_t* r = nullptr;  // the GEMM dimension that is the weight's rows
-  int64_t* c = nullptr;  // ... and its columns
-  if (starts_with(gs.b, "w.")) {
-    weight = gs.b;
-    r = gs.trans_b ? &s.n : &s.k;
-    c = gs.trans_b ? &s.k : &s.n;
-  } else if (starts_with(gs.c, "d.w.")) {
-    weight = gs.c.substr(2);
-    r = &s.m;
-    c = &s.n;
-  } else {
-    throw Error(fmt::format("predict: GEMM {} has no weight operand to shard", op.name));
-  }
-  int64_t* split = row_parallel(weight) ? r : c;
-  *split = std::max<int64_t>(1, *split / tp);  // a vocabulary smaller than tp: one column each
+  int64_t* split = dim_of(s, g.split_dim(gs));
+  if (!split && l.sequence_parallel) split = dim_of(s, g.token_dim(gs));
+  if (split)
+    *split = std::max<int64_t>(1, *split / l.tp);
+  else
+    s.fraction = 1;
   return s;
 }
 
-// One GPU's share of a non-GEMM op.
-double shard_fraction(const Op& op, const LayerShape& shape, const Layout& l) {
+// One GPU's share of a non-GEMM op (Op::split). The ops on a mixture of experts' dispatched
+// rows (Op::routed): each rank has the rows of its etp group's tokens (k T etp / tp on
+// average), each expert's width split over etp, so 1 / tp of the work over that width and
+// etp / tp over d.
+double shard_fraction(const Op& op, const Layout& l) {
   const double tp = static_cast<double>(l.tp);
-  if (op.batch > 1) return 1 / tp;  // per (batch, head): softmax over the attention square
-  if (op.cols == shape.d_model) return l.sequence_parallel ? 1 / tp : 1.0;  // over d: repeated, or split along s
-  return 1 / tp;  // over d_ff, 3d, the vocabulary: split
+  if (op.routed) return op.split == OpSplit::features ? 1 / tp : static_cast<double>(l.expert_tp()) / tp;
+  switch (op.split) {
+    case OpSplit::features: return 1 / tp;
+    case OpSplit::sequence: return l.sequence_parallel ? 1 / tp : 1.0;  // repeated, or split along s
+    case OpSplit::replicated: return 1.0;
+  }
+  return 1 / tp;
 }
 
 double gemm_time(double flops, double bytes, double peak_flops, double eff, const SystemProfile& s, std::string& bound) {
@@ -225,7 +225,7 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
       // rank does 1 / cp of the full square, cp times the causal square of its own seq / cp tokens.
       if (op.phase == Phase::forward) {
         flash_fwd_flops += op.model_flops * cp / tp;
-        if (op.name == "fwd.attn.scores") flash_bwd_flops += op.model_flops * cp / tp;  // recomputed in the backward
+        if (op.gemm.triangle == Triangle::c_lower) flash_bwd_flops += op.model_flops * cp / tp;  // the scores, recomputed in the backward
       } else if (op.phase == Phase::backward) {
         flash_bwd_flops += op.model_flops * cp / tp;
       }
@@ -254,6 +254,7 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
   // Selective recompute with FSDP is torchtitan's op-level selective checkpointing.
   const bool op_sac = l.fsdp_on() && l.recompute == Recompute::selective;
   const std::vector<double> sac = op_sac ? torchtitan_op_sac(g, m, flash) : std::vector<double>{};
+  bool fused[3] = {false, false, false};  // a phase's fused kernel placed
   for (size_t oi = 0; oi < g.ops.size(); ++oi) {
     const Op& op = g.ops[oi];
     const bool head = op.group == Group::head;
@@ -262,14 +263,16 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
       if (!op_sac && l.recompute == Recompute::selective && (flash || !is_attention_core(op))) continue;
     }
     if (flash && is_attention_core(op)) {
-      // The fused kernel stands in once, where the core's first op was.
-      if (op.name == "fwd.attn.scores") add(flash_op("fwd.attn.flash", Phase::forward, flash_fwd_flops, T * (qkv_w + d + kv_w)));
-      if (op.name == "rec.attn.scores") {
-        OpCost c = flash_op("rec.attn.flash", Phase::recompute, flash_fwd_flops, T * (qkv_w + d + kv_w));
-        add(c);
+      // The fused kernel stands in once a phase, where the core's first op was.
+      bool& placed = fused[static_cast<int>(op.phase)];
+      if (!placed) {
+        placed = true;
+        if (op.phase == Phase::backward)
+          add(flash_op("bwd.attn.flash", Phase::backward, flash_bwd_flops, T * (2 * qkv_w + 2 * d + 2 * kv_w)));
+        else
+          add(flash_op(op.phase == Phase::forward ? "fwd.attn.flash" : "rec.attn.flash", op.phase, flash_fwd_flops,
+                       T * (qkv_w + d + kv_w)));
       }
-      if (op.name == "bwd.attn.context.dprobs")
-        add(flash_op("bwd.attn.flash", Phase::backward, flash_bwd_flops, T * (2 * qkv_w + 2 * d + 2 * kv_w)));
       continue;
     }
     OpCost c;
@@ -279,11 +282,9 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
     double fraction = 1;
     // A mixture of experts' routed experts: their GEMMs and the ops on the dispatched rows wait for
     // the busiest expert-parallel rank (Layout::moe_imbalance).
-    const bool routed = (op.impl == OpImpl::gemm && op.gemm.grouped != Grouped::none) ||
-                        (shape.moe() && op.impl != OpImpl::gemm && op.rows == shape.tokens() * shape.top_k);
-    const double imbalance = routed ? l.moe_imbalance : 1.0;
+    const double imbalance = op.routed ? l.moe_imbalance : 1.0;
     if (op.impl == OpImpl::gemm) {
-      const Sharded sh = op.gemm.grouped != Grouped::none ? shard_grouped(op, shape, l) : shard_gemm(op, l.tp);
+      const Sharded sh = op.gemm.grouped != Grouped::none ? shard_grouped(g, op, l) : shard_gemm(g, op, l);
       fraction = sh.fraction;
       c.flops = op.flops * fraction;
       // fp8 GEMMs read 1-byte operands and write a 16-bit output.
@@ -300,11 +301,12 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
     } else {
       // A weight's fp8 copy is of this GPU's shard; Transformer Engine makes it once a step (on
       // the first micro-batch, Megatron-LM's is_first_microbatch) and keeps it.
-      const bool weight_cast = op.impl == OpImpl::cast_fp8 && starts_with(op.inputs.at(0), "w.");
-      const bool expert_cast = weight_cast && g.tensor(op.inputs.at(0)).expert;
-      fraction = expert_cast  ? 1 / static_cast<double>(l.ep * l.expert_tp())
-                 : weight_cast ? 1 / tp
-                               : shard_fraction(op, shape, l);
+      const TensorSpec* cast = op.impl == OpImpl::cast_fp8 ? &g.tensor(op.inputs.at(0)) : nullptr;
+      const bool weight_cast = cast && cast->role == TensorRole::weight;
+      fraction = !weight_cast ? shard_fraction(op, l)
+                 : cast->expert ? 1 / static_cast<double>(l.ep * l.expert_tp())
+                 : cast->split == WeightSplit::replicated ? 1.0
+                                                          : 1 / tp;
       c.per_step = weight_cast;
       c.flops = op.flops * fraction;
       c.bytes = op.min_bytes * fraction;

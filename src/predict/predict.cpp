@@ -16,10 +16,10 @@ namespace {
 
 constexpr double kBytes16 = 2;
 
-// Parameters of one layer (and of the head's final layernorm) on one GPU of the tp group:
-// vectors over d (layernorms, row-parallel biases) are repeated, everything else split.
-// A mixture of experts' routed experts (TensorSpec::expert) are split over ep x etp instead of tp;
-// `expert` is their part of `layer`.
+// Parameters of one layer (and of the head's final layernorm) on one GPU of the tp group, as
+// each weight's split says (TensorSpec::split): replicated weights whole, the others / tp. A
+// mixture of experts' routed experts (TensorSpec::expert) are split over ep x etp instead of
+// tp; `expert` is their part of `layer`.
 struct ParamCount {
   double layer = 0, head_norm = 0, vocab_matrix = 0;
   double expert = 0;
@@ -28,17 +28,18 @@ struct ParamCount {
 ParamCount params_per_gpu(const LayerGraph& g, const Layout& l) {
   ParamCount p;
   const double tp = static_cast<double>(l.tp), experts = static_cast<double>(l.ep * l.expert_tp());
-  for (const auto& t : g.tensors) {
-    if (t.role == TensorRole::fp8_copy && t.name.rfind("w.", 0) == 0)
-      p.fp8_copies += static_cast<double>(t.numel()) / (t.expert ? experts : tp);
-    if (t.role != TensorRole::weight) continue;
+  auto share = [&](const TensorSpec& t) {
     const double n = static_cast<double>(t.numel());
-    const bool repeated = t.shape.size() == 1 && t.shape[0] == g.shape.d_model;
-    const double share = t.expert ? n / experts : repeated ? n : n / tp;
-    if (t.name == "w.vocab") p.vocab_matrix = share;
-    else if (t.name.rfind("head.", 0) == 0) p.head_norm += share;
-    else p.layer += share;
-    if (t.expert) p.expert += share;
+    return t.expert ? n / experts : t.split == WeightSplit::replicated ? n : n / tp;
+  };
+  for (const auto& t : g.tensors) {
+    if (t.role == TensorRole::fp8_copy && g.tensor(t.source).role == TensorRole::weight) p.fp8_copies += share(t);
+    if (t.role != TensorRole::weight) continue;
+    const double n = share(t);
+    if (t.name == "w.vocab") p.vocab_matrix = n;
+    else if (t.name.rfind("head.", 0) == 0) p.head_norm += n;
+    else p.layer += n;
+    if (t.expert) p.expert += n;
   }
   return p;
 }
@@ -408,9 +409,10 @@ Prediction predict(const PredictInput& in) {
       const Op& op = gfull.ops[oi];
       if (op.impl != OpImpl::gemm) continue;
       if (op_sac && op.phase == Phase::recompute && op.gemm.linear) extra += sac[oi] * op.flops;
-      const bool core = op.name.find(".attn.") != std::string::npos;
+      const bool core = op.attention_core;
       if (l.attention == Attention::flash) {
-        if (op.name == "fwd.attn.scores") extra += op.flops;  // recomputed in flash's backward
+        if (core && op.phase == Phase::forward && op.gemm.triangle == Triangle::c_lower)
+          extra += op.flops;  // the scores, recomputed in flash's backward
         if (op.phase == Phase::recompute && l.recompute == Recompute::full) extra += op.flops;
       } else if (op.phase == Phase::recompute) {
         if (l.recompute == Recompute::full || (l.recompute == Recompute::selective && core)) extra += op.flops;
