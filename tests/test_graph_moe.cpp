@@ -316,5 +316,45 @@ TEST(MoeRoute, AuxLossGradientMatchesFiniteDifferences) {
   }
 }
 
+// The one reader of a grouped GEMM's router counts every backend and the verifier share
+// (GemmSpec::groups, GemmSpec::problem): rows and starts from the counts, each problem a plain
+// GEMM at its offsets, and counts the route could not have written refused with the op's name.
+TEST(MoeGraph, GroupedProblemsFromTheRoutersCounts) {
+  GraphOptions o;
+  const LayerGraph g = build_layer_graph(tiny_moe(false), o);
+  const GemmSpec& up = g.op("fwd.experts.up").gemm;      // m_rows: k T = 32 rows of d = 32
+  const GemmSpec& wg = g.op("bwd.experts.up.wgrad").gemm;  // k_rows
+  const std::vector<double> counts = {5, 0, 3, 4, 6, 2, 7, 5};
+  const GemmSpec::Groups gr = up.groups(counts, "fwd.experts.up");
+  EXPECT_EQ(gr.rows, (std::vector<int64_t>{5, 0, 3, 4, 6, 2, 7, 5}));
+  EXPECT_EQ(gr.first, (std::vector<int64_t>{0, 5, 5, 8, 12, 18, 20, 27}));
+  const GemmSpec p3 = up.problem(3, gr);  // rows 8..11 of A and C, expert 3's B
+  EXPECT_EQ(p3.batch, 1);
+  EXPECT_EQ(p3.grouped, Grouped::none);
+  EXPECT_EQ(p3.m, 4);
+  EXPECT_EQ(p3.n, up.n);
+  EXPECT_EQ(p3.a_offset, up.a_offset + 8 * up.lda);
+  EXPECT_EQ(p3.b_offset, up.b_offset + 3 * up.k * up.n);
+  EXPECT_EQ(p3.c_offset, up.c_offset + 8 * up.ldc);
+  const GemmSpec w6 = wg.problem(6, wg.groups(counts, "wgrad"));  // k the rows, expert 6's C
+  EXPECT_EQ(w6.k, 7);
+  EXPECT_EQ(w6.m, wg.m);
+  EXPECT_EQ(w6.c_offset, wg.c_offset + 6 * wg.m * wg.n);
+  auto refused = [&](std::vector<double> c, const std::string& says) {
+    try {
+      up.groups(c, "fwd.experts.up");
+      ADD_FAILURE() << "accepted counts that " << says;
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("fwd.experts.up"), std::string::npos) << what;
+      EXPECT_NE(what.find(says), std::string::npos) << what;
+    }
+  };
+  refused({5, 0, 3, 4, 6, 2, 7, 4}, "sum to 31");
+  refused({5, 0, 3, 4, 6, 2, 7.5, 4.5}, "not a whole number");
+  refused({5, 0, 3, 4, 6, 2, -7, 19}, "not a whole number");
+  refused({32, 0, 0}, "3 row counts for 8 experts");
+}
+
 }  // namespace
 }  // namespace flopscope

@@ -506,32 +506,12 @@ json check_qk_norm(Backend& b, const Op& op, double tol) {
   return c.result(op, tol);
 }
 
-// Each expert's rows from the backend's counts tensor (written by the router op), and their
-// prefix sums; throws when the counts are not whole numbers summing to `total`.
-struct ExpertRows {
-  std::vector<int64_t> n, off;
-};
-ExpertRows expert_rows(Backend& b, const std::string& counts, int64_t experts, int64_t total, const std::string& op) {
-  ExpertRows r;
-  const std::vector<double> c = b.read(counts, 0, experts);
-  int64_t sum = 0;
-  for (double v : c) {
-    if (!(v >= 0 && v <= static_cast<double>(total) && v == std::floor(v)))
-      throw Error(fmt::format("{}: an expert's row count {} is not a whole number of the {} rows", op, v, total));
-    r.off.push_back(sum);
-    r.n.push_back(static_cast<int64_t>(v));
-    sum += r.n.back();
-  }
-  if (sum != total) throw Error(fmt::format("{}: the experts' rows sum to {}, not {}", op, sum, total));
-  return r;
-}
-
 // A grouped GEMM (GemmSpec::grouped): 16 sampled outputs, each against the fp64 dot of its
 // expert's rows, the experts' rows read from the counts the router wrote.
 json check_grouped_gemm(Backend& b, const Op& op, double tol) {
   const GemmSpec& g = op.gemm;
   const bool m_rows = g.grouped == Grouped::m_rows;
-  const ExpertRows er = expert_rows(b, g.group_counts, g.batch, m_rows ? g.m : g.k, op.name);
+  const GemmSpec::Groups er = g.groups(b.read(g.group_counts, 0, g.batch), op.name);
   struct Sample {
     int64_t e, i, j;
     std::vector<double> a, b;
@@ -555,15 +535,15 @@ json check_grouped_gemm(Backend& b, const Op& op, double tol) {
       return g.trans_b ? b.read(g.b, b0 + j * g.ldb, len, 1) : b.read(g.b, b0 + j, len, g.ldb);
     };
     if (m_rows) {  // row i of the stacked rows: its expert
-      while (x.e + 1 < g.batch && er.off[static_cast<size_t>(x.e + 1)] <= x.i) ++x.e;
+      while (x.e + 1 < g.batch && er.first[static_cast<size_t>(x.e + 1)] <= x.i) ++x.e;
       const GemmSpec::Part at = g.group_part(x.e, 0);
       x.a = a_row(g.a_offset, x.i, g.k);
       x.b = b_col(g.b_offset + at.b, x.j, g.k);
       x.c_index = g.c_offset + x.i * g.ldc + x.j;
     } else {  // expert e's own C, summed over its rows
       x.e = s == 1 ? g.batch - 1 : pick(0, g.batch);
-      const int64_t rows = er.n[static_cast<size_t>(x.e)];
-      const GemmSpec::Part at = g.group_part(x.e, er.off[static_cast<size_t>(x.e)]);
+      const int64_t rows = er.rows[static_cast<size_t>(x.e)];
+      const GemmSpec::Part at = g.group_part(x.e, er.first[static_cast<size_t>(x.e)]);
       x.a = a_row(g.a_offset + at.a, x.i, rows);
       x.b = b_col(g.b_offset + at.b, x.j, rows);
       x.c_index = g.c_offset + at.c + x.i * g.ldc + x.j;

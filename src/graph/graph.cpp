@@ -1,6 +1,7 @@
 #include "graph/graph.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 #include <fmt/format.h>
 
@@ -215,6 +216,37 @@ double GemmSpec::flops() const {
 GemmSpec::Part GemmSpec::group_part(int64_t e, int64_t first) const {
   if (grouped == Grouped::m_rows) return {trans_a ? first : first * lda, e * stride_b, first * ldc};
   return {trans_a ? first * lda : first, trans_b ? first : first * ldb, e * stride_c};
+}
+
+GemmSpec::Groups GemmSpec::groups(const std::vector<double>& counts, const std::string& op) const {
+  const int64_t total = grouped == Grouped::m_rows ? m : k;
+  if (static_cast<int64_t>(counts.size()) != batch)
+    throw Error(fmt::format("{}: {} row counts for {} experts", op, counts.size(), batch));
+  Groups gr;
+  int64_t sum = 0;
+  for (size_t e = 0; e < counts.size(); ++e) {
+    const double v = counts[e];
+    if (!(v >= 0 && v <= static_cast<double>(total) && v == std::floor(v)))
+      throw Error(fmt::format("{}: expert {}'s row count {} is not a whole number of the {} rows (has the route run?)",
+                              op, e, v, total));
+    gr.first.push_back(sum);
+    gr.rows.push_back(static_cast<int64_t>(v));
+    sum += gr.rows.back();
+  }
+  if (sum != total) throw Error(fmt::format("{}: the experts' rows sum to {}, not the {} the graph routes", op, sum, total));
+  return gr;
+}
+
+GemmSpec GemmSpec::problem(int64_t e, const Groups& gr) const {
+  const auto i = static_cast<size_t>(e);
+  GemmSpec one = *this;
+  one.batch = 1;
+  one.grouped = Grouped::none;
+  one.stride_a = one.stride_b = one.stride_c = 0;
+  const Part at = group_part(e, gr.first.at(i));
+  one.a_offset += at.a, one.b_offset += at.b, one.c_offset += at.c;
+  (grouped == Grouped::m_rows ? one.m : one.k) = gr.rows.at(i);
+  return one;
 }
 
 std::string Op::shape_str() const {

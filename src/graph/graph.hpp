@@ -183,6 +183,16 @@ struct GemmSpec {
     int64_t a, b, c;
   };
   Part group_part(int64_t e, int64_t first) const;
+  // The problems once the router has run, as every backend and the verifier read them: each
+  // expert's rows from `counts` (the counts tensor's values, as a backend read them) and the row
+  // each starts at. Throws Error naming `op` when a count is not a whole number of the grouped
+  // rows or the counts do not sum to them (the route has not run, or wrote something else).
+  struct Groups {
+    std::vector<int64_t> rows, first;
+  };
+  Groups groups(const std::vector<double>& counts, const std::string& op) const;
+  // Problem e of `gr` as one plain GEMM: batch 1, its rows (m or k), its offsets added.
+  GemmSpec problem(int64_t e, const Groups& gr) const;
   // Under --precision fp8, stays in the layer's other precision (a mixture of experts' router,
   // which Transformer Engine leaves out of fp8).
   bool keep_precision = false;

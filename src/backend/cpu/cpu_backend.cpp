@@ -296,46 +296,20 @@ double CpuBackend<F>::gemm_blocked(const Op& op) {
 template <typename F>
 double CpuBackend<F>::gemm_grouped(const Op& op) {
   const GemmSpec& g = op.gemm;
-  const int64_t total = g.grouped == Grouped::m_rows ? g.m : g.k;
   FLOPSCOPE_CHECK(g.repeat == 1, op.name + ": grouped GEMMs have no repeats");
   const std::vector<F>& counts = data(g.group_counts);
-  FLOPSCOPE_CHECK(static_cast<int64_t>(counts.size()) == g.batch, op.name + ": one count per expert");
-  std::vector<int64_t> n(static_cast<size_t>(g.batch));
-  int64_t sum = 0;
-  for (int64_t e = 0; e < g.batch; ++e) {
-    const F c = counts[static_cast<size_t>(e)];
-    FLOPSCOPE_CHECK(std::isfinite(c) && c >= 0 && c <= static_cast<F>(total),
-                    fmt::format("{}: expert {}'s row count {} is not one the router wrote (run the route first)", op.name,
-                                e, static_cast<double>(c)));
-    sum += (n[static_cast<size_t>(e)] = static_cast<int64_t>(c));
-  }
-  FLOPSCOPE_CHECK(sum == total, fmt::format("{}: the experts' rows sum to {}, not the {} the graph routes", op.name, sum, total));
-  const F* A = ptr(g.a) + g.a_offset;
-  const F* B = ptr(g.b) + g.b_offset;
-  F* C = ptr(g.c) + g.c_offset;
+  const GemmSpec::Groups gr = g.groups(std::vector<double>(counts.begin(), counts.end()), op.name);
   double flops = 0;
-  int64_t off = 0;
   for (int64_t e = 0; e < g.batch; ++e) {
-    const int64_t rows = n[static_cast<size_t>(e)];
-    GemmSpec one = g;
-    one.batch = 1;
-    one.grouped = Grouped::none;
-    const GemmSpec::Part at = g.group_part(e, off);
-    if (g.grouped == Grouped::m_rows) {
-      one.m = rows;
-      if (rows > 0) pooled_gemm<F>(one, A + at.a, B + at.b, C + at.c, g.beta);
-    } else {
-      one.k = rows;
-      F* Ce = C + at.c;
-      if (rows > 0) {
-        pooled_gemm<F>(one, A + at.a, B + at.b, Ce, g.beta);
-      } else {  // an expert no token reached: its gradient is beta C (0)
-        for (int64_t i = 0; i < g.m; ++i)
-          for (int64_t j = 0; j < g.n; ++j) Ce[i * g.ldc + j] = g.beta == 0 ? F(0) : static_cast<F>(g.beta) * Ce[i * g.ldc + j];
-      }
+    const GemmSpec one = g.problem(e, gr);
+    F* C = ptr(one.c) + one.c_offset;
+    if (gr.rows[static_cast<size_t>(e)] > 0) {
+      pooled_gemm<F>(one, ptr(one.a) + one.a_offset, ptr(one.b) + one.b_offset, C, g.beta);
+    } else if (g.grouped == Grouped::k_rows) {  // an expert no token reached: its gradient is beta C (0)
+      for (int64_t i = 0; i < g.m; ++i)
+        for (int64_t j = 0; j < g.n; ++j) C[i * g.ldc + j] = g.beta == 0 ? F(0) : static_cast<F>(g.beta) * C[i * g.ldc + j];
     }
     flops += 2.0 * static_cast<double>(one.m) * static_cast<double>(one.n) * static_cast<double>(one.k);
-    off += rows;
   }
   return flops;
 }

@@ -746,24 +746,12 @@ class CudaBackend final : public Backend {
                               stream_),
               op.name + ": the router's counts");
     CUDA_CALL(cudaStreamSynchronize(stream_), op.name + ": the router's counts");
-    const int64_t total = g.grouped == Grouped::m_rows ? g.m : g.k;
-    int64_t off = 0;
+    const GemmSpec::Groups gr = g.groups(std::vector<double>(counts.begin(), counts.end()), op.name);
     const bool fp8 = op.precision == Precision::fp8;
     const cuda::LtTypes types = cuda::lt_types(op.precision);
     for (int64_t e = 0; e < g.batch; ++e) {
-      const float c = counts[static_cast<size_t>(e)];
-      FLOPSCOPE_CHECK(c >= 0 && c <= static_cast<float>(total) && c == std::floor(c),
-                      fmt::format("{}: expert {}'s row count {} is not one the router wrote", op.name, e, c));
-      const auto rows = static_cast<int64_t>(c);
-      GemmSpec one = g;
-      one.batch = 1;
-      one.grouped = Grouped::none;
-      one.stride_a = one.stride_b = one.stride_c = 0;
-      const GemmSpec::Part at = g.group_part(e, off);
-      one.a_offset = g.a_offset + at.a, one.b_offset = g.b_offset + at.b, one.c_offset = g.c_offset + at.c;
-      (g.grouped == Grouped::m_rows ? one.m : one.k) = rows;
-      off += rows;
-      if (rows == 0) {
+      const GemmSpec one = g.problem(e, gr);
+      if (gr.rows[static_cast<size_t>(e)] == 0) {
         if (g.grouped == Grouped::k_rows && g.beta == 0)
           CUDA_CALL(cudaMemsetAsync(ptr(one.c, one.c_offset), 0,
                                     static_cast<size_t>(one.m * one.ldc) * types.c_bytes, stream_),
@@ -782,7 +770,6 @@ class CudaBackend final : public Backend {
       it->second->run(ptr(one.a, one.a_offset), ptr(one.b, one.b_offset), ptr(one.c, one.c_offset), gemm_ws_,
                       opts_.gemm_workspace_bytes, stream_);
     }
-    FLOPSCOPE_CHECK(off == total, fmt::format("{}: the experts' rows sum to {}, not {}", op.name, off, total));
   }
 
   void run_gemm_repeats(const Op& op) {
