@@ -10,6 +10,7 @@
 #include <string>
 
 #include "graph/graph.hpp"
+#include "util/error.hpp"
 
 namespace flopscope {
 namespace {
@@ -127,7 +128,9 @@ TEST(GraphSplit, Fp8CastsSplitAsTheirOperandsAndCopiesAsTheirSources) {
     EXPECT_EQ(copy.source, src.name);
     EXPECT_EQ(copy.split, src.split) << copy.name;
     EXPECT_EQ(copy.transposed, op.transpose) << copy.name;
-    if (src.role == TensorRole::weight) EXPECT_EQ(op.split, OpSplit::features) << op.name;  // no replicated weight here
+    if (src.role == TensorRole::weight) {
+      EXPECT_EQ(op.split, OpSplit::features) << op.name;  // no replicated weight here
+    }
   }
   EXPECT_GT(casts, 0);
   // The column-parallel QKV reads the whole width d (sequence); the row-parallel output projection

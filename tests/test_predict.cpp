@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -446,6 +447,45 @@ TEST(PredictSystem, H200IsTheH100WithMoreMemoryAndBandwidth) {
 namespace flopscope::predict {
 namespace {
 
+// How each GEMM shards is its weight's split (graph: TensorSpec::split), whatever layout its
+// operands have: under fp8 every GEMM reads transposed K-major copies, and the column-parallel
+// QKV must still split its output features (n), the row-parallel projection its input (k).
+TEST(PredictCompute, Fp8GemmsSplitTheirWeightsDimension) {
+  const ModelConfig m = preset("gpt3-175b");
+  Layout l;
+  l.gpus = 8, l.tp = 8, l.global_batch = 1, l.precision = "fp8", l.attention = Attention::flash;
+  const LayerCost c = layer_cost(m, l, system_by_id("h100"), nullptr);
+  const std::map<std::string, std::string> want = {{"fwd.qkv", "2048x4608x12288 fp8"},
+                                                   {"fwd.proj", "2048x12288x1536 fp8"},
+                                                   {"bwd.proj.dgrad", "2048x1536x12288 fp8"},
+                                                   {"bwd.qkv.wgrad", "12288x4608x2048 fp8"},
+                                                   {"fwd.ffn.down", "2048x12288x6144 fp8"}};
+  int seen = 0;
+  for (const auto& o : c.ops)
+    if (want.count(o.name)) {
+      EXPECT_EQ(o.shape, want.at(o.name)) << o.name;
+      ++seen;
+    }
+  EXPECT_EQ(seen, static_cast<int>(want.size()));
+}
+
+// A replicated weight (MLA's down projections, Megatron-LM's duplicated TELinear) is whole on
+// every tp rank: its GEMM does all the tokens without sequence parallelism and s / tp with it;
+// a column-parallel one (kv_b) does 1 / tp either way.
+TEST(PredictCompute, ReplicatedWeightsSplitTheirTokensOnlyUnderSequenceParallelism) {
+  ModelConfig m = preset("deepseek-v3");
+  for (bool sp : {false, true}) {
+    Layout l;
+    l.gpus = 8, l.tp = 8, l.global_batch = 1, l.seq = 4096, l.sequence_parallel = sp, l.attention = Attention::flash;
+    const LayerCost c = layer_cost(m, l, system_by_id("h100"), nullptr);
+    std::map<std::string, double> flops;
+    for (const auto& o : c.ops) flops[o.name] = o.flops;
+    const double q_a = 2.0 * 4096 * 7168 * 1536, kv_b = 2.0 * 4096 * 512 * (128 * (128 + 128));
+    EXPECT_DOUBLE_EQ(flops.at("fwd.q_a"), sp ? q_a / 8 : q_a) << "sp " << sp;
+    EXPECT_DOUBLE_EQ(flops.at("fwd.kv_b"), kv_b / 8) << "sp " << sp;
+  }
+}
+
 TEST(PredictFp8, LinearGemmsAtTheFp8PeakCastsAtTheirBytes) {
   // GPT-3 13B layer (d 5120, d_ff 20480), one sequence of 2048 tokens, tp 1 on the H100:
   // fwd.ffn.up is 2048 x 20480 x 5120 in fp8: 2 m n k FLOPs at 1978.9 TFLOP/s x 0.72 x e_q,
@@ -739,8 +779,9 @@ namespace {
 
 TEST(PredictFsdp, SelectiveIsTorchtitansOpLevelCheckpointing) {
   // Llama 3.1 8B block: torchtitan's mms wq 1, wk 2, wv 3, wo 4, w1 5, w3 6, w2 7; the even ones
-  // (wk, wo, w3) are recomputed, with the norms, SwiGLU and the first residual add; flash's output
-  // and the block's last residual add are not. wk is 1024 of the fused QKV's 4096 + 2 x 1024.
+  // (wk, wo, w3) are recomputed, with the norms, RoPE, SwiGLU and the first residual add (none in
+  // torchtitan's _save_list); flash's output and the block's last residual add are not. wk is
+  // 1024 of the fused QKV's 4096 + 2 x 1024.
   const ModelConfig m = preset("llama3.1-8b");
   Layout l;
   l.gpus = 8, l.fsdp = 8, l.global_batch = 8, l.seq = 8192, l.attention = Attention::flash;
@@ -753,8 +794,8 @@ TEST(PredictFsdp, SelectiveIsTorchtitansOpLevelCheckpointing) {
     if (o.name == "rec.qkv") qkv = o.flops;
     if (o.name == "fwd.qkv") fwd_qkv = o.flops;
   }
-  EXPECT_EQ(rec, (std::set<std::string>{"rec.ln1", "rec.qkv", "rec.proj", "rec.residual1", "rec.ln2", "rec.ffn.up",
-                                        "rec.ffn.swiglu"}));
+  EXPECT_EQ(rec, (std::set<std::string>{"rec.ln1", "rec.qkv", "rec.attn.rope", "rec.proj", "rec.residual1", "rec.ln2",
+                                        "rec.ffn.up", "rec.ffn.swiglu"}));
   EXPECT_NEAR(qkv / fwd_qkv, 1024.0 / 6144, 1e-12);
   // Without FSDP selective stays Megatron-LM's: with flash nothing is recomputed.
   l.fsdp = 0;
