@@ -112,7 +112,7 @@ std::vector<double> torchtitan_op_sac(const LayerGraph& g, const ModelConfig& m,
       continue;
     }
     if (op.impl == OpImpl::gemm && op.gemm.linear) {
-      if (op.gemm.b == "w.qkv") {
+      if (g.gemm_weight(op.gemm).name == "w.qkv") {  // its B, or under fp8 the source of B's copy
         // The graph's fused QKV is torchtitan's wq, wk, wv: three mms of widths q, kv, kv.
         const double q = static_cast<double>(m.q_dim()), kv = static_cast<double>(m.kv_dim());
         double again = 0;
