@@ -190,6 +190,22 @@ TEST(JobMegatron, FlagsReplaceTheFilesValuesAndTheDerivedOnesFollow) {
   EXPECT_EQ(s.vocab_multiple, 1024);
 }
 
+TEST(JobMegatron, TheEmbeddingAndLossCountedInThePipelineSplit) {
+  // 14 layers + the embedding + the loss = 16 = pp 4 x 2 layers a chunk x vpp 2.
+  Job j = read_job(data("megatron-pipeline-split.sh"), {});
+  const Settled s = settle(j, {}, 8);
+  EXPECT_EQ(s.layout.vpp, 2);
+  EXPECT_EQ(s.layout.embedding_in_split, true);
+  EXPECT_EQ(s.layout.loss_in_split, true);
+  EXPECT_EQ(value(j, "account_for_embedding_in_pipeline_split").from, From::file);
+  EXPECT_TRUE(has(value(j, "vpp").where, "with the embedding and the loss")) << value(j, "vpp").where;
+  EXPECT_TRUE(j.problems.empty()) << j.problems.front().message;
+  // Without them (the gqa job): off, as Megatron-LM defaults them.
+  Job g = read_job(data("megatron-gqa-fp8.sh"), {});
+  EXPECT_EQ(settle(g, {}, 8).layout.embedding_in_split, false);
+  EXPECT_EQ(value(g, "account_for_loss_in_pipeline_split").from, From::framework_default);
+}
+
 TEST(JobMegatron, AMixtureOfExpertsIsReadButPredictStopsWithOneLine) {
   Job j = read_job(data("megatron-moe.sh"), {});
   const ModelConfig m = apply_overrides(j.base, j.model);

@@ -265,6 +265,43 @@ TEST(PredictSchedule, UnevenLayersThePaceIsTheSlowestStage) {
 namespace flopscope::predict {
 namespace {
 
+// Megatron-LM's --account-for-embedding-in-pipeline-split and --account-for-loss-in-pipeline-
+// split: the embedding and the loss each count as a layer of the first and last stages' split.
+// Llama 3.1 405B's 126 layers over pp 8 x vpp 8 (the DGXC recipe) divide only so: 128 = 64 x 2,
+// the first and last stages 15 layers, the rest 16; predict assumes both then, and says so.
+TEST(PredictLayout, TheEmbeddingAndLossCountedInThePipelineSplit) {
+  EXPECT_EQ(layer_split(126, 8, true, true), (std::vector<int64_t>{15, 16, 16, 16, 16, 16, 16, 15}));
+  EXPECT_EQ(layer_split(10, 4, true, false), (std::vector<int64_t>{2, 3, 3, 2}));  // 11 counted: 3 3 3 2
+  EXPECT_EQ(layer_split(10, 4), (std::vector<int64_t>{3, 3, 2, 2}));
+  const ModelConfig m = preset("llama3.1-405b");
+  LayoutChoices c;
+  c.tp = 8, c.pp = 8, c.vpp = 8, c.cp = 2, c.global_batch = 256, c.seq = 8192;
+  const ResolvedLayout r = resolve_layout(c, m, system_by_id("h100-sxm"), 512);
+  EXPECT_TRUE(r.layout.embedding_in_split);
+  EXPECT_TRUE(r.layout.loss_in_split);
+  bool said = false;
+  for (const auto& d : r.defaults) said |= d.find("126 + 2 = 64 x 2") != std::string::npos;
+  EXPECT_TRUE(said);
+  // The stages predict costs: 15 layers on the first (with the embedding) and the last (with the head).
+  PredictInput in;
+  in.model = m, in.system = system_by_id("h100-sxm"), in.layout = r.layout;
+  const Prediction p = predict(in);
+  EXPECT_EQ(p.split.front(), 15);
+  EXPECT_EQ(p.split.back(), 15);
+  // Given off, the layout is refused with what would make it divide.
+  c.embedding_in_split = false;
+  try {
+    resolve_layout(c, m, system_by_id("h100-sxm"), 512);
+    ADD_FAILURE() << "126 layers over 64 chunks accepted";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("--account-for-embedding-in-pipeline-split on"), std::string::npos) << e.what();
+  }
+  // Counting them with one stage is refused.
+  LayoutChoices one;
+  one.embedding_in_split = true, one.global_batch = 8;
+  EXPECT_THROW(resolve_layout(one, preset("llama3.1-8b"), system_by_id("h100-sxm"), 8), UsageError);
+}
+
 TEST(PredictClusterLine, DefaultLayoutOnAProfiledGpuElseNa) {
   const ModelConfig m = preset("gpt3-175b");
   MeasuredOps none;

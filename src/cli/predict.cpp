@@ -34,7 +34,7 @@ struct PredictArgs {
   std::string gpus = "8";
   // The layout: "" = not given (src/predict/layout.hpp's defaults apply).
   std::string tp, pp, vpp, cp, fsdp, micro_batch, global_batch, precision, recompute, sequence_parallel, attention,
-      distributed_optimizer, dp_overlap;
+      distributed_optimizer, dp_overlap, embedding_in_split, loss_in_split;
   std::string ep, etp, moe_imbalance;  // a mixture of experts' layout
   bool search = false;
   std::string top = "5";
@@ -114,6 +114,8 @@ pr::LayoutChoices layout_choices(const PredictArgs& a) {
   c.sequence_parallel = on_off("--sequence-parallel", a.sequence_parallel);
   c.distributed_optimizer = on_off("--distributed-optimizer", a.distributed_optimizer);
   c.dp_overlap = on_off("--dp-overlap", a.dp_overlap);
+  c.embedding_in_split = on_off("--account-for-embedding-in-pipeline-split", a.embedding_in_split);
+  c.loss_in_split = on_off("--account-for-loss-in-pipeline-split", a.loss_in_split);
   return c;
 }
 
@@ -127,7 +129,9 @@ std::optional<int64_t> apply_job(job::Job& j, const PredictArgs& a, pr::LayoutCh
       {"--etp", &a.etp},
       {"--micro-batch", &a.micro_batch}, {"--global-batch", &a.global_batch}, {"--precision", &a.precision},
       {"--recompute", &a.recompute}, {"--sequence-parallel", &a.sequence_parallel}, {"--attention", &a.attention},
-      {"--distributed-optimizer", &a.distributed_optimizer}, {"--dp-overlap", &a.dp_overlap}};
+      {"--distributed-optimizer", &a.distributed_optimizer}, {"--dp-overlap", &a.dp_overlap},
+      {"--account-for-embedding-in-pipeline-split", &a.embedding_in_split},
+      {"--account-for-loss-in-pipeline-split", &a.loss_in_split}};
   for (const auto& [flag, value] : layout_flags) {
     std::string name = std::string(flag).substr(2);
     std::replace(name.begin(), name.end(), '-', '_');
@@ -151,6 +155,8 @@ std::optional<int64_t> apply_job(job::Job& j, const PredictArgs& a, pr::LayoutCh
   take(c.sequence_parallel, l.sequence_parallel);
   take(c.distributed_optimizer, l.distributed_optimizer);
   take(c.dp_overlap, l.dp_overlap);
+  take(c.embedding_in_split, l.embedding_in_split);
+  take(c.loss_in_split, l.loss_in_split);
   if (!c.fsdp && l.fsdp) c.fsdp = *l.fsdp > 1 ? *l.fsdp : 0;
   // The sequence is the model's (--seq, or the job's): given, not a default.
   if (!c.seq) c.seq = f.count("seq") ? parse_count("--seq", f.at("seq").text, INT64_C(1) << 24) : j.model.n_ctx;
@@ -330,6 +336,13 @@ Runner add_predict(CLI::App& app, const GlobalOptions& global) {
       ->default_str("on on Hopper, else off");
   sub->add_option("--dp-overlap", a->dp_overlap, "data-parallel gradient reduction overlapped with the backward")
       ->type_name("on|off")->default_str("on");
+  sub->add_option("--account-for-embedding-in-pipeline-split", a->embedding_in_split,
+                  "Megatron-LM's: the embedding counts as a layer of the first stage's first chunk when the layers are "
+                  "split over the stages (that stage holds one layer fewer)")
+      ->type_name("on|off")->default_str("off, or on with the loss when only both make the layers divide into pp x vpp");
+  sub->add_option("--account-for-loss-in-pipeline-split", a->loss_in_split,
+                  "Megatron-LM's: the loss (LM head) counts as a layer of the last stage's last chunk")
+      ->type_name("on|off")->default_str("as --account-for-embedding-in-pipeline-split");
   sub->add_flag("--search", a->search,
                 "try every valid layout for the GPU count (tp, pp, vpp, cp, fsdp, micro-batch, recompute, flash or "
                 "unfused, distributed optimizer; a layout flag given holds that dimension) and list the fastest that "

@@ -579,13 +579,20 @@ class MegatronReader {
     layout_count("--tensor-model-parallel-size", &JobLayout::tp, "tp", 1);
     layout_count("--pipeline-model-parallel-size", &JobLayout::pp, "pp", 1);
     layout_count("--context-parallel-size", &JobLayout::cp, "cp", 1);
+    // The embedding and the loss counted as layers of the first and last stage's split.
+    layout_flag("--account-for-embedding-in-pipeline-split", &JobLayout::embedding_in_split,
+                "account_for_embedding_in_pipeline_split", "no --account-for-embedding-in-pipeline-split");
+    layout_flag("--account-for-loss-in-pipeline-split", &JobLayout::loss_in_split, "account_for_loss_in_pipeline_split",
+                "no --account-for-loss-in-pipeline-split");
     // Interleaving: chunks a stage.
     if (const auto per = count("--num-layers-per-virtual-pipeline-stage", "vpp")) {
       const int64_t L = j_.model.n_layers.value_or(0), pp = j_.layout.pp.value_or(1);
-      if (L && L % (pp * *per) == 0) {
-        j_.layout.vpp = L / (pp * *per);
+      const int64_t counted = L + (*j_.layout.embedding_in_split ? 1 : 0) + (*j_.layout.loss_in_split ? 1 : 0);
+      if (L && counted % (pp * *per) == 0) {
+        j_.layout.vpp = counted / (pp * *per);
         j_.record("vpp", *j_.layout.vpp, From::derived,
-                  fmt::format("{} layers / (pp {} x {}) ({})", L, pp, *per,
+                  fmt::format("{} layers{} / (pp {} x {}) ({})", counted,
+                              counted != L ? " (with the embedding and the loss)" : "", pp, *per,
                               where(*arg("--num-layers-per-virtual-pipeline-stage"))));
       } else {
         j_.problem(fmt::format("{}: the {} layers do not divide into pp x that; pass --vpp N",
@@ -600,7 +607,6 @@ class MegatronReader {
       j_.record("vpp", 1, From::framework_default, fmt::format("{}: no interleaving", kArgs));
     }
     for (const char* k : {"--decoder-first-pipeline-num-layers", "--decoder-last-pipeline-num-layers",
-                          "--account-for-embedding-in-pipeline-split", "--account-for-loss-in-pipeline-split",
                           "--pipeline-model-parallel-layout"})
       if (const Arg* a = arg(k))
         j_.problem(fmt::format("{}: an uneven pipeline split is not modelled (the first stages take one more layer "

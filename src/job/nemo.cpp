@@ -527,6 +527,10 @@ class NemoReader {
       j_.ignored.push_back({"model.rampup_batch_size", fmt::format("line {}", ramp.line),
                             "the batch ramp-up at the start: the steady state (global_batch_size) is modelled"});
     layout_bool({"model.sequence_parallel"}, &JobLayout::sequence_parallel, "sequence_parallel", false);
+    layout_bool({"model.account_for_embedding_in_pipeline_split"}, &JobLayout::embedding_in_split,
+                "account_for_embedding_in_pipeline_split", false);
+    layout_bool({"model.account_for_loss_in_pipeline_split"}, &JobLayout::loss_in_split,
+                "account_for_loss_in_pipeline_split", false);
 
     // Precision.
     const Resolved fp8 = value({"model.fp8"}, "precision");

@@ -84,6 +84,19 @@ ResolvedLayout resolve_layout(const LayoutChoices& c, const ModelConfig& m, cons
     r.defaults.push_back(fmt::format("distributed optimizer {} ({})", hopper ? "on" : "off", why_arch));
   }
   if (!c.seq) r.defaults.push_back(fmt::format("seq {}: the model's n_ctx", l.seq));
+  l.embedding_in_split = c.embedding_in_split.value_or(false);
+  l.loss_in_split = c.loss_in_split.value_or(false);
+  const int64_t chunks = l.pp * l.vpp;
+  if (!c.embedding_in_split && !c.loss_in_split && l.vpp > 1 && m.n_layers % chunks != 0 &&
+      (m.n_layers + 2) % chunks == 0) {
+    l.embedding_in_split = l.loss_in_split = true;
+    r.defaults.push_back(fmt::format(
+        "account for the embedding and the loss in the pipeline split: the {} layers divide into pp x vpp = {} chunks "
+        "only with both counted ({} + 2 = {} x {}), which is how Megatron-LM runs such a layout "
+        "(--account-for-embedding-in-pipeline-split, --account-for-loss-in-pipeline-split); the first and last stages "
+        "hold one layer fewer",
+        m.n_layers, chunks, m.n_layers, chunks, (m.n_layers + 2) / chunks));
+  }
   if (c.global_batch) {
     l.global_batch = *c.global_batch;
   } else {
@@ -109,6 +122,13 @@ void validate(const Layout& l, const ModelConfig& m) {
                                  l.pp, l.cp, l.tp * l.pp * l.cp));
   if (l.pp > m.n_layers)
     throw UsageError(fmt::format("layout: --pp {} is more stages than the model's {} layers", l.pp, m.n_layers));
+  if (l.embedding_in_split || l.loss_in_split) {
+    const std::vector<int64_t> split = layer_split(m.n_layers, l.pp, l.embedding_in_split, l.loss_in_split);
+    if (l.pp < 2 || split.front() < 1 || split.back() < 1)
+      throw UsageError(fmt::format("layout: accounting for the embedding or the loss in the pipeline split needs pp >= 2 "
+                                   "and leaves the first and last of the {} stages at least a layer each ({} layers)",
+                                   l.pp, m.n_layers));
+  }
   if (l.cp > 1) {
     // Megatron-LM splits each sequence into 2 cp chunks and gives rank i chunks i and
     // 2 cp - 1 - i, so every rank has the same share of the causal square.
@@ -145,9 +165,14 @@ void validate(const Layout& l, const ModelConfig& m) {
                                  l.global_batch, l.micro_batch, dp, l.micro_batch * dp));
   if (l.vpp > 1) {
     if (l.pp < 2) throw UsageError(fmt::format("layout: --vpp {} needs pipeline parallelism (--pp 2 or more)", l.vpp));
-    if (m.n_layers % (l.pp * l.vpp) != 0)
-      throw UsageError(fmt::format("layout: --vpp {}: the {} layers do not divide into pp x vpp = {} chunks", l.vpp,
-                                   m.n_layers, l.pp * l.vpp));
+    const int64_t counted = m.n_layers + (l.embedding_in_split ? 1 : 0) + (l.loss_in_split ? 1 : 0);
+    if (counted % (l.pp * l.vpp) != 0)
+      throw UsageError(fmt::format(
+          "layout: --vpp {}: the {} layers{} do not divide into pp x vpp = {} chunks{}", l.vpp, m.n_layers,
+          counted != m.n_layers ? fmt::format(" with the embedding and loss counted ({})", counted) : "", l.pp * l.vpp,
+          counted == m.n_layers && (m.n_layers + 2) % (l.pp * l.vpp) == 0
+              ? " (with --account-for-embedding-in-pipeline-split on and --account-for-loss-in-pipeline-split on they would)"
+              : ""));
     if (l.micro_batches() % l.pp != 0)
       throw UsageError(fmt::format("layout: --vpp {}: the interleaved schedule needs the {} micro-batches a step to be a "
                                    "multiple of pp = {}", l.vpp, l.micro_batches(), l.pp));
@@ -156,9 +181,12 @@ void validate(const Layout& l, const ModelConfig& m) {
     throw UsageError(fmt::format("layout: sequence {} differs from the model's n_ctx {}", l.seq, m.n_ctx));
 }
 
-std::vector<int64_t> layer_split(int64_t layers, int64_t pp) {
-  std::vector<int64_t> s(static_cast<size_t>(pp), layers / pp);
-  for (int64_t i = 0; i < layers % pp; ++i) ++s[static_cast<size_t>(i)];
+std::vector<int64_t> layer_split(int64_t layers, int64_t pp, bool embedding, bool loss) {
+  const int64_t counted = layers + (embedding ? 1 : 0) + (loss ? 1 : 0);
+  std::vector<int64_t> s(static_cast<size_t>(pp), counted / pp);
+  for (int64_t i = 0; i < counted % pp; ++i) ++s[static_cast<size_t>(i)];
+  if (embedding) --s.front();
+  if (loss) --s.back();
   return s;
 }
 
@@ -183,7 +211,9 @@ nlohmann::json layout_to_json(const Layout& l) {
           {"sequence_parallel", l.sequence_parallel},
           {"attention", to_string(l.attention)},
           {"distributed_optimizer", l.distributed_optimizer},
-          {"dp_overlap", l.dp_overlap}};
+          {"dp_overlap", l.dp_overlap},
+          {"account_for_embedding_in_pipeline_split", l.embedding_in_split},
+          {"account_for_loss_in_pipeline_split", l.loss_in_split}};
 }
 
 nlohmann::json layout_to_json(const ResolvedLayout& r) {

@@ -51,6 +51,11 @@ struct Layout {
   Attention attention = Attention::unfused;
   bool distributed_optimizer = false;
   bool dp_overlap = true;  // the gradient reduction overlaps the backward
+  // Megatron-LM's --account-for-embedding-in-pipeline-split and --account-for-loss-in-pipeline-
+  // split: the embedding and the loss (the LM head) each count as a layer when the layers are
+  // split over the stages and their vpp chunks, so the first and the last stage hold one layer
+  // fewer (Llama 3.1 405B: 126 + 2 over pp 8 x vpp 8 chunks of 2).
+  bool embedding_in_split = false, loss_in_split = false;
 
   int64_t dp() const { return gpus / (tp * pp * cp); }
   int64_t micro_batches() const { return global_batch / (micro_batch * dp()); }  // m, per pipeline
@@ -66,7 +71,7 @@ struct LayoutChoices {
   std::optional<std::string> precision;
   std::optional<Recompute> recompute;
   std::optional<Attention> attention;
-  std::optional<bool> sequence_parallel, distributed_optimizer, dp_overlap;
+  std::optional<bool> sequence_parallel, distributed_optimizer, dp_overlap, embedding_in_split, loss_in_split;
 };
 
 // A layout and, for each default it took, one line saying which and why (in the result JSON
@@ -82,7 +87,9 @@ struct ResolvedLayout {
 //   on Hopper (SystemProfile::architecture "hopper") flash attention and the distributed
 //   optimizer (Megatron-LM / NeMo / torchtitan recipes for H100), elsewhere unfused attention
 //   and no distributed optimizer (Megatron-LM 2022, what Korthikanti et al.'s A100 runs did);
-//   the global batch from default_global_batch.
+//   the global batch from default_global_batch; the embedding and the loss outside the pipeline
+//   split, unless neither is given and the layers divide into the pp x vpp chunks only with both
+//   counted (Megatron-LM refuses such a layout without them: both on, said in the defaults).
 // Validates the result (UsageError).
 ResolvedLayout resolve_layout(const LayoutChoices& c, const ModelConfig& m, const SystemProfile& s, int64_t gpus);
 
@@ -99,15 +106,19 @@ int64_t default_global_batch(const ModelConfig& m, const Layout& l, std::string*
 // Throws UsageError, one line, when the layout cannot run this model: tp not dividing the
 // heads (or the kv heads, or d_ff), gpus not divisible by tp pp cp, cp not dividing the
 // sequence (in 2 cp chunks, for the causal load balance) or with unfused attention, fsdp not
-// dividing dp, a global batch not divisible by micro-batch x dp, more stages than layers, vpp
-// with layers not dividing pp vpp, or interleaving with a micro-batch count not a multiple of pp;
+// dividing dp, a global batch not divisible by micro-batch x dp, more stages than layers (or a
+// first or last stage left none by the embedding or the loss), vpp with layers (plus the embedding
+// and the loss where they count) not dividing pp vpp, or interleaving with a micro-batch count not
+// a multiple of pp;
 // for a mixture of experts, ep not dividing the experts, etp not dividing the expert width, or
 // etp x ep not dividing the tp x cp x dp GPUs of a stage (and ep or etp on a dense model).
 void validate(const Layout& l, const ModelConfig& m);
 
 // How the layers are split over the stages: stage i holds split[i] layers (the first stages
-// take one more when pp does not divide the layers).
-std::vector<int64_t> layer_split(int64_t layers, int64_t pp);
+// take one more when pp does not divide the layers). embedding, loss (Layout::embedding_in_split,
+// loss_in_split): each counts as a layer of the first (last) stage in the split and is then taken
+// off it.
+std::vector<int64_t> layer_split(int64_t layers, int64_t pp, bool embedding = false, bool loss = false);
 
 nlohmann::json layout_to_json(const Layout& l);
 nlohmann::json layout_to_json(const ResolvedLayout& l);  // with "defaults"

@@ -109,7 +109,7 @@ Prediction predict(const PredictInput& in) {
   const double tp_first = l.tp > 1 ? one_collective : 0;
   const double tp_last = l.tp > 1 ? (sp ? 2 : 1) * one_collective : 0;
 
-  p.split = layer_split(in.model.n_layers, l.pp);
+  p.split = layer_split(in.model.n_layers, l.pp, l.embedding_in_split, l.loss_in_split);
   const std::vector<LayerKind> kinds = in.model.layer_kinds();
   const std::vector<LayerSpec> schedule = in.model.schedule();
   // How many layers of each kind the n layers from `from` on hold.
