@@ -81,6 +81,74 @@ TEST(PredictMemory, ActivationsAreKorthikantiTable2) {
   EXPECT_DOUBLE_EQ(activation_bytes_per_layer(s, b, h, a, t, true, Recompute::none, Attention::flash), sbh * 34 / t);
 }
 
+// Activations from the layer graph's saved tensors (saved_activations). For the GPT-3 175B
+// layer every mode is Korthikanti's Table 2 less its two hidden-dropout masks (1 byte of s b h
+// each: the graph has no hidden dropout, and models trained today set it to 0), plus the two
+// LayerNorms' 4-byte mean and rstd (16 bytes a token, which Table 2 leaves out) and, with flash,
+// the fused kernel's 4-byte log-sum-exp a query row and head. The attention dropout (mask and
+// dropped probabilities) is Megatron-LM's, as the compute model has it.
+TEST(PredictMemory, GraphActivationsAreTable2LessItsHiddenDropout) {
+  const ModelConfig m = table5_model(table5()[1]);  // 175B
+  const double s = 2048, b = 1, h = 12288, a = 96, t = 8, sbh = s * b * h;
+  for (bool sp : {false, true})
+    for (Recompute r : {Recompute::none, Recompute::selective, Recompute::full})
+      for (Attention at : {Attention::unfused, Attention::flash}) {
+        Layout l = table5_layout(table5()[1], true);
+        l.sequence_parallel = sp, l.recompute = r, l.attention = at;
+        const double d = sp ? t : 1;  // what the sequence-split tensors are divided by
+        const double masks = r == Recompute::full ? 0 : 2 * sbh / d;
+        const double stats = r == Recompute::full ? 0 : 16 * s * b / d;
+        const double lse = at == Attention::flash && r != Recompute::full ? 4 * b * a * s / t : 0;
+        const double want = activation_bytes_per_layer(s, b, h, a, t, sp, r, at) - masks + stats + lse;
+        EXPECT_NEAR(saved_activations(m, l).layer / want, 1.0, 1e-12)
+            << "sp " << sp << " recompute " << to_string(r) << " attention " << to_string(at);
+      }
+}
+
+// A Llama layer counted by hand: T = 16 tokens (b 2, s 8), d 64, 4 heads of 16 in 2 kv groups,
+// SwiGLU of 96, no recompute, flash, tp 1. Kept: the input, both norms' outputs and 4-byte rstd,
+// the QKV (after RoPE, in place: T (4 + 2 x 2) 16), the context, x1, the gate and up outputs and
+// their product (T x 96 each), the log-sum-exp (b h s, 4 bytes). The head: its input y, its
+// norm's output and rstd, the fp32 logits and the targets, and the loss's backward's logits
+// gradient (16-bit with Megatron-LM).
+TEST(PredictMemory, LlamaLayerSavedTensorsByHand) {
+  ModelConfig m = preset("llama3.1-8b");
+  m.n_layers = 2, m.d_model = 64, m.n_heads = 4, m.n_kv_heads = 2, m.d_head = 16, m.d_ff_explicit = 96, m.n_ctx = 8;
+  m.vocab = 40;
+  m.validate();
+  Layout l;
+  l.gpus = 1, l.micro_batch = 2, l.global_batch = 2, l.seq = 8, l.recompute = Recompute::none;
+  l.attention = Attention::flash;
+  const double T = 16, d = 64, f = 96, qkv = (4 + 2 * 2) * 16;
+  const double layer = 2 * T * (d + d + qkv + d + d + d + 3 * f) + 4 * T * 2 + 4.0 * 2 * 4 * 8;
+  const SavedActivations a = saved_activations(m, l);
+  EXPECT_DOUBLE_EQ(a.layer, layer);
+  EXPECT_DOUBLE_EQ(a.head, 2 * T * d * 2 + 4 * T + 4 * T * 40 + 4 * T + 2 * T * 40);
+  EXPECT_DOUBLE_EQ(a.working, 0.0);
+  // Full recompute keeps the input alone and holds the rest while the layer is recomputed.
+  l.recompute = Recompute::full;
+  const SavedActivations full = saved_activations(m, l);
+  EXPECT_DOUBLE_EQ(full.layer, 2 * T * d);
+  EXPECT_DOUBLE_EQ(full.layer + full.working, layer);
+}
+
+// torchtitan's op-level checkpointing (FSDP with --recompute selective) keeps what it saves: the
+// odd mms' outputs (wq and wv: 5/6 of the fused QKV; w1, the gate; w2, the down projection, which
+// nothing reads back, is not kept), flash's output and the block's input; the norms, RoPE, the
+// up projection and SwiGLU are recomputed.
+TEST(PredictMemory, OpLevelCheckpointingKeepsTheSavedMms) {
+  ModelConfig m = preset("llama3.1-8b");
+  m.n_layers = 2, m.d_model = 64, m.n_heads = 4, m.n_kv_heads = 2, m.d_head = 16, m.d_ff_explicit = 96, m.n_ctx = 8;
+  m.vocab = 40;
+  m.validate();
+  Layout l;
+  l.gpus = 2, l.fsdp = 2, l.micro_batch = 2, l.global_batch = 4, l.seq = 8, l.recompute = Recompute::selective;
+  l.attention = Attention::flash;
+  const double T = 16, d = 64, f = 96, qkv = (4 + 2 * 2) * 16;
+  const double want = 2 * T * (d + qkv * (1 - 1.0 * 16 * 2 / qkv) + d + f) + 4.0 * 2 * 4 * 8;
+  EXPECT_DOUBLE_EQ(saved_activations(m, l).layer, want);
+}
+
 TEST(PredictMemory, InFlightMicroBatchesAndAdamBytes) {
   const ModelConfig m = table5_model(table5()[1]);  // 175B
   Layout l = table5_layout(table5()[1], true);      // tp 8, pp 8, vpp 3, 64 micro-batches
@@ -636,8 +704,11 @@ TEST(PredictContextParallel, HandWorkedRing) {
   const double one = 2 * ((tp - 1) / tp * act / nvlink + (tp - 1) * alpha);
   EXPECT_NEAR(br.at("tp_comm_s").get<double>(), m * ((4 * L + 1 + 2) * one + L * exposed_layer), 1e-12);
 
-  // Activations / cp: Table 2's selective + SP 34 s b h / t on the local tokens.
-  EXPECT_DOUBLE_EQ(j.at("memory").at("activation_per_layer_bytes").get<double>(), 34 * local * b * d / tp);
+  // Activations / cp, from the layer graph on the local tokens: Table 2's selective + SP 34 s b h / t
+  // less its two hidden-dropout masks, plus the LayerNorms' 4-byte statistics (16 bytes a token)
+  // and flash's 4-byte log-sum-exp a query row and head (16 heads), all / tp.
+  EXPECT_DOUBLE_EQ(j.at("memory").at("activation_per_layer_bytes").get<double>(),
+                   (32 * local * b * d + 16 * local * b + 4 * 16 * local * b) / tp);
   // Gradients over dp x cp = 8 GPUs, tp apart: the group spans 16 GPUs, two nodes (network):
   // reduce-scatter + all-gather of the 16-bit gradients; Adam's 12 bytes split over the 8.
   const double params = j.at("memory").at("parameters").get<double>();
@@ -738,14 +809,21 @@ TEST(PredictFsdp, HandWorkedFullShardingOverTwoNodes) {
               m * c.j.at("stage_time_s").get<double>() + m * exposed + br.at("optimizer_s").get<double>(), 1e-12);
   // Memory: fp32 parameters, fp32 gradients and Adam's two moments, 16 bytes a parameter / 16;
   // the unsharded working set: the root and two blocks, bf16 parameters and gradients (4 bytes);
-  // Table 2's selective activations (34 s b h, tp 1) of the 4 layers, one micro-batch in flight.
+  // the activations from the layer graph under torchtitan's op-level checkpointing, one
+  // micro-batch in flight: each layer keeps its input, 2/3 of the fused QKV (wq and wv; wk is
+  // recomputed), flash's output and log-sum-exp and the FFN-up's output (w1): 2 T (d + 2d + d + 4d)
+  // + 4 x 16 heads x T bytes; the head its input, its norm's output and 4-byte statistics, the
+  // fp32 logits, the targets and the loss's backward's fp32 gradient and its bf16 cast:
+  // 4 T d + 12 T + 10 T V.
+  const double T = 8192;
+  const double activations = L * (16 * T * d + 64 * T) + 4 * T * d + 12 * T + 10 * T * V;
   const auto& mem = c.j.at("memory");
   EXPECT_DOUBLE_EQ(mem.at("weights_bytes").get<double>(), 4 * N / n);
   EXPECT_DOUBLE_EQ(mem.at("gradients_bytes").get<double>(), 4 * N / n);
   EXPECT_DOUBLE_EQ(mem.at("optimizer_bytes").get<double>(), 8 * N / n);
   EXPECT_DOUBLE_EQ(mem.at("fsdp_unsharded_bytes").get<double>(), 4 * (R + 2 * P));
-  EXPECT_DOUBLE_EQ(mem.at("activations_bytes").get<double>(), 34 * 8192 * d * L);
-  EXPECT_DOUBLE_EQ(mem.at("total_bytes").get<double>(), 16 * N / n + 4 * (R + 2 * P) + 34 * 8192 * d * L);
+  EXPECT_DOUBLE_EQ(mem.at("activations_bytes").get<double>(), activations);
+  EXPECT_DOUBLE_EQ(mem.at("total_bytes").get<double>(), 16 * N / n + 4 * (R + 2 * P) + activations);
 }
 
 TEST(PredictFsdp, HandWorkedHybridShardingInANode) {

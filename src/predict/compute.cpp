@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -358,6 +359,151 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
     }
   }
   return out;
+}
+
+namespace {
+
+// One GPU's share of the tensor an op writes (its output): a non-GEMM op's as its work splits;
+// a linear GEMM's output split over tp when its weight's split divides the output features (n),
+// else along the sequence (a row-parallel or replicated weight's output); an attention product's
+// by heads.
+double output_share(const LayerGraph& g, const Op& op, const Layout& l) {
+  if (op.impl != OpImpl::gemm) return shard_fraction(op, l);
+  if (!op.gemm.linear) return 1 / static_cast<double>(l.tp);
+  Op out = op;
+  out.split = g.split_dim(op.gemm) == Dim::n ? OpSplit::features : OpSplit::sequence;
+  return shard_fraction(out, l);
+}
+
+// `kept`: the share of each op the recompute re-runs; `served`: whether a backward op's inputs
+// come from the recompute (it is inside a recomputed region: every backward op of the layer with
+// full recompute or torchtitan's checkpointing of the whole block, the attention core's with
+// Megatron-LM's selective recompute). A tensor is kept whole when a reader outside the recomputed
+// regions needs it (a checkpoint's output its consumer saves: the attention core's context, read
+// by the output projection's wgrad), else less the share the recompute writes again.
+double saved_bytes_of(const LayerGraph& g, const Layout& l, bool flash, const std::vector<double>& kept,
+                      const std::vector<bool>& served, bool head) {
+  // Who writes each tensor in the forward, what the backward and the re-run ops read, and how
+  // much of each the recompute writes again.
+  std::map<std::string, const Op*> writer;
+  std::map<std::string, double> rewritten;
+  std::map<std::string, bool> read_by_layer, read_by_head, needed_whole;
+  std::set<std::string> fp32;  // read by the cross-entropy's backward: kept in fp32
+  for (size_t i = 0; i < g.ops.size(); ++i) {
+    const Op& op = g.ops[i];
+    std::vector<std::string> in = op.inputs, out = op.outputs;
+    if (op.impl == OpImpl::gemm) {
+      in = {op.gemm.a, op.gemm.b};
+      if (!op.gemm.group_counts.empty()) in.push_back(op.gemm.group_counts);
+      if (op.gemm.beta != 0) in.push_back(op.gemm.c);
+      out = {op.gemm.c};
+    }
+    if (op.phase == Phase::forward)
+      for (const auto& t : out) writer.emplace(t, &op);
+    // What the recompute writes again; an op that works in place (RoPE, a bias add) transforms a
+    // tensor the recompute must have from its writer first, so it does not count.
+    if (kept[i] > 0)
+      for (const auto& t : out)
+        if (std::find(in.begin(), in.end(), t) == in.end()) rewritten[t] = std::max(rewritten[t], kept[i]);
+    if (op.phase != Phase::backward && kept[i] <= 0) continue;
+    const bool from_recompute = kept[i] > 0 || served[i];
+    for (const auto& t : in) {
+      // The fused kernel keeps none of the core's own tensors (the squares) for its backward.
+      const auto w = writer.find(t);
+      if (flash && is_attention_core(op) && w != writer.end() && is_attention_core(*w->second)) continue;
+      (op.group == Group::head ? read_by_head : read_by_layer)[t] = true;
+      if (!from_recompute) needed_whole[t] = true;
+      if (op.impl == OpImpl::cross_entropy_bwd) fp32.insert(t);
+    }
+  }
+  double bytes = 0;
+  for (const auto& t : g.tensors) {
+    if (t.role == TensorRole::weight || t.role == TensorRole::weight_grad || t.role == TensorRole::gradient) continue;
+    if (t.role == TensorRole::fp8_copy && g.tensor(t.source).role == TensorRole::weight) continue;  // the weights' own
+    const bool layer_read = read_by_layer.count(t.name) > 0, head_read = read_by_head.count(t.name) > 0;
+    if (head ? (layer_read || !head_read) : !layer_read) continue;  // the head's: read by the head alone
+    const auto w = writer.find(t.name);
+    const bool filled = t.role == TensorRole::input || t.role == TensorRole::index;
+    if (w == writer.end() && !filled) continue;  // written only in the backward
+    const auto again = rewritten.find(t.name);
+    const double keep = needed_whole.count(t.name) || again == rewritten.end() ? 1.0 : 1 - again->second;
+    if (keep <= 0) continue;
+    // The layer's input (the previous layer's output) splits along the sequence; indices whole.
+    Op input;
+    input.split = t.role == TensorRole::index ? OpSplit::replicated : OpSplit::sequence;
+    const double share = w != writer.end() ? output_share(g, *w->second, l) : shard_fraction(input, l);
+    const double element = fp32.count(t.name)                                                ? 4
+                           : t.role == TensorRole::statistic || t.role == TensorRole::index ? 4
+                           : t.role == TensorRole::fp8_copy                                 ? 1
+                                                                                            : kBytes16;
+    bytes += static_cast<double>(t.numel()) * element * share * keep;
+    // Megatron-LM's attention dropout on the probabilities (not in the graph; costed beside the
+    // softmax in layer_cost): its 1-byte mask and the dropped 16-bit probabilities.
+    if (!flash && w != writer.end() && w->second->impl == OpImpl::softmax_causal_fwd && t.name == w->second->outputs.at(0))
+      bytes += static_cast<double>(t.numel()) * 3 * share * keep;
+  }
+  if (flash && !head && l.recompute != Recompute::full) {  // the fused kernel's log-sum-exp: one fp32 a query row and head
+    const LayerShape& s = g.shape;
+    bytes += static_cast<double>(s.batch * s.n_heads * s.seq) * 4 / static_cast<double>(l.tp);
+  }
+  return bytes;
+}
+
+}  // namespace
+
+SavedActivations saved_activations(const ModelConfig& m, const Layout& l, size_t kind) {
+  const bool flash = l.attention == Attention::flash;
+  auto graph = [&](bool recompute) {
+    GraphOptions go;
+    go.include_head = true;
+    go.recompute = recompute;
+    go.precision = l.precision == "fp8" ? Precision::fp8 : Precision::bf16;
+    return build_layer_graph(layer_shape(m, l.micro_batch, l.seq / l.cp, kind), go);
+  };
+  // The share of each op the recompute re-runs: full, all of the layer's forward again; selective,
+  // Megatron-LM's attention core (nothing with flash, whose backward recomputes inside the kernel)
+  // or, with FSDP, torchtitan's op-level checkpointing.
+  const bool op_sac = l.fsdp_on() && l.recompute == Recompute::selective;
+  auto kept = [&](const LayerGraph& g) {
+    if (op_sac) return torchtitan_op_sac(g, m, flash);
+    std::vector<double> k(g.ops.size(), 0.0);
+    for (size_t i = 0; i < g.ops.size(); ++i) {
+      const Op& op = g.ops[i];
+      if (op.phase != Phase::recompute || op.group != Group::layer) continue;
+      k[i] = l.recompute == Recompute::full || (!flash && is_attention_core(op)) ? 1.0 : 0.0;
+    }
+    return k;
+  };
+  auto served = [&](const LayerGraph& g) {
+    std::vector<bool> v(g.ops.size(), false);
+    for (size_t i = 0; i < g.ops.size(); ++i) {
+      const Op& op = g.ops[i];
+      if (op.phase != Phase::backward || op.group != Group::layer || l.recompute == Recompute::none) continue;
+      v[i] = l.recompute == Recompute::full || op_sac || (!flash && is_attention_core(op));
+    }
+    return v;
+  };
+  SavedActivations a;
+  const LayerGraph g = graph(l.recompute != Recompute::none);
+  const std::vector<double> k = kept(g);
+  const std::vector<bool> v = served(g);
+  a.layer = saved_bytes_of(g, l, flash, k, v, false);
+  a.head = saved_bytes_of(g, l, flash, k, v, true);
+  // The loss's backward, with its saved fp32 softmax still held: the logits' gradient, a new fp32
+  // tensor and its 16-bit cast in PyTorch (torchtitan, FSDP here: 4 + 2 bytes an element), in
+  // place and then cast in Megatron-LM's vocab-parallel cross-entropy (2).
+  for (const auto& op : g.ops)
+    if (op.impl == OpImpl::cross_entropy_bwd)
+      a.head += static_cast<double>(op.rows) * static_cast<double>(op.cols) * (l.fsdp_on() ? 6.0 : 2.0) /
+                static_cast<double>(l.tp);
+  if (l.recompute == Recompute::full) {
+    const LayerGraph plain = graph(false);
+    const std::vector<double> none(plain.ops.size(), 0.0);
+    Layout once = l;  // the recomputed layer holds what it would keep without recompute
+    once.recompute = Recompute::none;
+    a.working = saved_bytes_of(plain, once, flash, none, std::vector<bool>(plain.ops.size(), false), false) - a.layer;
+  }
+  return a;
 }
 
 json op_cost_json(const OpCost& c) {

@@ -94,6 +94,24 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
 // all but the layer's recompute ops; the graph's fused QKV: the share of wk's width).
 std::vector<double> torchtitan_op_sac(const LayerGraph& g, const ModelConfig& m, bool flash);
 
+// What one layer of the kind `kind` keeps for its backward, one micro-batch on one GPU, read
+// from the layer graph's tensors (memory.hpp, "Activations from the layer graph"): a tensor is
+// kept when the forward writes it (or it is the layer's input) and the backward, or an op the
+// recompute re-runs, reads it, less the part the recompute writes again; at its dtype's bytes
+// (16-bit activations, 4-byte statistics and indices, 1-byte fp8 copies; the loss's logits in
+// fp32, as Megatron-LM's and PyTorch's cross-entropy keep them) and this GPU's share (the split
+// of the op that writes it: OpSplit, or a GEMM's output split as its weight's output features
+// are). Flash attention keeps Q, K, V and its output (read elsewhere anyway) and a 4-byte
+// log-sum-exp a query row and head, never the s x s squares. `layer`: the layer's tensors;
+// `head`: the LM head's (and its input, the last layer's output), with the loss's backward's
+// gradient of the logits (fp32 and its 16-bit cast in PyTorch, as torchtitan runs it under FSDP;
+// 16-bit, the fp32 computed in place, in Megatron-LM); `working`: with full recompute, what the
+// recomputed layer holds during its backward on top of its input.
+struct SavedActivations {
+  double layer = 0, head = 0, working = 0;
+};
+SavedActivations saved_activations(const ModelConfig& m, const Layout& l, size_t kind = 0);
+
 // GEMM efficiency from tile and wave quantisation alone (the factor e_q above), in (0, 1].
 double quantisation_efficiency(int64_t m, int64_t n, int64_t batch, const SystemProfile& s);
 

@@ -343,12 +343,32 @@ Prediction predict(const PredictInput& in) {
   auto fp8_kept = [&](int64_t from, int64_t n) { return l.fsdp_on() ? 0.0 : stage_fp8(from, n); };
   const double first_experts = stage_experts(0, p.split.front()),
                last_experts = stage_experts(in.model.n_layers - p.split.back(), p.split.back());
+  // Activations from the layer graph's saved tensors, each kind of layer once (compute.hpp).
+  std::vector<double> kind_saved;
+  double working = 0, head_saved = 0;
+  for (size_t k = 0; k < kinds.size(); ++k) {
+    const SavedActivations a = saved_activations(in.model, l, k);
+    kind_saved.push_back(a.layer);
+    working = std::max(working, a.working);
+    if (k == 0) head_saved = a.head;
+  }
+  // A stage keeps its layers' (their mean a layer here) and once the LM head's (the last stage)
+  // and, with full recompute, the working set of the layer being recomputed.
+  auto stage_activations = [&](int64_t from, int64_t n, bool last_stage) {
+    StageActivations a;
+    a.per_layer = stage_sum(kind_saved, from, n) / static_cast<double>(n);
+    a.once = working + (last_stage ? head_saved : 0);
+    return a;
+  };
+  const StageActivations act_first = stage_activations(0, p.split.front(), l.pp == 1);
+  const StageActivations act_last = stage_activations(in.model.n_layers - p.split.back(), p.split.back(), true);
   const MemoryBreakdown mem_first = memory_per_gpu(first, p.split.front(), in.model, l, available,
-                                                   fp8_kept(0, p.split.front()), unsharded(first, 0), first_experts);
+                                                   fp8_kept(0, p.split.front()), unsharded(first, 0), first_experts,
+                                                   &act_first);
   const MemoryBreakdown mem_last =
       memory_per_gpu(last, p.split.back(), in.model, l, available,
                      fp8_kept(in.model.n_layers - p.split.back(), p.split.back()), unsharded(last, p.split.size() - 1),
-                     last_experts);
+                     last_experts, &act_last);
   p.memory = mem_first.total_bytes >= mem_last.total_bytes ? mem_first : mem_last;
   const double params_gpu = std::max(first, last);
   const double experts_gpu = first >= last ? first_experts : last_experts;

@@ -129,12 +129,24 @@ detail::Document prediction_document(const json& r) {
   detail::Section mem;
   mem.heading = "Memory per GPU (analytic, the most loaded stage)";
   Table mt({"<part", "bytes"});
-  mt.add_row({fmt::format("weights ({} parameters x 2)", fmt_count(num(m, "parameters"))), fmt_bytes(num(m, "weights_bytes"))});
-  mt.add_row({"gradients (x 2)", fmt_bytes(num(m, "gradients_bytes"))});
-  mt.add_row({r.at("layout").at("distributed_optimizer").get<bool>() ? "optimizer (x 12 / dp)" : "optimizer (x 12)",
+  const auto& lay = r.at("layout");
+  const bool fsdp = lay.value("fsdp", int64_t{0}) > 1;
+  mt.add_row({fmt::format("weights ({} parameters x {})", fmt_count(num(m, "parameters")), fsdp ? "4 / shard, fp32" : "2"),
+              fmt_bytes(num(m, "weights_bytes"))});
+  mt.add_row({fsdp ? "gradients (x 4 / shard, fp32)" : "gradients (x 2)", fmt_bytes(num(m, "gradients_bytes"))});
+  mt.add_row({fsdp ? "optimizer (x 8 / shard)"
+              : lay.at("distributed_optimizer").get<bool>() ? "optimizer (x 12 / dp)"
+                                                              : "optimizer (x 12)",
               fmt_bytes(num(m, "optimizer_bytes"))});
-  mt.add_row({fmt::format("activations ({} a layer x {} layer-micro-batches)", fmt_bytes(num(m, "activation_per_layer_bytes")),
-                          fmt_sig(num(m, "layers_in_flight"), 4)),
+  if (num(m, "fp8_weight_copies_bytes") > 0)
+    mt.add_row({"fp8 weight copies", fmt_bytes(num(m, "fp8_weight_copies_bytes"))});
+  if (num(m, "fsdp_unsharded_bytes") > 0)
+    mt.add_row({"FSDP's gathered parameters and gradients", fmt_bytes(num(m, "fsdp_unsharded_bytes"))});
+  const double once = m.value("activations_once_bytes", 0.0);
+  mt.add_row({fmt::format("activations from the {} ({} a layer x {} layer-micro-batches{})",
+                          m.value("activations_from", std::string("Table 2")), fmt_bytes(num(m, "activation_per_layer_bytes")),
+                          fmt_sig(num(m, "layers_in_flight"), 4),
+                          once > 0 ? fmt::format(", + {} for the LM head and loss or a layer being recomputed", fmt_bytes(once)) : ""),
               fmt_bytes(num(m, "activations_bytes"))});
   mt.add_row({"total", fmt_bytes(num(m, "total_bytes"))});
   mem.table = std::move(mt);
