@@ -231,6 +231,90 @@ TEST(CliPredict, BadInputIsOneLineExitTwo) {
 // row must run; the errors are printed, per row and per group (step time; memory), not asserted:
 // they are modelled, nothing is fitted on them, and docs/predict.md gives them and why they are
 // off. Skipped when ../shared/data is absent.
+// --validate --published-runs: each row of a file of published runs predicted with its args
+// (@DATA@ the file's folder), the error per row and per group; a row that cannot run says why and
+// the rest go on; a file that is not one is one line and exit 2.
+TEST(CliPredict, ValidatePublishedRunsFromAFile) {
+  TempDir d;
+  {
+    std::ofstream sys(d.path() + "/slow.json");
+    sys << R"({"base": "h100-sxm", "gemm_efficiency": 0.5})";
+    std::ofstream f(d.path() + "/runs.json");
+    f << R"({"about": "two rows for the test", "rows": [
+      {"id": "a", "kind": "dense", "key": "step_time_s", "published": 80.0,
+       "args": ["--model", "gpt3-175b", "--gpus", "256", "--tp", "8", "--pp", "4", "--global-batch", "64"]},
+      {"id": "b", "kind": "dense", "needs": "context-parallel", "key": "step_time_s", "published": 2.0,
+       "args": ["--model", "llama3.1-8b", "--system", "@DATA@/slow.json", "--gpus", "8", "--tp", "2", "--cp", "2",
+                "--global-batch", "8", "--seq", "8192"]},
+      {"id": "c", "kind": "memory", "key": "memory_per_gpu_bytes", "published": 5e10,
+       "args": ["--model", "gpt3-175b", "--gpus", "7", "--tp", "8"]}
+    ]})";
+  }
+  const Outcome r = run({"predict", "--validate", "--published-runs", d.path() + "/runs.json", "--format", "json"}, d.path());
+  ASSERT_EQ(r.rc, 0) << describe(r);
+  const json v = json::parse(r.out).at("published_runs");
+  ASSERT_EQ(v.at("rows").size(), 3u);
+  // Row a against the same prediction run directly.
+  const Outcome direct = run({"predict", "--model", "gpt3-175b", "--gpus", "256", "--tp", "8", "--pp", "4",
+                              "--global-batch", "64", "--format", "json"}, d.path());
+  ASSERT_EQ(direct.rc, 0) << describe(direct);
+  const double step = json::parse(direct.out).at("prediction").at("step_time_s").get<double>();
+  const json& a = v.at("rows").at(0);
+  EXPECT_EQ(a.at("group"), "dense");
+  EXPECT_DOUBLE_EQ(a.at("predicted").get<double>(), step);
+  EXPECT_DOUBLE_EQ(a.at("error").get<double>(), step / 80.0 - 1);
+  // Row b found its system file through @DATA@; row c's layout cannot run and says why.
+  EXPECT_EQ(v.at("rows").at(1).at("group"), "context-parallel");
+  EXPECT_TRUE(v.at("rows").at(1).contains("predicted")) << v.at("rows").at(1).dump();
+  EXPECT_EQ(v.at("rows").at(2).at("group"), "memory");
+  EXPECT_NE(v.at("rows").at(2).at("failed").get<std::string>().find("not divisible"), std::string::npos);
+  // Groups: sorted by name, with the rows that ran.
+  const json& g = v.at("groups");
+  ASSERT_EQ(g.size(), 3u);
+  EXPECT_EQ(g.at(1).at("group"), "dense");
+  EXPECT_DOUBLE_EQ(g.at(1).at("mean_abs_error").get<double>(), std::abs(step / 80.0 - 1));
+  EXPECT_EQ(g.at(2).at("ran"), 0);
+  EXPECT_EQ(v.at("all").at("rows"), 3);
+  EXPECT_EQ(v.at("all").at("ran"), 2);
+  // The table and the CSV carry them too.
+  const Outcome t = run({"predict", "--validate", "--published-runs", d.path() + "/runs.json"}, d.path());
+  EXPECT_NE(t.out.find("Published runs by group"), std::string::npos) << t.out;
+  const Outcome c = run({"predict", "--validate", "--published-runs", d.path() + "/runs.json", "--format", "csv"}, d.path());
+  EXPECT_NE(c.out.find("a,predicted step_time_s"), std::string::npos) << c.out;
+  // Bad input: one line, exit 2.
+  {
+    std::ofstream bad(d.path() + "/bad.json");
+    bad << "{not json";
+    std::ofstream empty(d.path() + "/empty.json");
+    empty << R"({"rows": []})";
+  }
+  for (const char* file : {"/bad.json", "/empty.json", "/missing.json"}) {
+    const Outcome b = run({"predict", "--validate", "--published-runs", d.path() + file}, d.path());
+    EXPECT_EQ(b.rc, 2) << file << ": " << describe(b);
+    EXPECT_EQ(std::count(b.err.begin(), b.err.end(), '\n'), 1) << b.err;
+  }
+  const Outcome alone = run({"predict", "--published-runs", d.path() + "/runs.json"}, d.path());
+  EXPECT_EQ(alone.rc, 2) << describe(alone);
+}
+
+// Every published run of ../shared/data/published-runs.json runs (skipped when it is absent);
+// the per-group errors are printed (modelled; which rows a fitted parameter used is in
+// docs/predict.md).
+TEST(CliPredict, EveryPublishedRunRuns) {
+  const std::string file = std::string(FLOPSCOPE_SOURCE_DIR) + "/../shared/data/published-runs.json";
+  if (!std::ifstream(file)) GTEST_SKIP() << file << " is absent";
+  TempDir d;
+  const Outcome r = run({"predict", "--validate", "--published-runs", file, "--format", "json"}, d.path());
+  ASSERT_EQ(r.rc, 0) << describe(r);
+  const json v = json::parse(r.out).at("published_runs");
+  for (const auto& row : v.at("rows")) EXPECT_TRUE(row.contains("predicted")) << row.dump();
+  EXPECT_EQ(v.at("all").at("ran"), v.at("all").at("rows"));
+  for (const auto& g : v.at("groups"))
+    std::printf("  %-18s %3d rows, mean |error| %5.1f%%, max %5.1f%% (modelled)\n", g.at("group").get<std::string>().c_str(),
+                g.at("rows").get<int>(), 100 * g.at("mean_abs_error").get<double>(),
+                100 * g.at("max_abs_error").get<double>());
+}
+
 TEST(CliPredict, PublishedFsdpRowsRun) {
   const std::string data = std::string(FLOPSCOPE_SOURCE_DIR) + "/../shared/data";
   std::ifstream f(data + "/published-runs.json");

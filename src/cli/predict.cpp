@@ -2,7 +2,12 @@
 // run (tensor, pipeline and data parallel, sequence parallelism, recompute) from the layer
 // graph's per-op cost, the layout's communication and the 1F1B schedule (src/predict).
 #include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <map>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -39,6 +44,7 @@ struct PredictArgs {
   bool search = false;
   std::string top = "5";
   bool validate = false;
+  std::string published_runs;  // with --validate: a file of published runs to predict too
   JobOptions job;
   std::string log, log_warmup;
   const CLI::Option* gpus_option = nullptr;  // whether --gpus was given (beside --job)
@@ -165,17 +171,112 @@ std::optional<int64_t> apply_job(job::Job& j, const PredictArgs& a, pr::LayoutCh
   return gpus_given ? std::nullopt : l.gpus;
 }
 
+void add_predict_options(CLI::App* sub, PredictArgs& a);
+json published_runs_json(const std::string& file, const GlobalOptions& global);
+
+json prediction_result(const PredictArgs& a, const GlobalOptions& global);
+
 int run_predict(const PredictArgs& a, const GlobalOptions& global) {
   check_output(a.out);
-  pr::SystemProfile sys = a.system.empty() ? pr::system_by_id(a.gpu) : pr::system_from_file(a.system);
-
+  if (!a.published_runs.empty() && !a.validate) throw UsageError("--published-runs goes with --validate");
   if (a.validate) {
+    const pr::SystemProfile sys = a.system.empty() ? pr::system_by_id(a.gpu) : pr::system_from_file(a.system);
     json r = base_result(global, "validation");
     r["validation"] = pr::validation_json(pr::validate_table5(sys), sys);
     r["system"] = pr::system_to_json(sys);
+    if (!a.published_runs.empty()) r["published_runs"] = published_runs_json(a.published_runs, global);
     emit(r, a.out);
     return 0;
   }
+  emit(prediction_result(a, global), a.out);
+  return 0;
+}
+
+// One published run's args as `predict` would take them, and its prediction (JSON).
+json published_row(const nlohmann::json& row, const std::string& data_dir, const GlobalOptions& global) {
+  std::vector<std::string> args;
+  for (const auto& x : row.at("args")) {
+    std::string v = x.get<std::string>();
+    for (size_t at = v.find("@DATA@"); at != std::string::npos; at = v.find("@DATA@", at + data_dir.size()))
+      v.replace(at, 6, data_dir);
+    args.push_back(v);
+  }
+  PredictArgs ra;
+  CLI::App parser;
+  add_predict_options(&parser, ra);
+  std::reverse(args.begin(), args.end());  // CLI11 takes them last first
+  try {
+    parser.parse(args);
+  } catch (const CLI::ParseError& e) {
+    throw UsageError(fmt::format("its args: {}", e.what()));
+  }
+  return prediction_result(ra, global);
+}
+
+// --validate --published-runs: each row predicted with its args; the error of the key it names
+// against its published figure; per group (a row's "needs", else its kind) the mean and max.
+json published_runs_json(const std::string& file, const GlobalOptions& global) {
+  json d;
+  try {
+    d = json::parse(read_file(file));
+  } catch (const json::exception& e) {
+    throw UsageError(fmt::format("--published-runs {}: not valid JSON ({})", file, e.what()));
+  }
+  if (!d.is_object() || !d.contains("rows") || !d.at("rows").is_array() || d.at("rows").empty())
+    throw UsageError(fmt::format("--published-runs {}: no \"rows\" array of published runs", file));
+  const std::string dir = std::filesystem::absolute(file).parent_path().string();
+  json rows = json::array();
+  std::map<std::string, std::vector<double>> errors;
+  std::map<std::string, int64_t> counts;
+  for (const auto& row : d.at("rows")) {
+    json out;
+    try {
+      const std::string id = row.at("id").get<std::string>(), key = row.at("key").get<std::string>();
+      const std::string kind = row.value("kind", std::string("dense"));
+      const std::string group = kind == "memory" ? "memory" : row.contains("needs") ? row.at("needs").get<std::string>() : kind;
+      const double published = row.at("published").get<double>();
+      out = {{"id", id}, {"group", group}, {"key", key}, {"published", published}};
+      ++counts[group];
+      try {
+        const json p = published_row(row, dir, global).at("prediction");
+        if (!p.contains(key) || !p.at(key).is_number())
+          throw UsageError(fmt::format("no prediction field '{}'", key));
+        const double predicted = p.at(key).get<double>();
+        out["predicted"] = predicted;
+        out["error"] = predicted / published - 1;
+        errors[group].push_back(std::abs(predicted / published - 1));
+      } catch (const Error& e) {
+        out["failed"] = e.what();
+      }
+    } catch (const json::exception& e) {
+      throw UsageError(fmt::format("--published-runs {}: a row without id, key, published and args ({})", file, e.what()));
+    }
+    rows.push_back(out);
+  }
+  auto summary = [](const std::vector<double>& v, int64_t n) {
+    double sum = 0, mx = 0;
+    for (double e : v) sum += e, mx = std::max(mx, e);
+    json s = {{"rows", n}, {"ran", v.size()}};
+    if (!v.empty()) s["mean_abs_error"] = sum / static_cast<double>(v.size()), s["max_abs_error"] = mx;
+    return s;
+  };
+  json groups = json::array();
+  std::vector<double> all;
+  int64_t total = 0;
+  for (const auto& [g, n] : counts) {
+    json s = summary(errors[g], n);
+    s["group"] = g;
+    groups.push_back(s);
+    all.insert(all.end(), errors[g].begin(), errors[g].end());
+    total += n;
+  }
+  return {{"file", file}, {"rows", rows}, {"groups", groups}, {"all", summary(all, total)},
+          {"note", "modelled predictions against the published figures; a fitted parameter's rows are in-sample "
+                   "(docs/predict.md says which)"}};
+}
+
+json prediction_result(const PredictArgs& a, const GlobalOptions& global) {
+  pr::SystemProfile sys = a.system.empty() ? pr::system_by_id(a.gpu) : pr::system_from_file(a.system);
 
   std::optional<job::Job> jb = read_job_option(a.job, a.model);
   // --log: the run's own step times, put beside the prediction at the end (read first: a bad log
@@ -226,8 +327,7 @@ int run_predict(const PredictArgs& a, const GlobalOptions& global) {
     r["layout"] = pr::layout_to_json(found.best.front().layout);
     r["prediction"] = pr::prediction_json(found.best.front());
     with_log(r);
-    emit(r, a.out);
-    return 0;
+    return r;
   }
 
   const pr::ResolvedLayout resolved = pr::resolve_layout(choices, model, sys, gpu_list.front());
@@ -256,8 +356,92 @@ int run_predict(const PredictArgs& a, const GlobalOptions& global) {
     }
     r["scaling"] = scaling;
   }
-  emit(r, a.out);
-  return 0;
+  return r;
+}
+
+// The options of `predict` on `sub`, into `a` (the command's, and each published run's args).
+void add_predict_options(CLI::App* sub, PredictArgs& a) {
+  add_model_options(*sub, a.model);
+  std::string ids;
+  for (const auto& i : pr::system_ids()) ids += (ids.empty() ? "" : ", ") + i;
+  sub->add_option("--gpu", a.gpu, "built-in GPU profile: " + ids)->type_name("NAME")->capture_default_str();
+  sub->add_option("--system", a.system, "GPU profile JSON with the fields of a built-in one (or \"base\": a built-in id "
+                                         "and the fields to change); see docs/predict.md")->type_name("FILE");
+  sub->add_option("--from-measure", a.from_measure,
+                  "a `measure --format json` result of the GPU: each op's timed time, scaled to the predicted op's "
+                  "shape by FLOPs (GEMMs) or bytes (other ops), replaces the modelled time")->type_name("FILE");
+  sub->add_option("--nccl-tests", a.nccl_tests,
+                  "output of NVIDIA nccl-tests (all_reduce_perf, reduce_scatter_perf, all_gather_perf, sendrecv_perf): "
+                  "its bus bandwidth against message size replaces the profile's link figures")->type_name("FILE...");
+  add_job_options(*sub, a.job);
+  sub->add_option("--log", a.log,
+                  "the run's own training log (Megatron-LM, NeMo, torchtitan or MLPerf MLLOG lines): its steady-state "
+                  "step time, tokens/s and MFU beside the prediction, the difference, and which parts of the step "
+                  "could explain it")->type_name("FILE");
+  sub->add_option("--log-warmup", a.log_warmup,
+                  "step entries of --log skipped as warm-up (default: the first 10%, at least 1, with 3 or more)")
+      ->type_name("N");
+  a.gpus_option = sub->add_option("--gpus", a.gpus, "GPUs, or a comma-separated list (MFU against GPU count)")
+                       ->type_name("N[,N...]")
+                       ->capture_default_str();
+  sub->add_option("--tp", a.tp, "tensor-parallel size (divides the heads, the kv heads and d_ff)")->type_name("N")
+      ->default_str("1");
+  sub->add_option("--pp", a.pp, "pipeline-parallel stages")->type_name("N")->default_str("1");
+  sub->add_option("--vpp", a.vpp, "interleaved chunks a pipeline stage (virtual pipeline)")->type_name("N")->default_str("1");
+  sub->add_option("--cp", a.cp,
+                  "context-parallel size: each sequence split over N GPUs (Megatron-LM's ring attention, flash only; "
+                  "dp = gpus / (tp pp cp))")->type_name("N")->default_str("1");
+  sub->add_option("--fsdp", a.fsdp,
+                  "FSDP (PyTorch FSDP2, as torchtitan runs it): weights, gradients and optimizer states sharded over N "
+                  "of the data-parallel ranks (N divides dp; replicated over dp / N); 0 or off: none")
+      ->type_name("N|off")->default_str("off");
+  sub->add_option("--ep", a.ep,
+                  "expert-parallel size of a mixture of experts: the routed experts split over N GPUs of a stage's tp x "
+                  "cp x dp (Megatron Core's; N divides the experts), tokens exchanged by an all-to-all")
+      ->type_name("N")->default_str("1");
+  sub->add_option("--etp", a.etp,
+                  "expert tensor-parallel size: each expert's FFN width split over N GPUs (default: --tp, as Megatron "
+                  "Core defaults it)")
+      ->type_name("N");
+  sub->add_option("--moe-imbalance", a.moe_imbalance,
+                  "a mixture of experts' load imbalance: the busiest expert's tokens over the mean, which sets the "
+                  "expert GEMMs' time (default 1: balanced, as the published runs force it; measure --backend cpu "
+                  "reports a seeded router's)")
+      ->type_name("X");
+  sub->add_option("--micro-batch", a.micro_batch, "sequences per micro-batch")->type_name("N")->default_str("1");
+  sub->add_option("--global-batch", a.global_batch,
+                  "sequences per step over all data-parallel ranks (default: the model's published tokens per batch, "
+                  "4M tokens where it publishes none, / seq, rounded down to a multiple of micro-batch x dp)")
+      ->type_name("N");
+  sub->add_option("--precision", a.precision,
+                  "bf16, fp16 or fp8 (fp8: the linear layers' GEMMs in fp8 as Transformer Engine runs them)")
+      ->type_name("DTYPE")->default_str("bf16");
+  sub->add_option("--recompute", a.recompute, "activation recompute: none, selective (the attention core) or full")
+      ->type_name("MODE")->default_str("selective");
+  sub->add_option("--sequence-parallel", a.sequence_parallel, "on or off (applies with tp > 1)")->type_name("on|off")
+      ->default_str("on");
+  sub->add_option("--attention", a.attention, "unfused (scores, softmax, context) or flash (no s x s tensor)")
+      ->type_name("KIND")->default_str("flash on Hopper, else unfused");
+  sub->add_option("--distributed-optimizer", a.distributed_optimizer,
+                  "on: optimizer states split over data-parallel ranks, gradients reduce-scattered")->type_name("on|off")
+      ->default_str("on on Hopper, else off");
+  sub->add_option("--dp-overlap", a.dp_overlap, "data-parallel gradient reduction overlapped with the backward")
+      ->type_name("on|off")->default_str("on");
+  sub->add_option("--account-for-embedding-in-pipeline-split", a.embedding_in_split,
+                  "Megatron-LM's: the embedding counts as a layer of the first stage's first chunk when the layers are "
+                  "split over the stages (that stage holds one layer fewer)")
+      ->type_name("on|off")->default_str("off, or on with the loss when only both make the layers divide into pp x vpp");
+  sub->add_option("--account-for-loss-in-pipeline-split", a.loss_in_split,
+                  "Megatron-LM's: the loss (LM head) counts as a layer of the last stage's last chunk")
+      ->type_name("on|off")->default_str("as --account-for-embedding-in-pipeline-split");
+  sub->add_flag("--search", a.search,
+                "try every valid layout for the GPU count (tp, pp, vpp, cp, fsdp, micro-batch, recompute, flash or "
+                "unfused, distributed optimizer; a layout flag given holds that dimension) and list the fastest that "
+                "fit in memory");
+  sub->add_option("--top", a.top, "layouts --search lists")->type_name("N")->capture_default_str();
+  sub->add_flag("--validate", a.validate,
+                "predict Korthikanti et al. 2022 Table 5 (A100) and print prediction, published and error per row");
+  add_output_options(*sub, a.out);
 }
 
 }  // namespace
@@ -270,87 +454,12 @@ Runner add_predict(CLI::App& app, const GlobalOptions& global) {
       "and its breakdown, tokens/s, TFLOP/s and MFU per GPU, memory per GPU, training days. Runs nothing; checked "
       "against Korthikanti et al. 2022 Table 5 (--validate). --job reads your own Megatron-LM, NeMo or torchtitan "
       "job; --log puts its run's measured steps beside the prediction. docs/predict.md has the model.");
-  add_model_options(*sub, a->model);
-  std::string ids;
-  for (const auto& i : pr::system_ids()) ids += (ids.empty() ? "" : ", ") + i;
-  sub->add_option("--gpu", a->gpu, "built-in GPU profile: " + ids)->type_name("NAME")->capture_default_str();
-  sub->add_option("--system", a->system, "GPU profile JSON with the fields of a built-in one (or \"base\": a built-in id "
-                                         "and the fields to change); see docs/predict.md")->type_name("FILE");
-  sub->add_option("--from-measure", a->from_measure,
-                  "a `measure --format json` result of the GPU: each op's timed time, scaled to the predicted op's "
-                  "shape by FLOPs (GEMMs) or bytes (other ops), replaces the modelled time")->type_name("FILE");
-  sub->add_option("--nccl-tests", a->nccl_tests,
-                  "output of NVIDIA nccl-tests (all_reduce_perf, reduce_scatter_perf, all_gather_perf, sendrecv_perf): "
-                  "its bus bandwidth against message size replaces the profile's link figures")->type_name("FILE...");
-  add_job_options(*sub, a->job);
-  sub->add_option("--log", a->log,
-                  "the run's own training log (Megatron-LM, NeMo, torchtitan or MLPerf MLLOG lines): its steady-state "
-                  "step time, tokens/s and MFU beside the prediction, the difference, and which parts of the step "
-                  "could explain it")->type_name("FILE");
-  sub->add_option("--log-warmup", a->log_warmup,
-                  "step entries of --log skipped as warm-up (default: the first 10%, at least 1, with 3 or more)")
-      ->type_name("N");
-  a->gpus_option = sub->add_option("--gpus", a->gpus, "GPUs, or a comma-separated list (MFU against GPU count)")
-                       ->type_name("N[,N...]")
-                       ->capture_default_str();
-  sub->add_option("--tp", a->tp, "tensor-parallel size (divides the heads, the kv heads and d_ff)")->type_name("N")
-      ->default_str("1");
-  sub->add_option("--pp", a->pp, "pipeline-parallel stages")->type_name("N")->default_str("1");
-  sub->add_option("--vpp", a->vpp, "interleaved chunks a pipeline stage (virtual pipeline)")->type_name("N")->default_str("1");
-  sub->add_option("--cp", a->cp,
-                  "context-parallel size: each sequence split over N GPUs (Megatron-LM's ring attention, flash only; "
-                  "dp = gpus / (tp pp cp))")->type_name("N")->default_str("1");
-  sub->add_option("--fsdp", a->fsdp,
-                  "FSDP (PyTorch FSDP2, as torchtitan runs it): weights, gradients and optimizer states sharded over N "
-                  "of the data-parallel ranks (N divides dp; replicated over dp / N); 0 or off: none")
-      ->type_name("N|off")->default_str("off");
-  sub->add_option("--ep", a->ep,
-                  "expert-parallel size of a mixture of experts: the routed experts split over N GPUs of a stage's tp x "
-                  "cp x dp (Megatron Core's; N divides the experts), tokens exchanged by an all-to-all")
-      ->type_name("N")->default_str("1");
-  sub->add_option("--etp", a->etp,
-                  "expert tensor-parallel size: each expert's FFN width split over N GPUs (default: --tp, as Megatron "
-                  "Core defaults it)")
-      ->type_name("N");
-  sub->add_option("--moe-imbalance", a->moe_imbalance,
-                  "a mixture of experts' load imbalance: the busiest expert's tokens over the mean, which sets the "
-                  "expert GEMMs' time (default 1: balanced, as the published runs force it; measure --backend cpu "
-                  "reports a seeded router's)")
-      ->type_name("X");
-  sub->add_option("--micro-batch", a->micro_batch, "sequences per micro-batch")->type_name("N")->default_str("1");
-  sub->add_option("--global-batch", a->global_batch,
-                  "sequences per step over all data-parallel ranks (default: the model's published tokens per batch, "
-                  "4M tokens where it publishes none, / seq, rounded down to a multiple of micro-batch x dp)")
-      ->type_name("N");
-  sub->add_option("--precision", a->precision,
-                  "bf16, fp16 or fp8 (fp8: the linear layers' GEMMs in fp8 as Transformer Engine runs them)")
-      ->type_name("DTYPE")->default_str("bf16");
-  sub->add_option("--recompute", a->recompute, "activation recompute: none, selective (the attention core) or full")
-      ->type_name("MODE")->default_str("selective");
-  sub->add_option("--sequence-parallel", a->sequence_parallel, "on or off (applies with tp > 1)")->type_name("on|off")
-      ->default_str("on");
-  sub->add_option("--attention", a->attention, "unfused (scores, softmax, context) or flash (no s x s tensor)")
-      ->type_name("KIND")->default_str("flash on Hopper, else unfused");
-  sub->add_option("--distributed-optimizer", a->distributed_optimizer,
-                  "on: optimizer states split over data-parallel ranks, gradients reduce-scattered")->type_name("on|off")
-      ->default_str("on on Hopper, else off");
-  sub->add_option("--dp-overlap", a->dp_overlap, "data-parallel gradient reduction overlapped with the backward")
-      ->type_name("on|off")->default_str("on");
-  sub->add_option("--account-for-embedding-in-pipeline-split", a->embedding_in_split,
-                  "Megatron-LM's: the embedding counts as a layer of the first stage's first chunk when the layers are "
-                  "split over the stages (that stage holds one layer fewer)")
-      ->type_name("on|off")->default_str("off, or on with the loss when only both make the layers divide into pp x vpp");
-  sub->add_option("--account-for-loss-in-pipeline-split", a->loss_in_split,
-                  "Megatron-LM's: the loss (LM head) counts as a layer of the last stage's last chunk")
-      ->type_name("on|off")->default_str("as --account-for-embedding-in-pipeline-split");
-  sub->add_flag("--search", a->search,
-                "try every valid layout for the GPU count (tp, pp, vpp, cp, fsdp, micro-batch, recompute, flash or "
-                "unfused, distributed optimizer; a layout flag given holds that dimension) and list the fastest that "
-                "fit in memory");
-  sub->add_option("--top", a->top, "layouts --search lists")->type_name("N")->capture_default_str();
-  sub->add_flag("--validate", a->validate,
-                "predict Korthikanti et al. 2022 Table 5 (A100) and print prediction, published and error per row");
-  add_output_options(*sub, a->out);
+  add_predict_options(sub, *a);
+  sub->add_option("--published-runs", a->published_runs,
+                  "with --validate: also predict every row of this file of published runs (each with its args, key and "
+                  "published figure, as ../shared/data/published-runs.json; @DATA@ in args is the file's folder) and "
+                  "print per row the prediction, the published figure and the error, and per group the mean and max")
+      ->type_name("FILE");
   const GlobalOptions* g = &global;
   return [a, g] { return run_predict(*a, *g); };
 }

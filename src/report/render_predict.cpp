@@ -84,6 +84,38 @@ detail::Document validation_document(const json& r) {
   s.after.push_back(fmt::format("mean |error| {:.1f}%, max |error| {:.1f}%", 100 * num(v, "mean_abs_error"),
                                 100 * num(v, "max_abs_error")));
   d.sections.push_back(std::move(s));
+  if (r.contains("published_runs")) {
+    const auto& pr = r.at("published_runs");
+    auto figure = [](const std::string& key, double x) {
+      return key == "memory_per_gpu_bytes" ? fmt_bytes(x) : key == "step_time_s" ? fmt::format("{:.3f} s", x) : fmt_sig(x, 4);
+    };
+    detail::Section rows;
+    rows.heading = fmt::format("Published runs ({}): predicted (modelled) vs published", pr.at("file").get<std::string>());
+    rows.before.push_back(pr.at("note").get<std::string>());
+    Table rt({"<run", "<group", "<figure", "predicted", "published", "error"});
+    for (const auto& x : pr.at("rows")) {
+      const std::string key = x.at("key").get<std::string>();
+      const bool ran = x.contains("predicted");
+      rt.add_row({x.at("id").get<std::string>(), x.at("group").get<std::string>(), key,
+                 ran ? figure(key, num(x, "predicted")) : "failed", figure(key, num(x, "published")),
+                 ran ? fmt::format("{:+.1f}%", 100 * num(x, "error")) : x.at("failed").get<std::string>()});
+    }
+    rows.table = std::move(rt);
+    d.sections.push_back(std::move(rows));
+    detail::Section groups;
+    groups.heading = "Published runs by group";
+    Table g({"<group", "rows", "ran", "mean |error|", "max |error|"});
+    auto add = [&](const std::string& name, const json& x) {
+      const bool any = x.at("ran").get<int64_t>() > 0;
+      g.add_row({name, std::to_string(x.at("rows").get<int64_t>()), std::to_string(x.at("ran").get<int64_t>()),
+                 any ? fmt::format("{:.1f}%", 100 * num(x, "mean_abs_error")) : "-",
+                 any ? fmt::format("{:.1f}%", 100 * num(x, "max_abs_error")) : "-"});
+    };
+    for (const auto& x : pr.at("groups")) add(x.at("group").get<std::string>(), x);
+    add("all", pr.at("all"));
+    groups.table = std::move(g);
+    d.sections.push_back(std::move(groups));
+  }
   return d;
 }
 
@@ -399,6 +431,14 @@ std::string predict_csv(const json& r) {
       row(sec, "published", num(x, "published_s"), "s", "published");
       row(sec, "error", num(x, "error"), "fraction", "modelled");
     }
+    if (r.contains("published_runs"))
+      for (const auto& x : r.at("published_runs").at("rows")) {
+        const std::string sec = x.at("id").get<std::string>(), key = x.at("key").get<std::string>();
+        row(sec, "published " + key, num(x, "published"), "", "published");
+        if (!x.contains("predicted")) continue;
+        row(sec, "predicted " + key, num(x, "predicted"), "", "modelled");
+        row(sec, "error", num(x, "error"), "fraction", "modelled");
+      }
     return out;
   }
   const auto& p = r.at("prediction");
