@@ -8,6 +8,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -463,6 +464,41 @@ TEST(PredictLayout, ContextParallelAndFsdpCombinations) {
 
 namespace flopscope::predict {
 namespace {
+
+// The search covers context parallelism (where each GPU keeps at least 2048 tokens), FSDP over
+// every data-parallel rank (without interleaving), and expert parallelism for a mixture of
+// experts; each only where it can run.
+TEST(PredictSearch, ContextParallelFsdpAndExpertParallelAreSearched) {
+  const SystemProfile s = system_by_id("h100-sxm");
+  auto dims = [&](const ModelConfig& m, LayoutChoices c, int64_t gpus) {
+    std::set<int64_t> cps, fsdps, eps;
+    for (const auto& l : search_space(c, m, s, gpus)) {
+      EXPECT_NO_THROW(validate(l, m));
+      cps.insert(l.cp), eps.insert(l.ep);
+      fsdps.insert(l.fsdp);
+      if (l.fsdp > 1) {
+        EXPECT_EQ(l.fsdp, l.dp());
+        EXPECT_EQ(l.vpp, 1);
+      }
+      if (l.cp > 1) {
+        EXPECT_EQ(l.attention, Attention::flash);
+      }
+    }
+    return std::make_tuple(cps, fsdps, eps);
+  };
+  LayoutChoices c;
+  c.seq = 8192;
+  const auto [cps, fsdps, eps] = dims(preset("llama3.1-8b"), c, 16);
+  EXPECT_EQ(cps, (std::set<int64_t>{1, 2, 4}));  // 8192 / 8 = 1024 tokens a GPU is below the floor
+  EXPECT_TRUE(fsdps.count(0) && fsdps.size() > 1);
+  EXPECT_EQ(eps, (std::set<int64_t>{1}));
+  c.seq = 2048;
+  EXPECT_EQ(std::get<0>(dims(preset("gpt3-13b"), c, 16)), (std::set<int64_t>{1}));
+  const auto [mcps, mfsdps, meps] = dims(preset("mixtral-8x7b"), {}, 16);  // its 32768 tokens: cp 1-8
+  EXPECT_EQ(meps, (std::set<int64_t>{1, 2, 4, 8}));  // 8 experts
+  EXPECT_EQ(mfsdps, (std::set<int64_t>{0}));
+  EXPECT_EQ(mcps, (std::set<int64_t>{1, 2, 4, 8}));
+}
 
 TEST(PredictSearch, GivenDimensionsAreHeldTheRestVaried) {
   const ModelConfig m = preset("gpt3-13b");  // 40 layers, 40 heads

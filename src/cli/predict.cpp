@@ -436,8 +436,8 @@ void add_predict_options(CLI::App* sub, PredictArgs& a) {
       ->type_name("on|off")->default_str("as --account-for-embedding-in-pipeline-split");
   sub->add_flag("--search", a.search,
                 "try every valid layout for the GPU count (tp, pp, vpp, cp, fsdp, micro-batch, recompute, flash or "
-                "unfused, distributed optimizer; a layout flag given holds that dimension) and list the fastest that "
-                "fit in memory");
+                "unfused, distributed optimizer, and ep for a mixture of experts; a layout flag given holds that "
+                "dimension) and list the fastest that fit in memory");
   sub->add_option("--top", a.top, "layouts --search lists")->type_name("N")->capture_default_str();
   sub->add_flag("--validate", a.validate,
                 "predict Korthikanti et al. 2022 Table 5 (A100) and print prediction, published and error per row");

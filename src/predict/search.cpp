@@ -25,15 +25,28 @@ std::vector<Layout> search_space(const LayoutChoices& given, const ModelConfig& 
     if (m.n_heads % t == 0 && m.kv_heads() % t == 0 && m.d_ff() % t == 0 && gpus % t == 0) tps.push_back(t);
   for (int64_t p = 1; p <= std::min<int64_t>(m.n_layers, gpus); ++p)
     if (gpus % p == 0) pps.push_back(p);
+  // Context parallel where each GPU keeps at least 2048 tokens of a sequence (what it is for: long
+  // sequences); expert parallel, for a mixture of experts, over powers of two dividing the experts.
+  const int64_t seq = given.seq.value_or(m.n_ctx);
+  std::vector<int64_t> cps;
+  for (int64_t c : {1, 2, 4, 8})
+    if (c == 1 || seq / c >= 2048) cps.push_back(c);
+  std::vector<int64_t> eps = {1};
+  if (m.moe())
+    for (int64_t e = 2; e <= std::min<int64_t>(m.n_experts, gpus); e *= 2)
+      if (m.n_experts % e == 0) eps.push_back(e);
   std::vector<Layout> out;
   for (int64_t tp : values(given.tp, tps)) {
-    for (int64_t cp : values(given.cp, {1})) {  // cp 2, 4, 8 once predict models them
+    for (int64_t cp : values(given.cp, cps)) {
       if (gpus % (tp * cp) != 0) continue;
       for (int64_t pp : values(given.pp, pps)) {
         if ((gpus / (tp * cp)) % pp != 0) continue;
         for (int64_t vpp : values(given.vpp, {1, 2, 3, 4})) {
           if (vpp > 1 && (pp == 1 || m.n_layers % (pp * vpp) != 0)) continue;
-          const std::vector<int64_t> fsdps = {0};  // and FSDP over dp once predict models it
+          // FSDP off, or over every data-parallel rank (torchtitan's default), without interleaving.
+          const int64_t dp = gpus / (tp * cp * pp);
+          std::vector<int64_t> fsdps = {0};
+          if (dp > 1 && vpp == 1 && !m.moe()) fsdps.push_back(dp);
           for (int64_t fsdp : values(given.fsdp, fsdps)) {
             for (int64_t mb : values(given.micro_batch, {1, 2, 4, 8})) {
               for (Recompute rc : values(given.recompute, {Recompute::none, Recompute::selective, Recompute::full})) {
@@ -41,14 +54,16 @@ std::vector<Layout> search_space(const LayoutChoices& given, const ModelConfig& 
                   if (at == Attention::unfused && cp > 1) continue;
                   const std::vector<bool> dist = fsdp > 1 ? std::vector<bool>{true} : std::vector<bool>{true, false};
                   for (bool dopt : values(given.distributed_optimizer, dist)) {
-                    LayoutChoices c = given;
-                    c.tp = tp, c.cp = cp, c.pp = pp, c.vpp = vpp, c.fsdp = fsdp, c.micro_batch = mb, c.recompute = rc;
-                    c.attention = at, c.distributed_optimizer = dopt;
-                    if (!given.sequence_parallel) c.sequence_parallel = tp > 1;
-                    try {
-                      out.push_back(resolve_layout(c, m, s, gpus).layout);
-                    } catch (const UsageError&) {
-                      // Not a layout this model can run (validate says why); not part of the space.
+                    for (int64_t ep : values(given.ep, eps)) {
+                      LayoutChoices c = given;
+                      c.tp = tp, c.cp = cp, c.pp = pp, c.vpp = vpp, c.fsdp = fsdp, c.micro_batch = mb, c.recompute = rc;
+                      c.attention = at, c.distributed_optimizer = dopt, c.ep = ep;
+                      if (!given.sequence_parallel) c.sequence_parallel = tp > 1;
+                      try {
+                        out.push_back(resolve_layout(c, m, s, gpus).layout);
+                      } catch (const UsageError&) {
+                        // Not a layout this model can run (validate says why); not part of the space.
+                      }
                     }
                   }
                 }
@@ -94,10 +109,13 @@ SearchResult search_layouts(const PredictInput& base, const LayoutChoices& given
   name("--recompute", given.recompute.has_value());
   name("--attention", given.attention.has_value());
   name("--distributed-optimizer", given.distributed_optimizer.has_value());
-  r.space = "tp dividing the heads, kv heads and d_ff up to the node size; cp 1, 2, 4, 8 (flash only); pp dividing the "
-            "GPUs / (tp cp); vpp 1-4 where the layers divide; FSDP off or over all dp ranks; micro-batch 1, 2, 4, 8; "
-            "recompute none, selective, full; attention flash or unfused; distributed optimizer on or off (sharded "
-            "anyway with FSDP); sequence parallel with tp > 1; the global batch as given or by the default rule";
+  name("--ep", given.ep.has_value());
+  r.space = "tp dividing the heads, kv heads and d_ff up to the node size; cp 1, 2, 4, 8 where each GPU keeps at least "
+            "2048 tokens of a sequence (flash only); pp dividing the GPUs / (tp cp); vpp 1-4 where the layers divide; "
+            "FSDP off or over all dp ranks (without vpp; dense models); micro-batch 1, 2, 4, 8; recompute none, "
+            "selective, full; attention flash or unfused; distributed optimizer on or off (sharded anyway with FSDP); "
+            "for a mixture of experts ep over the powers of two dividing the experts; sequence parallel with tp > 1; "
+            "the global batch as given or by the default rule";
   if (!fixed.empty()) r.space += "; held as given: " + fixed;
   return r;
 }
