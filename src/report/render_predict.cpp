@@ -140,9 +140,13 @@ detail::Document prediction_document(const json& r) {
   const double total = num(p, "step_time_s");
   step.heading = "Step (modelled)";
   Table t({"<part", "seconds", "share"});
+  const bool fsdp = r.at("layout").value("fsdp", INT64_C(0)) > 1;
   for (const auto& part : parts()) {
     const double v = p.at("breakdown").value(part.key, 0.0);  // ep_comm_s: absent before it existed
-    t.add_row({part.label, fmt_sig(v, 4), fmt_percent(v / total)});
+    // With FSDP the data-parallel part is its parameter gathers and gradient reduce-scatters.
+    const std::string label =
+        fsdp && part.key == std::string("dp_comm_s") ? "FSDP gathers and reduce-scatters (exposed)" : part.label;
+    t.add_row({label, fmt_sig(v, 4), fmt_percent(v / total)});
   }
   t.add_row({"step", fmt_sig(total, 4), "100.0%"});
   step.table = std::move(t);
@@ -162,7 +166,6 @@ detail::Document prediction_document(const json& r) {
   mem.heading = "Memory per GPU (analytic, the most loaded stage)";
   Table mt({"<part", "bytes"});
   const auto& lay = r.at("layout");
-  const bool fsdp = lay.value("fsdp", int64_t{0}) > 1;
   mt.add_row({fmt::format("weights ({} parameters x {})", fmt_count(num(m, "parameters")), fsdp ? "4 / shard, fp32" : "2"),
               fmt_bytes(num(m, "weights_bytes"))});
   mt.add_row({fsdp ? "gradients (x 4 / shard, fp32)" : "gradients (x 2)", fmt_bytes(num(m, "gradients_bytes"))});
