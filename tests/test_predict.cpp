@@ -106,6 +106,15 @@ TEST(PredictMemory, GraphActivationsAreTable2LessItsHiddenDropout) {
       }
 }
 
+// A Llama of 2 layers: d 64, 4 heads of 16 in 2 kv groups, SwiGLU of 96, 8 tokens, vocabulary 40.
+ModelConfig tiny_llama() {
+  ModelConfig m = preset("llama3.1-8b");
+  m.n_layers = 2, m.d_model = 64, m.n_heads = 4, m.n_kv_heads = 2, m.d_head = 16, m.d_ff_explicit = 96, m.n_ctx = 8;
+  m.vocab = 40;
+  m.validate();
+  return m;
+}
+
 // A Llama layer counted by hand: T = 16 tokens (b 2, s 8), d 64, 4 heads of 16 in 2 kv groups,
 // SwiGLU of 96, no recompute, flash, tp 1. Kept: the input, both norms' outputs and 4-byte rstd,
 // the QKV (after RoPE, in place: T (4 + 2 x 2) 16), the context, x1, the gate and up outputs and
@@ -113,10 +122,7 @@ TEST(PredictMemory, GraphActivationsAreTable2LessItsHiddenDropout) {
 // norm's output and rstd, the fp32 logits and the targets, and the loss's backward's logits
 // gradient (16-bit with Megatron-LM).
 TEST(PredictMemory, LlamaLayerSavedTensorsByHand) {
-  ModelConfig m = preset("llama3.1-8b");
-  m.n_layers = 2, m.d_model = 64, m.n_heads = 4, m.n_kv_heads = 2, m.d_head = 16, m.d_ff_explicit = 96, m.n_ctx = 8;
-  m.vocab = 40;
-  m.validate();
+  const ModelConfig m = tiny_llama();
   Layout l;
   l.gpus = 1, l.micro_batch = 2, l.global_batch = 2, l.seq = 8, l.recompute = Recompute::none;
   l.attention = Attention::flash;
@@ -138,10 +144,7 @@ TEST(PredictMemory, LlamaLayerSavedTensorsByHand) {
 // nothing reads back, is not kept), flash's output and the block's input; the norms, RoPE, the
 // up projection and SwiGLU are recomputed.
 TEST(PredictMemory, OpLevelCheckpointingKeepsTheSavedMms) {
-  ModelConfig m = preset("llama3.1-8b");
-  m.n_layers = 2, m.d_model = 64, m.n_heads = 4, m.n_kv_heads = 2, m.d_head = 16, m.d_ff_explicit = 96, m.n_ctx = 8;
-  m.vocab = 40;
-  m.validate();
+  const ModelConfig m = tiny_llama();
   Layout l;
   l.gpus = 2, l.fsdp = 2, l.micro_batch = 2, l.global_batch = 4, l.seq = 8, l.recompute = Recompute::selective;
   l.attention = Attention::flash;
