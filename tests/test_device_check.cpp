@@ -295,8 +295,13 @@ exit 0
   EXPECT_TRUE(contains(summary, "gpu: Fake-H200")) << "named by the runtime where nvidia-smi named none\n" << summary;
   EXPECT_TRUE(contains(rows.at("counters"), "warning: 1 metric(s) dropped")) << rows.at("counters");
   EXPECT_TRUE(contains(rows.at("counters"), "bf16 read as dense")) << rows.at("counters");
-  EXPECT_EQ(st.at("ncu-crosscheck"), "failed") << summary;
-  EXPECT_TRUE(contains(summary, "ncu: ==ERROR== LibraryNotLoaded")) << "ncu's own words\n" << summary;
+  // ncu's 10 s fit the time left with about a second to spare; on a loaded machine the fake steps
+  // before it (sleeps and process starts) can take that second, and then it is the deadline at
+  // work (checked below with the other no-time skips), not a refusal.
+  if (!contains(rows.at("ncu-crosscheck"), "skipped: no time")) {
+    EXPECT_EQ(st.at("ncu-crosscheck"), "failed") << summary;
+    EXPECT_TRUE(contains(summary, "ncu: ==ERROR== LibraryNotLoaded")) << "ncu's own words\n" << summary;
+  }
   // A step runs only when its limit fits the time left at its turn; some step here did not fit
   // (gpu-suites could not, even were every other step instant: 3 + 4.4 + 0.4 + 4 + 1.6 + 1.6 s of
   // sleeps and timeouts leave 5 s of 20 against its 7).
