@@ -49,9 +49,11 @@ void lower_linear_gemms_to_fp8(LayerGraph& g) {
       // (OpSplit); a weight's own cast as the weight.
       using Dim = LayerGraph::Dim;
       const Dim split = g.split_dim(gs);
-      const TensorSpec& weight = g.gemm_weight(gs);
+      // By value: the copies below append to g.tensors, which moves them.
+      const std::string weight = g.gemm_weight(gs).name;
+      const WeightSplit weight_split = g.gemm_weight(gs).split;
       auto operand_split = [&](const std::string& src, Dim d1, Dim d2) {
-        if (src == weight.name) return weight.split == WeightSplit::replicated ? OpSplit::replicated : OpSplit::features;
+        if (src == weight) return weight_split == WeightSplit::replicated ? OpSplit::replicated : OpSplit::features;
         return split == d1 || split == d2 ? OpSplit::features : OpSplit::sequence;
       };
       const OpSplit a_split = operand_split(gs.a, Dim::m, Dim::k), b_split = operand_split(gs.b, Dim::k, Dim::n);
@@ -76,7 +78,7 @@ void lower_linear_gemms_to_fp8(LayerGraph& g) {
           c.kind = OpKind::elementwise;
           c.impl = OpImpl::cast_fp8;
           c.split = cast_split;
-          c.routed = op.routed && src != weight.name;  // the dispatched rows' casts, not the experts' weights'
+          c.routed = op.routed && src != weight;  // the dispatched rows' casts, not the experts' weights'
           c.precision = Precision::fp8;
           c.inputs = {src};
           c.outputs = {name};
