@@ -99,6 +99,22 @@ double gemm_time(double flops, double bytes, double peak_flops, double eff, cons
   return std::max(tc, tm);
 }
 
+// The graph predict costs a layer on: full width, one micro-batch with the LM head, the
+// recompute ops when the layout recomputes. 2-byte activations; fp8: the graph's fp8 lowering
+// (src/graph/fp8.cpp) gives the layer's linear GEMMs fp8 operands and the cast_fp8 ops that make
+// them, as Transformer Engine runs them; the attention core and the LM head stay bf16. Context
+// parallel: this GPU's seq / cp tokens of each sequence (the linear layers, norms and head); its
+// share of the attention square is set in layer_cost.
+LayerGraph predict_graph(const ModelConfig& m, const Layout& l, size_t kind) {
+  GraphOptions go;
+  go.precision = l.precision == "fp8" ? Precision::fp8 : Precision::bf16;
+  go.include_head = true;
+  go.recompute = l.recompute != Recompute::none;
+  return build_layer_graph(layer_shape(m, l.micro_batch, l.seq / l.cp, kind), go);
+}
+
+SavedActivations saved_from(const LayerGraph& g, const ModelConfig& m, const Layout& l, size_t kind);  // below
+
 }  // namespace
 
 std::vector<double> torchtitan_op_sac(const LayerGraph& g, const ModelConfig& m, bool flash) {
@@ -187,16 +203,7 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
                      size_t kind) {
   const bool flash = l.attention == Attention::flash;
   const bool fp8 = l.precision == "fp8";
-  GraphOptions go;
-  // 2-byte activations; fp8: the graph's fp8 lowering (src/graph/fp8.cpp) gives the layer's
-  // linear GEMMs fp8 operands and the cast_fp8 ops that make them, as Transformer Engine runs
-  // them; the attention core and the LM head stay bf16.
-  go.precision = fp8 ? Precision::fp8 : Precision::bf16;
-  go.include_head = true;
-  go.recompute = l.recompute != Recompute::none;
-  // Context parallel: this GPU's seq / cp tokens of each sequence (the linear layers, norms and
-  // head); its share of the attention square is set below.
-  const LayerGraph g = build_layer_graph(layer_shape(m, l.micro_batch, l.seq / l.cp, kind), go);
+  const LayerGraph g = predict_graph(m, l, kind);
   const double cp = static_cast<double>(l.cp);
   const LayerShape& shape = g.shape;
   const double peak16 = s.peak_tflops(fp8 ? "bf16" : l.precision) * 1e12;
@@ -358,6 +365,7 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
       add(std::move(dr));
     }
   }
+  out.saved = saved_from(g, m, l, kind);
   return out;
 }
 
@@ -381,8 +389,9 @@ double output_share(const LayerGraph& g, const Op& op, const Layout& l) {
 // Megatron-LM's selective recompute). A tensor is kept whole when a reader outside the recomputed
 // regions needs it (a checkpoint's output its consumer saves: the attention core's context, read
 // by the output projection's wgrad), else less the share the recompute writes again.
-double saved_bytes_of(const LayerGraph& g, const Layout& l, bool flash, const std::vector<double>& kept,
-                      const std::vector<bool>& served, bool head) {
+// The layer's bytes (`layer`) and the head's (read by the head alone) in one pass; `working` 0.
+SavedActivations saved_bytes_of(const LayerGraph& g, const Layout& l, bool flash, const std::vector<double>& kept,
+                                const std::vector<bool>& served) {
   // Who writes each tensor in the forward, what the backward and the re-run ops read, and how
   // much of each the recompute writes again.
   std::map<std::string, const Op*> writer;
@@ -416,12 +425,13 @@ double saved_bytes_of(const LayerGraph& g, const Layout& l, bool flash, const st
       if (op.impl == OpImpl::cross_entropy_bwd) fp32.insert(t);
     }
   }
-  double bytes = 0;
+  SavedActivations a;
   for (const auto& t : g.tensors) {
     if (t.role == TensorRole::weight || t.role == TensorRole::weight_grad || t.role == TensorRole::gradient) continue;
     if (t.role == TensorRole::fp8_copy && g.tensor(t.source).role == TensorRole::weight) continue;  // the weights' own
-    const bool layer_read = read_by_layer.count(t.name) > 0, head_read = read_by_head.count(t.name) > 0;
-    if (head ? (layer_read || !head_read) : !layer_read) continue;  // the head's: read by the head alone
+    // The layer's when the layer reads it, else the head's when the head does.
+    double* bytes = read_by_layer.count(t.name) ? &a.layer : read_by_head.count(t.name) ? &a.head : nullptr;
+    if (!bytes) continue;
     const auto w = writer.find(t.name);
     const bool filled = t.role == TensorRole::input || t.role == TensorRole::index;
     if (w == writer.end() && !filled) continue;  // written only in the backward
@@ -436,59 +446,37 @@ double saved_bytes_of(const LayerGraph& g, const Layout& l, bool flash, const st
                            : t.role == TensorRole::statistic || t.role == TensorRole::index ? 4
                            : t.role == TensorRole::fp8_copy                                 ? 1
                                                                                             : kBytes16;
-    bytes += static_cast<double>(t.numel()) * element * share * keep;
+    *bytes += static_cast<double>(t.numel()) * element * share * keep;
     // Megatron-LM's attention dropout on the probabilities (not in the graph; costed beside the
     // softmax in layer_cost): its 1-byte mask and the dropped 16-bit probabilities.
     if (!flash && w != writer.end() && w->second->impl == OpImpl::softmax_causal_fwd && t.name == w->second->outputs.at(0))
-      bytes += static_cast<double>(t.numel()) * 3 * share * keep;
+      *bytes += static_cast<double>(t.numel()) * 3 * share * keep;
   }
-  if (flash && !head && l.recompute != Recompute::full) {  // the fused kernel's log-sum-exp: one fp32 a query row and head
+  if (flash && l.recompute != Recompute::full) {  // the fused kernel's log-sum-exp: one fp32 a query row and head
     const LayerShape& s = g.shape;
-    bytes += static_cast<double>(s.batch * s.n_heads * s.seq) * 4 / static_cast<double>(l.tp);
+    a.layer += static_cast<double>(s.batch * s.n_heads * s.seq) * 4 / static_cast<double>(l.tp);
   }
-  return bytes;
+  return a;
 }
 
-}  // namespace
-
-SavedActivations saved_activations(const ModelConfig& m, const Layout& l, size_t kind) {
+// What layer_cost's graph `g` (of the kind `kind`) keeps for the backward.
+SavedActivations saved_from(const LayerGraph& g, const ModelConfig& m, const Layout& l, size_t kind) {
   const bool flash = l.attention == Attention::flash;
-  auto graph = [&](bool recompute) {
-    GraphOptions go;
-    go.include_head = true;
-    go.recompute = recompute;
-    go.precision = l.precision == "fp8" ? Precision::fp8 : Precision::bf16;
-    return build_layer_graph(layer_shape(m, l.micro_batch, l.seq / l.cp, kind), go);
-  };
   // The share of each op the recompute re-runs: full, all of the layer's forward again; selective,
   // Megatron-LM's attention core (nothing with flash, whose backward recomputes inside the kernel)
   // or, with FSDP, torchtitan's op-level checkpointing.
   const bool op_sac = l.fsdp_on() && l.recompute == Recompute::selective;
-  auto kept = [&](const LayerGraph& g) {
-    if (op_sac) return torchtitan_op_sac(g, m, flash);
-    std::vector<double> k(g.ops.size(), 0.0);
-    for (size_t i = 0; i < g.ops.size(); ++i) {
-      const Op& op = g.ops[i];
-      if (op.phase != Phase::recompute || op.group != Group::layer) continue;
-      k[i] = l.recompute == Recompute::full || (!flash && is_attention_core(op)) ? 1.0 : 0.0;
-    }
-    return k;
-  };
-  auto served = [&](const LayerGraph& g) {
-    std::vector<bool> v(g.ops.size(), false);
-    for (size_t i = 0; i < g.ops.size(); ++i) {
-      const Op& op = g.ops[i];
-      if (op.phase != Phase::backward || op.group != Group::layer || l.recompute == Recompute::none) continue;
-      v[i] = l.recompute == Recompute::full || op_sac || (!flash && is_attention_core(op));
-    }
-    return v;
-  };
-  SavedActivations a;
-  const LayerGraph g = graph(l.recompute != Recompute::none);
-  const std::vector<double> k = kept(g);
-  const std::vector<bool> v = served(g);
-  a.layer = saved_bytes_of(g, l, flash, k, v, false);
-  a.head = saved_bytes_of(g, l, flash, k, v, true);
+  std::vector<double> kept(g.ops.size(), 0.0);
+  std::vector<bool> served(g.ops.size(), false);
+  if (op_sac) kept = torchtitan_op_sac(g, m, flash);
+  for (size_t i = 0; i < g.ops.size(); ++i) {
+    const Op& op = g.ops[i];
+    if (op.group != Group::layer || l.recompute == Recompute::none) continue;
+    const bool region = l.recompute == Recompute::full || (!flash && is_attention_core(op));
+    if (op.phase == Phase::recompute && !op_sac) kept[i] = region ? 1.0 : 0.0;
+    if (op.phase == Phase::backward) served[i] = op_sac || region;
+  }
+  SavedActivations a = saved_bytes_of(g, l, flash, kept, served);
   // The loss's backward, with its saved fp32 softmax still held: the logits' gradient, a new fp32
   // tensor and its 16-bit cast in PyTorch (torchtitan, FSDP here: 4 + 2 bytes an element), in
   // place and then cast in Megatron-LM's vocab-parallel cross-entropy (2).
@@ -497,13 +485,21 @@ SavedActivations saved_activations(const ModelConfig& m, const Layout& l, size_t
       a.head += static_cast<double>(op.rows) * static_cast<double>(op.cols) * (l.fsdp_on() ? 6.0 : 2.0) /
                 static_cast<double>(l.tp);
   if (l.recompute == Recompute::full) {
-    const LayerGraph plain = graph(false);
-    const std::vector<double> none(plain.ops.size(), 0.0);
-    Layout once = l;  // the recomputed layer holds what it would keep without recompute
+    // The recomputed layer holds what it would keep without recompute.
+    Layout once = l;
     once.recompute = Recompute::none;
-    a.working = saved_bytes_of(plain, once, flash, none, std::vector<bool>(plain.ops.size(), false), false) - a.layer;
+    const LayerGraph plain = predict_graph(m, once, kind);
+    a.working = saved_bytes_of(plain, once, flash, std::vector<double>(plain.ops.size(), 0.0),
+                               std::vector<bool>(plain.ops.size(), false)).layer -
+                a.layer;
   }
   return a;
+}
+
+}  // namespace
+
+SavedActivations saved_activations(const ModelConfig& m, const Layout& l, size_t kind) {
+  return saved_from(predict_graph(m, l, kind), m, l, kind);
 }
 
 json op_cost_json(const OpCost& c) {

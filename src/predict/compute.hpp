@@ -68,32 +68,6 @@ struct OpCost {
   bool per_step = false;
 };
 
-struct LayerCost {
-  std::vector<OpCost> ops;
-  // Seconds on one GPU for one micro-batch.
-  double layer_forward_s = 0, layer_backward_s = 0, layer_recompute_s = 0;
-  double head_forward_s = 0, head_backward_s = 0;
-  // fp8: the casts of this layer's weights to their fp8 copies, seconds a step (not per micro-batch).
-  double weight_cast_s = 0;
-  // Executed FLOPs on one GPU per layer per micro-batch (every op, recompute included).
-  double layer_flops = 0, head_flops = 0;
-  int64_t measured_ops = 0, modelled_ops = 0;
-};
-
-// The cost of one layer (of the model's kind of layer `kind`, an index into m.layer_kinds())
-// and of the LM head for one micro-batch on one GPU.
-LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile& s, const MeasuredOps* measured,
-                     size_t kind = 0);
-
-// torchtitan's selective activation checkpointing ("op" mode, torchtitan/models/llama3/
-// parallelize.py, _save_list and _custom_policy), which --recompute selective means with FSDP:
-// the outputs of the mms are saved except every second one (torchtitan's forward mm count: wq 1,
-// wk 2, wv 3, wo 4, w1 5, w3 6, w2 7 for a Llama block, so wk, wo and w3 are recomputed), and the
-// flash attention's output; every other op (norms, activations, residual adds) is recomputed
-// when backward needs its output. For each op of g, the fraction of it a recompute re-runs (0 for
-// all but the layer's recompute ops; the graph's fused QKV: the share of wk's width).
-std::vector<double> torchtitan_op_sac(const LayerGraph& g, const ModelConfig& m, bool flash);
-
 // What one layer of the kind `kind` keeps for its backward, one micro-batch on one GPU, read
 // from the layer graph's tensors (memory.hpp, "Activations from the layer graph"): a tensor is
 // kept when the forward writes it (or it is the layer's input) and the backward, or an op the
@@ -110,7 +84,36 @@ std::vector<double> torchtitan_op_sac(const LayerGraph& g, const ModelConfig& m,
 struct SavedActivations {
   double layer = 0, head = 0, working = 0;
 };
+
+struct LayerCost {
+  std::vector<OpCost> ops;
+  // Seconds on one GPU for one micro-batch.
+  double layer_forward_s = 0, layer_backward_s = 0, layer_recompute_s = 0;
+  double head_forward_s = 0, head_backward_s = 0;
+  // fp8: the casts of this layer's weights to their fp8 copies, seconds a step (not per micro-batch).
+  double weight_cast_s = 0;
+  // Executed FLOPs on one GPU per layer per micro-batch (every op, recompute included).
+  double layer_flops = 0, head_flops = 0;
+  int64_t measured_ops = 0, modelled_ops = 0;
+  SavedActivations saved;  // what the layer and the head keep for the backward (from the same graph)
+};
+
+// The cost of one layer (of the model's kind of layer `kind`, an index into m.layer_kinds())
+// and of the LM head for one micro-batch on one GPU.
+// saved_activations: LayerCost::saved alone (the graph built for it).
 SavedActivations saved_activations(const ModelConfig& m, const Layout& l, size_t kind = 0);
+LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile& s, const MeasuredOps* measured,
+                     size_t kind = 0);
+
+// torchtitan's selective activation checkpointing ("op" mode, torchtitan/models/llama3/
+// parallelize.py, _save_list and _custom_policy), which --recompute selective means with FSDP:
+// the outputs of the mms are saved except every second one (torchtitan's forward mm count: wq 1,
+// wk 2, wv 3, wo 4, w1 5, w3 6, w2 7 for a Llama block, so wk, wo and w3 are recomputed), and the
+// flash attention's output; every other op (norms, activations, residual adds) is recomputed
+// when backward needs its output. For each op of g, the fraction of it a recompute re-runs (0 for
+// all but the layer's recompute ops; the graph's fused QKV: the share of wk's width).
+std::vector<double> torchtitan_op_sac(const LayerGraph& g, const ModelConfig& m, bool flash);
+
 
 // GEMM efficiency from tile and wave quantisation alone (the factor e_q above), in (0, 1].
 double quantisation_efficiency(int64_t m, int64_t n, int64_t batch, const SystemProfile& s);

@@ -210,8 +210,14 @@ Prediction predict(const PredictInput& in) {
   const int64_t a2a_per_node = std::max<int64_t>(1, node / l.expert_tp());
   const double a2a_one = net.all_to_all(a2a_bytes, l.ep, a2a_per_node);
   const double a2a_layer = (l.recompute == Recompute::full ? 6 : 4) * a2a_one;
+  // Activations from the layer graph's saved tensors, each kind of layer once (LayerCost::saved).
+  std::vector<double> kind_saved;
+  double working = 0;
+  const double head_saved = c.saved.head;
   for (size_t k = 0; k < kinds.size(); ++k) {
     const LayerCost kc = k == 0 ? c : layer_cost(in.model, l, s, in.measured, k);
+    kind_saved.push_back(kc.saved.layer);
+    working = std::max(working, kc.saved.working);
     kind_compute.push_back(kc.layer_forward_s + kc.layer_backward_s + kc.layer_recompute_s);
     kind_forward.push_back(kc.layer_forward_s);
     kind_backward.push_back(kc.layer_backward_s + kc.layer_recompute_s);
@@ -343,15 +349,6 @@ Prediction predict(const PredictInput& in) {
   auto fp8_kept = [&](int64_t from, int64_t n) { return l.fsdp_on() ? 0.0 : stage_fp8(from, n); };
   const double first_experts = stage_experts(0, p.split.front()),
                last_experts = stage_experts(in.model.n_layers - p.split.back(), p.split.back());
-  // Activations from the layer graph's saved tensors, each kind of layer once (compute.hpp).
-  std::vector<double> kind_saved;
-  double working = 0, head_saved = 0;
-  for (size_t k = 0; k < kinds.size(); ++k) {
-    const SavedActivations a = saved_activations(in.model, l, k);
-    kind_saved.push_back(a.layer);
-    working = std::max(working, a.working);
-    if (k == 0) head_saved = a.head;
-  }
   // A stage keeps its layers' (their mean a layer here) and once the LM head's (the last stage)
   // and, with full recompute, the working set of the layer being recomputed.
   auto stage_activations = [&](int64_t from, int64_t n, bool last_stage) {
