@@ -237,11 +237,51 @@ TEST(PredictComms, RingAlphaBeta) {
   SystemProfile s = system_by_id("a100");
   Network net{s, {}};
   const double S = 100e6, bus = 300e9 * s.nvlink_efficiency;
-  EXPECT_NEAR(net.time(Collective::all_reduce, S, 8, false), 2 * 7.0 / 8 * S / bus + 14 * s.nvlink_latency_s, 1e-12);
-  EXPECT_NEAR(net.time(Collective::reduce_scatter, S, 8, false) + net.time(Collective::all_gather, S, 8, false),
-              net.time(Collective::all_reduce, S, 8, false), 1e-12);
-  EXPECT_GT(net.time(Collective::all_reduce, S, 8, true), 5 * net.time(Collective::all_reduce, S, 8, false));
-  EXPECT_EQ(net.time(Collective::all_reduce, S, 1, false), 0.0);
+  const CommGroup node{8, 8}, one_a_node{8, 1};
+  EXPECT_NEAR(net.time(Collective::all_reduce, S, node), 2 * 7.0 / 8 * S / bus + 14 * s.nvlink_latency_s, 1e-12);
+  EXPECT_NEAR(net.time(Collective::reduce_scatter, S, node) + net.time(Collective::all_gather, S, node),
+              net.time(Collective::all_reduce, S, node), 1e-12);
+  EXPECT_GT(net.time(Collective::all_reduce, S, one_a_node), 5 * net.time(Collective::all_reduce, S, node));
+  EXPECT_EQ(net.time(Collective::all_reduce, S, CommGroup{1, 8}), 0.0);
+}
+
+// A group over nodes with k GPUs in each runs k rings, each on its own NIC between nodes: bus
+// bandwidth min(NVLink, k x network), each at its efficiency; the latency the network's.
+TEST(PredictComms, GroupsOverNodesUseOneNicPerGpu) {
+  const SystemProfile s = system_by_id("h100-sxm");
+  const Network net{s, {}};
+  const double net_bus = s.network_bytes_per_s * s.network_efficiency;   // 45 GB/s
+  const double nvl_bus = s.nvlink_bytes_per_s * s.nvlink_efficiency;    // 360 GB/s
+  EXPECT_DOUBLE_EQ(net.bus_bandwidth(CommGroup{64, 1}), net_bus);
+  EXPECT_DOUBLE_EQ(net.bus_bandwidth(CommGroup{64, 2}), 2 * net_bus);
+  EXPECT_DOUBLE_EQ(net.bus_bandwidth(CommGroup{64, 4}), 4 * net_bus);
+  EXPECT_DOUBLE_EQ(net.bus_bandwidth(CommGroup{64, 8}), std::min(nvl_bus, 8 * net_bus));
+  EXPECT_DOUBLE_EQ(net.bus_bandwidth(CommGroup{8, 8}), nvl_bus);
+  const double S = 1e9;
+  EXPECT_NEAR(net.time(Collective::reduce_scatter, S, CommGroup{336, 2}), 335.0 / 336 * S / (2 * net_bus) + 335 * s.network_latency_s,
+              1e-12);
+  // Megatron-LM's rank order: a dp group's ranks are tp apart, so 8 / tp of them share a node.
+  EXPECT_EQ(strided_group(336, 4, 8).per_node, 2);
+  EXPECT_EQ(strided_group(16, 8, 8).per_node, 1);
+  EXPECT_EQ(strided_group(16, 1, 8).per_node, 8);
+  EXPECT_EQ(strided_group(4, 1, 8).per_node, 4);  // all in one node
+  EXPECT_FALSE(strided_group(4, 1, 8).spans_nodes());
+  EXPECT_EQ(strided_group(3, 16, 8).per_node, 1);
+}
+
+// Data-parallel collectives a chunk at a time (exposed_past_chunks), worked by hand.
+TEST(PredictComms, DataParallelOverlapsAChunkAtATime) {
+  // vpp 1: what the collective exceeds one micro-batch's backward.
+  EXPECT_DOUBLE_EQ(exposed_past_chunks(0.5, 0.2, 1, 8), 0.3);
+  EXPECT_DOUBLE_EQ(exposed_past_chunks(0.1, 0.2, 1, 8), 0.0);
+  // vpp 12, pp 8: chunk j (11 .. 0) has 8 j + 1 twelfths of a micro-batch's backward left. With
+  // comm 0.5 s and 0.06 s a micro-batch: j = 11 gives (12 x 0.5 - 89 x 0.06) / 12 = 0.055 s,
+  // j = 0 gives (0.5 - 0.06) / 12 = 0.0367 s; the larger is exposed.
+  EXPECT_NEAR(exposed_past_chunks(0.5, 0.06, 12, 8), (6.0 - 89 * 0.06) / 12, 1e-12);
+  // A short collective: only the last chunk's excess over its own backward, if any.
+  EXPECT_NEAR(exposed_past_chunks(0.1, 0.06, 12, 8), (0.1 - 0.06) / 12, 1e-12);
+  EXPECT_DOUBLE_EQ(exposed_past_chunks(0.05, 0.06, 12, 8), 0.0);
+  EXPECT_DOUBLE_EQ(exposed_past_chunks(0.0, 0.06, 12, 8), 0.0);
 }
 
 std::string data(const std::string& name) { return std::string(FLOPSCOPE_SOURCE_DIR) + "/tests/data/nccl/" + name; }
@@ -261,7 +301,7 @@ TEST(PredictNcclTests, ParsesBusBandwidthAgainstSize) {
   EXPECT_TRUE(sr.inter_node);  // 16 ranks over nodes of 8
   // The measured curve replaces the profile's bandwidth.
   Network net{system_by_id("a100"), {ar}};
-  EXPECT_NEAR(net.time(Collective::all_reduce, 268435456, 8, false),
+  EXPECT_NEAR(net.time(Collective::all_reduce, 268435456, CommGroup{8, 8}),
               2 * 7.0 / 8 * 268435456 / 230.28e9 + 14 * net.system.nvlink_latency_s, 1e-12);
   EXPECT_THROW(parse_nccl_tests(read_file(data("all_gather_perf_empty.txt")), "all_gather_perf_empty.txt", 8), UsageError);
   EXPECT_THROW(parse_nccl_tests("1 2 3 4 5 6 7 8\n", "results.txt", 8), UsageError);  // no collective named
@@ -632,7 +672,7 @@ TEST(PredictCompute, ReplicatedWeightsSplitTheirTokensOnlyUnderSequenceParalleli
 
 TEST(PredictFp8, LinearGemmsAtTheFp8PeakCastsAtTheirBytes) {
   // GPT-3 13B layer (d 5120, d_ff 20480), one sequence of 2048 tokens, tp 1 on the H100:
-  // fwd.ffn.up is 2048 x 20480 x 5120 in fp8: 2 m n k FLOPs at 1978.9 TFLOP/s x 0.72 x e_q,
+  // fwd.ffn.up is 2048 x 20480 x 5120 in fp8: 2 m n k FLOPs at 1978.9 TFLOP/s x fp8_gemm_efficiency x e_q,
   // with 1-byte operands; its input's fp8 copy is a cast of 2048 x 5120 elements, 3 bytes each
   // (2 read, 1 written), memory bound. The attention core and the LM head stay bf16.
   const ModelConfig m = preset("gpt3-13b");
@@ -646,7 +686,7 @@ TEST(PredictFp8, LinearGemmsAtTheFp8PeakCastsAtTheirBytes) {
       const double flops = 2.0 * 2048 * 20480 * 5120;
       EXPECT_DOUBLE_EQ(o.flops, flops);
       EXPECT_DOUBLE_EQ(o.bytes, (2048.0 * 5120 + 5120.0 * 20480) * 1 + 2048.0 * 20480 * 2);
-      EXPECT_NEAR(o.time_s, flops / (1978.9e12 * 0.72 * quantisation_efficiency(2048, 20480, 1, s)), 1e-15);
+      EXPECT_NEAR(o.time_s, flops / (1978.9e12 * s.fp8_gemm_efficiency * quantisation_efficiency(2048, 20480, 1, s)), 1e-15);
       ++seen;
     }
     if (o.name == "fwd.ffn.up.cast_a") {
@@ -719,7 +759,7 @@ TEST(PredictContextParallel, HandWorkedRing) {
   const double kv_in = 2 * d * (cp - 1);
   EXPECT_DOUBLE_EQ(ff.bytes, local * (3 * d + d + kv_in) * 2 / tp);
   EXPECT_DOUBLE_EQ(bf.bytes, local * (6 * d + 2 * d + 2 * kv_in) * 2 / tp);
-  const double peak = 989.4e12 * 0.77, hbm = 3.35e12 * 0.8;
+  const double peak = 989.4e12 * in.system.gemm_efficiency, hbm = 3.35e12 * 0.8;
   const double t_ff = std::max(fwd_flash_flops / peak, ff.bytes / hbm), t_bf = std::max(bwd_flash_flops / peak, bf.bytes / hbm);
   EXPECT_NEAR(ff.time_s, t_ff, 1e-15);
   EXPECT_NEAR(bf.time_s, t_bf, 1e-15);
@@ -748,11 +788,18 @@ TEST(PredictContextParallel, HandWorkedRing) {
   // and flash's 4-byte log-sum-exp a query row and head (16 heads), all / tp.
   EXPECT_DOUBLE_EQ(j.at("memory").at("activation_per_layer_bytes").get<double>(),
                    (32 * local * b * d + 16 * local * b + 4 * 16 * local * b) / tp);
-  // Gradients over dp x cp = 8 GPUs, tp apart: the group spans 16 GPUs, two nodes (network):
-  // reduce-scatter + all-gather of the 16-bit gradients; Adam's 12 bytes split over the 8.
+  // Gradients over dp x cp = 8 GPUs, tp apart: the group spans 16 GPUs, two nodes, 8 / tp = 4 of
+  // its GPUs in each, so four rings on four NICs (4 x 45 GB/s, under NVLink's 360): reduce-scatter
+  // + all-gather of the 16-bit gradients; Adam's 12 bytes split over the 8.
   const double params = j.at("memory").at("parameters").get<double>();
-  const double net = 50e9 * 0.9, alpha_net = 10e-6, grad = 2 * params;
-  EXPECT_NEAR(br.at("dp_comm_total_s").get<double>(), 2 * (7.0 / 8 * grad / net + 7 * alpha_net), 1e-12);
+  const double net = 4 * 50e9 * 0.9, alpha_net = 10e-6, grad = 2 * params;
+  const double rs = 7.0 / 8 * grad / net + 7 * alpha_net;
+  EXPECT_NEAR(br.at("dp_comm_total_s").get<double>(), 2 * rs, 1e-12);
+  // Overlapped (one chunk a stage): the reduce-scatter behind the last micro-batch's backward, the
+  // all-gather behind the next step's first forward; only the excess is exposed.
+  const double fwd = L * j.at("layer").at("forward_s").get<double>();
+  const double bwd = L * (j.at("layer").at("backward_s").get<double>() + j.at("layer").at("recompute_s").get<double>());
+  EXPECT_NEAR(br.at("dp_comm_s").get<double>(), std::max(0.0, rs - bwd) + std::max(0.0, rs - fwd), 1e-12);
   EXPECT_DOUBLE_EQ(j.at("memory").at("optimizer_bytes").get<double>(), 12 * params / 8);
   EXPECT_GT(j.at("step_time_s").get<double>(), 0);
 }
@@ -826,9 +873,10 @@ TEST(PredictFsdp, HandWorkedFullShardingOverTwoNodes) {
   const double R = V * d + n_ctx * d + 2 * d;  // the root: embedding (tied: also the head), positions, final norm
   const double N = L * P + R;
   EXPECT_DOUBLE_EQ(c.j.at("memory").at("parameters").get<double>(), N);
-  // Ring over the network: (n-1)/n x bytes / (50 GB/s x 0.9) + (n-1) x 10 us; gathers of bf16
-  // parameters (2 bytes), reduce-scatters of fp32 gradients (4 bytes).
-  const double B = 50e9 * 0.9, alpha = 10e-6;
+  // Ring over two nodes, 8 GPUs of the group in each on their own NICs: (n-1)/n x bytes /
+  // min(450 GB/s x 0.8, 8 x 50 GB/s x 0.9) + (n-1) x 10 us; gathers of bf16 parameters (2 bytes),
+  // reduce-scatters of fp32 gradients (4 bytes).
+  const double B = std::min(450e9 * 0.8, 8 * 50e9 * 0.9), alpha = 10e-6;
   auto ring = [&](double bytes) { return (n - 1) / n * bytes / B + (n - 1) * alpha; };
   const double fwd = c.j.at("layer").at("forward_s").get<double>();
   const double bwd = c.j.at("layer").at("backward_s").get<double>() + c.j.at("layer").at("recompute_s").get<double>();

@@ -82,10 +82,23 @@ BusBandwidthCurve parse_nccl_tests(const std::string& text, const std::string& f
   return c;
 }
 
-double Network::time(Collective c, double bytes, int64_t n, bool inter_node) const {
+CommGroup strided_group(int64_t ranks, int64_t stride, int64_t gpus_per_node) {
+  const int64_t fit = stride >= gpus_per_node ? 1 : gpus_per_node / std::max<int64_t>(stride, 1);
+  return CommGroup{ranks, std::clamp<int64_t>(fit, 1, std::max<int64_t>(ranks, 1))};
+}
+
+double Network::bus_bandwidth(CommGroup g) const {
+  const double nvlink = system.nvlink_bytes_per_s * system.nvlink_efficiency;
+  if (!g.spans_nodes()) return nvlink;
+  const double rails = static_cast<double>(std::max<int64_t>(g.per_node, 1));
+  return std::min(nvlink, rails * system.network_bytes_per_s * system.network_efficiency);
+}
+
+double Network::time(Collective c, double bytes, CommGroup g) const {
+  const int64_t n = g.ranks;
   if (bytes <= 0 || (n <= 1 && c != Collective::send_recv)) return 0;
-  double bus = inter_node ? system.network_bytes_per_s * system.network_efficiency
-                          : system.nvlink_bytes_per_s * system.nvlink_efficiency;
+  const bool inter_node = g.spans_nodes();
+  double bus = bus_bandwidth(g);
   const double alpha = inter_node ? system.network_latency_s : system.nvlink_latency_s;
   for (const auto& m : measured)
     if (m.op == c && m.inter_node == inter_node) bus = m.at(bytes);
@@ -100,12 +113,14 @@ double Network::time(Collective c, double bytes, int64_t n, bool inter_node) con
   return 0;
 }
 
-double Network::all_to_all(double bytes, int64_t n, int64_t per_node) const {
+double Network::all_to_all(double bytes, CommGroup g) const {
+  const int64_t n = g.ranks;
   if (bytes <= 0 || n <= 1) return 0;
-  if (n <= per_node) return time(Collective::all_to_all, bytes, n, false);
+  if (!g.spans_nodes()) return time(Collective::all_to_all, bytes, g);
   for (const auto& m : measured)  // nccl-tests' bus bandwidth over nodes: (n - 1) / n of the bytes
-    if (m.op == Collective::all_to_all && m.inter_node) return time(Collective::all_to_all, bytes, n, true);
-  const double nn = static_cast<double>(n), local = static_cast<double>(per_node), remote = nn - local;
+    if (m.op == Collective::all_to_all && m.inter_node) return time(Collective::all_to_all, bytes, g);
+  // Each GPU sends its share for other nodes on its own NIC and the rest over NVLink at once.
+  const double nn = static_cast<double>(n), local = static_cast<double>(g.per_node), remote = nn - local;
   const double over_network = remote / nn * bytes / (system.network_bytes_per_s * system.network_efficiency) +
                               remote * system.network_latency_s;
   const double over_nvlink = (local - 1) / nn * bytes / (system.nvlink_bytes_per_s * system.nvlink_efficiency) +
@@ -113,10 +128,13 @@ double Network::all_to_all(double bytes, int64_t n, int64_t per_node) const {
   return std::max(over_network, over_nvlink);
 }
 
-std::string Network::source(Collective c, bool inter_node) const {
+std::string Network::source(Collective c, CommGroup g) const {
+  const bool inter_node = g.spans_nodes();
   for (const auto& m : measured)
     if (m.op == c && m.inter_node == inter_node) return "nccl-tests " + m.file;
-  return inter_node ? "profile network" : "profile NVLink";
+  if (!inter_node) return "profile NVLink";
+  return g.per_node > 1 ? fmt::format("profile network, {} GPUs of the group a node on their own NICs", g.per_node)
+                        : "profile network";
 }
 
 }  // namespace flopscope::predict

@@ -1,6 +1,11 @@
 // Collective and point-to-point times: a ring (alpha-beta) over the link the group uses.
-// A group of n GPUs all inside one node (NVLink) uses the NVLink figures, else the network's
-// (the ring is as slow as its slowest hop). With the bus bandwidth B = link x efficiency:
+// A group of n GPUs all inside one node (NVLink) uses the NVLink figures. A group over nodes,
+// k of its GPUs in each node, runs k rings at once (NCCL's channels), each crossing between
+// nodes on a different GPU's NIC (one a GPU, DGX/HGX rails) and carrying 1/k of the message, the
+// hops inside a node on NVLink: its bus bandwidth is min(NVLink, k x network), each x its
+// efficiency (k = 1, one GPU of the group a node: the network's; k = 8: eight NICs, NVLink's
+// 360 GB/s on Hopper, what nccl-tests' all_reduce_perf shows over DGX H100 nodes), latency the
+// network's. With the bus bandwidth B:
 //   all-reduce      2 (n-1)/n S / B + 2 (n-1) alpha
 //   reduce-scatter    (n-1)/n S / B +   (n-1) alpha   (S: the whole, unsharded message)
 //   all-gather        (n-1)/n S / B +   (n-1) alpha
@@ -40,17 +45,30 @@ struct BusBandwidthCurve {
 // Throws UsageError naming the file when no row can be read.
 BusBandwidthCurve parse_nccl_tests(const std::string& text, const std::string& file, int64_t gpus_per_node);
 
+// A communicator: `ranks` GPUs, `per_node` of them in each node (ranks <= per_node: one node).
+struct CommGroup {
+  int64_t ranks = 1;
+  int64_t per_node = 1;
+  bool spans_nodes() const { return ranks > per_node; }
+};
+// `ranks` GPUs `stride` apart in the global rank order (Megatron-LM's: tp innermost, then cp, dp,
+// pp), on nodes of gpus_per_node: gpus_per_node / stride of them share a node (at least 1, at
+// most ranks).
+CommGroup strided_group(int64_t ranks, int64_t stride, int64_t gpus_per_node);
+
 struct Network {
   SystemProfile system;
   std::vector<BusBandwidthCurve> measured;  // --nccl-tests
-  // Seconds for collective `c` of a message of `bytes` (the whole tensor) over `n` GPUs;
-  // `inter_node`: the group spans nodes.
-  double time(Collective c, double bytes, int64_t n, bool inter_node) const;
-  // An all-to-all over n GPUs, per_node of them in each node (n <= per_node: one node), each
-  // sending `bytes` in all (a mixture of experts' dispatch or combine).
-  double all_to_all(double bytes, int64_t n, int64_t per_node) const;
+  // Seconds for collective `c` of a message of `bytes` (the whole tensor) over group `g`.
+  double time(Collective c, double bytes, CommGroup g) const;
+  // The bus bandwidth (bytes/s) collective `c` gets over `g` from the profile (nccl-tests'
+  // figures replace it in time()).
+  double bus_bandwidth(CommGroup g) const;
+  // An all-to-all over `g`, each GPU sending `bytes` in all (a mixture of experts' dispatch or
+  // combine).
+  double all_to_all(double bytes, CommGroup g) const;
   // Where the bandwidth comes from: "profile" or the nccl-tests file.
-  std::string source(Collective c, bool inter_node) const;
+  std::string source(Collective c, CommGroup g) const;
 };
 
 }  // namespace flopscope::predict

@@ -69,6 +69,15 @@ double model_flops_per_step(const ModelConfig& m, const Layout& l) {
   return micro_batches * (layers + head);
 }
 
+double exposed_past_chunks(double comm_s, double per_micro_batch_s, int64_t vpp, int64_t pp) {
+  if (comm_s <= 0) return 0;
+  const double v = static_cast<double>(std::max<int64_t>(vpp, 1));
+  const double lanes = vpp > 1 ? static_cast<double>(std::max<int64_t>(pp, 1)) : 0;
+  const double first = comm_s - per_micro_batch_s;                 // j = 0: the last chunk to finish
+  const double last = v * comm_s - ((v - 1) * lanes + 1) * per_micro_batch_s;  // j = vpp - 1: all of them
+  return std::max(0.0, std::max(first, last) / v);
+}
+
 Prediction predict(const PredictInput& in) {
   validate(in.layout, in.model);
   Prediction p;
@@ -98,10 +107,10 @@ Prediction predict(const PredictInput& in) {
   // all-reduce is a reduce-scatter and an all-gather.
   const double act_bytes = local_seq * static_cast<double>(l.micro_batch) *
                            static_cast<double>(in.model.d_model) * kBytes16;
-  const bool tp_inter = l.tp > node;
-  const double one_collective = sp ? net.time(Collective::reduce_scatter, act_bytes, l.tp, tp_inter) +
-                                         net.time(Collective::all_gather, act_bytes, l.tp, tp_inter)
-                                   : net.time(Collective::all_reduce, act_bytes, l.tp, tp_inter);
+  const CommGroup tp_group = strided_group(l.tp, 1, node);
+  const double one_collective = sp ? net.time(Collective::reduce_scatter, act_bytes, tp_group) +
+                                         net.time(Collective::all_gather, act_bytes, tp_group)
+                                   : net.time(Collective::all_reduce, act_bytes, tp_group);
   const double collectives_per_layer = l.recompute == Recompute::full ? 6 : 4;
   const double tp_layer = collectives_per_layer * one_collective;
   // Embedding (vocabulary-parallel: one reduction forward) and LM head (gather forward,
@@ -163,14 +172,14 @@ Prediction predict(const PredictInput& in) {
   // while the attention of the chunk in hand is computed (1 / cp of the fused kernel's time); the
   // backward sends K, V and their gradients. Only what a step's send exceeds its compute is exposed.
   // cp ranks are tp apart (Megatron-LM's order tp-cp-dp-pp).
-  const bool cp_inter = l.tp * l.cp > node;
+  const CommGroup cp_pair{2, l.tp * l.cp > node ? 1 : 2};  // one ring step: a send to the next cp rank
   const double kv_chunk_bytes = 2 * local_seq * static_cast<double>(l.micro_batch) *
                                 static_cast<double>(in.model.kv_dim()) / static_cast<double>(l.tp) * kBytes16;
   auto ring_exposed = [&](const LayerCost& kc, double* total) {
     if (l.cp < 2) return 0.0;
     const double steps = static_cast<double>(l.cp - 1), cp = static_cast<double>(l.cp);
-    const double send_fwd = net.time(Collective::send_recv, kv_chunk_bytes, 2, cp_inter);
-    const double send_bwd = net.time(Collective::send_recv, 2 * kv_chunk_bytes, 2, cp_inter);
+    const double send_fwd = net.time(Collective::send_recv, kv_chunk_bytes, cp_pair);
+    const double send_bwd = net.time(Collective::send_recv, 2 * kv_chunk_bytes, cp_pair);
     double exposed = 0;
     for (const auto& o : kc.ops) {
       if (o.name.find("attn.flash") == std::string::npos || o.head) continue;
@@ -190,12 +199,13 @@ Prediction predict(const PredictInput& in) {
   // reduce-scatter runs during the next unit's backward; only what a unit's communication exceeds
   // its compute is exposed (fsdp_exposed below).
   const int64_t shard = l.fsdp_on() ? l.fsdp * l.cp : 1;
-  const bool fsdp_inter = l.tp * shard > node;
+  const CommGroup shard_group = strided_group(shard, l.tp, node);
   const int64_t replicas = l.fsdp_on() ? dp / l.fsdp : 1;
-  auto gather = [&](double params) { return net.time(Collective::all_gather, params * kBytes16, shard, fsdp_inter); };
+  const CommGroup replica_group = strided_group(replicas, l.tp * shard, node);
+  auto gather = [&](double params) { return net.time(Collective::all_gather, params * kBytes16, shard_group); };
   auto scatter = [&](double params) {
-    return net.time(Collective::reduce_scatter, params * 4, shard, fsdp_inter) +
-           net.time(Collective::all_reduce, params * 4 / static_cast<double>(shard), replicas, l.tp * shard * replicas > node);
+    return net.time(Collective::reduce_scatter, params * 4, shard_group) +
+           net.time(Collective::all_reduce, params * 4 / static_cast<double>(shard), replica_group);
   };
   std::vector<double> kind_compute, kind_backward, kind_forward, kind_ring, kind_cast, kind_a2a;
   double ring_total_layer = 0;
@@ -207,8 +217,7 @@ Prediction predict(const PredictInput& in) {
   const double a2a_tokens = static_cast<double>(l.micro_batch) * local_seq / (sp ? static_cast<double>(l.tp) : 1.0);
   const double a2a_bytes = static_cast<double>(std::max<int64_t>(in.model.top_k, 1)) * a2a_tokens *
                            static_cast<double>(in.model.d_model) * kBytes16;
-  const int64_t a2a_per_node = std::max<int64_t>(1, node / l.expert_tp());
-  const double a2a_one = net.all_to_all(a2a_bytes, l.ep, a2a_per_node);
+  const double a2a_one = net.all_to_all(a2a_bytes, strided_group(l.ep, l.expert_tp(), node));
   const double a2a_layer = (l.recompute == Recompute::full ? 6 : 4) * a2a_one;
   // Activations from the layer graph's saved tensors, each kind of layer once (LayerCost::saved).
   std::vector<double> kind_saved;
@@ -272,17 +281,18 @@ Prediction predict(const PredictInput& in) {
     t.total_s += scatter(unit(0)) + scatter(root);
     return t;
   };
-  double worst_key = -1, worst = 0, worst_compute = 0, worst_tp = 0, worst_backward = 0, worst_ring = 0;
+  double worst_key = -1, worst = 0, worst_compute = 0, worst_tp = 0, worst_backward = 0, worst_forward = 0, worst_ring = 0;
   double worst_fsdp = 0, worst_cast = 0, fsdp_step_exposed = 0, fsdp_step_total = 0, worst_a2a = 0;
   int64_t first_layer = 0;
   for (size_t i = 0; i < p.split.size(); ++i) {
     const double layers = static_cast<double>(p.split[i]);
     const std::vector<double> per_kind = kinds_in(first_layer, p.split[i]);
     first_layer += p.split[i];
-    double compute = 0, backward = 0, ring = 0, cast = 0, tp = layers * tp_layer, a2a = 0;
+    double compute = 0, backward = 0, forward = 0, ring = 0, cast = 0, tp = layers * tp_layer, a2a = 0;
     for (size_t k = 0; k < kinds.size(); ++k) {
       compute += per_kind[k] * kind_compute[k];
       backward += per_kind[k] * kind_backward[k];
+      forward += per_kind[k] * kind_forward[k];
       ring += per_kind[k] * kind_ring[k];
       a2a += per_kind[k] * kind_a2a[k];
       cast += per_kind[k] * kind_cast[k];
@@ -305,6 +315,7 @@ Prediction predict(const PredictInput& in) {
       worst_compute = compute + cast_mb;
       worst_tp = tp;
       worst_backward = backward;
+      worst_forward = forward;
       worst_ring = ring;
       worst_a2a = a2a;
       worst_fsdp = per_micro_batch_fsdp;
@@ -315,9 +326,9 @@ Prediction predict(const PredictInput& in) {
   }
   // Pipeline: each micro-batch crosses each of a stage's vpp chunk boundaries forward and
   // backward; the activation goes split over the tp ranks (Megatron-LM's scatter-gather).
-  const bool pp_inter = l.gpus > node;
+  const CommGroup pp_pair{2, l.gpus > node ? 1 : 2};
   const double p2p = l.pp > 1 ? 2 * static_cast<double>(l.vpp) *
-                                    net.time(Collective::send_recv, act_bytes / static_cast<double>(l.tp), 2, pp_inter)
+                                    net.time(Collective::send_recv, act_bytes / static_cast<double>(l.tp), pp_pair)
                               : 0;
   p.stage_time_s = worst + p2p;
   Breakdown& b = p.breakdown;
@@ -377,20 +388,24 @@ Prediction predict(const PredictInput& in) {
   // A mixture of experts' routed experts are reduced over their edp expert-data-parallel ranks
   // instead (etp ep apart: across the stage's tp x cp x dp GPUs), the rest as above.
   const int64_t dp_group = dp * l.cp;
-  const bool dp_inter = l.tp * dp_group > node;
+  const CommGroup dp_ranks = strided_group(dp_group, l.tp, node);
   const double grad_bytes = params_gpu * kBytes16;
   const double dense_grad_bytes = (params_gpu - experts_gpu) * kBytes16, expert_grad_bytes = experts_gpu * kBytes16;
   const int64_t edp = l.edp();
-  const bool edp_inter = l.tp * l.cp * dp > node;
-  const double hidden = l.dp_overlap ? worst_backward : 0;
+  // edp ranks are ep x etp apart inside the stage's tp x cp x dp GPUs.
+  const CommGroup edp_ranks = strided_group(edp, std::max<int64_t>(l.tp * l.cp * dp / std::max<int64_t>(edp, 1), 1), node);
   if (!l.fsdp_on()) {
-    auto reduce = [&](double bytes, int64_t n, bool inter) {
-      return l.distributed_optimizer
-                 ? net.time(Collective::reduce_scatter, bytes, n, inter) + net.time(Collective::all_gather, bytes, n, inter)
-                 : net.time(Collective::all_reduce, bytes, n, inter);
-    };
-    b.dp_comm_total_s = reduce(dense_grad_bytes, dp_group, dp_inter) + reduce(expert_grad_bytes, edp, edp_inter);
-    b.dp_comm_s = std::max(0.0, b.dp_comm_total_s - hidden);
+    // The gradients' reduction (a reduce-scatter with the distributed optimizer, else an
+    // all-reduce) and the parameters' all-gather, each a chunk at a time (overlapped_chunks).
+    const Collective grad_op = l.distributed_optimizer ? Collective::reduce_scatter : Collective::all_reduce;
+    const double reduce_s = net.time(grad_op, dense_grad_bytes, dp_ranks) + net.time(grad_op, expert_grad_bytes, edp_ranks);
+    const double gather_s = l.distributed_optimizer ? net.time(Collective::all_gather, dense_grad_bytes, dp_ranks) +
+                                                          net.time(Collective::all_gather, expert_grad_bytes, edp_ranks)
+                                                    : 0.0;
+    b.dp_comm_total_s = reduce_s + gather_s;
+    b.dp_comm_s = l.dp_overlap ? exposed_past_chunks(reduce_s, worst_backward, l.vpp, l.pp) +
+                                     exposed_past_chunks(gather_s, worst_forward, l.vpp, l.pp)
+                               : b.dp_comm_total_s;
   } else {
     // FSDP (fsdp_exposed above): without pipelining every micro-batch's gathers and scatters
     // (the exposed part a micro-batch, worst_fsdp); with pipelining once a step, the slowest
@@ -459,26 +474,29 @@ Prediction predict(const PredictInput& in) {
   p.notes.push_back(fmt::format("tensor parallel: {} collectives of {:.3g} MB a layer and micro-batch, {} on {}, not "
                                 "overlapped with compute",
                                 collectives_per_layer, act_bytes / 1e6, sp ? "reduce-scatter + all-gather" : "all-reduce",
-                                net.source(sp ? Collective::reduce_scatter : Collective::all_reduce, tp_inter)));
+                                net.source(sp ? Collective::reduce_scatter : Collective::all_reduce, tp_group)));
   if (l.pp > 1)
     p.notes.push_back(fmt::format("pipeline: 1F1B{}, bubble (pp - 1) / (vpp m) = {:.4f} of the ideal time; sends of "
                                   "{:.3g} MB on {}, blocking",
                                   l.vpp > 1 ? " interleaved" : "",
                                   static_cast<double>(l.pp - 1) / static_cast<double>(l.vpp * m),
-                                  act_bytes / static_cast<double>(l.tp) / 1e6, net.source(Collective::send_recv, pp_inter)));
+                                  act_bytes / static_cast<double>(l.tp) / 1e6, net.source(Collective::send_recv, pp_pair)));
   if (l.fsdp_on())
     p.notes.push_back(fmt::format(
         "FSDP (torchtitan / FSDP2): {:.3g} GB of bf16 parameters all-gathered and their fp32 gradients "
         "reduce-scattered over {} GPUs on {}{}, {}; {:.3g} s of it, {:.3g} s exposed (prefetch behind each block's compute)",
-        params_gpu * kBytes16 / 1e9, shard, net.source(Collective::all_gather, fsdp_inter),
+        params_gpu * kBytes16 / 1e9, shard, net.source(Collective::all_gather, shard_group),
         replicas > 1 ? fmt::format(", all-reduced over {} replicas (HSDP)", replicas) : "",
         l.pp == 1 ? "gathered for forward and again for backward every micro-batch" : "once a step (pipelined: the stage kept unsharded)",
         b.dp_comm_total_s, b.dp_comm_s));
   else if (dp > 1)
     p.notes.push_back(fmt::format("data parallel: {:.3g} GB of gradients, {} over {} GPUs on {}; {}",
                                   grad_bytes / 1e9, l.distributed_optimizer ? "reduce-scatter + all-gather" : "all-reduce",
-                                  dp, net.source(Collective::all_reduce, dp_inter),
-                                  l.dp_overlap ? "overlapped with the last micro-batch's backward" : "not overlapped"));
+                                  dp_group, net.source(Collective::all_reduce, dp_ranks),
+                                  l.dp_overlap ? fmt::format("a model chunk at a time, the reduction behind the backward and "
+                                                             "the all-gather behind the next forward; {:.3g} s of {:.3g} s exposed",
+                                                             b.dp_comm_s, b.dp_comm_total_s)
+                                               : "not overlapped"));
   if (in.model.moe())
     p.notes.push_back(fmt::format(
         "mixture of experts: {} experts over ep {} (etp {}, edp {}); each MoE layer's all-to-all of {:.3g} MB ({} of "

@@ -75,6 +75,20 @@ struct PredictInput {
   std::vector<BusBandwidthCurve> nccl;
 };
 
+// Data-parallel communication overlapped a model chunk at a time (Megatron-LM's
+// --overlap-grad-reduce and --overlap-param-gather; NeMo's distributed Adam the same way): what
+// of `comm_s` (a stage's collective, 1 / vpp of it each chunk's, one stream) is not hidden by the
+// compute it overlaps, `per_micro_batch_s` being the stage's backward (for the gradients'
+// reduction) or forward (for the next step's parameter all-gather) of one micro-batch.
+// Backward ends with the last pp micro-batches going through the chunks, vpp - 1 down to 0 (one
+// micro-batch with vpp 1), each chunk's share per_micro_batch_s / vpp a micro-batch; chunk j's
+// reduction starts as its last backward does (its buckets go as their gradients are ready) and
+// has j pp + 1 of those shares left to hide behind, behind the chunks before it in the stream:
+//   exposed = max(0, max_j ((j + 1) comm_s - (j pp + 1) per_micro_batch_s) / vpp), j = 0 .. vpp - 1
+// (linear in j: j = 0 or vpp - 1). The all-gather is the mirror image in the next step's forward.
+// vpp 1: max(0, comm_s - per_micro_batch_s).
+double exposed_past_chunks(double comm_s, double per_micro_batch_s, int64_t vpp, int64_t pp);
+
 // Validates the layout (UsageError) and predicts.
 Prediction predict(const PredictInput& in);
 
