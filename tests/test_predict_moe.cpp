@@ -70,6 +70,20 @@ TEST(PredictMoe, ExpertGemmsAreGroupedOverTheLocalExperts) {
     const bool routed = c.ops[i].name.find("experts.") != std::string::npos;
     EXPECT_NEAR(d.ops[i].time_s, c.ops[i].time_s * (routed ? 1.25 : 1.0), 1e-15) << c.ops[i].name;
   }
+  // A capacity factor caps it: an expert takes at most 1.1 x k T / E rows, the rest dropped, so
+  // the busiest runs 1.1 x the mean; a factor above the stated imbalance changes nothing.
+  ModelConfig capped = m;
+  capped.capacity_factor = 1.1;
+  EXPECT_DOUBLE_EQ(routed_imbalance(capped, skew), 1.1);
+  const LayerCost e = layer_cost(capped, skew, s, nullptr);
+  capped.capacity_factor = 2.0;
+  EXPECT_DOUBLE_EQ(routed_imbalance(capped, skew), 1.25);
+  const LayerCost f = layer_cost(capped, skew, s, nullptr);
+  for (size_t i = 0; i < c.ops.size(); ++i) {
+    const bool routed = c.ops[i].name.find("experts.") != std::string::npos;
+    EXPECT_NEAR(e.ops[i].time_s, c.ops[i].time_s * (routed ? 1.1 : 1.0), 1e-15) << c.ops[i].name;
+    EXPECT_DOUBLE_EQ(f.ops[i].time_s, d.ops[i].time_s) << c.ops[i].name;
+  }
 }
 
 TEST(PredictMoe, AllToAllByHand) {

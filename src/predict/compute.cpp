@@ -199,6 +199,10 @@ MeasuredOps measured_ops_from_file(const std::string& path) {
   return m;
 }
 
+double routed_imbalance(const ModelConfig& m, const Layout& l) {
+  return m.capacity_factor > 0 ? std::min(l.moe_imbalance, m.capacity_factor) : l.moe_imbalance;
+}
+
 LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile& s, const MeasuredOps* measured,
                      size_t kind) {
   const bool flash = l.attention == Attention::flash;
@@ -289,8 +293,11 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
     c.head = head;
     double fraction = 1;
     // A mixture of experts' routed experts: their GEMMs and the ops on the dispatched rows wait for
-    // the busiest expert-parallel rank (Layout::moe_imbalance).
-    const double imbalance = op.routed ? l.moe_imbalance : 1.0;
+    // the busiest expert-parallel rank (Layout::moe_imbalance), which a capacity factor caps: an
+    // expert takes at most capacity_factor x the balanced router's k T / E rows and drops the rest
+    // (Megatron-LM's --moe-expert-capacity-factor), so the busiest runs min(imbalance, factor) x
+    // the mean.
+    const double imbalance = op.routed ? routed_imbalance(m, l) : 1.0;
     if (op.impl == OpImpl::gemm) {
       const Sharded sh = op.gemm.grouped != Grouped::none ? shard_grouped(g, op, l) : shard_gemm(g, op, l);
       fraction = sh.fraction;

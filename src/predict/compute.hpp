@@ -118,6 +118,11 @@ std::vector<double> torchtitan_op_sac(const LayerGraph& g, const ModelConfig& m,
 // GEMM efficiency from tile and wave quantisation alone (the factor e_q above), in (0, 1].
 double quantisation_efficiency(int64_t m, int64_t n, int64_t batch, const SystemProfile& s);
 
+// The routed experts' load on the busiest expert-parallel rank, x the balanced router's:
+// Layout::moe_imbalance, capped by the model's capacity factor where it has one (tokens past an
+// expert's capacity are dropped): min(moe_imbalance, capacity_factor).
+double routed_imbalance(const ModelConfig& m, const Layout& l);
+
 nlohmann::json op_cost_json(const OpCost& c);
 
 }  // namespace flopscope::predict

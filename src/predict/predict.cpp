@@ -501,10 +501,14 @@ Prediction predict(const PredictInput& in) {
     p.notes.push_back(fmt::format(
         "mixture of experts: {} experts over ep {} (etp {}, edp {}); each MoE layer's all-to-all of {:.3g} MB ({} of "
         "this GPU's tokens x top-{}) {} times a micro-batch on {}, not overlapped; the expert GEMMs as grouped GEMMs of "
-        "{} local experts at the GEMM efficiency, x load imbalance {} (stated); expert gradients reduced over edp",
+        "{} local experts at the GEMM efficiency, x load imbalance {}{}; expert gradients reduced over edp",
         in.model.n_experts, l.ep, l.expert_tp(), edp, a2a_bytes / 1e6, a2a_tokens, in.model.top_k,
         l.recompute == Recompute::full ? 6 : 4, l.ep * l.expert_tp() > node ? "NVLink and the network" : "NVLink",
-        in.model.n_experts / l.ep, l.moe_imbalance));
+        in.model.n_experts / l.ep, routed_imbalance(in.model, l),
+        in.model.capacity_factor > 0
+            ? fmt::format(" (the stated {:g}, capped by the capacity factor {:g}: tokens past it dropped)", l.moe_imbalance,
+                          in.model.capacity_factor)
+            : " (stated)"));
   p.notes.push_back(fmt::format("optimizer: Adam, {} bytes a parameter moved at the HBM bandwidth x {}",
                                 kOptimizerBytesPerParameter, s.memory_efficiency));
   return p;
