@@ -51,8 +51,10 @@ TEST(CliPredict, JsonHasThePredictionKeys) {
   EXPECT_EQ(j.at("layout").at("dp"), 1);
   EXPECT_EQ(j.at("layout").at("cp"), 1);
   EXPECT_EQ(j.at("layout").at("fsdp"), 0);
-  // The A100 defaults (unfused attention, no distributed optimizer) are named; the batch was given.
-  EXPECT_EQ(j.at("layout").at("defaults").size(), 3u);
+  // The A100 defaults (unfused attention, no distributed optimizer, no TP comm overlap) are named;
+  // the batch was given.
+  EXPECT_EQ(j.at("layout").at("defaults").size(), 4u);
+  EXPECT_FALSE(j.at("layout").at("tp_comm_overlap").get<bool>());
   for (const auto& o : p.at("ops")) EXPECT_EQ(o.at("source").get<std::string>().rfind("modelled", 0), 0u);
 }
 

@@ -162,6 +162,8 @@ TEST(JobMegatron, ReadsTheLaunchScriptWithWhereEachValueCameFrom) {
   EXPECT_EQ(s.layout.sequence_parallel, true);
   EXPECT_EQ(s.layout.distributed_optimizer, true);
   EXPECT_EQ(s.layout.dp_overlap, true);
+  EXPECT_EQ(s.layout.tp_comm_overlap, true);
+  EXPECT_TRUE(has(value(j, "tp_comm_overlap").where, "line 46: --tp-comm-overlap")) << value(j, "tp_comm_overlap").where;
   EXPECT_EQ(s.layout.attention, "flash");
   EXPECT_EQ(value(j, "layers").where, "line 17: --num-layers 8 (value set at line 9)");
   EXPECT_EQ(value(j, "layers").from, From::file);
@@ -319,6 +321,9 @@ TEST(JobNemo, ResolvesInterpolationsWithinTheFile) {
   EXPECT_EQ(s.layout.attention, "flash");
   EXPECT_EQ(s.layout.distributed_optimizer, true);
   EXPECT_EQ(s.layout.dp_overlap, true);
+  // No model.ub_tp_comm_overlap: NeMo's default, off (its tuning package alone turns nothing on).
+  EXPECT_EQ(s.layout.tp_comm_overlap, false);
+  EXPECT_EQ(value(j, "tp_comm_overlap").from, From::framework_default);
   EXPECT_EQ(m.n_layers, 16);
   EXPECT_EQ(m.kv_heads(), 8);
   EXPECT_EQ(m.ffn, FfnKind::swiglu);
@@ -371,6 +376,8 @@ TEST(JobNemo, MegatronBridgeRecipe) {
   EXPECT_EQ(s.layout.precision, "bf16");
   EXPECT_EQ(s.layout.recompute, "selective");
   EXPECT_EQ(s.layout.distributed_optimizer, true);
+  EXPECT_EQ(s.layout.tp_comm_overlap, true);  // comm_overlap.tp_comm_overlap
+  EXPECT_EQ(value(j, "tp_comm_overlap").from, From::file);
   EXPECT_EQ(value(j, "gpus").from, From::framework_default);  // a recipe does not say
 }
 
@@ -397,6 +404,8 @@ TEST(JobTorchtitan, FlavorFromTorchtitansTableAndTheLayout) {
   EXPECT_EQ(s.layout.fsdp, 1);  // shard degree 1: no FSDP
   EXPECT_DOUBLE_EQ(m.train_tokens, 50.0 * 16 * 1024);
   EXPECT_EQ(value(j, "tp").where, "line 15: parallelism.tensor_parallel_degree = 2");
+  EXPECT_EQ(s.layout.tp_comm_overlap, true);  // async tensor parallelism
+  EXPECT_EQ(value(j, "tp_comm_overlap").where, "line 16: parallelism.enable_async_tensor_parallel = true");
 }
 
 TEST(JobTorchtitan, The2024LayoutAndATokenizerVocabularyToPass) {

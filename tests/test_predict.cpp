@@ -458,6 +458,38 @@ TEST(PredictDefaults, AttentionAndOptimizerFollowTheArchitecture) {
   EXPECT_EQ(layout_to_json(g).at("defaults").size(), 2u);
 }
 
+// Transformer Engine's TP comm overlap: on by default on Hopper with tp > 1 and sequence
+// parallelism (NeMo's, Megatron-Bridge's and MLPerf's practice), off under FSDP (torchtitan's
+// async TP is off by default), off elsewhere; on without sequence parallelism is refused.
+TEST(PredictDefaults, TpCommOverlapAsTheRecipesRunIt) {
+  const ModelConfig m = preset("gpt3-175b");
+  LayoutChoices c;
+  c.tp = 4;
+  c.global_batch = 64;
+  auto line = [](const ResolvedLayout& r) {
+    for (const auto& d : r.defaults)
+      if (d.rfind("tensor-parallel comm overlap", 0) == 0) return d;
+    return std::string();
+  };
+  const ResolvedLayout h = resolve_layout(c, m, system_by_id("h100"), 64);
+  EXPECT_TRUE(h.layout.tp_comm_overlap);
+  EXPECT_NE(line(h).find("on (h100-sxm is Hopper"), std::string::npos) << line(h);
+  EXPECT_FALSE(resolve_layout(c, m, system_by_id("a100"), 64).layout.tp_comm_overlap);
+  LayoutChoices f = c;
+  f.fsdp = 16;
+  const ResolvedLayout t = resolve_layout(f, m, system_by_id("h100"), 64);
+  EXPECT_FALSE(t.layout.tp_comm_overlap);
+  EXPECT_NE(line(t).find("torchtitan"), std::string::npos) << line(t);
+  LayoutChoices n = c;
+  n.sequence_parallel = false;
+  EXPECT_FALSE(resolve_layout(n, m, system_by_id("h100"), 64).layout.tp_comm_overlap);
+  n.tp_comm_overlap = true;
+  EXPECT_THROW(resolve_layout(n, m, system_by_id("h100"), 64), UsageError);
+  LayoutChoices one;  // tp 1: nothing to overlap, no default named
+  one.global_batch = 64;
+  EXPECT_EQ(line(resolve_layout(one, m, system_by_id("h100"), 64)), "");
+}
+
 TEST(PredictDefaults, GlobalBatchFromThePublishedTokensPerBatch) {
   auto batch = [](const std::string& model, int64_t gpus, int64_t tp, int64_t pp, int64_t mb, std::string* why) {
     const ModelConfig m = preset(model);
@@ -735,6 +767,7 @@ TEST(PredictContextParallel, HandWorkedRing) {
   PredictInput in;
   in.model = small_gpt();
   in.system = system_by_id("h100");
+  in.system.gemm_efficiency = 0.77;  // the case is worked at this efficiency (see the ASSERTs on the ring below)
   Layout& l = in.layout;
   l.gpus = 16, l.tp = 2, l.cp = 2, l.micro_batch = 1, l.global_batch = 16, l.seq = 8192;
   l.attention = Attention::flash, l.recompute = Recompute::selective, l.sequence_parallel = true;
@@ -802,6 +835,41 @@ TEST(PredictContextParallel, HandWorkedRing) {
   EXPECT_NEAR(br.at("dp_comm_s").get<double>(), std::max(0.0, rs - bwd) + std::max(0.0, rs - fwd), 1e-12);
   EXPECT_DOUBLE_EQ(j.at("memory").at("optimizer_bytes").get<double>(), 12 * params / 8);
   EXPECT_GT(j.at("step_time_s").get<double>(), 0);
+}
+
+// --tp-comm-overlap by hand: in each direction the layer's TP collectives exposed only past the
+// direction's tensor-parallel GEMMs (QKV, projection, FFN up and down: forward, dgrad, wgrad),
+// and at least 1 / tp of them; the embedding's and the head's collectives stay exposed.
+TEST(PredictTpOverlap, HandWorkedAgainstTheLayersGemms) {
+  PredictInput in;
+  in.model = small_gpt();
+  in.system = system_by_id("h100");
+  Layout& l = in.layout;
+  l.gpus = 4, l.tp = 4, l.micro_batch = 1, l.global_batch = 2, l.seq = 8192;
+  l.attention = Attention::flash, l.recompute = Recompute::selective, l.sequence_parallel = true;
+  l.distributed_optimizer = true, l.precision = "bf16";
+  l.tp_comm_overlap = false;
+  const Prediction off = predict(in);
+  l.tp_comm_overlap = true;
+  const Prediction on = predict(in);
+  const double tp = 4, L = 4, m = 2, act = 8192.0 * 1024 * 2, nvlink = 450e9 * 0.8, alpha = 5e-6;
+  const double one = 2 * ((tp - 1) / tp * act / nvlink + (tp - 1) * alpha);  // reduce-scatter + all-gather
+  EXPECT_NEAR(off.breakdown.tp_comm_s, m * ((4 * L + 1 + 2) * one), 1e-12);
+  double gemm_fwd = 0, gemm_bwd = 0;
+  std::set<std::string> names;
+  for (const auto& o : on.cost.ops) {
+    if (!o.tp_gemm) continue;
+    names.insert(o.name);
+    (o.phase == Phase::forward ? gemm_fwd : gemm_bwd) += o.time_s;
+  }
+  const std::set<std::string> expected = {
+      "fwd.qkv", "fwd.proj", "fwd.ffn.up", "fwd.ffn.down", "bwd.qkv.dgrad", "bwd.qkv.wgrad", "bwd.proj.dgrad",
+      "bwd.proj.wgrad", "bwd.ffn.up.dgrad", "bwd.ffn.up.wgrad", "bwd.ffn.down.dgrad", "bwd.ffn.down.wgrad"};
+  EXPECT_EQ(names, expected);
+  const double exposed = std::max(2 * one - gemm_fwd, 2 * one / tp) + std::max(2 * one - gemm_bwd, 2 * one / tp);
+  EXPECT_NEAR(on.breakdown.tp_comm_s, m * (L * exposed + 3 * one), 1e-12);
+  EXPECT_LT(on.breakdown.tp_comm_s, off.breakdown.tp_comm_s);
+  EXPECT_NEAR(off.step_time_s - on.step_time_s, off.breakdown.tp_comm_s - on.breakdown.tp_comm_s, 1e-12);
 }
 
 TEST(PredictContextParallel, BadCombinationsAreOneClearLine) {

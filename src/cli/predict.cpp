@@ -39,7 +39,7 @@ struct PredictArgs {
   std::string gpus = "8";
   // The layout: "" = not given (src/predict/layout.hpp's defaults apply).
   std::string tp, pp, vpp, cp, fsdp, micro_batch, global_batch, precision, recompute, sequence_parallel, attention,
-      distributed_optimizer, dp_overlap, embedding_in_split, loss_in_split;
+      distributed_optimizer, dp_overlap, tp_comm_overlap, embedding_in_split, loss_in_split;
   std::string ep, etp, moe_imbalance;  // a mixture of experts' layout
   bool search = false;
   std::string top = "5";
@@ -120,6 +120,7 @@ pr::LayoutChoices layout_choices(const PredictArgs& a) {
   c.sequence_parallel = on_off("--sequence-parallel", a.sequence_parallel);
   c.distributed_optimizer = on_off("--distributed-optimizer", a.distributed_optimizer);
   c.dp_overlap = on_off("--dp-overlap", a.dp_overlap);
+  c.tp_comm_overlap = on_off("--tp-comm-overlap", a.tp_comm_overlap);
   c.embedding_in_split = on_off("--account-for-embedding-in-pipeline-split", a.embedding_in_split);
   c.loss_in_split = on_off("--account-for-loss-in-pipeline-split", a.loss_in_split);
   return c;
@@ -136,6 +137,7 @@ std::optional<int64_t> apply_job(job::Job& j, const PredictArgs& a, pr::LayoutCh
       {"--micro-batch", &a.micro_batch}, {"--global-batch", &a.global_batch}, {"--precision", &a.precision},
       {"--recompute", &a.recompute}, {"--sequence-parallel", &a.sequence_parallel}, {"--attention", &a.attention},
       {"--distributed-optimizer", &a.distributed_optimizer}, {"--dp-overlap", &a.dp_overlap},
+      {"--tp-comm-overlap", &a.tp_comm_overlap},
       {"--account-for-embedding-in-pipeline-split", &a.embedding_in_split},
       {"--account-for-loss-in-pipeline-split", &a.loss_in_split}};
   for (const auto& [flag, value] : layout_flags) {
@@ -161,6 +163,7 @@ std::optional<int64_t> apply_job(job::Job& j, const PredictArgs& a, pr::LayoutCh
   take(c.sequence_parallel, l.sequence_parallel);
   take(c.distributed_optimizer, l.distributed_optimizer);
   take(c.dp_overlap, l.dp_overlap);
+  take(c.tp_comm_overlap, l.tp_comm_overlap);
   take(c.embedding_in_split, l.embedding_in_split);
   take(c.loss_in_split, l.loss_in_split);
   if (!c.fsdp && l.fsdp) c.fsdp = *l.fsdp > 1 ? *l.fsdp : 0;
@@ -425,8 +428,14 @@ void add_predict_options(CLI::App* sub, PredictArgs& a) {
   sub->add_option("--distributed-optimizer", a.distributed_optimizer,
                   "on: optimizer states split over data-parallel ranks, gradients reduce-scattered")->type_name("on|off")
       ->default_str("on on Hopper, else off");
-  sub->add_option("--dp-overlap", a.dp_overlap, "data-parallel gradient reduction overlapped with the backward")
+  sub->add_option("--dp-overlap", a.dp_overlap,
+                  "data-parallel collectives overlapped with compute, a model chunk at a time: the gradients' reduction "
+                  "with the backward, the distributed optimizer's parameter all-gather with the next forward")
       ->type_name("on|off")->default_str("on");
+  sub->add_option("--tp-comm-overlap", a.tp_comm_overlap,
+                  "tensor-parallel collectives overlapped with the GEMMs they feed or follow (Transformer Engine's "
+                  "userbuffers: Megatron-LM's --tp-comm-overlap, NeMo's ub_tp_comm_overlap; needs sequence parallelism)")
+      ->type_name("on|off")->default_str("on on Hopper with tp > 1 and sequence parallelism, off with --fsdp");
   sub->add_option("--account-for-embedding-in-pipeline-split", a.embedding_in_split,
                   "Megatron-LM's: the embedding counts as a layer of the first stage's first chunk when the layers are "
                   "split over the stages (that stage holds one layer fewer)")

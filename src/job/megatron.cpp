@@ -636,6 +636,8 @@ class MegatronReader {
                 "no --use-distributed-optimizer");
     layout_flag("--overlap-grad-reduce", &JobLayout::dp_overlap, "dp_overlap",
                 "no --overlap-grad-reduce (the gradient reduction waits for the backward)");
+    layout_flag("--tp-comm-overlap", &JobLayout::tp_comm_overlap, "tp_comm_overlap",
+                "no --tp-comm-overlap (the tensor-parallel collectives wait for their GEMMs)");
 
     // Precision: fp8 over bf16/fp16; Megatron-LM's default is fp32.
     const bool bf16 = flag("--bf16"), fp16 = flag("--fp16");

@@ -615,6 +615,7 @@ class NemoReader {
       layout_bool({"optimizer.use_distributed_optimizer", "ddp.use_distributed_optimizer"}, &JobLayout::distributed_optimizer,
                   "distributed_optimizer", false);
       layout_bool({"ddp.overlap_grad_reduce"}, &JobLayout::dp_overlap, "dp_overlap", false);
+      layout_bool({"comm_overlap.tp_comm_overlap"}, &JobLayout::tp_comm_overlap, "tp_comm_overlap", false);
     } else {
       const Resolved opt = value({"model.optim.name"}, "distributed_optimizer");
       const bool dist = opt.present && (opt.text == "distributed_fused_adam" || opt.text == "mcore_distributed_optim");
@@ -624,6 +625,7 @@ class NemoReader {
       j_.record("distributed_optimizer", dist ? "on" : "off", opt.present ? From::file : From::framework_default,
                 opt.present ? where(opt) : fmt::format("{}: optim.name fused_adam", dflt()));
       layout_bool({"model.optim.overlap_grad_sync"}, &JobLayout::dp_overlap, "dp_overlap", false);
+      layout_bool({"model.ub_tp_comm_overlap"}, &JobLayout::tp_comm_overlap, "tp_comm_overlap", false);
     }
     const Resolved fsdp = value({"model.fsdp"}, "fsdp");
     if (boolean(fsdp).value_or(false)) {
@@ -682,7 +684,7 @@ class NemoReader {
         {"model.defer_embedding_wgrad_compute", "scheduling of the embedding's weight gradient"},
         {"model.wgrad_deferral_limit", "scheduling of the embedding's weight gradient"},
         {"model.deterministic_mode", "determinism"}, {"model.transformer_engine", "the implementation"},
-        {"model.use_emha", "off"}, {"model.ub_tp_comm_overlap", "tensor-parallel communication overlap (not modelled)"},
+        {"model.use_emha", "off"},
         {"model.tp_comm_atomic_ag", "tensor-parallel communication detail"}, {"model.tp_comm_atomic_rs", "tensor-parallel communication detail"},
         {"model.overlap_p2p_comm", "pipeline send overlap (not modelled)"}, {"model.batch_p2p_comm", "pipeline send batching"},
         {"model.gc_interval", "Python garbage collection"}, {"model.sharp", "SHARP reductions (not modelled)"},

@@ -121,10 +121,10 @@ class TitanReader {
     std::string shown;
     if (auto s = g.node->value<std::string>()) {
       shown = "\"" + *s + "\"";
+    } else if (auto b = g.node->value_exact<bool>()) {  // before the integers: value<int64_t> converts a bool
+      shown = *b ? "true" : "false";
     } else if (auto i = g.node->value<int64_t>()) {
       shown = std::to_string(*i);
-    } else if (auto b = g.node->value<bool>()) {
-      shown = *b ? "true" : "false";
     } else if (g.node->is_array()) {
       shown = "[...]";
     }
@@ -398,6 +398,12 @@ class TitanReader {
               "torchtitan has no distributed optimizer; FSDP shards the optimizer states itself");
     j_.layout.dp_overlap = true;
     j_.record("dp_overlap", "on", From::framework_default, "PyTorch DDP and FSDP reduce gradients during the backward");
+    // Async tensor parallelism (micro-pipelined all-gather and reduce-scatter with the matmuls).
+    const Got async_tp = get({"parallelism.enable_async_tensor_parallel", "experimental.enable_async_tensor_parallel"});
+    const bool overlap = boolean(async_tp).value_or(false);
+    j_.layout.tp_comm_overlap = overlap;
+    j_.record("tp_comm_overlap", overlap ? "on" : "off", async_tp.present ? From::file : From::framework_default,
+              async_tp.present ? where(async_tp) : "torchtitan's default: enable_async_tensor_parallel false");
   }
 
   void list_the_rest() {
@@ -414,9 +420,7 @@ class TitanReader {
         {"training.dataset", "data"}, {"training.dataset_path", "data"}, {"training.max_norm", "gradient clipping"},
         {"training.warmup_steps", "learning-rate schedule"}, {"training.compile", "torch.compile (not modelled)"},
         {"training.seed", "random seed"}, {"training.deterministic", "determinism"},
-        {"training.gc_freq", "Python garbage collection"}, {"parallelism.enable_async_tensor_parallel",
-        "tensor-parallel communication overlap (not modelled)"}, {"experimental.enable_async_tensor_parallel",
-        "tensor-parallel communication overlap (not modelled)"}, {"parallelism.fsdp_reshard_after_forward",
+        {"training.gc_freq", "Python garbage collection"}, {"parallelism.fsdp_reshard_after_forward",
         "FSDP's resharding policy (with FSDP)"}, {"training.mixed_precision_reduce", "numerics of the reduction"},
         {"parallelism.disable_loss_parallel", "the loss's sharding"}, {"training.enable_cpu_offload", "offload"},
     };

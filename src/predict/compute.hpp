@@ -66,6 +66,10 @@ struct OpCost {
   // Once a step, not once a micro-batch: the fp8 copies of the weights (cast_fp8 of a w.*),
   // which Transformer Engine makes on the first micro-batch and keeps.
   bool per_step = false;
+  // A linear GEMM of the layer whose weight is split over tp (column- or row-parallel, not the
+  // routed experts): a tensor-parallel collective feeds or follows it, and Transformer Engine's
+  // userbuffers overlap the two (Layout::tp_comm_overlap).
+  bool tp_gemm = false;
 };
 
 // What one layer of the kind `kind` keeps for its backward, one micro-batch on one GPU, read

@@ -83,6 +83,20 @@ ResolvedLayout resolve_layout(const LayoutChoices& c, const ModelConfig& m, cons
     l.distributed_optimizer = hopper;
     r.defaults.push_back(fmt::format("distributed optimizer {} ({})", hopper ? "on" : "off", why_arch));
   }
+  if (c.tp_comm_overlap) {
+    l.tp_comm_overlap = *c.tp_comm_overlap;
+  } else if (l.tp > 1) {
+    // NeMo's and Megatron-Bridge's H100 recipes and MLPerf's GPT-3 turn userbuffers on with tp > 1
+    // and sequence parallelism; torchtitan (FSDP here) leaves its async TP off by default.
+    l.tp_comm_overlap = hopper && l.sequence_parallel && l.fsdp <= 1;
+    r.defaults.push_back(fmt::format(
+        "tensor-parallel comm overlap {} ({})", l.tp_comm_overlap ? "on" : "off",
+        !hopper                ? why_arch
+        : !l.sequence_parallel ? "it needs sequence parallelism"
+        : l.fsdp > 1 ? "FSDP is torchtitan's: its async tensor parallelism is off by default"
+                     : s.id + " is Hopper: NeMo's and Megatron-Bridge's recipes and MLPerf's GPT-3 overlap the TP "
+                              "collectives with the GEMMs there (Transformer Engine's userbuffers)"));
+  }
   if (!c.seq) r.defaults.push_back(fmt::format("seq {}: the model's n_ctx", l.seq));
   l.embedding_in_split = c.embedding_in_split.value_or(false);
   l.loss_in_split = c.loss_in_split.value_or(false);
@@ -139,6 +153,9 @@ void validate(const Layout& l, const ModelConfig& m) {
       throw UsageError(fmt::format("layout: --cp {} needs --attention flash (ring attention is a fused attention kernel "
                                    "over K and V chunks; an unfused s x s square does not split)", l.cp));
   }
+  if (l.tp_comm_overlap && l.tp > 1 && !l.sequence_parallel)
+    throw UsageError("layout: --tp-comm-overlap on needs --sequence-parallel on (Transformer Engine overlaps the "
+                     "sequence-parallel all-gathers and reduce-scatters; Megatron-LM refuses it without)");
   const int64_t dp = l.dp();
   if (!m.moe() && (l.ep != 1 || (l.etp != 0 && l.etp != l.tp)))
     throw UsageError(fmt::format("layout: --ep {} / --etp {}: {} is not a mixture of experts (it has no experts to split)",
@@ -212,6 +229,7 @@ nlohmann::json layout_to_json(const Layout& l) {
           {"attention", to_string(l.attention)},
           {"distributed_optimizer", l.distributed_optimizer},
           {"dp_overlap", l.dp_overlap},
+          {"tp_comm_overlap", l.tp_comm_overlap},
           {"account_for_embedding_in_pipeline_split", l.embedding_in_split},
           {"account_for_loss_in_pipeline_split", l.loss_in_split}};
 }

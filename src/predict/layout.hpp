@@ -51,6 +51,10 @@ struct Layout {
   Attention attention = Attention::unfused;
   bool distributed_optimizer = false;
   bool dp_overlap = true;  // the gradient reduction overlaps the backward
+  // The tensor-parallel collectives overlapped with the GEMMs they feed or follow (Transformer
+  // Engine's userbuffers: Megatron-LM's --tp-comm-overlap, NeMo's ub_tp_comm_overlap; it needs
+  // sequence parallelism).
+  bool tp_comm_overlap = false;
   // Megatron-LM's --account-for-embedding-in-pipeline-split and --account-for-loss-in-pipeline-
   // split: the embedding and the loss (the LM head) each count as a layer when the layers are
   // split over the stages and their vpp chunks, so the first and the last stage hold one layer
@@ -71,7 +75,8 @@ struct LayoutChoices {
   std::optional<std::string> precision;
   std::optional<Recompute> recompute;
   std::optional<Attention> attention;
-  std::optional<bool> sequence_parallel, distributed_optimizer, dp_overlap, embedding_in_split, loss_in_split;
+  std::optional<bool> sequence_parallel, distributed_optimizer, dp_overlap, embedding_in_split, loss_in_split,
+      tp_comm_overlap;
 };
 
 // A layout and, for each default it took, one line saying which and why (in the result JSON

@@ -117,6 +117,21 @@ Prediction predict(const PredictInput& in) {
   // reduction backward) on the first and last stages.
   const double tp_first = l.tp > 1 ? one_collective : 0;
   const double tp_last = l.tp > 1 ? (sp ? 2 : 1) * one_collective : 0;
+  // With --tp-comm-overlap (Transformer Engine's userbuffers, sequence parallel) a layer's
+  // all-gathers and reduce-scatters run in chunks beside the GEMMs they feed or follow (the
+  // column-parallel GEMMs' input gathered, the row-parallel GEMMs' output scattered, and the
+  // mirror images in the backward): in each direction only what the collectives exceed the
+  // direction's tensor-parallel GEMMs (OpCost::tp_gemm) is exposed, and at least one chunk of
+  // each, 1 / tp of it, which the pipeline cannot hide. The embedding's and the head's stay exposed.
+  const bool tp_overlap = l.tp_comm_overlap && sp && l.tp > 1;
+  auto tp_exposed = [&](const LayerCost& kc) {
+    if (!tp_overlap) return tp_layer;
+    double gemm_fwd = 0, gemm_bwd = 0;
+    for (const auto& o : kc.ops)
+      if (o.tp_gemm) (o.phase == Phase::forward ? gemm_fwd : gemm_bwd) += o.time_s;
+    const double comm_fwd = 2 * one_collective, comm_bwd = tp_layer - comm_fwd, tpn = static_cast<double>(l.tp);
+    return std::max(comm_fwd - gemm_fwd, comm_fwd / tpn) + std::max(comm_bwd - gemm_bwd, comm_bwd / tpn);
+  };
 
   p.split = layer_split(in.model.n_layers, l.pp, l.embedding_in_split, l.loss_in_split);
   const std::vector<LayerKind> kinds = in.model.layer_kinds();
@@ -207,7 +222,7 @@ Prediction predict(const PredictInput& in) {
     return net.time(Collective::reduce_scatter, params * 4, shard_group) +
            net.time(Collective::all_reduce, params * 4 / static_cast<double>(shard), replica_group);
   };
-  std::vector<double> kind_compute, kind_backward, kind_forward, kind_ring, kind_cast, kind_a2a;
+  std::vector<double> kind_compute, kind_backward, kind_forward, kind_ring, kind_cast, kind_a2a, kind_tp;
   double ring_total_layer = 0;
   // A mixture of experts (Megatron Core's alltoall token dispatcher): each MoE layer sends every
   // routed copy of this GPU's tokens (k of them, 16-bit rows of d) to the expert-parallel group
@@ -232,6 +247,7 @@ Prediction predict(const PredictInput& in) {
     kind_backward.push_back(kc.layer_backward_s + kc.layer_recompute_s);
     kind_ring.push_back(ring_exposed(kc, k == 0 ? &ring_total_layer : nullptr));
     kind_cast.push_back(kc.weight_cast_s);
+    kind_tp.push_back(tp_exposed(kc));
     kind_a2a.push_back(kinds[k].spec.moe && in.model.moe() ? a2a_layer : 0.0);
   }
   const double head_compute = c.head_forward_s + c.head_backward_s;
@@ -285,15 +301,15 @@ Prediction predict(const PredictInput& in) {
   double worst_fsdp = 0, worst_cast = 0, fsdp_step_exposed = 0, fsdp_step_total = 0, worst_a2a = 0;
   int64_t first_layer = 0;
   for (size_t i = 0; i < p.split.size(); ++i) {
-    const double layers = static_cast<double>(p.split[i]);
     const std::vector<double> per_kind = kinds_in(first_layer, p.split[i]);
     first_layer += p.split[i];
-    double compute = 0, backward = 0, forward = 0, ring = 0, cast = 0, tp = layers * tp_layer, a2a = 0;
+    double compute = 0, backward = 0, forward = 0, ring = 0, cast = 0, tp = 0, a2a = 0;
     for (size_t k = 0; k < kinds.size(); ++k) {
       compute += per_kind[k] * kind_compute[k];
       backward += per_kind[k] * kind_backward[k];
       forward += per_kind[k] * kind_forward[k];
       ring += per_kind[k] * kind_ring[k];
+      tp += per_kind[k] * kind_tp[k];
       a2a += per_kind[k] * kind_a2a[k];
       cast += per_kind[k] * kind_cast[k];
     }
@@ -471,10 +487,13 @@ Prediction predict(const PredictInput& in) {
   p.notes.push_back(fmt::format("layers per stage: {} ({} layers over {} stages{}); the slowest stage sets the pace",
                                 split, in.model.n_layers, l.pp,
                                 l.vpp > 1 ? fmt::format(", {} chunks a stage", l.vpp) : ""));
-  p.notes.push_back(fmt::format("tensor parallel: {} collectives of {:.3g} MB a layer and micro-batch, {} on {}, not "
-                                "overlapped with compute",
+  p.notes.push_back(fmt::format("tensor parallel: {} collectives of {:.3g} MB a layer and micro-batch, {} on {}, {}",
                                 collectives_per_layer, act_bytes / 1e6, sp ? "reduce-scatter + all-gather" : "all-reduce",
-                                net.source(sp ? Collective::reduce_scatter : Collective::all_reduce, tp_group)));
+                                net.source(sp ? Collective::reduce_scatter : Collective::all_reduce, tp_group),
+                                tp_overlap ? fmt::format("overlapped with the layer's tensor-parallel GEMMs (userbuffers): "
+                                                         "{:.3g} of {:.3g} ms a layer exposed",
+                                                         kind_tp.front() * 1e3, tp_layer * 1e3)
+                                           : "not overlapped with compute"));
   if (l.pp > 1)
     p.notes.push_back(fmt::format("pipeline: 1F1B{}, bubble (pp - 1) / (vpp m) = {:.4f} of the ideal time; sends of "
                                   "{:.3g} MB on {}, blocking",

@@ -43,6 +43,6 @@ torchrun ${DISTRIBUTED_ARGS[@]} pretrain_gpt.py \
     --train-iters 1000 \
     --lr 3e-4 --min-lr 3e-5 --weight-decay 0.1 \
     --tokenizer-type NullTokenizer --vocab-size 32000 \
-    --use-distributed-optimizer --overlap-grad-reduce \
+    --use-distributed-optimizer --overlap-grad-reduce --tp-comm-overlap \
     --recompute-granularity selective \
     ${DTYPE_ARGS[@]}
