@@ -412,6 +412,10 @@ const TensorSpec& LayerGraph::gemm_weight(const GemmSpec& gs) const {
   throw Error(fmt::format("GEMM {} x {} -> {} has no weight operand", gs.a, gs.b, gs.c));
 }
 
+bool LayerGraph::weight_fp8_copy(const TensorSpec& t) const {
+  return t.role == TensorRole::fp8_copy && tensor(t.source).role == TensorRole::weight;
+}
+
 LayerGraph::Dim LayerGraph::split_dim(const GemmSpec& gs) const {
   const TensorSpec& w = gemm_weight(gs);
   if (w.split == WeightSplit::replicated) return Dim::none;

@@ -380,6 +380,9 @@ struct LayerGraph {
   // A linear GEMM's weight: its B (forward, dgrad; or B's fp8 copy's source) or, in a wgrad, its
   // C (the weight's gradient). Throws Error when neither operand is a weight or its gradient.
   const TensorSpec& gemm_weight(const GemmSpec& gs) const;
+  // Whether `t` is the fp8 copy of a weight (TensorSpec::source a weight), which Transformer
+  // Engine makes once a step and keeps, unlike an activation's.
+  bool weight_fp8_copy(const TensorSpec& t) const;
   // The dimension of a linear GEMM that its weight's split divides (over tp; a routed expert's
   // over expert tensor parallelism), and the one that runs over the tokens (m when the weight
   // is B, k when it is C), which sequence parallelism divides. none: a replicated weight.

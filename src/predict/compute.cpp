@@ -436,7 +436,7 @@ SavedActivations saved_bytes_of(const LayerGraph& g, const Layout& l, bool flash
   SavedActivations a;
   for (const auto& t : g.tensors) {
     if (t.role == TensorRole::weight || t.role == TensorRole::weight_grad || t.role == TensorRole::gradient) continue;
-    if (t.role == TensorRole::fp8_copy && g.tensor(t.source).role == TensorRole::weight) continue;  // the weights' own
+    if (g.weight_fp8_copy(t)) continue;  // the weights' own
     // The layer's when the layer reads it, else the head's when the head does.
     double* bytes = read_by_layer.count(t.name) ? &a.layer : read_by_head.count(t.name) ? &a.head : nullptr;
     if (!bytes) continue;

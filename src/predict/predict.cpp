@@ -33,7 +33,7 @@ ParamCount params_per_gpu(const LayerGraph& g, const Layout& l) {
     return t.expert ? n / experts : t.split == WeightSplit::replicated ? n : n / tp;
   };
   for (const auto& t : g.tensors) {
-    if (t.role == TensorRole::fp8_copy && g.tensor(t.source).role == TensorRole::weight) p.fp8_copies += share(t);
+    if (g.weight_fp8_copy(t)) p.fp8_copies += share(t);
     if (t.role != TensorRole::weight) continue;
     const double n = share(t);
     if (t.name == "w.vocab") p.vocab_matrix = n;
@@ -490,7 +490,7 @@ Prediction predict(const PredictInput& in) {
   p.notes.push_back(fmt::format("tensor parallel: {} collectives of {:.3g} MB a layer and micro-batch, {} on {}, {}",
                                 collectives_per_layer, act_bytes / 1e6, sp ? "reduce-scatter + all-gather" : "all-reduce",
                                 net.source(sp ? Collective::reduce_scatter : Collective::all_reduce, tp_group),
-                                tp_overlap ? fmt::format("overlapped with the layer's tensor-parallel GEMMs (userbuffers): "
+                                tp_overlap ? fmt::format("overlapped with the layer's tensor-parallel GEMMs (userbuffers, async TP): "
                                                          "{:.3g} of {:.3g} ms a layer exposed",
                                                          kind_tp.front() * 1e3, tp_layer * 1e3)
                                            : "not overlapped with compute"));
