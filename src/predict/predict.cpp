@@ -412,7 +412,7 @@ Prediction predict(const PredictInput& in) {
   const CommGroup edp_ranks = strided_group(edp, std::max<int64_t>(l.tp * l.cp * dp / std::max<int64_t>(edp, 1), 1), node);
   if (!l.fsdp_on()) {
     // The gradients' reduction (a reduce-scatter with the distributed optimizer, else an
-    // all-reduce) and the parameters' all-gather, each a chunk at a time (overlapped_chunks).
+    // all-reduce) and the parameters' all-gather, each a chunk at a time (exposed_past_chunks).
     const Collective grad_op = l.distributed_optimizer ? Collective::reduce_scatter : Collective::all_reduce;
     const double reduce_s = net.time(grad_op, dense_grad_bytes, dp_ranks) + net.time(grad_op, expert_grad_bytes, edp_ranks);
     const double gather_s = l.distributed_optimizer ? net.time(Collective::all_gather, dense_grad_bytes, dp_ranks) +
