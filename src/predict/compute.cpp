@@ -313,7 +313,7 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
       if (gemm8) c.shape += " fp8";
       const double eff = (gemm8 ? s.fp8_gemm_efficiency : s.gemm_efficiency) * quantisation_efficiency(sh.m, sh.n, sh.batch, s);
       c.time_s = gemm_time(c.flops, c.bytes, gemm8 ? peak8 : peak16, eff, s, c.bound) * imbalance;
-      c.tp_gemm = op.gemm.linear && !op.routed && !head && g.split_dim(op.gemm) != LayerGraph::Dim::none;
+      c.tp_gemm = op.gemm.linear && !op.routed && !head && g.split_dim(op.gemm) != Dim::none;
     } else {
       // A weight's fp8 copy is of this GPU's shard; Transformer Engine makes it once a step (on
       // the first micro-batch, Megatron-LM's is_first_microbatch) and keeps it.

@@ -88,12 +88,12 @@ ResolvedLayout resolve_layout(const LayoutChoices& c, const ModelConfig& m, cons
   } else if (l.tp > 1) {
     // NeMo's and Megatron-Bridge's H100 recipes and MLPerf's GPT-3 turn userbuffers on with tp > 1
     // and sequence parallelism; torchtitan (FSDP here) leaves its async TP off by default.
-    l.tp_comm_overlap = hopper && l.sequence_parallel && l.fsdp <= 1;
+    l.tp_comm_overlap = hopper && l.sequence_parallel && !l.fsdp_on();
     r.defaults.push_back(fmt::format(
         "tensor-parallel comm overlap {} ({})", l.tp_comm_overlap ? "on" : "off",
         !hopper                ? why_arch
         : !l.sequence_parallel ? "it needs sequence parallelism"
-        : l.fsdp > 1 ? "FSDP is torchtitan's: its async tensor parallelism is off by default"
+        : l.fsdp_on() ? "FSDP is torchtitan's: its async tensor parallelism is off by default"
                      : s.id + " is Hopper: NeMo's and Megatron-Bridge's recipes and MLPerf's GPT-3 overlap the TP "
                               "collectives with the GEMMs there (Transformer Engine's userbuffers)"));
   }

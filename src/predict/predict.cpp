@@ -70,7 +70,6 @@ double model_flops_per_step(const ModelConfig& m, const Layout& l) {
 }
 
 double exposed_past_chunks(double comm_s, double per_micro_batch_s, int64_t vpp, int64_t pp) {
-  if (comm_s <= 0) return 0;
   const double v = static_cast<double>(std::max<int64_t>(vpp, 1));
   const double lanes = vpp > 1 ? static_cast<double>(std::max<int64_t>(pp, 1)) : 0;
   const double first = comm_s - per_micro_batch_s;                 // j = 0: the last chunk to finish
@@ -123,7 +122,7 @@ Prediction predict(const PredictInput& in) {
   // mirror images in the backward): in each direction only what the collectives exceed the
   // direction's tensor-parallel GEMMs (OpCost::tp_gemm) is exposed, and at least one chunk of
   // each, 1 / tp of it, which the pipeline cannot hide. The embedding's and the head's stay exposed.
-  const bool tp_overlap = l.tp_comm_overlap && sp && l.tp > 1;
+  const bool tp_overlap = l.tp_comm_overlap && sp;  // sp: sequence parallel with tp > 1
   auto tp_exposed = [&](const LayerCost& kc) {
     if (!tp_overlap) return tp_layer;
     double gemm_fwd = 0, gemm_bwd = 0;
