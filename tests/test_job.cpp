@@ -249,6 +249,12 @@ TEST(JobMegatron, MegatronCoresMoeSettings) {
   EXPECT_DOUBLE_EQ(m.aux_loss_coef, 1e-3);
   EXPECT_DOUBLE_EQ(m.capacity_factor, 1.0);
   EXPECT_EQ(j.layout.etp, 1);
+  EXPECT_EQ(j.layout.ep_comm_overlap, true);
+  EXPECT_TRUE(has(value(j, "ep_comm_overlap").where, "line 10: --overlap-moe-expert-parallel-comm"))
+      << value(j, "ep_comm_overlap").where;
+  Job plain = read_job(data("megatron-moe.sh"), {});
+  EXPECT_EQ(plain.layout.ep_comm_overlap, false);  // Megatron Core's default
+  EXPECT_EQ(value(plain, "ep_comm_overlap").from, From::framework_default);
   int kernels = 0;
   for (const Ignored& i : j.ignored) kernels += i.key == "--moe-grouped-gemm" || i.key == "--moe-token-dispatcher-type";
   EXPECT_EQ(kernels, 2);
@@ -378,6 +384,8 @@ TEST(JobNemo, MegatronBridgeRecipe) {
   EXPECT_EQ(s.layout.distributed_optimizer, true);
   EXPECT_EQ(s.layout.tp_comm_overlap, true);  // comm_overlap.tp_comm_overlap
   EXPECT_EQ(value(j, "tp_comm_overlap").from, From::file);
+  EXPECT_EQ(s.layout.ep_comm_overlap, false);  // comm_overlap.overlap_moe_expert_parallel_comm
+  EXPECT_EQ(value(j, "ep_comm_overlap").from, From::file);
   EXPECT_EQ(value(j, "gpus").from, From::framework_default);  // a recipe does not say
 }
 

@@ -114,6 +114,46 @@ TEST(PredictMoe, AllToAllByHand) {
   EXPECT_EQ(predict(in).breakdown.ep_comm_s, 0.0);
 }
 
+TEST(PredictMoe, AllToAllOverlapByHand) {
+  // --ep-comm-overlap: a layer's forward all-to-alls (2 of them) hide behind another
+  // micro-batch's backward of the layer, its backward all-to-alls behind the other's forward.
+  // Without pipelining the first forward and the last backward have no partner: 1 of the m chunk
+  // passes runs its 4 all-to-alls exposed. ep 16 over two nodes, where the all-to-all is slow
+  // enough to show past the compute.
+  const ModelConfig m = small_moe();
+  PredictInput in;
+  in.model = m;
+  in.system = system_by_id("h100");
+  for (const int64_t ep : {8, 16}) {
+    in.layout = layout(16, ep);
+    in.layout.global_batch = 16 * 4;  // m = 4 micro-batches over dp 16
+    in.layout.ep_comm_overlap = false;
+    const Prediction off = predict(in);
+    in.layout.ep_comm_overlap = true;
+    const Prediction on = predict(in);
+    const LayerCost c = layer_cost(m, in.layout, in.system, nullptr);
+    const double one = off.breakdown.ep_comm_s / (4 * 4 * 4);  // m 4, 4 MoE layers, 4 all-to-alls each
+    const double paired = std::max(0.0, 2 * one - c.layer_backward_s) + std::max(0.0, 2 * one - c.layer_forward_s);
+    if (ep == 16) {
+      EXPECT_GT(paired, 0.0) << "the network case shows past the compute";
+    }
+    EXPECT_NEAR(on.breakdown.ep_comm_s, 4 * 4 * (0.25 * 4 * one + 0.75 * paired), 1e-12) << ep;
+    EXPECT_NEAR(on.breakdown.ep_comm_total_s, off.breakdown.ep_comm_s, 1e-12);
+    EXPECT_NEAR(off.breakdown.ep_comm_total_s, off.breakdown.ep_comm_s, 1e-15);
+    EXPECT_NEAR(off.step_time_s - on.step_time_s, off.breakdown.ep_comm_s - on.breakdown.ep_comm_s, 1e-12);
+  }
+  // Interleaved, pp 2 x vpp 2 (a layer a chunk): the first stage's warm-up is
+  // 2 (pp - 1) + (vpp - 1) pp + 1 = 5 of the m vpp = 8 chunk passes, each stage's 2 layers.
+  in.layout = layout(16, 8);
+  in.layout.pp = 2, in.layout.vpp = 2, in.layout.global_batch = 8 * 4;  // dp 8, m 4
+  in.layout.ep_comm_overlap = true;
+  const Prediction q = predict(in);
+  const LayerCost c = layer_cost(m, in.layout, in.system, nullptr);
+  const double one = q.breakdown.ep_comm_total_s / (4 * 2 * 4);
+  const double paired = std::max(0.0, 2 * one - c.layer_backward_s) + std::max(0.0, 2 * one - c.layer_forward_s);
+  EXPECT_NEAR(q.breakdown.ep_comm_s, 4 * 2 * (5.0 / 8 * 4 * one + 3.0 / 8 * paired), 1e-12);
+}
+
 TEST(PredictMoe, ExpertWeightsAndOptimizerAreSplitOverEpAndEdp) {
   // The routed experts' 3 x 16 x 1024 x 512 weights a layer are split over ep (and etp 1); the
   // distributed optimizer's 12 bytes of them over edp = dp / ep, the rest over dp.
@@ -157,6 +197,20 @@ TEST(PredictMoe, BadLayoutsAreOneLine) {
   Layout d;
   d.gpus = 8, d.global_batch = 8, d.seq = dense.n_ctx, d.ep = 2;
   bad(dense, d, "is not a mixture of experts");
+  // The all-to-all overlap where Megatron Core refuses it.
+  d.ep = 1, d.ep_comm_overlap = true;
+  bad(dense, d, "--ep-comm-overlap on: llama3.1-8b is not a mixture of experts");
+  l = layout(8, 1);
+  l.ep_comm_overlap = true;
+  bad(m, l, "--ep-comm-overlap on needs expert parallelism");
+  l = layout(8, 8);
+  l.ep_comm_overlap = true, l.recompute = Recompute::full;
+  bad(m, l, "cannot run with --recompute full");
+  l = layout(16, 8);
+  l.ep_comm_overlap = true, l.pp = 2;
+  bad(m, l, "--ep-comm-overlap on with --pp 2 needs the interleaved schedule");
+  l.vpp = 2;
+  EXPECT_NO_THROW(validate(l, m));
 }
 
 // The published MoE runs (../shared/data/published-runs.json, rows of kind "moe"), each as its

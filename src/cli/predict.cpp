@@ -39,7 +39,7 @@ struct PredictArgs {
   std::string gpus = "8";
   // The layout: "" = not given (src/predict/layout.hpp's defaults apply).
   std::string tp, pp, vpp, cp, fsdp, micro_batch, global_batch, precision, recompute, sequence_parallel, attention,
-      distributed_optimizer, dp_overlap, tp_comm_overlap, embedding_in_split, loss_in_split;
+      distributed_optimizer, dp_overlap, tp_comm_overlap, ep_comm_overlap, embedding_in_split, loss_in_split;
   std::string ep, etp, moe_imbalance;  // a mixture of experts' layout
   bool search = false;
   std::string top = "5";
@@ -121,6 +121,7 @@ pr::LayoutChoices layout_choices(const PredictArgs& a) {
   c.distributed_optimizer = on_off("--distributed-optimizer", a.distributed_optimizer);
   c.dp_overlap = on_off("--dp-overlap", a.dp_overlap);
   c.tp_comm_overlap = on_off("--tp-comm-overlap", a.tp_comm_overlap);
+  c.ep_comm_overlap = on_off("--ep-comm-overlap", a.ep_comm_overlap);
   c.embedding_in_split = on_off("--account-for-embedding-in-pipeline-split", a.embedding_in_split);
   c.loss_in_split = on_off("--account-for-loss-in-pipeline-split", a.loss_in_split);
   return c;
@@ -137,7 +138,7 @@ std::optional<int64_t> apply_job(job::Job& j, const PredictArgs& a, pr::LayoutCh
       {"--micro-batch", &a.micro_batch}, {"--global-batch", &a.global_batch}, {"--precision", &a.precision},
       {"--recompute", &a.recompute}, {"--sequence-parallel", &a.sequence_parallel}, {"--attention", &a.attention},
       {"--distributed-optimizer", &a.distributed_optimizer}, {"--dp-overlap", &a.dp_overlap},
-      {"--tp-comm-overlap", &a.tp_comm_overlap},
+      {"--tp-comm-overlap", &a.tp_comm_overlap}, {"--ep-comm-overlap", &a.ep_comm_overlap},
       {"--account-for-embedding-in-pipeline-split", &a.embedding_in_split},
       {"--account-for-loss-in-pipeline-split", &a.loss_in_split}};
   for (const auto& [flag, value] : layout_flags) {
@@ -164,6 +165,7 @@ std::optional<int64_t> apply_job(job::Job& j, const PredictArgs& a, pr::LayoutCh
   take(c.distributed_optimizer, l.distributed_optimizer);
   take(c.dp_overlap, l.dp_overlap);
   take(c.tp_comm_overlap, l.tp_comm_overlap);
+  take(c.ep_comm_overlap, l.ep_comm_overlap);
   take(c.embedding_in_split, l.embedding_in_split);
   take(c.loss_in_split, l.loss_in_split);
   if (!c.fsdp && l.fsdp) c.fsdp = *l.fsdp > 1 ? *l.fsdp : 0;
@@ -436,6 +438,11 @@ void add_predict_options(CLI::App* sub, PredictArgs& a) {
                   "tensor-parallel collectives overlapped with the GEMMs they feed or follow (Transformer Engine's "
                   "userbuffers: Megatron-LM's --tp-comm-overlap, NeMo's ub_tp_comm_overlap; needs sequence parallelism)")
       ->type_name("on|off")->default_str("on on Hopper with tp > 1 and sequence parallelism, off with --fsdp");
+  sub->add_option("--ep-comm-overlap", a.ep_comm_overlap,
+                  "a mixture of experts' all-to-alls overlapped with another micro-batch's compute (Megatron Core's "
+                  "--overlap-moe-expert-parallel-comm: one micro-batch's forward and another's backward run merged; "
+                  "needs --ep 2 or more, no full recompute, and --vpp 2 or more with --pp)")
+      ->type_name("on|off")->default_str("off");
   sub->add_option("--account-for-embedding-in-pipeline-split", a.embedding_in_split,
                   "Megatron-LM's: the embedding counts as a layer of the first stage's first chunk when the layers are "
                   "split over the stages (that stage holds one layer fewer)")

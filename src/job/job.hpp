@@ -70,7 +70,7 @@ struct JobLayout {
   std::optional<std::string> precision;  // bf16 | fp16 | fp8
   std::optional<std::string> recompute;  // none | selective | full
   std::optional<std::string> attention;  // unfused | flash
-  std::optional<bool> sequence_parallel, distributed_optimizer, dp_overlap, tp_comm_overlap;
+  std::optional<bool> sequence_parallel, distributed_optimizer, dp_overlap, tp_comm_overlap, ep_comm_overlap;
   std::optional<bool> embedding_in_split, loss_in_split;  // account_for_{embedding,loss}_in_pipeline_split
   // Training steps (global batches), for the training tokens.
   std::optional<int64_t> train_steps, train_samples;

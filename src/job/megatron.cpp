@@ -638,6 +638,8 @@ class MegatronReader {
                 "no --overlap-grad-reduce (the gradient reduction waits for the backward)");
     layout_flag("--tp-comm-overlap", &JobLayout::tp_comm_overlap, "tp_comm_overlap",
                 "no --tp-comm-overlap (the tensor-parallel collectives wait for their GEMMs)");
+    layout_flag("--overlap-moe-expert-parallel-comm", &JobLayout::ep_comm_overlap, "ep_comm_overlap",
+                "no --overlap-moe-expert-parallel-comm (the all-to-alls wait for their compute)");
 
     // Precision: fp8 over bf16/fp16; Megatron-LM's default is fp32.
     const bool bf16 = flag("--bf16"), fp16 = flag("--fp16");

@@ -616,6 +616,8 @@ class NemoReader {
                   "distributed_optimizer", false);
       layout_bool({"ddp.overlap_grad_reduce"}, &JobLayout::dp_overlap, "dp_overlap", false);
       layout_bool({"comm_overlap.tp_comm_overlap"}, &JobLayout::tp_comm_overlap, "tp_comm_overlap", false);
+      layout_bool({"comm_overlap.overlap_moe_expert_parallel_comm", "model.overlap_moe_expert_parallel_comm"},
+                  &JobLayout::ep_comm_overlap, "ep_comm_overlap", false);
     } else {
       const Resolved opt = value({"model.optim.name"}, "distributed_optimizer");
       const bool dist = opt.present && (opt.text == "distributed_fused_adam" || opt.text == "mcore_distributed_optim");
@@ -626,6 +628,7 @@ class NemoReader {
                 opt.present ? where(opt) : fmt::format("{}: optim.name fused_adam", dflt()));
       layout_bool({"model.optim.overlap_grad_sync"}, &JobLayout::dp_overlap, "dp_overlap", false);
       layout_bool({"model.ub_tp_comm_overlap"}, &JobLayout::tp_comm_overlap, "tp_comm_overlap", false);
+      layout_bool({"model.overlap_moe_expert_parallel_comm"}, &JobLayout::ep_comm_overlap, "ep_comm_overlap", false);
     }
     const Resolved fsdp = value({"model.fsdp"}, "fsdp");
     if (boolean(fsdp).value_or(false)) {

@@ -97,6 +97,10 @@ ResolvedLayout resolve_layout(const LayoutChoices& c, const ModelConfig& m, cons
                      : s.id + " is Hopper: NeMo's and Megatron-Bridge's recipes and MLPerf's GPT-3 overlap the TP "
                               "collectives with the GEMMs there (Transformer Engine's userbuffers)"));
   }
+  l.ep_comm_overlap = c.ep_comm_overlap.value_or(false);
+  if (!c.ep_comm_overlap && m.moe() && l.ep > 1)
+    r.defaults.push_back("expert-parallel all-to-all overlap off (Megatron Core's default: "
+                         "--overlap-moe-expert-parallel-comm not given)");
   if (!c.seq) r.defaults.push_back(fmt::format("seq {}: the model's n_ctx", l.seq));
   l.embedding_in_split = c.embedding_in_split.value_or(false);
   l.loss_in_split = c.loss_in_split.value_or(false);
@@ -157,6 +161,9 @@ void validate(const Layout& l, const ModelConfig& m) {
     throw UsageError("layout: --tp-comm-overlap on needs --sequence-parallel on (Transformer Engine overlaps the "
                      "sequence-parallel all-gathers and reduce-scatters; Megatron-LM refuses it without)");
   const int64_t dp = l.dp();
+  if (!m.moe() && l.ep_comm_overlap)
+    throw UsageError(fmt::format("layout: --ep-comm-overlap on: {} is not a mixture of experts (it has no all-to-all)",
+                                 m.name));
   if (!m.moe() && (l.ep != 1 || (l.etp != 0 && l.etp != l.tp)))
     throw UsageError(fmt::format("layout: --ep {} / --etp {}: {} is not a mixture of experts (it has no experts to split)",
                                  l.ep, l.expert_tp(), m.name));
@@ -170,6 +177,15 @@ void validate(const Layout& l, const ModelConfig& m) {
       throw UsageError(fmt::format("layout: etp x ep = {} x {} = {} does not divide the tp x cp x dp = {} x {} x {} = {} "
                                    "GPUs of a pipeline stage, which the experts are split over",
                                    etp, l.ep, etp * l.ep, l.tp, l.cp, dp, l.tp * l.cp * dp));
+    if (l.ep_comm_overlap && l.ep < 2)
+      throw UsageError("layout: --ep-comm-overlap on needs expert parallelism (--ep 2 or more): there is no all-to-all "
+                       "to overlap");
+    if (l.ep_comm_overlap && l.recompute == Recompute::full)
+      throw UsageError("layout: --ep-comm-overlap on cannot run with --recompute full (Megatron Core refuses full "
+                       "recomputation with --overlap-moe-expert-parallel-comm)");
+    if (l.ep_comm_overlap && l.pp > 1 && l.vpp < 2)
+      throw UsageError(fmt::format("layout: --ep-comm-overlap on with --pp {} needs the interleaved schedule (--vpp 2 or "
+                                   "more), as Megatron Core asserts", l.pp));
     if (!(l.moe_imbalance >= 1.0) || !std::isfinite(l.moe_imbalance))
       throw UsageError(fmt::format("layout: --moe-imbalance {} must be at least 1 (the busiest expert's tokens over the "
                                    "mean)", l.moe_imbalance));
@@ -230,6 +246,7 @@ nlohmann::json layout_to_json(const Layout& l) {
           {"distributed_optimizer", l.distributed_optimizer},
           {"dp_overlap", l.dp_overlap},
           {"tp_comm_overlap", l.tp_comm_overlap},
+          {"ep_comm_overlap", l.ep_comm_overlap},
           {"account_for_embedding_in_pipeline_split", l.embedding_in_split},
           {"account_for_loss_in_pipeline_split", l.loss_in_split}};
 }

@@ -55,6 +55,11 @@ struct Layout {
   // Engine's userbuffers: Megatron-LM's --tp-comm-overlap, NeMo's ub_tp_comm_overlap; it needs
   // sequence parallelism).
   bool tp_comm_overlap = false;
+  // A mixture of experts' all-to-alls overlapped with another micro-batch's compute (Megatron
+  // Core's --overlap-moe-expert-parallel-comm: in the 1F1B phase one micro-batch's forward and
+  // another's backward run merged, layer by layer). Needs ep > 1, no full recompute, and vpp > 1
+  // with pp > 1, as Megatron Core asserts; off by default, as there.
+  bool ep_comm_overlap = false;
   // Megatron-LM's --account-for-embedding-in-pipeline-split and --account-for-loss-in-pipeline-
   // split: the embedding and the loss (the LM head) each count as a layer when the layers are
   // split over the stages and their vpp chunks, so the first and the last stage hold one layer
@@ -76,7 +81,7 @@ struct LayoutChoices {
   std::optional<Recompute> recompute;
   std::optional<Attention> attention;
   std::optional<bool> sequence_parallel, distributed_optimizer, dp_overlap, embedding_in_split, loss_in_split,
-      tp_comm_overlap;
+      tp_comm_overlap, ep_comm_overlap;
 };
 
 // A layout and, for each default it took, one line saying which and why (in the result JSON
@@ -116,7 +121,8 @@ int64_t default_global_batch(const ModelConfig& m, const Layout& l, std::string*
 // and the loss where they count) not dividing pp vpp, or interleaving with a micro-batch count not
 // a multiple of pp;
 // for a mixture of experts, ep not dividing the experts, etp not dividing the expert width, or
-// etp x ep not dividing the tp x cp x dp GPUs of a stage (and ep or etp on a dense model).
+// etp x ep not dividing the tp x cp x dp GPUs of a stage (and ep or etp on a dense model); the
+// all-to-all overlap without ep > 1, with full recompute, or with pp > 1 and no interleaving.
 void validate(const Layout& l, const ModelConfig& m);
 
 // How the layers are split over the stages: stage i holds split[i] layers (the first stages

@@ -221,18 +221,38 @@ Prediction predict(const PredictInput& in) {
     return net.time(Collective::reduce_scatter, params * 4, shard_group) +
            net.time(Collective::all_reduce, params * 4 / static_cast<double>(shard), replica_group);
   };
-  std::vector<double> kind_compute, kind_backward, kind_forward, kind_ring, kind_cast, kind_a2a, kind_tp;
+  std::vector<double> kind_compute, kind_backward, kind_forward, kind_ring, kind_cast, kind_a2a, kind_a2a_total, kind_tp;
   double ring_total_layer = 0;
   // A mixture of experts (Megatron Core's alltoall token dispatcher): each MoE layer sends every
   // routed copy of this GPU's tokens (k of them, 16-bit rows of d) to the expert-parallel group
   // and back, forward (dispatch, combine) and backward (their gradients), twice more in a full
-  // recompute; not overlapped with compute. The ep ranks are etp apart (Megatron Core's expert
-  // order etp-ep-edp-pp): per_node of them share a node.
+  // recompute; not overlapped with compute unless --ep-comm-overlap (ep_exposed below). The ep
+  // ranks are etp apart (Megatron Core's expert order etp-ep-edp-pp): per_node of them share a node.
   const double a2a_tokens = static_cast<double>(l.micro_batch) * local_seq / (sp ? static_cast<double>(l.tp) : 1.0);
   const double a2a_bytes = static_cast<double>(std::max<int64_t>(in.model.top_k, 1)) * a2a_tokens *
                            static_cast<double>(in.model.d_model) * kBytes16;
   const double a2a_one = net.all_to_all(a2a_bytes, strided_group(l.ep, l.expert_tp(), node));
   const double a2a_layer = (l.recompute == Recompute::full ? 6 : 4) * a2a_one;
+  // --ep-comm-overlap (Megatron Core's --overlap-moe-expert-parallel-comm, combined 1F1B): in
+  // each 1F1B step one micro-batch's forward and another's backward run merged layer by layer,
+  // so a layer's forward all-to-alls (dispatch, combine) hide behind the other micro-batch's
+  // backward of a layer and its backward all-to-alls behind the other's forward: exposed
+  // max(0, 2 a2a - backward) + max(0, 2 a2a - forward), each layer paired with one of its own
+  // kind. The warm-up forwards, and as many cool-down backwards, have no partner: w of the
+  // stage's m vpp chunk passes, w = 1 without pipelining (the first forward) and on the first
+  // stage 2 (pp - 1) + (vpp - 1) pp + 1 with interleaving (Megatron Core's num_warmup_microbatches,
+  // one more for the overlap). The SMs NCCL takes from the overlapped compute are not modelled.
+  const double unpaired =
+      l.ep_comm_overlap
+          ? std::min(1.0, static_cast<double>(l.pp == 1 ? 1 : 2 * (l.pp - 1) + (l.vpp - 1) * l.pp + 1) /
+                              static_cast<double>(m * l.vpp))
+          : 1.0;
+  auto ep_exposed = [&](double forward, double backward) {
+    if (!l.ep_comm_overlap) return a2a_layer;
+    const double dir = 2 * a2a_one;
+    return unpaired * a2a_layer +
+           (1 - unpaired) * (std::max(0.0, dir - backward) + std::max(0.0, dir - forward));
+  };
   // Activations from the layer graph's saved tensors, each kind of layer once (LayerCost::saved).
   std::vector<double> kind_saved;
   double working = 0;
@@ -247,7 +267,8 @@ Prediction predict(const PredictInput& in) {
     kind_ring.push_back(ring_exposed(kc, k == 0 ? &ring_total_layer : nullptr));
     kind_cast.push_back(kc.weight_cast_s);
     kind_tp.push_back(tp_exposed(kc));
-    kind_a2a.push_back(kinds[k].spec.moe && in.model.moe() ? a2a_layer : 0.0);
+    kind_a2a.push_back(kinds[k].spec.moe && in.model.moe() ? ep_exposed(kind_forward.back(), kind_backward.back()) : 0.0);
+    kind_a2a_total.push_back(kinds[k].spec.moe && in.model.moe() ? a2a_layer : 0.0);
   }
   const double head_compute = c.head_forward_s + c.head_backward_s;
   auto kind_of = [&](int64_t j) {
@@ -297,12 +318,12 @@ Prediction predict(const PredictInput& in) {
     return t;
   };
   double worst_key = -1, worst = 0, worst_compute = 0, worst_tp = 0, worst_backward = 0, worst_forward = 0, worst_ring = 0;
-  double worst_fsdp = 0, worst_cast = 0, fsdp_step_exposed = 0, fsdp_step_total = 0, worst_a2a = 0;
+  double worst_fsdp = 0, worst_cast = 0, fsdp_step_exposed = 0, fsdp_step_total = 0, worst_a2a = 0, worst_a2a_total = 0;
   int64_t first_layer = 0;
   for (size_t i = 0; i < p.split.size(); ++i) {
     const std::vector<double> per_kind = kinds_in(first_layer, p.split[i]);
     first_layer += p.split[i];
-    double compute = 0, backward = 0, forward = 0, ring = 0, cast = 0, tp = 0, a2a = 0;
+    double compute = 0, backward = 0, forward = 0, ring = 0, cast = 0, tp = 0, a2a = 0, a2a_total = 0;
     for (size_t k = 0; k < kinds.size(); ++k) {
       compute += per_kind[k] * kind_compute[k];
       backward += per_kind[k] * kind_backward[k];
@@ -310,6 +331,7 @@ Prediction predict(const PredictInput& in) {
       ring += per_kind[k] * kind_ring[k];
       tp += per_kind[k] * kind_tp[k];
       a2a += per_kind[k] * kind_a2a[k];
+      a2a_total += per_kind[k] * kind_a2a_total[k];
       cast += per_kind[k] * kind_cast[k];
     }
     if (i == 0) tp += tp_first;
@@ -333,6 +355,7 @@ Prediction predict(const PredictInput& in) {
       worst_forward = forward;
       worst_ring = ring;
       worst_a2a = a2a;
+      worst_a2a_total = a2a_total;
       worst_fsdp = per_micro_batch_fsdp;
       worst_cast = l.fsdp_on() ? 0 : cast;
     }
@@ -351,6 +374,7 @@ Prediction predict(const PredictInput& in) {
   b.compute_s = md * worst_compute + worst_cast;
   b.fp8_weight_cast_s = worst_cast;
   b.ep_comm_s = md * worst_a2a;
+  b.ep_comm_total_s = md * worst_a2a_total;
   b.tp_comm_s = md * (worst_tp - worst_a2a);  // with the ring's exposed part
   b.cp_comm_s = md * worst_ring;
   b.cp_comm_total_s = md * ring_total_layer * static_cast<double>(p.split.front());
@@ -518,10 +542,16 @@ Prediction predict(const PredictInput& in) {
   if (in.model.moe())
     p.notes.push_back(fmt::format(
         "mixture of experts: {} experts over ep {} (etp {}, edp {}); each MoE layer's all-to-all of {:.3g} MB ({} of "
-        "this GPU's tokens x top-{}) {} times a micro-batch on {}, not overlapped; the expert GEMMs as grouped GEMMs of "
+        "this GPU's tokens x top-{}) {} times a micro-batch on {}, {}; the expert GEMMs as grouped GEMMs of "
         "{} local experts at the GEMM efficiency, x load imbalance {}{}; expert gradients reduced over edp",
         in.model.n_experts, l.ep, l.expert_tp(), edp, a2a_bytes / 1e6, a2a_tokens, in.model.top_k,
         l.recompute == Recompute::full ? 6 : 4, l.ep * l.expert_tp() > node ? "NVLink and the network" : "NVLink",
+        l.ep_comm_overlap
+            ? fmt::format("overlapped with another micro-batch's compute (--overlap-moe-expert-parallel-comm; {:.3g} of "
+                          "the {:.3g} chunk passes unpaired): {:.3g} s of {:.3g} s exposed",
+                          unpaired * static_cast<double>(m * l.vpp), static_cast<double>(m * l.vpp), b.ep_comm_s,
+                          b.ep_comm_total_s)
+            : "not overlapped",
         in.model.n_experts / l.ep, routed_imbalance(in.model, l),
         in.model.capacity_factor > 0
             ? fmt::format(" (the stated {:g}, capped by the capacity factor {:g}: tokens past it dropped)", l.moe_imbalance,
@@ -561,6 +591,7 @@ json prediction_json(const Prediction& p) {
             {"dp_comm_total_s", b.dp_comm_total_s},
             {"optimizer_s", b.optimizer_s},
             {"ep_comm_s", b.ep_comm_s},
+            {"ep_comm_total_s", b.ep_comm_total_s},
             {"cp_comm_s", b.cp_comm_s},
             {"cp_comm_total_s", b.cp_comm_total_s},
             {"fp8_weight_cast_s", b.fp8_weight_cast_s}}},

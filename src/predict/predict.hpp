@@ -38,9 +38,9 @@ struct Breakdown {
   double dp_comm_s = 0;         // exposed data-parallel gradient reduction
   double dp_comm_total_s = 0;   // before overlap
   double optimizer_s = 0;
-  // A mixture of experts' all-to-all (dispatch and combine, forward and backward), not
-  // overlapped: m x the slowest stage's.
-  double ep_comm_s = 0;
+  // A mixture of experts' all-to-all (dispatch and combine, forward and backward): m x the
+  // slowest stage's exposed part, and its total before overlap (equal without --ep-comm-overlap).
+  double ep_comm_s = 0, ep_comm_total_s = 0;
   // Parts of the above, listed apart (not added again): the context-parallel ring's exposed
   // time (in tp_comm_s) and its total before overlap; the fp8 weight casts, once a step (in compute_s).
   double cp_comm_s = 0, cp_comm_total_s = 0;
