@@ -545,11 +545,19 @@ namespace {
 // experts; each only where it can run.
 TEST(PredictSearch, ContextParallelFsdpAndExpertParallelAreSearched) {
   const SystemProfile s = system_by_id("h100-sxm");
+  std::set<bool> overlaps;
   auto dims = [&](const ModelConfig& m, LayoutChoices c, int64_t gpus) {
     std::set<int64_t> cps, fsdps, eps;
+    overlaps.clear();
     for (const auto& l : search_space(c, m, s, gpus)) {
       EXPECT_NO_THROW(validate(l, m));
       cps.insert(l.cp), eps.insert(l.ep);
+      if (l.ep_comm_overlap) {
+        EXPECT_GT(l.ep, 1);
+        EXPECT_NE(l.recompute, Recompute::full);
+        EXPECT_TRUE(l.pp == 1 || l.vpp > 1);
+      }
+      overlaps.insert(l.ep_comm_overlap);
       fsdps.insert(l.fsdp);
       if (l.fsdp > 1) {
         EXPECT_EQ(l.fsdp, l.dp());
@@ -567,12 +575,32 @@ TEST(PredictSearch, ContextParallelFsdpAndExpertParallelAreSearched) {
   EXPECT_EQ(cps, (std::set<int64_t>{1, 2, 4}));  // 8192 / 8 = 1024 tokens a GPU is below the floor
   EXPECT_TRUE(fsdps.count(0) && fsdps.size() > 1);
   EXPECT_EQ(eps, (std::set<int64_t>{1}));
+  EXPECT_EQ(overlaps, (std::set<bool>{false}));  // a dense model: no all-to-all
   c.seq = 2048;
   EXPECT_EQ(std::get<0>(dims(preset("gpt3-13b"), c, 16)), (std::set<int64_t>{1}));
   const auto [mcps, mfsdps, meps] = dims(preset("mixtral-8x7b"), {}, 16);  // its 32768 tokens: cp 1-8
   EXPECT_EQ(meps, (std::set<int64_t>{1, 2, 4, 8}));  // 8 experts
+  EXPECT_EQ(overlaps, (std::set<bool>{false, true}));  // the all-to-all overlap tried where it can run
   EXPECT_EQ(mfsdps, (std::set<int64_t>{0}));
   EXPECT_EQ(mcps, (std::set<int64_t>{1, 2, 4, 8}));
+}
+
+// Without --global-batch each layout takes the default rule's batch, rounded to its micro-batch x
+// dp, so the ranking is by tokens a second, not by step time (steps of different sizes).
+TEST(PredictSearch, RankedByTokensPerSecond) {
+  PredictInput base;
+  base.model = preset("qwen3-30b-a3b");
+  base.system = system_by_id("h100-sxm");
+  const SearchResult r = search_layouts(base, {}, 64, INT64_C(1) << 20);  // every layout that fits
+  ASSERT_GE(r.best.size(), 2u);
+  std::set<int64_t> batches;
+  for (size_t i = 0; i < r.best.size(); ++i) {
+    batches.insert(r.best[i].layout.global_batch);
+    if (i > 0) {
+      EXPECT_GE(r.best[i - 1].tokens_per_s, r.best[i].tokens_per_s) << i;
+    }
+  }
+  EXPECT_GT(batches.size(), 1u) << "the case this guards: layouts of different global batches";
 }
 
 TEST(PredictSearch, GivenDimensionsAreHeldTheRestVaried) {

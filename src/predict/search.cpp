@@ -55,14 +55,19 @@ std::vector<Layout> search_space(const LayoutChoices& given, const ModelConfig& 
                   const std::vector<bool> dist = fsdp > 1 ? std::vector<bool>{true} : std::vector<bool>{true, false};
                   for (bool dopt : values(given.distributed_optimizer, dist)) {
                     for (int64_t ep : values(given.ep, eps)) {
-                      LayoutChoices c = given;
-                      c.tp = tp, c.cp = cp, c.pp = pp, c.vpp = vpp, c.fsdp = fsdp, c.micro_batch = mb, c.recompute = rc;
-                      c.attention = at, c.distributed_optimizer = dopt, c.ep = ep;
-                      if (!given.sequence_parallel) c.sequence_parallel = tp > 1;
-                      try {
-                        out.push_back(resolve_layout(c, m, s, gpus).layout);
-                      } catch (const UsageError&) {
-                        // Not a layout this model can run (validate says why); not part of the space.
+                      // The all-to-all overlap where there is an all-to-all (validate refuses it where
+                      // Megatron Core does: full recompute, pp without interleaving).
+                      const std::vector<bool> overlaps = ep > 1 ? std::vector<bool>{false, true} : std::vector<bool>{false};
+                      for (bool epo : values(given.ep_comm_overlap, overlaps)) {
+                        LayoutChoices c = given;
+                        c.tp = tp, c.cp = cp, c.pp = pp, c.vpp = vpp, c.fsdp = fsdp, c.micro_batch = mb, c.recompute = rc;
+                        c.attention = at, c.distributed_optimizer = dopt, c.ep = ep, c.ep_comm_overlap = epo;
+                        if (!given.sequence_parallel) c.sequence_parallel = tp > 1;
+                        try {
+                          out.push_back(resolve_layout(c, m, s, gpus).layout);
+                        } catch (const UsageError&) {
+                          // Not a layout this model can run (validate says why); not part of the space.
+                        }
                       }
                     }
                   }
@@ -92,8 +97,12 @@ SearchResult search_layouts(const PredictInput& base, const LayoutChoices& given
   if (fitting.empty())
     throw UsageError(fmt::format("--search: none of the {} layouts for {} GPUs fits in {}'s memory", space.size(), gpus,
                                  base.system.title));
-  std::sort(fitting.begin(), fitting.end(),
-            [](const Prediction& x, const Prediction& y) { return x.step_time_s < y.step_time_s; });
+  // Fastest by tokens a second: without --global-batch each layout takes the default rule's
+  // global batch, rounded to its micro-batch x dp, so step times of different layouts are steps
+  // of different sizes.
+  std::sort(fitting.begin(), fitting.end(), [](const Prediction& x, const Prediction& y) {
+    return x.tokens_per_s != y.tokens_per_s ? x.tokens_per_s > y.tokens_per_s : x.step_time_s < y.step_time_s;
+  });
   if (static_cast<int64_t>(fitting.size()) > top) fitting.resize(static_cast<size_t>(top));
   r.best = std::move(fitting);
   std::string fixed;
@@ -110,12 +119,15 @@ SearchResult search_layouts(const PredictInput& base, const LayoutChoices& given
   name("--attention", given.attention.has_value());
   name("--distributed-optimizer", given.distributed_optimizer.has_value());
   name("--ep", given.ep.has_value());
+  name("--ep-comm-overlap", given.ep_comm_overlap.has_value());
   r.space = "tp dividing the heads, kv heads and d_ff up to the node size; cp 1, 2, 4, 8 where each GPU keeps at least "
             "2048 tokens of a sequence (flash only); pp dividing the GPUs / (tp cp); vpp 1-4 where the layers divide; "
             "FSDP off or over all dp ranks (without vpp; dense models); micro-batch 1, 2, 4, 8; recompute none, "
             "selective, full; attention flash or unfused; distributed optimizer on or off (sharded anyway with FSDP); "
-            "for a mixture of experts ep over the powers of two dividing the experts; sequence parallel with tp > 1; "
-            "the global batch as given or by the default rule";
+            "for a mixture of experts ep over the powers of two dividing the experts, and with ep > 1 the all-to-all "
+            "overlapped or not (not with full recompute, nor pp without vpp); sequence parallel with tp > 1; "
+            "the global batch as given or by the default rule (rounded to each layout's micro-batch x dp); ranked by "
+            "tokens/s";
   if (!fixed.empty()) r.space += "; held as given: " + fixed;
   return r;
 }

@@ -19,7 +19,7 @@
 namespace flopscope::predict {
 
 struct SearchResult {
-  std::vector<Prediction> best;  // the fastest that fit, fastest first, at most `top`
+  std::vector<Prediction> best;  // the fastest that fit (most tokens/s first), at most `top`
   int64_t tried = 0;             // layouts that passed validate() and were predicted
   int64_t fitting = 0;
   std::string space;             // the space, in words (the given dimensions named)

@@ -44,9 +44,12 @@ std::string layout_line(const json& l) {
                               l.at("vpp").get<int64_t>() > 1 ? fmt::format(" (vpp {})", l.at("vpp").get<int64_t>()) : "",
                               cp > 1 ? fmt::format(" x cp {}", cp) : "", l.at("dp").get<int64_t>(),
                               fsdp > 1                   ? fmt::format(" (FSDP over {})", fsdp)
-                              : l.value("ep", INT64_C(1)) > 1 ? fmt::format(" (experts: ep {}, etp {}, edp {})",
+                              : l.value("ep", INT64_C(1)) > 1 ? fmt::format(" (experts: ep {}, etp {}, edp {}{})",
                                                                           l.at("ep").get<int64_t>(), l.at("etp").get<int64_t>(),
-                                                                          l.at("edp").get<int64_t>())
+                                                                          l.at("edp").get<int64_t>(),
+                                                                          l.value("ep_comm_overlap", false)
+                                                                              ? "; all-to-all overlapped"
+                                                                              : "")
                                                               : "",
                               l.at("micro_batch").get<int64_t>(),
                               l.at("global_batch").get<int64_t>(), l.at("micro_batches").get<int64_t>(),
@@ -57,10 +60,12 @@ std::string layout_line(const json& l) {
 }
 
 std::string short_layout(const json& l) {
-  const int64_t cp = l.value("cp", INT64_C(1)), fsdp = l.value("fsdp", INT64_C(0));
-  return fmt::format("tp{} pp{}{}{} dp{}{} mb{} {} {}{}", l.at("tp").get<int64_t>(), l.at("pp").get<int64_t>(),
+  // cp, fsdp, ep: absent from results written before they existed.
+  const int64_t cp = l.value("cp", INT64_C(1)), fsdp = l.value("fsdp", INT64_C(0)), ep = l.value("ep", INT64_C(1));
+  return fmt::format("tp{} pp{}{}{} dp{}{}{} mb{} {} {}{}", l.at("tp").get<int64_t>(), l.at("pp").get<int64_t>(),
                      l.at("vpp").get<int64_t>() > 1 ? fmt::format(" vpp{}", l.at("vpp").get<int64_t>()) : "",
                      cp > 1 ? fmt::format(" cp{}", cp) : "", l.at("dp").get<int64_t>(), fsdp > 1 ? " fsdp" : "",
+                     ep > 1 ? fmt::format(" ep{}{}", ep, l.value("ep_comm_overlap", false) ? " a2a-overlap" : "") : "",
                      l.at("micro_batch").get<int64_t>(), l.at("recompute").get<std::string>(),
                      l.at("attention").get<std::string>(), l.at("distributed_optimizer").get<bool>() ? " distopt" : "");
 }
@@ -207,10 +212,11 @@ detail::Document prediction_document(const json& r) {
     se.heading = fmt::format("Search (modelled): the fastest layouts that fit, of {} tried on {} GPUs ({} fit)",
                              s.at("layouts_tried").get<int64_t>(), s.at("gpus").get<int64_t>(),
                              s.at("layouts_fitting").get<int64_t>());
-    Table st({"#", "<layout", "step s", "tokens/s", "MFU", "memory"});
+    Table st({"#", "<layout", "global batch", "step s", "tokens/s", "MFU", "memory"});
     int i = 0;
     for (const auto& x : s.at("best"))
-      st.add_row({std::to_string(++i), short_layout(x.at("layout")), fmt_sig(num(x, "step_time_s"), 4),
+      st.add_row({std::to_string(++i), short_layout(x.at("layout")),
+                  std::to_string(x.at("layout").at("global_batch").get<int64_t>()), fmt_sig(num(x, "step_time_s"), 4),
                   fmt_sig(num(x, "tokens_per_s"), 4), fmt_percent(num(x, "mfu")), fmt_bytes(num(x, "memory_per_gpu_bytes"))});
     se.table = std::move(st);
     se.after.push_back("space: " + s.at("space").get<std::string>());
