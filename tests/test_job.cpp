@@ -257,7 +257,16 @@ TEST(JobMegatron, MegatronCoresMoeSettings) {
   EXPECT_EQ(value(plain, "ep_comm_overlap").from, From::framework_default);
   int kernels = 0;
   for (const Ignored& i : j.ignored) kernels += i.key == "--moe-grouped-gemm" || i.key == "--moe-token-dispatcher-type";
-  EXPECT_EQ(kernels, 2);
+  EXPECT_EQ(kernels, 1);  // the grouped GEMM's kernel choice; the dispatcher is read
+  EXPECT_EQ(j.layout.moe_dispatcher, "alltoall");
+  EXPECT_TRUE(has(value(j, "moe_dispatcher").where, "--moe-token-dispatcher-type")) << value(j, "moe_dispatcher").where;
+  EXPECT_EQ(plain.layout.moe_dispatcher, "allgather");  // Megatron Core's default
+  EXPECT_EQ(value(plain, "moe_dispatcher").from, From::framework_default);
+}
+
+TEST(JobMegatron, UnknownTokenDispatcherIsOneLine) {
+  expect_usage([&] { read_job(data("megatron-moe-bad-dispatcher.sh"), {}); },
+               {"--moe-token-dispatcher-type", "'alltoall2' is not allgather, alltoall or flex"});
 }
 
 TEST(JobMegatron, MoeLayerFrequencyForms) {

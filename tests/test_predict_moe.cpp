@@ -114,6 +114,56 @@ TEST(PredictMoe, AllToAllByHand) {
   EXPECT_EQ(predict(in).breakdown.ep_comm_s, 0.0);
 }
 
+TEST(PredictMoe, DispatchersByHand) {
+  // small_moe: 16 experts, top-2, d 1024, 1024 tokens a GPU (16-bit rows of 2 KiB).
+  const ModelConfig m = small_moe();
+  PredictInput in;
+  in.model = m;
+  in.system = system_by_id("h100");
+  const SystemProfile& s = in.system;
+  const double T = 1024, row = 1024 * 2, micro_batches = 2;  // global batch 2 x gpus over dp = gpus
+  const double nvlink = s.nvlink_bytes_per_s * s.nvlink_efficiency, net = s.network_bytes_per_s * s.network_efficiency;
+  // P(a given set of E/G experts holds none of a token's 2 of 16): (16 - 16/G)(15 - 16/G) / (16 x 15).
+  auto none = [](double G) { return (16 - 16 / G) * (15 - 16 / G) / (16.0 * 15.0); };
+  // flex, ep 8 in a node: each token once to each other GPU holding one of its experts,
+  // (8 - 1) p_r rows, p_r = 1 - 14 x 13 / 240.
+  in.layout = layout(8, 8);
+  in.layout.moe_dispatcher = Dispatcher::flex;
+  const double p8 = 1 - none(8);
+  const double flex8 = 7 * p8 * T * row / nvlink + 7 * s.nvlink_latency_s;
+  EXPECT_NEAR(predict(in).breakdown.ep_comm_s, micro_batches * 4 * 4 * flex8, 1e-12);
+  // flex, ep 16 over two nodes of 8: once to the other node when it holds one (p_n = 1 - 8 x 7 /
+  // 240) on the NIC; on NVLink 2 x 7 p_r rows (the node's own and those forwarded), p_r over 16.
+  in.layout = layout(16, 16);
+  in.layout.moe_dispatcher = Dispatcher::flex;
+  const double p16 = 1 - none(16), pn = 1 - none(2);
+  const double flex16 = std::max(pn * T * row / net + s.network_latency_s,
+                                 2 * 7 * p16 * T * row / nvlink + 7 * s.nvlink_latency_s);
+  EXPECT_NEAR(predict(in).breakdown.ep_comm_s, micro_batches * 4 * 4 * flex16, 1e-12);
+  // Fewer bytes than the alltoall dispatcher's 2 copies a token, 8/16 of them to the other node.
+  in.layout.moe_dispatcher = Dispatcher::alltoall;
+  EXPECT_GT(predict(in).breakdown.ep_comm_s, micro_batches * 4 * 4 * flex16);
+  // allgather, ep 8: every GPU gathers the 8 GPUs' tokens, (8 - 1)/8 of 8 T rows, and a
+  // reduce-scatter brings them back: 4 collectives a layer and micro-batch, each (n-1)/n S / B.
+  in.layout = layout(8, 8);
+  in.layout.moe_dispatcher = Dispatcher::allgather;
+  const double gather = 7.0 / 8 * 8 * T * row / nvlink + 7 * s.nvlink_latency_s;
+  EXPECT_NEAR(predict(in).breakdown.ep_comm_s, micro_batches * 4 * 4 * gather, 1e-12);
+  // Refused: flex with etp > 1, the overlap with allgather, a dispatcher on a dense model.
+  Layout bad = layout(16, 8);
+  bad.etp = 2, bad.moe_dispatcher = Dispatcher::flex;
+  EXPECT_THROW(validate(bad, m), UsageError);
+  bad = layout(8, 8);
+  bad.moe_dispatcher = Dispatcher::allgather, bad.ep_comm_overlap = true;
+  EXPECT_THROW(validate(bad, m), UsageError);
+  const ModelConfig dense = preset("llama3.1-8b");
+  Layout d;
+  d.gpus = 8, d.global_batch = 8, d.seq = dense.n_ctx, d.moe_dispatcher = Dispatcher::flex;
+  EXPECT_THROW(validate(d, dense), UsageError);
+  EXPECT_EQ(parse_dispatcher("flex"), Dispatcher::flex);
+  EXPECT_THROW(parse_dispatcher("deepep"), UsageError);
+}
+
 TEST(PredictMoe, AllToAllOverlapByHand) {
   // --ep-comm-overlap: a layer's forward all-to-alls (2 of them) hide behind another
   // micro-batch's backward of the layer, its backward all-to-alls behind the other's forward.

@@ -40,7 +40,7 @@ struct PredictArgs {
   // The layout: "" = not given (src/predict/layout.hpp's defaults apply).
   std::string tp, pp, vpp, cp, fsdp, micro_batch, global_batch, precision, recompute, sequence_parallel, attention,
       distributed_optimizer, dp_overlap, tp_comm_overlap, ep_comm_overlap, embedding_in_split, loss_in_split;
-  std::string ep, etp, moe_imbalance;  // a mixture of experts' layout
+  std::string ep, etp, moe_imbalance, moe_dispatcher;  // a mixture of experts' layout
   bool search = false;
   std::string top = "5";
   bool validate = false;
@@ -117,6 +117,7 @@ pr::LayoutChoices layout_choices(const PredictArgs& a) {
   if (!a.precision.empty()) c.precision = a.precision;
   if (!a.recompute.empty()) c.recompute = pr::parse_recompute(a.recompute);
   if (!a.attention.empty()) c.attention = pr::parse_attention(a.attention);
+  if (!a.moe_dispatcher.empty()) c.moe_dispatcher = pr::parse_dispatcher(a.moe_dispatcher);
   c.sequence_parallel = on_off("--sequence-parallel", a.sequence_parallel);
   c.distributed_optimizer = on_off("--distributed-optimizer", a.distributed_optimizer);
   c.dp_overlap = on_off("--dp-overlap", a.dp_overlap);
@@ -139,6 +140,7 @@ std::optional<int64_t> apply_job(job::Job& j, const PredictArgs& a, pr::LayoutCh
       {"--recompute", &a.recompute}, {"--sequence-parallel", &a.sequence_parallel}, {"--attention", &a.attention},
       {"--distributed-optimizer", &a.distributed_optimizer}, {"--dp-overlap", &a.dp_overlap},
       {"--tp-comm-overlap", &a.tp_comm_overlap}, {"--ep-comm-overlap", &a.ep_comm_overlap},
+      {"--moe-dispatcher", &a.moe_dispatcher},
       {"--account-for-embedding-in-pipeline-split", &a.embedding_in_split},
       {"--account-for-loss-in-pipeline-split", &a.loss_in_split}};
   for (const auto& [flag, value] : layout_flags) {
@@ -173,6 +175,7 @@ std::optional<int64_t> apply_job(job::Job& j, const PredictArgs& a, pr::LayoutCh
   if (!c.seq) c.seq = f.count("seq") ? parse_count("--seq", f.at("seq").text, INT64_C(1) << 24) : j.model.n_ctx;
   if (!c.recompute && l.recompute) c.recompute = pr::parse_recompute(*l.recompute);
   if (!c.attention && l.attention) c.attention = pr::parse_attention(*l.attention);
+  if (!c.moe_dispatcher && l.moe_dispatcher) c.moe_dispatcher = pr::parse_dispatcher(*l.moe_dispatcher);
   return gpus_given ? std::nullopt : l.gpus;
 }
 
@@ -413,6 +416,12 @@ void add_predict_options(CLI::App* sub, PredictArgs& a) {
                   "expert GEMMs' time (default 1: balanced, as the published runs force it; measure --backend cpu "
                   "reports a seeded router's)")
       ->type_name("X");
+  sub->add_option("--moe-dispatcher", a.moe_dispatcher,
+                  "a mixture of experts' token dispatcher (Megatron Core's --moe-token-dispatcher-type): alltoall (each "
+                  "routed copy of a token to its expert's GPU), flex (DeepEP, HybridEP: each token once to each GPU "
+                  "and node holding its experts; etp 1) or allgather (the etp x ep group's tokens gathered, the "
+                  "outputs reduce-scattered back)")
+      ->type_name("KIND")->default_str("alltoall");
   sub->add_option("--micro-batch", a.micro_batch, "sequences per micro-batch")->type_name("N")->default_str("1");
   sub->add_option("--global-batch", a.global_batch,
                   "sequences per step over all data-parallel ranks (default: the model's published tokens per batch, "

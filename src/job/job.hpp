@@ -70,6 +70,7 @@ struct JobLayout {
   std::optional<std::string> precision;  // bf16 | fp16 | fp8
   std::optional<std::string> recompute;  // none | selective | full
   std::optional<std::string> attention;  // unfused | flash
+  std::optional<std::string> moe_dispatcher;  // allgather | alltoall | flex (a mixture of experts only)
   std::optional<bool> sequence_parallel, distributed_optimizer, dp_overlap, tp_comm_overlap, ep_comm_overlap;
   std::optional<bool> embedding_in_split, loss_in_split;  // account_for_{embedding,loss}_in_pipeline_split
   // Training steps (global batches), for the training tokens.

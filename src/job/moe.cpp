@@ -122,7 +122,7 @@ const std::vector<MoeKey>& megatron_core_moe_keys() {
       {"moe_expert_capacity_factor", "--moe-expert-capacity-factor", ""},
       {"moe_pad_expert_input_to_capacity", "--moe-pad-expert-input-to-capacity", ""},
       {"moe_grouped_gemm", "--moe-grouped-gemm", kKernels},
-      {"moe_token_dispatcher_type", "--moe-token-dispatcher-type", kKernels},
+      {"moe_token_dispatcher_type", "--moe-token-dispatcher-type", ""},
       {"moe_permute_fusion", "--moe-permute-fusion", kKernels},
       {"moe_router_fusion", "--moe-router-fusion", kKernels},
       {"moe_router_dtype", "--moe-router-dtype", "the router's logits in fp32: a GEMM of d x E a token, counted the same"},
@@ -257,6 +257,18 @@ void read_megatron_core_moe(Job& j, const MoeGiven& g, int64_t layers, std::opti
             text_of(g, "moe_aux_loss_coeff") ? From::file : From::framework_default,
             lb == "none" ? where_of(g, "moe_router_load_balancing_type") + ": none"
                          : where_of(g, "moe_aux_loss_coeff") + (text_of(g, "moe_aux_loss_coeff") ? "" : ": 0.0"));
+
+  // The token dispatcher: the same FLOPs, not the same communication (predict's --moe-dispatcher).
+  // Megatron Core's default is allgather; its older alltoall_seq moves what alltoall does.
+  const std::string* disp = text_of(g, "moe_token_dispatcher_type");
+  std::string dispatcher = disp ? *disp : "allgather";
+  if (dispatcher == "alltoall_seq") dispatcher = "alltoall";
+  if (dispatcher != "allgather" && dispatcher != "alltoall" && dispatcher != "flex")
+    throw UsageError(fmt::format("{}: {}: '{}' is not allgather, alltoall or flex", j.file,
+                                 where_of(g, "moe_token_dispatcher_type"), *disp));
+  j.layout.moe_dispatcher = dispatcher;
+  j.record("moe_dispatcher", dispatcher, disp ? From::file : From::framework_default,
+           where_of(g, "moe_token_dispatcher_type") + (disp ? "" : ": allgather"));
 
   // The capacity: tokens past it are dropped; padded to it, every expert runs its full capacity.
   if (const std::string* c = text_of(g, "moe_expert_capacity_factor"); c && !null_text(*c)) {

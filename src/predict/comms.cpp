@@ -128,6 +128,34 @@ double Network::all_to_all(double bytes, CommGroup g) const {
   return std::max(over_network, over_nvlink);
 }
 
+namespace {
+
+// C(E - E/G, k) / C(E, k): none of a token's k experts (of E, at random) among a given E/G.
+double none_of_k_among(int64_t experts, int64_t groups, int64_t k) {
+  const double e = static_cast<double>(experts), held = e / static_cast<double>(std::max<int64_t>(groups, 1));
+  double p = 1;
+  for (int64_t i = 0; i < k; ++i) p *= std::max(0.0, (e - held - static_cast<double>(i)) / (e - static_cast<double>(i)));
+  return p;
+}
+
+}  // namespace
+
+double Network::dedup_all_to_all(double rows, double row_bytes, int64_t experts, int64_t top_k, CommGroup g) const {
+  const int64_t G = g.ranks;
+  if (rows <= 0 || G <= 1) return 0;
+  const int64_t per_node = std::min(G, std::max<int64_t>(g.per_node, 1)), nodes = (G + per_node - 1) / per_node;
+  const double p_rank = 1 - none_of_k_among(experts, G, top_k), p_node = 1 - none_of_k_among(experts, nodes, top_k);
+  const double gl = static_cast<double>(per_node), nn = static_cast<double>(nodes);
+  const double bytes = rows * row_bytes;
+  const double over_nvlink = nn * (gl - 1) * p_rank * bytes / (system.nvlink_bytes_per_s * system.nvlink_efficiency) +
+                             (gl - 1) * system.nvlink_latency_s;
+  const double over_network =
+      nodes > 1 ? (nn - 1) * p_node * bytes / (system.network_bytes_per_s * system.network_efficiency) +
+                      (nn - 1) * system.network_latency_s
+                : 0.0;
+  return std::max(over_network, over_nvlink);
+}
+
 std::string Network::source(Collective c, CommGroup g) const {
   const bool inter_node = g.spans_nodes();
   for (const auto& m : measured)

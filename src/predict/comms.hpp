@@ -67,6 +67,19 @@ struct Network {
   // An all-to-all over `g`, each GPU sending `bytes` in all (a mixture of experts' dispatch or
   // combine).
   double all_to_all(double bytes, CommGroup g) const;
+  // A deduplicating dispatch or combine (Megatron Core's flex dispatcher: DeepEP, HybridEP) over
+  // `g`: each of this GPU's `rows` tokens (`row_bytes` each) goes once to each GPU of the group
+  // holding one or more of its `top_k` experts, and between nodes once to each node holding one
+  // or more, on the NIC, then on NVLink to that node's GPUs. With a balanced router (k of the E
+  // `experts` at random, as the published runs force it) over G ranks, N nodes of g ranks each:
+  //   p_r = 1 - C(E - E/G, k) / C(E, k)   a given rank holds one of a token's experts
+  //   p_n = 1 - C(E - E/N, k) / C(E, k)   a given node does
+  //   network: (N - 1) p_n rows a token out of each GPU, on its NIC
+  //   NVLink:  (g - 1) p_r rows to its node's other GPUs, and the rows that came from other
+  //            nodes forwarded to theirs, (N - 1) (g - 1) p_r: N (g - 1) p_r in all
+  // the slower of the two, each with a latency a peer. (The alltoall dispatcher sends all k
+  // copies: k (G - g) / G rows a token over the network.)
+  double dedup_all_to_all(double rows, double row_bytes, int64_t experts, int64_t top_k, CommGroup g) const;
   // Where the bandwidth comes from: "profile" or the nccl-tests file.
   std::string source(Collective c, CommGroup g) const;
 };

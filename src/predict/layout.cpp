@@ -21,6 +21,22 @@ std::string_view to_string(Recompute r) {
 
 std::string_view to_string(Attention a) { return a == Attention::flash ? "flash" : "unfused"; }
 
+std::string_view to_string(Dispatcher d) {
+  switch (d) {
+    case Dispatcher::allgather: return "allgather";
+    case Dispatcher::alltoall: return "alltoall";
+    case Dispatcher::flex: return "flex";
+  }
+  return "?";
+}
+
+Dispatcher parse_dispatcher(std::string_view t) {
+  if (t == "allgather") return Dispatcher::allgather;
+  if (t == "alltoall") return Dispatcher::alltoall;
+  if (t == "flex") return Dispatcher::flex;
+  throw UsageError(fmt::format("--moe-dispatcher: unknown '{}'; choose allgather, alltoall or flex", t));
+}
+
 Recompute parse_recompute(std::string_view t) {
   if (t == "none") return Recompute::none;
   if (t == "selective") return Recompute::selective;
@@ -98,6 +114,10 @@ ResolvedLayout resolve_layout(const LayoutChoices& c, const ModelConfig& m, cons
                               "collectives with the GEMMs there (Transformer Engine's userbuffers)"));
   }
   l.ep_comm_overlap = c.ep_comm_overlap.value_or(false);
+  l.moe_dispatcher = c.moe_dispatcher.value_or(Dispatcher::alltoall);
+  if (!c.moe_dispatcher && m.moe() && l.ep > 1)
+    r.defaults.push_back("token dispatcher alltoall (Megatron-Bridge's MoE recipes set it; Megatron Core's own default "
+                         "is allgather)");
   if (!c.ep_comm_overlap && m.moe() && l.ep > 1)
     r.defaults.push_back("expert-parallel all-to-all overlap off (Megatron Core's default: "
                          "--overlap-moe-expert-parallel-comm not given)");
@@ -164,6 +184,9 @@ void validate(const Layout& l, const ModelConfig& m) {
   if (!m.moe() && l.ep_comm_overlap)
     throw UsageError(fmt::format("layout: --ep-comm-overlap on: {} is not a mixture of experts (it has no all-to-all)",
                                  m.name));
+  if (!m.moe() && l.moe_dispatcher != Dispatcher::alltoall)
+    throw UsageError(fmt::format("layout: --moe-dispatcher {}: {} is not a mixture of experts (it has no tokens to "
+                                 "dispatch)", to_string(l.moe_dispatcher), m.name));
   if (!m.moe() && (l.ep != 1 || (l.etp != 0 && l.etp != l.tp)))
     throw UsageError(fmt::format("layout: --ep {} / --etp {}: {} is not a mixture of experts (it has no experts to split)",
                                  l.ep, l.expert_tp(), m.name));
@@ -183,6 +206,12 @@ void validate(const Layout& l, const ModelConfig& m) {
     if (l.ep_comm_overlap && l.recompute == Recompute::full)
       throw UsageError("layout: --ep-comm-overlap on cannot run with --recompute full (Megatron Core refuses full "
                        "recomputation with --overlap-moe-expert-parallel-comm)");
+    if (l.ep_comm_overlap && l.moe_dispatcher == Dispatcher::allgather)
+      throw UsageError("layout: --ep-comm-overlap on needs --moe-dispatcher alltoall or flex (Megatron Core overlaps "
+                       "no allgather dispatcher)");
+    if (l.moe_dispatcher == Dispatcher::flex && etp > 1)
+      throw UsageError(fmt::format("layout: --moe-dispatcher flex with --etp {}: the flex dispatcher (DeepEP, HybridEP) "
+                                   "is modelled with expert tensor parallelism 1 only", etp));
     if (l.ep_comm_overlap && l.pp > 1 && l.vpp < 2)
       throw UsageError(fmt::format("layout: --ep-comm-overlap on with --pp {} needs the interleaved schedule (--vpp 2 or "
                                    "more), as Megatron Core asserts", l.pp));
@@ -247,6 +276,7 @@ nlohmann::json layout_to_json(const Layout& l) {
           {"dp_overlap", l.dp_overlap},
           {"tp_comm_overlap", l.tp_comm_overlap},
           {"ep_comm_overlap", l.ep_comm_overlap},
+          {"moe_dispatcher", to_string(l.moe_dispatcher)},
           {"account_for_embedding_in_pipeline_split", l.embedding_in_split},
           {"account_for_loss_in_pipeline_split", l.loss_in_split}};
 }

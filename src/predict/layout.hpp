@@ -25,10 +25,18 @@ namespace flopscope::predict {
 
 enum class Recompute { none, selective, full };
 enum class Attention { unfused, flash };
+// A mixture of experts' token dispatcher (Megatron Core's --moe-token-dispatcher-type): allgather
+// (every GPU of the etp x ep group gathers all its tokens, the experts keep theirs, a
+// reduce-scatter brings the outputs back), alltoall (each routed copy of a token to its expert's
+// GPU), flex (DeepEP / HybridEP: each token once to each GPU, and once to each node, holding one
+// or more of its experts).
+enum class Dispatcher { allgather, alltoall, flex };
 std::string_view to_string(Recompute r);
 std::string_view to_string(Attention a);
+std::string_view to_string(Dispatcher d);
 Recompute parse_recompute(std::string_view text);   // throws UsageError
 Attention parse_attention(std::string_view text);   // throws UsageError
+Dispatcher parse_dispatcher(std::string_view text); // throws UsageError
 
 struct Layout {
   int64_t gpus = 8;
@@ -60,6 +68,7 @@ struct Layout {
   // another's backward run merged, layer by layer). Needs ep > 1, no full recompute, and vpp > 1
   // with pp > 1, as Megatron Core asserts; off by default, as there.
   bool ep_comm_overlap = false;
+  Dispatcher moe_dispatcher = Dispatcher::alltoall;
   // Megatron-LM's --account-for-embedding-in-pipeline-split and --account-for-loss-in-pipeline-
   // split: the embedding and the loss (the LM head) each count as a layer when the layers are
   // split over the stages and their vpp chunks, so the first and the last stage hold one layer
@@ -80,6 +89,7 @@ struct LayoutChoices {
   std::optional<std::string> precision;
   std::optional<Recompute> recompute;
   std::optional<Attention> attention;
+  std::optional<Dispatcher> moe_dispatcher;
   std::optional<bool> sequence_parallel, distributed_optimizer, dp_overlap, embedding_in_split, loss_in_split,
       tp_comm_overlap, ep_comm_overlap;
 };
@@ -122,7 +132,8 @@ int64_t default_global_batch(const ModelConfig& m, const Layout& l, std::string*
 // a multiple of pp;
 // for a mixture of experts, ep not dividing the experts, etp not dividing the expert width, or
 // etp x ep not dividing the tp x cp x dp GPUs of a stage (and ep or etp on a dense model); the
-// all-to-all overlap without ep > 1, with full recompute, or with pp > 1 and no interleaving.
+// all-to-all overlap without ep > 1, with full recompute, with pp > 1 and no interleaving, or
+// with the allgather dispatcher; the flex dispatcher with etp > 1.
 void validate(const Layout& l, const ModelConfig& m);
 
 // How the layers are split over the stages: stage i holds split[i] layers (the first stages

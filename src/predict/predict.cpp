@@ -223,15 +223,27 @@ Prediction predict(const PredictInput& in) {
   };
   std::vector<double> kind_compute, kind_backward, kind_forward, kind_ring, kind_cast, kind_a2a, kind_a2a_total, kind_tp;
   double ring_total_layer = 0;
-  // A mixture of experts (Megatron Core's alltoall token dispatcher): each MoE layer sends every
-  // routed copy of this GPU's tokens (k of them, 16-bit rows of d) to the expert-parallel group
-  // and back, forward (dispatch, combine) and backward (their gradients), twice more in a full
-  // recompute; not overlapped with compute unless --ep-comm-overlap (ep_exposed below). The ep
-  // ranks are etp apart (Megatron Core's expert order etp-ep-edp-pp): per_node of them share a node.
+  // A mixture of experts' token dispatch: each MoE layer sends this GPU's tokens (16-bit rows of
+  // d) to the expert-parallel group and back, forward (dispatch, combine) and backward (their
+  // gradients), twice more in a full recompute; not overlapped with compute unless
+  // --ep-comm-overlap (ep_exposed below). By Layout::moe_dispatcher: alltoall, every routed copy
+  // (k of them) as one all-to-all over the ep ranks, etp apart (Megatron Core's expert order
+  // etp-ep-edp-pp: per_node of them share a node); flex, each token once a GPU and once a node
+  // holding its experts (Network::dedup_all_to_all); allgather, an all-gather of the etp x ep
+  // group's tokens and a reduce-scatter back (Megatron Core's MoEAllGatherTokenDispatcher, over
+  // its tp-ep group, contiguous ranks).
   const double a2a_tokens = static_cast<double>(l.micro_batch) * local_seq / (sp ? static_cast<double>(l.tp) : 1.0);
   const double a2a_bytes = static_cast<double>(std::max<int64_t>(in.model.top_k, 1)) * a2a_tokens *
                            static_cast<double>(in.model.d_model) * kBytes16;
-  const double a2a_one = net.all_to_all(a2a_bytes, strided_group(l.ep, l.expert_tp(), node));
+  const CommGroup ep_group = strided_group(l.ep, l.expert_tp(), node);
+  const CommGroup gather_group = strided_group(l.ep * l.expert_tp(), 1, node);
+  const double row_bytes = static_cast<double>(in.model.d_model) * kBytes16;
+  const double a2a_one =
+      l.moe_dispatcher == Dispatcher::flex
+          ? net.dedup_all_to_all(a2a_tokens, row_bytes, in.model.n_experts, std::max<int64_t>(in.model.top_k, 1), ep_group)
+      : l.moe_dispatcher == Dispatcher::allgather
+          ? net.time(Collective::all_gather, static_cast<double>(gather_group.ranks) * a2a_tokens * row_bytes, gather_group)
+          : net.all_to_all(a2a_bytes, ep_group);
   const double a2a_layer = (l.recompute == Recompute::full ? 6 : 4) * a2a_one;
   // --ep-comm-overlap (Megatron Core's --overlap-moe-expert-parallel-comm, combined 1F1B): in
   // each 1F1B step one micro-batch's forward and another's backward run merged layer by layer,
@@ -539,12 +551,24 @@ Prediction predict(const PredictInput& in) {
                                                              "the all-gather behind the next forward; {:.3g} s of {:.3g} s exposed",
                                                              b.dp_comm_s, b.dp_comm_total_s)
                                                : "not overlapped"));
+  std::string dispatch;
+  if (l.moe_dispatcher == Dispatcher::flex)
+    dispatch = fmt::format("flex dispatch and combine (DeepEP, HybridEP: each of this GPU's {} tokens once to each GPU, "
+                           "and once to each node, holding one of its top-{} experts, {:.3g} ms each)",
+                           a2a_tokens, in.model.top_k, a2a_one * 1e3);
+  else if (l.moe_dispatcher == Dispatcher::allgather)
+    dispatch = fmt::format("allgather dispatch (the {} GPUs' {} tokens each, {:.3g} MB gathered) and reduce-scatter back",
+                           gather_group.ranks, a2a_tokens,
+                           static_cast<double>(gather_group.ranks) * a2a_tokens * row_bytes / 1e6);
+  else
+    dispatch = fmt::format("all-to-all of {:.3g} MB ({} of this GPU's tokens x top-{})", a2a_bytes / 1e6, a2a_tokens,
+                           in.model.top_k);
   if (in.model.moe())
     p.notes.push_back(fmt::format(
-        "mixture of experts: {} experts over ep {} (etp {}, edp {}); each MoE layer's all-to-all of {:.3g} MB ({} of "
-        "this GPU's tokens x top-{}) {} times a micro-batch on {}, {}; the expert GEMMs as grouped GEMMs of "
+        "mixture of experts: {} experts over ep {} (etp {}, edp {}); each MoE layer's {} {} times a micro-batch on {}, "
+        "{}; the expert GEMMs as grouped GEMMs of "
         "{} local experts at the GEMM efficiency, x load imbalance {}{}; expert gradients reduced over edp",
-        in.model.n_experts, l.ep, l.expert_tp(), edp, a2a_bytes / 1e6, a2a_tokens, in.model.top_k,
+        in.model.n_experts, l.ep, l.expert_tp(), edp, dispatch,
         l.recompute == Recompute::full ? 6 : 4, l.ep * l.expert_tp() > node ? "NVLink and the network" : "NVLink",
         l.ep_comm_overlap
             ? fmt::format("overlapped with another micro-batch's compute (--overlap-moe-expert-parallel-comm; {:.3g} of "
