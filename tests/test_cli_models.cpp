@@ -1,6 +1,8 @@
 // `flopscope estimate` (and the shared model options of measure and sweep) on the model
 // families beyond GPT-3 (ctest label `cli`): the Llama 3.1 405B preset's 6nd and N, every
 // Hugging Face config type, flags over the config, and bad configs as exit 2 with one line.
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -251,9 +253,35 @@ TEST(CliModels, MixturesOfExpertsEndToEnd) {
     }
     for (const auto& k : j.at("extrapolation").at("layer_kinds"))
       EXPECT_EQ(k.at("source").get<std::string>().rfind("measured layer", 0), 0u) << k.dump();
+    EXPECT_TRUE(x.at("capacity").is_null()) << config;  // no capacity factor: nothing to drop
     const Outcome table = run({"report", "m.json"}, cwd.path());
     ASSERT_EQ(table.rc, 0) << describe(table);
     EXPECT_NE(table.out.find("tokens per expert (counted, this run's router)"), std::string::npos) << table.out;
+  }
+  {
+    // A capacity factor measure's router does not apply: said, and the rows past Megatron-LM's
+    // capacity (ceil(factor k T / E) an expert) counted from the router's spread; the counted
+    // FLOPs stay the dropless ones.
+    TempDir cwd;
+    const Outcome r = run({"measure", "--backend", "cpu", "--hf-config", hf("tiny-mixtral.json"), "--capacity-factor",
+                           "1.0", "--repeats", "1", "--warmup", "0", "--format", "json", "-o", "m.json"},
+                          cwd.path());
+    ASSERT_EQ(r.rc, 0) << describe(r);
+    EXPECT_NE(r.err.find("the capacity factor 1 is not applied"), std::string::npos) << r.err;
+    const json j = json::parse(slurp(cwd / "m.json"));
+    const json& x = j.at("experts");
+    const json& c = x.at("capacity");
+    ASSERT_TRUE(c.is_object());
+    EXPECT_FALSE(c.at("applied").get<bool>());
+    const double cap = std::ceil(x.at("routed_rows").get<double>() / x.at("experts").get<double>());
+    EXPECT_EQ(c.at("rows_per_expert").get<double>(), cap);
+    double over = 0;
+    for (const auto& n : x.at("tokens_per_expert")) over += std::max(0.0, n.get<double>() - cap);
+    EXPECT_EQ(c.at("rows_over_capacity").get<double>(), over);
+    for (const auto& o : j.at("ops")) EXPECT_EQ(o.at("counted_flops"), o.at("flops")) << o.at("name");
+    const Outcome table = run({"report", "m.json"}, cwd.path());
+    ASSERT_EQ(table.rc, 0) << describe(table);
+    EXPECT_NE(table.out.find("capacity: measure's router drops no token"), std::string::npos) << table.out;
   }
   TempDir here;
   for (const char* model : {"llama4-maverick", "deepseek-v3"}) {

@@ -1,5 +1,8 @@
 #include "measure/result.hpp"
 
+#include <algorithm>
+#include <cmath>
+
 #include <fmt/format.h>
 
 #include "analytic/formulas.hpp"
@@ -216,7 +219,7 @@ json extrapolate(const ModelConfig& model, const LayerGraph& g, const MeasureRun
 // A mixture of experts' layer: how the router spread this run's tokens over the experts (the
 // counts tensor its last run wrote), and the imbalance max/mean; the slowest expert sets the
 // grouped GEMMs' time, while the analytic FLOPs assume a balanced router. null for a dense layer.
-json experts_json(const LayerGraph& g, Backend& b) {
+json experts_json(const LayerGraph& g, Backend& b, double capacity_factor) {
   if (!g.shape.moe()) return nullptr;
   const int64_t E = g.shape.n_experts, k = g.shape.top_k, routed = g.shape.tokens() * k;
   const std::vector<double> counts = b.read("moe.counts", 0, E);
@@ -230,8 +233,25 @@ json experts_json(const LayerGraph& g, Backend& b) {
   const double mean = static_cast<double>(routed) / static_cast<double>(E);
   std::vector<int64_t> tokens;
   for (double v : counts) tokens.push_back(static_cast<int64_t>(v));
+  json capacity = nullptr;
+  if (capacity_factor > 0) {
+    // Megatron-LM's get_capacity: ceil(k T / E x factor) rows an expert.
+    const double cap = std::ceil(static_cast<double>(routed) / static_cast<double>(E) * capacity_factor);
+    double over = 0;
+    for (double v : counts) over += std::max(0.0, v - cap);
+    capacity = {{"capacity_factor", capacity_factor},
+                {"rows_per_expert", cap},
+                {"applied", false},
+                {"rows_over_capacity", over},
+                {"note", fmt::format("measure's router drops no token: the capacity factor {:g} is not applied, so "
+                                     "every routed row ran (counted FLOPs are the dropless ones); a run with it "
+                                     "(Megatron-LM's --moe-expert-capacity-factor) would drop the {:g} of {} rows "
+                                     "past {:g} an expert",
+                                     capacity_factor, over, routed, cap)}};
+  }
   return {{"experts", E},
           {"top_k", k},
+          {"capacity", capacity},
           {"shared_experts", g.shape.n_shared},
           {"routed_rows", routed},
           {"routed_rows_counted", sum},
@@ -395,7 +415,7 @@ json measure_result(const MeasureContext& c) {
           {"model", model_to_json(c.model)},
           {"parameters", parameter_count(c.model)},
           {"layer", layer_json(g, c.layer_model, c.width)},
-          {"experts", c.experts.is_null() ? experts_json(g, c.backend) : c.experts},
+          {"experts", c.experts.is_null() ? experts_json(g, c.backend, c.layer_model.capacity_factor) : c.experts},
           {"other_layer_kinds", kinds_run},
           {"backend", {{"name", c.backend.name()}, {"reason", c.choice.reason}, {"device_line", c.backend.device_line()}}},
           {"device", device},

@@ -46,7 +46,10 @@ struct MeasureContext {
 
 // A mixture of experts' layer: the tokens each expert got in the backend's last run of `g`
 // (its counts tensor) and the imbalance max/mean; null for a dense layer.
-nlohmann::json experts_json(const LayerGraph& g, Backend& b);
+// capacity_factor (ModelConfig::capacity_factor; 0: none): measure's router drops no token, so
+// with a factor the JSON says it was not applied and counts the rows over Megatron-LM's
+// capacity, ceil(factor x k T / E) an expert, that a run with it would have dropped.
+nlohmann::json experts_json(const LayerGraph& g, Backend& b, double capacity_factor = 0);
 
 nlohmann::json measure_result(const MeasureContext& c);
 

@@ -109,7 +109,9 @@ nlohmann::json run_point(const PointRequest& r) {
   ceiling = hold_ceiling(*backend, g, run, ceiling);  // an op that beats the ceiling: remeasure, or say why
   MeasureContext ctx{model,     layer_model, width.str(),    g,         choice, *backend, pf, r.settings, run,
                      r.cluster, ceiling,     r.command_line, r.nsight};
-  ctx.experts = experts_json(g, *backend);
+  ctx.experts = experts_json(g, *backend, layer_model.capacity_factor);
+  if (ctx.experts.is_object() && ctx.experts.at("capacity").is_object())
+    spdlog::warn("{}", ctx.experts.at("capacity").at("note").get<std::string>());
   ctx.allocated_bytes = backend->allocated_bytes();
   // Every other kind of layer in the model's schedule (DeepSeek-V3's dense first layers, Llama 4
   // Maverick's dense ones, ...) runs too, verified and timed the same way, where it fits.
@@ -133,7 +135,7 @@ nlohmann::json run_point(const PointRequest& r) {
     spdlog::info("layer kind '{}' ({} of {} layers): measuring it too", to_string(kinds[k].spec), kinds[k].count,
                  layer_model.n_layers);
     o.run = run_measure(*backend, o.graph, r.settings);
-    o.experts = experts_json(o.graph, *backend);
+    o.experts = experts_json(o.graph, *backend, layer_model.capacity_factor);
   }
   ctx.other_kinds = &others;
   return measure_result(ctx);

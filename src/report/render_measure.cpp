@@ -75,6 +75,8 @@ Document measure_document(const json& r) {
         "{} (analytic FLOPs assume a balanced router; the slowest expert sets the grouped GEMMs' time)",
         x.at("experts").get<int64_t>(), x.at("top_k").get<int64_t>(), x.at("shared_experts").get<int64_t>(), spread,
         fmt_fixed(x.at("imbalance_max_over_mean").get<double>(), 3)));
+    if (x.contains("capacity") && x.at("capacity").is_object())  // absent in results before it existed
+      run.before.push_back("capacity: " + x.at("capacity").at("note").get<std::string>());
   }
   if (r.contains("other_layer_kinds"))  // absent in results before every kind ran
     for (const auto& k : r.at("other_layer_kinds"))
