@@ -1009,6 +1009,74 @@ TEST(PredictFsdp, HandWorkedFullShardingOverTwoNodes) {
   EXPECT_DOUBLE_EQ(mem.at("total_bytes").get<double>(), 16 * N / n + 4 * (R + 2 * P) + activations);
 }
 
+// FSDP layouts are torchtitan's. Uncompiled, its pointwise ops run as PyTorch's separate kernels:
+// each memory-bound op moves eager_bytes_factor x its fused bytes (the table in compute.hpp, from
+// torchtitan's Llama code); compiled, the fused bytes. Its attention is PyTorch's SDPA
+// (FlashAttention-2) at sdpa_efficiency, compiled or not; Megatron-LM's at gemm_efficiency. The
+// default: eager, but compiled under fp8.
+TEST(PredictFsdp, EagerPyTorchAndTorchCompile) {
+  EXPECT_DOUBLE_EQ(eager_bytes_factor(OpImpl::rmsnorm_fwd), 9.0);
+  EXPECT_DOUBLE_EQ(eager_bytes_factor(OpImpl::rmsnorm_bwd), 64.0 / 6);
+  EXPECT_DOUBLE_EQ(eager_bytes_factor(OpImpl::rope_fwd), 5.0);
+  EXPECT_DOUBLE_EQ(eager_bytes_factor(OpImpl::swiglu_bwd), 1.8);
+  EXPECT_DOUBLE_EQ(eager_bytes_factor(OpImpl::cross_entropy_fwd), 11.0);
+  EXPECT_DOUBLE_EQ(eager_bytes_factor(OpImpl::residual_add), 1.0);
+  const ModelConfig m = preset("llama3.1-8b");
+  const SystemProfile s = system_by_id("h100-sxm");
+  Layout l;
+  l.gpus = 8, l.fsdp = 8, l.seq = m.n_ctx, l.micro_batch = 1, l.global_batch = 8, l.attention = Attention::flash;
+  l.recompute = Recompute::none, l.sequence_parallel = false;
+  l.torch_compile = false;
+  const LayerCost eager = layer_cost(m, l, s, nullptr);
+  l.torch_compile = true;
+  const LayerCost compiled = layer_cost(m, l, s, nullptr);
+  Layout megatron = l;
+  megatron.fsdp = 0, megatron.torch_compile = false;
+  const LayerCost plain = layer_cost(m, megatron, s, nullptr);
+  ASSERT_EQ(eager.ops.size(), compiled.ops.size());
+  const std::map<std::string, OpImpl> impl = {
+      {"fwd.ln1", OpImpl::rmsnorm_fwd},       {"bwd.ln1", OpImpl::rmsnorm_bwd},         {"fwd.attn.rope", OpImpl::rope_fwd},
+      {"bwd.attn.rope", OpImpl::rope_bwd},    {"fwd.ffn.swiglu", OpImpl::swiglu_fwd},   {"bwd.ffn.swiglu", OpImpl::swiglu_bwd},
+      {"fwd.head.loss", OpImpl::cross_entropy_fwd}, {"bwd.head.loss", OpImpl::cross_entropy_bwd},
+      {"fwd.residual1", OpImpl::residual_add}};
+  int seen = 0;
+  for (size_t i = 0; i < eager.ops.size(); ++i) {
+    const OpCost& e = eager.ops[i];
+    const OpCost& c = compiled.ops[i];
+    ASSERT_EQ(e.name, c.name);
+    if (auto it = impl.find(e.name); it != impl.end()) {
+      ASSERT_EQ(e.bound, "memory") << e.name;
+      const double f = eager_bytes_factor(it->second);
+      EXPECT_NEAR(e.bytes, c.bytes * f, 1e-6 * e.bytes) << e.name;
+      EXPECT_NEAR(e.time_s, c.time_s * f, 1e-12) << e.name;
+      ++seen;
+    }
+    if (e.name == "fwd.attn.flash" || e.name == "bwd.attn.flash") {
+      // SDPA's FlashAttention-2, compiled or not: FLOPs / (peak x sdpa_efficiency) where compute bound.
+      ASSERT_EQ(e.bound, "compute");
+      EXPECT_NEAR(e.time_s, e.flops / (989.4e12 * s.sdpa_efficiency), 1e-15) << e.name;
+      EXPECT_DOUBLE_EQ(c.time_s, e.time_s);
+      EXPECT_NEAR(plain.ops[i].time_s, e.flops / (989.4e12 * s.gemm_efficiency), 1e-15) << e.name;
+      ++seen;
+    }
+  }
+  EXPECT_EQ(seen, 11);
+  EXPECT_GT(eager.layer_forward_s + eager.layer_backward_s, compiled.layer_forward_s + compiled.layer_backward_s);
+  // Without FSDP torch.compile changes nothing (Megatron-LM's kernels are fused).
+  megatron.torch_compile = true;
+  const LayerCost plain_compiled = layer_cost(m, megatron, s, nullptr);
+  for (size_t i = 0; i < plain.ops.size(); ++i) EXPECT_DOUBLE_EQ(plain_compiled.ops[i].time_s, plain.ops[i].time_s);
+  // The defaults: eager under FSDP in bf16, compiled in fp8, as given when given; off elsewhere.
+  LayoutChoices ch;
+  ch.fsdp = 8;
+  EXPECT_FALSE(resolve_layout(ch, m, s, 8).layout.torch_compile);
+  ch.precision = "fp8";
+  EXPECT_TRUE(resolve_layout(ch, m, s, 8).layout.torch_compile);
+  ch.torch_compile = false;
+  EXPECT_FALSE(resolve_layout(ch, m, s, 8).layout.torch_compile);
+  EXPECT_FALSE(resolve_layout({}, m, s, 8).layout.torch_compile);
+}
+
 TEST(PredictFsdp, HandWorkedHybridShardingInANode) {
   // fsdp 8 of dp 16: shards inside a node (NVLink), each shard's gradients all-reduced over the
   // 2 replicas across nodes (fp32 shard: 4 P / 8 bytes; all-reduce 2 (r-1)/r S / B + 2 (r-1) alpha).

@@ -39,7 +39,8 @@ struct PredictArgs {
   std::string gpus = "8";
   // The layout: "" = not given (src/predict/layout.hpp's defaults apply).
   std::string tp, pp, vpp, cp, fsdp, micro_batch, global_batch, precision, recompute, sequence_parallel, attention,
-      distributed_optimizer, dp_overlap, tp_comm_overlap, ep_comm_overlap, embedding_in_split, loss_in_split;
+      distributed_optimizer, dp_overlap, tp_comm_overlap, ep_comm_overlap, torch_compile, embedding_in_split,
+      loss_in_split;
   std::string ep, etp, moe_imbalance, moe_dispatcher;  // a mixture of experts' layout
   bool search = false;
   std::string top = "5";
@@ -123,6 +124,7 @@ pr::LayoutChoices layout_choices(const PredictArgs& a) {
   c.dp_overlap = on_off("--dp-overlap", a.dp_overlap);
   c.tp_comm_overlap = on_off("--tp-comm-overlap", a.tp_comm_overlap);
   c.ep_comm_overlap = on_off("--ep-comm-overlap", a.ep_comm_overlap);
+  c.torch_compile = on_off("--torch-compile", a.torch_compile);
   c.embedding_in_split = on_off("--account-for-embedding-in-pipeline-split", a.embedding_in_split);
   c.loss_in_split = on_off("--account-for-loss-in-pipeline-split", a.loss_in_split);
   return c;
@@ -140,7 +142,7 @@ std::optional<int64_t> apply_job(job::Job& j, const PredictArgs& a, pr::LayoutCh
       {"--recompute", &a.recompute}, {"--sequence-parallel", &a.sequence_parallel}, {"--attention", &a.attention},
       {"--distributed-optimizer", &a.distributed_optimizer}, {"--dp-overlap", &a.dp_overlap},
       {"--tp-comm-overlap", &a.tp_comm_overlap}, {"--ep-comm-overlap", &a.ep_comm_overlap},
-      {"--moe-dispatcher", &a.moe_dispatcher},
+      {"--moe-dispatcher", &a.moe_dispatcher}, {"--torch-compile", &a.torch_compile},
       {"--account-for-embedding-in-pipeline-split", &a.embedding_in_split},
       {"--account-for-loss-in-pipeline-split", &a.loss_in_split}};
   for (const auto& [flag, value] : layout_flags) {
@@ -168,6 +170,7 @@ std::optional<int64_t> apply_job(job::Job& j, const PredictArgs& a, pr::LayoutCh
   take(c.dp_overlap, l.dp_overlap);
   take(c.tp_comm_overlap, l.tp_comm_overlap);
   take(c.ep_comm_overlap, l.ep_comm_overlap);
+  take(c.torch_compile, l.torch_compile);
   take(c.embedding_in_split, l.embedding_in_split);
   take(c.loss_in_split, l.loss_in_split);
   if (!c.fsdp && l.fsdp) c.fsdp = *l.fsdp > 1 ? *l.fsdp : 0;
@@ -452,6 +455,10 @@ void add_predict_options(CLI::App* sub, PredictArgs& a) {
                   "--overlap-moe-expert-parallel-comm: one micro-batch's forward and another's backward run merged; "
                   "needs --ep 2 or more, no full recompute, and --vpp 2 or more with --pp)")
       ->type_name("on|off")->default_str("off");
+  sub->add_option("--torch-compile", a.torch_compile,
+                  "FSDP layouts (torchtitan's): the model under torch.compile (norms, RoPE, SwiGLU and the loss "
+                  "fused) or eager (each as PyTorch's separate kernels, fp32 where it upcasts); no effect without FSDP")
+      ->type_name("on|off")->default_str("off, on with fp8 (torchtitan's Float8 runs compiled)");
   sub->add_option("--account-for-embedding-in-pipeline-split", a.embedding_in_split,
                   "Megatron-LM's: the embedding counts as a layer of the first stage's first chunk when the layers are "
                   "split over the stages (that stage holds one layer fewer)")

@@ -70,7 +70,7 @@ const std::set<std::string>& layout_names() {
   static const std::set<std::string> names = {"gpus", "tp", "pp", "vpp", "cp", "ep", "etp", "fsdp", "micro_batch",
                                               "global_batch", "precision", "recompute", "sequence_parallel",
                                               "attention", "distributed_optimizer", "dp_overlap", "tp_comm_overlap",
-                                              "ep_comm_overlap", "moe_dispatcher",
+                                              "ep_comm_overlap", "moe_dispatcher", "torch_compile",
                                               "account_for_embedding_in_pipeline_split",
                                               "account_for_loss_in_pipeline_split"};
   return names;

@@ -72,6 +72,7 @@ struct JobLayout {
   std::optional<std::string> attention;  // unfused | flash
   std::optional<std::string> moe_dispatcher;  // allgather | alltoall | flex (a mixture of experts only)
   std::optional<bool> sequence_parallel, distributed_optimizer, dp_overlap, tp_comm_overlap, ep_comm_overlap;
+  std::optional<bool> torch_compile;  // torchtitan's compile
   std::optional<bool> embedding_in_split, loss_in_split;  // account_for_{embedding,loss}_in_pipeline_split
   // Training steps (global batches), for the training tokens.
   std::optional<int64_t> train_steps, train_samples;

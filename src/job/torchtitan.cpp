@@ -404,13 +404,19 @@ class TitanReader {
     j_.layout.tp_comm_overlap = overlap;
     j_.record("tp_comm_overlap", overlap ? "on" : "off", async_tp.present ? From::file : From::framework_default,
               async_tp.present ? where(async_tp) : "torchtitan's default: enable_async_tensor_parallel false");
+    // torch.compile: [compile] enable (its components, model and loss), or the older training.compile.
+    const Got compile = get({"compile.enable", "training.compile"});
+    const bool compiled = boolean(compile).value_or(false);
+    j_.layout.torch_compile = compiled;
+    j_.record("torch_compile", compiled ? "on" : "off", compile.present ? From::file : From::framework_default,
+              compile.present ? where(compile) : "torchtitan's default: compile false");
   }
 
   void list_the_rest() {
     static const std::vector<std::pair<std::string, std::string>> sections = {
         {"job", "the job's name and folders"}, {"profiling", "profiling"}, {"metrics", "logging"},
         {"optimizer", "optimizer hyperparameters"}, {"lr_scheduler", "learning-rate schedule"},
-        {"checkpoint", "checkpoints"}, {"compile", "torch.compile (kernel fusion; not modelled)"},
+        {"checkpoint", "checkpoints"},
         {"validation", "evaluation"}, {"comm", "communication timeouts"}, {"memory_estimation", "a dry run"},
         {"fault_tolerance", "fault tolerance"}, {"quantize", "float8/MX recipe settings (read through [model] converters)"},
         {"float8", "float8 recipe settings"}, {"debug", "debugging"}, {"dataloader", "data loading"},
@@ -418,7 +424,9 @@ class TitanReader {
     static const std::map<std::string, std::string> irrelevant = {
         {"model.hf_assets_path", "the tokenizer's files"}, {"model.tokenizer_path", "the tokenizer's file"},
         {"training.dataset", "data"}, {"training.dataset_path", "data"}, {"training.max_norm", "gradient clipping"},
-        {"training.warmup_steps", "learning-rate schedule"}, {"training.compile", "torch.compile (not modelled)"},
+        {"training.warmup_steps", "learning-rate schedule"},
+        {"compile.components", "which parts torch.compile takes (predict models the model's pointwise ops fused)"},
+        {"compile.backend", "torch.compile's backend"},
         {"training.seed", "random seed"}, {"training.deterministic", "determinism"},
         {"training.gc_freq", "Python garbage collection"}, {"parallelism.fsdp_reshard_after_forward",
         "FSDP's resharding policy (with FSDP)"}, {"training.mixed_precision_reduce", "numerics of the reduction"},

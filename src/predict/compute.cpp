@@ -199,6 +199,20 @@ MeasuredOps measured_ops_from_file(const std::string& path) {
   return m;
 }
 
+double eager_bytes_factor(OpImpl impl) {
+  switch (impl) {
+    case OpImpl::rmsnorm_fwd: return 36.0 / 4;
+    case OpImpl::rmsnorm_bwd: return 64.0 / 6;
+    case OpImpl::rope_fwd:
+    case OpImpl::rope_bwd: return 20.0 / 4;
+    case OpImpl::swiglu_fwd: return 10.0 / 6;
+    case OpImpl::swiglu_bwd: return 18.0 / 10;
+    case OpImpl::cross_entropy_fwd: return 22.0 / 2;
+    case OpImpl::cross_entropy_bwd: return 26.0 / 4;
+    default: return 1.0;
+  }
+}
+
 double routed_imbalance(const ModelConfig& m, const Layout& l) {
   return m.capacity_factor > 0 ? std::min(l.moe_imbalance, m.capacity_factor) : l.moe_imbalance;
 }
@@ -258,13 +272,16 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
     c.flops = flops;
     c.bytes = elems * kBytes16 / tp;
     c.shape = fmt::format("{}x[{}x{}x{}] causal", shape.batch * shape.n_heads / l.tp, shape.seq, shape.seq, shape.d_head);
-    c.time_s = gemm_time(c.flops, c.bytes, peak16, s.gemm_efficiency, s, c.bound);
+    // FSDP layouts are torchtitan's: PyTorch's scaled_dot_product_attention (FlashAttention-2).
+    c.time_s = gemm_time(c.flops, c.bytes, peak16, l.fsdp_on() ? s.sdpa_efficiency : s.gemm_efficiency, s, c.bound);
     c.source = "modelled";
     return c;
   };
 
   // Selective recompute with FSDP is torchtitan's op-level selective checkpointing.
   const bool op_sac = l.fsdp_on() && l.recompute == Recompute::selective;
+  // torchtitan uncompiled: its pointwise ops as PyTorch's separate kernels (eager_bytes_factor).
+  const bool eager = l.fsdp_on() && !l.torch_compile;
   const std::vector<double> sac = op_sac ? torchtitan_op_sac(g, m, flash) : std::vector<double>{};
   bool fused[3] = {false, false, false};  // a phase's fused kernel placed
   for (size_t oi = 0; oi < g.ops.size(); ++oi) {
@@ -325,7 +342,7 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
                                                           : 1 / tp;
       c.per_step = weight_cast;
       c.flops = op.flops * fraction;
-      c.bytes = op.min_bytes * fraction;
+      c.bytes = op.min_bytes * fraction * (eager ? eager_bytes_factor(op.impl) : 1.0);
       c.shape = op.shape_str() + (fraction < 1 ? fmt::format(" / {}", l.tp) : "");
       if (op.impl == OpImpl::bias_add) {
         c.bound = "fused";

@@ -125,6 +125,22 @@ double quantisation_efficiency(int64_t m, int64_t n, int64_t batch, const System
 // The routed experts' load on the busiest expert-parallel rank, x the balanced router's:
 // Layout::moe_imbalance, capped by the model's capacity factor where it has one (tokens past an
 // expert's capacity are dropped): min(moe_imbalance, capacity_factor).
+// Eager PyTorch: an FSDP layout (torchtitan's) without --torch-compile runs its model's pointwise
+// ops as separate kernels, in fp32 where the code upcasts (torchtitan/models/llama/model.py and
+// norms.py at the commit of its December 2024 benchmarks, 9dec370). The bytes those kernels
+// move an element, over the graph's fused op's (its min_bytes, 16-bit activations):
+//   rmsnorm_fwd   x.float() 2+4, pow 4+4, mean 4, x * rsqrt 4+4, type_as 4+2, * weight 2+2: 36 / 4
+//   rmsnorm_bwd   * weight 2+2 +2+2, type_as 2+4, the mul 4+4 and its sum 4+4, the mean's
+//                 expand 4, pow 4+4+4, the two grads summed 4+4+4, .float() 4+2: 64 / 6
+//   rope_fwd/bwd  .float() 2+4, the complex multiply 4+4, type_as 4+2: 20 / 4 (each way)
+//   swiglu_fwd    silu 2+2, * up 2+2+2: 10 / 6
+//   swiglu_bwd    the mul's two grads 2+2+2 each, silu's 2+2+2: 18 / 10
+//   cross_entropy_fwd  logits.float() 2+4, log_softmax's three passes 4+4+4 and write 4: 22 / 2
+//   cross_entropy_bwd  nll's zeroed grad 4, log_softmax's 4+4+4+4, .float() 4+2: 26 / 4
+// and 1 for every other op (residual adds are one kernel either way; GEMMs and attention are
+// not pointwise). torch.compile fuses each of these back to one pass (factor 1).
+double eager_bytes_factor(OpImpl impl);
+
 double routed_imbalance(const ModelConfig& m, const Layout& l);
 
 nlohmann::json op_cost_json(const OpCost& c);

@@ -115,6 +115,15 @@ ResolvedLayout resolve_layout(const LayoutChoices& c, const ModelConfig& m, cons
   }
   l.ep_comm_overlap = c.ep_comm_overlap.value_or(false);
   l.moe_dispatcher = c.moe_dispatcher.value_or(Dispatcher::alltoall);
+  if (c.torch_compile) {
+    l.torch_compile = *c.torch_compile;
+  } else if (l.fsdp_on()) {
+    l.torch_compile = l.precision == "fp8";
+    r.defaults.push_back(l.torch_compile
+                             ? "torch.compile on (FSDP is torchtitan's; its Float8 training runs compiled, as its "
+                               "benchmarks do: the casts fused)"
+                             : "torch.compile off (FSDP is torchtitan's: compile = false by default, its model eager)");
+  }
   if (!c.moe_dispatcher && m.moe() && l.ep > 1)
     r.defaults.push_back("token dispatcher alltoall (Megatron-Bridge's MoE recipes set it; Megatron Core's own default "
                          "is allgather)");
@@ -277,6 +286,7 @@ nlohmann::json layout_to_json(const Layout& l) {
           {"tp_comm_overlap", l.tp_comm_overlap},
           {"ep_comm_overlap", l.ep_comm_overlap},
           {"moe_dispatcher", to_string(l.moe_dispatcher)},
+          {"torch_compile", l.torch_compile},
           {"account_for_embedding_in_pipeline_split", l.embedding_in_split},
           {"account_for_loss_in_pipeline_split", l.loss_in_split}};
 }

@@ -69,6 +69,12 @@ struct Layout {
   // with pp > 1, as Megatron Core asserts; off by default, as there.
   bool ep_comm_overlap = false;
   Dispatcher moe_dispatcher = Dispatcher::alltoall;
+  // FSDP layouts are torchtitan's: its model under torch.compile (the norms, RoPE, SwiGLU and
+  // the loss fused) or eager (each of them as PyTorch's separate kernels, compute.hpp). It
+  // changes nothing without FSDP (Megatron-LM's kernels are fused either way; the notes say
+  // so); default off (torchtitan's compile = false) except under fp8 (torchtitan's Float8 runs
+  // compiled, its casts fused).
+  bool torch_compile = false;
   // Megatron-LM's --account-for-embedding-in-pipeline-split and --account-for-loss-in-pipeline-
   // split: the embedding and the loss (the LM head) each count as a layer when the layers are
   // split over the stages and their vpp chunks, so the first and the last stage hold one layer
@@ -91,7 +97,7 @@ struct LayoutChoices {
   std::optional<Attention> attention;
   std::optional<Dispatcher> moe_dispatcher;
   std::optional<bool> sequence_parallel, distributed_optimizer, dp_overlap, embedding_in_split, loss_in_split,
-      tp_comm_overlap, ep_comm_overlap;
+      tp_comm_overlap, ep_comm_overlap, torch_compile;
 };
 
 // A layout and, for each default it took, one line saying which and why (in the result JSON

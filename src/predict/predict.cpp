@@ -581,6 +581,17 @@ Prediction predict(const PredictInput& in) {
             ? fmt::format(" (the stated {:g}, capped by the capacity factor {:g}: tokens past it dropped)", l.moe_imbalance,
                           in.model.capacity_factor)
             : " (stated)"));
+  if (l.fsdp_on())
+    p.notes.push_back(fmt::format(
+        "torchtitan's model {}; attention as PyTorch's scaled_dot_product_attention (FlashAttention-2) at {} of the "
+        "peak (sdpa_efficiency)",
+        l.torch_compile ? "under torch.compile: its norms, RoPE, SwiGLU and loss fused, one pass each"
+                        : "eager (no torch.compile): its norms, RoPE, SwiGLU and loss as PyTorch's separate kernels, "
+                          "fp32 where it upcasts (compute.hpp, eager_bytes_factor)",
+        s.sdpa_efficiency));
+  else if (l.torch_compile)
+    p.notes.push_back("torch.compile: no effect here (it applies to FSDP layouts, torchtitan's; Megatron-LM's kernels "
+                      "are fused without it)");
   p.notes.push_back(fmt::format("optimizer: Adam, {} bytes a parameter moved at the HBM bandwidth x {}",
                                 kOptimizerBytesPerParameter, s.memory_efficiency));
   return p;

@@ -98,6 +98,9 @@ SystemProfile a100() {
       "fitted once to Korthikanti et al. 2022 Table 5 (one value for all eight rows, to two digits: it minimises the largest error; the error on those rows is in-sample)";
   s.fp8_gemm_efficiency = s.gemm_efficiency;
   s.sources["fp8_gemm_efficiency"] = "not used: the A100 has no fp8 tensor cores (peak_fp8_tflops 0); gemm_efficiency's value";
+  s.sdpa_efficiency = 0.5;
+  s.sources["sdpa_efficiency"] = "Dao 2023 (FlashAttention-2), abstract: 50-73% of the A100's peak; the low end, the "
+                                 "backward's (the larger part of training's attention time)";
   return s;
 }
 
@@ -136,6 +139,10 @@ SystemProfile hopper(bool h200) {
   s.sources["gemm_efficiency"] = kHopperFitSource;
   s.fp8_gemm_efficiency = kHopperFp8GemmEfficiency;
   s.sources["fp8_gemm_efficiency"] = kHopperFitSource;
+  s.sdpa_efficiency = 0.35;
+  s.sources["sdpa_efficiency"] = "Shah et al. 2024 (FlashAttention-3), abstract: FlashAttention-2 reaches 35% of the "
+                                 "H100's peak (PyTorch's scaled_dot_product_attention runs FlashAttention-2 kernels)" +
+                                 std::string(h200 ? "; H200: the same chip's, assumed" : "");
   return s;
 }
 
@@ -185,6 +192,7 @@ const std::vector<Field>& fields() {
       {"network_latency_s", &S::network_latency_s, nullptr, 1, false},
       {"gemm_efficiency", &S::gemm_efficiency, nullptr, 1, true},
       {"fp8_gemm_efficiency", &S::fp8_gemm_efficiency, nullptr, 1, true},
+      {"sdpa_efficiency", &S::sdpa_efficiency, nullptr, 1, true},
       {"gemm_tile_m", nullptr, &S::gemm_tile_m, 4096, false},
       {"gemm_tile_n", nullptr, &S::gemm_tile_n, 4096, false},
       {"memory_efficiency", &S::memory_efficiency, nullptr, 1, true},
@@ -233,7 +241,8 @@ SystemProfile system_from_json(const json& j, const std::string& origin) {
   }
   for (const auto& f : fields()) {
     if (!j.contains(f.key)) {
-      if (!has_base && std::string_view(f.key) == "fp8_gemm_efficiency") continue;  // gemm_efficiency's, below
+      if (!has_base && (std::string_view(f.key) == "fp8_gemm_efficiency" || std::string_view(f.key) == "sdpa_efficiency"))
+        continue;  // gemm_efficiency's, below
       if (!has_base) throw UsageError(fmt::format("{}: missing '{}' (or give \"base\": a built-in profile)", origin, f.key));
       continue;
     }
@@ -257,6 +266,10 @@ SystemProfile system_from_json(const json& j, const std::string& origin) {
   if (!has_base && !j.contains("fp8_gemm_efficiency")) {
     s.fp8_gemm_efficiency = s.gemm_efficiency;
     s.sources["fp8_gemm_efficiency"] = origin + " (not given: gemm_efficiency's value)";
+  }
+  if (!has_base && !j.contains("sdpa_efficiency")) {
+    s.sdpa_efficiency = s.gemm_efficiency;
+    s.sources["sdpa_efficiency"] = origin + " (not given: gemm_efficiency's value)";
   }
   if (s.peak_bf16_tflops <= 0) throw UsageError(fmt::format("{}: 'peak_bf16_tflops' must be positive", origin));
   if (j.contains("sources")) {

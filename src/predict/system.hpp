@@ -34,6 +34,11 @@ struct SystemProfile {
   // smaller share of its doubled peak than bf16 does. Optional in a --system file without a
   // base (then gemm_efficiency).
   double fp8_gemm_efficiency = 0;
+  // PyTorch's scaled_dot_product_attention (its FlashAttention-2 kernels), the attention FSDP
+  // layouts run (torchtitan's), as a fraction of the dense peak; Megatron-LM's fused attention
+  // (cuDNN, FlashAttention-3) takes gemm_efficiency. Optional in a --system file without a base
+  // (then gemm_efficiency).
+  double sdpa_efficiency = 0;
   int64_t gemm_tile_m = 128, gemm_tile_n = 256;  // output tile of one thread block (quantisation)
   double memory_efficiency = 0;     // memory-bound kernels' fraction of the HBM bandwidth
   double nvlink_efficiency = 0;     // ring collectives' bus bandwidth / NVLink bandwidth
