@@ -423,6 +423,11 @@ TEST(JobTorchtitan, FlavorFromTorchtitansTableAndTheLayout) {
   EXPECT_EQ(value(j, "tp").where, "line 15: parallelism.tensor_parallel_degree = 2");
   EXPECT_EQ(s.layout.tp_comm_overlap, true);  // async tensor parallelism
   EXPECT_EQ(value(j, "tp_comm_overlap").where, "line 16: parallelism.enable_async_tensor_parallel = true");
+  EXPECT_EQ(s.layout.torch_compile, true);  // [compile] enable
+  EXPECT_EQ(value(j, "torch_compile").where, "line 26: compile.enable = true");
+  Job f = read_job(data("titan-fsdp.toml"), {});
+  EXPECT_EQ(f.layout.torch_compile, false);  // no [compile]: torchtitan's default
+  EXPECT_EQ(value(f, "torch_compile").from, From::framework_default);
 }
 
 TEST(JobTorchtitan, The2024LayoutAndATokenizerVocabularyToPass) {
