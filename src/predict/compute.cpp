@@ -342,7 +342,9 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
                                                           : 1 / tp;
       c.per_step = weight_cast;
       c.flops = op.flops * fraction;
-      c.bytes = op.min_bytes * fraction * (eager ? eager_bytes_factor(op.impl) : 1.0);
+      // torch.compile takes each transformer block (torchtitan's apply_compile); the final norm
+      // and the loss stay eager.
+      c.bytes = op.min_bytes * fraction * (eager || (l.fsdp_on() && head) ? eager_bytes_factor(op.impl) : 1.0);
       c.shape = op.shape_str() + (fraction < 1 ? fmt::format(" / {}", l.tp) : "");
       if (op.impl == OpImpl::bias_add) {
         c.bound = "fused";

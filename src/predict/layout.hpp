@@ -69,8 +69,9 @@ struct Layout {
   // with pp > 1, as Megatron Core asserts; off by default, as there.
   bool ep_comm_overlap = false;
   Dispatcher moe_dispatcher = Dispatcher::alltoall;
-  // FSDP layouts are torchtitan's: its model under torch.compile (the norms, RoPE, SwiGLU and
-  // the loss fused) or eager (each of them as PyTorch's separate kernels, compute.hpp). It
+  // FSDP layouts are torchtitan's: its transformer blocks under torch.compile (the norms, RoPE
+  // and SwiGLU fused; torchtitan's apply_compile takes each block, the final norm and the loss
+  // stay eager) or eager (each of them as PyTorch's separate kernels, compute.hpp). It
   // changes nothing without FSDP (Megatron-LM's kernels are fused either way; the notes say
   // so); default off (torchtitan's compile = false) except under fp8 (torchtitan's Float8 runs
   // compiled, its casts fused).

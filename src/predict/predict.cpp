@@ -585,7 +585,8 @@ Prediction predict(const PredictInput& in) {
     p.notes.push_back(fmt::format(
         "torchtitan's model {}; attention as PyTorch's scaled_dot_product_attention (FlashAttention-2) at {} of the "
         "peak (sdpa_efficiency)",
-        l.torch_compile ? "under torch.compile: its norms, RoPE, SwiGLU and loss fused, one pass each"
+        l.torch_compile ? "under torch.compile: each block's norms, RoPE and SwiGLU fused, one pass each; the final "
+                          "norm and the loss eager (torchtitan compiles the blocks)"
                         : "eager (no torch.compile): its norms, RoPE, SwiGLU and loss as PyTorch's separate kernels, "
                           "fp32 where it upcasts (compute.hpp, eager_bytes_factor)",
         s.sdpa_efficiency));
