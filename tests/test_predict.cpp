@@ -996,10 +996,10 @@ TEST(PredictFsdp, HandWorkedFullShardingOverTwoNodes) {
   // micro-batch in flight: each layer keeps its input, 2/3 of the fused QKV (wq and wv; wk is
   // recomputed), flash's output and log-sum-exp and the FFN-up's output (w1): 2 T (d + 2d + d + 4d)
   // + 4 x 16 heads x T bytes; the head its input, its norm's output and 4-byte statistics, the
-  // fp32 logits, the targets and the loss's backward's fp32 gradient and its bf16 cast:
-  // 4 T d + 12 T + 10 T V.
+  // fp32 logits, the targets and, in the loss's backward, nll_loss's dense fp32 gradient and
+  // log_softmax's fp32 gradient of the logits at once: 4 T d + 12 T + 12 T V.
   const double T = 8192;
-  const double activations = L * (16 * T * d + 64 * T) + 4 * T * d + 12 * T + 10 * T * V;
+  const double activations = L * (16 * T * d + 64 * T) + 4 * T * d + 12 * T + 12 * T * V;
   const auto& mem = c.j.at("memory");
   EXPECT_DOUBLE_EQ(mem.at("weights_bytes").get<double>(), 4 * N / n);
   EXPECT_DOUBLE_EQ(mem.at("gradients_bytes").get<double>(), 4 * N / n);

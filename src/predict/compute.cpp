@@ -504,12 +504,15 @@ SavedActivations saved_from(const LayerGraph& g, const ModelConfig& m, const Lay
     if (op.phase == Phase::backward) served[i] = op_sac || region;
   }
   SavedActivations a = saved_bytes_of(g, l, flash, kept, served);
-  // The loss's backward, with its saved fp32 softmax still held: the logits' gradient, a new fp32
-  // tensor and its 16-bit cast in PyTorch (torchtitan, FSDP here: 4 + 2 bytes an element), in
-  // place and then cast in Megatron-LM's vocab-parallel cross-entropy (2).
+  // The loss's backward, with its saved fp32 softmax still held. PyTorch's cross_entropy
+  // (torchtitan, FSDP here) is log_softmax then nll_loss: nll_loss's backward writes a dense fp32
+  // gradient of the log-probabilities (zeros, the targets' entries set) and log_softmax's backward
+  // a new fp32 gradient of the logits beside it, 4 + 4 bytes an element at once (the 16-bit cast
+  // after, 4 + 2, when the other two are freed, is below that). Megatron-LM's vocab-parallel
+  // cross-entropy computes it in place and casts it (2).
   for (const auto& op : g.ops)
     if (op.impl == OpImpl::cross_entropy_bwd)
-      a.head += static_cast<double>(op.rows) * static_cast<double>(op.cols) * (l.fsdp_on() ? 6.0 : 2.0) /
+      a.head += static_cast<double>(op.rows) * static_cast<double>(op.cols) * (l.fsdp_on() ? 8.0 : 2.0) /
                 static_cast<double>(l.tp);
   if (l.recompute == Recompute::full) {
     // The recomputed layer holds what it would keep without recompute.
