@@ -428,6 +428,9 @@ TEST(JobTorchtitan, FlavorFromTorchtitansTableAndTheLayout) {
   Job f = read_job(data("titan-fsdp.toml"), {});
   EXPECT_EQ(f.layout.torch_compile, false);  // no [compile]: torchtitan's default
   EXPECT_EQ(value(f, "torch_compile").from, From::framework_default);
+  Job loss = read_job(data("titan-compile-loss.toml"), {});
+  EXPECT_EQ(loss.layout.torch_compile, false);  // components = ["loss"]: the blocks eager
+  EXPECT_TRUE(has(value(loss, "torch_compile").where, "not the model")) << value(loss, "torch_compile").where;
 }
 
 TEST(JobTorchtitan, The2024LayoutAndATokenizerVocabularyToPass) {

@@ -545,7 +545,7 @@ namespace {
 // experts; each only where it can run.
 TEST(PredictSearch, ContextParallelFsdpAndExpertParallelAreSearched) {
   const SystemProfile s = system_by_id("h100-sxm");
-  std::set<bool> overlaps;
+  std::set<bool> overlaps, compiles;
   auto dims = [&](const ModelConfig& m, LayoutChoices c, int64_t gpus) {
     std::set<int64_t> cps, fsdps, eps;
     overlaps.clear();
@@ -562,6 +562,9 @@ TEST(PredictSearch, ContextParallelFsdpAndExpertParallelAreSearched) {
       if (l.fsdp > 1) {
         EXPECT_EQ(l.fsdp, l.dp());
         EXPECT_EQ(l.vpp, 1);
+        compiles.insert(l.torch_compile);
+      } else {
+        EXPECT_FALSE(l.torch_compile);  // torch.compile only where FSDP (torchtitan) is
       }
       if (l.cp > 1) {
         EXPECT_EQ(l.attention, Attention::flash);
@@ -576,6 +579,7 @@ TEST(PredictSearch, ContextParallelFsdpAndExpertParallelAreSearched) {
   EXPECT_TRUE(fsdps.count(0) && fsdps.size() > 1);
   EXPECT_EQ(eps, (std::set<int64_t>{1}));
   EXPECT_EQ(overlaps, (std::set<bool>{false}));  // a dense model: no all-to-all
+  EXPECT_EQ(compiles, (std::set<bool>{false, true}));  // FSDP layouts compiled and eager
   c.seq = 2048;
   EXPECT_EQ(std::get<0>(dims(preset("gpt3-13b"), c, 16)), (std::set<int64_t>{1}));
   const auto [mcps, mfsdps, meps] = dims(preset("mixtral-8x7b"), {}, 16);  // its 32768 tokens: cp 1-8

@@ -405,11 +405,23 @@ class TitanReader {
     j_.record("tp_comm_overlap", overlap ? "on" : "off", async_tp.present ? From::file : From::framework_default,
               async_tp.present ? where(async_tp) : "torchtitan's default: enable_async_tensor_parallel false");
     // torch.compile: [compile] enable (its components, model and loss), or the older training.compile.
+    // predict's torch_compile is the transformer blocks'; components without "model" leave them eager.
     const Got compile = get({"compile.enable", "training.compile"});
-    const bool compiled = boolean(compile).value_or(false);
+    bool compiled = boolean(compile).value_or(false);
+    std::string at = compile.present ? where(compile) : "torchtitan's default: compile false";
+    const Got parts = get({"compile.components"});
+    if (compiled && parts.present) {
+      bool model = false;
+      if (const toml::array* a = parts.node->as_array())
+        for (auto&& e : *a)
+          if (const auto v = e.value<std::string>(); v && *v == "model") model = true;
+      if (!model) {
+        compiled = false;
+        at += "; " + where(parts) + ": not the model, so its blocks run eager";
+      }
+    }
     j_.layout.torch_compile = compiled;
-    j_.record("torch_compile", compiled ? "on" : "off", compile.present ? From::file : From::framework_default,
-              compile.present ? where(compile) : "torchtitan's default: compile false");
+    j_.record("torch_compile", compiled ? "on" : "off", compile.present ? From::file : From::framework_default, at);
   }
 
   void list_the_rest() {
@@ -425,7 +437,6 @@ class TitanReader {
         {"model.hf_assets_path", "the tokenizer's files"}, {"model.tokenizer_path", "the tokenizer's file"},
         {"training.dataset", "data"}, {"training.dataset_path", "data"}, {"training.max_norm", "gradient clipping"},
         {"training.warmup_steps", "learning-rate schedule"},
-        {"compile.components", "which parts torch.compile takes (predict models the model's pointwise ops fused)"},
         {"compile.backend", "torch.compile's backend"},
         {"training.seed", "random seed"}, {"training.deterministic", "determinism"},
         {"training.gc_freq", "Python garbage collection"}, {"parallelism.fsdp_reshard_after_forward",

@@ -59,14 +59,19 @@ std::vector<Layout> search_space(const LayoutChoices& given, const ModelConfig& 
                       // Megatron Core does: full recompute, pp without interleaving).
                       const std::vector<bool> overlaps = ep > 1 ? std::vector<bool>{false, true} : std::vector<bool>{false};
                       for (bool epo : values(given.ep_comm_overlap, overlaps)) {
-                        LayoutChoices c = given;
-                        c.tp = tp, c.cp = cp, c.pp = pp, c.vpp = vpp, c.fsdp = fsdp, c.micro_batch = mb, c.recompute = rc;
-                        c.attention = at, c.distributed_optimizer = dopt, c.ep = ep, c.ep_comm_overlap = epo;
-                        if (!given.sequence_parallel) c.sequence_parallel = tp > 1;
-                        try {
-                          out.push_back(resolve_layout(c, m, s, gpus).layout);
-                        } catch (const UsageError&) {
-                          // Not a layout this model can run (validate says why); not part of the space.
+                        // torchtitan's blocks compiled or eager, under FSDP (torchtitan's).
+                        const std::vector<bool> compiles = fsdp > 1 ? std::vector<bool>{false, true} : std::vector<bool>{false};
+                        for (bool compiled : values(given.torch_compile, compiles)) {
+                          LayoutChoices c = given;
+                          c.tp = tp, c.cp = cp, c.pp = pp, c.vpp = vpp, c.fsdp = fsdp, c.micro_batch = mb, c.recompute = rc;
+                          c.attention = at, c.distributed_optimizer = dopt, c.ep = ep, c.ep_comm_overlap = epo;
+                          c.torch_compile = compiled;
+                          if (!given.sequence_parallel) c.sequence_parallel = tp > 1;
+                          try {
+                            out.push_back(resolve_layout(c, m, s, gpus).layout);
+                          } catch (const UsageError&) {
+                            // Not a layout this model can run (validate says why); not part of the space.
+                          }
                         }
                       }
                     }
@@ -120,9 +125,11 @@ SearchResult search_layouts(const PredictInput& base, const LayoutChoices& given
   name("--distributed-optimizer", given.distributed_optimizer.has_value());
   name("--ep", given.ep.has_value());
   name("--ep-comm-overlap", given.ep_comm_overlap.has_value());
+  name("--torch-compile", given.torch_compile.has_value());
   r.space = "tp dividing the heads, kv heads and d_ff up to the node size; cp 1, 2, 4, 8 where each GPU keeps at least "
             "2048 tokens of a sequence (flash only); pp dividing the GPUs / (tp cp); vpp 1-4 where the layers divide; "
-            "FSDP off or over all dp ranks (without vpp; dense models); micro-batch 1, 2, 4, 8; recompute none, "
+            "FSDP off or over all dp ranks (without vpp; dense models), with FSDP torchtitan's blocks compiled or "
+            "eager; micro-batch 1, 2, 4, 8; recompute none, "
             "selective, full; attention flash or unfused; distributed optimizer on or off (sharded anyway with FSDP); "
             "for a mixture of experts ep over the powers of two dividing the experts, and with ep > 1 the all-to-all "
             "overlapped or not (not with full recompute, nor pp without vpp); sequence parallel with tp > 1; "

@@ -64,7 +64,8 @@ std::string short_layout(const json& l) {
   const int64_t cp = l.value("cp", INT64_C(1)), fsdp = l.value("fsdp", INT64_C(0)), ep = l.value("ep", INT64_C(1));
   return fmt::format("tp{} pp{}{}{} dp{}{}{} mb{} {} {}{}", l.at("tp").get<int64_t>(), l.at("pp").get<int64_t>(),
                      l.at("vpp").get<int64_t>() > 1 ? fmt::format(" vpp{}", l.at("vpp").get<int64_t>()) : "",
-                     cp > 1 ? fmt::format(" cp{}", cp) : "", l.at("dp").get<int64_t>(), fsdp > 1 ? " fsdp" : "",
+                     cp > 1 ? fmt::format(" cp{}", cp) : "", l.at("dp").get<int64_t>(),
+                     fsdp > 1 ? (l.value("torch_compile", false) ? " fsdp compiled" : " fsdp") : "",
                      ep > 1 ? fmt::format(" ep{}{}", ep, l.value("ep_comm_overlap", false) ? " a2a-overlap" : "") : "",
                      l.at("micro_batch").get<int64_t>(), l.at("recompute").get<std::string>(),
                      l.at("attention").get<std::string>(), l.at("distributed_optimizer").get<bool>() ? " distopt" : "");
