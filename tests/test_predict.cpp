@@ -1013,6 +1013,46 @@ TEST(PredictFsdp, HandWorkedFullShardingOverTwoNodes) {
   EXPECT_DOUBLE_EQ(mem.at("total_bytes").get<double>(), 16 * N / n + 4 * (R + 2 * P) + activations);
 }
 
+// A modelled kernel takes at least the profile's floor (its launch and tail): an op whose bytes or
+// FLOPs say less takes kernel_floor_s and reads "launch"; fused bias adds stay free; floor 0 is
+// the model without it. A --system file without a base has none unless it says.
+TEST(PredictCompute, KernelFloor) {
+  const ModelConfig m = preset("gpt3-small");
+  SystemProfile s = system_by_id("h100-sxm");
+  EXPECT_DOUBLE_EQ(s.kernel_floor_s, 2e-6);
+  Layout l;
+  l.gpus = 8, l.tp = 4, l.seq = m.n_ctx, l.global_batch = 2, l.attention = Attention::flash;
+  const LayerCost floored = layer_cost(m, l, s, nullptr);
+  s.kernel_floor_s = 0;
+  const LayerCost bare = layer_cost(m, l, s, nullptr);
+  ASSERT_EQ(floored.ops.size(), bare.ops.size());
+  int launch = 0;
+  for (size_t i = 0; i < bare.ops.size(); ++i) {
+    const OpCost& b = bare.ops[i];
+    const OpCost& f = floored.ops[i];
+    if (b.bound == "fused") {
+      EXPECT_EQ(f.time_s, 0.0) << b.name;
+    } else if (b.time_s < 2e-6) {
+      EXPECT_EQ(f.time_s, 2e-6) << b.name;
+      EXPECT_EQ(f.bound, "launch") << b.name;
+      ++launch;
+    } else {
+      EXPECT_EQ(f.time_s, b.time_s) << b.name;
+      EXPECT_EQ(f.bound, b.bound) << b.name;
+    }
+  }
+  EXPECT_GT(launch, 0) << "gpt3-small at tp 4 has ops under 2 us";
+  EXPECT_GT(floored.layer_forward_s + floored.layer_backward_s, bare.layer_forward_s + bare.layer_backward_s);
+  nlohmann::json j = system_to_json(system_by_id("h100-sxm"));
+  j.erase("kernel_floor_s");
+  j.erase("sdpa_efficiency");
+  j.erase("fp8_gemm_efficiency");
+  j.erase("sources");
+  const SystemProfile file = system_from_json(j, "a test");
+  EXPECT_EQ(file.kernel_floor_s, 0.0);
+  EXPECT_EQ(file.sdpa_efficiency, file.gemm_efficiency);  // not given: gemm_efficiency's
+}
+
 // FSDP layouts are torchtitan's. Uncompiled, its pointwise ops run as PyTorch's separate kernels:
 // each memory-bound op moves eager_bytes_factor x its fused bytes (the table in compute.hpp, from
 // torchtitan's Llama code); compiled, the fused bytes. Its attention is PyTorch's SDPA

@@ -232,6 +232,12 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
   auto add = [&](OpCost c) {
     if (c.source == "measured") ++out.measured_ops;
     else ++out.modelled_ops;
+    // A modelled kernel takes at least the profile's floor (its launch and tail); fused bias adds
+    // are no kernel of their own.
+    if (c.source == "modelled" && c.bound != "fused" && c.time_s < s.kernel_floor_s) {
+      c.time_s = s.kernel_floor_s;
+      c.bound = "launch";
+    }
     const double t = c.time_s;
     if (c.per_step) out.weight_cast_s += t;
     else if (c.head) (c.phase == Phase::forward ? out.head_forward_s : out.head_backward_s) += t;

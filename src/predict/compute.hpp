@@ -14,7 +14,8 @@
 // SMs: for an m x n output in tiles of tm x tn, tiles = ceil(m/tm) ceil(n/tn) batch, waves =
 // ceil(tiles / SMs), e_q = m n batch / (waves SMs tm tn). Other ops are memory bound:
 // bytes / (HBM x e_mem). Bias adds are fused into the GEMM before them (cuBLASLt epilogue;
-// Megatron-LM's bias-GeLU and bias-dropout-add fusions) and cost nothing.
+// Megatron-LM's bias-GeLU and bias-dropout-add fusions) and cost nothing. Every other modelled
+// op takes at least the profile's kernel_floor_s (its launch and tail), "launch" bound then.
 // Flash attention: the scores, softmax and context ops become one kernel at the GEMM
 // efficiency on the causal half of the square (masked tiles skipped); no s x s tensor is
 // read or written; its backward recomputes the scores.

@@ -58,6 +58,10 @@ void common_efficiencies(SystemProfile& s) {
   s.network_latency_s = 10e-6;
   s.sources["nvlink_latency_s"] = s.sources["network_latency_s"] =
       "assumed: the order of one NCCL ring step (a few microseconds in a node, about 10 between nodes)";
+  s.kernel_floor_s = 2e-6;
+  s.sources["kernel_floor_s"] = "assumed: a kernel's launch and tail on a busy stream, about 2 us (PyTorch's one-element "
+                                "CUDA add times 1.1-1.3 us, pytorch/pytorch issue 161104; a real op ramps up and drains "
+                                "its SMs besides)";
   s.memory_reserved_bytes = 2 * kGiB;
   s.sources["memory_reserved_bytes"] = "assumed: CUDA context, NCCL and allocator buffers, fragmentation";
   s.gpus_per_node = 8;
@@ -199,6 +203,7 @@ const std::vector<Field>& fields() {
       {"nvlink_efficiency", &S::nvlink_efficiency, nullptr, 1, true},
       {"network_efficiency", &S::network_efficiency, nullptr, 1, true},
       {"memory_reserved_bytes", &S::memory_reserved_bytes, nullptr, 1e15, false},
+      {"kernel_floor_s", &S::kernel_floor_s, nullptr, 1, false},
   };
   return f;
 }
@@ -243,6 +248,10 @@ SystemProfile system_from_json(const json& j, const std::string& origin) {
     if (!j.contains(f.key)) {
       if (!has_base && (std::string_view(f.key) == "fp8_gemm_efficiency" || std::string_view(f.key) == "sdpa_efficiency"))
         continue;  // gemm_efficiency's, below
+      if (!has_base && std::string_view(f.key) == "kernel_floor_s") {
+        s.sources["kernel_floor_s"] = origin + " (not given: no floor)";
+        continue;
+      }
       if (!has_base) throw UsageError(fmt::format("{}: missing '{}' (or give \"base\": a built-in profile)", origin, f.key));
       continue;
     }
@@ -251,7 +260,8 @@ SystemProfile system_from_json(const json& j, const std::string& origin) {
     const double x = v.get<double>();
     // fp8 may be 0 (not offered); latencies and the reserve may be 0; everything else positive.
     const bool zero_ok = std::string_view(f.key) == "peak_fp8_tflops" || std::string_view(f.key) == "peak_fp16_tflops" ||
-                         std::string_view(f.key).ends_with("latency_s") || std::string_view(f.key) == "memory_reserved_bytes";
+                         std::string_view(f.key).ends_with("latency_s") || std::string_view(f.key) == "memory_reserved_bytes" ||
+                         std::string_view(f.key) == "kernel_floor_s";
     if (!std::isfinite(x) || x < 0 || (x == 0 && !zero_ok) || x > f.max)
       throw UsageError(fmt::format("{}: '{}' = {} is out of range ({}{}]", origin, f.key, v.dump(), zero_ok ? "[0, " : "(0, ",
                                    f.max));

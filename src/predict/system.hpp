@@ -44,6 +44,9 @@ struct SystemProfile {
   double nvlink_efficiency = 0;     // ring collectives' bus bandwidth / NVLink bandwidth
   double network_efficiency = 0;    // ring collectives' bus bandwidth / network bandwidth
   double memory_reserved_bytes = 0; // per GPU, not available to the model (CUDA context, NCCL buffers, fragmentation)
+  // The least time a modelled kernel takes, its launch and tail on a busy stream (a small op's
+  // bytes or FLOPs say less). Optional in a --system file without a base (then 0: none).
+  double kernel_floor_s = 0;
   // Source of each field above, by its JSON key.
   std::map<std::string, std::string> sources;
 
