@@ -546,6 +546,7 @@ namespace {
 TEST(PredictSearch, ContextParallelFsdpAndExpertParallelAreSearched) {
   const SystemProfile s = system_by_id("h100-sxm");
   std::set<bool> overlaps, compiles;
+  std::set<std::string> dispatchers;
   auto dims = [&](const ModelConfig& m, LayoutChoices c, int64_t gpus) {
     std::set<int64_t> cps, fsdps, eps;
     overlaps.clear();
@@ -558,6 +559,7 @@ TEST(PredictSearch, ContextParallelFsdpAndExpertParallelAreSearched) {
         EXPECT_TRUE(l.pp == 1 || l.vpp > 1);
       }
       overlaps.insert(l.ep_comm_overlap);
+      if (l.ep > 1) dispatchers.insert(std::string(to_string(l.moe_dispatcher)));
       fsdps.insert(l.fsdp);
       if (l.fsdp > 1) {
         EXPECT_EQ(l.fsdp, l.dp());
@@ -585,6 +587,7 @@ TEST(PredictSearch, ContextParallelFsdpAndExpertParallelAreSearched) {
   const auto [mcps, mfsdps, meps] = dims(preset("mixtral-8x7b"), {}, 16);  // its 32768 tokens: cp 1-8
   EXPECT_EQ(meps, (std::set<int64_t>{1, 2, 4, 8}));  // 8 experts
   EXPECT_EQ(overlaps, (std::set<bool>{false, true}));  // the all-to-all overlap tried where it can run
+  EXPECT_EQ(dispatchers, (std::set<std::string>{"allgather", "alltoall", "flex"}));
   EXPECT_EQ(mfsdps, (std::set<int64_t>{0}));
   EXPECT_EQ(mcps, (std::set<int64_t>{1, 2, 4, 8}));
 }

@@ -456,8 +456,9 @@ void add_predict_options(CLI::App* sub, PredictArgs& a) {
                   "needs --ep 2 or more, no full recompute, and --vpp 2 or more with --pp)")
       ->type_name("on|off")->default_str("off");
   sub->add_option("--torch-compile", a.torch_compile,
-                  "FSDP layouts (torchtitan's): the model under torch.compile (norms, RoPE, SwiGLU and the loss "
-                  "fused) or eager (each as PyTorch's separate kernels, fp32 where it upcasts); no effect without FSDP")
+                  "FSDP layouts (torchtitan's): its transformer blocks under torch.compile (norms, RoPE and SwiGLU "
+                  "fused; the final norm and the loss stay eager) or eager (each as PyTorch's separate kernels, fp32 "
+                  "where it upcasts); no effect without FSDP")
       ->type_name("on|off")->default_str("off, on with fp8 (torchtitan's Float8 runs compiled)");
   sub->add_option("--account-for-embedding-in-pipeline-split", a.embedding_in_split,
                   "Megatron-LM's: the embedding counts as a layer of the first stage's first chunk when the layers are "
@@ -468,8 +469,9 @@ void add_predict_options(CLI::App* sub, PredictArgs& a) {
       ->type_name("on|off")->default_str("as --account-for-embedding-in-pipeline-split");
   sub->add_flag("--search", a.search,
                 "try every valid layout for the GPU count (tp, pp, vpp, cp, fsdp, micro-batch, recompute, flash or "
-                "unfused, distributed optimizer, and ep for a mixture of experts; a layout flag given holds that "
-                "dimension) and list the fastest that fit in memory");
+                "unfused, distributed optimizer, and ep, its dispatcher and all-to-all overlap for a mixture of "
+                "experts, torch.compile with FSDP; a layout flag given holds that dimension) and list the fastest that "
+                "fit in memory");
   sub->add_option("--top", a.top, "layouts --search lists")->type_name("N")->capture_default_str();
   sub->add_flag("--validate", a.validate,
                 "predict Korthikanti et al. 2022 Table 5 (A100) and print prediction, published and error per row");

@@ -58,6 +58,10 @@ std::vector<Layout> search_space(const LayoutChoices& given, const ModelConfig& 
                       // The all-to-all overlap where there is an all-to-all (validate refuses it where
                       // Megatron Core does: full recompute, pp without interleaving).
                       const std::vector<bool> overlaps = ep > 1 ? std::vector<bool>{false, true} : std::vector<bool>{false};
+                      const std::vector<Dispatcher> dispatchers =
+                          ep > 1 ? std::vector<Dispatcher>{Dispatcher::alltoall, Dispatcher::flex, Dispatcher::allgather}
+                                 : std::vector<Dispatcher>{Dispatcher::alltoall};
+                      for (Dispatcher disp : values(given.moe_dispatcher, dispatchers))
                       for (bool epo : values(given.ep_comm_overlap, overlaps)) {
                         // torchtitan's blocks compiled or eager, under FSDP (torchtitan's).
                         const std::vector<bool> compiles = fsdp > 1 ? std::vector<bool>{false, true} : std::vector<bool>{false};
@@ -65,7 +69,7 @@ std::vector<Layout> search_space(const LayoutChoices& given, const ModelConfig& 
                           LayoutChoices c = given;
                           c.tp = tp, c.cp = cp, c.pp = pp, c.vpp = vpp, c.fsdp = fsdp, c.micro_batch = mb, c.recompute = rc;
                           c.attention = at, c.distributed_optimizer = dopt, c.ep = ep, c.ep_comm_overlap = epo;
-                          c.torch_compile = compiled;
+                          c.torch_compile = compiled, c.moe_dispatcher = disp;
                           if (!given.sequence_parallel) c.sequence_parallel = tp > 1;
                           try {
                             out.push_back(resolve_layout(c, m, s, gpus).layout);
@@ -126,13 +130,15 @@ SearchResult search_layouts(const PredictInput& base, const LayoutChoices& given
   name("--ep", given.ep.has_value());
   name("--ep-comm-overlap", given.ep_comm_overlap.has_value());
   name("--torch-compile", given.torch_compile.has_value());
+  name("--moe-dispatcher", given.moe_dispatcher.has_value());
   r.space = "tp dividing the heads, kv heads and d_ff up to the node size; cp 1, 2, 4, 8 where each GPU keeps at least "
             "2048 tokens of a sequence (flash only); pp dividing the GPUs / (tp cp); vpp 1-4 where the layers divide; "
             "FSDP off or over all dp ranks (without vpp; dense models), with FSDP torchtitan's blocks compiled or "
             "eager; micro-batch 1, 2, 4, 8; recompute none, "
             "selective, full; attention flash or unfused; distributed optimizer on or off (sharded anyway with FSDP); "
-            "for a mixture of experts ep over the powers of two dividing the experts, and with ep > 1 the all-to-all "
-            "overlapped or not (not with full recompute, nor pp without vpp); sequence parallel with tp > 1; "
+            "for a mixture of experts ep over the powers of two dividing the experts, and with ep > 1 the "
+            "dispatcher (alltoall, flex with etp 1, allgather) and the all-to-all overlapped or not (not with full "
+            "recompute, nor pp without vpp, nor allgather); sequence parallel with tp > 1; "
             "the global batch as given or by the default rule (rounded to each layout's micro-batch x dp); ranked by "
             "tokens/s";
   if (!fixed.empty()) r.space += "; held as given: " + fixed;

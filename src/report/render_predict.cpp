@@ -66,7 +66,9 @@ std::string short_layout(const json& l) {
                      l.at("vpp").get<int64_t>() > 1 ? fmt::format(" vpp{}", l.at("vpp").get<int64_t>()) : "",
                      cp > 1 ? fmt::format(" cp{}", cp) : "", l.at("dp").get<int64_t>(),
                      fsdp > 1 ? (l.value("torch_compile", false) ? " fsdp compiled" : " fsdp") : "",
-                     ep > 1 ? fmt::format(" ep{}{}", ep, l.value("ep_comm_overlap", false) ? " a2a-overlap" : "") : "",
+                     ep > 1 ? fmt::format(" ep{} {}{}", ep, l.value("moe_dispatcher", std::string("alltoall")),
+                                          l.value("ep_comm_overlap", false) ? " overlapped" : "")
+                            : "",
                      l.at("micro_batch").get<int64_t>(), l.at("recompute").get<std::string>(),
                      l.at("attention").get<std::string>(), l.at("distributed_optimizer").get<bool>() ? " distopt" : "");
 }
