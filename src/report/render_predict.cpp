@@ -44,11 +44,12 @@ std::string layout_line(const json& l) {
                               l.at("vpp").get<int64_t>() > 1 ? fmt::format(" (vpp {})", l.at("vpp").get<int64_t>()) : "",
                               cp > 1 ? fmt::format(" x cp {}", cp) : "", l.at("dp").get<int64_t>(),
                               fsdp > 1                   ? fmt::format(" (FSDP over {})", fsdp)
-                              : l.value("ep", INT64_C(1)) > 1 ? fmt::format(" (experts: ep {}, etp {}, edp {}{})",
+                              : l.value("ep", INT64_C(1)) > 1 ? fmt::format(" (experts: ep {}, etp {}, edp {}; {} dispatcher{})",
                                                                           l.at("ep").get<int64_t>(), l.at("etp").get<int64_t>(),
                                                                           l.at("edp").get<int64_t>(),
+                                                                          l.value("moe_dispatcher", std::string("alltoall")),
                                                                           l.value("ep_comm_overlap", false)
-                                                                              ? "; all-to-all overlapped"
+                                                                              ? ", overlapped"
                                                                               : "")
                                                               : "",
                               l.at("micro_batch").get<int64_t>(),
@@ -56,6 +57,7 @@ std::string layout_line(const json& l) {
                               l.at("seq").get<int64_t>(), l.at("precision").get<std::string>(),
                               l.at("recompute").get<std::string>(), l.at("sequence_parallel").get<bool>() ? "on" : "off",
                               l.at("attention").get<std::string>(), l.at("distributed_optimizer").get<bool>() ? "on" : "off");
+  if (fsdp > 1) s += l.value("torch_compile", false) ? ", torch.compile" : ", eager PyTorch";  // torchtitan's kernels
   return s;
 }
 
