@@ -230,7 +230,13 @@ TEST(MoeCpu, TinyDeepseekV3MoeLayerVerifiesAndCountsExactly) {
 class MisroutingBackend : public testing_util::WrappedCpuBackendOf<double> {
  public:
   std::string broken;
+  bool dropless = false;  // a router that ignores the capacity factor
   void run(const Op& op) override {
+    if (dropless && op.impl == OpImpl::moe_route_fwd) {
+      Op all = op;
+      all.moe.capacity = 0;
+      return inner.run(all);
+    }
     inner.run(op);
     if (op.name != broken) return;
     if (op.impl == OpImpl::moe_route_fwd) {  // token 5's first expert swapped for the next one
@@ -276,6 +282,77 @@ TEST(MoeCpu, VerificationCatchesMisroutingAWrongExpertGemmAndADroppedExpert) {
     for (const auto& f : v.at("failures")) named = named || f.value("name", "") == op;
     EXPECT_TRUE(named) << op << ": " << v.at("failures").dump();
   }
+}
+
+// A capacity factor (MoeSpec::capacity): each expert keeps its ceil(factor k T / E) rows of
+// highest weight, ties to the earlier token, in token order; the others' slots are -1 and the
+// counts are the kept rows (Megatron-LM's drop policy "probs"). Worked by hand.
+TEST(MoeRoute, CapacityDropsTheLowestWeightsPastEachExpertsCapacity) {
+  MoeSpec m;
+  m.experts = 3, m.top_k = 2;
+  EXPECT_EQ(expert_capacity(m, 4), 8);  // no capacity: every routed row
+  m.capacity = 1.0;
+  EXPECT_EQ(expert_capacity(m, 4), 3);  // ceil(8 / 3)
+  m.capacity = 0.5;
+  EXPECT_EQ(expert_capacity(m, 4), 2);  // ceil(1.33)
+  m.capacity = 100;
+  EXPECT_EQ(expert_capacity(m, 4), 8);  // never more than the routed rows
+  m.capacity = 0.5;
+  // 4 tokens, top-2: expert 0 chosen by all four (weights .6 .5 .5 .7), expert 1 by three
+  // (.4 .2 .3), expert 2 by one (.5). Capacity 2: expert 0 keeps tokens 3 (.7) and 0 (.6), the
+  // tie at .5 between tokens 1 and 2 drops both; expert 1 keeps tokens 0 (.4) and 3 (.3).
+  const std::vector<int64_t> ex = {0, 1, 0, 1, 2, 0, 0, 1};
+  const std::vector<double> w = {.6, .4, .5, .2, .5, .5, .7, .3};
+  std::vector<double> slots(8), counts(3);
+  ref::moe_slots(ex.data(), w.data(), 4, m, slots.data(), counts.data());
+  EXPECT_EQ(counts, (std::vector<double>{2, 2, 1}));
+  EXPECT_EQ(slots, (std::vector<double>{0, 2, -1, -1, 4, -1, 1, 3}));
+  EXPECT_EQ(ref::moe_rows_used(slots.data(), 4, m), 5);
+  EXPECT_EQ(ref::moe_chosen(ex.data(), 4, m), (std::vector<double>{4, 3, 1}));  // the aux loss's counts
+  // Capacity 3 (factor 1): only expert 0 overflows, and drops its lowest, the later of the tie.
+  m.capacity = 1.0;
+  ref::moe_slots(ex.data(), w.data(), 4, m, slots.data(), counts.data());
+  EXPECT_EQ(counts, (std::vector<double>{3, 3, 1}));
+  EXPECT_EQ(slots, (std::vector<double>{0, 3, 1, 4, 6, -1, 2, 5}));
+}
+
+// The layer with a capacity: the cpu backend drops the rows past it, verifies against the fp64
+// reference (which drops by the same rule), and counts each grouped GEMM's and the combine's
+// FLOPs over the kept rows only, the rest as without the capacity; the stacked rows no expert
+// took are zero. A router that ignores the capacity fails verification.
+TEST(MoeCpu, CapacityDropsRowsVerifiesAndCountsOnlyTheKept) {
+  LayerShape s = tiny_moe();
+  s.router.capacity = 1.0;  // 4 rows an expert of the 32
+  const LayerGraph g = build_layer_graph(s, GraphOptions{});
+  CpuBackend<float> be;
+  const auto v = verify_on_cpu(be, g);
+  EXPECT_TRUE(v.at("passed").get<bool>()) << v.at("failures").dump();
+  const auto& counts = be.data("moe.counts");
+  const double kept = std::accumulate(counts.begin(), counts.end(), 0.0), routed = 2.0 * 16;
+  for (double c : counts) EXPECT_LE(c, 4.0);
+  ASSERT_LT(kept, routed) << "the seeded router overfills no expert: nothing dropped";
+  for (const auto& op : g.ops) {
+    const double counted = be.counted_flops(op.name);
+    if (op.impl == OpImpl::gemm && op.gemm.grouped != Grouped::none) {
+      EXPECT_TRUE(op.gemm.drops) << op.name;
+      EXPECT_DOUBLE_EQ(counted, op.flops * kept / routed) << op.name;
+    } else if (op.impl == OpImpl::moe_combine_fwd || op.impl == OpImpl::moe_combine_bwd) {
+      EXPECT_DOUBLE_EQ(counted, op.flops * kept / routed) << op.name;
+    } else if (!op.routed && op.impl != OpImpl::moe_dispatch_bwd) {
+      EXPECT_EQ(counted, op.flops) << op.name;
+    }
+  }
+  for (const char* t : {"moe.in", "moe.ye", "d.moe.ye", "d.moe.in"}) {
+    const auto& rows = be.data(t);
+    for (size_t i = static_cast<size_t>(kept) * 32; i < rows.size(); ++i) ASSERT_EQ(rows[i], 0.0f) << t << " " << i;
+  }
+  MisroutingBackend dropless;
+  dropless.dropless = true;
+  dropless.allocate(g);
+  dropless.fill(3);
+  const auto bad = verification_run(dropless, g);
+  EXPECT_FALSE(bad.at("passed").get<bool>());
+  EXPECT_NE(bad.at("failures").dump().find("fwd.moe.route"), std::string::npos) << bad.at("failures").dump();
 }
 
 // The aux loss's gradient (moe_route_bwd with the weights' gradient 0) against central
@@ -351,9 +428,22 @@ TEST(MoeGraph, GroupedProblemsFromTheRoutersCounts) {
     }
   };
   refused({5, 0, 3, 4, 6, 2, 7, 4}, "sum to 31");
+  refused({5, 0, 3, 4, 6, 2, 7, 6}, "sum to 33");
   refused({5, 0, 3, 4, 6, 2, 7.5, 4.5}, "not a whole number");
   refused({5, 0, 3, 4, 6, 2, -7, 19}, "not a whole number");
   refused({32, 0, 0}, "3 row counts for 8 experts");
+  // A router that drops rows past a capacity (GemmSpec::drops): fewer rows than the graph's,
+  // never more.
+  GemmSpec dropping = up;
+  dropping.drops = true;
+  const GemmSpec::Groups fewer = dropping.groups({4, 0, 3, 4, 4, 2, 4, 4}, "fwd.experts.up");
+  EXPECT_EQ(fewer.first.back() + fewer.rows.back(), 25);
+  try {
+    dropping.groups({5, 0, 3, 4, 6, 2, 7, 6}, "fwd.experts.up");
+    ADD_FAILURE() << "accepted 33 rows of 32";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("sum to 33, more than the 32"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

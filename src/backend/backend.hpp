@@ -14,6 +14,11 @@
 // hold the host read, so --cuda-graph is refused on such a layer. Where this is to go: the counts
 // kept on the device and one grouped launch reading its problem sizes there (capturable), the
 // algorithm chosen for the balanced shape (k T / E rows an expert).
+//
+// A capacity factor (MoeSpec::capacity): the cpu backend's router drops the rows past each
+// expert's capacity (drops_tokens()), so the grouped GEMMs run fewer rows than the graph's k T.
+// The cuda backend's routing kernels do not drop yet: measure builds its graph without the
+// capacity there and says so (every routed row runs, as with no capacity factor).
 #pragma once
 
 #include <cstdint>
@@ -103,6 +108,9 @@ class Backend {
   // Software FLOP counting: the dimensions of every executed call, summed per op since the
   // last reset. Backends that do not count return false from counts_flops().
   virtual bool counts_flops() const { return false; }
+  // Whether the router ops apply MoeSpec::capacity (drop the rows past it); those that do not
+  // run the layer as if it had none.
+  virtual bool drops_tokens() const { return false; }
   virtual double counted_flops(const std::string& /*op*/) const { return 0; }
   virtual void reset_counts() {}
 

@@ -507,11 +507,13 @@ json check_qk_norm(Backend& b, const Op& op, double tol) {
 }
 
 // A grouped GEMM (GemmSpec::grouped): 16 sampled outputs, each against the fp64 dot of its
-// expert's rows, the experts' rows read from the counts the router wrote.
+// expert's rows, the experts' rows read from the counts the router wrote. A stacked row past the
+// experts' (the router dropped rows: GemmSpec::drops) is beta C, no product.
 json check_grouped_gemm(Backend& b, const Op& op, double tol) {
   const GemmSpec& g = op.gemm;
   const bool m_rows = g.grouped == Grouped::m_rows;
   const GemmSpec::Groups er = g.groups(b.read(g.group_counts, 0, g.batch), op.name);
+  const int64_t used = er.first.back() + er.rows.back();
   struct Sample {
     int64_t e, i, j;
     std::vector<double> a, b;
@@ -537,8 +539,10 @@ json check_grouped_gemm(Backend& b, const Op& op, double tol) {
     if (m_rows) {  // row i of the stacked rows: its expert
       while (x.e + 1 < g.batch && er.first[static_cast<size_t>(x.e + 1)] <= x.i) ++x.e;
       const GemmSpec::Part at = g.group_part(x.e, 0);
-      x.a = a_row(g.a_offset, x.i, g.k);
-      x.b = b_col(g.b_offset + at.b, x.j, g.k);
+      if (x.i < used) {
+        x.a = a_row(g.a_offset, x.i, g.k);
+        x.b = b_col(g.b_offset + at.b, x.j, g.k);
+      }
       x.c_index = g.c_offset + x.i * g.ldc + x.j;
     } else {  // expert e's own C, summed over its rows
       x.e = s == 1 ? g.batch - 1 : pick(0, g.batch);
@@ -567,8 +571,9 @@ json check_grouped_gemm(Backend& b, const Op& op, double tol) {
 
 // A mixture of experts' router and token movement against the fp64 reference (reference_ops.hpp)
 // from the same inputs. The route: every token (experts chosen, weights), and the slots and
-// counts recomputed from the reference's choice, so a token sent to another expert fails. The
-// others: the first, middle and last tokens, each with its k rows.
+// counts recomputed from the reference's choice (and its drops past a capacity), so a token sent
+// to another expert, or dropped by another rule, fails. The others: the first, middle and last
+// tokens, each with its k rows (a dropped one's row none: only its weight's gradient, 0).
 json check_moe(Backend& b, const Op& op, double tol) {
   const MoeSpec& m = op.moe;
   const int64_t T = op.rows, k = m.top_k, E = m.experts, d = op.cols;
@@ -587,7 +592,7 @@ json check_moe(Backend& b, const Op& op, double tol) {
     std::vector<int64_t> ex(static_cast<size_t>(T * k));
     std::vector<double> w(static_cast<size_t>(T * k)), slots(static_cast<size_t>(T * k)), counts(static_cast<size_t>(E));
     for (int64_t t = 0; t < T; ++t) ref::moe_route_row(z.data() + t * E, m, ex.data() + t * k, w.data() + t * k);
-    ref::moe_slots(ex.data(), T, m, slots.data(), counts.data());
+    ref::moe_slots(ex.data(), w.data(), T, m, slots.data(), counts.data());
     std::vector<double> exd(ex.begin(), ex.end());
     c.compare(b.read(out[0], 0, T * k), exd);
     c.compare(b.read(out[1], 0, T * k), w);
@@ -599,8 +604,12 @@ json check_moe(Backend& b, const Op& op, double tol) {
   const std::string& slots_name = op.impl == OpImpl::moe_combine_fwd ? in[2] : op.impl == OpImpl::moe_combine_bwd ? in[3] : in[1];
   std::vector<std::vector<int64_t>> slot(rs.size());
   std::vector<std::vector<std::vector<double>>> pre(rs.size());
-  std::vector<double> counts;
-  if (op.impl == OpImpl::moe_route_bwd) counts = b.read(in[4], 0, E);
+  // A dispatched row, or zeros for a dropped assignment (slot -1), which adds nothing.
+  auto kept_row = [&](const std::string& name, int64_t at) {
+    return at < 0 ? std::vector<double>(static_cast<size_t>(d), 0.0) : row(b, name, at, d);
+  };
+  std::vector<double> counts;  // the aux loss's: what the router chose, before any dropping
+  if (op.impl == OpImpl::moe_route_bwd) counts = ref::moe_chosen(b.read(in[1], 0, T * k).data(), T, m);
   for (size_t q = 0; q < rs.size(); ++q) {
     const int64_t t = rs[q];
     if (op.impl == OpImpl::moe_route_bwd) {
@@ -611,15 +620,15 @@ json check_moe(Backend& b, const Op& op, double tol) {
     switch (op.impl) {
       case OpImpl::moe_dispatch_fwd: pre[q] = {row(b, in[0], t, d)}; break;
       case OpImpl::moe_dispatch_bwd:
-        for (int64_t j = 0; j < k; ++j) pre[q].push_back(row(b, in[0], slot[q][j], d));
+        for (int64_t j = 0; j < k; ++j) pre[q].push_back(kept_row(in[0], slot[q][j]));
         break;
       case OpImpl::moe_combine_fwd:
         pre[q] = {row(b, in[1], t, k)};
-        for (int64_t j = 0; j < k; ++j) pre[q].push_back(row(b, in[0], slot[q][j], d));
+        for (int64_t j = 0; j < k; ++j) pre[q].push_back(kept_row(in[0], slot[q][j]));
         break;
       case OpImpl::moe_combine_bwd:
         pre[q] = {row(b, in[2], t, k), row(b, in[0], t, d)};
-        for (int64_t j = 0; j < k; ++j) pre[q].push_back(row(b, in[1], slot[q][j], d));
+        for (int64_t j = 0; j < k; ++j) pre[q].push_back(kept_row(in[1], slot[q][j]));
         break;
       default: break;
     }
@@ -638,7 +647,8 @@ json check_moe(Backend& b, const Op& op, double tol) {
         break;
       }
       case OpImpl::moe_dispatch_fwd:
-        for (int64_t j = 0; j < k; ++j) c.compare(row(b, out[0], slot[q][j], d), p[0]);
+        for (int64_t j = 0; j < k; ++j)
+          if (slot[q][j] >= 0) c.compare(row(b, out[0], slot[q][j], d), p[0]);
         break;
       case OpImpl::moe_dispatch_bwd: {
         std::vector<double> s(static_cast<size_t>(d), 0.0);
@@ -662,7 +672,7 @@ json check_moe(Backend& b, const Op& op, double tol) {
             dye[x] = p[0][j] * p[1][x];
             dw[j] += p[1][x] * p[2 + j][x];
           }
-          c.compare(row(b, out[0], slot[q][j], d), dye);
+          if (slot[q][j] >= 0) c.compare(row(b, out[0], slot[q][j], d), dye);
         }
         c.compare(row(b, out[1], t, k), dw);
         break;

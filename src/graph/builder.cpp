@@ -86,6 +86,7 @@ void Builder::grouped_linear(std::string name, Phase phase, Group group, Grouped
     gs.stride_c = m * n;
   gs.grouped = grouped;
   gs.group_counts = std::move(counts);
+  gs.drops = s_.router.capacity > 0;
   add_gemm(std::move(name), phase, group, OpKind::gemm, gs, false);
 }
 

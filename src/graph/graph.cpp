@@ -233,7 +233,9 @@ GemmSpec::Groups GemmSpec::groups(const std::vector<double>& counts, const std::
     gr.rows.push_back(static_cast<int64_t>(v));
     sum += gr.rows.back();
   }
-  if (sum != total) throw Error(fmt::format("{}: the experts' rows sum to {}, not the {} the graph routes", op, sum, total));
+  if (drops ? sum > total : sum != total)
+    throw Error(fmt::format("{}: the experts' rows sum to {}, {} the {} the graph routes", op, sum,
+                            drops ? "more than" : "not", total));
   return gr;
 }
 
@@ -258,6 +260,13 @@ std::string Op::shape_str() const {
   }
   auto rc = fmt::format("{}x{}", rows, cols);
   return batch > 1 ? fmt::format("{}x[{}]", batch, rc) : rc;
+}
+
+int64_t expert_capacity(const MoeSpec& m, int64_t tokens) {
+  const int64_t routed = tokens * m.top_k;
+  if (m.capacity <= 0) return routed;
+  const double cap = std::ceil(static_cast<double>(routed) / static_cast<double>(m.experts) * m.capacity);
+  return std::min(routed, static_cast<int64_t>(cap));
 }
 
 namespace flop_convention {
@@ -340,6 +349,7 @@ LayerShape layer_shape(const ModelConfig& m, int64_t batch, int64_t seq, size_t 
     s.router.topk_first = m.router_topk_first;
     s.router.norm_topk = m.router_norm_topk;
     s.router.aux_coef = m.aux_loss_coef;
+    s.router.capacity = m.capacity_factor;
   }
   return s;
 }

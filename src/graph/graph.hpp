@@ -177,6 +177,9 @@ struct GemmSpec {
   AttentionMask mask = {};  // a triangle's window or chunks: the blocks skip what it masks too
   Grouped grouped = Grouped::none;
   std::string group_counts = {};  // grouped: the tensor of per-problem row counts
+  // grouped: the router may drop rows (MoeSpec::capacity), so the counts sum to at most the
+  // grouped rows, the rest of the stacked rows unused; otherwise they sum to exactly them.
+  bool drops = false;
   // Where problem e, whose rows start at row `first` of the stacked operands, begins in A, B
   // and C (element offsets from a_offset, b_offset, c_offset), for either transpose of each.
   struct Part {
@@ -186,7 +189,8 @@ struct GemmSpec {
   // The problems once the router has run, as every backend and the verifier read them: each
   // expert's rows from `counts` (the counts tensor's values, as a backend read them) and the row
   // each starts at. Throws Error naming `op` when a count is not a whole number of the grouped
-  // rows or the counts do not sum to them (the route has not run, or wrote something else).
+  // rows or the counts do not sum to them (more than them where the router drops: `drops`),
+  // as when the route has not run, or wrote something else.
   struct Groups {
     std::vector<int64_t> rows, first;
   };
@@ -256,12 +260,22 @@ struct QkNormSpec {
 // (n_group > 0): the E experts in n_group groups, each group scored by the sum of its two best
 // scores, the best topk_group groups kept, the top k among their experts (DeepSeek-V3's rule).
 // aux_coef > 0: the load-balancing loss coef E sum_e (count_e / T) mean_t p_te, p = softmax of
-// the logits (Hugging Face's load_balancing_loss_func), its gradient added in moe_route_bwd.
+// the logits (Hugging Face's load_balancing_loss_func), its gradient added in moe_route_bwd;
+// count_e is what the router chose, before any dropping (Megatron-LM's tokens_per_expert).
+// capacity > 0: each expert takes at most expert_capacity() of the routed rows and drops the
+// rest, the assignments of lowest weight first (ties: the later token), as Megatron-LM's
+// --moe-expert-capacity-factor with its default drop policy "probs" (without padding to the
+// capacity); a dropped assignment's slot is -1, it is neither dispatched nor combined, and the
+// counts are the rows each expert kept. 0: no limit, no token dropped.
 struct MoeSpec {
   int64_t experts = 0, top_k = 0, n_group = 0, topk_group = 0;
   bool sigmoid = false, topk_first = false, norm_topk = false;
   double aux_coef = 0;
+  double capacity = 0;
 };
+// The rows an expert keeps under the capacity factor, of `tokens` tokens: Megatron-LM's
+// get_capacity, ceil(k tokens / E x capacity); k tokens (all of them) with no capacity.
+int64_t expert_capacity(const MoeSpec& m, int64_t tokens);
 
 // How a tensor-parallel group splits an op's work, for predict: data the blocks give each op.
 // A linear GEMM splits as its weight does (TensorSpec::split); every other op:

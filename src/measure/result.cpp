@@ -217,52 +217,68 @@ json extrapolate(const ModelConfig& model, const LayerGraph& g, const MeasureRun
 }
 
 // A mixture of experts' layer: how the router spread this run's tokens over the experts (the
-// counts tensor its last run wrote), and the imbalance max/mean; the slowest expert sets the
+// experts tensor its last run wrote), the rows each expert ran (the counts tensor: fewer where a
+// capacity dropped some), and the imbalance max/mean of those; the slowest expert sets the
 // grouped GEMMs' time, while the analytic FLOPs assume a balanced router. null for a dense layer.
 json experts_json(const LayerGraph& g, Backend& b, double capacity_factor) {
   if (!g.shape.moe()) return nullptr;
   const int64_t E = g.shape.n_experts, k = g.shape.top_k, routed = g.shape.tokens() * k;
-  const std::vector<double> counts = b.read("moe.counts", 0, E);
-  double mx = 0, sum = 0;
-  int64_t idle = 0;
-  for (double v : counts) {
+  const std::vector<double> ran = b.read("moe.counts", 0, E);
+  std::vector<int64_t> chosen(static_cast<size_t>(E), 0), rows_run;
+  for (double v : b.read("moe.experts", 0, routed)) ++chosen.at(static_cast<size_t>(v));
+  double mx = 0, sum_run = 0;
+  int64_t idle = 0, sum_chosen = 0;
+  for (double v : ran) {
     mx = std::max(mx, v);
-    sum += v;
+    sum_run += v;
     idle += v == 0 ? 1 : 0;
+    rows_run.push_back(static_cast<int64_t>(v));
   }
+  for (int64_t n : chosen) sum_chosen += n;
   const double mean = static_cast<double>(routed) / static_cast<double>(E);
-  std::vector<int64_t> tokens;
-  for (double v : counts) tokens.push_back(static_cast<int64_t>(v));
   json capacity = nullptr;
   if (capacity_factor > 0) {
-    // Megatron-LM's get_capacity: ceil(k T / E x factor) rows an expert.
-    const double cap = std::ceil(static_cast<double>(routed) / static_cast<double>(E) * capacity_factor);
+    MoeSpec m = g.shape.router;
+    m.capacity = capacity_factor;
+    const auto cap = static_cast<double>(expert_capacity(m, g.shape.tokens()));
     double over = 0;
-    for (double v : counts) over += std::max(0.0, v - cap);
+    for (int64_t n : chosen) over += std::max(0.0, static_cast<double>(n) - cap);
+    const bool applied = g.shape.router.capacity > 0;
     capacity = {{"capacity_factor", capacity_factor},
                 {"rows_per_expert", cap},
-                {"applied", false},
+                {"applied", applied},
                 {"rows_over_capacity", over},
-                {"note", fmt::format("measure's router drops no token: the capacity factor {:g} is not applied, so "
-                                     "every routed row ran (counted FLOPs are the dropless ones); a run with it "
-                                     "(Megatron-LM's --moe-expert-capacity-factor) would drop the {:g} of {} rows "
-                                     "past {:g} an expert",
-                                     capacity_factor, over, routed, cap)}};
+                {"rows_dropped", applied ? over : 0.0},
+                {"note", applied ? fmt::format("the capacity factor {:g} is applied: an expert runs at most {:g} of the "
+                                               "{} routed rows, and the router dropped the {:g} past it (the "
+                                               "assignments of lowest weight, Megatron-LM's drop policy \"probs\"), so "
+                                               "the grouped GEMMs' counted FLOPs fall below the analytic ones (a "
+                                               "balanced router, nothing dropped) by those rows",
+                                               capacity_factor, cap, routed, over)
+                                 : fmt::format("this backend's router drops no token: the capacity factor {:g} is not "
+                                               "applied, so every routed row ran (counted FLOPs are the dropless "
+                                               "ones); a run with it (Megatron-LM's --moe-expert-capacity-factor) "
+                                               "would drop the {:g} of {} rows past {:g} an expert",
+                                               capacity_factor, over, routed, cap)}};
   }
   return {{"experts", E},
           {"top_k", k},
           {"capacity", capacity},
           {"shared_experts", g.shape.n_shared},
           {"routed_rows", routed},
-          {"routed_rows_counted", sum},
-          {"tokens_per_expert", tokens},
+          {"routed_rows_counted", sum_chosen},
+          {"rows_run", sum_run},
+          {"tokens_per_expert", chosen},
+          {"rows_run_per_expert", rows_run},
           {"mean_tokens_per_expert", mean},
           {"max_tokens_per_expert", mx},
           {"experts_without_tokens", idle},
           {"imbalance_max_over_mean", mean > 0 ? mx / mean : 0.0},
           {"source", "counted: the router's last run on this run's seeded weights and inputs"},
-          {"note", "analytic FLOPs assume a balanced router (k T / E rows an expert); with no token dropped the "
-                   "grouped GEMMs execute the same total whatever the spread, but the slowest expert sets their time"}};
+          {"note", "tokens_per_expert: what the router chose; rows_run_per_expert: what each expert ran (the same "
+                   "unless a capacity dropped rows), whose max over the balanced mean is the imbalance. Analytic "
+                   "FLOPs assume a balanced router (k T / E rows an expert); with no token dropped the grouped GEMMs "
+                   "execute the same total whatever the spread, but the slowest expert sets their time"}};
 }
 
 json measure_result(const MeasureContext& c) {

@@ -44,11 +44,13 @@ struct MeasureContext {
   double allocated_bytes = -1;                        // the main run's (before the others ran); < 0: ask the backend
 };
 
-// A mixture of experts' layer: the tokens each expert got in the backend's last run of `g`
-// (its counts tensor) and the imbalance max/mean; null for a dense layer.
-// capacity_factor (ModelConfig::capacity_factor; 0: none): measure's router drops no token, so
-// with a factor the JSON says it was not applied and counts the rows over Megatron-LM's
-// capacity, ceil(factor x k T / E) an expert, that a run with it would have dropped.
+// A mixture of experts' layer: the tokens the router chose for each expert in the backend's last
+// run of `g` (its experts tensor), the rows each ran (its counts tensor) and the imbalance
+// max/mean; null for a dense layer. capacity_factor (ModelConfig::capacity_factor; 0: none):
+// where `g` carries it (MoeSpec::capacity, a backend that drops tokens) the JSON says it was
+// applied and how many rows the router dropped past Megatron-LM's capacity, ceil(factor x k T /
+// E) an expert; where not (the cuda backend), that it was not, and the rows a run with it would
+// have dropped.
 nlohmann::json experts_json(const LayerGraph& g, Backend& b, double capacity_factor = 0);
 
 nlohmann::json measure_result(const MeasureContext& c);

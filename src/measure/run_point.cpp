@@ -86,7 +86,14 @@ nlohmann::json run_point(const PointRequest& r) {
   const ModelConfig layer_model = scale_width(model, width);
   const Preflight pf = preflight(model, width, batch, model.n_ctx, go, backend->available_bytes());
   if (!pf.fits) throw UsageError(pf.message);
-  const LayerGraph g = build_layer_graph(layer_shape(layer_model, batch, model.n_ctx, main_layer_kind(layer_model)), go);
+  // The layer of kind k as this backend runs it: without the capacity factor where its router
+  // does not drop tokens (experts_json then says the factor was not applied).
+  auto shape_of = [&](size_t k) {
+    LayerShape s = layer_shape(layer_model, batch, model.n_ctx, k);
+    if (!backend->drops_tokens()) s.router.capacity = 0;
+    return s;
+  };
+  const LayerGraph g = build_layer_graph(shape_of(main_layer_kind(layer_model)), go);
   spdlog::info("layer: {} (d_model {}, {} heads x {}), batch {}, seq {}, {}; tensors {:.3g} GiB of {:.3g} GiB "
                "available",
                layer_model.name, layer_model.d_model, layer_model.n_heads, layer_model.d_head, batch, model.n_ctx,
@@ -110,8 +117,13 @@ nlohmann::json run_point(const PointRequest& r) {
   MeasureContext ctx{model,     layer_model, width.str(),    g,         choice, *backend, pf, r.settings, run,
                      r.cluster, ceiling,     r.command_line, r.nsight};
   ctx.experts = experts_json(g, *backend, layer_model.capacity_factor);
-  if (ctx.experts.is_object() && ctx.experts.at("capacity").is_object())
-    spdlog::warn("{}", ctx.experts.at("capacity").at("note").get<std::string>());
+  if (ctx.experts.is_object() && ctx.experts.at("capacity").is_object()) {
+    const nlohmann::json& cap = ctx.experts.at("capacity");
+    if (cap.at("applied").get<bool>())
+      spdlog::info("{}", cap.at("note").get<std::string>());
+    else
+      spdlog::warn("{}", cap.at("note").get<std::string>());
+  }
   ctx.allocated_bytes = backend->allocated_bytes();
   // Every other kind of layer in the model's schedule (DeepSeek-V3's dense first layers, Llama 4
   // Maverick's dense ones, ...) runs too, verified and timed the same way, where it fits.
@@ -123,7 +135,7 @@ nlohmann::json run_point(const PointRequest& r) {
     if (k == main) continue;
     KindRun& o = others.emplace_back();
     o.kind = k;
-    o.graph = build_layer_graph(layer_shape(layer_model, batch, model.n_ctx, k), go);
+    o.graph = build_layer_graph(shape_of(k), go);
     if (o.graph.tensor_bytes() > pf.available_bytes * Preflight{}.usable_fraction) {
       spdlog::warn("layer kind '{}' ({} layers) needs {:.3g} GiB, more than the {:.3g} GiB usable here; its time is "
                    "the analytic estimate at the measured layer's throughput",

@@ -96,8 +96,8 @@ std::vector<ModelField> make_fields() {
           "decoder_sparse_step; default 1: every layer)",
           kCount),
       row("capacity_factor", slot(&M::capacity_factor, &O::capacity_factor), false, "--capacity-factor", "X",
-          "tokens an expert takes, x top-k x tokens / experts (Megatron --moe-expert-capacity-factor); default: no "
-          "limit, no token dropped",
+          "rows an expert keeps, x top-k x tokens / experts, the rest dropped, lowest weight first (Megatron "
+          "--moe-expert-capacity-factor, drop policy probs); default: no limit, no token dropped",
           1024),
       row("aux_loss_coef", slot(&M::aux_loss_coef, &O::aux_loss_coef), false),
       // Attention variants.

@@ -71,10 +71,16 @@ Document measure_document(const json& r) {
     std::string spread;
     for (const auto& n : x.at("tokens_per_expert")) spread += (spread.empty() ? "" : " ") + std::to_string(n.get<int64_t>());
     run.before.push_back(fmt::format(
-        "experts: {} routed, top-{}, {} shared; tokens per expert (counted, this run's router): [{}]; imbalance max/mean "
+        "experts: {} routed, top-{}, {} shared; tokens per expert (counted, this run's router): [{}]; imbalance of the rows "
+        "run, max/mean "
         "{} (analytic FLOPs assume a balanced router; the slowest expert sets the grouped GEMMs' time)",
         x.at("experts").get<int64_t>(), x.at("top_k").get<int64_t>(), x.at("shared_experts").get<int64_t>(), spread,
         fmt_fixed(x.at("imbalance_max_over_mean").get<double>(), 3)));
+    if (x.contains("rows_run_per_expert") && x.at("rows_run_per_expert") != x.at("tokens_per_expert")) {
+      std::string kept;  // absent in results before the capacity applied; the same with nothing dropped
+      for (const auto& n : x.at("rows_run_per_expert")) kept += (kept.empty() ? "" : " ") + std::to_string(n.get<int64_t>());
+      run.before.push_back(fmt::format("rows each expert ran (counted, past its capacity dropped): [{}]", kept));
+    }
     if (x.contains("capacity") && x.at("capacity").is_object())  // absent in results before it existed
       run.before.push_back("capacity: " + x.at("capacity").at("note").get<std::string>());
   }

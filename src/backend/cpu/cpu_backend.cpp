@@ -292,7 +292,9 @@ double CpuBackend<F>::gemm_blocked(const Op& op) {
 // A grouped GEMM (GemmSpec::grouped, a mixture of experts' routed experts): one product per
 // expert of the rows the router gave it (the counts tensor, written by moe_route_fwd), each on
 // the pool as pooled_gemm cuts it. Counted: 2 m n k of each product that ran, whose sum over the
-// experts is the graph's k T rows when every routed token ran (checked).
+// experts is the graph's k T rows when every routed token ran (checked), fewer where the router
+// dropped rows past the capacity (GemmSpec::drops): then the stacked rows of C no expert took
+// are written 0.
 template <typename F>
 double CpuBackend<F>::gemm_grouped(const Op& op) {
   const GemmSpec& g = op.gemm;
@@ -310,6 +312,12 @@ double CpuBackend<F>::gemm_grouped(const Op& op) {
         for (int64_t j = 0; j < g.n; ++j) C[i * g.ldc + j] = g.beta == 0 ? F(0) : static_cast<F>(g.beta) * C[i * g.ldc + j];
     }
     flops += 2.0 * static_cast<double>(one.m) * static_cast<double>(one.n) * static_cast<double>(one.k);
+  }
+  if (g.grouped == Grouped::m_rows) {
+    const int64_t used = gr.first.back() + gr.rows.back();
+    F* C = ptr(g.c) + g.c_offset;
+    for (int64_t i = used; i < g.m; ++i)
+      for (int64_t j = 0; j < g.n; ++j) C[i * g.ldc + j] = g.beta == 0 ? F(0) : static_cast<F>(g.beta) * C[i * g.ldc + j];
   }
   return flops;
 }
@@ -413,7 +421,7 @@ void CpuBackend<F>::run(const Op& op) {
       flops = ref::moe_route_forward(in(0), out(0), out(1), out(2), out(3), op.rows, op.moe);
       break;
     case OpImpl::moe_route_bwd:
-      flops = ref::moe_route_backward(in(0), in(1), in(2), in(3), in(4), out(0), op.rows, op.moe);
+      flops = ref::moe_route_backward(in(0), in(1), in(2), in(3), out(0), op.rows, op.moe);  // in(4): order only
       break;
     case OpImpl::moe_dispatch_fwd: flops = ref::moe_dispatch_forward(in(0), in(1), out(0), op.rows, op.cols, op.moe); break;
     case OpImpl::moe_dispatch_bwd: flops = ref::moe_dispatch_backward(in(0), in(1), out(0), op.rows, op.cols, op.moe); break;

@@ -33,6 +33,7 @@ class CpuBackend final : public Backend {
   nlohmann::json copy_bandwidth(int64_t bytes) override;
 
   bool counts_flops() const override { return true; }
+  bool drops_tokens() const override { return true; }
   double counted_flops(const std::string& op) const override;
   void reset_counts() override { counted_.clear(); }
   std::vector<double> read(const std::string& tensor, int64_t offset, int64_t count, int64_t stride = 1) override;

@@ -605,37 +605,68 @@ inline void moe_route_row(const double* z, const MoeSpec& m, int64_t* experts, d
 }
 
 // Each token's k copies in the dispatched rows: experts in order, within an expert tokens in
-// order (a stable counting sort). counts (E) and slots (rows, k) from the experts (rows, k).
-template <typename E, typename F>
-void moe_slots(const E* experts, int64_t rows, const MoeSpec& m, F* slots, F* counts) {
+// order (a stable counting sort). counts (E) and slots (rows, k) from the experts and weights
+// (rows, k). Under a capacity (MoeSpec::capacity) an expert keeps its expert_capacity() rows of
+// highest weight (ties: the earlier token) and the others' slots are -1; counts are the kept.
+template <typename E, typename W, typename F>
+void moe_slots(const E* experts, const W* weights, int64_t rows, const MoeSpec& m, F* slots, F* counts) {
+  const int64_t n_choices = rows * m.top_k;
+  std::vector<char> kept(static_cast<size_t>(n_choices), 1);
+  std::vector<std::vector<int64_t>> of(static_cast<size_t>(m.experts));
+  for (int64_t i = 0; i < n_choices; ++i) of[static_cast<size_t>(experts[i])].push_back(i);
+  const auto cap = static_cast<size_t>(expert_capacity(m, rows));
+  for (auto& list : of)
+    if (list.size() > cap) {
+      std::stable_sort(list.begin(), list.end(), [&](int64_t a, int64_t b) {
+        return static_cast<double>(weights[a]) > static_cast<double>(weights[b]);
+      });
+      for (size_t q = cap; q < list.size(); ++q) kept[static_cast<size_t>(list[q])] = 0;
+    }
   std::vector<int64_t> n(static_cast<size_t>(m.experts), 0), next(static_cast<size_t>(m.experts), 0);
-  for (int64_t i = 0; i < rows * m.top_k; ++i) ++n[static_cast<size_t>(experts[i])];
+  for (int64_t i = 0; i < n_choices; ++i) n[static_cast<size_t>(experts[i])] += kept[static_cast<size_t>(i)];
   for (int64_t e = 1; e < m.experts; ++e) next[e] = next[e - 1] + n[e - 1];
-  for (int64_t i = 0; i < rows * m.top_k; ++i) slots[i] = static_cast<F>(next[static_cast<size_t>(experts[i])]++);
+  for (int64_t i = 0; i < n_choices; ++i)
+    slots[i] = kept[static_cast<size_t>(i)] ? static_cast<F>(next[static_cast<size_t>(experts[i])]++) : F(-1);
   for (int64_t e = 0; e < m.experts; ++e) counts[e] = static_cast<F>(n[e]);
+}
+
+// The tokens the router chose for each expert (E), before any dropping: the aux loss's counts.
+template <typename E>
+std::vector<double> moe_chosen(const E* experts, int64_t rows, const MoeSpec& m) {
+  std::vector<double> c(static_cast<size_t>(m.experts), 0.0);
+  for (int64_t i = 0; i < rows * m.top_k; ++i) c[static_cast<size_t>(experts[i])] += 1;
+  return c;
+}
+
+// The dispatched rows the slots use (the kept; all k rows with no dropping).
+template <typename F>
+int64_t moe_rows_used(const F* slots, int64_t rows, const MoeSpec& m) {
+  int64_t used = 0;
+  for (int64_t i = 0; i < rows * m.top_k; ++i) used += slots[i] >= 0 ? 1 : 0;
+  return used;
 }
 
 // moe_route_fwd over (rows, E) logits: experts, weights, slots (rows, k) and counts (E).
 template <typename F>
 double moe_route_forward(const F* logits, F* experts, F* weights, F* slots, F* counts, int64_t rows, const MoeSpec& m) {
   const int64_t E = m.experts, k = m.top_k;
-  std::vector<double> z(static_cast<size_t>(E)), w(static_cast<size_t>(k));
+  std::vector<double> z(static_cast<size_t>(E)), w(static_cast<size_t>(rows * k));
   std::vector<int64_t> ex(static_cast<size_t>(rows * k));
   for (int64_t t = 0; t < rows; ++t) {
     for (int64_t e = 0; e < E; ++e) z[e] = logits[t * E + e];
-    moe_route_row(z.data(), m, ex.data() + t * k, w.data());
+    moe_route_row(z.data(), m, ex.data() + t * k, w.data() + t * k);
     for (int64_t j = 0; j < k; ++j) {
       experts[t * k + j] = static_cast<F>(ex[t * k + j]);
-      weights[t * k + j] = static_cast<F>(w[j]);
+      weights[t * k + j] = static_cast<F>(w[t * k + j]);
     }
   }
-  moe_slots(ex.data(), rows, m, slots, counts);
+  moe_slots(ex.data(), w.data(), rows, m, slots, counts);
   return fc::moe_route_fwd(m, rows);
 }
 
 // moe_route_bwd for one token: dz (E) from its logits z, experts, weights w and their gradient
-// dw (k); counts (E) of all `rows` tokens for the aux loss's gradient coef E counts_e / rows^2
-// through p = softmax(z). In double.
+// dw (k); counts (E) the router chose of all `rows` tokens (moe_chosen) for the aux loss's
+// gradient coef E counts_e / rows^2 through p = softmax(z). In double.
 inline void moe_route_backward_row(const double* z, const int64_t* experts, const double* w, const double* dw,
                                    const double* counts, int64_t rows, const MoeSpec& m, double* dz) {
   const int64_t E = m.experts, k = m.top_k;
@@ -688,14 +719,16 @@ inline void moe_route_backward_row(const double* z, const int64_t* experts, cons
   }
 }
 
+// The counts input (the kept rows) is not what the aux loss takes: its counts are those the
+// router chose (moe_chosen), the same where nothing is dropped.
 template <typename F>
-double moe_route_backward(const F* logits, const F* experts, const F* weights, const F* dweights, const F* counts,
-                          F* dlogits, int64_t rows, const MoeSpec& m) {
+double moe_route_backward(const F* logits, const F* experts, const F* weights, const F* dweights, F* dlogits,
+                          int64_t rows, const MoeSpec& m) {
   const int64_t E = m.experts, k = m.top_k;
   std::vector<double> z(static_cast<size_t>(E)), dz(static_cast<size_t>(E)), w(static_cast<size_t>(k)),
-      dw(static_cast<size_t>(k)), c(static_cast<size_t>(E));
+      dw(static_cast<size_t>(k));
   std::vector<int64_t> ex(static_cast<size_t>(k));
-  for (int64_t e = 0; e < E; ++e) c[e] = counts[e];
+  const std::vector<double> c = moe_chosen(experts, rows, m);
   for (int64_t t = 0; t < rows; ++t) {
     for (int64_t e = 0; e < E; ++e) z[e] = logits[t * E + e];
     for (int64_t j = 0; j < k; ++j) {
@@ -711,36 +744,53 @@ double moe_route_backward(const F* logits, const F* experts, const F* weights, c
 
 // dispatch: xe[slots[t, j]] = x[t]; its backward dx[t] = sum_j dxe[slots[t, j]]; combine
 // y[t] = sum_j w[t, j] ye[slots[t, j]]; its backward dye[slots[t, j]] = w[t, j] dy[t] and
-// dw[t, j] = dy[t] . ye[slots[t, j]]. Rows of d; one token t of `rows` per call of the _row forms.
+// dw[t, j] = dy[t] . ye[slots[t, j]]. Rows of d. A dropped assignment (slot -1) takes no part
+// (its dw is 0), and the dispatched rows past the kept ones (moe_rows_used) are written 0, so
+// what no expert takes is defined. Counted: the adds and multiplies of what ran.
 template <typename F>
 double moe_dispatch_forward(const F* x, const F* slots, F* xe, int64_t rows, int64_t d, const MoeSpec& m) {
   for (int64_t t = 0; t < rows; ++t)
     for (int64_t j = 0; j < m.top_k; ++j) {
-      F* o = xe + static_cast<int64_t>(slots[t * m.top_k + j]) * d;
+      const auto slot = static_cast<int64_t>(slots[t * m.top_k + j]);
+      if (slot < 0) continue;
+      F* o = xe + slot * d;
       for (int64_t c = 0; c < d; ++c) o[c] = x[t * d + c];
     }
+  std::fill(xe + moe_rows_used(slots, rows, m) * d, xe + rows * m.top_k * d, F(0));
   return 0;
 }
 template <typename F>
 double moe_dispatch_backward(const F* dxe, const F* slots, F* dx, int64_t rows, int64_t d, const MoeSpec& m) {
-  for (int64_t t = 0; t < rows; ++t)
+  double adds = 0;
+  for (int64_t t = 0; t < rows; ++t) {
+    int64_t used = 0;
     for (int64_t c = 0; c < d; ++c) {
       double s = 0;
-      for (int64_t j = 0; j < m.top_k; ++j) s += dxe[static_cast<int64_t>(slots[t * m.top_k + j]) * d + c];
+      used = 0;
+      for (int64_t j = 0; j < m.top_k; ++j) {
+        const auto slot = static_cast<int64_t>(slots[t * m.top_k + j]);
+        if (slot < 0) continue;
+        s += dxe[slot * d + c];
+        ++used;
+      }
       dx[t * d + c] = static_cast<F>(s);
     }
-  return fc::kMoeDispatchBwd * static_cast<double>(m.top_k - 1) * static_cast<double>(rows) * static_cast<double>(d);
+    adds += static_cast<double>(std::max<int64_t>(used - 1, 0));
+  }
+  return fc::kMoeDispatchBwd * adds * static_cast<double>(d);
 }
 template <typename F>
 double moe_combine_forward(const F* ye, const F* w, const F* slots, F* y, int64_t rows, int64_t d, const MoeSpec& m) {
   for (int64_t t = 0; t < rows; ++t)
     for (int64_t c = 0; c < d; ++c) {
       double s = 0;
-      for (int64_t j = 0; j < m.top_k; ++j)
-        s += static_cast<double>(w[t * m.top_k + j]) * ye[static_cast<int64_t>(slots[t * m.top_k + j]) * d + c];
+      for (int64_t j = 0; j < m.top_k; ++j) {
+        const auto slot = static_cast<int64_t>(slots[t * m.top_k + j]);
+        if (slot >= 0) s += static_cast<double>(w[t * m.top_k + j]) * ye[slot * d + c];
+      }
       y[t * d + c] = static_cast<F>(s);
     }
-  return fc::kMoeCombineFwd * static_cast<double>(m.top_k) * static_cast<double>(rows) * static_cast<double>(d);
+  return fc::kMoeCombineFwd * static_cast<double>(moe_rows_used(slots, rows, m)) * static_cast<double>(d);
 }
 template <typename F>
 double moe_combine_backward(const F* dy, const F* ye, const F* w, const F* slots, F* dye, F* dw, int64_t rows, int64_t d,
@@ -748,6 +798,10 @@ double moe_combine_backward(const F* dy, const F* ye, const F* w, const F* slots
   for (int64_t t = 0; t < rows; ++t)
     for (int64_t j = 0; j < m.top_k; ++j) {
       const int64_t slot = static_cast<int64_t>(slots[t * m.top_k + j]);
+      if (slot < 0) {
+        dw[t * m.top_k + j] = F(0);
+        continue;
+      }
       const double wj = w[t * m.top_k + j];
       double dot = 0;
       for (int64_t c = 0; c < d; ++c) {
@@ -756,7 +810,9 @@ double moe_combine_backward(const F* dy, const F* ye, const F* w, const F* slots
       }
       dw[t * m.top_k + j] = static_cast<F>(dot);
     }
-  return fc::kMoeCombineBwd * static_cast<double>(m.top_k) * static_cast<double>(rows) * static_cast<double>(d);
+  const int64_t used = moe_rows_used(slots, rows, m);
+  std::fill(dye + used * d, dye + rows * m.top_k * d, F(0));
+  return fc::kMoeCombineBwd * static_cast<double>(used) * static_cast<double>(d);
 }
 
 }  // namespace flopscope::ref
