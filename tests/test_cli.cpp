@@ -235,6 +235,9 @@ TEST(CliErrors, BadInputIsOneLineAndExitTwo) {
   const std::string out = "out.json";  // relative: would land in cwd
   const std::vector<BadCase> cases = {
       {"unknown model", {"estimate", "--model", "gpt4", "-o", out}, "gpt4"},
+      {"a near miss of a preset", {"estimate", "--model", "llama3-405b", "-o", out}, "did you mean llama3.1-405b?"},
+      {"a shortening of a preset", {"estimate", "--model", "llama3-8b", "-o", out}, "did you mean llama3.1-8b?"},
+      {"a shortening of two", {"estimate", "--model", "mixtral", "-o", out}, "did you mean mixtral-8x7b or mixtral-8x22b?"},
       {"unknown option", {"estimate", "--bogus", "-o", out}, "--bogus"},
       {"unknown subcommand", {"train"}, "subcommand"},
       {"no subcommand", {}, "subcommand"},

@@ -425,9 +425,54 @@ ModelConfig preset(const std::string& name) {
   }
   for (const auto& m : moe_presets())
     if (m.name == name) return m;
-  std::string list;
-  for (const auto& n : preset_names()) list += (list.empty() ? "" : ", ") + n;
-  throw UsageError(fmt::format("unknown model '{}'; presets: {}", name, list));
+  // What the name may have meant: the presets it is a shortening of (llama3-8b: llama3.1-8b;
+  // mixtral: both Mixtrals), where there are one to four; else the closest within two edits.
+  auto edits = [](const std::string& a, const std::string& b) {
+    std::vector<size_t> row(b.size() + 1);
+    for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+    for (size_t i = 1; i <= a.size(); ++i) {
+      size_t diag = row[0];
+      row[0] = i;
+      for (size_t j = 1; j <= b.size(); ++j) {
+        const size_t up = row[j];
+        row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+        diag = up;
+      }
+    }
+    return row[b.size()];
+  };
+  // A shortening: each of the name's dash-separated parts begins the preset's part in its place.
+  auto parts = [](const std::string& x) {
+    std::vector<std::string> out(1);
+    for (char c : x) {
+      if (c == '-')
+        out.emplace_back();
+      else
+        out.back().push_back(c);
+    }
+    return out;
+  };
+  auto shortening = [&](const std::string& a, const std::string& b) {
+    const std::vector<std::string> pa = parts(a), pb = parts(b);
+    if (a.empty() || pa.size() > pb.size()) return false;
+    for (size_t i = 0; i < pa.size(); ++i)
+      if (pa[i].empty() || pb[i].rfind(pa[i], 0) != 0) return false;
+    return true;
+  };
+  std::string list, closest;
+  std::vector<std::string> longer;
+  size_t best = 3;
+  for (const auto& n : preset_names()) {
+    list += (list.empty() ? "" : ", ") + n;
+    if (shortening(name, n)) longer.push_back(n);
+    if (const size_t e = edits(name, n); e < best) best = e, closest = n;
+  }
+  if (!longer.empty() && longer.size() <= 4) {
+    closest = longer.back();
+    for (size_t i = longer.size() - 1; i-- > 0;) closest = longer[i] + (i + 2 == longer.size() ? " or " : ", ") + closest;
+  }
+  throw UsageError(fmt::format("unknown model '{}'; {}presets: {}", name,
+                               closest.empty() ? "" : fmt::format("did you mean {}? ", closest), list));
 }
 
 ModelConfig apply_overrides(ModelConfig m, const ModelOverrides& o) {

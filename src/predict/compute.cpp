@@ -286,8 +286,10 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
 
   // Selective recompute with FSDP is torchtitan's op-level selective checkpointing.
   const bool op_sac = l.fsdp_on() && l.recompute == Recompute::selective;
-  // torchtitan uncompiled: its pointwise ops as PyTorch's separate kernels (eager_bytes_factor).
-  const bool eager = l.fsdp_on() && !l.torch_compile;
+  // torchtitan (FSDP): an op runs as PyTorch's separate kernels (eager_bytes_factor) unless
+  // torch.compile took its transformer block (torchtitan's apply_compile); the final norm and the
+  // loss stay eager.
+  auto eager = [&](const Op& op) { return l.fsdp_on() && (!l.torch_compile || op.group == Group::head); };
   const std::vector<double> sac = op_sac ? torchtitan_op_sac(g, m, flash) : std::vector<double>{};
   bool fused[3] = {false, false, false};  // a phase's fused kernel placed
   for (size_t oi = 0; oi < g.ops.size(); ++oi) {
@@ -348,9 +350,7 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
                                                           : 1 / tp;
       c.per_step = weight_cast;
       c.flops = op.flops * fraction;
-      // torch.compile takes each transformer block (torchtitan's apply_compile); the final norm
-      // and the loss stay eager.
-      c.bytes = op.min_bytes * fraction * (eager || (l.fsdp_on() && head) ? eager_bytes_factor(op.impl) : 1.0);
+      c.bytes = op.min_bytes * fraction * (eager(op) ? eager_bytes_factor(op.impl) : 1.0);
       c.shape = op.shape_str() + (fraction < 1 ? fmt::format(" / {}", l.tp) : "");
       if (op.impl == OpImpl::bias_add) {
         c.bound = "fused";

@@ -10,11 +10,27 @@ namespace flopscope::predict {
 
 namespace {
 
-// The values a dimension takes: the given one, or the candidates.
-template <typename T>
-std::vector<T> values(const std::optional<T>& given, std::vector<T> candidates) {
-  if (given) return {*given};
-  return candidates;
+// One dimension of the space after the ones before it: each layout so far times the values the
+// dimension takes there (the given one, or options(c), which may depend on the choices already
+// made: cp on tp, vpp on pp, ...), less those keep(c, v) refuses. Expanding the dimensions in
+// turn gives the layouts in the order of the nested loops it stands for.
+template <typename T, typename Options, typename Keep>
+void expand(std::vector<LayoutChoices>& layouts, std::optional<T> LayoutChoices::*dim, Options options, Keep keep) {
+  std::vector<LayoutChoices> next;
+  for (const LayoutChoices& c : layouts) {
+    const std::vector<T> vs = c.*dim ? std::vector<T>{*(c.*dim)} : std::vector<T>(options(c));
+    for (const T& v : vs) {
+      if (!keep(c, v)) continue;
+      LayoutChoices x = c;
+      x.*dim = v;
+      next.push_back(std::move(x));
+    }
+  }
+  layouts = std::move(next);
+}
+template <typename T, typename Options>
+void expand(std::vector<LayoutChoices>& layouts, std::optional<T> LayoutChoices::*dim, Options options) {
+  expand(layouts, dim, options, [](const LayoutChoices&, const T&) { return true; });
 }
 
 }  // namespace
@@ -35,57 +51,44 @@ std::vector<Layout> search_space(const LayoutChoices& given, const ModelConfig& 
   if (m.moe())
     for (int64_t e = 2; e <= std::min<int64_t>(m.n_experts, gpus); e *= 2)
       if (m.n_experts % e == 0) eps.push_back(e);
+  using C = LayoutChoices;
+  auto fixed = [](auto options) { return [options](const C&) { return options; }; };
+  auto dp = [gpus](const C& c) { return gpus / (*c.tp * *c.cp * *c.pp); };
+  std::vector<C> space = {given};
+  expand(space, &C::tp, fixed(tps));
+  expand(space, &C::cp, fixed(cps), [&](const C& c, int64_t cp) { return gpus % (*c.tp * cp) == 0; });
+  expand(space, &C::pp, fixed(pps), [&](const C& c, int64_t pp) { return (gpus / (*c.tp * *c.cp)) % pp == 0; });
+  expand(space, &C::vpp, fixed(std::vector<int64_t>{1, 2, 3, 4}),
+         [&](const C& c, int64_t vpp) { return vpp == 1 || (*c.pp > 1 && m.n_layers % (*c.pp * vpp) == 0); });
+  // FSDP off, or over every data-parallel rank (torchtitan's default), without interleaving.
+  expand(space, &C::fsdp, [&](const C& c) {
+    return dp(c) > 1 && *c.vpp == 1 && !m.moe() ? std::vector<int64_t>{0, dp(c)} : std::vector<int64_t>{0};
+  });
+  expand(space, &C::micro_batch, fixed(std::vector<int64_t>{1, 2, 4, 8}));
+  expand(space, &C::recompute, fixed(std::vector<Recompute>{Recompute::none, Recompute::selective, Recompute::full}));
+  expand(space, &C::attention, fixed(std::vector<Attention>{Attention::flash, Attention::unfused}),
+         [](const C& c, Attention at) { return !(at == Attention::unfused && *c.cp > 1); });
+  expand(space, &C::distributed_optimizer,
+         [](const C& c) { return *c.fsdp > 1 ? std::vector<bool>{true} : std::vector<bool>{true, false}; });
+  expand(space, &C::ep, fixed(eps));
+  // With ep > 1, the dispatcher and the all-to-all overlap (validate refuses it where Megatron
+  // Core does: full recompute, pp without interleaving).
+  expand(space, &C::moe_dispatcher, [](const C& c) {
+    return *c.ep > 1 ? std::vector<Dispatcher>{Dispatcher::alltoall, Dispatcher::flex, Dispatcher::allgather}
+                     : std::vector<Dispatcher>{Dispatcher::alltoall};
+  });
+  expand(space, &C::ep_comm_overlap,
+         [](const C& c) { return *c.ep > 1 ? std::vector<bool>{false, true} : std::vector<bool>{false}; });
+  // torchtitan's blocks compiled or eager, under FSDP (torchtitan's).
+  expand(space, &C::torch_compile,
+         [](const C& c) { return *c.fsdp > 1 ? std::vector<bool>{false, true} : std::vector<bool>{false}; });
   std::vector<Layout> out;
-  for (int64_t tp : values(given.tp, tps)) {
-    for (int64_t cp : values(given.cp, cps)) {
-      if (gpus % (tp * cp) != 0) continue;
-      for (int64_t pp : values(given.pp, pps)) {
-        if ((gpus / (tp * cp)) % pp != 0) continue;
-        for (int64_t vpp : values(given.vpp, {1, 2, 3, 4})) {
-          if (vpp > 1 && (pp == 1 || m.n_layers % (pp * vpp) != 0)) continue;
-          // FSDP off, or over every data-parallel rank (torchtitan's default), without interleaving.
-          const int64_t dp = gpus / (tp * cp * pp);
-          std::vector<int64_t> fsdps = {0};
-          if (dp > 1 && vpp == 1 && !m.moe()) fsdps.push_back(dp);
-          for (int64_t fsdp : values(given.fsdp, fsdps)) {
-            for (int64_t mb : values(given.micro_batch, {1, 2, 4, 8})) {
-              for (Recompute rc : values(given.recompute, {Recompute::none, Recompute::selective, Recompute::full})) {
-                for (Attention at : values(given.attention, {Attention::flash, Attention::unfused})) {
-                  if (at == Attention::unfused && cp > 1) continue;
-                  const std::vector<bool> dist = fsdp > 1 ? std::vector<bool>{true} : std::vector<bool>{true, false};
-                  for (bool dopt : values(given.distributed_optimizer, dist)) {
-                    for (int64_t ep : values(given.ep, eps)) {
-                      // The all-to-all overlap where there is an all-to-all (validate refuses it where
-                      // Megatron Core does: full recompute, pp without interleaving).
-                      const std::vector<bool> overlaps = ep > 1 ? std::vector<bool>{false, true} : std::vector<bool>{false};
-                      const std::vector<Dispatcher> dispatchers =
-                          ep > 1 ? std::vector<Dispatcher>{Dispatcher::alltoall, Dispatcher::flex, Dispatcher::allgather}
-                                 : std::vector<Dispatcher>{Dispatcher::alltoall};
-                      for (Dispatcher disp : values(given.moe_dispatcher, dispatchers))
-                      for (bool epo : values(given.ep_comm_overlap, overlaps)) {
-                        // torchtitan's blocks compiled or eager, under FSDP (torchtitan's).
-                        const std::vector<bool> compiles = fsdp > 1 ? std::vector<bool>{false, true} : std::vector<bool>{false};
-                        for (bool compiled : values(given.torch_compile, compiles)) {
-                          LayoutChoices c = given;
-                          c.tp = tp, c.cp = cp, c.pp = pp, c.vpp = vpp, c.fsdp = fsdp, c.micro_batch = mb, c.recompute = rc;
-                          c.attention = at, c.distributed_optimizer = dopt, c.ep = ep, c.ep_comm_overlap = epo;
-                          c.torch_compile = compiled, c.moe_dispatcher = disp;
-                          if (!given.sequence_parallel) c.sequence_parallel = tp > 1;
-                          try {
-                            out.push_back(resolve_layout(c, m, s, gpus).layout);
-                          } catch (const UsageError&) {
-                            // Not a layout this model can run (validate says why); not part of the space.
-                          }
-                        }
-                      }
-                    }
-                  }
-                }
-              }
-            }
-          }
-        }
-      }
+  for (C& c : space) {
+    if (!given.sequence_parallel) c.sequence_parallel = *c.tp > 1;
+    try {
+      out.push_back(resolve_layout(c, m, s, gpus).layout);
+    } catch (const UsageError&) {
+      // Not a layout this model can run (validate says why); not part of the space.
     }
   }
   return out;
