@@ -20,6 +20,7 @@ struct MoeRule {
   int experts = 0, top_k = 0, n_group = 0, topk_group = 0;
   bool sigmoid = false, topk_first = false, norm_topk = false;
   double aux_coef = 0;
+  double scale = 1;  // the k weights x scale, after any renormalisation
 };
 
 __host__ __device__ inline double moe_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
@@ -86,25 +87,29 @@ __host__ __device__ inline void moe_route_row(const double* z, const MoeRule& m,
       const double mx = z[experts[0]];
       for (int j = 0; j < k; ++j) sum += (weights[j] = exp(z[experts[j]] - mx));
       for (int j = 0; j < k; ++j) weights[j] /= sum;
-      return;
     }
   } else {
     for (int j = 0; j < k; ++j) weights[j] = s[experts[j]];
   }
-  if (m.norm_topk) {
+  if (m.norm_topk && !(m.topk_first && !m.sigmoid)) {
     double sum = 0;
     for (int j = 0; j < k; ++j) sum += weights[j];
     for (int j = 0; j < k; ++j) weights[j] /= sum;
   }
+  if (m.scale != 1)
+    for (int j = 0; j < k; ++j) weights[j] *= m.scale;
 }
 
 // One token's logits' gradient dz (E) from its logits z, experts, weights w and their gradient
-// dw (k), and the counts (E) of all `rows` tokens (the aux loss). s: scratch of E.
-__host__ __device__ inline void moe_route_backward_row(const double* z, const int* experts, const double* w,
-                                                       const double* dw, const double* counts, int64_t rows,
+// dw (k), and the counts (E) of all `rows` tokens (the aux loss); the weights before the scale
+// are w / scale, their gradient dw x scale. s: scratch of E.
+__host__ __device__ inline void moe_route_backward_row(const double* z, const int* experts, const double* w_scaled,
+                                                       const double* dw_scaled, const double* counts, int64_t rows,
                                                        const MoeRule& m, double* s, double* dz) {
   const int E = m.experts, k = m.top_k;
   for (int e = 0; e < E; ++e) dz[e] = 0;
+  double w[kMoeMaxTopK], dw[kMoeMaxTopK];
+  for (int j = 0; j < k; ++j) w[j] = w_scaled[j] / m.scale, dw[j] = dw_scaled[j] * m.scale;
   const bool renorm = m.norm_topk && !(m.topk_first && !m.sigmoid);
   double dot = 0;
   for (int j = 0; j < k; ++j) dot += dw[j] * w[j];

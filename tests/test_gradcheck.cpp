@@ -233,6 +233,7 @@ struct MoeCase {
   bool sigmoid, topk_first, norm_topk;
   int64_t top_k, n_group, topk_group, shared;
   bool router_bias, recompute;
+  double scale = 1;  // the routed scaling factor (DeepSeek)
 };
 
 LayerShape moe_shape(const MoeCase& c) {
@@ -242,6 +243,7 @@ LayerShape moe_shape(const MoeCase& c) {
   x.router_bias = c.router_bias;
   x.router.experts = 4, x.router.top_k = c.top_k, x.router.sigmoid = c.sigmoid, x.router.topk_first = c.topk_first;
   x.router.norm_topk = c.norm_topk, x.router.n_group = c.n_group, x.router.topk_group = c.topk_group;
+  x.router.scale = c.scale;
   return x;
 }
 
@@ -251,7 +253,10 @@ TEST(GradCheckMoe, BackwardMatchesCentralDifferences) {
                            MoeCase{"deepseek_v3_sigmoid_grouped_shared", true, false, true, 2, 2, 1, 3, false, false},
                            MoeCase{"gpt_oss_topk_first_router_bias", false, true, false, 2, 0, 0, 0, true, false},
                            MoeCase{"llama4_top1_sigmoid_shared_recompute", true, true, false, 1, 0, 0, 4, false, true},
-                           MoeCase{"top3_recompute", false, false, true, 3, 0, 0, 0, false, true}}) {
+                           MoeCase{"top3_recompute", false, false, true, 3, 0, 0, 0, false, true},
+                           MoeCase{"deepseek_v3_scaled_2.5", true, false, true, 2, 2, 1, 3, false, false, 2.5},
+                           MoeCase{"deepseek_v2_softmax_unnormalised_scaled_16", false, false, false, 2, 0, 0, 3, false, false, 16},
+                           MoeCase{"topk_first_softmax_scaled_recompute", false, true, true, 2, 0, 0, 0, true, true, 0.4}}) {
     Case base{c.label, moe_shape(c), false, c.recompute};
     const LayerGraph g = build_layer_graph(base.shape, fp64_options(base));
     size_t expert_params = 0;

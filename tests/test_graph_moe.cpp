@@ -284,6 +284,37 @@ TEST(MoeCpu, VerificationCatchesMisroutingAWrongExpertGemmAndADroppedExpert) {
   }
 }
 
+// The routed scaling factor (MoeSpec::scale): the k weights x scale after the renormalisation,
+// their gradient x scale before it; k multiplies a token each way, counted. Worked by hand for
+// DeepSeek-V3's rule (sigmoid, 4 groups, renormalised) at E = 8, k = 2: forward 3 E + n_group +
+// 2 k = 32 a token, backward 4 k + 3 k = 14; with a scale 34 and 16.
+TEST(MoeRoute, RoutedScalingFactorScalesTheWeightsAndCountsItsMultiplies) {
+  MoeSpec m;
+  m.experts = 8, m.top_k = 2, m.sigmoid = true, m.norm_topk = true, m.n_group = 4, m.topk_group = 2;
+  EXPECT_DOUBLE_EQ(flop_convention::moe_route_fwd(m, 10), 320);
+  EXPECT_DOUBLE_EQ(flop_convention::moe_route_bwd(m, 10), 140);
+  const double z[8] = {0.3, -1.2, 0.8, 0.1, -0.4, 1.1, 0.2, -0.7};
+  int64_t ex[2], ex_scaled[2];
+  double w[2], w_scaled[2];
+  ref::moe_route_row(z, m, ex, w);
+  MoeSpec s = m;
+  s.scale = 2.5;
+  EXPECT_DOUBLE_EQ(flop_convention::moe_route_fwd(s, 10), 340);
+  EXPECT_DOUBLE_EQ(flop_convention::moe_route_bwd(s, 10), 160);
+  ref::moe_route_row(z, s, ex_scaled, w_scaled);
+  for (int j = 0; j < 2; ++j) {
+    EXPECT_EQ(ex_scaled[j], ex[j]);  // the scale does not change the choice
+    EXPECT_NEAR(w_scaled[j], 2.5 * w[j], 1e-15);
+  }
+  EXPECT_NEAR(w_scaled[0] + w_scaled[1], 2.5, 1e-15);  // renormalised to 1, then scaled
+  // The logits' gradient of the scaled weights under dw is the unscaled one's under 2.5 dw.
+  const double counts[8] = {0, 0, 0, 0, 0, 0, 0, 0}, dw[2] = {0.7, -0.2}, dw_x[2] = {2.5 * 0.7, 2.5 * -0.2};
+  double dz[8], want[8];
+  ref::moe_route_backward_row(z, ex_scaled, w_scaled, dw, counts, 1, s, dz);
+  ref::moe_route_backward_row(z, ex, w, dw_x, counts, 1, m, want);
+  for (int e = 0; e < 8; ++e) EXPECT_NEAR(dz[e], want[e], 1e-14) << e;
+}
+
 // A capacity factor (MoeSpec::capacity): each expert keeps its ceil(factor k T / E) rows of
 // highest weight, ties to the earlier token, in token order; the others' slots are -1 and the
 // counts are the kept rows (Megatron-LM's drop policy "probs"). Worked by hand.

@@ -509,6 +509,7 @@ TEST(HfMoe, FamilyConventions) {
   EXPECT_TRUE(mixtral.router_norm_topk);
   EXPECT_EQ(mixtral.router_score, RouterScore::softmax);
   EXPECT_DOUBLE_EQ(mixtral.aux_loss_coef, 0.02);
+  EXPECT_DOUBLE_EQ(mixtral.routed_scaling_factor, 1.0);
   const ModelConfig v3 = model_from_hf_file(data("tiny-deepseek-v3.json"));
   EXPECT_TRUE(v3.mla());
   EXPECT_EQ(v3.router_score, RouterScore::sigmoid);
@@ -517,6 +518,13 @@ TEST(HfMoe, FamilyConventions) {
   EXPECT_EQ(v3.first_dense, 1);
   EXPECT_EQ(v3.qk_head_dim(), 12);
   EXPECT_EQ(v3.v_dim(), 8);
+  EXPECT_DOUBLE_EQ(v3.routed_scaling_factor, 2.5);  // the file's
+  EXPECT_DOUBLE_EQ(model_from_hf_config(json::parse(R"({"model_type": "deepseek_v3", "hidden_size": 64,
+    "intermediate_size": 128, "kv_lora_rank": 16, "max_position_embeddings": 64, "moe_intermediate_size": 16,
+    "n_routed_experts": 8, "num_attention_heads": 4, "num_experts_per_tok": 2, "num_hidden_layers": 3,
+    "qk_nope_head_dim": 8, "qk_rope_head_dim": 4, "v_head_dim": 8, "vocab_size": 100})"), "v3.json", "v3")
+                       .routed_scaling_factor,
+                   2.5);  // DeepseekV3Config's default
   const auto v3_layers = v3.schedule();
   EXPECT_FALSE(v3_layers[0].moe);
   EXPECT_TRUE(v3_layers[1].moe && v3_layers[2].moe);
@@ -524,6 +532,7 @@ TEST(HfMoe, FamilyConventions) {
   EXPECT_EQ(v2.q_lora_rank, 0);  // null: Q straight from d
   EXPECT_EQ(v2.n_group, 0);      // greedy: no groups
   EXPECT_FALSE(v2.router_norm_topk);
+  EXPECT_DOUBLE_EQ(v2.routed_scaling_factor, 1.0);  // DeepseekV2Config's default
   const ModelConfig l4 = model_from_hf_file(data("tiny-llama4.json"));
   EXPECT_TRUE(l4.router_topk_first);
   EXPECT_EQ(l4.qk_norm, QkNorm::l2);
@@ -588,6 +597,7 @@ TEST(HfMoe, BadConfigsAreOneLineNamingTheKey) {
        "moe_layers"},
       {"deepseek missing kv_lora_rank", with(ds, "kv_lora_rank", removed), "kv_lora_rank"},
       {"deepseek groups that do not divide the experts", with(ds, "n_group", 3), "groups"},
+      {"deepseek routed scaling factor 0", with(ds, "routed_scaling_factor", 0), "routed scaling factor"},
       {"deepseek-v2 unknown top-k method", with(with(ds, "model_type", "deepseek_v2"), "topk_method", "random"),
        "topk_method"},
       {"gpt-oss layer types by another pattern", with(oss, "layer_types", json::array({"full_attention", "full_attention"})),

@@ -248,11 +248,15 @@ TEST(JobMegatron, MegatronCoresMoeSettings) {
   EXPECT_EQ(m.topk_group, 4);
   EXPECT_DOUBLE_EQ(m.aux_loss_coef, 1e-3);
   EXPECT_DOUBLE_EQ(m.capacity_factor, 1.0);
+  EXPECT_DOUBLE_EQ(m.routed_scaling_factor, 2.5);
+  EXPECT_TRUE(has(value(j, "routed_scaling_factor").where, "--moe-router-topk-scaling-factor"))
+      << value(j, "routed_scaling_factor").where;
   EXPECT_EQ(j.layout.etp, 1);
   EXPECT_EQ(j.layout.ep_comm_overlap, true);
   EXPECT_TRUE(has(value(j, "ep_comm_overlap").where, "line 10: --overlap-moe-expert-parallel-comm"))
       << value(j, "ep_comm_overlap").where;
   Job plain = read_job(data("megatron-moe.sh"), {});
+  EXPECT_DOUBLE_EQ(apply_overrides(plain.base, plain.model).routed_scaling_factor, 1.0);  // None: no scale
   EXPECT_EQ(plain.layout.ep_comm_overlap, false);  // Megatron Core's default
   EXPECT_EQ(value(plain, "ep_comm_overlap").from, From::framework_default);
   int kernels = 0;

@@ -103,13 +103,15 @@ TEST(KernelEmulation, MoeRouteMatchesTheReference) {
   struct Case {
     int experts, top_k, n_group, topk_group;
     bool sigmoid, topk_first, norm_topk;
-    double aux;
+    double aux, scale;
   };
-  const Case cases[] = {{8, 2, 0, 0, false, false, true, 0.02},    // Mixtral (aux loss)
-                        {64, 8, 0, 0, false, false, false, 0.0},   // Qwen2-MoE, unnormalised
-                        {256, 8, 8, 4, true, false, true, 1e-4},   // DeepSeek-V3, grouped
-                        {128, 4, 0, 0, false, true, false, 0.0},   // gpt-oss
-                        {16, 1, 0, 0, true, true, false, 0.0}};    // Llama 4
+  const Case cases[] = {{8, 2, 0, 0, false, false, true, 0.02, 1.0},     // Mixtral (aux loss)
+                        {64, 8, 0, 0, false, false, false, 0.0, 1.0},    // Qwen2-MoE, unnormalised
+                        {256, 8, 8, 4, true, false, true, 1e-4, 2.5},    // DeepSeek-V3, grouped, scaled
+                        {160, 6, 0, 0, false, false, false, 1e-3, 16.0}, // DeepSeek-V2, scaled
+                        {128, 4, 0, 0, false, true, false, 0.0, 1.0},    // gpt-oss
+                        {16, 4, 0, 0, false, true, true, 0.0, 3.0},      // top-k first, softmax, scaled
+                        {16, 1, 0, 0, true, true, false, 0.0, 1.0}};     // Llama 4
   uint64_t state = 12345;
   auto uniform = [&] {
     state = state * 6364136223846793005ULL + 1442695040888963407ULL;
@@ -119,9 +121,11 @@ TEST(KernelEmulation, MoeRouteMatchesTheReference) {
     MoeSpec spec;
     spec.experts = c.experts, spec.top_k = c.top_k, spec.n_group = c.n_group, spec.topk_group = c.topk_group;
     spec.sigmoid = c.sigmoid, spec.topk_first = c.topk_first, spec.norm_topk = c.norm_topk, spec.aux_coef = c.aux;
+    spec.scale = c.scale;
     kernels::detail::MoeRule rule;
     rule.experts = c.experts, rule.top_k = c.top_k, rule.n_group = c.n_group, rule.topk_group = c.topk_group;
     rule.sigmoid = c.sigmoid, rule.topk_first = c.topk_first, rule.norm_topk = c.norm_topk, rule.aux_coef = c.aux;
+    rule.scale = c.scale;
     std::vector<double> counts(static_cast<size_t>(c.experts));
     for (auto& n : counts) n = std::floor((uniform() + 2) * 10);
     for (int t = 0; t < 200; ++t) {

@@ -277,6 +277,7 @@ double moe_route_fwd(const MoeSpec& m, int64_t rows) {
   double per = m.topk_first ? score * k : score * E + static_cast<double>(m.n_group);
   if (m.norm_topk && !(m.topk_first && !m.sigmoid)) per += 2 * k;  // a softmax over the k sums to 1 already
   if (m.aux_coef > 0) per += (m.topk_first || m.sigmoid ? 4 * E : 0) + E;
+  if (m.scale != 1) per += k;  // the k weights scaled
   return per * static_cast<double>(rows);
 }
 
@@ -289,6 +290,7 @@ double moe_route_bwd(const MoeSpec& m, int64_t rows) {
   else
     per += m.topk_first ? 4 * k : 2 * E + 2 * k;
   if (m.aux_coef > 0) per += 4 * E;
+  if (m.scale != 1) per += k;  // the k weights' gradient scaled
   return per * static_cast<double>(rows);
 }
 
@@ -350,6 +352,7 @@ LayerShape layer_shape(const ModelConfig& m, int64_t batch, int64_t seq, size_t 
     s.router.norm_topk = m.router_norm_topk;
     s.router.aux_coef = m.aux_loss_coef;
     s.router.capacity = m.capacity_factor;
+    s.router.scale = m.routed_scaling_factor;
   }
   return s;
 }

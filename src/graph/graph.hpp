@@ -267,11 +267,14 @@ struct QkNormSpec {
 // --moe-expert-capacity-factor with its default drop policy "probs" (without padding to the
 // capacity); a dropped assignment's slot is -1, it is neither dispatched nor combined, and the
 // counts are the rows each expert kept. 0: no limit, no token dropped.
+// scale: the k weights x scale after any renormalisation (DeepSeek's routed_scaling_factor,
+// Megatron-LM's --moe-router-topk-scaling-factor); 1: none.
 struct MoeSpec {
   int64_t experts = 0, top_k = 0, n_group = 0, topk_group = 0;
   bool sigmoid = false, topk_first = false, norm_topk = false;
   double aux_coef = 0;
   double capacity = 0;
+  double scale = 1;
 };
 // The rows an expert keeps under the capacity factor, of `tokens` tokens: Megatron-LM's
 // get_capacity, ceil(k tokens / E x capacity); k tokens (all of them) with no capacity.

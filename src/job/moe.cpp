@@ -127,7 +127,7 @@ const std::vector<MoeKey>& megatron_core_moe_keys() {
       {"moe_router_fusion", "--moe-router-fusion", kKernels},
       {"moe_router_dtype", "--moe-router-dtype", "the router's logits in fp32: a GEMM of d x E a token, counted the same"},
       {"moe_token_drop_policy", "--moe-token-drop-policy", "which tokens are dropped past the capacity: the same FLOPs"},
-      {"moe_router_topk_scaling_factor", "--moe-router-topk-scaling-factor", "a scale on the top-k weights: no FLOPs"},
+      {"moe_router_topk_scaling_factor", "--moe-router-topk-scaling-factor", ""},
       {"moe_router_enable_expert_bias", "--moe-router-enable-expert-bias",
        "a per-expert bias on the scores used to choose (aux-loss-free balancing): an add of E a token"},
       {"moe_router_bias_update_rate", "--moe-router-bias-update-rate", "the expert bias's update: outside the step's GEMMs"},
@@ -270,6 +270,12 @@ void read_megatron_core_moe(Job& j, const MoeGiven& g, int64_t layers, std::opti
   j.record("moe_dispatcher", dispatcher, disp ? From::file : From::framework_default,
            where_of(g, "moe_token_dispatcher_type") + (disp ? "" : ": allgather"));
 
+  // The scale on the top-k weights (after any renormalisation): k multiplies a token.
+  if (const std::string* s = text_of(g, "moe_router_topk_scaling_factor"); s && !null_text(*s)) {
+    const double f = real(j, g, "moe_router_topk_scaling_factor");
+    set_model(j, &ModelOverrides::routed_scaling_factor, "routed_scaling_factor", f, f, From::file,
+              where_of(g, "moe_router_topk_scaling_factor"));
+  }
   // The capacity: tokens past it are dropped; padded to it, every expert runs its full capacity.
   if (const std::string* c = text_of(g, "moe_expert_capacity_factor"); c && !null_text(*c)) {
     const double cf = real(j, g, "moe_expert_capacity_factor");

@@ -100,6 +100,7 @@ std::vector<ModelField> make_fields() {
           "--moe-expert-capacity-factor, drop policy probs); default: no limit, no token dropped",
           1024),
       row("aux_loss_coef", slot(&M::aux_loss_coef, &O::aux_loss_coef), false),
+      row("routed_scaling_factor", slot(&M::routed_scaling_factor, &O::routed_scaling_factor), false),
       // Attention variants.
       row("q_lora_rank", slot(&M::q_lora_rank, &O::q_lora_rank), true),
       row("kv_lora_rank", slot(&M::kv_lora_rank, &O::kv_lora_rank), true),

@@ -244,7 +244,8 @@ void read_qwen_moe(const Reader& r, const std::string& type, ModelConfig& m) {
 // dense, the rest MoE with n_shared_experts fused into one MLP of n_shared x
 // moe_intermediate_size. V3 (DeepseekV3TopkRouter): sigmoid scores, top-k of topk_group of
 // n_group groups, renormalised when norm_topk_prob. V2 (DeepseekV2Moe): softmax, top-k
-// ("greedy") or of groups ("group_limited_greedy"), never renormalised. transformers ignores
+// ("greedy") or of groups ("group_limited_greedy"), never renormalised. Both: the k weights x
+// routed_scaling_factor (DeepseekV3Config's default 2.5, V2's 1.0). transformers ignores
 // moe_layer_freq (as here) and builds no multi-token-prediction layer.
 void read_deepseek(const Reader& r, const std::string& type, ModelConfig& m) {
   const bool v3 = type == "deepseek_v3";
@@ -262,6 +263,7 @@ void read_deepseek(const Reader& r, const std::string& type, ModelConfig& m) {
   m.first_dense = r.count_or("first_k_dense_replace", v3 ? 3 : 0);
   const bool attn = r.flag_or("attention_bias", false);  // q_a, kv_a and o projections
   m.biases = LinearBiases{attn, attn, false};
+  m.routed_scaling_factor = r.real_or("routed_scaling_factor", v3 ? 2.5 : 1.0);
   if (v3) {
     m.router_score = RouterScore::sigmoid;
     m.router_norm_topk = r.flag_or("norm_topk_prob", true);

@@ -120,6 +120,7 @@ std::vector<ModelConfig> moe_presets() {
     m.router_norm_topk = true;
     m.n_group = 8, m.topk_group = 4, m.first_dense = 3;
     m.aux_loss_coef = 1e-4;
+    m.routed_scaling_factor = 2.5;
     m.q_lora_rank = 1536, m.kv_lora_rank = 512, m.qk_nope_head_dim = 128, m.qk_rope_head_dim = 64, m.v_head_dim = 128;
     m.train_tokens = 14.8e12;
     v.push_back(m);
@@ -349,6 +350,8 @@ void ModelConfig::validate() const {
     throw UsageError(fmt::format("capacity factor must be in [0, 1024] (got {:g}; 0 = no limit)", capacity_factor));
   if (!(aux_loss_coef >= 0) || aux_loss_coef > 1e3)
     throw UsageError(fmt::format("aux loss coefficient must be in [0, 1000] (got {:g})", aux_loss_coef));
+  if (!(routed_scaling_factor > 0) || routed_scaling_factor > 1e3)
+    throw UsageError(fmt::format("routed scaling factor must be in (0, 1000] (got {:g}; 1 = none)", routed_scaling_factor));
   // Multi-head latent attention.
   count("q LoRA rank", q_lora_rank);
   count("kv LoRA rank", kv_lora_rank);

@@ -112,6 +112,7 @@ struct ModelConfig {
   int64_t moe_layer_step = 1;     // layers i with (i + 1) % step == 0 are MoE (Llama 4 interleave_moe_layer_step, Qwen decoder_sparse_step)
   double capacity_factor = 0;     // tokens an expert takes, x k T / E; 0 = no limit (no token dropped)
   double aux_loss_coef = 0;       // the load-balancing loss's weight (router_aux_loss_coef); 0 = none
+  double routed_scaling_factor = 1;  // the k weights x this, after any renormalisation (DeepSeek; Megatron --moe-router-topk-scaling-factor)
 
   // ---- attention variants -------------------------------------------------------------------
   // Multi-head latent attention (DeepSeek-V2/V3) when kv_lora_rank > 0: Q from d (or through a
@@ -164,7 +165,7 @@ struct ModelOverrides {
       first_dense, moe_layer_step;
   std::optional<bool> shared_expert_gate, router_topk_first, router_norm_topk, router_bias, expert_bias;
   std::optional<RouterScore> router_score;
-  std::optional<double> capacity_factor, aux_loss_coef;
+  std::optional<double> capacity_factor, aux_loss_coef, routed_scaling_factor;
   std::optional<int64_t> q_lora_rank, kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim,
       sliding_window_step, attention_chunk, nope_layer_step;
   std::optional<QkNorm> qk_norm;

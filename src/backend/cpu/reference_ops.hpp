@@ -537,7 +537,7 @@ float cast_fp8(const F* x, F* y, int64_t rows, int64_t cols, bool transpose, flo
 // their weights. Scores s = softmax(z) or sigmoid(z); topk_first: the k best logits, then the
 // softmax (or sigmoid) of those k; else the k best scores (grouped: within the topk_group
 // groups whose two best scores sum highest), weights their scores; norm_topk renormalises the
-// k weights (a softmax over the k is normalised already). In double.
+// k weights (a softmax over the k is normalised already); then x scale. In double.
 inline void moe_route_row(const double* z, const MoeSpec& m, int64_t* experts, double* weights) {
   const int64_t E = m.experts, k = m.top_k;
   std::vector<double> s(static_cast<size_t>(E));
@@ -592,16 +592,17 @@ inline void moe_route_row(const double* z, const MoeSpec& m, int64_t* experts, d
       const double mx = z[experts[0]];
       for (int64_t j = 0; j < k; ++j) sum += (weights[j] = std::exp(z[experts[j]] - mx));
       for (int64_t j = 0; j < k; ++j) weights[j] /= sum;
-      return;
     }
   } else {
     for (int64_t j = 0; j < k; ++j) weights[j] = s[experts[j]];
   }
-  if (m.norm_topk) {
+  if (m.norm_topk && !(m.topk_first && !m.sigmoid)) {
     double sum = 0;
     for (int64_t j = 0; j < k; ++j) sum += weights[j];
     for (int64_t j = 0; j < k; ++j) weights[j] /= sum;
   }
+  if (m.scale != 1)
+    for (int64_t j = 0; j < k; ++j) weights[j] *= m.scale;
 }
 
 // Each token's k copies in the dispatched rows: experts in order, within an expert tokens in
@@ -666,11 +667,15 @@ double moe_route_forward(const F* logits, F* experts, F* weights, F* slots, F* c
 
 // moe_route_bwd for one token: dz (E) from its logits z, experts, weights w and their gradient
 // dw (k); counts (E) the router chose of all `rows` tokens (moe_chosen) for the aux loss's
-// gradient coef E counts_e / rows^2 through p = softmax(z). In double.
-inline void moe_route_backward_row(const double* z, const int64_t* experts, const double* w, const double* dw,
-                                   const double* counts, int64_t rows, const MoeSpec& m, double* dz) {
+// gradient coef E counts_e / rows^2 through p = softmax(z). The weights before the scale are
+// w / scale, their gradient dw x scale. In double.
+inline void moe_route_backward_row(const double* z, const int64_t* experts, const double* w_scaled,
+                                   const double* dw_scaled, const double* counts, int64_t rows, const MoeSpec& m,
+                                   double* dz) {
   const int64_t E = m.experts, k = m.top_k;
   for (int64_t e = 0; e < E; ++e) dz[e] = 0;
+  std::vector<double> w(w_scaled, w_scaled + k), dw(dw_scaled, dw_scaled + k);
+  for (int64_t j = 0; j < k; ++j) w[j] /= m.scale, dw[j] *= m.scale;
   const bool renorm = m.norm_topk && !(m.topk_first && !m.sigmoid);
   // dp: the gradient of the k weights before renormalisation (w = p / sum p).
   std::vector<double> dp(static_cast<size_t>(k));

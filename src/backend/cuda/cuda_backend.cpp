@@ -731,6 +731,7 @@ class CudaBackend final : public Backend {
     r.experts = static_cast<int>(m.experts), r.top_k = static_cast<int>(m.top_k);
     r.n_group = static_cast<int>(m.n_group), r.topk_group = static_cast<int>(m.topk_group);
     r.sigmoid = m.sigmoid, r.topk_first = m.topk_first, r.norm_topk = m.norm_topk, r.aux_coef = m.aux_coef;
+    r.scale = m.scale;
     return r;
   }
 
