@@ -371,6 +371,26 @@ TEST(PredictSchedule, UnevenLayersThePaceIsTheSlowestStage) {
   EXPECT_NEAR(p.breakdown.bubble_s / (64 * p.stage_time_s), 7.0 / 64, 1e-12);
 }
 
+// --from-measure takes a timed op's efficiency over the FLOPs it ran: the counted ones where the
+// result has them (grouped GEMMs under a capacity factor run fewer rows than the analytic k T,
+// so their time over the analytic FLOPs would count the drops twice, once here and once in the
+// capped imbalance), else the analytic.
+TEST(PredictFromMeasure, EfficiencyIsOverTheFlopsTheOpRan) {
+  const std::string path = testing::TempDir() + "from-measure-counted.json";
+  write_file_atomic(path, R"({"command": "measure", "ops": [
+    {"name": "fwd.experts.up", "kind": "gemm", "flops": 1000, "counted_flops": 750, "min_bytes": 10,
+     "time_ms": {"median": 2}},
+    {"name": "fwd.qkv", "kind": "gemm", "flops": 400, "min_bytes": 10, "time_ms": {"median": 1}},
+    {"name": "fwd.ln1", "kind": "reduction", "flops": 5, "counted_flops": 5, "min_bytes": 64, "time_ms": {"median": 0.5}}]})");
+  const MeasuredOps m = measured_ops_from_file(path);
+  std::remove(path.c_str());
+  EXPECT_DOUBLE_EQ(m.ops.at("fwd.experts.up").flops, 750);  // counted: the kept rows
+  EXPECT_DOUBLE_EQ(m.ops.at("fwd.experts.up").time_s, 2e-3);
+  EXPECT_DOUBLE_EQ(m.ops.at("fwd.qkv").flops, 400);  // no count: analytic
+  EXPECT_FALSE(m.ops.at("fwd.ln1").gemm);
+  EXPECT_DOUBLE_EQ(m.ops.at("fwd.ln1").bytes, 64);
+}
+
 }  // namespace
 }  // namespace flopscope::predict
 

@@ -186,7 +186,12 @@ MeasuredOps measured_ops_from_file(const std::string& path) {
       if (!o.contains("time_ms") || !o.at("time_ms").contains("median")) continue;
       MeasuredOps::Entry e;
       e.time_s = o.at("time_ms").at("median").get<double>() * 1e-3;
-      e.flops = o.at("flops").get<double>();
+      // The FLOPs the timed op ran: counted where the backend counted them (a capacity factor's
+      // grouped GEMMs run only the kept rows, fewer than the analytic k T), else analytic. The
+      // time over them is the efficiency reached; the busiest expert's share (routed_imbalance)
+      // is applied once, when the op is costed.
+      const json& counted = o.contains("counted_flops") ? o.at("counted_flops") : json();
+      e.flops = counted.is_number() && counted.get<double>() > 0 ? counted.get<double>() : o.at("flops").get<double>();
       e.bytes = o.at("min_bytes").get<double>();
       const auto kind = o.at("kind").get<std::string>();
       e.gemm = kind == "gemm" || kind == "batched_gemm";
