@@ -234,6 +234,7 @@ struct MoeCase {
   int64_t top_k, n_group, topk_group, shared;
   bool router_bias, recompute;
   double scale = 1;  // the routed scaling factor (DeepSeek)
+  bool expert_bias = false;  // biases on the experts' projections (gpt-oss)
 };
 
 LayerShape moe_shape(const MoeCase& c) {
@@ -244,6 +245,7 @@ LayerShape moe_shape(const MoeCase& c) {
   x.router.experts = 4, x.router.top_k = c.top_k, x.router.sigmoid = c.sigmoid, x.router.topk_first = c.topk_first;
   x.router.norm_topk = c.norm_topk, x.router.n_group = c.n_group, x.router.topk_group = c.topk_group;
   x.router.scale = c.scale;
+  x.expert_bias = c.expert_bias;
   return x;
 }
 
@@ -256,12 +258,17 @@ TEST(GradCheckMoe, BackwardMatchesCentralDifferences) {
                            MoeCase{"top3_recompute", false, false, true, 3, 0, 0, 0, false, true},
                            MoeCase{"deepseek_v3_scaled_2.5", true, false, true, 2, 2, 1, 3, false, false, 2.5},
                            MoeCase{"deepseek_v2_softmax_unnormalised_scaled_16", false, false, false, 2, 0, 0, 3, false, false, 16},
-                           MoeCase{"topk_first_softmax_scaled_recompute", false, true, true, 2, 0, 0, 0, true, true, 0.4}}) {
+                           MoeCase{"topk_first_softmax_scaled_recompute", false, true, true, 2, 0, 0, 0, true, true, 0.4},
+                           MoeCase{"gpt_oss_expert_biases", false, true, false, 2, 0, 0, 0, true, false, 1, true},
+                           MoeCase{"expert_biases_shared_recompute", false, false, true, 2, 0, 0, 3, false, true, 1, true}}) {
     Case base{c.label, moe_shape(c), false, c.recompute};
     const LayerGraph g = build_layer_graph(base.shape, fp64_options(base));
     size_t expert_params = 0;
     for (const auto& [p, dp] : parameters(g)) expert_params += p.rfind("w.experts.", 0) == 0 || p == "w.router" ? 1 : 0;
     ASSERT_EQ(expert_params, 4u) << c.label;  // the router, gate, up, down
+    size_t expert_biases = 0;
+    for (const auto& [p, dp] : parameters(g)) expert_biases += p.rfind("b.experts.", 0) == 0 ? 1 : 0;
+    ASSERT_EQ(expert_biases, c.expert_bias ? 3u : 0u) << c.label;  // gate, up, down: (E, width) each
     for (const auto& [p, err] : gradient_errors(g)) EXPECT_LT(err, 1e-6) << c.label << ": gradient of " << p;
   }
 }

@@ -284,6 +284,51 @@ TEST(MoeCpu, VerificationCatchesMisroutingAWrongExpertGemmAndADroppedExpert) {
   }
 }
 
+// Expert biases (gpt-oss): each projection's bias is (E, width), one row an expert, and the bias
+// ops take the router's counts so each expert's rows add (and sum into) its own row. A backend
+// that adds expert 0's bias to every row, or sums every row into expert 0's, fails verification
+// naming the op; the clean one passes and counts exactly.
+class OneBiasBackend : public testing_util::WrappedCpuBackendOf<double> {
+ public:
+  std::string broken;
+  void run(const Op& op) override {
+    if (op.name != broken) return inner.run(op);
+    Op plain = op;  // the dense bias op over all the rows: expert 0's bias row
+    plain.inputs.pop_back();
+    inner.run(plain);
+  }
+};
+
+TEST(MoeCpu, ExpertBiasesAreOneRowAnExpertAndVerificationCatchesOneBiasForAll) {
+  LayerShape s = tiny_moe();
+  s.expert_bias = true;
+  const LayerGraph g = build_layer_graph(s, GraphOptions{});
+  const TensorSpec& b_up = g.tensor("b.experts.up");
+  EXPECT_EQ(b_up.shape, (std::vector<int64_t>{s.n_experts, s.d_ff_expert}));
+  EXPECT_TRUE(b_up.expert);
+  EXPECT_EQ(g.tensor("b.experts.down").shape, (std::vector<int64_t>{s.n_experts, s.d_model}));
+  EXPECT_TRUE(expert_bias_op(g.op("fwd.experts.up.bias")));
+  EXPECT_TRUE(expert_bias_op(g.op("bwd.experts.down.bias")));
+  {
+    OneBiasBackend clean;
+    clean.allocate(g);
+    clean.fill(3);
+    ASSERT_TRUE(verification_run(clean, g).at("passed").get<bool>());
+    for (const auto& op : g.ops) EXPECT_EQ(clean.inner.counted_flops(op.name), op.flops) << op.name;
+  }
+  for (const char* op : {"fwd.experts.up.bias", "bwd.experts.down.bias"}) {
+    OneBiasBackend be;
+    be.broken = op;
+    be.allocate(g);
+    be.fill(3);
+    const auto v = verification_run(be, g);
+    EXPECT_FALSE(v.at("passed").get<bool>()) << op;
+    bool named = false;
+    for (const auto& f : v.at("failures")) named = named || f.value("name", "") == op;
+    EXPECT_TRUE(named) << op << ": " << v.at("failures").dump();
+  }
+}
+
 // The routed scaling factor (MoeSpec::scale): the k weights x scale after the renormalisation,
 // their gradient x scale before it; k multiplies a token each way, counted. Worked by hand for
 // DeepSeek-V3's rule (sigmoid, 4 groups, renormalised) at E = 8, k = 2: forward 3 E + n_group +

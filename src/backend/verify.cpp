@@ -232,7 +232,20 @@ json check_rows(Backend& b, const Op& op, double tol) {
       col_x.push_back(col(b, in[1], j, rows, cols));
     }
   }
-  if (op.impl == OpImpl::bias_add) whole_beta = b.read(in[1], 0, cols);
+  // The routed experts' biases (expert_bias_op): row r takes the bias row of the expert whose rows
+  // hold it; rows past the counts' sum (dropped) are left as they are.
+  const bool grouped = expert_bias_op(op);
+  GemmSpec::Groups gr;
+  auto expert_of = [&](int64_t r) -> int64_t {
+    for (size_t e = 0; e < gr.rows.size(); ++e)
+      if (r >= gr.first[e] && r < gr.first[e] + gr.rows[e]) return static_cast<int64_t>(e);
+    return -1;
+  };
+  if (grouped) {
+    gr = expert_groups(b.read(in.back(), 0, op.moe.experts), op.moe.experts, rows, true, op.name);
+  }
+  if (op.impl == OpImpl::bias_add)
+    whole_beta = b.read(in[1], 0, grouped ? static_cast<int64_t>(gr.rows.size()) * cols : cols);
   if (op.impl == OpImpl::bias_grad)
     for (int64_t j : cs) col_dy.push_back(col(b, in[0], j, rows, cols));
 
@@ -276,11 +289,13 @@ json check_rows(Backend& b, const Op& op, double tol) {
         ref::gelu_backward(p[0].data(), p[1].data(), ref.data(), cols);
         c.compare(row(b, out[0], r, cols), ref);
         break;
-      case OpImpl::bias_add:
+      case OpImpl::bias_add: {
         ref = p[0];
-        ref::bias_add(ref.data(), whole_beta.data(), 1, cols);
+        const int64_t e = grouped ? expert_of(r) : 0;
+        if (e >= 0) ref::bias_add(ref.data(), whole_beta.data() + e * cols, 1, cols);
         c.compare(row(b, out[0], r, cols), ref);
         break;
+      }
       case OpImpl::residual_add:
         ref::residual_add(p[0].data(), p[1].data(), ref.data(), cols);
         c.compare(row(b, out[0], r, cols), ref);
@@ -388,6 +403,11 @@ json check_rows(Backend& b, const Op& op, double tol) {
         dg += col_dy[k][ru] * col_x[k][ru] * rstd_all[ru];
       }
       c.compare(b.read(out[1], j, 1), {dg});
+    } else if (op.impl == OpImpl::bias_grad && grouped) {
+      std::vector<double> s(gr.rows.size(), 0.0);  // each expert's sum over its rows
+      for (size_t e = 0; e < gr.rows.size(); ++e)
+        for (int64_t r = gr.first[e]; r < gr.first[e] + gr.rows[e]; ++r) s[e] += col_dy[k][static_cast<size_t>(r)];
+      c.compare(col(b, out[0], j, static_cast<int64_t>(s.size()), cols), s);
     } else if (op.impl == OpImpl::bias_grad) {
       double s = 0;
       for (double v : col_dy[k]) s += v;

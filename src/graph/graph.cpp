@@ -219,10 +219,14 @@ GemmSpec::Part GemmSpec::group_part(int64_t e, int64_t first) const {
 }
 
 GemmSpec::Groups GemmSpec::groups(const std::vector<double>& counts, const std::string& op) const {
-  const int64_t total = grouped == Grouped::m_rows ? m : k;
-  if (static_cast<int64_t>(counts.size()) != batch)
-    throw Error(fmt::format("{}: {} row counts for {} experts", op, counts.size(), batch));
-  Groups gr;
+  return expert_groups(counts, batch, grouped == Grouped::m_rows ? m : k, drops, op);
+}
+
+GemmSpec::Groups expert_groups(const std::vector<double>& counts, int64_t experts, int64_t total, bool drops,
+                               const std::string& op) {
+  if (static_cast<int64_t>(counts.size()) != experts)
+    throw Error(fmt::format("{}: {} row counts for {} experts", op, counts.size(), experts));
+  GemmSpec::Groups gr;
   int64_t sum = 0;
   for (size_t e = 0; e < counts.size(); ++e) {
     const double v = counts[e];
@@ -237,6 +241,10 @@ GemmSpec::Groups GemmSpec::groups(const std::vector<double>& counts, const std::
     throw Error(fmt::format("{}: the experts' rows sum to {}, {} the {} the graph routes", op, sum,
                             drops ? "more than" : "not", total));
   return gr;
+}
+
+bool expert_bias_op(const Op& op) {
+  return (op.impl == OpImpl::bias_add && op.inputs.size() == 3) || (op.impl == OpImpl::bias_grad && op.inputs.size() == 2);
 }
 
 GemmSpec GemmSpec::problem(int64_t e, const Groups& gr) const {

@@ -47,8 +47,8 @@ enum class OpImpl {
   softmax_causal_bwd,  // in {probs, dprobs[, sink_probs]} out {dscores[, dsinks]}
   gelu_fwd,            // in {x} out {y}
   gelu_bwd,            // in {x, dy} out {dx}
-  bias_add,            // in {x, bias} out {x} (in place)
-  bias_grad,           // in {dy} out {dbias}: column sums over rows
+  bias_add,            // in {x, bias} out {x} (in place); routed experts: {x, bias (E, cols), counts} (expert_bias_op)
+  bias_grad,           // in {dy} out {dbias}: column sums over rows; routed experts: {dy, counts} -> (E, cols)
   residual_add,        // in {a, b} out {out}
   cross_entropy_fwd,   // in {logits, targets} out {loss}: per-row -log softmax[target]
   cross_entropy_bwd,   // in {logits, targets} out {dlogits} = (softmax - onehot) / rows
@@ -280,6 +280,12 @@ struct MoeSpec {
 // get_capacity, ceil(k tokens / E x capacity); k tokens (all of them) with no capacity.
 int64_t expert_capacity(const MoeSpec& m, int64_t tokens);
 
+// The routed experts' rows from the router's counts (E): each expert's rows and the row it starts
+// at, of `total` stacked rows; GemmSpec::groups's rule (the counts whole numbers summing to total,
+// at most total with `drops`), which the routed experts' bias ops share. Throws Error naming op.
+GemmSpec::Groups expert_groups(const std::vector<double>& counts, int64_t experts, int64_t total, bool drops,
+                               const std::string& op);
+
 // How a tensor-parallel group splits an op's work, for predict: data the blocks give each op.
 // A linear GEMM splits as its weight does (TensorSpec::split); every other op:
 //   features    split over tp: the op works per head (the attention squares, RoPE, QK-norm) or
@@ -322,6 +328,11 @@ struct Op {
   bool causal_square = false;  // an attention product whose model FLOPs halve the square
   std::string shape_str() const;  // "2048x4608x1536", "96x[2048x2048x128]", repeated "4x16x[2048x2048x128]"
 };
+
+// A routed experts' bias op (bias_add {x, bias (E, cols), counts}, bias_grad {dy, counts} ->
+// dbias (E, cols); E = op.moe.experts): each expert's rows take (or give) its own row of the bias; rows past the
+// counts' sum (dropped under a capacity) are left as they are.
+bool expert_bias_op(const Op& op);
 
 struct LayerShape {
   int64_t batch = 1;     // micro-batch b

@@ -115,7 +115,8 @@ Layer dense_layer(const LayerShape& s) {
       return b;
     };
     e.experts = ffn("experts", D.T * s.top_k, s.d_ff_expert);
-    e.experts.experts = s.n_experts, e.experts.counts = e.counts;
+    e.experts.experts = s.n_experts, e.experts.counts = e.counts, e.experts.bias = s.expert_bias;
+    e.experts.b_gate = "b.experts.gate", e.experts.b_up = "b.experts.up", e.experts.b_down = "b.experts.down";
     e.experts.in = "moe.in", e.experts.out = "moe.ye", e.experts.d_in = "d.moe.in", e.experts.d_out = "d.moe.ye";
     e.has_shared = s.n_shared > 0 && s.d_ff_shared > 0;
     if (e.has_shared) {

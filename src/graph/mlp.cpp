@@ -5,8 +5,8 @@
 // Backward: dgrad and wgrad of each projection, the activation's backward; the up and gate
 // dgrads sum into d_in (gate's with beta = 1).
 // Routed experts (MlpBlock::experts > 0): the same ops on the dispatched rows, each projection a
-// grouped GEMM (one problem per expert, its rows from MlpBlock::counts), weights (E, ., .), no
-// biases.
+// grouped GEMM (one problem per expert, its rows from MlpBlock::counts), weights (E, ., .), biases
+// (E, .) (gpt-oss), each expert's rows adding its own (expert_bias_op: the counts an input).
 #include "graph/blocks.hpp"
 #include "util/error.hpp"
 
@@ -31,6 +31,13 @@ void pointwise(Builder& B, const MlpBlock& m, std::string name, Phase phase, OpS
   B.pointwise(std::move(name), phase, Group::layer, split, kind, impl, std::move(in), std::move(out), 1, m.rows, cols,
               flops, bytes_elems);
   B.last().routed = m.experts > 0;
+  B.last().moe.experts = m.experts;  // the routed experts' bias ops read E counts (expert_bias_op)
+}
+
+// A bias op's inputs; the routed experts' take the router's counts too (expert_bias_op).
+std::vector<std::string> with_counts(const MlpBlock& m, std::vector<std::string> in) {
+  if (m.experts > 0) in.push_back(m.counts);
+  return in;
 }
 
 std::vector<int64_t> weight_shape(const MlpBlock& m, int64_t r, int64_t c) {
@@ -41,15 +48,15 @@ std::vector<int64_t> weight_shape(const MlpBlock& m, int64_t r, int64_t c) {
 }  // namespace
 
 void mlp_weights(const MlpBlock& m, TensorList& weights) {
-  FLOPSCOPE_CHECK(m.experts == 0 || !m.bias, "routed experts' MLP blocks have no biases in the graph");
+  auto bias_shape = [&](int64_t c) { return m.experts == 0 ? std::vector<int64_t>{c} : std::vector<int64_t>{m.experts, c}; };
   if (m.kind == FfnKind::swiglu) {
     weights.push_back({m.w_gate, weight_shape(m, m.d, m.f), WeightSplit::column, m.experts > 0});
-    if (m.bias) weights.push_back({m.b_gate, {m.f}, WeightSplit::column});
+    if (m.bias) weights.push_back({m.b_gate, bias_shape(m.f), WeightSplit::column, m.experts > 0});
   }
   weights.push_back({m.w_up, weight_shape(m, m.d, m.f), WeightSplit::column, m.experts > 0});
-  if (m.bias) weights.push_back({m.b_up, {m.f}, WeightSplit::column});
+  if (m.bias) weights.push_back({m.b_up, bias_shape(m.f), WeightSplit::column, m.experts > 0});
   weights.push_back({m.w_down, weight_shape(m, m.f, m.d), WeightSplit::row, m.experts > 0});
-  if (m.bias) weights.push_back({m.b_down, {m.d}, WeightSplit::replicated});
+  if (m.bias) weights.push_back({m.b_down, bias_shape(m.d), WeightSplit::replicated, m.experts > 0});
 }
 
 void mlp_forward_tensors(Builder& B, const MlpBlock& m) {
@@ -73,8 +80,8 @@ void mlp_fwd(Builder& B, const MlpBlock& m, const std::string& prefix, Phase pha
                         const std::string& out) {
     project(B, m, n(op), phase, m.rows, m.f, m.d, false, false, m.in, weight, out);
     if (m.bias)
-      pointwise(B, m, n(op + ".bias"), phase, OpSplit::features, OpKind::elementwise, OpImpl::bias_add, {out, bias}, {out},
-                fc::kBiasAdd * Tf, 2 * Tf + D(m.f), m.f);
+      pointwise(B, m, n(op + ".bias"), phase, OpSplit::features, OpKind::elementwise, OpImpl::bias_add,
+                with_counts(m, {out, bias}), {out}, fc::kBiasAdd * Tf, 2 * Tf + D(m.f), m.f);
   };
   if (m.kind == FfnKind::swiglu) projection(m.gate_op, m.w_gate, m.b_gate, m.gate_out);
   projection(m.up_op, m.w_up, m.b_up, m.up_out);
@@ -95,7 +102,7 @@ void mlp_fwd(Builder& B, const MlpBlock& m, const std::string& prefix, Phase pha
   project(B, m, n(m.down_op), phase, m.rows, m.d, m.f, false, false, m.act_out, m.w_down, m.out);
   if (m.bias)
     pointwise(B, m, n(m.down_op + ".bias"), phase, OpSplit::sequence, OpKind::elementwise, OpImpl::bias_add,
-              {m.out, m.b_down}, {m.out}, fc::kBiasAdd * Td, 2 * Td + D(m.d), m.d);
+              with_counts(m, {m.out, m.b_down}), {m.out}, fc::kBiasAdd * Td, 2 * Td + D(m.d), m.d);
 }
 
 void mlp_bwd(Builder& B, const MlpBlock& m) {
@@ -104,8 +111,8 @@ void mlp_bwd(Builder& B, const MlpBlock& m) {
   const double Tf = D(m.rows) * D(m.f), Td = D(m.rows) * D(m.d);
   const std::string d_act = "d." + m.act_out, d_up = "d." + m.up_out, d_gate = "d." + m.gate_out;
   if (m.bias)
-    pointwise(B, m, n(m.down_op + ".bias"), BW, OpSplit::sequence, OpKind::reduction, OpImpl::bias_grad, {m.d_out},
-              {"d." + m.b_down}, fc::kBiasGrad * Td, Td + D(m.d), m.d);
+    pointwise(B, m, n(m.down_op + ".bias"), BW, OpSplit::sequence, OpKind::reduction, OpImpl::bias_grad,
+              with_counts(m, {m.d_out}), {"d." + m.b_down}, fc::kBiasGrad * Td, Td + D(m.d), m.d);
   project(B, m, n(m.down_op + ".dgrad"), BW, m.rows, m.f, m.d, false, true, m.d_out, m.w_down, d_act);
   project(B, m, n(m.down_op + ".wgrad"), BW, m.f, m.d, m.rows, true, false, m.act_out, m.d_out, "d." + m.w_down);
   switch (m.kind) {
@@ -126,8 +133,8 @@ void mlp_bwd(Builder& B, const MlpBlock& m) {
   auto projection = [&](const std::string& op, const std::string& w, const std::string& bias, const std::string& dout,
                         double beta) {
     if (m.bias)
-      pointwise(B, m, n(op + ".bias"), BW, OpSplit::features, OpKind::reduction, OpImpl::bias_grad, {dout},
-                {"d." + bias}, fc::kBiasGrad * Tf, Tf + D(m.f), m.f);
+      pointwise(B, m, n(op + ".bias"), BW, OpSplit::features, OpKind::reduction, OpImpl::bias_grad,
+                with_counts(m, {dout}), {"d." + bias}, fc::kBiasGrad * Tf, Tf + D(m.f), m.f);
     project(B, m, n(op + ".dgrad"), BW, m.rows, m.d, m.f, false, true, dout, w, m.d_in, beta);
     project(B, m, n(op + ".wgrad"), BW, m.d, m.f, m.rows, true, false, m.in, dout, "d." + w);
   };

@@ -381,8 +381,27 @@ void CpuBackend<F>::run(const Op& op) {
       break;
     case OpImpl::gelu_fwd: flops = cpu::gelu_forward(in(0), out(0), n); break;
     case OpImpl::gelu_bwd: flops = cpu::gelu_backward(in(0), in(1), out(0), n); break;
-    case OpImpl::bias_add: flops = cpu::bias_add(out(0), in(1), op.rows, op.cols); break;
-    case OpImpl::bias_grad: flops = cpu::bias_grad(in(0), out(0), op.rows, op.cols); break;
+    case OpImpl::bias_add:
+    case OpImpl::bias_grad:
+      if (expert_bias_op(op)) {  // each expert's rows, its own bias row
+        const std::vector<F>& c = data(op.inputs.back());
+        const GemmSpec::Groups gr =
+            expert_groups(std::vector<double>(c.begin(), c.end()), static_cast<int64_t>(c.size()), op.rows, true, op.name);
+        flops = 0;
+        for (size_t e = 0; e < gr.rows.size(); ++e) {
+          const int64_t at = gr.first[e] * op.cols, b = static_cast<int64_t>(e) * op.cols;
+          if (gr.rows[e] == 0) {  // an expert no row reached: no add, a zero gradient
+            if (op.impl == OpImpl::bias_grad) std::fill(out(0) + b, out(0) + b + op.cols, F(0));
+            continue;
+          }
+          flops += op.impl == OpImpl::bias_add ? cpu::bias_add(out(0) + at, in(1) + b, gr.rows[e], op.cols)
+                                               : cpu::bias_grad(in(0) + at, out(0) + b, gr.rows[e], op.cols);
+        }
+      } else {
+        flops = op.impl == OpImpl::bias_add ? cpu::bias_add(out(0), in(1), op.rows, op.cols)
+                                            : cpu::bias_grad(in(0), out(0), op.rows, op.cols);
+      }
+      break;
     case OpImpl::residual_add: flops = cpu::residual_add(in(0), in(1), out(0), n); break;
     case OpImpl::cross_entropy_fwd:
       flops = cpu::cross_entropy_forward(in(0), in(1), out(0), op.rows, op.cols);

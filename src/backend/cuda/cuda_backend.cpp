@@ -329,8 +329,23 @@ class CudaBackend final : public Backend {
         break;
       case OpImpl::gelu_fwd: e = k::gelu_forward(dtype_, in(0), out(0), n, stream_); break;
       case OpImpl::gelu_bwd: e = k::gelu_backward(dtype_, in(0), in(1), out(0), n, stream_); break;
-      case OpImpl::bias_add: e = k::bias_add(dtype_, out(0), in(1), op.rows, op.cols, stream_); break;
-      case OpImpl::bias_grad: e = k::bias_grad(dtype_, in(0), out(0), op.rows, op.cols, stream_); break;
+      case OpImpl::bias_add:
+      case OpImpl::bias_grad:
+        if (expert_bias_op(op)) {  // each expert's rows, its own bias row (the counts copied to the host)
+          const std::vector<float> c = host_counts(op.inputs.back(), op.name);
+          const GemmSpec::Groups gr =
+              expert_groups(std::vector<double>(c.begin(), c.end()), static_cast<int64_t>(c.size()), op.rows, true, op.name);
+          for (size_t x = 0; x < gr.rows.size() && e == cudaSuccess; ++x) {
+            const int64_t at = gr.first[x] * op.cols, b = static_cast<int64_t>(x) * op.cols;
+            e = op.impl == OpImpl::bias_add
+                    ? k::bias_add(dtype_, ptr(op.outputs.at(0), at), ptr(op.inputs.at(1), b), gr.rows[x], op.cols, stream_)
+                    : k::bias_grad(dtype_, ptr(op.inputs.at(0), at), ptr(op.outputs.at(0), b), gr.rows[x], op.cols, stream_);
+          }
+        } else {
+          e = op.impl == OpImpl::bias_add ? k::bias_add(dtype_, out(0), in(1), op.rows, op.cols, stream_)
+                                          : k::bias_grad(dtype_, in(0), out(0), op.rows, op.cols, stream_);
+        }
+        break;
       case OpImpl::residual_add: e = k::residual_add(dtype_, in(0), in(1), out(0), n, stream_); break;
       case OpImpl::cross_entropy_fwd:
         e = k::cross_entropy_forward(dtype_, in(0), static_cast<const int32_t*>(in(1)), out(0), op.rows, op.cols, stream_);
@@ -739,14 +754,20 @@ class CudaBackend final : public Backend {
   // host (the stream synchronised: inside the op's timed range), then one cuBLASLt GEMM per expert
   // with rows, each shape planned once with the heuristic's first algorithm (untimed: choosing by
   // timing here would time inside the layer). An expert without rows: its wgrad C is zeroed.
+  // The router's counts (float statistics) copied to the host, the stream synchronised.
+  std::vector<float> host_counts(const std::string& name, const std::string& op) {
+    std::vector<float> counts(static_cast<size_t>(tensors_.at(name).numel));
+    CUDA_CALL(cudaMemcpyAsync(counts.data(), stat(name), counts.size() * sizeof(float), cudaMemcpyDeviceToHost, stream_),
+              op + ": the router's counts");
+    CUDA_CALL(cudaStreamSynchronize(stream_), op + ": the router's counts");
+    return counts;
+  }
+
   void run_grouped(const Op& op) {
     const GemmSpec& g = op.gemm;
     FLOPSCOPE_CHECK(g.repeat == 1 && (g.beta == 0 || g.beta == 1), op.name + ": grouped GEMMs take beta 0 or 1");
-    std::vector<float> counts(static_cast<size_t>(g.batch));
-    CUDA_CALL(cudaMemcpyAsync(counts.data(), ptr(g.group_counts), counts.size() * sizeof(float), cudaMemcpyDeviceToHost,
-                              stream_),
-              op.name + ": the router's counts");
-    CUDA_CALL(cudaStreamSynchronize(stream_), op.name + ": the router's counts");
+    const std::vector<float> counts = host_counts(g.group_counts, op.name);
+    FLOPSCOPE_CHECK(static_cast<int64_t>(counts.size()) == g.batch, op.name + ": the router's counts are not one an expert");
     const GemmSpec::Groups gr = g.groups(std::vector<double>(counts.begin(), counts.end()), op.name);
     const bool fp8 = op.precision == Precision::fp8;
     const cuda::LtTypes types = cuda::lt_types(op.precision);
