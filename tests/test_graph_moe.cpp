@@ -263,6 +263,20 @@ class MisroutingBackend : public testing_util::WrappedCpuBackendOf<double> {
   }
 };
 
+// A backend that breaks `op` (its `broken`) fails verification, and the failure names the op.
+template <typename Broken>
+void expect_caught(const LayerGraph& g, const std::string& op) {
+  Broken be;
+  be.broken = op;
+  be.allocate(g);
+  be.fill(3);
+  const nlohmann::json v = verification_run(be, g);
+  EXPECT_FALSE(v.at("passed").get<bool>()) << op;
+  bool named = false;
+  for (const auto& f : v.at("failures")) named = named || f.value("name", "") == op;
+  EXPECT_TRUE(named) << op << ": " << v.at("failures").dump();
+}
+
 TEST(MoeCpu, VerificationCatchesMisroutingAWrongExpertGemmAndADroppedExpert) {
   const LayerGraph g = build_layer_graph(tiny_moe(), GraphOptions{});
   {
@@ -271,17 +285,7 @@ TEST(MoeCpu, VerificationCatchesMisroutingAWrongExpertGemmAndADroppedExpert) {
     clean.fill(3);
     ASSERT_TRUE(verification_run(clean, g).at("passed").get<bool>());
   }
-  for (const char* op : {"fwd.moe.route", "fwd.experts.up", "fwd.moe.combine"}) {
-    MisroutingBackend be;
-    be.broken = op;
-    be.allocate(g);
-    be.fill(3);
-    const auto v = verification_run(be, g);
-    EXPECT_FALSE(v.at("passed").get<bool>()) << op;
-    bool named = false;
-    for (const auto& f : v.at("failures")) named = named || f.value("name", "") == op;
-    EXPECT_TRUE(named) << op << ": " << v.at("failures").dump();
-  }
+  for (const char* op : {"fwd.moe.route", "fwd.experts.up", "fwd.moe.combine"}) expect_caught<MisroutingBackend>(g, op);
 }
 
 // Expert biases (gpt-oss): each projection's bias is (E, width), one row an expert, and the bias
@@ -316,17 +320,7 @@ TEST(MoeCpu, ExpertBiasesAreOneRowAnExpertAndVerificationCatchesOneBiasForAll) {
     ASSERT_TRUE(verification_run(clean, g).at("passed").get<bool>());
     for (const auto& op : g.ops) EXPECT_EQ(clean.inner.counted_flops(op.name), op.flops) << op.name;
   }
-  for (const char* op : {"fwd.experts.up.bias", "bwd.experts.down.bias"}) {
-    OneBiasBackend be;
-    be.broken = op;
-    be.allocate(g);
-    be.fill(3);
-    const auto v = verification_run(be, g);
-    EXPECT_FALSE(v.at("passed").get<bool>()) << op;
-    bool named = false;
-    for (const auto& f : v.at("failures")) named = named || f.value("name", "") == op;
-    EXPECT_TRUE(named) << op << ": " << v.at("failures").dump();
-  }
+  for (const char* op : {"fwd.experts.up.bias", "bwd.experts.down.bias"}) expect_caught<OneBiasBackend>(g, op);
 }
 
 // The routed scaling factor (MoeSpec::scale): the k weights x scale after the renormalisation,
