@@ -8,7 +8,7 @@
 // counts that only the router's run knows, written to the graph's counts tensor. The cpu backend
 // reads the counts before each grouped GEMM and runs one OpenBLAS product per expert. The cuda
 // backend (first version, not yet run on a GPU) copies the counts to the host inside the grouped
-// op (a stream synchronisation in its timed range) and runs one cuBLASLt GEMM per expert with
+// op and the experts' bias ops (a stream synchronisation in their timed range) and runs one cuBLASLt GEMM per expert with
 // rows, each shape's plan made when first seen with the heuristic's first algorithm (prepare()
 // cannot choose: the shapes are not known before the router runs); a captured CUDA graph cannot
 // hold the host read, so --cuda-graph is refused on such a layer. Where this is to go: the counts

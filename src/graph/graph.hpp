@@ -330,8 +330,8 @@ struct Op {
 };
 
 // A routed experts' bias op (bias_add {x, bias (E, cols), counts}, bias_grad {dy, counts} ->
-// dbias (E, cols); E = op.moe.experts): each expert's rows take (or give) its own row of the bias; rows past the
-// counts' sum (dropped under a capacity) are left as they are.
+// dbias (E, cols); E = op.moe.experts): each expert's rows take (or give) its own row of the
+// bias; rows past the counts' sum (dropped under a capacity) are left as they are.
 bool expert_bias_op(const Op& op);
 
 struct LayerShape {

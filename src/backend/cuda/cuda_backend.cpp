@@ -750,10 +750,6 @@ class CudaBackend final : public Backend {
     return r;
   }
 
-  // A grouped GEMM (GemmSpec::grouped, the routed experts): the router's counts copied to the
-  // host (the stream synchronised: inside the op's timed range), then one cuBLASLt GEMM per expert
-  // with rows, each shape planned once with the heuristic's first algorithm (untimed: choosing by
-  // timing here would time inside the layer). An expert without rows: its wgrad C is zeroed.
   // The router's counts (float statistics) copied to the host, the stream synchronised.
   std::vector<float> host_counts(const std::string& name, const std::string& op) {
     std::vector<float> counts(static_cast<size_t>(tensors_.at(name).numel));
@@ -763,6 +759,10 @@ class CudaBackend final : public Backend {
     return counts;
   }
 
+  // A grouped GEMM (GemmSpec::grouped, the routed experts): the router's counts copied to the
+  // host (the stream synchronised: inside the op's timed range), then one cuBLASLt GEMM per expert
+  // with rows, each shape planned once with the heuristic's first algorithm (untimed: choosing by
+  // timing here would time inside the layer). An expert without rows: its wgrad C is zeroed.
   void run_grouped(const Op& op) {
     const GemmSpec& g = op.gemm;
     FLOPSCOPE_CHECK(g.repeat == 1 && (g.beta == 0 || g.beta == 1), op.name + ": grouped GEMMs take beta 0 or 1");
