@@ -133,6 +133,11 @@ cudaError_t moe_combine_forward(DType t, const void* ye, const void* w, const fl
                                 int64_t d, int k, cudaStream_t stream);
 cudaError_t moe_combine_backward(DType t, const void* dy, const void* ye, const void* w, const float* slots, void* dye,
                                  void* dw, int64_t rows, int64_t d, int k, cudaStream_t stream);
+// The shared-expert gate (Qwen2-MoE): y = sigmoid(g) s over (rows, d), g (rows, 1); backward
+// ds = sigmoid(g) dy, dg = sigmoid(g) (1 - sigmoid(g)) dy . s.
+cudaError_t moe_gate_forward(DType t, const void* s, const void* g, void* y, int64_t rows, int64_t d, cudaStream_t stream);
+cudaError_t moe_gate_backward(DType t, const void* dy, const void* s, const void* g, void* ds, void* dg, int64_t rows,
+                              int64_t d, cudaStream_t stream);
 
 // SwiGLU over n elements: h = silu(gate) * up; backward: dup = dh * silu(gate),
 // dgate = dh * up * sigmoid(gate) * (1 + gate * (1 - sigmoid(gate))).

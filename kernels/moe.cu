@@ -145,6 +145,35 @@ __global__ void moe_combine_bwd_weights_kernel(const T* __restrict__ dy, const T
   if (lane == 0) dw[warp] = from_acc<T>(s);
 }
 
+// The shared-expert gate (Qwen2-MoE): y = sigmoid(g[t]) s, one thread an element; backward ds the
+// same way, dg = sigmoid'(g[t]) dy[t] . s[t] one warp a token (lanes over d, warp_reduce). In the
+// accumulation type (double for f64), exp as the reference's.
+template <typename T>
+__device__ Acc<T> gate_sigmoid(const T* g, int64_t t) {
+  return Acc<T>(1) / (Acc<T>(1) + exp(-to_acc(g[t])));
+}
+
+template <typename T>
+__global__ void moe_gate_scale_kernel(const T* __restrict__ s, const T* __restrict__ g, T* __restrict__ y, int64_t rows,
+                                      int64_t d) {  // y = sigmoid(g) s; backward: dy in, ds out
+  const int64_t n = rows * d, stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+    y[i] = from_acc<T>(gate_sigmoid(g, i / d) * to_acc(s[i]));
+}
+
+template <typename T>
+__global__ void moe_gate_bwd_logit_kernel(const T* __restrict__ dy, const T* __restrict__ s, const T* __restrict__ g,
+                                          T* __restrict__ dg, int64_t rows, int64_t d) {
+  const int64_t t = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  if (t >= rows) return;
+  Acc<T> dot = 0;
+  for (int64_t c = lane; c < d; c += 32) dot += to_acc(dy[t * d + c]) * to_acc(s[t * d + c]);
+  dot = warp_reduce(dot, AddOp{});
+  const Acc<T> sg = gate_sigmoid(g, t);
+  if (lane == 0) dg[t] = from_acc<T>(sg * (Acc<T>(1) - sg) * dot);
+}
+
 bool bad_rule(const MoeRule& m) {
   return m.experts < 1 || m.experts > kMoeMaxExperts || m.top_k < 1 || m.top_k > kMoeMaxTopK || m.top_k > m.experts;
 }
@@ -235,6 +264,36 @@ cudaError_t moe_combine_backward(DType t, const void* dy, const void* ye, const 
     const int64_t warps = rows * k, threads = 256;
     moe_combine_bwd_weights_kernel<T><<<(warps * 32 + threads - 1) / threads, threads, 0, stream>>>(
         static_cast<const T*>(dy), static_cast<const T*>(ye), slots, static_cast<T*>(dw), rows, d, k);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t moe_gate_forward(DType t, const void* s, const void* g, void* y, int64_t rows, int64_t d, cudaStream_t stream) {
+  if (rows < 0 || d <= 0) return cudaErrorInvalidValue;
+  if (rows == 0) return cudaSuccess;
+  if (!s || !g || !y) return cudaErrorInvalidValue;
+  return dispatch(t, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    moe_gate_scale_kernel<T><<<flat_blocks(rows * d), kFlatThreads, 0, stream>>>(
+        static_cast<const T*>(s), static_cast<const T*>(g), static_cast<T*>(y), rows, d);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t moe_gate_backward(DType t, const void* dy, const void* s, const void* g, void* ds, void* dg, int64_t rows,
+                              int64_t d, cudaStream_t stream) {
+  if (rows < 0 || d <= 0) return cudaErrorInvalidValue;
+  if (rows == 0) return cudaSuccess;
+  if (!dy || !s || !g || !ds || !dg) return cudaErrorInvalidValue;
+  return dispatch(t, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    moe_gate_scale_kernel<T><<<flat_blocks(rows * d), kFlatThreads, 0, stream>>>(
+        static_cast<const T*>(dy), static_cast<const T*>(g), static_cast<T*>(ds), rows, d);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return e;
+    const int64_t threads = 256;
+    moe_gate_bwd_logit_kernel<T><<<(rows * 32 + threads - 1) / threads, threads, 0, stream>>>(
+        static_cast<const T*>(dy), static_cast<const T*>(s), static_cast<const T*>(g), static_cast<T*>(dg), rows, d);
     return cudaGetLastError();
   });
 }

@@ -235,6 +235,7 @@ struct MoeCase {
   bool router_bias, recompute;
   double scale = 1;  // the routed scaling factor (DeepSeek)
   bool expert_bias = false;  // biases on the experts' projections (gpt-oss)
+  bool shared_gate = false;  // the shared experts' sigmoid gate (Qwen2-MoE)
 };
 
 LayerShape moe_shape(const MoeCase& c) {
@@ -246,6 +247,7 @@ LayerShape moe_shape(const MoeCase& c) {
   x.router.norm_topk = c.norm_topk, x.router.n_group = c.n_group, x.router.topk_group = c.topk_group;
   x.router.scale = c.scale;
   x.expert_bias = c.expert_bias;
+  x.shared_gate = c.shared_gate;
   return x;
 }
 
@@ -260,7 +262,9 @@ TEST(GradCheckMoe, BackwardMatchesCentralDifferences) {
                            MoeCase{"deepseek_v2_softmax_unnormalised_scaled_16", false, false, false, 2, 0, 0, 3, false, false, 16},
                            MoeCase{"topk_first_softmax_scaled_recompute", false, true, true, 2, 0, 0, 0, true, true, 0.4},
                            MoeCase{"gpt_oss_expert_biases", false, true, false, 2, 0, 0, 0, true, false, 1, true},
-                           MoeCase{"expert_biases_shared_recompute", false, false, true, 2, 0, 0, 3, false, true, 1, true}}) {
+                           MoeCase{"expert_biases_shared_recompute", false, false, true, 2, 0, 0, 3, false, true, 1, true},
+                           MoeCase{"qwen2_moe_shared_gate", false, false, false, 2, 0, 0, 3, false, false, 1, false, true},
+                           MoeCase{"shared_gate_recompute", false, false, true, 2, 0, 0, 4, false, true, 1, false, true}}) {
     Case base{c.label, moe_shape(c), false, c.recompute};
     const LayerGraph g = build_layer_graph(base.shape, fp64_options(base));
     size_t expert_params = 0;

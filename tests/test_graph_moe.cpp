@@ -323,6 +323,41 @@ TEST(MoeCpu, ExpertBiasesAreOneRowAnExpertAndVerificationCatchesOneBiasForAll) {
   for (const char* op : {"fwd.experts.up.bias", "bwd.experts.down.bias"}) expect_caught<OneBiasBackend>(g, op);
 }
 
+// Qwen2-MoE's shared-expert gate: sigmoid(x W_g) x the shared experts' output, W_g (d, 1). A
+// backend whose gate passes the output through ungated, or whose backward leaves the gate
+// logit's gradient 0, fails verification naming the op; the clean one passes and counts exactly.
+class UngatedBackend : public testing_util::WrappedCpuBackendOf<double> {
+ public:
+  std::string broken;
+  void run(const Op& op) override {
+    inner.run(op);
+    if (op.name != broken) return;
+    if (op.impl == OpImpl::moe_gate_fwd) {
+      inner.data(op.outputs.at(0)) = inner.data(op.inputs.at(0));
+    } else {
+      auto& dg = inner.data(op.outputs.at(1));
+      std::fill(dg.begin(), dg.end(), 0.0);
+    }
+  }
+};
+
+TEST(MoeCpu, SharedExpertGateVerifiesAndVerificationCatchesAMissingGate) {
+  LayerShape s = tiny_moe();
+  s.shared_gate = true;
+  const LayerGraph g = build_layer_graph(s, GraphOptions{});
+  EXPECT_EQ(g.tensor("w.shared_gate").shape, (std::vector<int64_t>{s.d_model, 1}));
+  EXPECT_EQ(g.op("fwd.moe.shared_gate").gemm.n, 1);
+  EXPECT_EQ(g.op("fwd.moe.shared_add").inputs.at(1), "shared.gated");
+  {
+    UngatedBackend clean;
+    clean.allocate(g);
+    clean.fill(3);
+    ASSERT_TRUE(verification_run(clean, g).at("passed").get<bool>());
+    for (const auto& op : g.ops) EXPECT_EQ(clean.inner.counted_flops(op.name), op.flops) << op.name;
+  }
+  for (const char* op : {"fwd.moe.shared_gate.mul", "bwd.moe.shared_gate.mul"}) expect_caught<UngatedBackend>(g, op);
+}
+
 // The routed scaling factor (MoeSpec::scale): the k weights x scale after the renormalisation,
 // their gradient x scale before it; k multiplies a token each way, counted. Worked by hand for
 // DeepSeek-V3's rule (sigmoid, 4 groups, renormalised) at E = 8, k = 2: forward 3 E + n_group +

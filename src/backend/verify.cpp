@@ -192,6 +192,10 @@ json check_rows(Backend& b, const Op& op, double tol) {
         pre[k] = {row(b, in[0], r, cols), b.read(in[1], r, 1)};
         break;
       case OpImpl::bias_grad: break;
+      case OpImpl::moe_gate_fwd: pre[k] = {row(b, in[0], r, cols), b.read(in[1], r, 1)}; break;
+      case OpImpl::moe_gate_bwd:
+        pre[k] = {row(b, in[0], r, cols), row(b, in[1], r, cols), b.read(in[2], r, 1)};
+        break;
       case OpImpl::rmsnorm_bwd:
         pre[k] = {row(b, in[0], r, cols), row(b, in[1], r, cols), b.read(in[3], r, 1)};
         break;
@@ -300,6 +304,17 @@ json check_rows(Backend& b, const Op& op, double tol) {
         ref::residual_add(p[0].data(), p[1].data(), ref.data(), cols);
         c.compare(row(b, out[0], r, cols), ref);
         break;
+      case OpImpl::moe_gate_fwd:
+        ref::moe_gate_forward(p[0].data(), p[1].data(), ref.data(), 1, cols);
+        c.compare(row(b, out[0], r, cols), ref);
+        break;
+      case OpImpl::moe_gate_bwd: {
+        double dg = 0;
+        ref::moe_gate_backward(p[0].data(), p[1].data(), p[2].data(), ref.data(), &dg, 1, cols);
+        c.compare(row(b, out[0], r, cols), ref);
+        c.compare(b.read(out[1], r, 1), {dg});
+        break;
+      }
       case OpImpl::cross_entropy_fwd: {
         double loss = 0;
         ref::cross_entropy_forward(p[0].data(), p[1].data(), &loss, 1, cols);

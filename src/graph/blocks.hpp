@@ -138,7 +138,9 @@ void mlp_bwd(Builder& B, const MlpBlock& m);
 // (T, d), the weighted sum of each token's k rows; + the shared experts (a plain MlpBlock on in)
 // -> out. Backward: combine (rows' and weights' gradients), the experts, dispatch (each token's
 // k rows summed), route (through the weights and the aux loss to the logits), the router's
-// dgrad (added) and wgrad, then the shared experts' input gradient added. Analytic FLOPs assume
+// dgrad (added) and wgrad, then the shared experts' input gradient added. shared_gate (Qwen2-MoE):
+// the shared experts' output x sigmoid(in W_g), W_g (d, 1), before it is added; backward the
+// gate's op, then its dgrad added into the shared experts' input gradient. Analytic FLOPs assume
 // what the grouped GEMMs compute with no token dropped: k T rows in all, however they spread.
 struct MoeBlock {
   MoeSpec spec;
@@ -147,6 +149,8 @@ struct MoeBlock {
   MlpBlock experts;  // rows k T, experts E, counts
   MlpBlock shared;   // rows T; used when has_shared
   bool has_shared = false;
+  bool shared_gate = false;
+  std::string w_gate, gate_logit, gated;  // shared_gate: W_g (d, 1), in W_g (T, 1), the gated output (T, d)
   std::string in, out, d_in, d_out;
   std::string w_router, b_router, logits, experts_of, weights, slots, counts;
   std::string routed_out, routed_d_in;  // combine's output and dispatch's gradient (out and d_in without shared experts)

@@ -88,6 +88,8 @@ std::string_view to_string(OpImpl i) {
     case OpImpl::relu_bwd: return "relu_bwd";
     case OpImpl::mla_qkv_fwd: return "mla_qkv_fwd";
     case OpImpl::mla_qkv_bwd: return "mla_qkv_bwd";
+    case OpImpl::moe_gate_fwd: return "moe_gate_fwd";
+    case OpImpl::moe_gate_bwd: return "moe_gate_bwd";
     case OpImpl::moe_route_fwd: return "moe_route_fwd";
     case OpImpl::moe_route_bwd: return "moe_route_bwd";
     case OpImpl::moe_dispatch_fwd: return "moe_dispatch_fwd";
@@ -350,6 +352,7 @@ LayerShape layer_shape(const ModelConfig& m, int64_t batch, int64_t seq, size_t 
     s.n_shared = m.n_shared_experts;
     s.d_ff_shared = m.d_ff_shared;
     s.expert_bias = m.expert_bias;
+    s.shared_gate = m.shared_expert_gate;
     s.router_bias = m.router_bias;
     s.router.experts = m.n_experts;
     s.router.top_k = m.top_k;

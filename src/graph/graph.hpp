@@ -71,6 +71,8 @@ enum class OpImpl {
   moe_dispatch_bwd,  // in {dxe (k T, d), slots} out {dx (T, d)}: dx[t] = sum_j dxe[slots[t, j]]
   moe_combine_fwd,   // in {ye (k T, d), weights, slots} out {y (T, d)}: y[t] = sum_j w[t, j] ye[slots[t, j]]
   moe_combine_bwd,   // in {dy (T, d), ye, weights, slots} out {dye (k T, d), dweights (T, k)}
+  moe_gate_fwd,      // in {s (T, d), g (T, 1)} out {y (T, d)}: y[t] = sigmoid(g[t]) s[t] (Qwen2-MoE's shared-expert gate)
+  moe_gate_bwd,      // in {dy, s, g} out {ds (T, d), dg (T, 1)}: ds = sigmoid(g) dy, dg = sigmoid'(g) dy . s
   // QK-norm (op.qk_norm; rows x cols is the whole qkv tensor): an RMSNorm over each Q and K head
   qk_norm_fwd,  // in {x[, gamma_q, gamma_k]} out {y, rstd (rows, normed heads)}: V copied
   qk_norm_bwd,  // in {dy, x[, gamma_q, gamma_k], rstd} out {dx[, dgamma_q, dgamma_k]}: V's dy copied
@@ -362,6 +364,7 @@ struct LayerShape {
   // n_shared x d_ff_shared, the router's settings (MoeSpec). d_ff stays the dense layers' width.
   int64_t n_experts = 0, top_k = 0, d_ff_expert = 0, n_shared = 0, d_ff_shared = 0;
   bool expert_bias = false, router_bias = false;
+  bool shared_gate = false;  // sigmoid(x W_g) x the shared experts' output, W_g (d, 1) (Qwen2-MoE)
   MoeSpec router;
   bool moe() const { return layer.moe && n_experts > 0; }
   int64_t tokens() const { return batch * seq; }
@@ -466,6 +469,11 @@ double moe_route_bwd(const MoeSpec& m, int64_t rows);
 inline constexpr double kMoeDispatchBwd = 1;  // x (k - 1) T d
 inline constexpr double kMoeCombineFwd = 2;   // x k T d
 inline constexpr double kMoeCombineBwd = 3;   // x k T d
+// The shared-expert gate (Qwen2-MoE): sigmoid(g) once a token (exp, add, reciprocal: 3) and a
+// multiply an element; backward sigmoid and its derivative s (1 - s) once a token (5), and per
+// element the multiply of dy and the multiply-add of the dot dy . s.
+inline constexpr double kMoeGateFwdToken = 3, kMoeGateFwd = 1;  // + x T d
+inline constexpr double kMoeGateBwdToken = 5, kMoeGateBwd = 3;  // + x T d
 // QK-norm, per normalised element of Q and K: the RMSNorm's (kRmsNormFwd/Bwd) weighted; unweighted
 // (Llama 4's L2Norm) without the gamma multiply (forward) or g = dy gamma and dgamma (backward).
 inline constexpr double kQkNormFwd = kRmsNormFwd;  // 4

@@ -122,6 +122,11 @@ Layer dense_layer(const LayerShape& s) {
     if (e.has_shared) {
       e.shared = ffn("shared", D.T, s.n_shared * s.d_ff_shared);
       e.shared.in = e.in, e.shared.out = "shared.out", e.shared.d_in = "d.shared.in", e.shared.d_out = e.d_out;
+      e.shared_gate = s.shared_gate;
+      if (e.shared_gate) {
+        e.w_gate = "w.shared_gate", e.gate_logit = "shared_gate.logit", e.gated = "shared.gated";  // not w.shared.gate: the SwiGLU gate
+        e.shared.d_out = "d.shared.out";
+      }
     }
   }
 

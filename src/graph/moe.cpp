@@ -12,6 +12,7 @@ void moe_weights(const MoeBlock& m, TensorList& weights) {
   if (m.router_bias) weights.push_back({m.b_router, {m.spec.experts}, WeightSplit::replicated});
   mlp_weights(m.experts, weights);
   if (m.has_shared) mlp_weights(m.shared, weights);
+  if (m.shared_gate) weights.push_back({m.w_gate, {m.d, 1}, WeightSplit::replicated});  // as the router's
 }
 
 void moe_forward_tensors(Builder& B, const MoeBlock& m) {
@@ -28,6 +29,10 @@ void moe_forward_tensors(Builder& B, const MoeBlock& m) {
   if (m.has_shared) {
     B.tensor(m.routed_out, R::activation, {T, m.d});
     mlp_forward_tensors(B, m.shared);
+    if (m.shared_gate) {
+      B.tensor(m.gate_logit, R::activation, {T, 1});
+      B.tensor(m.gated, R::activation, {T, m.d});
+    }
   }
   B.tensor(m.out, R::activation, {T, m.d});
 }
@@ -35,6 +40,10 @@ void moe_forward_tensors(Builder& B, const MoeBlock& m) {
 void moe_backward_tensors(Builder& B, const MoeBlock& m) {
   using R = TensorRole;
   const int64_t T = m.rows, E = m.spec.experts, k = m.spec.top_k;
+  if (m.shared_gate) {
+    B.tensor(m.shared.d_out, R::gradient, {T, m.d});
+    B.tensor("d." + m.gate_logit, R::gradient, {T, 1});
+  }
   if (m.has_shared) mlp_backward_tensors(B, m.shared);  // ..., d.shared.in
   B.tensor(m.experts.d_out, R::gradient, {m.experts.rows, m.d});
   B.tensor("d." + m.weights, R::gradient, {T, k});
@@ -81,7 +90,13 @@ void moe_fwd(Builder& B, const MoeBlock& m, const std::string& prefix, Phase pha
          {m.experts.out, m.weights, m.slots}, {routed}, m.d, fc::kMoeCombineFwd * kTd, kTd + Td + 2 * Tk);
   if (m.has_shared) {
     mlp_fwd(B, m.shared, prefix, phase);
-    add(B, n("moe.shared_add"), phase, m.routed_out, m.shared.out, m.out, T, m.d);
+    if (m.shared_gate) {
+      B.linear(n("moe.shared_gate"), phase, Group::layer, T, 1, m.d, false, false, m.in, m.w_gate, m.gate_logit);
+      B.last().gemm.keep_precision = true;  // a (d, 1) weight: as the router, out of fp8
+      moe_op(B, m, n("moe.shared_gate.mul"), phase, OpKind::elementwise, OpImpl::moe_gate_fwd, {m.shared.out, m.gate_logit},
+             {m.gated}, m.d, fc::kMoeGateFwdToken * D(T) + fc::kMoeGateFwd * Td, 2 * Td + D(T));
+    }
+    add(B, n("moe.shared_add"), phase, m.routed_out, m.shared_gate ? m.gated : m.shared.out, m.out, T, m.d);
   }
 }
 
@@ -89,7 +104,19 @@ void moe_bwd(Builder& B, const MoeBlock& m) {
   const Phase BW = Phase::backward;
   const int64_t T = m.rows, E = m.spec.experts, k = m.spec.top_k;
   const double Td = D(T) * D(m.d), kTd = D(k) * Td, Tk = D(T) * D(k), TE = D(T) * D(E);
-  if (m.has_shared) mlp_bwd(B, m.shared);  // d_out -> d.shared.in
+  if (m.shared_gate)  // d_out -> the shared experts' output's gradient and the gate logit's
+    moe_op(B, m, "bwd.moe.shared_gate.mul", BW, OpKind::elementwise, OpImpl::moe_gate_bwd,
+           {m.d_out, m.shared.out, m.gate_logit}, {m.shared.d_out, "d." + m.gate_logit}, m.d,
+           fc::kMoeGateBwdToken * D(T) + fc::kMoeGateBwd * Td, 3 * Td + 2 * D(T));
+  if (m.has_shared) mlp_bwd(B, m.shared);  // -> d.shared.in
+  if (m.shared_gate) {
+    B.linear("bwd.moe.shared_gate.dgrad", BW, Group::layer, T, m.d, 1, false, true, "d." + m.gate_logit, m.w_gate,
+             m.shared.d_in, 1.0);
+    B.last().gemm.keep_precision = true;
+    B.linear("bwd.moe.shared_gate.wgrad", BW, Group::layer, m.d, 1, T, true, false, m.in, "d." + m.gate_logit,
+             "d." + m.w_gate);
+    B.last().gemm.keep_precision = true;
+  }
   moe_op(B, m, "bwd.moe.combine", BW, OpKind::elementwise, OpImpl::moe_combine_bwd,
          {m.d_out, m.experts.out, m.weights, m.slots}, {m.experts.d_out, "d." + m.weights}, m.d,
          fc::kMoeCombineBwd * kTd, Td + 2 * kTd + 3 * Tk);

@@ -450,6 +450,8 @@ void CpuBackend<F>::run(const Op& op) {
     case OpImpl::moe_combine_bwd:
       flops = ref::moe_combine_backward(in(0), in(1), in(2), in(3), out(0), out(1), op.rows, op.cols, op.moe);
       break;
+    case OpImpl::moe_gate_fwd: flops = ref::moe_gate_forward(in(0), in(1), out(0), op.rows, op.cols); break;
+    case OpImpl::moe_gate_bwd: flops = ref::moe_gate_backward(in(0), in(1), in(2), out(0), out(1), op.rows, op.cols); break;
     // QK-norm: the reference loops (rows of a few heads of d_head each).
     case OpImpl::qk_norm_fwd: {
       const bool w = op.qk_norm.weighted;

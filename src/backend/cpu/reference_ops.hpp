@@ -820,4 +820,29 @@ double moe_combine_backward(const F* dy, const F* ye, const F* w, const F* slots
   return fc::kMoeCombineBwd * static_cast<double>(used) * static_cast<double>(d);
 }
 
+// The shared-expert gate (Qwen2-MoE): y[t] = sigmoid(g[t]) s[t]; s, y (rows, d), g (rows, 1).
+// Backward: ds = sigmoid(g) dy, dg = sigmoid(g) (1 - sigmoid(g)) dy . s. In double per row.
+template <typename F>
+double moe_gate_forward(const F* s, const F* g, F* y, int64_t rows, int64_t d) {
+  for (int64_t t = 0; t < rows; ++t) {
+    const double sg = 1.0 / (1.0 + std::exp(-static_cast<double>(g[t])));
+    for (int64_t c = 0; c < d; ++c) y[t * d + c] = static_cast<F>(sg * s[t * d + c]);
+  }
+  return (fc::kMoeGateFwdToken + fc::kMoeGateFwd * static_cast<double>(d)) * static_cast<double>(rows);
+}
+
+template <typename F>
+double moe_gate_backward(const F* dy, const F* s, const F* g, F* ds, F* dg, int64_t rows, int64_t d) {
+  for (int64_t t = 0; t < rows; ++t) {
+    const double sg = 1.0 / (1.0 + std::exp(-static_cast<double>(g[t])));
+    double dot = 0;
+    for (int64_t c = 0; c < d; ++c) {
+      dot += static_cast<double>(dy[t * d + c]) * s[t * d + c];
+      ds[t * d + c] = static_cast<F>(sg * dy[t * d + c]);
+    }
+    dg[t] = static_cast<F>(sg * (1 - sg) * dot);
+  }
+  return (fc::kMoeGateBwdToken + fc::kMoeGateBwd * static_cast<double>(d)) * static_cast<double>(rows);
+}
+
 }  // namespace flopscope::ref

@@ -408,6 +408,10 @@ class CudaBackend final : public Backend {
         e = k::moe_combine_backward(dtype_, in(0), in(1), in(2), stat(op.inputs.at(3)), out(0), out(1), op.rows,
                                     op.cols, static_cast<int>(op.moe.top_k), stream_);
         break;
+      case OpImpl::moe_gate_fwd: e = k::moe_gate_forward(dtype_, in(0), in(1), out(0), op.rows, op.cols, stream_); break;
+      case OpImpl::moe_gate_bwd:
+        e = k::moe_gate_backward(dtype_, in(0), in(1), in(2), out(0), out(1), op.rows, op.cols, stream_);
+        break;
       case OpImpl::qk_norm_fwd: {
         const QkNormSpec& q = op.qk_norm;
         e = k::qk_norm_forward(dtype_, in(0), q.weighted ? in(1) : nullptr, q.weighted ? in(2) : nullptr, out(0),
