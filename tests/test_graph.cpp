@@ -209,6 +209,31 @@ TEST(LayerGraph, OpNamesAreUniqueAndStable) {
   }
 }
 
+// Two blocks giving one name would share a buffer (or an op's row) silently: the builder's
+// check refuses a repeated tensor and a repeated op, and passes the graph as built.
+TEST(LayerGraph, RepeatedTensorOrOpNamesAreRefused) {
+  const LayerGraph g = build_layer_graph(cases()[0].shape, option_sets()[0]);
+  EXPECT_NO_THROW(check_unique_names(g));
+  LayerGraph tensors = g;
+  TensorSpec clash = tensors.tensors.back();
+  clash.name = tensors.tensors.front().name;
+  tensors.tensors.push_back(clash);
+  try {
+    check_unique_names(tensors);
+    ADD_FAILURE() << "a repeated tensor name passed";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tensor " + clash.name + " twice"), std::string::npos) << e.what();
+  }
+  LayerGraph ops = g;
+  ops.ops.push_back(ops.ops[1]);
+  try {
+    check_unique_names(ops);
+    ADD_FAILURE() << "a repeated op name passed";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("two ops named " + g.ops[1].name), std::string::npos) << e.what();
+  }
+}
+
 // Rows and columns of an operand as stored: A is m x k (k x m when transposed), B k x n
 // (n x k when transposed), C m x n.
 struct Stored {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -222,6 +223,15 @@ GemmSpec::Part GemmSpec::group_part(int64_t e, int64_t first) const {
 
 GemmSpec::Groups GemmSpec::groups(const std::vector<double>& counts, const std::string& op) const {
   return expert_groups(counts, batch, grouped == Grouped::m_rows ? m : k, drops, op);
+}
+
+void check_unique_names(const LayerGraph& g) {
+  std::set<std::string> seen;
+  for (const auto& t : g.tensors)
+    FLOPSCOPE_CHECK(seen.insert(t.name).second, "the layer graph declares the tensor " + t.name + " twice");
+  seen.clear();
+  for (const auto& op : g.ops)
+    FLOPSCOPE_CHECK(seen.insert(op.name).second, "the layer graph has two ops named " + op.name);
 }
 
 GemmSpec::Groups expert_groups(const std::vector<double>& counts, int64_t experts, int64_t total, bool drops,

@@ -425,6 +425,11 @@ struct LayerGraph {
 // Builds the graph. Throws UsageError on shapes that overflow.
 LayerGraph build_layer_graph(const LayerShape& shape, const GraphOptions& options);
 
+// Tensors and ops are found by name (backends, verification, results): two blocks giving one
+// name would share a buffer or an op's row without any error. Throws if a tensor or an op name
+// is given twice; build_layer_graph calls it on every graph it returns.
+void check_unique_names(const LayerGraph& g);
+
 // Analytic FLOP conventions for the non-GEMM ops, per element processed (documented in
 // docs/method.md). exp, tanh, rsqrt and log count as one FLOP each.
 namespace flop_convention {

@@ -265,6 +265,7 @@ LayerGraph build_layer_graph(const LayerShape& s, const GraphOptions& o) {
 
   LayerGraph g = B.take();
   if (o.precision == Precision::fp8) lower_linear_gemms_to_fp8(g);
+  check_unique_names(g);
   return g;
 }
 

@@ -677,8 +677,6 @@ inline void moe_route_backward_row(const double* z, const int64_t* experts, cons
   std::vector<double> w(w_scaled, w_scaled + k), dw(dw_scaled, dw_scaled + k);
   for (int64_t j = 0; j < k; ++j) w[j] /= m.scale, dw[j] *= m.scale;
   const bool renorm = m.norm_topk && !(m.topk_first && !m.sigmoid);
-  // dp: the gradient of the k weights before renormalisation (w = p / sum p).
-  std::vector<double> dp(static_cast<size_t>(k));
   double dot = 0;
   for (int64_t j = 0; j < k; ++j) dot += dw[j] * w[j];
   double psum = 1;

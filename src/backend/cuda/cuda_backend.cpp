@@ -771,7 +771,6 @@ class CudaBackend final : public Backend {
     const GemmSpec& g = op.gemm;
     FLOPSCOPE_CHECK(g.repeat == 1 && (g.beta == 0 || g.beta == 1), op.name + ": grouped GEMMs take beta 0 or 1");
     const std::vector<float> counts = host_counts(g.group_counts, op.name);
-    FLOPSCOPE_CHECK(static_cast<int64_t>(counts.size()) == g.batch, op.name + ": the router's counts are not one an expert");
     const GemmSpec::Groups gr = g.groups(std::vector<double>(counts.begin(), counts.end()), op.name);
     const bool fp8 = op.precision == Precision::fp8;
     const cuda::LtTypes types = cuda::lt_types(op.precision);
