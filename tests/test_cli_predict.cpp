@@ -196,7 +196,7 @@ TEST(CliPredict, BadInputIsOneLineExitTwo) {
        "--moe-dispatcher: unknown 'deepep'"},
       {"all-to-all overlap without experts", {"predict", "--ep-comm-overlap", "on", "-o", o}, "not a mixture of experts"},
       {"unknown gpu", {"predict", "--gpu", "tpu", "-o", o}, "unknown GPU profile"},
-      {"fp8 on an A100", {"predict", "--precision", "fp8", "-o", o}, "no datasheet peak"},
+      {"fp8 on an A100", {"predict", "--precision", "fp8", "-o", o}, "no datasheet peak for it; pass --gpu h100-sxm or h200-sxm"},
       {"bad precision", {"predict", "--precision", "fp32", "-o", o}, "--precision"},
       {"system not JSON", {"predict", "--system", d / "bad.json", "-o", o}, "not valid JSON"},
       {"system out of range", {"predict", "--system", d / "wrong.json", "-o", o}, "gemm_efficiency"},

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "analytic/formulas.hpp"
+#include "cli_util.hpp"
 #include "job/job.hpp"
 #include "job/shell.hpp"
 #include "util/error.hpp"
@@ -379,6 +380,36 @@ TEST(JobNemo, ContextParallelismGoesToPredictAsItIs) {
   EXPECT_EQ(value(j, "cp").where, "line 6: model.context_parallel_size: 2");
   Job k = read_job(data("nemo-cp.yaml"), {});
   EXPECT_EQ(settle(k, {{"cp", {"--cp", "1"}}}, 8).layout.cp, 1);
+}
+
+// NeMo's attention kernel follows the implementation: with Megatron Core and Transformer Engine
+// it is TE's (model.attention_backend, auto by default: flash or cuDNN fused) whatever
+// use_flash_attention says; Megatron Core alone runs its unfused local attention; the legacy
+// model reads use_flash_attention.
+TEST(JobNemo, TheAttentionKernelFollowsTheImplementation) {
+  cli_test::TempDir dir;
+  auto attention = [&](const std::string& keys) {
+    const std::string path = dir / "nemo.yaml";
+    cli_test::spit(path, "trainer: {num_nodes: 1, devices: 8, precision: bf16-mixed}\n"
+                         "model:\n  micro_batch_size: 1\n  global_batch_size: 16\n  encoder_seq_length: 2048\n"
+                         "  num_layers: 4\n  hidden_size: 1024\n  ffn_hidden_size: 4096\n  num_attention_heads: 16\n"
+                         "  tokenizer: {library: megatron, type: GPT2BPETokenizer}\n" +
+                             keys);
+    Job j = read_job(path, {});
+    const Settled s = settle(j, {}, 8);
+    return std::make_pair(*s.layout.attention, value(j, "attention").where);
+  };
+  auto [te, te_where] = attention("  mcore_gpt: true\n  transformer_engine: true\n  use_flash_attention: false\n");
+  EXPECT_EQ(te, "flash");
+  EXPECT_TRUE(has(te_where, "attention_backend auto")) << te_where;
+  EXPECT_TRUE(has(te_where, "model.use_flash_attention: false does nothing")) << te_where;
+  EXPECT_EQ(attention("  mcore_gpt: true\n  transformer_engine: true\n  attention_backend: unfused\n").first, "unfused");
+  EXPECT_EQ(attention("  mcore_gpt: true\n  transformer_engine: true\n  attention_backend: fused\n").first, "flash");
+  auto [local, local_where] = attention("  mcore_gpt: true\n  use_flash_attention: true\n");
+  EXPECT_EQ(local, "unfused");
+  EXPECT_TRUE(has(local_where, "transformer_engine false")) << local_where;
+  EXPECT_EQ(attention("  use_flash_attention: true\n").first, "flash");
+  EXPECT_EQ(attention("  transformer_engine: true\n").first, "unfused");  // the legacy model: use_flash_attention false
 }
 
 TEST(JobNemo, MegatronBridgeRecipe) {

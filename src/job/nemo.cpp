@@ -599,18 +599,7 @@ class NemoReader {
     }
 
     // Attention kernel, optimizer, overlap.
-    const Resolved fa = value({bridge_ ? "model.attention_backend" : "model.use_flash_attention"}, "attention");
-    bool flash = false;
-    if (bridge_) {
-      flash = !fa.present || fa.null || fa.text == "flash" || fa.text == "fused" || fa.text == "auto" ||
-              fa.text == "AttnBackend.auto" || fa.text == "AttnBackend.flash" || fa.text == "AttnBackend.fused";
-    } else {
-      flash = boolean(fa).value_or(false);
-    }
-    j_.layout.attention = flash ? "flash" : "unfused";
-    j_.record("attention", *j_.layout.attention, fa.present ? From::file : From::framework_default,
-              fa.present ? where(fa)
-                         : fmt::format("{}: {}", dflt(), bridge_ ? "attention_backend auto (a fused kernel)" : "use_flash_attention false"));
+    read_attention();
     if (bridge_) {
       layout_bool({"optimizer.use_distributed_optimizer", "ddp.use_distributed_optimizer"}, &JobLayout::distributed_optimizer,
                   "distributed_optimizer", false);
@@ -644,6 +633,53 @@ class NemoReader {
     }
   }
 
+  // The attention kernel. Megatron-Bridge, and NeMo with Megatron Core and Transformer Engine
+  // (model.mcore_gpt and model.transformer_engine, both false by MegatronGPTModel's cfg.get):
+  // Transformer Engine's DotProductAttention under model.attention_backend (auto, the default,
+  // picks its flash or cuDNN fused kernel; megatron_base_model.py build_transformer_config), where
+  // model.use_flash_attention "does nothing" (megatron_gpt_config.yaml). Megatron Core without
+  // Transformer Engine: its local DotProductAttention, unfused. NeMo's legacy model (no
+  // mcore_gpt): model.use_flash_attention.
+  void read_attention() {
+    auto fused = [](const Resolved& r) {
+      return !r.present || r.null || r.text == "flash" || r.text == "fused" || r.text == "auto" ||
+             r.text == "AttnBackend.auto" || r.text == "AttnBackend.flash" || r.text == "AttnBackend.fused";
+    };
+    if (bridge_) {
+      const Resolved fa = value({"model.attention_backend"}, "attention");
+      j_.layout.attention = fused(fa) ? "flash" : "unfused";
+      j_.record("attention", *j_.layout.attention, fa.present ? From::file : From::framework_default,
+                fa.present ? where(fa) : fmt::format("{}: attention_backend auto (a fused kernel)", dflt()));
+      return;
+    }
+    const Resolved mc = value({"model.mcore_gpt"}, "attention"), te = value({"model.transformer_engine"}, "attention");
+    const bool mcore = boolean(mc).value_or(false), with_te = boolean(te).value_or(false);
+    auto said = [&](const Resolved& r, const char* key) {
+      return r.present ? where(r) : fmt::format("{}: {} false", dflt(), key);
+    };
+    if (mcore && with_te) {
+      const Resolved ab = value({"model.attention_backend"}, "attention");
+      const Resolved fa = value({"model.use_flash_attention"}, "");
+      j_.layout.attention = fused(ab) ? "flash" : "unfused";
+      std::string why = fmt::format("Transformer Engine's attention ({}; {}): {}", said(mc, "mcore_gpt"),
+                                    said(te, "transformer_engine"),
+                                    ab.present ? where(ab) : "attention_backend auto (a flash or cuDNN fused kernel)");
+      if (fa.present) why += fmt::format("; {} does nothing with Transformer Engine", where(fa));
+      j_.record("attention", *j_.layout.attention, ab.present ? From::file : From::framework_default, why);
+    } else if (mcore) {
+      value({"model.use_flash_attention"}, "");
+      j_.layout.attention = "unfused";
+      j_.record("attention", "unfused", From::file,
+                fmt::format("Megatron Core's local attention, unfused ({}; {})", said(mc, "mcore_gpt"),
+                            said(te, "transformer_engine")));
+    } else {
+      const Resolved fa = value({"model.use_flash_attention"}, "attention");
+      j_.layout.attention = boolean(fa).value_or(false) ? "flash" : "unfused";
+      j_.record("attention", *j_.layout.attention, fa.present ? From::file : From::framework_default,
+                fa.present ? where(fa) : fmt::format("{}: use_flash_attention false", dflt()));
+    }
+  }
+
   // Every leaf not read: ignored (whole sections collapsed), or a problem when its name says it
   // may change the cost.
   void list_the_rest() {
@@ -664,7 +700,7 @@ class NemoReader {
         {"trainer.val_check_interval", "evaluation"}, {"trainer.limit_val_batches", "evaluation"},
         {"trainer.limit_test_batches", "evaluation"}, {"trainer.accumulate_grad_batches", "NeMo sets it from the global batch"},
         {"trainer.gradient_clip_val", "gradient clipping"}, {"trainer.num_sanity_val_steps", "evaluation"}, {"trainer.benchmark", "cuDNN autotuning"},
-        {"model.mcore_gpt", "the implementation (Megatron Core)"}, {"model.init_method_std", "initialisation"},
+        {"model.init_method_std", "initialisation"},
         {"model.use_scaled_init_method", "initialisation"}, {"model.hidden_dropout", "dropout"},
         {"model.attention_dropout", "dropout"}, {"model.ffn_dropout", "dropout"},
         {"model.apply_query_key_layer_scaling", "numerics"}, {"model.layernorm_epsilon", "numerics"},
@@ -686,7 +722,7 @@ class NemoReader {
         {"model.gradient_as_bucket_view", "DDP memory layout"}, {"model.sync_batch_comm", "a communication detail"},
         {"model.defer_embedding_wgrad_compute", "scheduling of the embedding's weight gradient"},
         {"model.wgrad_deferral_limit", "scheduling of the embedding's weight gradient"},
-        {"model.deterministic_mode", "determinism"}, {"model.transformer_engine", "the implementation"},
+        {"model.deterministic_mode", "determinism"},
         {"model.use_emha", "off"},
         {"model.tp_comm_atomic_ag", "tensor-parallel communication detail"}, {"model.tp_comm_atomic_rs", "tensor-parallel communication detail"},
         {"model.overlap_p2p_comm", "pipeline send overlap (not modelled)"}, {"model.batch_p2p_comm", "pipeline send batching"},

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "graph/graph.hpp"
@@ -85,8 +86,14 @@ Prediction predict(const PredictInput& in) {
   p.layout = in.layout;
   const Layout& l = in.layout;
   const SystemProfile& s = in.system;
-  if (s.peak_tflops(l.precision) <= 0)
-    throw UsageError(fmt::format("--precision {}: {} has no datasheet peak for it", l.precision, s.title));
+  if (s.peak_tflops(l.precision) <= 0) {
+    std::vector<std::string> with;
+    for (const std::string& id : system_ids())
+      if (system_by_id(id).peak_tflops(l.precision) > 0) with.push_back(id);
+    throw UsageError(fmt::format("--precision {0}: {1} has no datasheet peak for it; pass --gpu {2} (the built-in "
+                                 "GPUs with a peak for it) or a --system file that gives one",
+                                 l.precision, s.title, fmt::join(with, " or ")));
+  }
   Network net{s, in.nccl};
   const int64_t node = s.gpus_per_node;
   const int64_t dp = l.dp(), m = l.micro_batches();
