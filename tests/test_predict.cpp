@@ -196,6 +196,11 @@ TEST(PredictCompute, QuantisationEfficiency) {
   EXPECT_LT(quantisation_efficiency(128 * 108 + 1, 256, 1, s), 0.51);
   // A 2048 x 9600 output: 16 x 38 tiles (or 8 x 75), 6 waves.
   EXPECT_NEAR(quantisation_efficiency(2048, 9600, 1, s), 2048.0 * 9600 / (6 * 108 * 128 * 256.0), 1e-12);
+  // A matrix-vector product (Qwen2-MoE's shared gate's wgrad: d x 1) runs no tiles: no quantisation;
+  // one column past kGemvWidth is tiled again.
+  EXPECT_DOUBLE_EQ(quantisation_efficiency(3584, 1, 1, s), 1.0);
+  EXPECT_DOUBLE_EQ(quantisation_efficiency(kGemvWidth, 4096, 1, s), 1.0);
+  EXPECT_NEAR(quantisation_efficiency(3584, kGemvWidth + 1, 1, s), 3584.0 * 9 / (108 * 128 * 256.0), 1e-12);
 }
 
 TEST(PredictCompute, OpsAreShardedAndSaySource) {

@@ -155,6 +155,11 @@ std::vector<double> torchtitan_op_sac(const LayerGraph& g, const ModelConfig& m,
 }
 
 double quantisation_efficiency(int64_t m, int64_t n, int64_t batch, const SystemProfile& s) {
+  // A matrix-vector product (an output of at most kGemvWidth columns or rows: Qwen2-MoE's shared
+  // gate, T x 1 x d, and its gradients) runs no tensor-core tiles (cuBLAS takes a GEMV or split-K
+  // kernel; assumed, not measured), so tiles do not quantise it; at these shapes it is memory
+  // bound (gemm_time).
+  if (std::min(m, n) <= kGemvWidth) return 1.0;
   // The tile in either orientation (tm x tn or tn x tm), whichever wastes less: cuBLAS's
   // heuristics choose among both.
   auto eff = [&](int64_t tm, int64_t tn) {

@@ -119,8 +119,9 @@ LayerCost layer_cost(const ModelConfig& m, const Layout& l, const SystemProfile&
 // all but the layer's recompute ops; the graph's fused QKV: the share of wk's width).
 std::vector<double> torchtitan_op_sac(const LayerGraph& g, const ModelConfig& m, bool flash);
 
-
-// GEMM efficiency from tile and wave quantisation alone (the factor e_q above), in (0, 1].
+// GEMM efficiency from tile and wave quantisation alone (the factor e_q above), in (0, 1]; 1 for
+// a matrix-vector product (m or n at most kGemvWidth), which runs no tiles.
+inline constexpr int64_t kGemvWidth = 8;
 double quantisation_efficiency(int64_t m, int64_t n, int64_t batch, const SystemProfile& s);
 
 // The routed experts' load on the busiest expert-parallel rank, x the balanced router's:
