@@ -13,9 +13,11 @@
 // Sums in the accumulator type (float; double for f64).
 //
 // Launch: the route kernels one thread per token (64 a block; the rule's scratch in local
-// memory, E <= 512, k <= 32); the slot scan one thread per expert (a sequential pass over the
+// memory, sized by a bound on E (with_expert_bound), E <= 512, k <= 32, n_group <= 64); the slot scan one thread per expert (a sequential pass over the
 // T k choices each: simple and deterministic, not tuned); the rest one thread per element,
 // 256 a block, grid-stride.
+#include <type_traits>
+
 #include "common.cuh"
 #include "moe.cuh"
 
@@ -29,13 +31,29 @@ constexpr int kRouteThreads = 64;
 
 int64_t route_blocks(int64_t rows) { return (rows + kRouteThreads - 1) / kRouteThreads; }
 
-template <typename T>
+// The route kernels' per-thread scratch is sized by a bound on the experts (MaxE, the least of
+// 8, 32, 128, 256, 512 that holds E): the driver reserves a kernel's local memory for every
+// thread the GPU can hold (2048 x 132 SMs on an H100 SXM). Stack frames (ptxas -v, sm_90, bf16,
+// forward / backward): 1104 / 1280 bytes for E <= 8 (Mixtral; 0.35 GB held), 3136 / 3968 for
+// E <= 128 (Qwen3, gpt-oss; 1.1 GB), 5312 / 7040 for E <= 256 (DeepSeek-V3; 1.9 GB), 9664 /
+// 13184 for E <= 512 (3.6 GB); with 512 for every E it was 13.7 / 17.3 KB (4.7 GB). The
+// preflight does not count it (not run on a GPU yet).
+template <typename F>
+cudaError_t with_expert_bound(int experts, F&& f) {
+  if (experts <= 8) return f(std::integral_constant<int, 8>{});
+  if (experts <= 32) return f(std::integral_constant<int, 32>{});
+  if (experts <= 128) return f(std::integral_constant<int, 128>{});
+  if (experts <= 256) return f(std::integral_constant<int, 256>{});
+  return f(std::integral_constant<int, kMoeMaxExperts>{});
+}
+
+template <typename T, int MaxE>
 __global__ void moe_route_fwd_kernel(const T* __restrict__ logits, float* __restrict__ experts, T* __restrict__ weights,
                                      int64_t rows, MoeRule m) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= rows) return;
-  double z[kMoeMaxExperts], s[kMoeMaxExperts], w[kMoeMaxTopK];
-  unsigned char allowed[kMoeMaxExperts];
+  double z[MaxE], s[MaxE], w[kMoeMaxTopK];
+  unsigned char allowed[MaxE];
   int ex[kMoeMaxTopK];
   for (int e = 0; e < m.experts; ++e) z[e] = static_cast<double>(to_acc(logits[t * m.experts + e]));
   moe_route_row(z, m, s, allowed, ex, w);
@@ -61,25 +79,22 @@ __global__ void moe_slots_kernel(const float* __restrict__ experts, float* __res
     if (static_cast<int>(experts[i]) == e) slots[i] = static_cast<float>(off++);
 }
 
-template <typename T>
+template <typename T, int MaxE>
 __global__ void moe_route_bwd_kernel(const T* __restrict__ logits, const float* __restrict__ experts,
                                      const T* __restrict__ weights, const T* __restrict__ dweights,
                                      const float* __restrict__ counts, T* __restrict__ dlogits, int64_t rows,
                                      MoeRule m) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= rows) return;
-  double z[kMoeMaxExperts], s[kMoeMaxExperts], dz[kMoeMaxExperts], c[kMoeMaxExperts], w[kMoeMaxTopK], dw[kMoeMaxTopK];
+  double z[MaxE], s[MaxE], dz[MaxE], w[kMoeMaxTopK], dw[kMoeMaxTopK];
   int ex[kMoeMaxTopK];
-  for (int e = 0; e < m.experts; ++e) {
-    z[e] = static_cast<double>(to_acc(logits[t * m.experts + e]));
-    c[e] = counts[e];
-  }
+  for (int e = 0; e < m.experts; ++e) z[e] = static_cast<double>(to_acc(logits[t * m.experts + e]));
   for (int j = 0; j < m.top_k; ++j) {
     ex[j] = static_cast<int>(experts[t * m.top_k + j]);
     w[j] = static_cast<double>(to_acc(weights[t * m.top_k + j]));
     dw[j] = static_cast<double>(to_acc(dweights[t * m.top_k + j]));
   }
-  moe_route_backward_row(z, ex, w, dw, c, rows, m, s, dz);
+  moe_route_backward_row(z, ex, w, dw, counts, rows, m, s, dz);
   for (int e = 0; e < m.experts; ++e) dlogits[t * m.experts + e] = from_acc<T>(static_cast<Acc<T>>(dz[e]));
 }
 
@@ -175,7 +190,8 @@ __global__ void moe_gate_bwd_logit_kernel(const T* __restrict__ dy, const T* __r
 }
 
 bool bad_rule(const MoeRule& m) {
-  return m.experts < 1 || m.experts > kMoeMaxExperts || m.top_k < 1 || m.top_k > kMoeMaxTopK || m.top_k > m.experts;
+  return m.experts < 1 || m.experts > kMoeMaxExperts || m.top_k < 1 || m.top_k > kMoeMaxTopK || m.top_k > m.experts ||
+         m.n_group < 0 || m.n_group > kMoeMaxGroups;
 }
 
 }  // namespace
@@ -187,9 +203,11 @@ cudaError_t moe_route_forward(DType t, const void* logits, float* experts, void*
   if (!logits || !experts || !weights || !slots || !counts) return cudaErrorInvalidValue;
   return dispatch(t, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    moe_route_fwd_kernel<T><<<route_blocks(rows), kRouteThreads, 0, stream>>>(
-        static_cast<const T*>(logits), experts, static_cast<T*>(weights), rows, m);
-    cudaError_t e = cudaGetLastError();
+    cudaError_t e = with_expert_bound(m.experts, [&](auto bound) {
+      moe_route_fwd_kernel<T, decltype(bound)::value><<<route_blocks(rows), kRouteThreads, 0, stream>>>(
+          static_cast<const T*>(logits), experts, static_cast<T*>(weights), rows, m);
+      return cudaGetLastError();
+    });
     if (e != cudaSuccess) return e;
     moe_slots_kernel<<<(m.experts + 127) / 128, 128, 0, stream>>>(experts, slots, counts, rows * m.top_k, m.experts);
     return cudaGetLastError();
@@ -204,10 +222,12 @@ cudaError_t moe_route_backward(DType t, const void* logits, const float* experts
   if (!logits || !experts || !weights || !dweights || !counts || !dlogits) return cudaErrorInvalidValue;
   return dispatch(t, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    moe_route_bwd_kernel<T><<<route_blocks(rows), kRouteThreads, 0, stream>>>(
-        static_cast<const T*>(logits), experts, static_cast<const T*>(weights), static_cast<const T*>(dweights), counts,
-        static_cast<T*>(dlogits), rows, m);
-    return cudaGetLastError();
+    return with_expert_bound(m.experts, [&](auto bound) {
+      moe_route_bwd_kernel<T, decltype(bound)::value><<<route_blocks(rows), kRouteThreads, 0, stream>>>(
+          static_cast<const T*>(logits), experts, static_cast<const T*>(weights), static_cast<const T*>(dweights),
+          counts, static_cast<T*>(dlogits), rows, m);
+      return cudaGetLastError();
+    });
   });
 }
 

@@ -14,6 +14,7 @@ namespace flopscope::kernels::detail {
 
 inline constexpr int kMoeMaxExperts = 512;
 inline constexpr int kMoeMaxTopK = 32;
+inline constexpr int kMoeMaxGroups = 64;  // DeepSeek's n_group (8 in V3)
 
 // The router's rule as plain values (graph.hpp, MoeSpec).
 struct MoeRule {
@@ -49,8 +50,8 @@ __host__ __device__ inline void moe_route_row(const double* z, const MoeRule& m,
   for (int e = 0; e < E; ++e) allowed[e] = 1;
   if (m.n_group > 0 && !m.topk_first) {
     const int per = E / m.n_group;
-    double score[kMoeMaxExperts];
-    unsigned char keep[kMoeMaxExperts];
+    double score[kMoeMaxGroups];
+    unsigned char keep[kMoeMaxGroups];
     for (int gi = 0; gi < m.n_group; ++gi) {
       double a = -HUGE_VAL, b = -HUGE_VAL;
       for (int e = gi * per; e < (gi + 1) * per; ++e) {
@@ -101,10 +102,11 @@ __host__ __device__ inline void moe_route_row(const double* z, const MoeRule& m,
 }
 
 // One token's logits' gradient dz (E) from its logits z, experts, weights w and their gradient
-// dw (k), and the counts (E) of all `rows` tokens (the aux loss); the weights before the scale
-// are w / scale, their gradient dw x scale. s: scratch of E.
+// dw (k), and the counts (E) of all `rows` tokens (the aux loss; read in place, float on the
+// device); the weights before the scale are w / scale, their gradient dw x scale. s: scratch of E.
+template <typename C>
 __host__ __device__ inline void moe_route_backward_row(const double* z, const int* experts, const double* w_scaled,
-                                                       const double* dw_scaled, const double* counts, int64_t rows,
+                                                       const double* dw_scaled, const C* counts, int64_t rows,
                                                        const MoeRule& m, double* s, double* dz) {
   const int E = m.experts, k = m.top_k;
   for (int e = 0; e < E; ++e) dz[e] = 0;
@@ -139,8 +141,8 @@ __host__ __device__ inline void moe_route_backward_row(const double* z, const in
     moe_softmax(z, E, s);
     const double R = static_cast<double>(rows), scale = m.aux_coef * E / (R * R);
     double gp = 0;
-    for (int e = 0; e < E; ++e) gp += scale * counts[e] * s[e];
-    for (int e = 0; e < E; ++e) dz[e] += s[e] * (scale * counts[e] - gp);
+    for (int e = 0; e < E; ++e) gp += scale * static_cast<double>(counts[e]) * s[e];
+    for (int e = 0; e < E; ++e) dz[e] += s[e] * (scale * static_cast<double>(counts[e]) - gp);
   }
 }
 

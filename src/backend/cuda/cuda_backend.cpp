@@ -175,6 +175,27 @@ class CudaBackend final : public Backend {
     FLOPSCOPE_CHECK(g.options.causal_block == 0,
                     "cuda backend: the attention products run as whole strided batches (causal block 0), not in row "
                     "blocks");
+    for (const auto& op : g.ops) {
+      // The kernels do not drop tokens (measure runs this backend dropless: drops_tokens()), and
+      // the route's backward takes the aux loss's counts from the kept ones, equal only then.
+      if (op.impl == OpImpl::moe_route_fwd || op.impl == OpImpl::moe_route_bwd) {
+        FLOPSCOPE_CHECK(op.moe.capacity <= 0, op.name + ": the cuda backend's router does not drop tokens (no capacity)");
+        // Slots and counts are whole numbers in float statistics: exact below 2^24.
+        if (static_cast<double>(op.rows) * static_cast<double>(op.moe.top_k) >= static_cast<double>(1 << 24))
+          throw UsageError(fmt::format("{}: {} tokens x top-{} routed rows reach 2^24, past what the cuda backend's "
+                                       "float slots hold exactly; measure fewer tokens (--batch, --seq)",
+                                       op.name, op.rows, op.moe.top_k));
+      }
+      // fp8 grouped wgrad: each expert's operands start at its first row of the K-major fp8
+      // copies (1 byte an element), any offset, where cuBLASLt's fp8 kernels want 16-byte aligned
+      // pointers (Transformer Engine pads each expert's rows to 16; the graph does not).
+      if (op.impl == OpImpl::gemm && op.gemm.grouped == Grouped::k_rows && op.precision == Precision::fp8)
+        throw UsageError(fmt::format("{}: fp8 with a mixture of experts on the cuda backend: the experts' weight "
+                                     "gradients would read fp8 operands at unaligned row offsets, which cuBLASLt does "
+                                     "not take (Transformer Engine pads each expert's rows to 16; flopscope does not "
+                                     "yet); measure it with --precision bf16 or --backend cpu",
+                                     op.name));
+    }
     release();
     graph_ = &g;
     for (const auto& t : g.tensors) {
