@@ -165,13 +165,14 @@ class CudaBackend final : public Backend {
   }
 
   void allocate(const LayerGraph& g) override {
-    // A mixture of experts' layer: the router's kernels (kernels/moe.cu) take at most 512 experts
-    // and top-32; the grouped expert GEMMs are planned when they run (run_grouped).
-    if (g.shape.moe() && (g.shape.n_experts > k::detail::kMoeMaxExperts || g.shape.top_k > k::detail::kMoeMaxTopK))
-      throw UsageError(fmt::format("the cuda backend's router kernels take at most {} experts and top-{}; this layer "
-                                   "has {} experts, top-{}: run it with --backend cpu",
-                                   k::detail::kMoeMaxExperts, k::detail::kMoeMaxTopK, g.shape.n_experts,
-                                   g.shape.top_k));
+    // A mixture of experts' layer: the router's kernels (kernels/moe.cu) take at most 512 experts,
+    // top-32 and 64 groups; the grouped expert GEMMs are planned when they run (run_grouped).
+    if (g.shape.moe() && (g.shape.n_experts > k::detail::kMoeMaxExperts || g.shape.top_k > k::detail::kMoeMaxTopK ||
+                          g.shape.router.n_group > k::detail::kMoeMaxGroups))
+      throw UsageError(fmt::format("the cuda backend's router kernels take at most {} experts, top-{} and {} expert "
+                                   "groups; this layer has {} experts, top-{}, {} groups: run it with --backend cpu",
+                                   k::detail::kMoeMaxExperts, k::detail::kMoeMaxTopK, k::detail::kMoeMaxGroups,
+                                   g.shape.n_experts, g.shape.top_k, g.shape.router.n_group));
     FLOPSCOPE_CHECK(g.options.causal_block == 0,
                     "cuda backend: the attention products run as whole strided batches (causal block 0), not in row "
                     "blocks");
